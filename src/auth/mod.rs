@@ -1,0 +1,439 @@
+//! The authentication layer: header -> key -> digest -> record -> [`Identity`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_api_key::{AuthLayer, Identity, MemoryKeyStore, NewKey};
+//! use tower_api_key::key::KeyFamily;
+//! use tower_api_key::scope::ForgScope;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = Arc::new(MemoryKeyStore::new());
+//! let issued = store
+//!     .issue(NewKey::new("org_1", "demo", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+//!     .unwrap();
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(store))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let who = req.extensions().get::<Identity>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(format!("hello {}", who.owner())))
+//!     }));
+//!
+//! let request = Request::get("/v1/rules")
+//!     .header("authorization", format!("Bearer {}", issued.key().expose_secret()))
+//!     .body(String::new())
+//!     .unwrap();
+//! let response = service.clone().oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let anonymous = Request::get("/v1/rules").body(String::new()).unwrap();
+//! assert_eq!(service.oneshot(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+//!
+//! # What the layer does
+//! 1. Takes the one key from the configured [`CredentialSources`] (400 when ambiguous).
+//! 2. Parses it against the accepted [`KeyFamilies`] (401 when malformed: nothing hashed).
+//! 3. Refuses a refused environment (403 `environment_not_allowed`: nothing hashed).
+//! 4. Hashes it with the store's [`KeyHasher`](crate::key::KeyHasher) and asks the store:
+//!    first [`KeyStore::lookup_now`], then [`KeyStore::lookup`] under a timeout (2 s by
+//!    default). A failure, timeout or panic of the store is a 503; the inner service is
+//!    not called.
+//! 5. Compares the record's digest in constant time and checks revocation, expiry and
+//!    environment (401, one body for all).
+//! 6. Marks the key headers sensitive (or strips them), puts the [`Identity`] and its
+//!    [`ScopeSet`](crate::scope::ScopeSet) in the request's extensions and calls the inner
+//!    service.
+//!
+//! The asynchronous lookup uses Tokio's timer: run it on a Tokio runtime with time enabled
+//! (axum, hyper-util and tonic do). Without one, lookups fail closed (503).
+
+mod future;
+mod identity;
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{HeaderMap, Request, Response};
+use subtle::{Choice, ConstantTimeEq};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use future::ResponseFuture;
+pub use identity::Identity;
+
+use crate::body::ResponseBody;
+use crate::clock::{Clock, SystemClock};
+use crate::credential::{CredentialError, CredentialSources};
+use crate::key::{Environment, KeyDigest, KeyFamilies};
+use crate::reject::{
+    respond, AuthRejection, DefaultRenderer, InvalidKeyReason, InvalidRequestReason,
+    RenderRejection,
+};
+use crate::store::{KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
+
+type Verdict<Sc> = Result<Identity<Sc>, AuthRejection>;
+type BoxLookup<Sc> = Pin<Box<dyn Future<Output = Verdict<Sc>> + Send>>;
+
+/// Authenticates every request by API key; see the [module docs](self).
+#[must_use]
+pub struct AuthLayer<St: KeyStore> {
+    config: Arc<Config<St>>,
+}
+
+impl<St: KeyStore> AuthLayer<St> {
+    /// Authenticates against `store` with the defaults: built-in families, both headers,
+    /// every environment, 2 s lookup timeout, `Retry-After: 5` on 503, headers marked
+    /// sensitive but kept, [`DefaultRenderer`].
+    pub fn new(store: Arc<St>) -> Self {
+        Self {
+            config: Arc::new(Config {
+                store,
+                families: KeyFamilies::default(),
+                sources: CredentialSources::default(),
+                only_environment: None,
+                lookup_timeout: Duration::from_secs(2),
+                retry_after_secs: 5,
+                strip_credentials: false,
+                renderer: Arc::new(DefaultRenderer),
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config<St> {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The key families accepted (default: `forg_live_`, `forg_test_`, `fos_`).
+    pub fn families(mut self, families: KeyFamilies) -> Self {
+        self.config().families = families;
+        self
+    }
+
+    /// Where keys are read from (default: `Authorization: Bearer` and `X-ForgeOS-API-Key`).
+    pub fn sources(mut self, sources: CredentialSources) -> Self {
+        self.config().sources = sources;
+        self
+    }
+
+    /// Accept keys of `environment` only; others get 403 `environment_not_allowed`
+    /// before anything is hashed.
+    pub fn only_environment(mut self, environment: Environment) -> Self {
+        self.config().only_environment = Some(environment);
+        self
+    }
+
+    /// How long an asynchronous store lookup may take before the request gets 503
+    /// (default 2 s).
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.config().lookup_timeout = timeout;
+        self
+    }
+
+    /// The `Retry-After` of 503 responses, rounded up to whole seconds, at least 1
+    /// (default 5 s).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.config().retry_after_secs = crate::whole_seconds_at_least_one(after);
+        self
+    }
+
+    /// Remove the key headers before the inner service sees the request (default: keep
+    /// them, marked sensitive).
+    pub fn strip_credentials(mut self, strip: bool) -> Self {
+        self.config().strip_credentials = strip;
+        self
+    }
+
+    /// How rejections are rendered (default: [`DefaultRenderer`]).
+    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
+        self.config().renderer = Arc::new(renderer);
+        self
+    }
+
+    /// The clock expiry and revocation are checked against (default: system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config().clock = Arc::new(clock);
+        self
+    }
+}
+
+impl<St: KeyStore> Clone for AuthLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<St: KeyStore> fmt::Debug for AuthLayer<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, St: KeyStore> Layer<S> for AuthLayer<St> {
+    type Service = AuthService<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the inner service.
+pub struct AuthService<S, St: KeyStore> {
+    inner: S,
+    config: Arc<Config<St>>,
+}
+
+impl<S: Clone, St: KeyStore> Clone for AuthService<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St: KeyStore> fmt::Debug for AuthService<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S, St>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    St: KeyStore,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, St, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let prepared = match config.prepare(request.headers()) {
+            Ok(prepared) => prepared,
+            Err(rejection) => {
+                return ResponseFuture::rejected(config.reject(rejection, request.headers()))
+            }
+        };
+        let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            config.store.lookup_now(&prepared.digest)
+        }))
+        .unwrap_or_else(|_| Some(Err(StoreError::bare(StoreErrorKind::Panicked))));
+
+        match answer {
+            Some(found) => match config.decide(found, &prepared) {
+                Ok(identity) => {
+                    config.admit(&mut request, identity);
+                    ResponseFuture::inner(self.inner.call(request))
+                }
+                Err(rejection) => {
+                    ResponseFuture::rejected(config.reject(rejection, request.headers()))
+                }
+            },
+            None => {
+                let lookup = Arc::clone(config).lookup(prepared);
+                // The ready service goes into the future; this one gets a fresh clone.
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                ResponseFuture::lookup(lookup, inner, request, Arc::clone(config))
+            }
+        }
+    }
+}
+
+/// What the layer needs after a lookup: the digest and the key's environment.
+struct Prepared {
+    digest: KeyDigest,
+    environment: Environment,
+}
+
+/// Compared against when the store knows no record, so an unknown key costs the same
+/// constant-time comparison as a known one.
+const NO_RECORD: KeyDigest = KeyDigest::from_bytes([0; 32]);
+
+pub(crate) struct Config<St: KeyStore> {
+    store: Arc<St>,
+    families: KeyFamilies,
+    sources: CredentialSources,
+    only_environment: Option<Environment>,
+    lookup_timeout: Duration,
+    retry_after_secs: u64,
+    strip_credentials: bool,
+    renderer: Arc<dyn RenderRejection>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<St: KeyStore> Clone for Config<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            families: self.families.clone(),
+            sources: self.sources.clone(),
+            only_environment: self.only_environment,
+            lookup_timeout: self.lookup_timeout,
+            retry_after_secs: self.retry_after_secs,
+            strip_credentials: self.strip_credentials,
+            renderer: Arc::clone(&self.renderer),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<St: KeyStore> fmt::Debug for Config<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("families", &self.families)
+            .field("sources", &self.sources)
+            .field("only_environment", &self.only_environment)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("retry_after_secs", &self.retry_after_secs)
+            .field("strip_credentials", &self.strip_credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: KeyStore> Config<St> {
+    /// Steps 1 to 4 up to the digest: everything that needs no store.
+    #[inline]
+    fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, AuthRejection> {
+        let credential = match self.sources.extract(headers) {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Err(AuthRejection::invalid_key(InvalidKeyReason::Missing, None)),
+            Err(CredentialError::RepeatedHeader(name)) => {
+                return Err(AuthRejection::InvalidRequest(
+                    InvalidRequestReason::RepeatedHeader(name),
+                ))
+            }
+            Err(CredentialError::Ambiguous) => {
+                return Err(AuthRejection::InvalidRequest(
+                    InvalidRequestReason::AmbiguousCredentials,
+                ))
+            }
+            Err(CredentialError::Malformed) => {
+                return Err(AuthRejection::invalid_key(
+                    InvalidKeyReason::Malformed,
+                    None,
+                ))
+            }
+        };
+        let key = self
+            .families
+            .parse(credential.expose_secret())
+            .map_err(|_| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
+        if self
+            .only_environment
+            .is_some_and(|only| only != key.environment())
+        {
+            return Err(AuthRejection::EnvironmentNotAllowed(key.environment()));
+        }
+        Ok(Prepared {
+            digest: self.store.hasher().digest(key.expose_secret()),
+            environment: key.environment(),
+        })
+    }
+
+    /// The asynchronous lookup, boxed, under the timeout, with panics caught.
+    fn lookup(self: Arc<Self>, prepared: Prepared) -> BoxLookup<St::Scope> {
+        Box::pin(async move {
+            let lookup =
+                tokio::time::timeout(self.lookup_timeout, self.store.lookup(&prepared.digest));
+            let found = match AssertUnwindSafe(lookup).catch_unwind().await {
+                Ok(Ok(found)) => found,
+                Ok(Err(_elapsed)) => Err(StoreError::bare(StoreErrorKind::Timeout)),
+                Err(_panic) => Err(StoreError::bare(StoreErrorKind::Panicked)),
+            };
+            self.decide(found, &prepared)
+        })
+    }
+
+    /// Step 5: the store's answer to an identity or a rejection.
+    #[inline]
+    fn decide(&self, found: LookupResult<St::Scope>, prepared: &Prepared) -> Verdict<St::Scope> {
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", error = %error, "key store lookup failed");
+                return Err(AuthRejection::unavailable(
+                    error.kind(),
+                    self.retry_after_secs,
+                ));
+            }
+        };
+        // One constant-time comparison whether or not a record came back: no early return.
+        let stored = found.as_deref().map_or(&NO_RECORD, |record| &record.digest);
+        let matches: bool =
+            (stored.ct_eq(&prepared.digest) & Choice::from(u8::from(found.is_some()))).into();
+        let record = match found {
+            Some(record) if matches => record,
+            Some(record) => {
+                return Err(AuthRejection::invalid_key(
+                    InvalidKeyReason::DigestMismatch,
+                    Some(record.id.clone()),
+                ))
+            }
+            None => return Err(AuthRejection::invalid_key(InvalidKeyReason::Unknown, None)),
+        };
+        // Only records with a deadline need the clock.
+        if record.has_deadline() {
+            let reason = match record.status_at(self.clock.now()) {
+                KeyStatus::Active => None,
+                KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),
+                KeyStatus::Expired => Some(InvalidKeyReason::Expired),
+            };
+            if let Some(reason) = reason {
+                return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+            }
+        }
+        if record.environment != prepared.environment {
+            return Err(AuthRejection::invalid_key(
+                InvalidKeyReason::EnvironmentMismatch,
+                Some(record.id.clone()),
+            ));
+        }
+        Ok(Identity::new(record))
+    }
+
+    /// Step 6: protect the key headers and attach the identity.
+    #[inline]
+    fn admit<B>(&self, request: &mut Request<B>, identity: Identity<St::Scope>) {
+        self.sources
+            .protect(request.headers_mut(), self.strip_credentials);
+        let extensions = request.extensions_mut();
+        extensions.insert(identity.scopes());
+        extensions.insert(identity);
+    }
+
+    fn reject(
+        &self,
+        rejection: AuthRejection,
+        request_headers: &HeaderMap,
+    ) -> Response<bytes::Bytes> {
+        respond(&*self.renderer, rejection, request_headers)
+    }
+}

@@ -1,0 +1,456 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use super::{GenerateError, MalformedKey, PlaintextKey};
+
+/// Which deployment a key belongs to. Carried by the key's family, so a test key can never
+/// be taken for a live one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Production data (`forg_live_`, `fos_`).
+    Live,
+    /// Sandbox data (`forg_test_`).
+    Test,
+}
+
+impl Environment {
+    /// `"live"` or `"test"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The characters a key's secret part (after the prefix) is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Alphabet {
+    /// `0-9a-f`. Upper-case hex is not accepted: keys are case-sensitive.
+    LowerHex,
+    /// `0-9A-Za-z`.
+    Base62,
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+impl Alphabet {
+    #[inline]
+    fn contains(self, byte: u8) -> bool {
+        match self {
+            Alphabet::LowerHex => matches!(byte, b'0'..=b'9' | b'a'..=b'f'),
+            Alphabet::Base62 => byte.is_ascii_alphanumeric(),
+        }
+    }
+
+    /// Entropy of one character, in thousandths of a bit (integer, so checks stay exact).
+    const fn millibits_per_char(self) -> usize {
+        match self {
+            Alphabet::LowerHex => 4000,
+            Alphabet::Base62 => 5954,
+        }
+    }
+
+    fn generate(self, len: usize, out: &mut String) -> Result<(), GenerateError> {
+        let mut buf = zeroize::Zeroizing::new([0u8; 64]);
+        let mut written = 0;
+        while written < len {
+            getrandom::fill(&mut buf[..]).map_err(GenerateError::new)?;
+            for &byte in buf.iter() {
+                if written == len {
+                    break;
+                }
+                match self {
+                    Alphabet::LowerHex => {
+                        // One random nibble per character: exactly 4 bits each.
+                        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0x0f)]));
+                        written += 1;
+                    }
+                    Alphabet::Base62 => {
+                        // Rejection sampling keeps the distribution uniform: 248 = 4 * 62.
+                        if byte < 248 {
+                            out.push(char::from(BASE62[usize::from(byte % 62)]));
+                            written += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A kind of key: its prefix, secret alphabet and length, and its [`Environment`].
+///
+/// The three families of the FORG and ForgeOS documents are built in
+/// ([`FORG_LIVE`](Self::FORG_LIVE), [`FORG_TEST`](Self::FORG_TEST), [`FOS`](Self::FOS)); a
+/// service registers its own with [`KeyFamily::builder`] and
+/// [`KeyFamilies::with`].
+///
+/// ```
+/// use tower_api_key::key::{Alphabet, Environment, KeyFamily};
+///
+/// let acme = KeyFamily::builder("acme_sk_", Environment::Live)
+///     .alphabet(Alphabet::Base62)
+///     .secret_len(32..=32)
+///     .build()
+///     .unwrap();
+/// let key = acme.generate().unwrap();
+/// assert!(key.expose_secret().starts_with("acme_sk_"));
+/// assert_eq!(key.expose_secret().len(), "acme_sk_".len() + 32);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyFamily {
+    prefix: Cow<'static, str>,
+    environment: Environment,
+    alphabet: Alphabet,
+    min_len: usize,
+    max_len: usize,
+    generated_len: usize,
+}
+
+impl KeyFamily {
+    /// FORG production keys: `forg_live_` + 32 lower-case hex (128 bits).
+    pub const FORG_LIVE: KeyFamily = KeyFamily::hex("forg_live_", Environment::Live, 32, 32, 32);
+    /// FORG sandbox keys: `forg_test_` + 32 lower-case hex (128 bits).
+    pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
+    /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
+    pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
+
+    const fn hex(
+        prefix: &'static str,
+        environment: Environment,
+        min_len: usize,
+        max_len: usize,
+        generated_len: usize,
+    ) -> Self {
+        KeyFamily {
+            prefix: Cow::Borrowed(prefix),
+            environment,
+            alphabet: Alphabet::LowerHex,
+            min_len,
+            max_len,
+            generated_len,
+        }
+    }
+
+    /// Starts a custom family with `prefix` and `environment`; the secret defaults to 32
+    /// lower-case hex characters.
+    pub fn builder(
+        prefix: impl Into<Cow<'static, str>>,
+        environment: Environment,
+    ) -> KeyFamilyBuilder {
+        KeyFamilyBuilder {
+            prefix: prefix.into(),
+            environment,
+            alphabet: Alphabet::LowerHex,
+            secret_len: 32..=32,
+            generated_len: None,
+        }
+    }
+
+    /// The literal prefix, e.g. `forg_live_`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The environment every key of this family belongs to.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// The alphabet of the secret part.
+    pub fn alphabet(&self) -> Alphabet {
+        self.alphabet
+    }
+
+    /// Accepted lengths of the secret part (after the prefix), in characters.
+    pub fn secret_len(&self) -> RangeInclusive<usize> {
+        self.min_len..=self.max_len
+    }
+
+    /// Length of the secret part of generated keys.
+    pub fn generated_len(&self) -> usize {
+        self.generated_len
+    }
+
+    /// Generates a new key of this family from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    /// When the operating system has no randomness to give (practically never after boot).
+    pub fn generate(&self) -> Result<PlaintextKey, GenerateError> {
+        // Exact capacity: the string never reallocates, so no unzeroized copy is left behind.
+        let mut key = String::with_capacity(self.prefix.len() + self.generated_len);
+        key.push_str(&self.prefix);
+        let mut key = zeroize::Zeroizing::new(key);
+        self.alphabet.generate(self.generated_len, &mut key)?;
+        Ok(PlaintextKey::new(key, self.prefix.len()))
+    }
+
+    /// Checks the part after the prefix. Every byte is looked at, in order; the first
+    /// failure ends the check (the input is the caller's own, so there is nothing to hide).
+    #[inline]
+    pub(crate) fn check_secret(&self, secret: &[u8]) -> Result<(), MalformedKey> {
+        if secret.len() < self.min_len || secret.len() > self.max_len {
+            return Err(MalformedKey::Length);
+        }
+        if secret.iter().all(|&b| self.alphabet.contains(b)) {
+            Ok(())
+        } else {
+            Err(MalformedKey::Character)
+        }
+    }
+
+    fn max_total_len(&self) -> usize {
+        self.prefix.len() + self.max_len
+    }
+}
+
+/// Builds a custom [`KeyFamily`]; see [`KeyFamily::builder`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct KeyFamilyBuilder {
+    prefix: Cow<'static, str>,
+    environment: Environment,
+    alphabet: Alphabet,
+    secret_len: RangeInclusive<usize>,
+    generated_len: Option<usize>,
+}
+
+impl KeyFamilyBuilder {
+    /// The alphabet of the secret part (default [`Alphabet::LowerHex`]).
+    pub fn alphabet(mut self, alphabet: Alphabet) -> Self {
+        self.alphabet = alphabet;
+        self
+    }
+
+    /// Accepted lengths of the secret part (default `32..=32`).
+    pub fn secret_len(mut self, len: RangeInclusive<usize>) -> Self {
+        self.secret_len = len;
+        self
+    }
+
+    /// Length of generated secrets (default: the upper end of [`secret_len`](Self::secret_len)).
+    pub fn generated_len(mut self, len: usize) -> Self {
+        self.generated_len = Some(len);
+        self
+    }
+
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`FamilyError`] when the prefix is empty, longer than 32 bytes or not made of
+    /// `A-Z a-z 0-9 _ - .`; when the length range is empty or above 512; when the
+    /// generated length is outside the accepted range; or when generated keys would carry
+    /// less than 128 bits of entropy.
+    pub fn build(self) -> Result<KeyFamily, FamilyError> {
+        let prefix_ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 32
+            && self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !prefix_ok {
+            return Err(FamilyError::Prefix);
+        }
+        let (min_len, max_len) = (*self.secret_len.start(), *self.secret_len.end());
+        if min_len == 0 || min_len > max_len || max_len > 512 {
+            return Err(FamilyError::Length);
+        }
+        let generated_len = self.generated_len.unwrap_or(max_len);
+        if !(min_len..=max_len).contains(&generated_len) {
+            return Err(FamilyError::GeneratedLength);
+        }
+        if generated_len * self.alphabet.millibits_per_char() < 128_000 {
+            return Err(FamilyError::WeakKeys);
+        }
+        Ok(KeyFamily {
+            prefix: self.prefix,
+            environment: self.environment,
+            alphabet: self.alphabet,
+            min_len,
+            max_len,
+            generated_len,
+        })
+    }
+}
+
+/// Why a [`KeyFamily`] or [`KeyFamilies`] configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FamilyError {
+    /// The prefix is empty, longer than 32 bytes, or has a character outside `A-Z a-z 0-9 _ - .`.
+    #[error("key prefix must be 1 to 32 characters of A-Z a-z 0-9 _ - .")]
+    Prefix,
+    /// The length range is empty, starts at 0 or ends above 512.
+    #[error("secret length range must be non-empty, start at 1 or more and end at 512 or less")]
+    Length,
+    /// The generated length is outside the accepted range.
+    #[error("generated secret length must be inside the accepted length range")]
+    GeneratedLength,
+    /// Generated keys would have less than 128 bits of entropy.
+    #[error("generated keys must carry at least 128 bits of entropy")]
+    WeakKeys,
+    /// One family's prefix starts with another's, so a key could belong to both.
+    #[error("key prefix `{0}` overlaps the prefix of another family")]
+    OverlappingPrefix(String),
+}
+
+/// The set of families a service accepts. Parsing picks the family by prefix.
+///
+/// The default is the three built-in families.
+///
+/// ```
+/// use tower_api_key::key::{Environment, KeyFamilies, KeyFamily};
+///
+/// let families = KeyFamilies::default();
+/// let key = families.parse("forg_test_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d").unwrap();
+/// assert_eq!(key.family(), &KeyFamily::FORG_TEST);
+/// assert_eq!(key.environment(), Environment::Test);
+///
+/// assert!(families.parse("forg_test_A3F9E2C1B84D7F6E0A2C1D8E9F0B3C4D").is_err());
+/// assert!(families.parse("sk_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFamilies {
+    families: Vec<KeyFamily>,
+    max_total_len: usize,
+}
+
+impl Default for KeyFamilies {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl KeyFamilies {
+    /// `forg_live_`, `forg_test_` and `fos_`.
+    pub fn builtin() -> Self {
+        let families = vec![KeyFamily::FORG_LIVE, KeyFamily::FORG_TEST, KeyFamily::FOS];
+        let max_total_len = families
+            .iter()
+            .map(KeyFamily::max_total_len)
+            .max()
+            .unwrap_or(0);
+        Self {
+            families,
+            max_total_len,
+        }
+    }
+
+    /// Exactly the given families (at least one).
+    ///
+    /// # Errors
+    /// [`FamilyError::OverlappingPrefix`] when one prefix starts with another, and
+    /// [`FamilyError::Prefix`] when `families` is empty.
+    pub fn only(families: impl IntoIterator<Item = KeyFamily>) -> Result<Self, FamilyError> {
+        let mut iter = families.into_iter();
+        let first = iter.next().ok_or(FamilyError::Prefix)?;
+        let mut set = Self {
+            max_total_len: first.max_total_len(),
+            families: vec![first],
+        };
+        for family in iter {
+            set = set.with(family)?;
+        }
+        Ok(set)
+    }
+
+    /// Adds a family.
+    ///
+    /// # Errors
+    /// [`FamilyError::OverlappingPrefix`] when its prefix starts with, or is the start of,
+    /// a prefix already in the set: a key could then belong to two families.
+    pub fn with(mut self, family: KeyFamily) -> Result<Self, FamilyError> {
+        let overlaps = self.families.iter().any(|f| {
+            f.prefix.starts_with(&*family.prefix) || family.prefix.starts_with(&*f.prefix)
+        });
+        if overlaps {
+            return Err(FamilyError::OverlappingPrefix(family.prefix.into_owned()));
+        }
+        self.max_total_len = self.max_total_len.max(family.max_total_len());
+        self.families.push(family);
+        Ok(self)
+    }
+
+    /// The families, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &KeyFamily> {
+        self.families.iter()
+    }
+
+    /// Parses a key: known prefix, accepted length, every character in the family's alphabet.
+    ///
+    /// Costs one pass over the key at most and allocates nothing; nothing is hashed.
+    ///
+    /// # Errors
+    /// [`MalformedKey`] says what is wrong without repeating the input.
+    #[inline]
+    pub fn parse<'k>(&'k self, key: &'k str) -> Result<ParsedKey<'k>, MalformedKey> {
+        if key.is_empty() {
+            return Err(MalformedKey::Empty);
+        }
+        if key.len() > self.max_total_len {
+            // Huge inputs are refused before anything looks at their content.
+            return Err(MalformedKey::Length);
+        }
+        let bytes = key.as_bytes();
+        let family = self
+            .families
+            .iter()
+            .find(|f| bytes.starts_with(f.prefix.as_bytes()))
+            .ok_or(MalformedKey::UnknownPrefix)?;
+        family.check_secret(&bytes[family.prefix.len()..])?;
+        Ok(ParsedKey { family, key })
+    }
+}
+
+/// A key that passed [`KeyFamilies::parse`]: borrowed, with its family.
+///
+/// `Debug` shows only the redacted form (prefix and last four characters).
+#[derive(Clone, Copy)]
+pub struct ParsedKey<'k> {
+    family: &'k KeyFamily,
+    key: &'k str,
+}
+
+impl<'k> ParsedKey<'k> {
+    /// The family the key belongs to.
+    pub fn family(&self) -> &'k KeyFamily {
+        self.family
+    }
+
+    /// The family's environment.
+    pub fn environment(&self) -> Environment {
+        self.family.environment
+    }
+
+    /// The whole key, prefix included. Handle with care: this is the secret.
+    pub fn expose_secret(&self) -> &'k str {
+        self.key
+    }
+
+    /// `prefix…last4`, safe to show.
+    pub fn redacted(&self) -> String {
+        super::redact(self.key, self.family.prefix.len())
+    }
+}
+
+impl fmt::Debug for ParsedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedKey")
+            .field("family", &self.family.prefix())
+            .field("key", &self.redacted())
+            .finish()
+    }
+}

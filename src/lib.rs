@@ -1,0 +1,95 @@
+//! API-key authentication, typed scopes and per-key rate limiting as [tower] middleware,
+//! for any axum, hyper or tonic service.
+//!
+//! - Keys: `forg_live_` / `forg_test_` + 32 hex, `fos_` + 32 to 128 hex, or your own
+//!   [`KeyFamily`](key::KeyFamily); read from `Authorization: Bearer` or
+//!   `X-ForgeOS-API-Key`.
+//! - Verification: SHA-256 digest, looked up in a pluggable async [`KeyStore`], compared in
+//!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
+//! - Identity: the caller's [`Identity`] and typed [`ScopeSet`](scope::ScopeSet) go into
+//!   request extensions; [`require`](require::require) checks scopes per route.
+//! - Lifecycle: [`MemoryKeyStore`] issues (plaintext shown once), rotates and revokes keys.
+//!
+//! # Quick start (axum)
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{routing::get, Router};
+//! use tower_api_key::{key::KeyFamily, require::require, scope::ForgScope};
+//! use tower_api_key::{AuthLayer, Identity, MemoryKeyStore, NewKey};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = Arc::new(MemoryKeyStore::new());
+//! let issued = store
+//!     .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+//!     .unwrap();
+//! println!("your key (shown once): {}", issued.key().expose_secret());
+//!
+//! let app = Router::new()
+//!     .route(
+//!         "/v1/sessions",
+//!         get(|who: Identity| async move { format!("sessions of {}", who.owner()) })
+//!             .route_layer(require(ForgScope::ReadSessions)),
+//!     )
+//!     .layer(AuthLayer::new(store));
+//! # use tower::ServiceExt;
+//! # let request = http::Request::get("/v1/sessions")
+//! #     .header("authorization", format!("Bearer {}", issued.key().expose_secret()))
+//! #     .body(axum::body::Body::empty())
+//! #     .unwrap();
+//! # assert_eq!(app.oneshot(request).await.unwrap().status(), 200);
+//! // axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | extractors for [`Identity`] and [`ScopeSet`](scope::ScopeSet) (and their `Option`s), `IntoResponse` for [`AuthRejection`](reject::AuthRejection) |
+//! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
+//!
+//! # Security notes
+//! - The plaintext of a key exists in [`PlaintextKey`](key::PlaintextKey) once, at issue;
+//!   it is redacted in `Debug`/`Display` and zeroized on drop. Stores keep digests only.
+//! - Malformed keys are refused before hashing; unknown, revoked, expired and malformed
+//!   keys get the same 401 body and headers. Which one it was is in the response's
+//!   extensions ([`AuthRejection`](reject::AuthRejection)) and in `tracing`, for the
+//!   server only.
+//! - A store that fails, times out or panics gives 503 with `Retry-After`: the request
+//!   never reaches the inner service and the client is never told its key is bad.
+//! - Key headers are marked sensitive before the inner service sees them, or stripped
+//!   ([`AuthLayer::strip_credentials`]).
+//!
+//! [tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod auth;
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod body;
+pub mod clock;
+pub mod credential;
+pub mod future;
+pub mod key;
+pub mod reject;
+pub mod require;
+pub mod scope;
+pub mod store;
+
+pub use auth::{AuthLayer, AuthService, Identity};
+pub use reject::AuthRejection;
+pub use require::{require, require_any};
+pub use scope::{ForgScope, Scope, ScopeSet};
+pub use store::{KeyRecord, KeyStore, MemoryKeyStore, NewKey};
+
+use std::time::Duration;
+
+/// `Retry-After` values: whole seconds, rounded up, never 0.
+pub(crate) fn whole_seconds_at_least_one(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}

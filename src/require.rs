@@ -1,0 +1,162 @@
+//! Per-route scope requirements: [`require`] (all of) and [`require_any`] (any of).
+//!
+//! The layer reads the [`ScopeSet`] that [`AuthLayer`](crate::AuthLayer) put in the
+//! request's extensions. A key lacking the scope gets 403 `insufficient_scope` with
+//! `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`; a route where the
+//! authentication layer did not run gets 500 (fail closed: a misconfigured route is never
+//! open). The inner service is called only when the requirement is met.
+//!
+//! ```
+//! use axum::{routing::{get, post}, Router};
+//! use tower_api_key::require::{require, require_any};
+//! use tower_api_key::scope::ForgScope;
+//!
+//! let routes: Router = Router::new()
+//!     .route("/v1/rules", post(|| async { "created" }).route_layer(require(ForgScope::WriteRules)))
+//!     .route(
+//!         "/v1/rules",
+//!         get(|| async { "rules" })
+//!             .route_layer(require_any([ForgScope::ReadRules, ForgScope::WriteRules])),
+//!     );
+//! // ... .layer(AuthLayer::new(store)) around it.
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use crate::future::ResponseFuture;
+
+use crate::body::ResponseBody;
+use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection};
+use crate::scope::{ForgScope, Scope, ScopeSet};
+
+/// Requires every scope of `scopes` (the vocabulary's admin scope satisfies all).
+/// An empty set requires only authentication.
+pub fn require<S: Scope>(scopes: impl Into<ScopeSet<S>>) -> RequireScopesLayer<S> {
+    RequireScopesLayer::new(scopes.into(), false)
+}
+
+/// Requires at least one scope of `scopes` (the vocabulary's admin scope satisfies all).
+///
+/// # Panics
+/// When `scopes` is empty: no key could ever pass, which is a configuration mistake.
+pub fn require_any<S: Scope>(scopes: impl Into<ScopeSet<S>>) -> RequireScopesLayer<S> {
+    let scopes = scopes.into();
+    assert!(!scopes.is_empty(), "require_any needs at least one scope");
+    RequireScopesLayer::new(scopes, true)
+}
+
+/// A scope requirement as a layer; made by [`require`] or [`require_any`].
+#[must_use]
+pub struct RequireScopesLayer<S: Scope = ForgScope> {
+    required: ScopeSet<S>,
+    any_of: bool,
+    renderer: Arc<dyn RenderRejection>,
+}
+
+impl<S: Scope> RequireScopesLayer<S> {
+    fn new(required: ScopeSet<S>, any_of: bool) -> Self {
+        Self {
+            required,
+            any_of,
+            renderer: Arc::new(DefaultRenderer),
+        }
+    }
+
+    /// How rejections are rendered (default: [`DefaultRenderer`]).
+    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
+        self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// The required scopes.
+    pub fn required(&self) -> ScopeSet<S> {
+        self.required
+    }
+
+    fn check(&self, granted: Option<&ScopeSet<S>>) -> Result<(), AuthRejection> {
+        let granted = granted.ok_or(AuthRejection::MissingLayer("AuthLayer"))?;
+        let satisfied = if self.any_of {
+            granted.contains_any(self.required)
+        } else {
+            granted.contains_all(self.required)
+        };
+        if satisfied {
+            Ok(())
+        } else {
+            Err(AuthRejection::insufficient_scope(
+                self.required.to_string(),
+                granted.missing(self.required).to_string(),
+                self.any_of,
+            ))
+        }
+    }
+}
+
+impl<S: Scope> Clone for RequireScopesLayer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            required: self.required,
+            any_of: self.any_of,
+            renderer: Arc::clone(&self.renderer),
+        }
+    }
+}
+
+impl<S: Scope> fmt::Debug for RequireScopesLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopesLayer")
+            .field("required", &self.required)
+            .field("any_of", &self.any_of)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Svc, S: Scope> Layer<Svc> for RequireScopesLayer<S> {
+    type Service = RequireScopes<Svc, S>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        RequireScopes {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`RequireScopesLayer`] wraps around the inner service.
+#[derive(Clone, Debug)]
+pub struct RequireScopes<Svc, S: Scope = ForgScope> {
+    inner: Svc,
+    layer: RequireScopesLayer<S>,
+}
+
+impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<Svc, S>
+where
+    Svc: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Scope,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Svc::Error;
+    type Future = ResponseFuture<Svc::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        match self.layer.check(request.extensions().get::<ScopeSet<S>>()) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(rejection) => ResponseFuture::rejected(respond(
+                &*self.layer.renderer,
+                rejection,
+                request.headers(),
+            )),
+        }
+    }
+}
