@@ -1,0 +1,207 @@
+//! A FORG-style API on the embedded in-memory key store.
+//!
+//! ```text
+//! cargo run --example quickstart               # listens on 127.0.0.1:8080
+//! cargo run --example quickstart -- --addr 127.0.0.1:3000
+//! ```
+//!
+//! At start it issues three keys (a live key with `read:sessions read:reports`, a test key
+//! with `admin`, a `fos_` key with `read:rules`) and prints them with curl lines to try.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_api_key::key::KeyFamily;
+use tower_api_key::store::{IssuedKey, KeyId, ManageError};
+use tower_api_key::{require, AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey};
+
+/// The organisation every demo key belongs to.
+pub const OWNER: &str = "org_acme";
+
+/// The three keys issued at start.
+pub struct DemoKeys {
+    pub live: IssuedKey,
+    pub test: IssuedKey,
+    pub fos: IssuedKey,
+}
+
+/// Issues the demo keys.
+pub fn issue_demo_keys(store: &MemoryKeyStore) -> Result<DemoKeys, ManageError> {
+    Ok(DemoKeys {
+        live: store.issue(
+            NewKey::new(OWNER, "production dashboard", &KeyFamily::FORG_LIVE)
+                .scopes([ForgScope::ReadSessions, ForgScope::ReadReports]),
+        )?,
+        test: store.issue(
+            NewKey::new(OWNER, "sandbox admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin),
+        )?,
+        fos: store.issue(
+            NewKey::new(OWNER, "mcp server", &KeyFamily::FOS).scopes(ForgScope::ReadRules),
+        )?,
+    })
+}
+
+/// The whole application: `/health` is public, everything under `/v1` needs a key.
+pub fn app(store: Arc<MemoryKeyStore>) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/sessions",
+            get(sessions.layer(require(ForgScope::ReadSessions))),
+        )
+        .route(
+            "/v1/rules",
+            get(list_rules.layer(require(ForgScope::ReadRules)))
+                .post(create_rule.layer(require(ForgScope::WriteRules))),
+        )
+        .route(
+            "/v1/reports",
+            get(reports.layer(require(ForgScope::ReadReports))),
+        )
+        .route(
+            "/v1/keys/{id}/revoke",
+            post(revoke_key.layer(require(ForgScope::Admin))),
+        )
+        .with_state(Arc::clone(&store))
+        .layer(AuthLayer::new(store));
+
+    Router::new().route("/health", get(health)).merge(api)
+}
+
+/// What every handler shows about its caller.
+fn caller(identity: &Identity) -> Value {
+    json!({
+        "key_id": identity.key_id().as_str(),
+        "environment": identity.environment(),
+        "scopes": identity.scopes(),
+    })
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn sessions(identity: Identity) -> Json<Value> {
+    Json(json!({
+        "data": [{ "id": "ses_1", "events": 42 }],
+        "caller": caller(&identity),
+    }))
+}
+
+async fn list_rules(identity: Identity) -> Json<Value> {
+    Json(json!({
+        "data": [{ "id": "rule_1", "budget_usd": 100 }],
+        "caller": caller(&identity),
+    }))
+}
+
+async fn create_rule(identity: Identity) -> (StatusCode, Json<Value>) {
+    let body = json!({ "data": { "id": "rule_2" }, "caller": caller(&identity) });
+    (StatusCode::CREATED, Json(body))
+}
+
+async fn reports(identity: Identity) -> Json<Value> {
+    Json(json!({
+        "data": { "cost_usd": 12.5 },
+        "caller": caller(&identity),
+    }))
+}
+
+/// Revokes a key of the caller's own organisation; effective on the next request.
+async fn revoke_key(
+    State(store): State<Arc<MemoryKeyStore>>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let not_found = || {
+        let body = json!({ "error": "Key not found", "code": "not_found", "status": 404 });
+        (StatusCode::NOT_FOUND, Json(body))
+    };
+    // Keys of other owners are reported as missing: no way to probe for them.
+    let Some(record) = id.parse::<KeyId>().ok().and_then(|id| store.get(&id)) else {
+        return not_found();
+    };
+    if record.owner != identity.owner() {
+        return not_found();
+    }
+    match store.revoke(&record.id) {
+        Ok(revoked) => (
+            StatusCode::OK,
+            Json(json!({ "revoked": revoked.id.as_str(), "caller": caller(&identity) })),
+        ),
+        Err(_) => not_found(),
+    }
+}
+
+fn listen_address() -> Result<SocketAddr, String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = std::env::var("ADDR").ok();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = Some(args.next().ok_or("--addr needs a value")?),
+            other => match other.strip_prefix("--addr=") {
+                Some(value) => addr = Some(value.to_owned()),
+                None => return Err(format!("unknown argument `{other}` (try --addr HOST:PORT)")),
+            },
+        }
+    }
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    addr.parse()
+        .map_err(|e| format!("invalid address `{addr}`: {e}"))
+}
+
+fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
+    let base = format!("http://{addr}");
+    let live = keys.live.key().expose_secret();
+    let test = keys.test.key().expose_secret();
+    let fos = keys.fos.key().expose_secret();
+    let live_id = &keys.live.record().id;
+    println!("tower-api-key quickstart listening on {base}\n");
+    println!("Keys, shown once (the store keeps only their SHA-256 digests):");
+    for (label, issued) in [
+        ("live", &keys.live),
+        ("test", &keys.test),
+        ("fos ", &keys.fos),
+    ] {
+        let record = issued.record();
+        println!(
+            "  {label}  {}\n        id {}  scopes: {}",
+            issued.key().expose_secret(),
+            record.id,
+            record.scopes
+        );
+    }
+    println!("\nTry:");
+    println!("  curl -i {base}/health");
+    println!("  curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'         # 200");
+    println!("  curl -i {base}/v1/rules -H 'X-ForgeOS-API-Key: {fos}'                # 200");
+    println!("  curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {live}'    # 403 insufficient_scope");
+    println!(
+        "  curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {test}'    # 201 (admin)"
+    );
+    println!("  curl -i {base}/v1/sessions                                             # 401");
+    println!("  curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'");
+    println!(
+        "  curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'         # 401 after revoke"
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = listen_address()?;
+    let store = Arc::new(MemoryKeyStore::new());
+    let keys = issue_demo_keys(&store)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    print_banner(listener.local_addr()?, &keys);
+    axum::serve(listener, app(store))
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+        })
+        .await?;
+    Ok(())
+}

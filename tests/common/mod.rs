@@ -1,0 +1,186 @@
+//! Shared test fixtures: a probe inner service that counts calls and keeps what it saw,
+//! scripted key stores, and helpers to send a request through a service.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_api_key::clock::ManualClock;
+use tower_api_key::key::{KeyDigest, KeyFamily, KeyHasher};
+use tower_api_key::store::{IssuedKey, KeyRecord, KeyStore, LookupResult, StoreError};
+use tower_api_key::{ForgScope, MemoryKeyStore, NewKey, ScopeSet};
+
+/// The inner service: answers 200 "inner", counts calls, keeps the last request's parts.
+#[derive(Clone, Default)]
+pub struct Probe {
+    calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Option<Parts>>>,
+}
+
+impl Probe {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn service<B: Send + 'static>(
+        &self,
+    ) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+           + Clone
+           + Send {
+        let probe = self.clone();
+        tower::service_fn(move |request: Request<B>| {
+            let probe = probe.clone();
+            async move {
+                probe.calls.fetch_add(1, Ordering::SeqCst);
+                let (parts, _) = request.into_parts();
+                *probe.seen.lock().unwrap() = Some(parts);
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+            }
+        })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Parts {
+        self.seen
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the inner service was not called")
+    }
+}
+
+/// What came back: status, headers, body, extensions.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub extensions: Extensions,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+pub async fn send<S, B, RB>(service: S, request: Request<B>) -> Answer
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: std::fmt::Debug,
+    RB: http_body::Body<Data = Bytes>,
+    RB::Error: std::fmt::Debug,
+{
+    let response = service.oneshot(request).await.expect("service error");
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+        extensions: parts.extensions,
+    }
+}
+
+pub fn bearer(key: &str) -> Request<String> {
+    Request::get("/v1/thing")
+        .header("authorization", format!("Bearer {key}"))
+        .body(String::new())
+        .unwrap()
+}
+
+pub fn start_time() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
+pub fn store_with_clock() -> (Arc<MemoryKeyStore>, ManualClock) {
+    let clock = ManualClock::new(start_time());
+    (
+        Arc::new(MemoryKeyStore::new().with_clock(clock.clone())),
+        clock,
+    )
+}
+
+pub fn issue(store: &MemoryKeyStore, family: &KeyFamily, scopes: impl Into<ScopeSet>) -> IssuedKey {
+    store
+        .issue(NewKey::new("org_1", "test key", family).scopes(scopes))
+        .expect("issue")
+}
+
+pub fn digest_of(key: &IssuedKey) -> KeyDigest {
+    KeyHasher::sha256().digest(key.key().expose_secret())
+}
+
+/// What a [`ScriptedStore`] does on lookup.
+#[derive(Clone)]
+pub enum Script {
+    /// Answer from the wrapped store, asynchronously (no `lookup_now`).
+    Delegate,
+    /// Answer after a delay.
+    Slow(Duration),
+    /// Fail with `StoreError::unavailable`.
+    Fail,
+    /// Never answer.
+    Hang,
+    /// Panic.
+    Panic,
+    /// Return this record whatever the digest.
+    Always(Arc<KeyRecord>),
+}
+
+/// A store that follows a script, switchable between requests, counting lookups.
+pub struct ScriptedStore {
+    pub inner: Arc<MemoryKeyStore>,
+    script: Mutex<Script>,
+    lookups: AtomicUsize,
+}
+
+impl ScriptedStore {
+    pub fn new(inner: Arc<MemoryKeyStore>, script: Script) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            script: Mutex::new(script),
+            lookups: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn set(&self, script: Script) {
+        *self.script.lock().unwrap() = script;
+    }
+
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl KeyStore for ScriptedStore {
+    type Scope = ForgScope;
+
+    async fn lookup(&self, digest: &KeyDigest) -> LookupResult<ForgScope> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let script = self.script.lock().unwrap().clone();
+        match script {
+            Script::Delegate => self.inner.lookup(digest).await,
+            Script::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                self.inner.lookup(digest).await
+            }
+            Script::Fail => Err(StoreError::unavailable("connection refused")),
+            Script::Hang => std::future::pending().await,
+            Script::Panic => panic!("scripted store panic"),
+            Script::Always(record) => Ok(Some(record)),
+        }
+    }
+}
