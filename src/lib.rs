@@ -6,7 +6,7 @@
 //!   `X-ForgeOS-API-Key`.
 //! - Verification: SHA-256 digest, looked up in a pluggable async [`KeyStore`], compared in
 //!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
-//! - Identity: the caller's [`Identity`] and typed [`ScopeSet`](scope::ScopeSet) go into
+//! - Identity: the caller's [`Identity`] and typed [`ScopeSet`] go into
 //!   request extensions; [`require`](require::require) checks scopes per route.
 //! - Lifecycle: [`MemoryKeyStore`] issues (plaintext shown once), rotates and revokes keys.
 //!
@@ -47,7 +47,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | extractors for [`Identity`] and [`ScopeSet`](scope::ScopeSet) (and their `Option`s), `IntoResponse` for [`AuthRejection`](reject::AuthRejection) |
+//! | `axum` | yes | extractors for [`Identity`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`] |
 //! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
 //!
 //! # Security notes
@@ -55,7 +55,7 @@
 //!   it is redacted in `Debug`/`Display` and zeroized on drop. Stores keep digests only.
 //! - Malformed keys are refused before hashing; unknown, revoked, expired and malformed
 //!   keys get the same 401 body and headers. Which one it was is in the response's
-//!   extensions ([`AuthRejection`](reject::AuthRejection)) and in `tracing`, for the
+//!   extensions ([`AuthRejection`]) and in `tracing`, for the
 //!   server only.
 //! - A store that fails, times out or panics gives 503 with `Retry-After`: the request
 //!   never reaches the inner service and the client is never told its key is bad.
@@ -93,3 +93,8 @@ pub(crate) fn whole_seconds_at_least_one(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
 }
+
+/// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

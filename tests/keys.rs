@@ -3,8 +3,7 @@
 use std::collections::HashSet;
 
 use tower_api_key::key::{
-    Alphabet, Environment, FamilyError, KeyDigest, KeyFamilies, KeyFamily, KeyHasher,
-    MalformedKey,
+    Alphabet, Environment, FamilyError, KeyDigest, KeyFamilies, KeyFamily, KeyHasher, MalformedKey,
 };
 
 const HEX32: &str = "a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
@@ -18,10 +17,15 @@ fn builtin_families_parse_their_documented_formats() {
     assert_eq!(parsed.family(), &KeyFamily::FORG_LIVE);
     assert_eq!(parsed.environment(), Environment::Live);
     assert_eq!(parsed.expose_secret(), live);
-    assert_eq!(families.parse(&test).unwrap().environment(), Environment::Test);
+    assert_eq!(
+        families.parse(&test).unwrap().environment(),
+        Environment::Test
+    );
     for len in [32, 33, 64, 127, 128] {
         let key = format!("fos_{}", "0".repeat(len));
-        let parsed = families.parse(&key).unwrap_or_else(|e| panic!("fos_ with {len}: {e}"));
+        let parsed = families
+            .parse(&key)
+            .unwrap_or_else(|e| panic!("fos_ with {len}: {e}"));
         assert_eq!(parsed.family(), &KeyFamily::FOS);
     }
 }
@@ -33,16 +37,31 @@ fn everything_else_is_rejected_with_a_reason() {
         (String::new(), MalformedKey::Empty),
         (format!("forg_live_{}", &HEX32[..31]), MalformedKey::Length),
         (format!("forg_live_{HEX32}0"), MalformedKey::Length),
-        (format!("forg_live_{}", HEX32.to_uppercase()), MalformedKey::Character),
+        (
+            format!("forg_live_{}", HEX32.to_uppercase()),
+            MalformedKey::Character,
+        ),
         (format!("FORG_LIVE_{HEX32}"), MalformedKey::UnknownPrefix),
         (format!("Forg_live_{HEX32}"), MalformedKey::UnknownPrefix),
         (format!("forg_prod_{HEX32}"), MalformedKey::UnknownPrefix),
         (format!("sk_live_{HEX32}"), MalformedKey::UnknownPrefix),
         (format!(" forg_live_{HEX32}"), MalformedKey::UnknownPrefix),
-        (format!("forg_live_{}", &HEX32[..31]) + " ", MalformedKey::Character),
-        (format!("forg_live_{}\n", &HEX32[..31]), MalformedKey::Character),
-        (format!("forg_live_{}é", &HEX32[..30]), MalformedKey::Character),
-        (format!("forg_live_{}g", &HEX32[..31]), MalformedKey::Character),
+        (
+            format!("forg_live_{}", &HEX32[..31]) + " ",
+            MalformedKey::Character,
+        ),
+        (
+            format!("forg_live_{}\n", &HEX32[..31]),
+            MalformedKey::Character,
+        ),
+        (
+            format!("forg_live_{}é", &HEX32[..30]),
+            MalformedKey::Character,
+        ),
+        (
+            format!("forg_live_{}g", &HEX32[..31]),
+            MalformedKey::Character,
+        ),
         (format!("forg_live_forg_live_{HEX32}"), MalformedKey::Length),
         (format!("fos_{}", "0".repeat(31)), MalformedKey::Length),
         (format!("fos_{}", "0".repeat(129)), MalformedKey::Length),
@@ -73,8 +92,14 @@ fn generated_keys_match_their_family_and_are_unique() {
             let key = family.generate().unwrap();
             let parsed = families.parse(key.expose_secret()).unwrap();
             assert_eq!(parsed.family(), &family);
-            assert_eq!(key.expose_secret().len(), family.prefix().len() + family.generated_len());
-            assert!(seen.insert(key.expose_secret().to_owned()), "duplicate key generated");
+            assert_eq!(
+                key.expose_secret().len(),
+                family.prefix().len() + family.generated_len()
+            );
+            assert!(
+                seen.insert(key.expose_secret().to_owned()),
+                "duplicate key generated"
+            );
         }
     }
     assert_eq!(KeyFamily::FORG_LIVE.generated_len(), 32); // 128 bits
@@ -100,7 +125,10 @@ fn plaintext_is_redacted_in_debug_and_display() {
     let secret = key.expose_secret();
     let last4 = &secret[secret.len() - 4..];
     assert_eq!(key.to_string(), format!("forg_live_…{last4}"));
-    assert_eq!(format!("{key:?}"), format!("PlaintextKey(\"forg_live_…{last4}\")"));
+    assert_eq!(
+        format!("{key:?}"),
+        format!("PlaintextKey(\"forg_live_…{last4}\")")
+    );
     let families = KeyFamilies::default();
     let parsed = families.parse(secret).unwrap();
     let debug = format!("{parsed:?}");
@@ -158,7 +186,10 @@ fn pepper_changes_digests_and_must_be_long_enough() {
     assert_ne!(a.digest(&key), b.digest(&key));
     assert_eq!(a.digest(&key), a.clone().digest(&key));
     assert!(a.is_peppered());
-    assert_eq!(format!("{a:?}"), r#"KeyHasher { algorithm: "HMAC-SHA-256 (pepper redacted)" }"#);
+    assert_eq!(
+        format!("{a:?}"),
+        r#"KeyHasher { algorithm: "HMAC-SHA-256 (pepper redacted)" }"#
+    );
 }
 
 #[test]
@@ -169,30 +200,58 @@ fn custom_family_builder_refuses_bad_configuration() {
             .secret_len(len)
             .build()
     };
-    assert_eq!(build("", Alphabet::LowerHex, 32..=32), Err(FamilyError::Prefix));
-    assert_eq!(build("has space_", Alphabet::LowerHex, 32..=32), Err(FamilyError::Prefix));
-    assert_eq!(build(&"p".repeat(33), Alphabet::LowerHex, 32..=32), Err(FamilyError::Prefix));
-    assert_eq!(build("ok_", Alphabet::LowerHex, 0..=32), Err(FamilyError::Length));
+    assert_eq!(
+        build("", Alphabet::LowerHex, 32..=32),
+        Err(FamilyError::Prefix)
+    );
+    assert_eq!(
+        build("has space_", Alphabet::LowerHex, 32..=32),
+        Err(FamilyError::Prefix)
+    );
+    assert_eq!(
+        build(&"p".repeat(33), Alphabet::LowerHex, 32..=32),
+        Err(FamilyError::Prefix)
+    );
+    assert_eq!(
+        build("ok_", Alphabet::LowerHex, 0..=32),
+        Err(FamilyError::Length)
+    );
     #[allow(clippy::reversed_empty_ranges)]
     let empty = 40..=32;
-    assert_eq!(build("ok_", Alphabet::LowerHex, empty), Err(FamilyError::Length));
-    assert_eq!(build("ok_", Alphabet::LowerHex, 16..=16), Err(FamilyError::WeakKeys));
-    assert_eq!(build("ok_", Alphabet::Base62, 21..=21), Err(FamilyError::WeakKeys));
+    assert_eq!(
+        build("ok_", Alphabet::LowerHex, empty),
+        Err(FamilyError::Length)
+    );
+    assert_eq!(
+        build("ok_", Alphabet::LowerHex, 16..=16),
+        Err(FamilyError::WeakKeys)
+    );
+    assert_eq!(
+        build("ok_", Alphabet::Base62, 21..=21),
+        Err(FamilyError::WeakKeys)
+    );
     assert!(build("ok_", Alphabet::Base62, 22..=22).is_ok());
     assert_eq!(
-        KeyFamily::builder("ok_", Environment::Live).secret_len(32..=64).generated_len(65).build(),
+        KeyFamily::builder("ok_", Environment::Live)
+            .secret_len(32..=64)
+            .generated_len(65)
+            .build(),
         Err(FamilyError::GeneratedLength)
     );
 }
 
 #[test]
 fn overlapping_prefixes_are_refused() {
-    let forg = KeyFamily::builder("forg_", Environment::Live).build().unwrap();
+    let forg = KeyFamily::builder("forg_", Environment::Live)
+        .build()
+        .unwrap();
     assert_eq!(
         KeyFamilies::default().with(forg),
         Err(FamilyError::OverlappingPrefix("forg_".to_owned()))
     );
-    let fos_x = KeyFamily::builder("fos_x_", Environment::Live).build().unwrap();
+    let fos_x = KeyFamily::builder("fos_x_", Environment::Live)
+        .build()
+        .unwrap();
     assert!(KeyFamilies::default().with(fos_x).is_err());
     let only = KeyFamilies::only([KeyFamily::FOS]).unwrap();
     assert!(only.parse(&format!("forg_live_{HEX32}")).is_err());
@@ -211,7 +270,12 @@ fn base62_family_round_trips() {
     for _ in 0..100 {
         let key = family.generate().unwrap();
         assert_eq!(key.expose_secret().len(), "acme_sk_".len() + 40);
-        assert_eq!(families.parse(key.expose_secret()).unwrap().family(), &family);
+        assert_eq!(
+            families.parse(key.expose_secret()).unwrap().family(),
+            &family
+        );
     }
-    assert!(families.parse(&format!("acme_sk_{}", "a-".repeat(20))).is_err());
+    assert!(families
+        .parse(&format!("acme_sk_{}", "a-".repeat(20)))
+        .is_err());
 }

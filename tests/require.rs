@@ -13,15 +13,19 @@ use tower_api_key::key::KeyFamily;
 use tower_api_key::reject::AuthRejection;
 use tower_api_key::{require, require_any, AuthLayer, ForgScope, Identity, ScopeSet};
 
-const WRITE_RULES_403: &str =
-    r#"{"error":"Insufficient scope: write:rules required","code":"insufficient_scope","status":403}"#;
+const WRITE_RULES_403: &str = r#"{"error":"Insufficient scope: write:rules required","code":"insufficient_scope","status":403}"#;
 
 #[tokio::test]
 async fn missing_scope_gets_the_documented_403_and_skips_the_inner_service() {
     let (store, _clock) = store_with_clock();
-    let reader = issue(&store, &KeyFamily::FORG_LIVE, [ForgScope::ReadRules, ForgScope::ReadSessions]);
+    let reader = issue(
+        &store,
+        &KeyFamily::FORG_LIVE,
+        [ForgScope::ReadRules, ForgScope::ReadSessions],
+    );
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(require(ForgScope::WriteRules).layer(probe.service::<String>()));
+    let service = AuthLayer::new(store)
+        .layer(require(ForgScope::WriteRules).layer(probe.service::<String>()));
 
     let answer = send(service, bearer(reader.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -38,14 +42,23 @@ async fn missing_scope_gets_the_documented_403_and_skips_the_inner_service() {
 async fn all_of_and_any_of_requirements() {
     let (store, _clock) = store_with_clock();
     let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    let writer = issue(&store, &KeyFamily::FORG_LIVE, [ForgScope::ReadRules, ForgScope::WriteRules]);
+    let writer = issue(
+        &store,
+        &KeyFamily::FORG_LIVE,
+        [ForgScope::ReadRules, ForgScope::WriteRules],
+    );
     let admin = issue(&store, &KeyFamily::FORG_TEST, ForgScope::Admin);
     let nothing = issue(&store, &KeyFamily::FOS, ScopeSet::empty());
     let probe = Probe::new();
     let auth = AuthLayer::new(Arc::clone(&store));
-    let all = auth.layer(require([ForgScope::ReadRules, ForgScope::WriteRules]).layer(probe.service::<String>()));
-    let any = auth.layer(require_any([ForgScope::ReadRules, ForgScope::WriteRules]).layer(probe.service::<String>()));
-    let authenticated = auth.layer(require(ScopeSet::<ForgScope>::empty()).layer(probe.service::<String>()));
+    let all = auth.layer(
+        require([ForgScope::ReadRules, ForgScope::WriteRules]).layer(probe.service::<String>()),
+    );
+    let any = auth.layer(
+        require_any([ForgScope::ReadRules, ForgScope::WriteRules]).layer(probe.service::<String>()),
+    );
+    let authenticated =
+        auth.layer(require(ScopeSet::<ForgScope>::empty()).layer(probe.service::<String>()));
 
     let answer = send(all.clone(), bearer(reader.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
@@ -55,17 +68,37 @@ async fn all_of_and_any_of_requirements() {
         Some(r#"Bearer error="insufficient_scope", scope="read:rules write:rules""#),
         "the challenge names the whole requirement"
     );
-    assert_eq!(send(all.clone(), bearer(writer.key().expose_secret())).await.status, StatusCode::OK);
-    assert_eq!(send(all.clone(), bearer(admin.key().expose_secret())).await.status, StatusCode::OK);
+    assert_eq!(
+        send(all.clone(), bearer(writer.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(all.clone(), bearer(admin.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
 
-    assert_eq!(send(any.clone(), bearer(reader.key().expose_secret())).await.status, StatusCode::OK);
+    assert_eq!(
+        send(any.clone(), bearer(reader.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let answer = send(any, bearer(nothing.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(
         answer.json()["error"],
         "Insufficient scope: one of read:rules write:rules required"
     );
-    assert_eq!(send(authenticated, bearer(nothing.key().expose_secret())).await.status, StatusCode::OK);
+    assert_eq!(
+        send(authenticated, bearer(nothing.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(probe.calls(), 4);
 }
 
@@ -93,7 +126,8 @@ async fn grpc_scope_failure_is_permission_denied() {
     let (store, _clock) = store_with_clock();
     let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(require(ForgScope::WriteRules).layer(probe.service::<String>()));
+    let service = AuthLayer::new(store)
+        .layer(require(ForgScope::WriteRules).layer(probe.service::<String>()));
     let request = Request::post("/rules.Rules/Create")
         .header("content-type", "application/grpc+proto")
         .header("x-forgeos-api-key", reader.key().expose_secret())
@@ -102,14 +136,21 @@ async fn grpc_scope_failure_is_permission_denied() {
     let answer = send(service, request).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("grpc-status"), Some("7"));
-    assert_eq!(answer.header("grpc-message"), Some("Insufficient scope: write:rules required"));
+    assert_eq!(
+        answer.header("grpc-message"),
+        Some("Insufficient scope: write:rules required")
+    );
     assert_eq!(probe.calls(), 0);
 }
 
 #[tokio::test]
 async fn axum_extractors_and_their_options() {
     let (store, _clock) = store_with_clock();
-    let issued = issue(&store, &KeyFamily::FORG_LIVE, [ForgScope::ReadSessions, ForgScope::ReadReports]);
+    let issued = issue(
+        &store,
+        &KeyFamily::FORG_LIVE,
+        [ForgScope::ReadSessions, ForgScope::ReadReports],
+    );
     let protected = axum::Router::new()
         .route(
             "/v1/me",
@@ -119,33 +160,55 @@ async fn axum_extractors_and_their_options() {
         )
         .route(
             "/v1/maybe",
-            get(|who: Option<Identity>, scopes: Option<ScopeSet>| async move {
-                format!("{} {}", who.is_some(), scopes.is_some())
-            }),
+            get(
+                |who: Option<Identity>, scopes: Option<ScopeSet>| async move {
+                    format!("{} {}", who.is_some(), scopes.is_some())
+                },
+            ),
         )
         .layer(AuthLayer::new(store));
     let public = axum::Router::new()
-        .route("/public/me", get(|who: Identity| async move { who.owner().to_owned() }))
-        .route("/public/scopes", get(|s: ScopeSet| async move { s.to_string() }))
+        .route(
+            "/public/me",
+            get(|who: Identity| async move { who.owner().to_owned() }),
+        )
+        .route(
+            "/public/scopes",
+            get(|s: ScopeSet| async move { s.to_string() }),
+        )
         .route(
             "/public/maybe",
-            get(|who: Option<Identity>, scopes: Option<ScopeSet>| async move {
-                format!("{} {}", who.is_some(), scopes.is_some())
-            }),
+            get(
+                |who: Option<Identity>, scopes: Option<ScopeSet>| async move {
+                    format!("{} {}", who.is_some(), scopes.is_some())
+                },
+            ),
         );
     let app = protected.merge(public);
     let with_key = |path: &str| {
         Request::get(path)
-            .header("authorization", format!("Bearer {}", issued.key().expose_secret()))
+            .header(
+                "authorization",
+                format!("Bearer {}", issued.key().expose_secret()),
+            )
             .body(axum::body::Body::empty())
             .unwrap()
     };
     let anonymous = |path: &str| Request::get(path).body(axum::body::Body::empty()).unwrap();
 
     let answer = send(app.clone(), with_key("/v1/me")).await;
-    assert_eq!(answer.body, format!("{} live read:sessions read:reports", issued.record().id));
-    assert_eq!(send(app.clone(), with_key("/v1/maybe")).await.body, "true true");
-    assert_eq!(send(app.clone(), anonymous("/public/maybe")).await.body, "false false");
+    assert_eq!(
+        answer.body,
+        format!("{} live read:sessions read:reports", issued.record().id)
+    );
+    assert_eq!(
+        send(app.clone(), with_key("/v1/maybe")).await.body,
+        "true true"
+    );
+    assert_eq!(
+        send(app.clone(), anonymous("/public/maybe")).await.body,
+        "false false"
+    );
 
     for path in ["/public/me", "/public/scopes"] {
         let answer = send(app.clone(), anonymous(path)).await;
@@ -164,11 +227,20 @@ async fn handlers_can_return_rejections() {
         "/v1/reviews",
         get(|| async { AuthRejection::SpendCapExceeded.into_response() }),
     );
-    let answer = send(app, Request::get("/v1/reviews").body(axum::body::Body::empty()).unwrap()).await;
+    let answer = send(
+        app,
+        Request::get("/v1/reviews")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(
         answer.body,
         r#"{"error":"AI spend cap exceeded","code":"spend_cap_exceeded","status":402}"#
     );
-    assert_eq!(answer.extensions.get::<AuthRejection>(), Some(&AuthRejection::SpendCapExceeded));
+    assert_eq!(
+        answer.extensions.get::<AuthRejection>(),
+        Some(&AuthRejection::SpendCapExceeded)
+    );
 }

@@ -11,7 +11,9 @@ use http::{Request, StatusCode};
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::scope::{Scope, UnknownScope};
-use tower_api_key::{require, require_any, AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey, ScopeSet};
+use tower_api_key::{
+    require, require_any, AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey, ScopeSet,
+};
 
 tower_api_key::scopes! {
     /// A document service's own vocabulary.
@@ -49,7 +51,10 @@ fn forg_vocabulary_is_the_documented_one() {
         ]
     );
     assert_eq!(ForgScope::ADMIN, Some(ForgScope::Admin));
-    assert_eq!("write:rules".parse::<ForgScope>(), Ok(ForgScope::WriteRules));
+    assert_eq!(
+        "write:rules".parse::<ForgScope>(),
+        Ok(ForgScope::WriteRules)
+    );
 }
 
 #[test]
@@ -62,9 +67,15 @@ fn scopes_are_additive_and_admin_satisfies_everything() {
     assert!(!granted.contains_all([ForgScope::ReadSessions, ForgScope::WriteRules]));
     assert!(granted.contains_any([ForgScope::WriteRules, ForgScope::ReadReports]));
     assert!(!granted.contains_any([ForgScope::WriteRules, ForgScope::Admin]));
-    assert!(!granted.contains_any(ScopeSet::empty()), "any of nothing is never satisfied");
+    assert!(
+        !granted.contains_any(ScopeSet::empty()),
+        "any of nothing is never satisfied"
+    );
     assert!(granted.contains_all(ScopeSet::empty()));
-    assert_eq!(granted.missing([ForgScope::ReadSessions, ForgScope::WriteRules]), ForgScope::WriteRules.into());
+    assert_eq!(
+        granted.missing([ForgScope::ReadSessions, ForgScope::WriteRules]),
+        ForgScope::WriteRules.into()
+    );
 
     let admin = ScopeSet::from(ForgScope::Admin);
     assert!(admin.is_admin());
@@ -78,7 +89,10 @@ fn scopes_are_additive_and_admin_satisfies_everything() {
     assert_eq!(admin.iter().collect::<Vec<_>>(), [ForgScope::Admin]);
 
     let flat = ScopeSet::<FlatScope>::from(FlatScope::A);
-    assert!(!flat.contains(FlatScope::B), "no admin scope in this vocabulary");
+    assert!(
+        !flat.contains(FlatScope::B),
+        "no admin scope in this vocabulary"
+    );
 }
 
 #[test]
@@ -87,7 +101,10 @@ fn set_operations() {
     set |= ForgScope::WriteRules;
     set.insert(ForgScope::ReadUsers);
     set.remove(ForgScope::ReadUsers);
-    assert_eq!(set, ScopeSet::from([ForgScope::ReadRules, ForgScope::WriteRules]));
+    assert_eq!(
+        set,
+        ScopeSet::from([ForgScope::ReadRules, ForgScope::WriteRules])
+    );
     assert_eq!(set.union(ForgScope::Admin.into()).len(), 3);
     let collected: ScopeSet = [ForgScope::ReadRules].into_iter().collect();
     assert_eq!(collected.len(), 1);
@@ -99,10 +116,17 @@ fn set_operations() {
 #[test]
 fn text_form_round_trips_and_names_unknown_scopes() {
     let set: ScopeSet = "write:rules  read:sessions\tadmin".parse().unwrap();
-    assert_eq!(set.to_string(), "read:sessions write:rules admin", "vocabulary order");
+    assert_eq!(
+        set.to_string(),
+        "read:sessions write:rules admin",
+        "vocabulary order"
+    );
     assert_eq!(set.to_string().parse::<ScopeSet>().unwrap(), set);
     assert_eq!("".parse::<ScopeSet>().unwrap(), ScopeSet::empty());
-    assert_eq!(format!("{set:?}"), r#"ScopeSet{"read:sessions", "write:rules", "admin"}"#);
+    assert_eq!(
+        format!("{set:?}"),
+        r#"ScopeSet{"read:sessions", "write:rules", "admin"}"#
+    );
 
     let error = "read:rules Write:Rules".parse::<ScopeSet>().unwrap_err();
     assert_eq!(error.to_string(), "unknown scope `Write:Rules`");
@@ -119,9 +143,15 @@ fn serde_form_is_a_list_of_names() {
     let json = serde_json::to_string(&set).unwrap();
     assert_eq!(json, r#"["read:rules","manage:webhooks"]"#);
     assert_eq!(serde_json::from_str::<ScopeSet>(&json).unwrap(), set);
-    assert_eq!(serde_json::from_str::<ScopeSet>(r#""read:rules manage:webhooks""#).unwrap(), set);
+    assert_eq!(
+        serde_json::from_str::<ScopeSet>(r#""read:rules manage:webhooks""#).unwrap(),
+        set
+    );
     let error = serde_json::from_str::<ScopeSet>(r#"["read:rules","root"]"#).unwrap_err();
-    assert!(error.to_string().contains("unknown scope `root`"), "{error}");
+    assert!(
+        error.to_string().contains("unknown scope `root`"),
+        "{error}"
+    );
     assert!(serde_json::from_str::<ScopeSet>("42").is_err());
 }
 
@@ -131,7 +161,10 @@ fn custom_vocabulary_has_the_same_semantics() {
     assert!(set.contains(DocScope::Share));
     assert!(!set.contains(DocScope::Write));
     assert!(ScopeSet::from(DocScope::Owner).contains_all(ScopeSet::<DocScope>::all()));
-    assert_eq!(serde_json::to_string(&set).unwrap(), r#"["docs:read","docs:share"]"#);
+    assert_eq!(
+        serde_json::to_string(&set).unwrap(),
+        r#"["docs:read","docs:share"]"#
+    );
     assert!("read:rules".parse::<ScopeSet<DocScope>>().is_err());
     assert_eq!(DocScope::Write.to_string(), "docs:write");
 }
@@ -149,9 +182,11 @@ async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
     let app = axum::Router::new()
         .route(
             "/docs",
-            get(|who: Identity<DocScope>, scopes: ScopeSet<DocScope>| async move {
-                format!("{} {}", who.name(), scopes)
-            })
+            get(
+                |who: Identity<DocScope>, scopes: ScopeSet<DocScope>| async move {
+                    format!("{} {}", who.name(), scopes)
+                },
+            )
             .route_layer(require(DocScope::Read)),
         )
         .route(
@@ -178,8 +213,14 @@ async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
         r#"{"error":"Insufficient scope: one of docs:write docs:share required","code":"insufficient_scope","status":403}"#
     );
 
-    assert_eq!(send(app.clone(), call("/docs/share", owner)).await.status, StatusCode::OK);
-    assert_eq!(send(app, call("/docs", owner)).await.body, "owner docs:owner");
+    assert_eq!(
+        send(app.clone(), call("/docs/share", owner)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(app, call("/docs", owner)).await.body,
+        "owner docs:owner"
+    );
 }
 
 #[tokio::test]
@@ -190,7 +231,8 @@ async fn requirement_of_another_vocabulary_sees_no_scopes() {
         .issue(NewKey::new("t", "k", &KeyFamily::FOS).scopes(DocScope::Owner))
         .unwrap();
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
+    let service =
+        AuthLayer::new(store).layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
     let request = Request::get("/")
         .header("x-forgeos-api-key", key.key().expose_secret())
         .body(String::new())

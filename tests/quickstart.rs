@@ -1,0 +1,148 @@
+//! The quickstart router on a real loopback socket, driven by a real HTTP client through
+//! the same calls the example prints.
+
+#[allow(dead_code)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tower_api_key::MemoryKeyStore;
+
+struct Server {
+    addr: SocketAddr,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        header: Option<(&str, String)>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn quickstart_serves_the_printed_curl_lines() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let keys = quickstart::issue_demo_keys(&store).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, quickstart::app(store)).await });
+    let s = Server {
+        addr,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
+    let live = || {
+        Some((
+            "authorization",
+            format!("Bearer {}", keys.live.key().expose_secret()),
+        ))
+    };
+    let test = || {
+        Some((
+            "authorization",
+            format!("Bearer {}", keys.test.key().expose_secret()),
+        ))
+    };
+    let fos = || {
+        Some((
+            "x-forgeos-api-key",
+            keys.fos.key().expose_secret().to_owned(),
+        ))
+    };
+
+    let (status, _, body) = s.call(Method::GET, "/health", None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+
+    let (status, _, body) = s.call(Method::GET, "/v1/sessions", live()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["caller"]["key_id"], keys.live.record().id.as_str());
+    assert_eq!(body["caller"]["environment"], "live");
+    assert_eq!(
+        body["caller"]["scopes"],
+        serde_json::json!(["read:sessions", "read:reports"])
+    );
+
+    let (status, _, body) = s.call(Method::GET, "/v1/rules", fos()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["caller"]["scopes"], serde_json::json!(["read:rules"]));
+
+    let (status, headers, body) = s.call(Method::POST, "/v1/rules", live()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "Insufficient scope: write:rules required");
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer error="insufficient_scope", scope="write:rules""#
+    );
+
+    let (status, _, body) = s.call(Method::POST, "/v1/rules", test()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["caller"]["environment"], "test");
+
+    let (status, _, body) = s.call(Method::GET, "/v1/reports", fos()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+
+    let (status, headers, body) = s.call(Method::GET, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "Invalid API key", "code": "invalid_api_key", "status": 401})
+    );
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+
+    // Only admin may revoke; the revocation holds from the next request on.
+    let revoke = format!("/v1/keys/{}/revoke", keys.live.record().id);
+    let (status, _, _) = s.call(Method::POST, &revoke, fos()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = s.call(Method::POST, &revoke, test()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["revoked"], keys.live.record().id.as_str());
+    let (status, _, _) = s.call(Method::GET, "/v1/sessions", live()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = s
+        .call(Method::POST, "/v1/keys/key_unknown/revoke", test())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    server.abort();
+}
