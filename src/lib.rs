@@ -75,6 +75,7 @@ pub mod clock;
 pub mod credential;
 pub mod future;
 pub mod key;
+pub mod rate_limit;
 pub mod reject;
 pub mod require;
 pub mod scope;

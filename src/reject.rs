@@ -54,6 +54,19 @@ pub enum InvalidRequestReason {
     RepeatedHeader(HeaderName),
     /// Keys were sent in more than one header.
     AmbiguousCredentials,
+    /// A trusted proxy's forwarded header does not hold an address where the client's
+    /// should be.
+    MalformedForwarded,
+}
+
+/// What was unavailable behind a 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The key store failed, timed out or panicked.
+    KeyStore(StoreErrorKind),
+    /// The rate-limit backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny)).
+    RateLimiter,
 }
 
 /// Which of the indistinguishable 401s this was. Known to the server only: the response
@@ -130,11 +143,11 @@ pub enum AuthRejection {
     },
     /// 500 `internal_error`: a layer or extractor ran without the authentication layer.
     MissingLayer(&'static str),
-    /// 503 `auth_unavailable`: the key store failed; the key may be fine.
+    /// 503 `auth_unavailable`: the key store (or rate limiter) failed; the key may be fine.
     #[non_exhaustive]
     Unavailable {
         /// What failed.
-        kind: StoreErrorKind,
+        cause: Unavailable,
         /// Whole seconds the client should wait.
         retry_after_secs: u64,
     },
@@ -166,9 +179,9 @@ impl AuthRejection {
     }
 
     /// 503 `auth_unavailable`, retry after `secs` (at least 1).
-    pub fn unavailable(kind: StoreErrorKind, secs: u64) -> Self {
+    pub fn unavailable(cause: Unavailable, secs: u64) -> Self {
         Self::Unavailable {
-            kind,
+            cause,
             retry_after_secs: secs.max(1),
         }
     }
@@ -205,6 +218,9 @@ impl AuthRejection {
     /// The human-readable message shown to the client. Never says which 401 it was.
     pub fn message(&self) -> Cow<'static, str> {
         match self {
+            Self::InvalidRequest(InvalidRequestReason::MalformedForwarded) => {
+                "Malformed forwarded header".into()
+            }
             Self::InvalidRequest(_) => {
                 "Ambiguous credentials: send exactly one API key, in one header".into()
             }
@@ -300,8 +316,8 @@ impl AuthRejection {
     pub(crate) fn trace(&self) {
         #[cfg(feature = "tracing")]
         match self {
-            Self::Unavailable { kind, .. } => {
-                tracing::warn!(target: "tower_api_key", code = self.code(), store_error = ?kind, "request rejected: key store failed");
+            Self::Unavailable { cause, .. } => {
+                tracing::warn!(target: "tower_api_key", code = self.code(), cause = ?cause, "request rejected: service unavailable");
             }
             Self::InvalidApiKey { reason, key_id } => {
                 tracing::debug!(target: "tower_api_key", code = self.code(), reason = reason.as_str(), key_id = key_id.as_ref().map(KeyId::as_str), "request rejected");

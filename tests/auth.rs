@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use tower::{Layer, Service};
 use tower_api_key::credential::{CredentialSources, X_FORGEOS_API_KEY};
 use tower_api_key::key::{Environment, KeyFamily, KeyHasher};
-use tower_api_key::reject::{AuthRejection, InvalidKeyReason};
+use tower_api_key::reject::{AuthRejection, InvalidKeyReason, Unavailable};
 use tower_api_key::store::{KeyRecord, KeyStore, StoreErrorKind};
 use tower_api_key::{AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey, ScopeSet};
 
@@ -392,7 +392,7 @@ async fn store_failure_gives_503_with_retry_after_and_skips_the_inner_service() 
     assert!(matches!(
         answer.extensions.get::<AuthRejection>(),
         Some(AuthRejection::Unavailable {
-            kind: StoreErrorKind::Unavailable,
+            cause: Unavailable::KeyStore(StoreErrorKind::Unavailable),
             ..
         })
     ));
@@ -429,7 +429,7 @@ async fn lookup_timeout_gives_503() {
     assert!(matches!(
         answer.extensions.get::<AuthRejection>(),
         Some(AuthRejection::Unavailable {
-            kind: StoreErrorKind::Timeout,
+            cause: Unavailable::KeyStore(StoreErrorKind::Timeout),
             ..
         })
     ));
@@ -469,7 +469,7 @@ async fn store_panic_fails_closed() {
     assert!(matches!(
         answer.extensions.get::<AuthRejection>(),
         Some(AuthRejection::Unavailable {
-            kind: StoreErrorKind::Panicked,
+            cause: Unavailable::KeyStore(StoreErrorKind::Panicked),
             ..
         })
     ));

@@ -56,6 +56,7 @@ mod identity;
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,7 +64,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::{HeaderMap, Request, Response};
+use http::{Extensions, HeaderMap, Request, Response};
 use subtle::{Choice, ConstantTimeEq};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -75,9 +76,11 @@ use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{CredentialError, CredentialSources};
 use crate::key::{Environment, KeyDigest, KeyFamilies};
+use crate::rate_limit::failures::FailureGate;
+use crate::rate_limit::FailureLimit;
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, InvalidKeyReason, InvalidRequestReason,
-    RenderRejection,
+    RenderRejection, Unavailable,
 };
 use crate::store::{KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
 
@@ -106,6 +109,7 @@ impl<St: KeyStore> AuthLayer<St> {
                 strip_credentials: false,
                 renderer: Arc::new(DefaultRenderer),
                 clock: Arc::new(SystemClock),
+                failures: None,
             }),
         }
     }
@@ -163,6 +167,18 @@ impl<St: KeyStore> AuthLayer<St> {
     /// The clock expiry and revocation are checked against (default: system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.config().clock = Arc::new(clock);
+        self
+    }
+
+    /// Limits failed authentications per client address: an address that has spent its
+    /// budget of refused keys gets 429 before its keys are parsed or the store is asked.
+    /// Store outages do not count as failures. Default: off.
+    pub fn limit_failures<C>(mut self, limit: FailureLimit<C>) -> Self
+    where
+        C: governor::clock::Clock + Clone + Send + Sync + 'static,
+        C::Instant: Send + Sync,
+    {
+        self.config().failures = Some(Arc::new(limit));
         self
     }
 }
@@ -234,7 +250,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let prepared = match config.prepare(request.headers()) {
+        let prepared = match config.prepare(request.headers(), request.extensions()) {
             Ok(prepared) => prepared,
             Err(rejection) => {
                 return ResponseFuture::rejected(config.reject(rejection, request.headers()))
@@ -266,10 +282,12 @@ where
     }
 }
 
-/// What the layer needs after a lookup: the digest and the key's environment.
+/// What the layer needs after a lookup: the digest, the key's environment, and the
+/// client's address when failures are limited.
 struct Prepared {
     digest: KeyDigest,
     environment: Environment,
+    client: Option<IpAddr>,
 }
 
 /// Compared against when the store knows no record, so an unknown key costs the same
@@ -286,6 +304,7 @@ pub(crate) struct Config<St: KeyStore> {
     strip_credentials: bool,
     renderer: Arc<dyn RenderRejection>,
     clock: Arc<dyn Clock>,
+    failures: Option<Arc<dyn FailureGate>>,
 }
 
 impl<St: KeyStore> Clone for Config<St> {
@@ -300,6 +319,7 @@ impl<St: KeyStore> Clone for Config<St> {
             strip_credentials: self.strip_credentials,
             renderer: Arc::clone(&self.renderer),
             clock: Arc::clone(&self.clock),
+            failures: self.failures.clone(),
         }
     }
 }
@@ -320,7 +340,24 @@ impl<St: KeyStore> fmt::Debug for Config<St> {
 impl<St: KeyStore> Config<St> {
     /// Steps 1 to 4 up to the digest: everything that needs no store.
     #[inline]
-    fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, AuthRejection> {
+    fn prepare(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<Prepared, AuthRejection> {
+        let client = match &self.failures {
+            Some(gate) => Some(gate.admit(headers, extensions)?),
+            None => None,
+        };
+        self.parse(headers, client)
+            .inspect_err(|rejection| self.note(client, rejection))
+    }
+
+    fn parse(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<Prepared, AuthRejection> {
         let credential = match self.sources.extract(headers) {
             Ok(Some(credential)) => credential,
             Ok(None) => return Err(AuthRejection::invalid_key(InvalidKeyReason::Missing, None)),
@@ -354,7 +391,18 @@ impl<St: KeyStore> Config<St> {
         Ok(Prepared {
             digest: self.store.hasher().digest(key.expose_secret()),
             environment: key.environment(),
+            client,
         })
+    }
+
+    /// Spends the client's failure budget on a refused key (not on a missing one).
+    fn note(&self, client: Option<IpAddr>, rejection: &AuthRejection) {
+        if let (Some(gate), Some(client)) = (&self.failures, client) {
+            if matches!(rejection, AuthRejection::InvalidApiKey { reason, .. } if *reason != InvalidKeyReason::Missing)
+            {
+                gate.record_failure(client);
+            }
+        }
     }
 
     /// The asynchronous lookup, boxed, under the timeout, with panics caught.
@@ -374,13 +422,19 @@ impl<St: KeyStore> Config<St> {
     /// Step 5: the store's answer to an identity or a rejection.
     #[inline]
     fn decide(&self, found: LookupResult<St::Scope>, prepared: &Prepared) -> Verdict<St::Scope> {
+        self.verify(found, prepared)
+            .inspect_err(|rejection| self.note(prepared.client, rejection))
+    }
+
+    #[inline]
+    fn verify(&self, found: LookupResult<St::Scope>, prepared: &Prepared) -> Verdict<St::Scope> {
         let found = match found {
             Ok(found) => found,
             Err(error) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(target: "tower_api_key", error = %error, "key store lookup failed");
                 return Err(AuthRejection::unavailable(
-                    error.kind(),
+                    Unavailable::KeyStore(error.kind()),
                     self.retry_after_secs,
                 ));
             }

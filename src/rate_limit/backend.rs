@@ -1,0 +1,144 @@
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::RateClass;
+use crate::store::{KeyId, RateLimit};
+
+/// What a request is limited by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKey<'a> {
+    /// The authenticated key's public id (never the secret).
+    ApiKey(&'a KeyId),
+    /// The client's address (IPv6 by /64).
+    ClientIp(IpAddr),
+}
+
+/// A backend's answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    allowed: bool,
+    quota: RateLimit,
+    remaining: u32,
+    reset_after: Duration,
+    retry_after: Duration,
+}
+
+impl Decision {
+    /// The request may go on; `remaining` more fit now, the quota is whole again in
+    /// `reset_after`.
+    pub fn allowed(quota: RateLimit, remaining: u32, reset_after: Duration) -> Self {
+        Self {
+            allowed: true,
+            quota,
+            remaining,
+            reset_after,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    /// The request is refused; one may succeed after `retry_after`.
+    pub fn limited(quota: RateLimit, retry_after: Duration, reset_after: Duration) -> Self {
+        Self {
+            allowed: false,
+            quota,
+            remaining: 0,
+            reset_after,
+            retry_after,
+        }
+    }
+
+    /// Whether the request may go on.
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The quota the decision was made under.
+    pub fn quota(&self) -> RateLimit {
+        self.quota
+    }
+
+    /// Requests that would still be allowed now.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    /// Time until the whole quota is available again.
+    pub fn reset_after(&self) -> Duration {
+        self.reset_after
+    }
+
+    /// Time until a request can succeed (zero when allowed).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+/// A rate-limit backend could not decide (e.g. its server is down).
+#[derive(Debug)]
+pub struct BackendError(Box<dyn StdError + Send + Sync>);
+
+impl BackendError {
+    /// Wraps the backend's own error.
+    pub fn new(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self(source.into())
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate-limit backend failed: {}", self.0)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Where rate-limit state lives: the seam between [`RateLimitLayer`](super::RateLimitLayer)
+/// and an engine. [`GovernorBackend`](super::GovernorBackend) keeps it in process; a
+/// shared backend (one decision for several service instances) implements the same trait.
+///
+/// A backend is a cheap handle (`Clone`, state behind an `Arc`).
+pub trait RateLimitBackend: Clone + Send + Sync + 'static {
+    /// The backend's per-class state, made once when a layer is built.
+    type Class: Clone + Send + Sync + 'static;
+
+    /// Prepares the state of `class`.
+    fn register(&self, class: &RateClass) -> Self::Class;
+
+    /// Counts one request of `key` under `quota` (the class default or the key's override)
+    /// and decides. Write it as `async fn`.
+    fn check(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+
+    /// The decision, when it can be made without waiting. `None` means "ask
+    /// [`check`](Self::check)". The default never answers.
+    fn check_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> Option<Result<Decision, BackendError>> {
+        let _ = (class, key, quota);
+        None
+    }
+
+    /// Drops state that no longer matters (idle keys). Backends that expire state by
+    /// themselves do nothing.
+    fn housekeeping(&self) {}
+
+    /// How many keys and addresses the backend holds state for, where it knows.
+    fn tracked(&self) -> usize {
+        0
+    }
+}

@@ -1,0 +1,215 @@
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap};
+use ipnet::IpNet;
+
+/// The address of the connection's peer, as a request extension.
+///
+/// axum's `ConnectInfo<SocketAddr>` is read as well (feature `axum`); with plain hyper,
+/// insert a `ClientAddr` per connection. For anything else, see
+/// [`ClientIp::peer_addr_from`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Which header a trusted proxy writes the client's address into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+type PeerResolver = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
+
+/// How the client's address is found: the connection's peer, or, only when that peer is a
+/// configured trusted proxy, the rightmost untrusted address of the forwarded header.
+///
+/// No forwarded header is trusted by default. IPv4-mapped IPv6 addresses count as IPv4.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use http::{Extensions, HeaderMap};
+/// use tower_api_key::rate_limit::{ClientAddr, ClientIp};
+///
+/// let client_ip = ClientIp::peer().trust_proxies(["10.0.0.0/8".parse().unwrap()]);
+/// let mut extensions = Extensions::new();
+/// extensions.insert(ClientAddr("10.1.2.3".parse().unwrap()));
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.9.9.9".parse().unwrap());
+///
+/// // 10.9.9.9 is a trusted proxy; 203.0.113.7 is the first address nobody vouches beyond.
+/// let ip = client_ip.resolve(&headers, &extensions).unwrap();
+/// assert_eq!(ip, "203.0.113.7".parse::<IpAddr>().unwrap());
+/// ```
+#[derive(Clone)]
+pub struct ClientIp {
+    trusted: Vec<IpNet>,
+    header: ForwardedHeader,
+    peer: Option<Arc<PeerResolver>>,
+}
+
+impl Default for ClientIp {
+    fn default() -> Self {
+        Self::peer()
+    }
+}
+
+/// No usable client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientIpError {
+    /// The request carries no peer address (no `ClientAddr`, no `ConnectInfo`).
+    #[error("the request carries no peer address")]
+    NoPeerAddress,
+    /// A trusted proxy sent a forwarded header whose client entry is not an address.
+    #[error("the forwarded header from a trusted proxy is malformed")]
+    MalformedForwarded,
+}
+
+impl ClientIp {
+    /// The connection's peer address; no proxy trusted.
+    pub fn peer() -> Self {
+        Self {
+            trusted: Vec::new(),
+            header: ForwardedHeader::default(),
+            peer: None,
+        }
+    }
+
+    /// Trusts these networks as proxies: their forwarded headers are read.
+    pub fn trust_proxies(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted.extend(networks);
+        self
+    }
+
+    /// Which forwarded header trusted proxies write (default `X-Forwarded-For`).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Reads the peer address with `resolve` instead of [`ClientAddr`] / `ConnectInfo`
+    /// (e.g. tonic's `TcpConnectInfo`).
+    pub fn peer_addr_from(
+        mut self,
+        resolve: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.peer = Some(Arc::new(resolve));
+        self
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    fn peer_addr(&self, extensions: &Extensions) -> Option<IpAddr> {
+        if let Some(resolve) = &self.peer {
+            return resolve(extensions);
+        }
+        if let Some(ClientAddr(ip)) = extensions.get::<ClientAddr>() {
+            return Some(*ip);
+        }
+        #[cfg(feature = "axum")]
+        if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+            return Some(info.0.ip());
+        }
+        None
+    }
+
+    /// The client's address.
+    ///
+    /// # Errors
+    /// [`ClientIpError`] when the request has no peer address, or a trusted proxy's header
+    /// is malformed where the client's entry should be.
+    pub fn resolve(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<IpAddr, ClientIpError> {
+        let peer = self
+            .peer_addr(extensions)
+            .ok_or(ClientIpError::NoPeerAddress)?
+            .to_canonical();
+        if !self.is_trusted(peer) {
+            return Ok(peer);
+        }
+        let name = match self.header {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        };
+        // Repeated header lines are one list, in order (RFC 9110 §5.3).
+        let mut entries: Vec<&str> = Vec::new();
+        for value in headers.get_all(name) {
+            let value = value
+                .to_str()
+                .map_err(|_| ClientIpError::MalformedForwarded)?;
+            entries.extend(value.split(',').map(str::trim).filter(|e| !e.is_empty()));
+        }
+        let mut leftmost = peer;
+        for entry in entries.iter().rev() {
+            let ip = match self.header {
+                ForwardedHeader::XForwardedFor => parse_node(entry),
+                ForwardedHeader::Forwarded => forwarded_for(entry).and_then(parse_node),
+            }
+            .ok_or(ClientIpError::MalformedForwarded)?
+            .to_canonical();
+            if !self.is_trusted(ip) {
+                return Ok(ip);
+            }
+            leftmost = ip;
+        }
+        // Every hop is trusted: the request started inside.
+        Ok(leftmost)
+    }
+}
+
+impl fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIp")
+            .field("trusted", &self.trusted)
+            .field("header", &self.header)
+            .field("custom_peer_resolver", &self.peer.is_some())
+            .finish()
+    }
+}
+
+/// The `for=` parameter of one RFC 7239 element.
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:80`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = node.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    node.strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// The limiter key of an address: IPv6 by /64, since one subscriber holds a whole /64.
+pub(crate) fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let masked = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(masked))
+        }
+        v4 => v4,
+    }
+}

@@ -1,0 +1,313 @@
+use std::fmt;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::housekeeping::{self, Schedule};
+use super::{KeyedBy, RateClass};
+use crate::store::{KeyId, RateLimit};
+
+pub(super) type Limiter<K, C> = RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>;
+
+/// The in-process backend: GCRA from [`governor`], one keyed limiter per class and quota.
+///
+/// - State exists only for keys that made a request: authenticated key ids, or client
+///   addresses for per-address classes. Invalid keys never create per-key state.
+/// - Idle state is evicted by housekeeping (governor's `retain_recent` then
+///   `shrink_to_fit`), run by the layer itself at most once per
+///   [`housekeeping_interval`](Self::housekeeping_interval) (default 60 s), on Tokio's
+///   blocking pool when a runtime is there, inline otherwise. Nothing to spawn.
+/// - Time comes from a governor clock: `FakeRelativeClock` in tests.
+pub struct GovernorBackend<C: Clock + Clone = DefaultClock> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Clock + Clone> Clone for GovernorBackend<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<C: Clock + Clone> {
+    clock: C,
+    start: C::Instant,
+    classes: Mutex<Vec<Arc<GovernorClass<C>>>>,
+    schedule: Schedule,
+}
+
+impl GovernorBackend<DefaultClock> {
+    /// A backend on governor's default (quanta) clock.
+    pub fn new() -> Self {
+        Self::with_clock(DefaultClock::default())
+    }
+}
+
+impl Default for GovernorBackend<DefaultClock> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock + Clone + Send + Sync + 'static> GovernorBackend<C>
+where
+    C::Instant: Send + Sync,
+{
+    /// A backend on `clock` (e.g. `governor::clock::FakeRelativeClock`).
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                start: clock.now(),
+                clock,
+                classes: Mutex::new(Vec::new()),
+                schedule: Schedule::new(),
+            }),
+        }
+    }
+
+    /// Runs housekeeping at most once per `interval` (default 60 s).
+    #[must_use]
+    pub fn housekeeping_interval(self, interval: Duration) -> Self {
+        self.shared.schedule.set_interval(interval);
+        self
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.shared.clock
+    }
+
+    fn classes(&self) -> Vec<Arc<GovernorClass<C>>> {
+        self.shared
+            .classes
+            .lock()
+            .map(|classes| classes.clone())
+            .unwrap_or_default()
+    }
+
+    fn maybe_sweep(&self) {
+        let shared = &self.shared;
+        let now = shared.clock.now().duration_since(shared.start).as_u64();
+        if shared.schedule.claim(now) {
+            let backend = self.clone();
+            housekeeping::run(move || backend.sweep());
+        }
+    }
+
+    fn sweep(&self) {
+        for class in self.classes() {
+            class.sweep();
+        }
+    }
+}
+
+impl<C> fmt::Debug for GovernorBackend<C>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GovernorBackend")
+            .field("classes", &self.classes().len())
+            .field("tracked", &self.tracked())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The governor state of one class.
+pub struct GovernorClass<C: Clock + Clone> {
+    name: String,
+    quota: RateLimit,
+    limiters: ClassLimiters<C>,
+}
+
+enum ClassLimiters<C: Clock + Clone> {
+    ApiKey(Limiters<KeyId, C>),
+    ClientIp(Limiters<IpAddr, C>),
+}
+
+/// The class default's limiter, plus one per distinct override quota.
+struct Limiters<K: Hash + Eq + Clone, C: Clock + Clone> {
+    clock: C,
+    default: Limiter<K, C>,
+    overrides: DashMap<RateLimit, Limiter<K, C>>,
+}
+
+fn governor_quota(limit: RateLimit) -> Quota {
+    let requests: NonZeroU32 = limit.requests();
+    // window / requests is never zero: the window is at least 1 s and requests < 2^32.
+    let period = limit.window() / requests.get();
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(requests))
+        .allow_burst(requests)
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiters<K, C> {
+    fn new(quota: RateLimit, clock: &C) -> Self {
+        Self {
+            clock: clock.clone(),
+            default: limiter(quota, clock),
+            overrides: DashMap::new(),
+        }
+    }
+
+    fn check(&self, key: &K, default: RateLimit, quota: RateLimit) -> Decision {
+        if quota == default {
+            decide(&self.default, key, quota, &self.clock)
+        } else {
+            let limiter = self
+                .overrides
+                .entry(quota)
+                .or_insert_with(|| limiter(quota, &self.clock));
+            decide(&limiter, key, quota, &self.clock)
+        }
+    }
+
+    fn sweep(&self) {
+        self.default.retain_recent();
+        self.default.shrink_to_fit();
+        for limiter in self.overrides.iter() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.overrides.retain(|_, limiter| !limiter.is_empty());
+    }
+
+    fn len(&self) -> usize {
+        self.default.len() + self.overrides.iter().map(|l| l.len()).sum::<usize>()
+    }
+}
+
+pub(super) fn limiter<K: Hash + Eq + Clone, C: Clock + Clone>(
+    quota: RateLimit,
+    clock: &C,
+) -> Limiter<K, C> {
+    RateLimiter::<K, _, C, StateInformationMiddleware>::new(
+        governor_quota(quota),
+        DashMapStateStore::default(),
+        clock.clone(),
+    )
+}
+
+pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
+    limiter: &Limiter<K, C>,
+    key: &K,
+    quota: RateLimit,
+    clock: &C,
+) -> Decision {
+    let per_request = limiter_period(quota);
+    match limiter.check_key(key) {
+        Ok(state) => {
+            let remaining = state.remaining_burst_capacity();
+            let used = quota.requests().get().saturating_sub(remaining);
+            Decision::allowed(quota, remaining, per_request * used)
+        }
+        Err(not_until) => {
+            let retry_after: Duration = not_until.wait_time_from(clock.now());
+            let reset = retry_after + per_request * quota.requests().get().saturating_sub(1);
+            Decision::limited(quota, retry_after, reset)
+        }
+    }
+}
+
+fn limiter_period(quota: RateLimit) -> Duration {
+    quota.window() / quota.requests().get()
+}
+
+impl<C: Clock + Clone> GovernorClass<C> {
+    fn sweep(&self) {
+        match &self.limiters {
+            ClassLimiters::ApiKey(l) => l.sweep(),
+            ClassLimiters::ClientIp(l) => l.sweep(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.limiters {
+            ClassLimiters::ApiKey(l) => l.len(),
+            ClassLimiters::ClientIp(l) => l.len(),
+        }
+    }
+}
+
+impl<C: Clock + Clone> fmt::Debug for GovernorClass<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GovernorClass")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .field("tracked", &self.len())
+            .finish()
+    }
+}
+
+impl<C> RateLimitBackend for GovernorBackend<C>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    type Class = Arc<GovernorClass<C>>;
+
+    fn register(&self, class: &RateClass) -> Self::Class {
+        let limiters = match class.keyed_by() {
+            KeyedBy::ApiKey => ClassLimiters::ApiKey(Limiters::new(class.quota(), self.clock())),
+            KeyedBy::ClientIp => {
+                ClassLimiters::ClientIp(Limiters::new(class.quota(), self.clock()))
+            }
+        };
+        let state = Arc::new(GovernorClass {
+            name: class.name().to_owned(),
+            quota: class.quota(),
+            limiters,
+        });
+        if let Ok(mut classes) = self.shared.classes.lock() {
+            classes.push(Arc::clone(&state));
+        }
+        state
+    }
+
+    async fn check(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> Result<Decision, BackendError> {
+        self.check_now(class, key, quota)
+            .unwrap_or_else(|| Err(BackendError::new("key kind does not match the class")))
+    }
+
+    #[inline]
+    fn check_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> Option<Result<Decision, BackendError>> {
+        self.maybe_sweep();
+        let decision = match (&class.limiters, key) {
+            (ClassLimiters::ApiKey(l), LimitKey::ApiKey(id)) => l.check(id, class.quota, quota),
+            (ClassLimiters::ClientIp(l), LimitKey::ClientIp(ip)) => {
+                l.check(&ip, class.quota, quota)
+            }
+            _ => return Some(Err(BackendError::new("key kind does not match the class"))),
+        };
+        Some(Ok(decision))
+    }
+
+    fn housekeeping(&self) {
+        self.sweep();
+    }
+
+    fn tracked(&self) -> usize {
+        self.classes().iter().map(|c| c.len()).sum()
+    }
+}

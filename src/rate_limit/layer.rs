@@ -1,0 +1,562 @@
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::client_ip::{limiter_key, ClientIp, ClientIpError};
+use super::gcra::GovernorBackend;
+use super::{KeyedBy, RateClass};
+use crate::body::ResponseBody;
+use crate::reject::{
+    respond, AuthRejection, DefaultRenderer, InvalidRequestReason, RenderRejection, Unavailable,
+};
+use crate::scope::{ForgScope, Scope};
+use crate::store::{KeyId, RateLimit};
+use crate::Identity;
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What to do when the backend cannot decide (its server is down or slow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnBackendError {
+    /// Let the request through and emit a warning event: an outage of the limiter does not
+    /// become an outage of the API. The default, as in mainstream gateways (Envoy's
+    /// `failure_mode_deny: false`, Kong's `fault_tolerant: true`).
+    #[default]
+    Allow,
+    /// Answer 503 `auth_unavailable` with `Retry-After`.
+    Deny,
+}
+
+/// Shared rate-limit configuration: one backend, the client-address rules, and how
+/// responses look. Make one per application and a [`layer`](Self::layer) per class.
+#[derive(Clone)]
+pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
+    backend: B,
+    client_ip: ClientIp,
+    headers: bool,
+    backend_timeout: Duration,
+    on_backend_error: OnBackendError,
+    renderer: Arc<dyn RenderRejection>,
+}
+
+impl RateLimits<GovernorBackend> {
+    /// In-process limits on governor's default clock.
+    pub fn new() -> Self {
+        Self::with_backend(GovernorBackend::new())
+    }
+}
+
+impl Default for RateLimits<GovernorBackend> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: RateLimitBackend> RateLimits<B> {
+    /// Limits kept by `backend`.
+    pub fn with_backend(backend: B) -> Self {
+        Self {
+            backend,
+            client_ip: ClientIp::default(),
+            headers: true,
+            backend_timeout: Duration::from_secs(1),
+            on_backend_error: OnBackendError::default(),
+            renderer: Arc::new(DefaultRenderer),
+        }
+    }
+
+    /// How per-address classes find the client's address (default: the peer, no proxy
+    /// trusted).
+    #[must_use]
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+
+    /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default: yes).
+    #[must_use]
+    pub fn headers(mut self, enabled: bool) -> Self {
+        self.headers = enabled;
+        self
+    }
+
+    /// How long an asynchronous backend may take before it counts as failed (default 1 s).
+    #[must_use]
+    pub fn backend_timeout(mut self, timeout: Duration) -> Self {
+        self.backend_timeout = timeout;
+        self
+    }
+
+    /// What a backend failure means for the request (default: allow, with a warning).
+    #[must_use]
+    pub fn on_backend_error(mut self, policy: OnBackendError) -> Self {
+        self.on_backend_error = policy;
+        self
+    }
+
+    /// How 429s are rendered (default: [`DefaultRenderer`]).
+    #[must_use]
+    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
+        self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Evicts idle state now (it also runs by itself; see the backend).
+    pub fn housekeeping(&self) {
+        self.backend.housekeeping();
+    }
+
+    /// How many keys and addresses state is held for.
+    pub fn tracked(&self) -> usize {
+        self.backend.tracked()
+    }
+
+    /// A layer that limits its routes as `class`, for the FORG scope vocabulary.
+    pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
+        self.layer_for(class)
+    }
+
+    /// A layer for routes authenticated against a store of scope vocabulary `S`.
+    pub fn layer_for<S: Scope>(&self, class: RateClass) -> RateLimitLayer<B, S> {
+        RateLimitLayer {
+            shared: Arc::new(LayerShared {
+                handle: self.backend.register(&class),
+                policy: policy_header(&class, class.quota()),
+                class,
+                limits: self.clone(),
+            }),
+            scope: PhantomData,
+        }
+    }
+}
+
+impl<B: RateLimitBackend + fmt::Debug> fmt::Debug for RateLimits<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("backend", &self.backend)
+            .field("client_ip", &self.client_ip)
+            .field("headers", &self.headers)
+            .field("backend_timeout", &self.backend_timeout)
+            .field("on_backend_error", &self.on_backend_error)
+            .finish_non_exhaustive()
+    }
+}
+
+fn policy_header(class: &RateClass, quota: RateLimit) -> HeaderValue {
+    let value = format!(
+        "\"{}\";q={};w={}",
+        class.name(),
+        quota.requests(),
+        quota.window().as_secs()
+    );
+    // Class names are validated to a-z 0-9 _ -, so this is always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Limits requests of one [`RateClass`]; made by [`RateLimits::layer`].
+#[must_use]
+pub struct RateLimitLayer<B: RateLimitBackend = GovernorBackend, S: Scope = ForgScope> {
+    shared: Arc<LayerShared<B>>,
+    scope: PhantomData<fn() -> S>,
+}
+
+struct LayerShared<B: RateLimitBackend> {
+    class: RateClass,
+    handle: B::Class,
+    policy: HeaderValue,
+    limits: RateLimits<B>,
+}
+
+impl<B: RateLimitBackend, S: Scope> Clone for RateLimitLayer<B, S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            scope: PhantomData,
+        }
+    }
+}
+
+impl<B: RateLimitBackend, S: Scope> fmt::Debug for RateLimitLayer<B, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("class", &self.shared.class)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Svc, B: RateLimitBackend, S: Scope> Layer<Svc> for RateLimitLayer<B, S> {
+    type Service = RateLimitService<Svc, B, S>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        RateLimitService {
+            inner,
+            shared: Arc::clone(&self.shared),
+            scope: PhantomData,
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] wraps around the inner service.
+pub struct RateLimitService<Svc, B: RateLimitBackend = GovernorBackend, S: Scope = ForgScope> {
+    inner: Svc,
+    shared: Arc<LayerShared<B>>,
+    scope: PhantomData<fn() -> S>,
+}
+
+impl<Svc: Clone, B: RateLimitBackend, S: Scope> Clone for RateLimitService<Svc, B, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            scope: PhantomData,
+        }
+    }
+}
+
+impl<Svc: fmt::Debug, B: RateLimitBackend, S: Scope> fmt::Debug for RateLimitService<Svc, B, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitService")
+            .field("inner", &self.inner)
+            .field("class", &self.shared.class)
+            .finish()
+    }
+}
+
+/// An owned [`LimitKey`], for the asynchronous path.
+enum OwnedKey {
+    ApiKey(KeyId),
+    ClientIp(IpAddr),
+}
+
+impl OwnedKey {
+    fn borrow(&self) -> LimitKey<'_> {
+        match self {
+            OwnedKey::ApiKey(id) => LimitKey::ApiKey(id),
+            OwnedKey::ClientIp(ip) => LimitKey::ClientIp(*ip),
+        }
+    }
+}
+
+impl<'a> From<LimitKey<'a>> for OwnedKey {
+    fn from(key: LimitKey<'a>) -> Self {
+        match key {
+            LimitKey::ApiKey(id) => OwnedKey::ApiKey(id.clone()),
+            LimitKey::ClientIp(ip) => OwnedKey::ClientIp(ip),
+        }
+    }
+}
+
+type BoxCheck = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>;
+
+impl<B: RateLimitBackend> LayerShared<B> {
+    /// Who the request counts against, and under which quota.
+    fn subject<'r, S: Scope, T>(
+        &self,
+        request: &'r Request<T>,
+    ) -> Result<(LimitKey<'r>, RateLimit), AuthRejection> {
+        match self.class.keyed_by() {
+            KeyedBy::ApiKey => {
+                let identity = request
+                    .extensions()
+                    .get::<Identity<S>>()
+                    .ok_or(AuthRejection::MissingLayer("AuthLayer"))?;
+                let overrides = &identity.record().rate_limits;
+                let quota = if overrides.is_empty() {
+                    self.class.quota()
+                } else {
+                    overrides
+                        .get(self.class.name())
+                        .copied()
+                        .unwrap_or(self.class.quota())
+                };
+                Ok((LimitKey::ApiKey(identity.key_id()), quota))
+            }
+            KeyedBy::ClientIp => {
+                let ip = self
+                    .limits
+                    .client_ip
+                    .resolve(request.headers(), request.extensions())
+                    .map_err(|error| match error {
+                        ClientIpError::MalformedForwarded => {
+                            AuthRejection::InvalidRequest(InvalidRequestReason::MalformedForwarded)
+                        }
+                        ClientIpError::NoPeerAddress => AuthRejection::MissingLayer(
+                            "the client address (ConnectInfo or ClientAddr)",
+                        ),
+                    })?;
+                Ok((LimitKey::ClientIp(limiter_key(ip)), self.class.quota()))
+            }
+        }
+    }
+
+    fn headers_for(&self, decision: &Decision) -> Option<[HeaderValue; 2]> {
+        if !self.limits.headers {
+            return None;
+        }
+        let policy = if decision.quota() == self.class.quota() {
+            self.policy.clone()
+        } else {
+            policy_header(&self.class, decision.quota())
+        };
+        let state = format!(
+            "\"{}\";r={};t={}",
+            self.class.name(),
+            decision.remaining(),
+            ceil_secs(decision.reset_after())
+        );
+        let state = HeaderValue::from_str(&state).ok()?;
+        Some([policy, state])
+    }
+
+    fn boxed_check(self: &Arc<Self>, key: OwnedKey, quota: RateLimit) -> BoxCheck {
+        let shared = Arc::clone(self);
+        Box::pin(async move {
+            let check = shared
+                .limits
+                .backend
+                .check(&shared.handle, key.borrow(), quota);
+            match AssertUnwindSafe(tokio::time::timeout(shared.limits.backend_timeout, check))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(result)) => result,
+                Ok(Err(_elapsed)) => Err(BackendError::new("rate-limit backend timed out")),
+                Err(_panic) => Err(BackendError::new("rate-limit backend panicked")),
+            }
+        })
+    }
+}
+
+/// What happens to the request after the decision.
+enum Outcome {
+    Call(Option<[HeaderValue; 2]>),
+    Reject(AuthRejection, Option<[HeaderValue; 2]>),
+}
+
+impl<B: RateLimitBackend> LayerShared<B> {
+    fn outcome(&self, result: Result<Decision, BackendError>) -> Outcome {
+        match result {
+            Ok(decision) if decision.is_allowed() => Outcome::Call(self.headers_for(&decision)),
+            Ok(decision) => Outcome::Reject(
+                AuthRejection::rate_limited(ceil_secs(decision.retry_after())),
+                self.headers_for(&decision),
+            ),
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", class = self.class.name(), error = %error, "rate-limit backend failed");
+                #[cfg(not(feature = "tracing"))]
+                let _ = error;
+                match self.limits.on_backend_error {
+                    OnBackendError::Allow => Outcome::Call(None),
+                    OnBackendError::Deny => Outcome::Reject(
+                        AuthRejection::unavailable(Unavailable::RateLimiter, 1),
+                        None,
+                    ),
+                }
+            }
+        }
+    }
+
+    fn reject(
+        &self,
+        rejection: AuthRejection,
+        headers: Option<[HeaderValue; 2]>,
+        request_headers: &HeaderMap,
+    ) -> Response<Bytes> {
+        let mut response = respond(&*self.limits.renderer, rejection, request_headers);
+        add_headers(response.headers_mut(), headers);
+        response
+    }
+}
+
+fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
+    if let Some([policy, state]) = values {
+        headers.insert(RATELIMIT_POLICY.clone(), policy);
+        headers.insert(RATELIMIT.clone(), state);
+    }
+}
+
+impl<Svc, B, S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<Svc, B, S>
+where
+    Svc: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    B: RateLimitBackend,
+    S: Scope,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Svc::Error;
+    type Future = ResponseFuture<Svc, B, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let answered = match shared.subject::<S, _>(&request) {
+            Err(rejection) => Ok(Outcome::Reject(rejection, None)),
+            Ok((key, quota)) => {
+                let backend = &shared.limits.backend;
+                let now = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    backend.check_now(&shared.handle, key, quota)
+                }))
+                .unwrap_or_else(|_| Some(Err(BackendError::new("rate-limit backend panicked"))));
+                match now {
+                    Some(result) => Ok(shared.outcome(result)),
+                    None => Err((OwnedKey::from(key), quota)),
+                }
+            }
+        };
+        match answered {
+            Ok(Outcome::Call(headers)) => ResponseFuture::inner(self.inner.call(request), headers),
+            Ok(Outcome::Reject(rejection, headers)) => {
+                ResponseFuture::rejected(shared.reject(rejection, headers, request.headers()))
+            }
+            Err((key, quota)) => {
+                let check = shared.boxed_check(key, quota);
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                ResponseFuture::checking(check, inner, request, Arc::clone(shared))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RateLimitService`].
+    pub struct ResponseFuture<Svc, B, ReqBody>
+    where
+        Svc: Service<Request<ReqBody>>,
+        B: RateLimitBackend,
+    {
+        #[pin]
+        state: State<Svc, B, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<Svc, B, ReqBody>
+    where
+        Svc: Service<Request<ReqBody>>,
+        B: RateLimitBackend,
+    {
+        Checking {
+            check: BoxCheck,
+            pending: Option<(Svc, Request<ReqBody>, Arc<LayerShared<B>>)>,
+        },
+        Inner {
+            #[pin]
+            future: Svc::Future,
+            headers: Option<[HeaderValue; 2]>,
+        },
+        Rejected {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<Svc, B, ReqBody> ResponseFuture<Svc, B, ReqBody>
+where
+    Svc: Service<Request<ReqBody>>,
+    B: RateLimitBackend,
+{
+    fn inner(future: Svc::Future, headers: Option<[HeaderValue; 2]>) -> Self {
+        Self {
+            state: State::Inner { future, headers },
+        }
+    }
+
+    fn rejected(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn checking(
+        check: BoxCheck,
+        inner: Svc,
+        request: Request<ReqBody>,
+        shared: Arc<LayerShared<B>>,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                pending: Some((inner, request, shared)),
+            },
+        }
+    }
+}
+
+impl<Svc, B, ReqBody, ResBody> Future for ResponseFuture<Svc, B, ReqBody>
+where
+    Svc: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    B: RateLimitBackend,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, Svc::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Checking { check, pending } => {
+                    let result = ready!(check.as_mut().poll(cx));
+                    let (mut inner, request, shared) = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match shared.outcome(result) {
+                        Outcome::Call(headers) => {
+                            let future = inner.call(request);
+                            state.set(State::Inner { future, headers });
+                        }
+                        Outcome::Reject(rejection, headers) => {
+                            let response = shared.reject(rejection, headers, request.headers());
+                            return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                        }
+                    }
+                }
+                StateProj::Inner { future, headers } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    add_headers(response.headers_mut(), headers.take());
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+            }
+        }
+    }
+}
