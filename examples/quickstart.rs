@@ -7,6 +7,9 @@
 //!
 //! At start it issues three keys (a live key with `read:sessions read:reports`, a test key
 //! with `admin`, a `fos_` key with `read:rules`) and prints them with curl lines to try.
+//! Routes are rate limited with the ForgeOS defaults: 100/min per key on standard routes,
+//! 10/min per key on `POST /v1/reviews` (AI), 5/min per client address on the public
+//! `POST /auth/login`; 20 refused keys per minute from one address block that address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{FailureLimit, RateClass, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
 use tower_api_key::{require, AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey};
 
@@ -47,9 +51,12 @@ pub fn issue_demo_keys(store: &MemoryKeyStore) -> Result<DemoKeys, ManageError> 
     })
 }
 
-/// The whole application: `/health` is public, everything under `/v1` needs a key.
+/// The whole application: `/health` and `/auth/login` are public, everything under `/v1`
+/// needs a key. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
+/// per-address limits read the client's address from there.
 pub fn app(store: Arc<MemoryKeyStore>) -> Router {
-    let api = Router::new()
+    let limits = RateLimits::new();
+    let standard = Router::new()
         .route(
             "/v1/sessions",
             get(sessions.layer(require(ForgScope::ReadSessions))),
@@ -68,9 +75,19 @@ pub fn app(store: Arc<MemoryKeyStore>) -> Router {
             post(revoke_key.layer(require(ForgScope::Admin))),
         )
         .with_state(Arc::clone(&store))
-        .layer(AuthLayer::new(store));
+        .route_layer(limits.layer(RateClass::STANDARD));
+    let ai = Router::new()
+        .route("/v1/reviews", post(review))
+        .route_layer(limits.layer(RateClass::AI));
+    let api = standard
+        .merge(ai)
+        .layer(AuthLayer::new(store).limit_failures(FailureLimit::default()));
+    let public = Router::new()
+        .route("/auth/login", post(login))
+        .route_layer(limits.layer(RateClass::AUTH))
+        .route("/health", get(health));
 
-    Router::new().route("/health", get(health)).merge(api)
+    public.merge(api)
 }
 
 /// What every handler shows about its caller.
@@ -103,6 +120,18 @@ async fn list_rules(identity: Identity) -> Json<Value> {
 async fn create_rule(identity: Identity) -> (StatusCode, Json<Value>) {
     let body = json!({ "data": { "id": "rule_2" }, "caller": caller(&identity) });
     (StatusCode::CREATED, Json(body))
+}
+
+async fn review(identity: Identity) -> Json<Value> {
+    Json(json!({
+        "data": { "review": "looks good", "score": 0.93 },
+        "caller": caller(&identity),
+    }))
+}
+
+/// A public route: no key, limited per client address.
+async fn login() -> Json<Value> {
+    Json(json!({ "data": { "session": "demo" } }))
 }
 
 async fn reports(identity: Identity) -> Json<Value> {
@@ -185,6 +214,10 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         "  curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {test}'    # 201 (admin)"
     );
     println!("  curl -i {base}/v1/sessions                                             # 401");
+    println!("  for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo");
+    println!("                          # 200 x10, then 429 (AI routes: 10/min per key)");
+    println!("  curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'  # 429, Retry-After, RateLimit headers");
+    println!("  curl -i -X POST {base}/auth/login                                      # public; 5/min per address");
     println!("  curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'");
     println!(
         "  curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'         # 401 after revoke"
@@ -198,10 +231,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = issue_demo_keys(&store)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(listener.local_addr()?, &keys);
-    axum::serve(listener, app(store))
-        .with_graceful_shutdown(async {
-            tokio::signal::ctrl_c().await.ok();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app(store).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        tokio::signal::ctrl_c().await.ok();
+    })
+    .await?;
     Ok(())
 }

@@ -8,6 +8,8 @@
 //!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
 //! - Identity: the caller's [`Identity`] and typed [`ScopeSet`] go into
 //!   request extensions; [`require`](require::require) checks scopes per route.
+//! - Rate limits: per key and class of route, per client address on public routes, and on
+//!   failed authentications ([`rate_limit`]), with IETF `RateLimit` headers.
 //! - Lifecycle: [`MemoryKeyStore`] issues (plaintext shown once), rotates and revokes keys.
 //!
 //! # Quick start (axum)

@@ -55,7 +55,8 @@ async fn quickstart_serves_the_printed_curl_lines() {
     let keys = quickstart::issue_demo_keys(&store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, quickstart::app(store)).await });
+    let app = quickstart::app(store).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let s = Server {
         addr,
         client: Client::builder(TokioExecutor::new()).build_http(),
@@ -126,6 +127,36 @@ async fn quickstart_serves_the_printed_curl_lines() {
         headers["www-authenticate"],
         r#"Bearer error="invalid_token""#
     );
+
+    // AI routes: 10 per minute per key, then 429 with Retry-After and the IETF fields.
+    for _ in 0..10 {
+        let (status, headers, _) = s.call(Method::POST, "/v1/reviews", fos()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with(r#""ai";r="#));
+    }
+    let (status, headers, body) = s.call(Method::POST, "/v1/reviews", fos()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry_after), "{retry_after}");
+    assert_eq!(headers["ratelimit-policy"], r#""ai";q=10;w=60"#);
+    let (status, headers, _) = s.call(Method::GET, "/v1/rules", fos()).await;
+    assert_eq!(status, StatusCode::OK, "the standard budget is separate");
+    assert_eq!(headers["ratelimit-policy"], r#""standard";q=100;w=60"#);
+
+    // The public login route needs no key and is limited per client address.
+    for _ in 0..5 {
+        let (status, _, _) = s.call(Method::POST, "/auth/login", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, headers, _) = s.call(Method::POST, "/auth/login", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], r#""auth";q=5;w=60"#);
 
     // Only admin may revoke; the revocation holds from the next request on.
     let revoke = format!("/v1/keys/{}/revoke", keys.live.record().id);

@@ -22,9 +22,15 @@ use tower_api_key::reject::{AuthRejection, Unavailable};
 use tower_api_key::store::RateLimit;
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
-fn fake_limits() -> (RateLimits<GovernorBackend<FakeRelativeClock>>, FakeRelativeClock) {
+fn fake_limits() -> (
+    RateLimits<GovernorBackend<FakeRelativeClock>>,
+    FakeRelativeClock,
+) {
     let clock = FakeRelativeClock::default();
-    (RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())), clock)
+    (
+        RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())),
+        clock,
+    )
 }
 
 fn per_minute(n: u32) -> RateLimit {
@@ -32,7 +38,9 @@ fn per_minute(n: u32) -> RateLimit {
 }
 
 fn from(ip: &str, mut request: Request<String>) -> Request<String> {
-    request.extensions_mut().insert(ClientAddr(ip.parse().unwrap()));
+    request
+        .extensions_mut()
+        .insert(ClientAddr(ip.parse().unwrap()));
     request
 }
 
@@ -42,7 +50,8 @@ async fn burst_then_exact_retry_after_then_allowed_again() {
     let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let (limits, clock) = fake_limits();
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
+    let service =
+        AuthLayer::new(store).layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
     let key = issued.key().expose_secret();
 
     let first = send(service.clone(), bearer(key)).await;
@@ -52,26 +61,49 @@ async fn burst_then_exact_retry_after_then_allowed_again() {
     for remaining in (0..9).rev() {
         let answer = send(service.clone(), bearer(key)).await;
         assert_eq!(answer.status, StatusCode::OK);
-        assert_eq!(answer.header("ratelimit"), Some(format!(r#""ai";r={remaining};t={}"#, (10 - remaining) * 6).as_str()));
+        assert_eq!(
+            answer.header("ratelimit"),
+            Some(format!(r#""ai";r={remaining};t={}"#, (10 - remaining) * 6).as_str())
+        );
     }
 
     let limited = send(service.clone(), bearer(key)).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.header("retry-after"), Some("6"));
-    assert_eq!(limited.body, r#"{"error":"Rate limit exceeded","code":"rate_limited","status":429}"#);
-    assert_eq!(limited.header("ratelimit-policy"), Some(r#""ai";q=10;w=60"#));
+    assert_eq!(
+        limited.body,
+        r#"{"error":"Rate limit exceeded","code":"rate_limited","status":429}"#
+    );
+    assert_eq!(
+        limited.header("ratelimit-policy"),
+        Some(r#""ai";q=10;w=60"#)
+    );
     assert_eq!(limited.header("ratelimit"), Some(r#""ai";r=0;t=60"#));
     assert_eq!(probe.calls(), 10);
 
     clock.advance(Duration::from_millis(4_500));
     let limited = send(service.clone(), bearer(key)).await;
-    assert_eq!(limited.header("retry-after"), Some("2"), "1.5 s left, rounded up");
+    assert_eq!(
+        limited.header("retry-after"),
+        Some("2"),
+        "1.5 s left, rounded up"
+    );
     clock.advance(Duration::from_millis(1_499));
     let limited = send(service.clone(), bearer(key)).await;
-    assert_eq!(limited.header("retry-after"), Some("1"), "1 ms left is never 0");
+    assert_eq!(
+        limited.header("retry-after"),
+        Some("1"),
+        "1 ms left is never 0"
+    );
     clock.advance(Duration::from_millis(1));
-    assert_eq!(send(service.clone(), bearer(key)).await.status, StatusCode::OK);
-    assert_eq!(send(service, bearer(key)).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(probe.calls(), 11);
 }
 
@@ -84,24 +116,46 @@ async fn classes_and_keys_have_separate_budgets() {
     let probe = Probe::new();
     let auth = AuthLayer::new(store);
     let ai = auth.layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
-    let standard = auth.layer(limits.layer(RateClass::STANDARD).layer(probe.service::<String>()));
+    let standard = auth.layer(
+        limits
+            .layer(RateClass::STANDARD)
+            .layer(probe.service::<String>()),
+    );
     let (ka, kb) = (a.key().expose_secret(), b.key().expose_secret());
 
     for _ in 0..10 {
         assert_eq!(send(ai.clone(), bearer(ka)).await.status, StatusCode::OK);
     }
-    assert_eq!(send(ai.clone(), bearer(ka)).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(ai.clone(), bearer(ka)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     let answer = send(standard.clone(), bearer(ka)).await;
-    assert_eq!(answer.status, StatusCode::OK, "AI budget spent, standard untouched");
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "AI budget spent, standard untouched"
+    );
     assert_eq!(answer.header("ratelimit"), Some(r#""standard";r=99;t=1"#));
-    assert_eq!(send(ai, bearer(kb)).await.status, StatusCode::OK, "another key, another budget");
+    assert_eq!(
+        send(ai, bearer(kb)).await.status,
+        StatusCode::OK,
+        "another key, another budget"
+    );
     for _ in 0..99 {
-        assert_eq!(send(standard.clone(), bearer(ka)).await.status, StatusCode::OK);
+        assert_eq!(
+            send(standard.clone(), bearer(ka)).await.status,
+            StatusCode::OK
+        );
     }
     let limited = send(standard, bearer(ka)).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.header("retry-after"), Some("1"), "0.6 s rounded up");
-    assert_eq!(limits.tracked(), 3, "state for (ai, a), (ai, b), (standard, a)");
+    assert_eq!(
+        limits.tracked(),
+        3,
+        "state for (ai, a), (ai, b), (standard, a)"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +173,11 @@ async fn per_key_override_applies_to_that_key_and_class_only() {
     let probe = Probe::new();
     let auth = AuthLayer::new(store);
     let ai = auth.layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
-    let standard = auth.layer(limits.layer(RateClass::STANDARD).layer(probe.service::<String>()));
+    let standard = auth.layer(
+        limits
+            .layer(RateClass::STANDARD)
+            .layer(probe.service::<String>()),
+    );
     let key = enterprise.key().expose_secret();
 
     let first = send(ai.clone(), bearer(key)).await;
@@ -133,19 +191,33 @@ async fn per_key_override_applies_to_that_key_and_class_only() {
     assert_eq!(send(ai.clone(), bearer(key)).await.status, StatusCode::OK);
 
     let standard_answer = send(standard, bearer(key)).await;
-    assert_eq!(standard_answer.header("ratelimit-policy"), Some(r#""standard";q=100;w=60"#), "no override for this class");
-    assert_eq!(send(ai, bearer(plain.key().expose_secret())).await.header("ratelimit-policy"), Some(r#""ai";q=10;w=60"#));
+    assert_eq!(
+        standard_answer.header("ratelimit-policy"),
+        Some(r#""standard";q=100;w=60"#),
+        "no override for this class"
+    );
+    assert_eq!(
+        send(ai, bearer(plain.key().expose_secret()))
+            .await
+            .header("ratelimit-policy"),
+        Some(r#""ai";q=10;w=60"#)
+    );
 }
 
 #[tokio::test]
 async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits.layer(RateClass::AUTH).layer(probe.service::<String>());
+    let login = limits
+        .layer(RateClass::AUTH)
+        .layer(probe.service::<String>());
     let request = |xff: &str| {
         from(
             "203.0.113.9",
-            Request::post("/auth/login").header("x-forwarded-for", xff).body(String::new()).unwrap(),
+            Request::post("/auth/login")
+                .header("x-forwarded-for", xff)
+                .body(String::new())
+                .unwrap(),
         )
     };
 
@@ -154,11 +226,21 @@ async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding(
         assert_eq!(answer.status, StatusCode::OK);
     }
     let limited = send(login.clone(), request("198.51.100.77")).await;
-    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "spoofed XFF from an untrusted peer changes nothing");
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "spoofed XFF from an untrusted peer changes nothing"
+    );
     assert_eq!(limited.header("retry-after"), Some("12"));
-    assert_eq!(limited.header("ratelimit-policy"), Some(r#""auth";q=5;w=60"#));
+    assert_eq!(
+        limited.header("ratelimit-policy"),
+        Some(r#""auth";q=5;w=60"#)
+    );
 
-    let other = from("203.0.113.10", Request::post("/auth/login").body(String::new()).unwrap());
+    let other = from(
+        "203.0.113.10",
+        Request::post("/auth/login").body(String::new()).unwrap(),
+    );
     assert_eq!(send(login, other).await.status, StatusCode::OK);
     assert_eq!(probe.calls(), 6);
 }
@@ -168,21 +250,39 @@ async fn trusted_proxies_forward_the_rightmost_untrusted_address() {
     let (limits, _clock) = fake_limits();
     let limits = limits.client_ip(ClientIp::peer().trust_proxies(["10.0.0.0/8".parse().unwrap()]));
     let probe = Probe::new();
-    let login = limits.layer(RateClass::AUTH).layer(probe.service::<String>());
+    let login = limits
+        .layer(RateClass::AUTH)
+        .layer(probe.service::<String>());
     let via_proxy = |xff: &str| {
-        from("10.0.0.2", Request::post("/auth/login").header("x-forwarded-for", xff).body(String::new()).unwrap())
+        from(
+            "10.0.0.2",
+            Request::post("/auth/login")
+                .header("x-forwarded-for", xff)
+                .body(String::new())
+                .unwrap(),
+        )
     };
 
     for _ in 0..5 {
         // The client forged the leftmost entry; the proxy appended the real address.
-        assert_eq!(send(login.clone(), via_proxy("1.1.1.1, 198.51.100.7, 10.0.0.5")).await.status, StatusCode::OK);
+        assert_eq!(
+            send(login.clone(), via_proxy("1.1.1.1, 198.51.100.7, 10.0.0.5"))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
     assert_eq!(
-        send(login.clone(), via_proxy("2.2.2.2, 198.51.100.7, 10.0.0.5")).await.status,
+        send(login.clone(), via_proxy("2.2.2.2, 198.51.100.7, 10.0.0.5"))
+            .await
+            .status,
         StatusCode::TOO_MANY_REQUESTS,
         "forging the left does not buy a new budget"
     );
-    assert_eq!(send(login.clone(), via_proxy("198.51.100.8")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(login.clone(), via_proxy("198.51.100.8")).await.status,
+        StatusCode::OK
+    );
 
     let malformed = send(login.clone(), via_proxy("1.1.1.1, not-an-address")).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
@@ -198,49 +298,127 @@ fn client_ip_resolution_rules() {
         extensions.insert(ClientAddr(peer.parse().unwrap()));
         let mut map = HeaderMap::new();
         for (name, value) in headers {
-            map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
         }
         client_ip.resolve(&map, &extensions)
     };
     let ip = |s: &str| Ok::<IpAddr, _>(s.parse().unwrap());
-    let trusting = ClientIp::peer().trust_proxies(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+    let trusting = ClientIp::peer()
+        .trust_proxies(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]);
 
-    assert_eq!(resolve(&ClientIp::peer(), "192.0.2.1", &[("x-forwarded-for", "8.8.8.8")]), ip("192.0.2.1"));
-    assert_eq!(resolve(&trusting, "10.0.0.1", &[]), ip("10.0.0.1"), "no header: the proxy itself");
-    assert_eq!(resolve(&trusting, "::ffff:10.0.0.1", &[("x-forwarded-for", "192.0.2.9")]), ip("192.0.2.9"), "mapped IPv4");
     assert_eq!(
-        resolve(&trusting, "10.0.0.1", &[("x-forwarded-for", "192.0.2.1"), ("x-forwarded-for", "192.0.2.2, 10.1.1.1")]),
+        resolve(
+            &ClientIp::peer(),
+            "192.0.2.1",
+            &[("x-forwarded-for", "8.8.8.8")]
+        ),
+        ip("192.0.2.1")
+    );
+    assert_eq!(
+        resolve(&trusting, "10.0.0.1", &[]),
+        ip("10.0.0.1"),
+        "no header: the proxy itself"
+    );
+    assert_eq!(
+        resolve(
+            &trusting,
+            "::ffff:10.0.0.1",
+            &[("x-forwarded-for", "192.0.2.9")]
+        ),
+        ip("192.0.2.9"),
+        "mapped IPv4"
+    );
+    assert_eq!(
+        resolve(
+            &trusting,
+            "10.0.0.1",
+            &[
+                ("x-forwarded-for", "192.0.2.1"),
+                ("x-forwarded-for", "192.0.2.2, 10.1.1.1")
+            ]
+        ),
         ip("192.0.2.2"),
         "repeated headers are one list"
     );
-    assert_eq!(resolve(&trusting, "10.0.0.1", &[("x-forwarded-for", "10.2.2.2, 10.1.1.1")]), ip("10.2.2.2"), "all trusted");
-    assert_eq!(resolve(&trusting, "10.0.0.1", &[("x-forwarded-for", "[2001:db8::1]:443")]), ip("2001:db8::1"));
-    assert_eq!(resolve(&trusting, "10.0.0.1", &[("x-forwarded-for", "192.0.2.1:8080")]), ip("192.0.2.1"));
-
-    let forwarded = trusting.clone().forwarded_header(ForwardedHeader::Forwarded);
     assert_eq!(
-        resolve(&forwarded, "fd00::1", &[("forwarded", r#"for=192.0.2.60;proto=http, For="[2001:db8:cafe::17]:4711", for=10.0.0.3"#)]),
+        resolve(
+            &trusting,
+            "10.0.0.1",
+            &[("x-forwarded-for", "10.2.2.2, 10.1.1.1")]
+        ),
+        ip("10.2.2.2"),
+        "all trusted"
+    );
+    assert_eq!(
+        resolve(
+            &trusting,
+            "10.0.0.1",
+            &[("x-forwarded-for", "[2001:db8::1]:443")]
+        ),
+        ip("2001:db8::1")
+    );
+    assert_eq!(
+        resolve(
+            &trusting,
+            "10.0.0.1",
+            &[("x-forwarded-for", "192.0.2.1:8080")]
+        ),
+        ip("192.0.2.1")
+    );
+
+    let forwarded = trusting
+        .clone()
+        .forwarded_header(ForwardedHeader::Forwarded);
+    assert_eq!(
+        resolve(
+            &forwarded,
+            "fd00::1",
+            &[(
+                "forwarded",
+                r#"for=192.0.2.60;proto=http, For="[2001:db8:cafe::17]:4711", for=10.0.0.3"#
+            )]
+        ),
         ip("2001:db8:cafe::17")
     );
     assert!(resolve(&forwarded, "10.0.0.1", &[("forwarded", "for=unknown")]).is_err());
     assert!(resolve(&trusting, "10.0.0.1", &[("x-forwarded-for", "garbage")]).is_err());
 
     let none = ClientIp::peer().resolve(&HeaderMap::new(), &Extensions::new());
-    assert_eq!(none, Err(tower_api_key::rate_limit::ClientIpError::NoPeerAddress));
+    assert_eq!(
+        none,
+        Err(tower_api_key::rate_limit::ClientIpError::NoPeerAddress)
+    );
 }
 
 #[tokio::test]
 async fn ipv6_clients_share_a_budget_per_64() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits.layer(RateClass::AUTH).layer(probe.service::<String>());
+    let login = limits
+        .layer(RateClass::AUTH)
+        .layer(probe.service::<String>());
     for i in 0..5 {
-        let request = from(&format!("2001:db8:1:2::{i:x}"), Request::post("/").body(String::new()).unwrap());
+        let request = from(
+            &format!("2001:db8:1:2::{i:x}"),
+            Request::post("/").body(String::new()).unwrap(),
+        );
         assert_eq!(send(login.clone(), request).await.status, StatusCode::OK);
     }
-    let same_64 = from("2001:db8:1:2:ffff::1", Request::post("/").body(String::new()).unwrap());
-    assert_eq!(send(login.clone(), same_64).await.status, StatusCode::TOO_MANY_REQUESTS);
-    let other_64 = from("2001:db8:1:3::1", Request::post("/").body(String::new()).unwrap());
+    let same_64 = from(
+        "2001:db8:1:2:ffff::1",
+        Request::post("/").body(String::new()).unwrap(),
+    );
+    assert_eq!(
+        send(login.clone(), same_64).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let other_64 = from(
+        "2001:db8:1:3::1",
+        Request::post("/").body(String::new()).unwrap(),
+    );
     assert_eq!(send(login, other_64).await.status, StatusCode::OK);
 }
 
@@ -248,18 +426,29 @@ async fn ipv6_clients_share_a_budget_per_64() {
 async fn requests_without_a_client_address_or_identity_fail_closed() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits.layer(RateClass::AUTH).layer(probe.service::<String>());
-    let answer = send(login, Request::post("/auth/login").body(String::new()).unwrap()).await;
+    let login = limits
+        .layer(RateClass::AUTH)
+        .layer(probe.service::<String>());
+    let answer = send(
+        login,
+        Request::post("/auth/login").body(String::new()).unwrap(),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         answer.json()["error"],
         "Server misconfigured: the client address (ConnectInfo or ClientAddr) is missing for this route"
     );
 
-    let standard = limits.layer(RateClass::STANDARD).layer(probe.service::<String>());
+    let standard = limits
+        .layer(RateClass::STANDARD)
+        .layer(probe.service::<String>());
     let answer = send(standard, Request::get("/").body(String::new()).unwrap()).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(answer.json()["error"], "Server misconfigured: AuthLayer is missing for this route");
+    assert_eq!(
+        answer.json()["error"],
+        "Server misconfigured: AuthLayer is missing for this route"
+    );
     assert_eq!(probe.calls(), 0);
     assert_eq!(limits.tracked(), 0, "no shared bucket was created");
 }
@@ -297,7 +486,10 @@ fn class_names_are_validated() {
     assert!(RateClass::per_key("Has Space", per_minute(5)).is_err());
     assert!(RateClass::per_client_ip("x\"y", per_minute(5)).is_err());
     assert_eq!(RateClass::STANDARD.quota(), per_minute(100));
-    assert_eq!(RateClass::AUTH.with_quota(per_minute(7)).quota(), per_minute(7));
+    assert_eq!(
+        RateClass::AUTH.with_quota(per_minute(7)).quota(),
+        per_minute(7)
+    );
 }
 
 #[tokio::test]
@@ -315,28 +507,57 @@ async fn failed_authentication_is_limited_per_address_before_the_store() {
     let bad = |i: u32| format!("forg_live_{i:032x}");
 
     for i in 0..3 {
-        assert_eq!(send(service.clone(), attacker(&bad(i))).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(service.clone(), attacker(&bad(i))).await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     assert_eq!(scripted.lookups(), 3);
     // The fourth failure is refused by the store, and spends past the budget.
-    assert_eq!(send(service.clone(), attacker(&bad(3))).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(service.clone(), attacker(&bad(3))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(scripted.lookups(), 4);
     let blocked = send(service.clone(), attacker(&bad(4))).await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(blocked.header("retry-after"), Some("20"));
     assert_eq!(scripted.lookups(), 4, "answered before the store is asked");
     let blocked = send(service.clone(), attacker(good.key().expose_secret())).await;
-    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "the address is blocked, whatever the key");
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is blocked, whatever the key"
+    );
 
     // Another address is unaffected; missing keys do not count.
     for _ in 0..10 {
-        let anonymous = from("198.51.100.1", Request::get("/").body(String::new()).unwrap());
-        assert_eq!(send(service.clone(), anonymous).await.status, StatusCode::UNAUTHORIZED);
+        let anonymous = from(
+            "198.51.100.1",
+            Request::get("/").body(String::new()).unwrap(),
+        );
+        assert_eq!(
+            send(service.clone(), anonymous).await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(send(service.clone(), from("198.51.100.1", bearer(good.key().expose_secret()))).await.status, StatusCode::OK);
+    assert_eq!(
+        send(
+            service.clone(),
+            from("198.51.100.1", bearer(good.key().expose_secret()))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 
     clock.advance(Duration::from_secs(20));
-    assert_eq!(send(service.clone(), attacker(good.key().expose_secret())).await.status, StatusCode::OK);
+    assert_eq!(
+        send(service.clone(), attacker(good.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(probe.calls(), 2);
 }
 
@@ -351,12 +572,24 @@ async fn store_outages_do_not_count_as_failures() {
         .limit_failures(failures.clone())
         .layer(probe.service::<String>());
     for _ in 0..10 {
-        let answer = send(service.clone(), from("192.0.2.5", bearer(good.key().expose_secret()))).await;
+        let answer = send(
+            service.clone(),
+            from("192.0.2.5", bearer(good.key().expose_secret())),
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     }
     assert_eq!(failures.tracked(), 0);
     scripted.set(Script::Delegate);
-    assert_eq!(send(service, from("192.0.2.5", bearer(good.key().expose_secret()))).await.status, StatusCode::OK);
+    assert_eq!(
+        send(
+            service,
+            from("192.0.2.5", bearer(good.key().expose_secret()))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -367,19 +600,34 @@ async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state(
     let probe = Probe::new();
     let service = AuthLayer::new(store)
         .limit_failures(failures.clone())
-        .layer(limits.layer(RateClass::STANDARD).layer(probe.service::<String>()));
+        .layer(
+            limits
+                .layer(RateClass::STANDARD)
+                .layer(probe.service::<String>()),
+        );
 
     let mut refused = 0;
     for i in 0..100_000u32 {
         let address = format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 113);
-        let answer = send(service.clone(), from(&address, bearer(&format!("forg_live_{i:032x}")))).await;
+        let answer = send(
+            service.clone(),
+            from(&address, bearer(&format!("forg_live_{i:032x}"))),
+        )
+        .await;
         refused += usize::from(answer.status != StatusCode::OK);
     }
     assert_eq!(refused, 100_000);
     assert_eq!(probe.calls(), 0);
-    assert_eq!(limits.tracked(), 0, "no per-key state for keys that never authenticated");
+    assert_eq!(
+        limits.tracked(),
+        0,
+        "no per-key state for keys that never authenticated"
+    );
     let before = failures.tracked();
-    assert!(before > 0 && before <= 2 * 7 * 250 * 113, "at most one limiter entry and one block per address: {before}");
+    assert!(
+        before > 0 && before <= 2 * 7 * 250 * 113,
+        "at most one limiter entry and one block per address: {before}"
+    );
 
     clock.advance(Duration::from_secs(61));
     failures.housekeeping();
@@ -392,13 +640,26 @@ fn housekeeping_runs_by_itself_on_the_request_path() {
     // No Tokio runtime here: housekeeping runs inline, so its effect is visible at once.
     let store = Arc::new(MemoryKeyStore::new());
     let keys: Vec<_> = (0..5)
-        .map(|i| store.issue(NewKey::new(format!("o{i}"), "k", &KeyFamily::FOS)).unwrap())
+        .map(|i| {
+            store
+                .issue(NewKey::new(format!("o{i}"), "k", &KeyFamily::FOS))
+                .unwrap()
+        })
         .collect();
     let clock = FakeRelativeClock::default();
-    let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone()).housekeeping_interval(Duration::from_secs(120)));
+    let limits = RateLimits::with_backend(
+        GovernorBackend::with_clock(clock.clone()).housekeeping_interval(Duration::from_secs(120)),
+    );
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(limits.layer(RateClass::STANDARD).layer(probe.service::<String>()));
-    let run = |key: &str| futures_util::FutureExt::now_or_never(send(service.clone(), bearer(key))).expect("ready at once");
+    let service = AuthLayer::new(store).layer(
+        limits
+            .layer(RateClass::STANDARD)
+            .layer(probe.service::<String>()),
+    );
+    let run = |key: &str| {
+        futures_util::FutureExt::now_or_never(send(service.clone(), bearer(key)))
+            .expect("ready at once")
+    };
 
     for issued in &keys {
         assert_eq!(run(issued.key().expose_secret()).status, StatusCode::OK);
@@ -409,7 +670,11 @@ fn housekeeping_runs_by_itself_on_the_request_path() {
     assert_eq!(limits.tracked(), 5, "interval not reached");
     clock.advance(Duration::from_secs(1));
     run(keys[0].key().expose_secret());
-    assert_eq!(limits.tracked(), 1, "the four idle keys were evicted; the active one stays");
+    assert_eq!(
+        limits.tracked(),
+        1,
+        "the four idle keys were evicted; the active one stays"
+    );
 }
 
 /// A backend that answers asynchronously, counts calls and can fail.
@@ -426,7 +691,12 @@ impl RateLimitBackend for RemoteBackend {
         class.clone()
     }
 
-    async fn check(&self, _class: &RateClass, key: LimitKey<'_>, quota: RateLimit) -> Result<Decision, BackendError> {
+    async fn check(
+        &self,
+        _class: &RateClass,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> Result<Decision, BackendError> {
         tokio::task::yield_now().await;
         assert!(matches!(key, LimitKey::ApiKey(_)));
         if self.failing.load(Ordering::SeqCst) {
@@ -434,9 +704,17 @@ impl RateLimitBackend for RemoteBackend {
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) as u32;
         if n < quota.requests().get() {
-            Ok(Decision::allowed(quota, quota.requests().get() - n - 1, Duration::from_secs(6)))
+            Ok(Decision::allowed(
+                quota,
+                quota.requests().get() - n - 1,
+                Duration::from_secs(6),
+            ))
         } else {
-            Ok(Decision::limited(quota, Duration::from_millis(5_500), Duration::from_secs(60)))
+            Ok(Decision::limited(
+                quota,
+                Duration::from_millis(5_500),
+                Duration::from_secs(60),
+            ))
         }
     }
 }
@@ -447,8 +725,11 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
     let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let backend = RemoteBackend::default();
     let probe = Probe::new();
-    let allow = AuthLayer::new(Arc::clone(&store))
-        .layer(RateLimits::with_backend(backend.clone()).layer(RateClass::AI).layer(probe.service::<String>()));
+    let allow = AuthLayer::new(Arc::clone(&store)).layer(
+        RateLimits::with_backend(backend.clone())
+            .layer(RateClass::AI)
+            .layer(probe.service::<String>()),
+    );
     let deny = AuthLayer::new(store).layer(
         RateLimits::with_backend(backend.clone())
             .on_backend_error(OnBackendError::Deny)
@@ -470,7 +751,11 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
 
     backend.failing.store(true, Ordering::SeqCst);
     let allowed = send(allow, bearer(key)).await;
-    assert_eq!(allowed.status, StatusCode::OK, "default: a limiter outage is not an API outage");
+    assert_eq!(
+        allowed.status,
+        StatusCode::OK,
+        "default: a limiter outage is not an API outage"
+    );
     assert_eq!(allowed.header("ratelimit"), None);
     let denied = send(deny, bearer(key)).await;
     assert_eq!(denied.status, StatusCode::SERVICE_UNAVAILABLE);
