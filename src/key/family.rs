@@ -389,6 +389,12 @@ impl KeyFamilies {
         self.families.iter()
     }
 
+    /// The family whose prefix is exactly `prefix` (as stored in
+    /// [`KeyRecord::prefix`](crate::store::KeyRecord::prefix)).
+    pub fn find(&self, prefix: &str) -> Option<&KeyFamily> {
+        self.families.iter().find(|f| f.prefix() == prefix)
+    }
+
     /// Parses a key: known prefix, accepted length, every character in the family's alphabet.
     ///
     /// Costs one pass over the key at most and allocates nothing; nothing is hashed.

@@ -163,8 +163,7 @@ impl<S: Scope> MemoryKeyStore<S> {
             .ok_or_else(|| ManageError::NotFound(id.clone()))?;
         let family = self
             .families
-            .iter()
-            .find(|f| f.prefix() == old.prefix)
+            .find(&old.prefix)
             .cloned()
             .ok_or_else(|| ManageError::NotFound(id.clone()))?;
 
