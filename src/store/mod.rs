@@ -29,6 +29,8 @@
 //! calls the inner service). Override [`KeyStore::hasher`] when keys are peppered, and
 //! [`KeyStore::lookup_now`] when some answers are in memory already (a cache).
 
+#[cfg(feature = "cache")]
+mod cached;
 mod memory;
 mod record;
 
@@ -37,6 +39,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+#[cfg(feature = "cache")]
+pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use memory::MemoryKeyStore;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, RateLimit};
 

@@ -130,6 +130,8 @@ pub enum Script {
     Delegate,
     /// Answer after a delay.
     Slow(Duration),
+    /// Read the answer, then wait before returning it (the answer may be stale by then).
+    ReadThenWait(Duration),
     /// Fail with `StoreError::unavailable`.
     Fail,
     /// Never answer.
@@ -176,6 +178,11 @@ impl KeyStore for ScriptedStore {
             Script::Slow(delay) => {
                 tokio::time::sleep(delay).await;
                 self.inner.lookup(digest).await
+            }
+            Script::ReadThenWait(delay) => {
+                let answer = self.inner.lookup(digest).await;
+                tokio::time::sleep(delay).await;
+                answer
             }
             Script::Fail => Err(StoreError::unavailable("connection refused")),
             Script::Hang => std::future::pending().await,

@@ -1,0 +1,325 @@
+//! [`CachedKeyStore`]: a bounded cache in front of a slow store (feature `cache`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use futures_util::FutureExt;
+use moka::future::Cache;
+
+use super::{KeyId, KeyRecord, KeyStore, LookupResult, ManageError, MemoryKeyStore, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::key::{KeyDigest, KeyHasher};
+use crate::scope::Scope;
+
+/// A cached record, with when its fetch started (wall clock and invalidation epoch).
+#[derive(Clone)]
+struct Cached<S: Scope> {
+    record: Arc<KeyRecord<S>>,
+    fetched_at: SystemTime,
+    epoch: u64,
+}
+
+/// Why a coalesced fetch produced nothing to cache.
+enum Miss {
+    Unknown,
+    Store(StoreError),
+}
+
+/// Caches a slow [`KeyStore`] (SQL, Redis, HTTP) by digest, with [moka].
+///
+/// - Bounded: at most `max_capacity` records (default 100,000) and `negative_capacity`
+///   unknown digests (default 10,000), each with its own TTL (60 s and 5 s). moka's
+///   TinyLFU admission keeps a flood of random keys from pushing out the keys in use.
+/// - Single-flight: concurrent misses for one digest make one store call.
+/// - Store errors are never cached.
+/// - [`invalidate`](Self::invalidate) by key id is immediate, including for a fetch that
+///   was in flight when the key was revoked: its result is not served.
+/// - Hits are answered by [`KeyStore::lookup_now`], so the layer neither boxes nor arms a
+///   timer for them.
+///
+/// TTLs are checked against the store's [`Clock`], so they can be tested on a
+/// [`ManualClock`](crate::clock::ManualClock).
+///
+/// moka was chosen over a hand-written cache: it is bounded by size and by time, coalesces
+/// concurrent initialisations (`try_get_with`) and is widely used in production.
+pub struct CachedKeyStore<St: KeyStore> {
+    inner: Arc<St>,
+    records: Cache<KeyDigest, Cached<St::Scope>>,
+    unknown: Cache<KeyDigest, SystemTime>,
+    ids: Arc<DashMap<KeyId, KeyDigest>>,
+    epoch: AtomicU64,
+    /// Key id -> (epoch of invalidation, when); records fetched before are stale.
+    invalidated: DashMap<KeyId, (u64, SystemTime)>,
+    invalidated_len: AtomicUsize,
+    ttl: Duration,
+    negative_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`CachedKeyStore`]; see [`CachedKeyStore::builder`].
+#[must_use]
+pub struct CachedKeyStoreBuilder<St: KeyStore> {
+    inner: Arc<St>,
+    max_capacity: u64,
+    negative_capacity: u64,
+    ttl: Duration,
+    negative_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl<St: KeyStore> fmt::Debug for CachedKeyStoreBuilder<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedKeyStoreBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("negative_capacity", &self.negative_capacity)
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: KeyStore> CachedKeyStoreBuilder<St> {
+    /// At most `records` cached records (default 100,000).
+    pub fn max_capacity(mut self, records: u64) -> Self {
+        self.max_capacity = records;
+        self
+    }
+
+    /// At most `digests` cached unknown digests (default 10,000; 0 disables negative caching).
+    pub fn negative_capacity(mut self, digests: u64) -> Self {
+        self.negative_capacity = digests;
+        self
+    }
+
+    /// How long a record is served from the cache (default 60 s). A revocation made
+    /// elsewhere, without [`CachedKeyStore::invalidate`], is seen after at most this long.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an unknown digest is remembered (default 5 s).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// The clock TTLs are checked against (default: system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> CachedKeyStore<St> {
+        let ids: Arc<DashMap<KeyId, KeyDigest>> = Arc::new(DashMap::new());
+        let evicted = Arc::clone(&ids);
+        let records = Cache::builder()
+            .max_capacity(self.max_capacity)
+            .time_to_live(self.ttl)
+            .eviction_listener(
+                move |digest: Arc<KeyDigest>, cached: Cached<St::Scope>, _| {
+                    evicted.remove_if(&cached.record.id, |_, d| d == &*digest);
+                },
+            )
+            .build();
+        let unknown = Cache::builder()
+            .max_capacity(self.negative_capacity)
+            .time_to_live(self.negative_ttl.max(Duration::from_nanos(1)))
+            .build();
+        CachedKeyStore {
+            inner: self.inner,
+            records,
+            unknown,
+            ids,
+            epoch: AtomicU64::new(0),
+            invalidated: DashMap::new(),
+            invalidated_len: AtomicUsize::new(0),
+            ttl: self.ttl,
+            negative_ttl: self.negative_ttl,
+            clock: self.clock,
+        }
+    }
+}
+
+impl<St: KeyStore> CachedKeyStore<St> {
+    /// A cache in front of `inner`, with the defaults.
+    pub fn new(inner: Arc<St>) -> Self {
+        Self::builder(inner).build()
+    }
+
+    /// Configures a cache in front of `inner`.
+    pub fn builder(inner: Arc<St>) -> CachedKeyStoreBuilder<St> {
+        CachedKeyStoreBuilder {
+            inner,
+            max_capacity: 100_000,
+            negative_capacity: 10_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<St> {
+        &self.inner
+    }
+
+    /// Forgets key `id` at once. Call it after revoking, rotating or editing the key in
+    /// the inner store; the next request with that key asks the inner store.
+    pub async fn invalidate(&self, id: &KeyId) {
+        let now = self.clock.now();
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        // Records of fetches that started before this epoch are stale: a fetch in flight
+        // may still insert one, so hits check this map too.
+        if self.invalidated.insert(id.clone(), (epoch, now)).is_none() {
+            self.invalidated_len.fetch_add(1, Ordering::SeqCst);
+        }
+        let ttl = self.ttl;
+        self.invalidated.retain(|_, (_, at)| {
+            let keep = now.duration_since(*at).map_or(true, |age| age <= ttl);
+            if !keep {
+                self.invalidated_len.fetch_sub(1, Ordering::SeqCst);
+            }
+            keep
+        });
+        if let Some((_, digest)) = self.ids.remove(id) {
+            self.records.invalidate(&digest).await;
+        }
+    }
+
+    /// Forgets everything.
+    pub fn invalidate_all(&self) {
+        self.records.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// How many records and unknown digests are cached (after pending maintenance).
+    pub async fn entry_counts(&self) -> (u64, u64) {
+        self.records.run_pending_tasks().await;
+        self.unknown.run_pending_tasks().await;
+        (self.records.entry_count(), self.unknown.entry_count())
+    }
+
+    fn is_stale(&self, cached: &Cached<St::Scope>, now: SystemTime) -> bool {
+        let expired = now
+            .duration_since(cached.fetched_at)
+            .is_ok_and(|age| age >= self.ttl);
+        expired
+            || (self.invalidated_len.load(Ordering::SeqCst) > 0
+                && self
+                    .invalidated
+                    .get(&cached.record.id)
+                    .is_some_and(|entry| entry.0 > cached.epoch))
+    }
+
+    /// A fresh cached answer, if any.
+    fn hit(
+        &self,
+        record: Option<Cached<St::Scope>>,
+        unknown: Option<SystemTime>,
+    ) -> Option<Option<Arc<KeyRecord<St::Scope>>>> {
+        let now = self.clock.now();
+        if let Some(cached) = record {
+            if !self.is_stale(&cached, now) {
+                return Some(Some(cached.record));
+            }
+        }
+        let fresh_unknown = unknown.is_some_and(|at| {
+            now.duration_since(at)
+                .map_or(true, |age| age < self.negative_ttl)
+        });
+        fresh_unknown.then_some(None)
+    }
+}
+
+impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
+    type Scope = St::Scope;
+
+    async fn lookup(&self, digest: &KeyDigest) -> LookupResult<St::Scope> {
+        let digest = *digest;
+        let cached = self.records.get(&digest).await;
+        if let Some(cached) = &cached {
+            if self.is_stale(cached, self.clock.now()) {
+                self.records.invalidate(&digest).await;
+            }
+        }
+        if let Some(answer) = self.hit(cached, self.unknown.get(&digest).await) {
+            return Ok(answer);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let fetched_at = self.clock.now();
+        let inner = Arc::clone(&self.inner);
+        let fetched = self
+            .records
+            .try_get_with(digest, async move {
+                match inner.lookup(&digest).await {
+                    Ok(Some(record)) => Ok(Cached {
+                        record,
+                        fetched_at,
+                        epoch,
+                    }),
+                    Ok(None) => Err(Miss::Unknown),
+                    Err(error) => Err(Miss::Store(error)),
+                }
+            })
+            .await;
+        match fetched {
+            Ok(cached) => {
+                self.ids.insert(cached.record.id.clone(), digest);
+                Ok(Some(cached.record))
+            }
+            Err(miss) => match &*miss {
+                Miss::Unknown => {
+                    self.unknown.insert(digest, fetched_at).await;
+                    Ok(None)
+                }
+                // Shared by every coalesced caller, so it is rebuilt rather than moved.
+                Miss::Store(error) => Err(StoreError::new(error.kind(), error.to_string())),
+            },
+        }
+    }
+
+    fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<St::Scope>> {
+        // moka's `get` completes on its first poll unless maintenance must wait; then the
+        // asynchronous path answers instead.
+        let record = self.records.get(digest).now_or_never()?;
+        let unknown = match &record {
+            Some(_) => None,
+            None => self.unknown.get(digest).now_or_never()?,
+        };
+        self.hit(record, unknown).map(Ok)
+    }
+
+    fn hasher(&self) -> &KeyHasher {
+        self.inner.hasher()
+    }
+}
+
+impl<S: Scope> CachedKeyStore<MemoryKeyStore<S>> {
+    /// Revokes key `id` in the inner store and forgets it here: the next request with it
+    /// gets 401.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] when no key has that id.
+    pub async fn revoke(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let record = self.inner.revoke(id)?;
+        self.invalidate(id).await;
+        Ok(record)
+    }
+}
+
+impl<St: KeyStore + fmt::Debug> fmt::Debug for CachedKeyStore<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedKeyStore")
+            .field("inner", &self.inner)
+            .field("records", &self.records.entry_count())
+            .field("unknown", &self.unknown.entry_count())
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,220 @@
+//! `CachedKeyStore` against a counting store: hits, TTLs on a fake clock, bounded negative
+//! caching, single-flight, invalidation (also of a fetch in flight), errors never cached.
+#![cfg(feature = "cache")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use tower::Layer;
+use tower_api_key::clock::ManualClock;
+use tower_api_key::key::KeyFamily;
+use tower_api_key::store::{CachedKeyStore, KeyStatus, KeyStore};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+
+fn unknown_digest(i: u32) -> tower_api_key::key::KeyDigest {
+    tower_api_key::key::KeyHasher::sha256().digest(&format!("fos_{i:032x}"))
+}
+
+#[tokio::test]
+async fn positive_hits_skip_the_store_until_the_ttl() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(memory, Script::Delegate);
+    let clock = ManualClock::new(start_time());
+    let cache = CachedKeyStore::builder(Arc::clone(&counting))
+        .ttl(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build();
+    let digest = digest_of(&issued);
+
+    assert!(
+        cache.lookup_now(&digest).is_none(),
+        "a miss goes the asynchronous way"
+    );
+    assert_eq!(
+        cache.lookup(&digest).await.unwrap().unwrap().id,
+        issued.record().id
+    );
+    for _ in 0..10 {
+        let hit = cache
+            .lookup_now(&digest)
+            .expect("answered from memory")
+            .unwrap();
+        assert_eq!(hit.unwrap().id, issued.record().id);
+        cache.lookup(&digest).await.unwrap().unwrap();
+    }
+    assert_eq!(counting.lookups(), 1);
+
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        cache.lookup_now(&digest).is_none(),
+        "expired on the cache's clock"
+    );
+    cache.lookup(&digest).await.unwrap().unwrap();
+    assert_eq!(counting.lookups(), 2);
+}
+
+#[tokio::test]
+async fn unknown_digests_are_cached_briefly_and_bounded() {
+    let (memory, _) = store_with_clock();
+    let counting = ScriptedStore::new(memory, Script::Delegate);
+    let clock = ManualClock::new(start_time());
+    let cache = CachedKeyStore::builder(Arc::clone(&counting))
+        .negative_ttl(Duration::from_secs(5))
+        .negative_capacity(100)
+        .clock(clock.clone())
+        .build();
+    let digest = unknown_digest(0);
+
+    assert!(cache.lookup(&digest).await.unwrap().is_none());
+    assert!(matches!(cache.lookup_now(&digest), Some(Ok(None))));
+    assert!(cache.lookup(&digest).await.unwrap().is_none());
+    assert_eq!(counting.lookups(), 1);
+    clock.advance(Duration::from_secs(5));
+    assert!(cache.lookup_now(&digest).is_none());
+    assert!(cache.lookup(&digest).await.unwrap().is_none());
+    assert_eq!(counting.lookups(), 2);
+
+    for i in 1..=5_000 {
+        cache.lookup(&unknown_digest(i)).await.unwrap();
+    }
+    let (records, unknown) = cache.entry_counts().await;
+    assert_eq!(records, 0);
+    assert!(unknown <= 100, "negative cache bounded: {unknown}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_make_one_store_call() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FOS, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(memory, Script::Slow(Duration::from_millis(50)));
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
+    let digest = digest_of(&issued);
+
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap().id.clone() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), issued.record().id);
+    }
+    assert_eq!(counting.lookups(), 1);
+
+    let unknown = unknown_digest(7);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.lookup(&unknown).await.unwrap().is_none() })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap());
+    }
+    assert_eq!(
+        counting.lookups(),
+        2,
+        "one call for 100 requests with the same unknown key"
+    );
+}
+
+#[tokio::test]
+async fn store_errors_are_never_cached() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FOS, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(memory, Script::Fail);
+    let cache = CachedKeyStore::new(Arc::clone(&counting));
+    let digest = digest_of(&issued);
+
+    for attempt in 1..=3 {
+        assert!(cache.lookup(&digest).await.is_err());
+        assert!(
+            cache.lookup_now(&digest).is_none(),
+            "no cached failure, no cached miss"
+        );
+        assert_eq!(counting.lookups(), attempt);
+    }
+    counting.set(Script::Delegate);
+    assert!(cache.lookup(&digest).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn revoking_through_the_wrapper_is_immediate() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&memory)));
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    cache.revoke(&issued.record().id).await.unwrap();
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(probe.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_during_revocation_is_not_served() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(
+        Arc::clone(&memory),
+        Script::ReadThenWait(Duration::from_millis(100)),
+    );
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
+    let digest = digest_of(&issued);
+
+    // Fetch starts, reads the record while it is still active ...
+    let early = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
+    };
+    tokio::task::yield_now().await;
+    // ... the key is revoked and invalidated while the fetch is still sleeping ...
+    memory.revoke(&issued.record().id).unwrap();
+    cache.invalidate(&issued.record().id).await;
+    // ... the fetch completes with the old record and caches it.
+    let stale = early.await.unwrap();
+    assert_eq!(stale.revoked_at, None);
+
+    let now = memory.get(&issued.record().id).unwrap().revoked_at.unwrap();
+    assert!(
+        cache.lookup_now(&digest).is_none(),
+        "the stale entry is not served"
+    );
+    counting.set(Script::Delegate);
+    let fresh = cache.lookup(&digest).await.unwrap().unwrap();
+    assert_eq!(fresh.status_at(now), KeyStatus::Revoked);
+    assert_eq!(counting.lookups(), 2);
+}
+
+#[tokio::test]
+async fn cache_uses_the_inner_hasher() {
+    let hasher = tower_api_key::key::KeyHasher::with_pepper(&[9u8; 32]).unwrap();
+    let memory = Arc::new(MemoryKeyStore::new().with_hasher(hasher));
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let cache = Arc::new(CachedKeyStore::new(memory));
+    let probe = Probe::new();
+    let service = AuthLayer::new(cache).layer(probe.service::<String>());
+    assert_eq!(
+        send(service, bearer(issued.key().expose_secret()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
