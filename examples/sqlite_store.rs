@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::routing::get;
 use axum::{Json, Router};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use tower_api_key::activity::{LastUsedRecorder, TouchKey};
 use tower_api_key::key::{KeyDigest, KeyFamilies, KeyHasher};
 use tower_api_key::store::{
     IssuedKey, KeyId, KeyRecord, LookupResult, ManageError, NewKey, RateLimit, StoreError,
@@ -42,12 +43,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rate_limits TEXT NOT NULL DEFAULT '{}', -- JSON: class -> {requests, window_secs}
     created_at  INTEGER NOT NULL,           -- Unix milliseconds
     expires_at  INTEGER,
-    revoked_at  INTEGER
+    revoked_at  INTEGER,
+    last_used_at INTEGER                    -- written at most once per key per interval
 );
 CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner);
 ";
 
-const COLUMNS: &str = "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at";
+const COLUMNS: &str =
+    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at";
 
 /// Keys in one SQLite database.
 #[derive(Clone)]
@@ -132,7 +135,7 @@ impl SqliteKeyStore {
                 }
                 let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
                 tx.execute(
-                    &format!("INSERT INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                    &format!("INSERT INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                     params![
                         record.id.as_str(),
                         &record.digest.as_bytes()[..],
@@ -145,6 +148,7 @@ impl SqliteKeyStore {
                         millis(record.created_at),
                         record.expires_at.map(millis),
                         record.revoked_at.map(millis),
+                        record.last_used_at.map(millis),
                         record.environment.as_str(),
                     ],
                 )
@@ -242,6 +246,10 @@ fn record_from_row(row: &Row<'_>, families: &KeyFamilies) -> Result<KeyRecord, S
         .get::<_, Option<i64>>(10)
         .map_err(store_error)?
         .map(time);
+    record.last_used_at = row
+        .get::<_, Option<i64>>(11)
+        .map_err(store_error)?
+        .map(time);
     record.rate_limits = serde_json::from_str::<BTreeMap<String, RateLimit>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
@@ -273,6 +281,23 @@ impl KeyStore for SqliteKeyStore {
     }
 }
 
+/// `last_used_at` for the activity log; called by `LastUsedRecorder`, at most once per key
+/// per interval, never on the request path.
+impl TouchKey for SqliteKeyStore {
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with_db(move |db| {
+            db.execute(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                params![id.as_str(), millis(at)],
+            )
+            .map(drop)
+            .map_err(store_error)
+        })
+        .await
+    }
+}
+
 /// An axum app on the SQLite store.
 pub fn app(store: SqliteKeyStore) -> Router {
     Router::new()
@@ -283,7 +308,12 @@ pub fn app(store: SqliteKeyStore) -> Router {
             })
             .route_layer(require(ForgScope::ReadSessions)),
         )
-        .layer(AuthLayer::new(Arc::new(store)))
+        .layer(
+            AuthLayer::new(Arc::new(store.clone())).observe(LastUsedRecorder::spawn(
+                Arc::new(store),
+                Duration::from_secs(60),
+            )),
+        )
 }
 
 #[tokio::main]

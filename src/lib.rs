@@ -70,6 +70,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod activity;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -14,6 +14,7 @@ use common::{bearer, send, Probe};
 use http::StatusCode;
 use sqlite_store::SqliteKeyStore;
 use tower::Layer;
+use tower_api_key::activity::TouchKey;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::reject::{AuthRejection, InvalidKeyReason};
@@ -108,6 +109,19 @@ async fn the_table_holds_digests_and_records_round_trip() {
     assert_eq!(
         store.lookup(&digest).await.unwrap().unwrap().id,
         issued.record().id
+    );
+
+    let used = std::time::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+    store.touch(&issued.record().id, used).await.unwrap();
+    store
+        .touch(&issued.record().id, used - Duration::from_secs(1))
+        .await
+        .unwrap();
+    let touched = store.get(&issued.record().id).await.unwrap().unwrap();
+    assert_eq!(
+        touched.last_used_at,
+        Some(used),
+        "last use only moves forward"
     );
 
     let listed = store.list("org_1").await.unwrap();

@@ -119,7 +119,7 @@ where
                             state.set(State::Inner { future });
                         }
                         Err(rejection) => {
-                            let response = config.reject(rejection, request.headers());
+                            let response = config.reject(rejection, &request);
                             return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                         }
                     }

@@ -72,17 +72,18 @@ use tower_service::Service;
 pub use future::ResponseFuture;
 pub use identity::Identity;
 
+use crate::activity::{ActivityEvent, ActivityObserver};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{CredentialError, CredentialSources};
 use crate::key::{Environment, KeyDigest, KeyFamilies};
 use crate::rate_limit::failures::FailureGate;
-use crate::rate_limit::FailureLimit;
+use crate::rate_limit::{ClientIp, FailureLimit};
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, InvalidKeyReason, InvalidRequestReason,
     RenderRejection, Unavailable,
 };
-use crate::store::{KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
+use crate::store::{KeyId, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
 
 type Verdict<Sc> = Result<Identity<Sc>, AuthRejection>;
 type BoxLookup<Sc> = Pin<Box<dyn Future<Output = Verdict<Sc>> + Send>>;
@@ -110,6 +111,8 @@ impl<St: KeyStore> AuthLayer<St> {
                 renderer: Arc::new(DefaultRenderer),
                 clock: Arc::new(SystemClock),
                 failures: None,
+                observer: None,
+                client_ip: ClientIp::default(),
             }),
         }
     }
@@ -167,6 +170,20 @@ impl<St: KeyStore> AuthLayer<St> {
     /// The clock expiry and revocation are checked against (default: system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.config().clock = Arc::new(clock);
+        self
+    }
+
+    /// Calls `observer` with every outcome (key id, outcome code, method, path, client
+    /// address, time; never the key): the activity log of the documents.
+    pub fn observe(mut self, observer: impl ActivityObserver) -> Self {
+        self.config().observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// How activity events find the client's address (default: the peer, no proxy
+    /// trusted). [`FailureLimit`] has its own.
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.config().client_ip = client_ip;
         self
     }
 
@@ -252,9 +269,7 @@ where
         let config = &self.config;
         let prepared = match config.prepare(request.headers(), request.extensions()) {
             Ok(prepared) => prepared,
-            Err(rejection) => {
-                return ResponseFuture::rejected(config.reject(rejection, request.headers()))
-            }
+            Err(rejection) => return ResponseFuture::rejected(config.reject(rejection, &request)),
         };
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
             config.store.lookup_now(&prepared.digest)
@@ -267,9 +282,7 @@ where
                     config.admit(&mut request, identity);
                     ResponseFuture::inner(self.inner.call(request))
                 }
-                Err(rejection) => {
-                    ResponseFuture::rejected(config.reject(rejection, request.headers()))
-                }
+                Err(rejection) => ResponseFuture::rejected(config.reject(rejection, &request)),
             },
             None => {
                 let lookup = Arc::clone(config).lookup(prepared);
@@ -305,6 +318,8 @@ pub(crate) struct Config<St: KeyStore> {
     renderer: Arc<dyn RenderRejection>,
     clock: Arc<dyn Clock>,
     failures: Option<Arc<dyn FailureGate>>,
+    observer: Option<Arc<dyn ActivityObserver>>,
+    client_ip: ClientIp,
 }
 
 impl<St: KeyStore> Clone for Config<St> {
@@ -320,6 +335,8 @@ impl<St: KeyStore> Clone for Config<St> {
             renderer: Arc::clone(&self.renderer),
             clock: Arc::clone(&self.clock),
             failures: self.failures.clone(),
+            observer: self.observer.clone(),
+            client_ip: self.client_ip.clone(),
         }
     }
 }
@@ -476,6 +493,7 @@ impl<St: KeyStore> Config<St> {
     /// Step 6: protect the key headers and attach the identity.
     #[inline]
     fn admit<B>(&self, request: &mut Request<B>, identity: Identity<St::Scope>) {
+        self.record(request, Ok(identity.key_id()));
         self.sources
             .protect(request.headers_mut(), self.strip_credentials);
         let extensions = request.extensions_mut();
@@ -483,11 +501,36 @@ impl<St: KeyStore> Config<St> {
         extensions.insert(identity);
     }
 
-    fn reject(
-        &self,
-        rejection: AuthRejection,
-        request_headers: &HeaderMap,
-    ) -> Response<bytes::Bytes> {
-        respond(&*self.renderer, rejection, request_headers)
+    fn reject<B>(&self, rejection: AuthRejection, request: &Request<B>) -> Response<bytes::Bytes> {
+        self.record(request, Err(&rejection));
+        respond(&*self.renderer, rejection, request.headers())
+    }
+
+    /// Tells the observer and `tracing`, when either listens.
+    fn record<B>(&self, request: &Request<B>, outcome: Result<&KeyId, &AuthRejection>) {
+        #[cfg(feature = "tracing")]
+        let traced = tracing::enabled!(target: "tower_api_key::activity", tracing::Level::DEBUG);
+        #[cfg(not(feature = "tracing"))]
+        let traced = false;
+        if self.observer.is_none() && !traced {
+            return;
+        }
+        let client = self
+            .client_ip
+            .resolve(request.headers(), request.extensions())
+            .ok();
+        let event = ActivityEvent::new(
+            outcome,
+            request.method(),
+            request.uri().path(),
+            client,
+            self.clock.now(),
+        );
+        if traced {
+            event.trace();
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(&event);
+        }
     }
 }

@@ -253,6 +253,20 @@ impl<S: Scope> MemoryKeyStore<S> {
         Ok(record)
     }
 
+    /// Records a use of key `id` at `at` (ignored when not later than the stored one).
+    pub(crate) fn set_last_used(&self, id: &KeyId, at: SystemTime) {
+        let Some(digest) = self.by_id.get(id).map(|d| *d.value()) else {
+            return;
+        };
+        if let Some(mut slot) = self.by_digest.get_mut(&digest) {
+            if slot.last_used_at.is_none_or(|last| last < at) {
+                let mut used = KeyRecord::clone(&slot);
+                used.last_used_at = Some(at);
+                *slot = Arc::new(used);
+            }
+        }
+    }
+
     fn revoke_at(&self, id: &KeyId, at: SystemTime) -> Result<Arc<KeyRecord<S>>, ManageError> {
         let digest = self
             .by_id

@@ -173,6 +173,14 @@ pub struct KeyRecord<S: Scope = ForgScope> {
     /// When the key was (or will be, for a rotation grace period) revoked.
     #[serde(default, with = "unix_millis::option")]
     pub revoked_at: Option<SystemTime>,
+    /// When the key was last used, as recorded by
+    /// [`LastUsedRecorder`](crate::activity::LastUsedRecorder) (at most once per interval).
+    #[serde(
+        default,
+        with = "unix_millis::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_used_at: Option<SystemTime>,
     /// Per-class rate-limit overrides for this key, by class name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rate_limits: BTreeMap<String, RateLimit>,
@@ -203,6 +211,7 @@ impl<S: Scope> KeyRecord<S> {
             created_at,
             expires_at: None,
             revoked_at: None,
+            last_used_at: None,
             rate_limits: BTreeMap::new(),
         }
     }

@@ -1,0 +1,213 @@
+//! Key activity: an observer the authentication layer calls with every outcome, and
+//! [`LastUsedRecorder`], which keeps `last_used_at` without a store write per request.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use tower_api_key::activity::ActivityEvent;
+//! use tower_api_key::{AuthLayer, MemoryKeyStore};
+//!
+//! let log: Arc<Mutex<Vec<String>>> = Arc::default();
+//! let sink = Arc::clone(&log);
+//! let layer = AuthLayer::new(Arc::new(MemoryKeyStore::new())).observe(move |event: &ActivityEvent| {
+//!     // Key id, outcome, method, path, client address, time: never the key.
+//!     sink.lock().unwrap().push(format!("{} {} {}", event.outcome, event.method, event.path));
+//! });
+//! ```
+//!
+//! With the `tracing` feature the layer also emits one event per request on the target
+//! `tower_api_key::activity` (DEBUG), with the same fields.
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use http::Method;
+use tokio::sync::mpsc;
+
+use crate::reject::AuthRejection;
+use crate::scope::Scope;
+use crate::store::{KeyId, MemoryKeyStore, StoreError};
+
+/// One authentication outcome. Carries the key id when a record was found, never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActivityEvent {
+    /// The key's id, when a stored record was involved.
+    pub key_id: Option<KeyId>,
+    /// `"ok"`, or the rejection's code (`"invalid_api_key"`, `"auth_unavailable"`, ...).
+    pub outcome: &'static str,
+    /// For a 401: which one it was (`"revoked"`, `"unknown"`, ...).
+    pub reason: Option<&'static str>,
+    /// The request's method.
+    pub method: Method,
+    /// The request's path, without the query string.
+    pub path: String,
+    /// The client's address, when known.
+    pub client: Option<IpAddr>,
+    /// When it happened, on the layer's clock.
+    pub at: SystemTime,
+}
+
+impl ActivityEvent {
+    pub(crate) fn new(
+        outcome: Result<&KeyId, &AuthRejection>,
+        method: &Method,
+        path: &str,
+        client: Option<IpAddr>,
+        at: SystemTime,
+    ) -> Self {
+        let (key_id, outcome, reason) = match outcome {
+            Ok(id) => (Some(id.clone()), "ok", None),
+            Err(AuthRejection::InvalidApiKey { reason, key_id }) => {
+                (key_id.clone(), "invalid_api_key", Some(reason.as_str()))
+            }
+            Err(rejection) => (None, rejection.code(), None),
+        };
+        Self {
+            key_id,
+            outcome,
+            reason,
+            method: method.clone(),
+            path: path.to_owned(),
+            client,
+            at,
+        }
+    }
+
+    pub(crate) fn trace(&self) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_api_key::activity",
+            key_id = self.key_id.as_ref().map(KeyId::as_str),
+            outcome = self.outcome,
+            reason = self.reason,
+            method = %self.method,
+            path = %self.path,
+            client = self.client.map(tracing::field::display),
+            "api key activity"
+        );
+    }
+}
+
+/// Receives every [`ActivityEvent`]; called on the request path, so keep it quick
+/// (hand heavy work to a channel, as [`LastUsedRecorder`] does). Closures implement it.
+pub trait ActivityObserver: Send + Sync + 'static {
+    /// Called once per request the layer sees.
+    fn observe(&self, event: &ActivityEvent);
+}
+
+impl<F> ActivityObserver for F
+where
+    F: Fn(&ActivityEvent) + Send + Sync + 'static,
+{
+    fn observe(&self, event: &ActivityEvent) {
+        self(event)
+    }
+}
+
+/// A store that can record when a key was last used.
+pub trait TouchKey: Send + Sync + 'static {
+    /// Sets the `last_used_at` of key `id` to `at` (if later than the stored one).
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<S: Scope> TouchKey for MemoryKeyStore<S> {
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        self.set_last_used(id, at);
+        Ok(())
+    }
+}
+
+/// Records `last_used_at` at most once per key per interval, off the request path.
+///
+/// As an [`ActivityObserver`] it looks at successful requests; when a key's interval has
+/// passed it queues one write (never blocking: a full queue drops the write, the next
+/// interval retries), and a task it spawned writes through [`TouchKey`]. A busy key costs
+/// one store write per interval. The task ends when the last clone of the recorder is
+/// dropped.
+#[derive(Clone)]
+pub struct LastUsedRecorder {
+    interval: Duration,
+    last: Arc<DashMap<KeyId, SystemTime>>,
+    queue: mpsc::Sender<(KeyId, SystemTime)>,
+}
+
+impl LastUsedRecorder {
+    /// Spawns the writer task on the current Tokio runtime, writing to `store` at most
+    /// once per key per `interval`.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn<St: TouchKey>(store: Arc<St>, interval: Duration) -> Self {
+        let (queue, mut writes) = mpsc::channel::<(KeyId, SystemTime)>(1024);
+        tokio::spawn(async move {
+            while let Some((id, at)) = writes.recv().await {
+                if let Err(_error) = store.touch(&id, at).await {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(target: "tower_api_key::activity", key_id = id.as_str(), error = %_error, "could not record last use");
+                }
+            }
+        });
+        Self {
+            interval,
+            last: Arc::new(DashMap::new()),
+            queue,
+        }
+    }
+
+    fn due(&self, id: &KeyId, at: SystemTime) -> bool {
+        use dashmap::mapref::entry::Entry;
+        match self.last.entry(id.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(at);
+                true
+            }
+            Entry::Occupied(mut slot) => {
+                let due = at
+                    .duration_since(*slot.get())
+                    .is_ok_and(|since| since >= self.interval);
+                if due {
+                    slot.insert(at);
+                }
+                due
+            }
+        }
+    }
+}
+
+impl ActivityObserver for LastUsedRecorder {
+    fn observe(&self, event: &ActivityEvent) {
+        let (Some(id), "ok") = (&event.key_id, event.outcome) else {
+            return;
+        };
+        // Checked without cloning the id: most requests of a busy key are not due.
+        if let Some(last) = self.last.get(id) {
+            if event
+                .at
+                .duration_since(*last)
+                .map_or(true, |since| since < self.interval)
+            {
+                return;
+            }
+        }
+        if self.due(id, event.at) {
+            let _dropped_when_full = self.queue.try_send((id.clone(), event.at));
+        }
+    }
+}
+
+impl fmt::Debug for LastUsedRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LastUsedRecorder")
+            .field("interval", &self.interval)
+            .field("keys", &self.last.len())
+            .finish()
+    }
+}

@@ -1,0 +1,285 @@
+//! The activity observer sees every outcome with its fields and never the key;
+//! `LastUsedRecorder` writes once per key per interval, off the request path.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use http::{Method, Request, StatusCode};
+use tower::Layer;
+use tower_api_key::activity::{ActivityEvent, LastUsedRecorder, TouchKey};
+use tower_api_key::clock::ManualClock;
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::ClientAddr;
+use tower_api_key::store::{KeyId, StoreError};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+
+fn from(ip: &str, mut request: Request<String>) -> Request<String> {
+    request
+        .extensions_mut()
+        .insert(ClientAddr(ip.parse().unwrap()));
+    request
+}
+
+#[tokio::test]
+async fn observer_sees_every_outcome_and_never_the_key() {
+    let (store, clock) = store_with_clock();
+    let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let revoked = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
+    store.revoke(&revoked.record().id).unwrap();
+    let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
+    let events: Arc<Mutex<Vec<ActivityEvent>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&scripted))
+        .clock(clock.clone())
+        .observe(move |event: &ActivityEvent| sink.lock().unwrap().push(event.clone()))
+        .layer(probe.service::<String>());
+
+    let requests = [
+        from(
+            "192.0.2.1",
+            Request::post("/v1/rules?secret=no")
+                .header(
+                    "authorization",
+                    format!("Bearer {}", good.key().expose_secret()),
+                )
+                .body(String::new())
+                .unwrap(),
+        ),
+        from("192.0.2.2", bearer(revoked.key().expose_secret())),
+        from(
+            "192.0.2.3",
+            bearer("forg_live_0123456789abcdef0123456789abcdef"),
+        ),
+        from(
+            "192.0.2.4",
+            Request::get("/x")
+                .header("x-forgeos-api-key", "a")
+                .header("authorization", "Bearer b")
+                .body(String::new())
+                .unwrap(),
+        ),
+    ];
+    for request in requests {
+        send(service.clone(), request).await;
+    }
+    scripted.set(Script::Fail);
+    send(
+        service.clone(),
+        from("192.0.2.5", bearer(good.key().expose_secret())),
+    )
+    .await;
+
+    let events = events.lock().unwrap().clone();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.outcome,
+                e.reason,
+                e.key_id.clone(),
+                e.client.map(|c| c.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "ok",
+                None,
+                Some(good.record().id.clone()),
+                Some("192.0.2.1".to_owned())
+            ),
+            (
+                "invalid_api_key",
+                Some("revoked"),
+                Some(revoked.record().id.clone()),
+                Some("192.0.2.2".to_owned())
+            ),
+            (
+                "invalid_api_key",
+                Some("unknown"),
+                None,
+                Some("192.0.2.3".to_owned())
+            ),
+            ("invalid_request", None, None, Some("192.0.2.4".to_owned())),
+            ("auth_unavailable", None, None, Some("192.0.2.5".to_owned())),
+        ]
+    );
+    assert_eq!(
+        (events[0].method.clone(), events[0].path.as_str()),
+        (Method::POST, "/v1/rules"),
+        "no query string"
+    );
+    assert_eq!(events[0].at, start_time());
+    let all = format!("{events:?}");
+    for key in [good.key().expose_secret(), revoked.key().expose_secret()] {
+        assert!(
+            !all.contains(&key[key.len() - 16..]),
+            "no key material in events"
+        );
+    }
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Counts writes and forwards them to the memory store.
+struct CountingTouch {
+    store: Arc<MemoryKeyStore>,
+    writes: AtomicUsize,
+}
+
+impl TouchKey for CountingTouch {
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.store.touch(id, at).await
+    }
+}
+
+async fn settle(until: impl Fn() -> bool) {
+    for _ in 0..1_000 {
+        if until() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the writer task did not catch up");
+}
+
+#[tokio::test]
+async fn last_used_is_written_once_per_key_per_interval() {
+    let (store, _) = store_with_clock();
+    let a = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let b = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
+    let touch = Arc::new(CountingTouch {
+        store: Arc::clone(&store),
+        writes: AtomicUsize::new(0),
+    });
+    let clock = ManualClock::new(start_time());
+    let recorder = LastUsedRecorder::spawn(Arc::clone(&touch), Duration::from_secs(60));
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store))
+        .clock(clock.clone())
+        .observe(recorder)
+        .layer(probe.service::<String>());
+
+    for _ in 0..100 {
+        assert_eq!(
+            send(service.clone(), bearer(a.key().expose_secret()))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        send(service.clone(), bearer(b.key().expose_secret())).await;
+        send(
+            service.clone(),
+            bearer("fos_00000000000000000000000000000000"),
+        )
+        .await;
+    }
+    settle(|| touch.writes.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(
+        store.get(&a.record().id).unwrap().last_used_at,
+        Some(start_time())
+    );
+    assert_eq!(
+        store.get(&b.record().id).unwrap().last_used_at,
+        Some(start_time())
+    );
+
+    clock.advance(Duration::from_secs(59));
+    send(service.clone(), bearer(a.key().expose_secret())).await;
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..10 {
+        send(service.clone(), bearer(a.key().expose_secret())).await;
+    }
+    settle(|| touch.writes.load(Ordering::SeqCst) == 3).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        touch.writes.load(Ordering::SeqCst),
+        3,
+        "one more write for a, none for b"
+    );
+    assert_eq!(
+        store.get(&a.record().id).unwrap().last_used_at,
+        Some(start_time() + Duration::from_secs(60))
+    );
+}
+
+#[tokio::test]
+async fn activity_is_traced_with_the_same_fields() {
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (store, _) = store_with_clock();
+    let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let probe = Probe::new();
+    let service = AuthLayer::new(store).layer(probe.service::<String>());
+    send(
+        service.clone(),
+        from("192.0.2.9", bearer(good.key().expose_secret())),
+    )
+    .await;
+    send(
+        service,
+        from(
+            "192.0.2.9",
+            bearer("forg_live_0123456789abcdef0123456789abcdef"),
+        ),
+    )
+    .await;
+
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let ok_line = logs
+        .lines()
+        .find(|l| l.contains("api key activity") && l.contains("outcome=\"ok\""))
+        .expect(&logs);
+    assert!(
+        ok_line.contains(&format!("key_id=\"{}\"", good.record().id)),
+        "{ok_line}"
+    );
+    assert!(
+        ok_line.contains("client=192.0.2.9") && ok_line.contains("path=/v1/thing"),
+        "{ok_line}"
+    );
+    assert!(logs.contains("reason=\"unknown\""), "{logs}");
+    assert!(
+        !logs.contains(&good.key().expose_secret()[10..]),
+        "no key in logs"
+    );
+    assert!(
+        !logs.contains("0123456789abcdef0123456789abcdef"),
+        "no rejected key in logs"
+    );
+}
