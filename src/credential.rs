@@ -126,7 +126,7 @@ impl CredentialSources {
         headers: &'h HeaderMap,
     ) -> Result<Option<Credential<'h>>, CredentialError> {
         let mut found: Option<Credential<'h>> = None;
-        for source in &self.sources {
+        for (index, source) in self.sources.iter().enumerate() {
             let name = source.header_name();
             let mut values = headers.get_all(name).iter();
             let Some(value) = values.next() else { continue };
@@ -144,23 +144,23 @@ impl CredentialSources {
                 return Err(CredentialError::Ambiguous);
             }
             let key = visible_ascii(token).ok_or(CredentialError::Malformed)?;
-            found = Some(Credential { source, key });
+            found = Some(Credential { source, index, key });
         }
         Ok(found)
     }
 
-    /// Marks the source headers sensitive (so `Debug` of the request and HTTP/2 header
-    /// compression leave them alone), or removes them.
-    pub(crate) fn protect(&self, headers: &mut HeaderMap, strip: bool) {
-        for source in &self.sources {
-            let name = source.header_name();
-            if strip {
-                headers.remove(name);
-            } else if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
-                for value in entry.iter_mut() {
-                    value.set_sensitive(true);
-                }
-            }
+    /// Marks the header the key came from sensitive (so `Debug` of the request and HTTP/2
+    /// header compression leave it alone), or removes it. `index` is
+    /// [`Credential::index`]; the header was sent once.
+    pub(crate) fn protect(&self, headers: &mut HeaderMap, index: usize, strip: bool) {
+        let Some(source) = self.sources.get(index) else {
+            return;
+        };
+        let name = source.header_name();
+        if strip {
+            headers.remove(name);
+        } else if let Some(value) = headers.get_mut(name) {
+            value.set_sensitive(true);
         }
     }
 }
@@ -169,6 +169,7 @@ impl CredentialSources {
 #[derive(Clone, Copy)]
 pub struct Credential<'h> {
     source: &'h CredentialSource,
+    index: usize,
     key: &'h str,
 }
 
@@ -176,6 +177,11 @@ impl<'h> Credential<'h> {
     /// Where it was found.
     pub fn source(&self) -> &'h CredentialSource {
         self.source
+    }
+
+    /// The position of its source in the [`CredentialSources`].
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// The key as sent (trimmed). Handle with care: this is the secret.

@@ -276,7 +276,9 @@ impl AuthRejection {
     /// The RFC 6750 challenge, on 401 and 403.
     pub fn www_authenticate(&self) -> Option<HeaderValue> {
         let challenge = match self {
-            Self::InvalidApiKey { .. } => r#"Bearer error="invalid_token""#.to_owned(),
+            Self::InvalidApiKey { .. } => {
+                return Some(HeaderValue::from_static(r#"Bearer error="invalid_token""#))
+            }
             Self::InsufficientScope { required, .. } => format!(
                 r#"Bearer error="insufficient_scope", scope="{}""#,
                 quoted_string_content(required)
@@ -295,6 +297,21 @@ impl AuthRejection {
 
     /// The FORG JSON body: `{"error":…,"code":…,"status":…}`.
     pub fn json_body(&self) -> Bytes {
+        // The frequent, constant bodies are static: rejecting costs no serialisation.
+        let constant: &'static [u8] = match self {
+            Self::InvalidApiKey { .. } => br#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#,
+            Self::InvalidRequest(InvalidRequestReason::RepeatedHeader(_))
+            | Self::InvalidRequest(InvalidRequestReason::AmbiguousCredentials) => {
+                br#"{"error":"Ambiguous credentials: send exactly one API key, in one header","code":"invalid_request","status":400}"#
+            }
+            Self::RateLimited { .. } => br#"{"error":"Rate limit exceeded","code":"rate_limited","status":429}"#,
+            Self::Unavailable { .. } => br#"{"error":"Authentication is temporarily unavailable","code":"auth_unavailable","status":503}"#,
+            _ => return self.serialized_body(),
+        };
+        Bytes::from_static(constant)
+    }
+
+    fn serialized_body(&self) -> Bytes {
         #[derive(serde::Serialize)]
         struct Body<'a> {
             error: &'a str,
@@ -469,4 +486,29 @@ pub(crate) fn respond(
     let mut response = renderer.render(&rejection, request_headers);
     response.extensions_mut().insert(rejection);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_bodies_equal_serialized_ones() {
+        let rejections = [
+            AuthRejection::invalid_key(InvalidKeyReason::Revoked, None),
+            AuthRejection::InvalidRequest(InvalidRequestReason::AmbiguousCredentials),
+            AuthRejection::InvalidRequest(InvalidRequestReason::RepeatedHeader(
+                http::header::AUTHORIZATION,
+            )),
+            AuthRejection::rate_limited(3),
+            AuthRejection::unavailable(Unavailable::RateLimiter, 1),
+        ];
+        for rejection in rejections {
+            assert_eq!(
+                rejection.json_body(),
+                rejection.serialized_body(),
+                "{rejection:?}"
+            );
+        }
+    }
 }

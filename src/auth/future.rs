@@ -34,9 +34,10 @@ pin_project! {
         S: Service<Request<ReqBody>>,
         St: KeyStore,
     {
+        // Boxed: the common states stay small, so the future is cheap to move.
         Lookup {
             lookup: BoxLookup<St::Scope>,
-            pending: Option<Pending<S, St, ReqBody>>,
+            pending: Option<Box<Pending<S, St, ReqBody>>>,
         },
         Inner {
             #[pin]
@@ -51,6 +52,7 @@ pin_project! {
 struct Pending<S, St: KeyStore, ReqBody> {
     inner: S,
     request: Request<ReqBody>,
+    source: usize,
     config: Arc<Config<St>>,
 }
 
@@ -77,16 +79,18 @@ where
         lookup: BoxLookup<St::Scope>,
         inner: S,
         request: Request<ReqBody>,
+        source: usize,
         config: Arc<Config<St>>,
     ) -> Self {
         Self {
             state: State::Lookup {
                 lookup,
-                pending: Some(Pending {
+                pending: Some(Box::new(Pending {
                     inner,
                     request,
+                    source,
                     config,
-                }),
+                })),
             },
         }
     }
@@ -108,13 +112,14 @@ where
                     let Pending {
                         mut inner,
                         mut request,
+                        source,
                         config,
-                    } = pending
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match verdict {
                         Ok(identity) => {
-                            config.admit(&mut request, identity);
+                            config.admit(&mut request, identity, source);
                             let future = inner.call(request);
                             state.set(State::Inner { future });
                         }

@@ -279,17 +279,18 @@ where
         match answer {
             Some(found) => match config.decide(found, &prepared) {
                 Ok(identity) => {
-                    config.admit(&mut request, identity);
+                    config.admit(&mut request, identity, prepared.source);
                     ResponseFuture::inner(self.inner.call(request))
                 }
                 Err(rejection) => ResponseFuture::rejected(config.reject(rejection, &request)),
             },
             None => {
+                let source = prepared.source;
                 let lookup = Arc::clone(config).lookup(prepared);
                 // The ready service goes into the future; this one gets a fresh clone.
                 let inner = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, inner);
-                ResponseFuture::lookup(lookup, inner, request, Arc::clone(config))
+                ResponseFuture::lookup(lookup, inner, request, source, Arc::clone(config))
             }
         }
     }
@@ -300,6 +301,7 @@ where
 struct Prepared {
     digest: KeyDigest,
     environment: Environment,
+    source: usize,
     client: Option<IpAddr>,
 }
 
@@ -408,6 +410,7 @@ impl<St: KeyStore> Config<St> {
         Ok(Prepared {
             digest: self.store.hasher().digest(key.expose_secret()),
             environment: key.environment(),
+            source: credential.index(),
             client,
         })
     }
@@ -492,10 +495,10 @@ impl<St: KeyStore> Config<St> {
 
     /// Step 6: protect the key headers and attach the identity.
     #[inline]
-    fn admit<B>(&self, request: &mut Request<B>, identity: Identity<St::Scope>) {
+    fn admit<B>(&self, request: &mut Request<B>, identity: Identity<St::Scope>, source: usize) {
         self.record(request, Ok(identity.key_id()));
         self.sources
-            .protect(request.headers_mut(), self.strip_credentials);
+            .protect(request.headers_mut(), source, self.strip_credentials);
         let extensions = request.extensions_mut();
         extensions.insert(identity.scopes());
         extensions.insert(identity);

@@ -45,13 +45,31 @@ pub enum Alphabet {
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// `MEMBERS[alphabet][byte]` is 1 when the byte belongs to the alphabet.
+const MEMBERS: [[u8; 256]; 2] = {
+    let mut table = [[0u8; 256]; 2];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[0][b] = (c.is_ascii_digit() || (c >= b'a' && c <= b'f')) as u8;
+        table[1][b] = c.is_ascii_alphanumeric() as u8;
+        b += 1;
+    }
+    table
+};
+
 impl Alphabet {
+    /// Whether every byte belongs to the alphabet: a table lookup per byte, no branch.
     #[inline]
-    fn contains(self, byte: u8) -> bool {
-        match self {
-            Alphabet::LowerHex => matches!(byte, b'0'..=b'9' | b'a'..=b'f'),
-            Alphabet::Base62 => byte.is_ascii_alphanumeric(),
-        }
+    fn contains_all(self, bytes: &[u8]) -> bool {
+        let table = match self {
+            Alphabet::LowerHex => &MEMBERS[0],
+            Alphabet::Base62 => &MEMBERS[1],
+        };
+        bytes
+            .iter()
+            .fold(1u8, |all, &b| all & table[usize::from(b)])
+            == 1
     }
 
     /// Entropy of one character, in thousandths of a bit (integer, so checks stay exact).
@@ -205,7 +223,7 @@ impl KeyFamily {
         if secret.len() < self.min_len || secret.len() > self.max_len {
             return Err(MalformedKey::Length);
         }
-        if secret.iter().all(|&b| self.alphabet.contains(b)) {
+        if self.alphabet.contains_all(secret) {
             Ok(())
         } else {
             Err(MalformedKey::Character)

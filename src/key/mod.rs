@@ -37,7 +37,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-pub use digest::{KeyDigest, KeyHasher, ParseDigestError, PepperError};
+pub use digest::{
+    BuildDigestHasher, DigestHasher, KeyDigest, KeyHasher, ParseDigestError, PepperError,
+};
 pub use family::{
     Alphabet, Environment, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey,
 };

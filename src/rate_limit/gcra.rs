@@ -16,7 +16,14 @@ use super::housekeeping::{self, Schedule};
 use super::{KeyedBy, RateClass};
 use crate::store::{KeyId, RateLimit};
 
-pub(super) type Limiter<K, C> = RateLimiter<K, DashMapStateStore<K>, C, StateInformationMiddleware>;
+/// Limiter state keyed with foldhash: fast, and seeded per process, so client addresses
+/// (which an attacker picks) cannot be aimed at one bucket.
+pub(super) type Limiter<K, C> = RateLimiter<
+    K,
+    DashMapStateStore<K, foldhash::fast::RandomState>,
+    C,
+    StateInformationMiddleware,
+>;
 
 /// The in-process backend: GCRA from [`governor`], one keyed limiter per class and quota.
 ///
@@ -194,7 +201,7 @@ pub(super) fn limiter<K: Hash + Eq + Clone, C: Clock + Clone>(
 ) -> Limiter<K, C> {
     RateLimiter::<K, _, C, StateInformationMiddleware>::new(
         governor_quota(quota),
-        DashMapStateStore::default(),
+        DashMapStateStore::with_hasher(foldhash::fast::RandomState::default()),
         clock.clone(),
     )
 }

@@ -29,9 +29,9 @@ use crate::store::{KeyId, RateLimit};
 use crate::Identity;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
-pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
-pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// What to do when the backend cannot decide (its server is down or slow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -146,6 +146,7 @@ impl<B: RateLimitBackend> RateLimits<B> {
             shared: Arc::new(LayerShared {
                 handle: self.backend.register(&class),
                 policy: policy_header(&class, class.quota()),
+                states: state_headers(&class),
                 class,
                 limits: self.clone(),
             }),
@@ -177,6 +178,33 @@ fn policy_header(class: &RateClass, quota: RateLimit) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+fn state_header(class: &RateClass, remaining: u32, reset_after: Duration) -> Option<HeaderValue> {
+    let value = format!(
+        "\"{}\";r={};t={}",
+        class.name(),
+        remaining,
+        ceil_secs(reset_after)
+    );
+    HeaderValue::from_str(&value).ok()
+}
+
+/// Quotas up to this many requests get their `RateLimit` values made once, at start.
+const PRECOMPUTED_STATES: u32 = 4096;
+
+/// The `RateLimit` value of an allowed request for each `remaining`, under the class's own
+/// quota, when the reset time follows from it (`(quota - remaining)` request periods).
+fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
+    let quota = class.quota();
+    let requests = quota.requests().get();
+    if requests > PRECOMPUTED_STATES {
+        return Vec::new();
+    }
+    let period = quota.window() / requests;
+    (0..=requests)
+        .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
+        .collect()
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -192,6 +220,8 @@ struct LayerShared<B: RateLimitBackend> {
     class: RateClass,
     handle: B::Class,
     policy: HeaderValue,
+    /// `RateLimit` values by remaining count, for allowed requests under the class quota.
+    states: Vec<HeaderValue>,
     limits: RateLimits<B>,
 }
 
@@ -321,19 +351,24 @@ impl<B: RateLimitBackend> LayerShared<B> {
         if !self.limits.headers {
             return None;
         }
-        let policy = if decision.quota() == self.class.quota() {
-            self.policy.clone()
-        } else {
-            policy_header(&self.class, decision.quota())
+        let quota = decision.quota();
+        if quota != self.class.quota() {
+            let policy = policy_header(&self.class, quota);
+            let state = state_header(&self.class, decision.remaining(), decision.reset_after())?;
+            return Some([policy, state]);
+        }
+        let requests = quota.requests().get();
+        let used = requests.saturating_sub(decision.remaining());
+        let precomputed = decision
+            .is_allowed()
+            .then(|| self.states.get(decision.remaining() as usize))
+            .flatten()
+            .filter(|_| decision.reset_after() == quota.window() / requests * used);
+        let state = match precomputed {
+            Some(state) => state.clone(),
+            None => state_header(&self.class, decision.remaining(), decision.reset_after())?,
         };
-        let state = format!(
-            "\"{}\";r={};t={}",
-            self.class.name(),
-            decision.remaining(),
-            ceil_secs(decision.reset_after())
-        );
-        let state = HeaderValue::from_str(&state).ok()?;
-        Some([policy, state])
+        Some([self.policy.clone(), state])
     }
 
     fn boxed_check(self: &Arc<Self>, key: OwnedKey, quota: RateLimit) -> BoxCheck {
@@ -399,8 +434,8 @@ impl<B: RateLimitBackend> LayerShared<B> {
 
 fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
     if let Some([policy, state]) = values {
-        headers.insert(RATELIMIT_POLICY.clone(), policy);
-        headers.insert(RATELIMIT.clone(), state);
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, state);
     }
 }
 

@@ -7,7 +7,7 @@ use dashmap::DashMap;
 
 use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError, NewKey};
 use crate::clock::{Clock, SystemClock};
-use crate::key::{KeyDigest, KeyFamilies, KeyHasher};
+use crate::key::{BuildDigestHasher, KeyDigest, KeyFamilies, KeyHasher};
 use crate::scope::{ForgScope, Scope};
 
 const DEFAULT_MAX_KEYS_PER_OWNER: NonZeroUsize = match NonZeroUsize::new(10) {
@@ -29,7 +29,7 @@ const DEFAULT_MAX_KEYS_PER_OWNER: NonZeroUsize = match NonZeroUsize::new(10) {
 ///
 /// Share it between the layer and your handlers as `Arc<MemoryKeyStore>`.
 pub struct MemoryKeyStore<S: Scope = ForgScope> {
-    by_digest: DashMap<KeyDigest, Arc<KeyRecord<S>>>,
+    by_digest: DashMap<KeyDigest, Arc<KeyRecord<S>>, BuildDigestHasher>,
     by_id: DashMap<KeyId, KeyDigest>,
     by_owner: DashMap<String, Vec<KeyId>>,
     max_keys_per_owner: NonZeroUsize,
@@ -49,7 +49,7 @@ impl MemoryKeyStore<ForgScope> {
 impl<S: Scope> Default for MemoryKeyStore<S> {
     fn default() -> Self {
         Self {
-            by_digest: DashMap::new(),
+            by_digest: DashMap::default(),
             by_id: DashMap::new(),
             by_owner: DashMap::new(),
             max_keys_per_owner: DEFAULT_MAX_KEYS_PER_OWNER,

@@ -1,0 +1,215 @@
+//! Per-request cost in process: tower `ready` + `call` on a trivial inner service, the same
+//! request construction for every variant (inside the timed loop, so `bare` includes it). Overheads are
+//! the variant minus `bare`. Peers measured in the same run: tower-http's
+//! `ValidateRequestHeaderLayer` with a custom bearer check, and tower_governor keyed by a
+//! header.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures_util::FutureExt;
+use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service, ServiceExt};
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::store::RateLimit;
+use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
+
+const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
+
+// tower_governor needs `Response<axum::body::Body>: From<GovernorError>`, so every variant
+// answers with axum's body.
+type Body = axum::body::Body;
+
+fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
+    tower::service_fn(|_req: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Body::empty())))
+    })
+}
+
+/// One request through `service`, ready at once (every variant here completes on its
+/// first poll).
+fn run<S, B>(service: &mut S, request: Request<()>) -> StatusCode
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let service = service
+        .ready()
+        .now_or_never()
+        .expect("ready")
+        .expect("ready ok");
+    let response = service
+        .call(request)
+        .now_or_never()
+        .expect("completes at once")
+        .expect("ok");
+    response.status()
+}
+
+fn request(bearer: &HeaderValue) -> Request<()> {
+    let mut request = Request::new(());
+    *request.uri_mut() = http::Uri::from_static("/v1/sessions");
+    request.headers_mut().insert(AUTHORIZATION, bearer.clone());
+    request
+}
+
+/// Never limits within a benchmark: the quota is far above what a run sends.
+fn roomy() -> RateClass {
+    RateClass::per_key("bench", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN)).expect("class")
+}
+
+fn bench<S, B>(
+    c: &mut Criterion,
+    name: &str,
+    mut service: S,
+    bearer: &HeaderValue,
+    expect: StatusCode,
+) where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    assert_eq!(run(&mut service, request(bearer)), expect, "{name}");
+    c.bench_function(name, |b| {
+        b.iter(|| black_box(run(&mut service, request(bearer))))
+    });
+}
+
+// tower-http's custom validator returns the rejection response by value.
+#[allow(clippy::result_large_err)]
+fn layers(c: &mut Criterion) {
+    c.bench_function("sha256/forg_live", |b| {
+        b.iter(|| Sha256::digest(black_box(LIVE.as_bytes())))
+    });
+
+    let store = Arc::new(MemoryKeyStore::new());
+    let issued = store
+        .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+        .expect("issue");
+    let bearer =
+        HeaderValue::try_from(format!("Bearer {}", issued.key().expose_secret())).expect("header");
+    let malformed = HeaderValue::from_static("Bearer forg_live_not-a-key");
+    let auth = AuthLayer::new(Arc::clone(&store));
+    let limits = RateLimits::new().headers(true);
+    let class = roomy();
+
+    bench(c, "layer/bare", bare(), &bearer, StatusCode::OK);
+    bench(c, "layer/auth", auth.layer(bare()), &bearer, StatusCode::OK);
+    bench(
+        c,
+        "layer/auth_malformed",
+        auth.layer(bare()),
+        &malformed,
+        StatusCode::UNAUTHORIZED,
+    );
+    bench(
+        c,
+        "layer/auth_scope",
+        auth.layer(require(ForgScope::ReadSessions).layer(bare())),
+        &bearer,
+        StatusCode::OK,
+    );
+    bench(
+        c,
+        "layer/auth_scope_rate_limit",
+        auth.layer(
+            limits
+                .layer(class.clone())
+                .layer(require(ForgScope::ReadSessions).layer(bare())),
+        ),
+        &bearer,
+        StatusCode::OK,
+    );
+
+    // The rate-limit layer alone: the identity is already in the request, as the auth layer
+    // would have left it (same construction for the bare baseline of this pair).
+    let seen: Arc<std::sync::Mutex<http::Extensions>> = Arc::default();
+    let keep = Arc::clone(&seen);
+    let mut capture = auth.layer(tower::service_fn(move |req: Request<()>| {
+        *keep.lock().expect("lock") = req.extensions().clone();
+        std::future::ready(Ok::<_, Infallible>(Response::new(Body::empty())))
+    }));
+    assert_eq!(run(&mut capture, request(&bearer)), StatusCode::OK);
+    let identity = seen.lock().expect("lock").clone();
+    let with_identity = |r: Request<()>| {
+        let (mut parts, body) = r.into_parts();
+        parts.extensions = identity.clone();
+        Request::from_parts(parts, body)
+    };
+    let mut rate_limited = limits.layer(class.clone()).layer(bare());
+    let mut rate_limited_quiet = RateLimits::new().headers(false).layer(class).layer(bare());
+    let mut baseline = bare();
+    c.bench_function("layer/bare_with_identity", |b| {
+        b.iter(|| black_box(run(&mut baseline, with_identity(request(&bearer)))))
+    });
+    c.bench_function("layer/rate_limit", |b| {
+        b.iter(|| black_box(run(&mut rate_limited, with_identity(request(&bearer)))))
+    });
+    c.bench_function("layer/rate_limit_no_headers", |b| {
+        b.iter(|| black_box(run(&mut rate_limited_quiet, with_identity(request(&bearer)))))
+    });
+
+    // Peers.
+    let expected = format!("Bearer {}", issued.key().expose_secret());
+    let validate = tower_http::validate_request::ValidateRequestHeaderLayer::custom(
+        move |request: &mut Request<()>| -> Result<(), Response<Body>> {
+            match request.headers().get(AUTHORIZATION) {
+                Some(value) if value.as_bytes() == expected.as_bytes() => Ok(()),
+                _ => Err(Response::builder()
+                    .status(401)
+                    .body(Body::empty())
+                    .unwrap_or_default()),
+            }
+        },
+    );
+    bench(
+        c,
+        "peer/tower_http_validate_bearer",
+        validate.layer(bare()),
+        &bearer,
+        StatusCode::OK,
+    );
+
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .key_extractor(HeaderKey)
+        .finish()
+        .expect("config");
+    let governor = tower_governor::GovernorLayer::new(Arc::new(config)).error_handler(|_| {
+        Response::builder()
+            .status(429)
+            .body(Body::empty())
+            .unwrap_or_default()
+    });
+    bench(
+        c,
+        "peer/tower_governor_header_key",
+        governor.layer(bare()),
+        &bearer,
+        StatusCode::OK,
+    );
+}
+
+/// tower_governor keyed by the `Authorization` header's value.
+#[derive(Clone)]
+struct HeaderKey;
+
+impl tower_governor::key_extractor::KeyExtractor for HeaderKey {
+    type Key = String;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<String, tower_governor::GovernorError> {
+        req.headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+    }
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);
