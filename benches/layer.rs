@@ -150,7 +150,12 @@ fn layers(c: &mut Criterion) {
         b.iter(|| black_box(run(&mut rate_limited, with_identity(request(&bearer)))))
     });
     c.bench_function("layer/rate_limit_no_headers", |b| {
-        b.iter(|| black_box(run(&mut rate_limited_quiet, with_identity(request(&bearer)))))
+        b.iter(|| {
+            black_box(run(
+                &mut rate_limited_quiet,
+                with_identity(request(&bearer)),
+            ))
+        })
     });
 
     // Peers.

@@ -504,9 +504,10 @@ pin_project! {
         Svc: Service<Request<ReqBody>>,
         B: RateLimitBackend,
     {
+        // Boxed: the common states stay small, so the future is cheap to move.
         Checking {
             check: BoxCheck,
-            pending: Option<(Svc, Request<ReqBody>, Arc<LayerShared<B>>)>,
+            pending: Option<Box<(Svc, Request<ReqBody>, Arc<LayerShared<B>>)>>,
         },
         Inner {
             #[pin]
@@ -547,7 +548,7 @@ where
         Self {
             state: State::Checking {
                 check,
-                pending: Some((inner, request, shared)),
+                pending: Some(Box::new((inner, request, shared))),
             },
         }
     }
@@ -566,7 +567,7 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
                     let result = ready!(check.as_mut().poll(cx));
-                    let (mut inner, request, shared) = pending
+                    let (mut inner, request, shared) = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match shared.outcome(result) {

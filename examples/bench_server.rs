@@ -1,0 +1,43 @@
+//! The server `benches/loopback.sh` loads: `GET /v1/sessions` answering a small JSON body,
+//! bare (`--bare`) or behind the full stack (authentication, scope requirement, rate limit).
+//! Prints `KEY=<key>` and `LISTENING=<addr>` on start.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::store::RateLimit;
+use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
+
+async fn sessions() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "data": [{ "id": "ses_1", "events": 42 }] }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let bare = std::env::args().any(|a| a == "--bare");
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
+    let store = Arc::new(MemoryKeyStore::new());
+    let issued = store.issue(
+        NewKey::new("bench", "load", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions),
+    )?;
+    let routes = Router::new().route("/v1/sessions", get(sessions));
+    let app = if bare {
+        routes
+    } else {
+        // A quota no load test reaches, so every request does the full work and passes.
+        let roomy = RateClass::per_key("load", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN))?;
+        routes
+            .route_layer(require(ForgScope::ReadSessions))
+            .route_layer(RateLimits::new().layer(roomy))
+            .layer(AuthLayer::new(store))
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("KEY={}", issued.key().expose_secret());
+    println!("LISTENING={}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
