@@ -198,6 +198,28 @@ fn layers(c: &mut Criterion) {
         &bearer,
         StatusCode::OK,
     );
+
+    // With its `x-ratelimit-*` headers, the peer of our default (headers on).
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .key_extractor(HeaderKey)
+        .use_headers()
+        .finish()
+        .expect("config");
+    let governor = tower_governor::GovernorLayer::new(Arc::new(config)).error_handler(|_| {
+        Response::builder()
+            .status(429)
+            .body(Body::empty())
+            .unwrap_or_default()
+    });
+    bench(
+        c,
+        "peer/tower_governor_header_key_with_headers",
+        governor.layer(bare()),
+        &bearer,
+        StatusCode::OK,
+    );
 }
 
 /// tower_governor keyed by the `Authorization` header's value.
