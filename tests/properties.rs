@@ -13,15 +13,18 @@ use tower_api_key::scope::Scope;
 use tower_api_key::{ForgScope, ScopeSet};
 
 fn oracle() -> Regex {
-    Regex::new(r"\A(?:forg_live_[0-9a-f]{32}|forg_test_[0-9a-f]{32}|fos_[0-9a-f]{32,128})\z").unwrap()
+    Regex::new(r"\A(?:forg_live_[0-9a-f]{32}|forg_test_[0-9a-f]{32}|fos_[0-9a-f]{32,128})\z")
+        .unwrap()
 }
 
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 2_000,
-        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
-            "tests/proptest-regressions/properties.txt",
-        ))),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/properties.txt",
+            ),
+        )),
         ..ProptestConfig::default()
     }
 }
@@ -124,7 +127,8 @@ proptest! {
         let parsed = families.parse(key.expose_secret()).unwrap();
         prop_assert_eq!(parsed.family(), &family);
         prop_assert!(oracle().is_match(key.expose_secret()));
-        prop_assert!(!format!("{key:?}{key}").contains(&key.expose_secret()[family.prefix().len()..]));
+        let shown = format!("{:?}{}", key, key);
+        prop_assert!(!shown.contains(&key.expose_secret()[family.prefix().len()..]));
     }
 
     #[test]
