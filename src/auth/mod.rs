@@ -463,6 +463,8 @@ impl<St: KeyStore> Config<St> {
         let stored = found.as_deref().map_or(&NO_RECORD, |record| &record.digest);
         let matches: bool =
             (stored.ct_eq(&prepared.digest) & Choice::from(u8::from(found.is_some()))).into();
+        #[cfg(test)]
+        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
         let record = match found {
             Some(record) if matches => record,
             Some(record) => {
@@ -534,6 +536,62 @@ impl<St: KeyStore> Config<St> {
         }
         if let Some(observer) = &self.observer {
             observer.observe(&event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::key::{KeyFamily, KeyHasher};
+    use crate::scope::ForgScope;
+    use crate::store::{MemoryKeyStore, NewKey};
+
+    thread_local! {
+        /// Digest comparisons made by `verify` on this thread.
+        pub(super) static COMPARISONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn comparisons_during(f: impl FnOnce()) -> usize {
+        let before = COMPARISONS.with(Cell::get);
+        f();
+        COMPARISONS.with(Cell::get) - before
+    }
+
+    #[test]
+    fn unknown_key_and_wrong_stored_digest_take_the_same_path() {
+        let store = Arc::new(MemoryKeyStore::new());
+        let layer = AuthLayer::new(Arc::clone(&store));
+        let config = &layer.config;
+        let (_, other) = NewKey::<ForgScope>::new("o", "n", &KeyFamily::FORG_LIVE)
+            .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
+            .unwrap();
+        let prepared = Prepared {
+            digest: KeyHasher::sha256().digest("forg_live_0123456789abcdef0123456789abcdef"),
+            environment: Environment::Live,
+            source: 0,
+            client: None,
+        };
+
+        let mut unknown = None;
+        let mut mismatch = None;
+        let n_unknown = comparisons_during(|| unknown = Some(config.verify(Ok(None), &prepared)));
+        let n_mismatch = comparisons_during(|| {
+            mismatch = Some(config.verify(Ok(Some(Arc::new(other))), &prepared))
+        });
+
+        assert_eq!(
+            (n_unknown, n_mismatch),
+            (1, 1),
+            "one comparison on both paths"
+        );
+        for verdict in [unknown, mismatch] {
+            match verdict {
+                Some(Err(AuthRejection::InvalidApiKey { .. })) => {}
+                other => panic!("expected a 401, got {other:?}"),
+            }
         }
     }
 }

@@ -1,0 +1,200 @@
+//! Many tasks issuing, rotating, revoking and verifying at once on a multi-thread runtime:
+//! no key is accepted after `revoke` returns, no valid key is refused, and the per-owner limit
+//! holds exactly. Runs against the in-memory store and behind the cache wrapper.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{bearer, send, Probe};
+use http::StatusCode;
+use tower::Layer;
+use tower_api_key::key::KeyFamily;
+use tower_api_key::store::{KeyId, ManageError};
+use tower_api_key::{AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey};
+
+const KEYS: usize = 8;
+const CHECKS: usize = 200;
+
+/// Revokes half of the keys while tasks verify all of them; `revoke` is how the store
+/// under test revokes (directly, or through the cache wrapper).
+async fn run<St, R, F>(store: Arc<St>, memory: Arc<MemoryKeyStore>, revoke: R)
+where
+    St: KeyStore<Scope = ForgScope>,
+    R: Fn(KeyId) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    let keys: Vec<_> = (0..KEYS)
+        .map(|i| {
+            memory
+                .issue(
+                    NewKey::new(format!("org{i}"), "k", &KeyFamily::FORG_LIVE)
+                        .scopes(ForgScope::ReadRules),
+                )
+                .unwrap()
+        })
+        .collect();
+    let revoked: Arc<Vec<AtomicBool>> =
+        Arc::new((0..KEYS).map(|_| AtomicBool::new(false)).collect());
+    let violations = Arc::new(AtomicUsize::new(0));
+    let refused_valid = Arc::new(AtomicUsize::new(0));
+    let probe = Probe::new();
+    let service = AuthLayer::new(store).layer(probe.service::<String>());
+
+    let mut tasks = Vec::new();
+    for (i, issued) in keys.iter().enumerate() {
+        for _ in 0..2 {
+            let (service, key) = (service.clone(), issued.key().expose_secret().to_owned());
+            let (revoked, violations, refused_valid) = (
+                Arc::clone(&revoked),
+                Arc::clone(&violations),
+                Arc::clone(&refused_valid),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..CHECKS {
+                    let was_revoked = revoked[i].load(Ordering::SeqCst);
+                    let status = send(service.clone(), bearer(&key)).await.status;
+                    if was_revoked && status == StatusCode::OK {
+                        violations.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if i % 2 == 1 && status != StatusCode::OK {
+                        refused_valid.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+    }
+    let revoke = Arc::new(revoke);
+    for (i, issued) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let (revoke, revoked, id) = (
+            Arc::clone(&revoke),
+            Arc::clone(&revoked),
+            issued.record().id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            revoke(id).await;
+            revoked[i].store(true, Ordering::SeqCst);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        violations.load(Ordering::SeqCst),
+        0,
+        "a key was accepted after revoke returned"
+    );
+    assert_eq!(
+        refused_valid.load(Ordering::SeqCst),
+        0,
+        "a valid key was refused"
+    );
+    for (i, issued) in keys.iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(
+            send(service.clone(), bearer(issued.key().expose_secret()))
+                .await
+                .status,
+            expected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocation_and_verification_race_on_the_memory_store() {
+    let memory = Arc::new(MemoryKeyStore::new());
+    let store = Arc::clone(&memory);
+    run(Arc::clone(&memory), memory, move |id| {
+        let store = Arc::clone(&store);
+        async move {
+            store.revoke(&id).unwrap();
+        }
+    })
+    .await;
+}
+
+#[cfg(feature = "cache")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocation_and_verification_race_behind_the_cache() {
+    use tower_api_key::store::CachedKeyStore;
+    let memory = Arc::new(MemoryKeyStore::new());
+    let cached = Arc::new(CachedKeyStore::new(Arc::clone(&memory)));
+    let revoker = Arc::clone(&cached);
+    run(cached, memory, move |id| {
+        let cached = Arc::clone(&revoker);
+        async move {
+            cached.revoke(&id).await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let seed: Vec<KeyId> = (0..5)
+        .map(|_| {
+            store
+                .issue(NewKey::new("busy", "seed", &KeyFamily::FOS))
+                .unwrap()
+                .record()
+                .id
+                .clone()
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        let target = seed[i % seed.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 4 {
+                0 | 1 => match store.issue(NewKey::new("busy", "new", &KeyFamily::FOS)) {
+                    Ok(_) | Err(ManageError::KeyLimitReached { limit: 10 }) => {}
+                    Err(other) => panic!("{other}"),
+                },
+                2 => match store.rotate(&target, Some(std::time::Duration::ZERO)) {
+                    Ok(_)
+                    | Err(ManageError::NotFound(_))
+                    | Err(ManageError::KeyLimitReached { .. }) => {}
+                    Err(other) => panic!("{other}"),
+                },
+                _ => {
+                    let _ = store.revoke(&target);
+                }
+            }
+            let now = std::time::SystemTime::now();
+            let active = store
+                .list("busy")
+                .iter()
+                .filter(|r| r.status_at(now) == tower_api_key::store::KeyStatus::Active)
+                .count();
+            assert!(active <= 10, "{active} active keys");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let now = std::time::SystemTime::now();
+    let active = store
+        .list("busy")
+        .iter()
+        .filter(|r| r.status_at(now) == tower_api_key::store::KeyStatus::Active)
+        .count();
+    assert!(active <= 10);
+    // Fill to the limit exactly.
+    let mut issued = active;
+    while store
+        .issue(NewKey::new("busy", "fill", &KeyFamily::FOS))
+        .is_ok()
+    {
+        issued += 1;
+    }
+    assert_eq!(issued, 10);
+}
