@@ -1,0 +1,173 @@
+//! The fuzz targets' bodies, shared by the cargo-fuzz binaries (`fuzz_targets/*.rs`) and by
+//! `tests/fuzz_corpus.rs`, which replays the committed corpus as ordinary tests on stable.
+//! Each function panics when an invariant breaks; nothing else may panic.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use futures_util::FutureExt;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceExt};
+use tower_api_key::credential::CredentialSources;
+use tower_api_key::key::{KeyFamilies, KeyFamily};
+use tower_api_key::rate_limit::{ClientAddr, RateClass, RateLimits};
+use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, ScopeSet};
+
+/// Header names the layer cares about, and one it does not.
+const NAMES: [&str; 5] = [
+    "authorization",
+    "x-forgeos-api-key",
+    "content-type",
+    "x-forwarded-for",
+    "x-other",
+];
+
+/// Splits `data` into (name index, value bytes) pairs: a byte picks the name, a byte gives
+/// the value's length (scaled so that huge values happen), then the value.
+fn header_pairs(data: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut pairs = Vec::new();
+    let mut rest = data;
+    while let [name, len, tail @ ..] = rest {
+        let len = usize::from(*len) * if *len > 250 { 300 } else { 1 };
+        let take = len.min(tail.len());
+        pairs.push((usize::from(*name) % NAMES.len(), tail[..take].to_vec()));
+        rest = &tail[take..];
+    }
+    pairs
+}
+
+/// Raw header bytes through credential extraction and key parsing.
+pub fn credential(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in header_pairs(data) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            headers.append(HeaderName::from_static(NAMES[name]), value);
+        }
+    }
+    let sources = CredentialSources::default();
+    if let Ok(Some(credential)) = sources.extract(&headers) {
+        let key = credential.expose_secret();
+        assert!(
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()),
+            "{key:?}"
+        );
+        let families = KeyFamilies::default();
+        if let Ok(parsed) = families.parse(key) {
+            assert!(key.starts_with(parsed.family().prefix()));
+            assert!(!format!("{parsed:?}").contains(&key[parsed.family().prefix().len()..]));
+        }
+    }
+}
+
+struct Fixture {
+    store: Arc<MemoryKeyStore>,
+    key: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let store = Arc::new(MemoryKeyStore::new());
+        let issued = store
+            .issue(NewKey::new("fuzz", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+            .expect("issue");
+        Fixture {
+            key: issued.key().expose_secret().to_owned(),
+            store,
+        }
+    })
+}
+
+/// Arbitrary header lists through the whole stack (auth, rate limit, scope requirement).
+/// The first byte chooses whether the known key is sent too.
+pub fn layer(data: &[u8]) {
+    let fixture = fixture();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let inner = tower::service_fn(move |_req: Request<()>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+    });
+    let mut service = AuthLayer::new(Arc::clone(&fixture.store)).layer(
+        RateLimits::new()
+            .layer(RateClass::STANDARD)
+            .layer(require(ForgScope::ReadRules).layer(inner)),
+    );
+
+    let mut request = Request::new(());
+    request
+        .extensions_mut()
+        .insert(ClientAddr([192, 0, 2, 1].into()));
+    if data.first().is_some_and(|b| b % 4 == 0) {
+        let value = HeaderValue::try_from(format!("Bearer {}", fixture.key)).expect("header");
+        request.headers_mut().append("authorization", value);
+    }
+    for (name, value) in header_pairs(data.get(1..).unwrap_or_default()) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            request
+                .headers_mut()
+                .append(HeaderName::from_static(NAMES[name]), value);
+        }
+    }
+
+    let response = service
+        .ready()
+        .now_or_never()
+        .expect("ready at once")
+        .expect("infallible")
+        .call(request)
+        .now_or_never()
+        .expect("the in-memory path completes at once")
+        .expect("infallible");
+    let status = response.status();
+    let allowed = [
+        StatusCode::OK,
+        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::TOO_MANY_REQUESTS,
+    ];
+    assert!(allowed.contains(&status), "unexpected status {status}");
+    // gRPC rejections are HTTP 200 with a grpc-status: a success is 200 without one.
+    let passed = status == StatusCode::OK && !response.headers().contains_key("grpc-status");
+    let called = calls.load(Ordering::SeqCst);
+    assert_eq!(
+        called == 1,
+        passed,
+        "inner called {called} times for {status}"
+    );
+    let secret = &fixture.key["forg_live_".len()..];
+    for value in response.headers().values() {
+        assert!(
+            !String::from_utf8_lossy(value.as_bytes()).contains(secret),
+            "a header echoes the key"
+        );
+    }
+}
+
+/// Scope strings: parse, and when they parse, display and serde round-trip.
+pub fn scopes(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match text.parse::<ScopeSet>() {
+        Ok(set) => {
+            assert_eq!(
+                set.to_string().parse::<ScopeSet>().expect("display parses"),
+                set
+            );
+            let json = serde_json::to_string(&set).expect("serialize");
+            assert_eq!(
+                serde_json::from_str::<ScopeSet>(&json).expect("deserialize"),
+                set
+            );
+        }
+        Err(error) => {
+            assert!(error.name().chars().count() <= 65, "error names are cut");
+            assert!(!error.name().is_empty());
+        }
+    }
+    let _ = serde_json::from_slice::<ScopeSet>(data);
+}
