@@ -55,10 +55,14 @@ pub(crate) mod failures;
 mod gcra;
 mod housekeeping;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisRateLimiter;
 /// The rate-limiting engine, re-exported for its clocks (`governor::clock::FakeRelativeClock`).
 pub use ::governor;
 pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};

@@ -33,12 +33,16 @@
 mod cached;
 mod memory;
 mod record;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisKeyStore, RevocationListener};
 #[cfg(feature = "cache")]
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use memory::MemoryKeyStore;

@@ -1,0 +1,132 @@
+//! [`RedisRateLimiter`]: quotas shared by several service instances (feature `redis`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::RateClass;
+use crate::store::RateLimit;
+
+/// GCRA in one atomic step on the server's clock. KEYS: the state key. ARGV: emission
+/// interval and window in microseconds. Returns allowed (0/1), remaining, retry-after and
+/// reset in microseconds.
+const GCRA: &str = r"
+local period = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next_tat = tat + period
+local allow_at = next_tat - window
+if allow_at > now then
+  return {0, 0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], next_tat, 'PX', math.ceil((next_tat - now) / 1000) + 1)
+return {1, math.floor((now + window - next_tat) / period), 0, next_tat - now}
+";
+
+/// The decision for every instance at once: GCRA as a Lua script in Redis, one round trip
+/// per request (`EVALSHA`), no read-modify-write from the client. State keys are namespaced
+/// (`{<namespace>}:rl:<class>:<quota>:<key>`) and expire by themselves once the bucket is
+/// full again. Time is Redis's own (`TIME`), so instances need no synchronised clocks.
+///
+/// A connection failure is a [`BackendError`]; the layer then follows its
+/// [`OnBackendError`](super::OnBackendError) policy (allow by default).
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    connection: ConnectionManager,
+    namespace: Arc<str>,
+    script: Arc<Script>,
+}
+
+impl RedisRateLimiter {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`), namespace `tak`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        let client = redis::Client::open(url).map_err(BackendError::new)?;
+        let connection = client
+            .get_connection_manager()
+            .await
+            .map_err(BackendError::new)?;
+        Ok(Self::new(connection))
+    }
+
+    /// Uses an existing connection manager.
+    pub fn new(connection: ConnectionManager) -> Self {
+        Self {
+            connection,
+            namespace: Arc::from("tak"),
+            script: Arc::new(Script::new(GCRA)),
+        }
+    }
+
+    /// State keys live under `{namespace}:rl:` (default `tak`).
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Arc::from(namespace);
+        self
+    }
+}
+
+impl fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl RateLimitBackend for RedisRateLimiter {
+    type Class = Arc<str>;
+
+    fn register(&self, class: &RateClass) -> Arc<str> {
+        Arc::from(class.name())
+    }
+
+    async fn check(
+        &self,
+        class: &Arc<str>,
+        key: LimitKey<'_>,
+        quota: RateLimit,
+    ) -> Result<Decision, BackendError> {
+        let subject = match key {
+            LimitKey::ApiKey(id) => format!("k:{id}"),
+            LimitKey::ClientIp(ip) => format!("ip:{ip}"),
+        };
+        let requests = quota.requests().get();
+        let state_key = format!(
+            "{{{}}}:rl:{class}:{requests}/{}:{subject}",
+            self.namespace,
+            quota.window().as_secs()
+        );
+        let window = micros(quota.window());
+        let period = (window / u64::from(requests)).max(1);
+        let mut connection = self.connection.clone();
+        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .script
+            .key(state_key)
+            .arg(period)
+            .arg(period * u64::from(requests))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(BackendError::new)?;
+        let duration = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        Ok(if allowed == 1 {
+            let remaining = u32::try_from(remaining).unwrap_or(0);
+            Decision::allowed(quota, remaining, duration(reset_us))
+        } else {
+            Decision::limited(quota, duration(retry_us), duration(reset_us))
+        })
+    }
+}

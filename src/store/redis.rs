@@ -1,0 +1,456 @@
+//! [`RedisKeyStore`]: key records shared by several service instances (feature `redis`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::{
+    CachedKeyStore, IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
+    NewKey, StoreError, StoreErrorKind,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::key::{KeyDigest, KeyFamilies, KeyHasher};
+use crate::scope::{ForgScope, Scope};
+
+/// Counts the owner's active keys and inserts the new one only below the limit, in one
+/// atomic step. KEYS: owner set, record hash, id key. ARGV: record JSON, id, limit, now
+/// (ms), key prefix, id not to count (a key being replaced) or "", digest.
+const ISSUE: &str = r"
+local now = tonumber(ARGV[4])
+local active = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if id ~= ARGV[6] then
+    local digest = redis.call('GET', ARGV[5] .. 'id:' .. id)
+    if digest then
+      local fields = redis.call('HMGET', ARGV[5] .. 'digest:' .. digest, 'record', 'revoked_at')
+      if fields[1] then
+        local expires = cjson.decode(fields[1]).expires_at
+        local revoked = tonumber(fields[2])
+        local is_revoked = revoked ~= nil and revoked <= now
+        local is_expired = type(expires) == 'number' and expires <= now
+        if not is_revoked and not is_expired then active = active + 1 end
+      end
+    end
+  end
+end
+if active >= tonumber(ARGV[3]) then return 0 end
+if redis.call('HSETNX', KEYS[2], 'record', ARGV[1]) == 0 then return -1 end
+redis.call('SET', KEYS[3], ARGV[7])
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Sets `revoked_at` (earlier wins) and tells every instance. KEYS: id key. ARGV: key
+/// prefix, revocation time (ms), channel, id.
+const REVOKE: &str = r"
+local digest = redis.call('GET', KEYS[1])
+if not digest then return 0 end
+local key = ARGV[1] .. 'digest:' .. digest
+if redis.call('EXISTS', key) == 0 then return 0 end
+local current = tonumber(redis.call('HGET', key, 'revoked_at'))
+if current == nil or current > tonumber(ARGV[2]) then
+  redis.call('HSET', key, 'revoked_at', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn redis_error(error: redis::RedisError) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+/// Key records in Redis, by digest (never the plaintext), shared by every instance that
+/// points at the same server and namespace.
+///
+/// Layout, all under the hash tag `{<namespace>}` so one Lua script may touch them together:
+/// `{ns}:digest:<hex>` (hash: `record` JSON, `revoked_at`, `last_used_at`),
+/// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids). Issue, revoke and the per-owner
+/// limit run as Lua scripts, so no race lets an owner pass the limit. Revocations are
+/// published on `{ns}:revocations`; [`RevocationListener`] turns them into cache
+/// invalidations on every instance.
+///
+/// A lookup is one round trip (`HGETALL`); put a [`CachedKeyStore`] in front to make hits
+/// free. Connection failures are store errors: the layer answers 503 (fail closed), and the
+/// connection manager reconnects by itself.
+pub struct RedisKeyStore<S: Scope = ForgScope> {
+    client: redis::Client,
+    connection: ConnectionManager,
+    namespace: String,
+    max_keys_per_owner: NonZeroUsize,
+    hasher: KeyHasher,
+    families: KeyFamilies,
+    clock: Arc<dyn Clock>,
+    issue: Arc<Script>,
+    revoke: Arc<Script>,
+    scope: PhantomData<fn() -> S>,
+}
+
+impl RedisKeyStore<ForgScope> {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`), namespace `tak`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_client(redis::Client::open(url).map_err(redis_error)?).await
+    }
+}
+
+impl<S: Scope> RedisKeyStore<S> {
+    /// Connects with `client`, for any scope vocabulary.
+    ///
+    /// # Errors
+    /// When the server cannot be reached.
+    pub async fn connect_client(client: redis::Client) -> Result<Self, StoreError> {
+        let connection = client.get_connection_manager().await.map_err(redis_error)?;
+        Ok(Self {
+            client,
+            connection,
+            namespace: "tak".to_owned(),
+            max_keys_per_owner: NonZeroUsize::new(10).unwrap_or(NonZeroUsize::MIN),
+            hasher: KeyHasher::sha256(),
+            families: KeyFamilies::default(),
+            clock: Arc::new(SystemClock),
+            issue: Arc::new(Script::new(ISSUE)),
+            revoke: Arc::new(Script::new(REVOKE)),
+            scope: PhantomData,
+        })
+    }
+
+    /// Keys live under `{namespace}:` (default `tak`); instances sharing keys share it.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// At most `limit` active keys per owner (default 10).
+    #[must_use]
+    pub fn with_max_keys_per_owner(mut self, limit: NonZeroUsize) -> Self {
+        self.max_keys_per_owner = limit;
+        self
+    }
+
+    /// Hash keys with `hasher` (every instance must use the same).
+    #[must_use]
+    pub fn with_hasher(mut self, hasher: KeyHasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
+    /// Families successors are issued in by [`rotate`](Self::rotate), and records are read as.
+    #[must_use]
+    pub fn with_families(mut self, families: KeyFamilies) -> Self {
+        self.families = families;
+        self
+    }
+
+    /// Timestamps from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn prefix(&self) -> String {
+        format!("{{{}}}:", self.namespace)
+    }
+
+    /// The pub/sub channel revocations are published on.
+    pub fn revocation_channel(&self) -> String {
+        format!("{}revocations", self.prefix())
+    }
+
+    fn record_key(&self, digest: &KeyDigest) -> String {
+        format!("{}digest:{digest}", self.prefix())
+    }
+
+    fn id_key(&self, id: &KeyId) -> String {
+        format!("{}id:{id}", self.prefix())
+    }
+
+    fn owner_key(&self, owner: &str) -> String {
+        format!("{}owner:{owner}", self.prefix())
+    }
+
+    async fn read(&self, digest: &KeyDigest) -> LookupResult<S> {
+        let mut connection = self.connection.clone();
+        let fields: Vec<(String, String)> = connection
+            .hgetall(self.record_key(digest))
+            .await
+            .map_err(redis_error)?;
+        let mut record: Option<KeyRecord<S>> = None;
+        let (mut revoked_at, mut last_used_at) = (None, None);
+        for (field, value) in fields {
+            match field.as_str() {
+                "record" => {
+                    record = Some(serde_json::from_str(&value).map_err(|e| {
+                        StoreError::new(StoreErrorKind::Other, format!("corrupt record: {e}"))
+                    })?)
+                }
+                "revoked_at" => revoked_at = value.parse::<u64>().ok(),
+                "last_used_at" => last_used_at = value.parse::<u64>().ok(),
+                _ => {}
+            }
+        }
+        Ok(record.map(|mut record| {
+            let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+            if let Some(ms) = revoked_at {
+                record.revoked_at = Some(at(ms));
+            }
+            if let Some(ms) = last_used_at {
+                record.last_used_at = Some(at(ms));
+            }
+            Arc::new(record)
+        }))
+    }
+
+    async fn insert(
+        &self,
+        record: KeyRecord<S>,
+        replaced: Option<&KeyId>,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let json = serde_json::to_string(&record)
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, e))?;
+        let mut connection = self.connection.clone();
+        let outcome: i64 = self
+            .issue
+            .key(self.owner_key(&record.owner))
+            .key(self.record_key(&record.digest))
+            .key(self.id_key(&record.id))
+            .arg(json)
+            .arg(record.id.as_str())
+            .arg(self.max_keys_per_owner.get())
+            .arg(millis(self.clock.now()))
+            .arg(self.prefix())
+            .arg(replaced.map_or("", KeyId::as_str))
+            .arg(record.digest.to_string())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        match outcome {
+            1 => Ok(Arc::new(record)),
+            0 => Err(ManageError::KeyLimitReached {
+                limit: self.max_keys_per_owner.get(),
+            }),
+            _ => Err(ManageError::Duplicate),
+        }
+    }
+
+    /// Issues a key; the plaintext is in the returned [`IssuedKey`] and nowhere else.
+    ///
+    /// # Errors
+    /// [`ManageError::KeyLimitReached`], [`ManageError::Store`] when Redis fails.
+    pub async fn issue(&self, new: NewKey<S>) -> Result<IssuedKey<S>, ManageError> {
+        let (key, record) = new.issue(&self.hasher, self.clock.now())?;
+        let record = self.insert(record, None).await?;
+        Ok(IssuedKey::new(key, record))
+    }
+
+    /// The record with id `id`.
+    ///
+    /// # Errors
+    /// [`ManageError::Store`] when Redis fails.
+    pub async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<S>>>, ManageError> {
+        let mut connection = self.connection.clone();
+        let digest: Option<String> = connection.get(self.id_key(id)).await.map_err(redis_error)?;
+        let Some(digest) = digest.and_then(|d| d.parse::<KeyDigest>().ok()) else {
+            return Ok(None);
+        };
+        Ok(self.read(&digest).await?)
+    }
+
+    /// Every record of `owner`, oldest first.
+    ///
+    /// # Errors
+    /// [`ManageError::Store`] when Redis fails.
+    pub async fn list(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<S>>>, ManageError> {
+        let mut connection = self.connection.clone();
+        let ids: Vec<String> = connection
+            .smembers(self.owner_key(owner))
+            .await
+            .map_err(redis_error)?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Ok(id) = KeyId::new(id) {
+                if let Some(record) = self.get(&id).await? {
+                    records.push(record);
+                }
+            }
+        }
+        records.sort_by_key(|r| r.created_at);
+        Ok(records)
+    }
+
+    async fn revoke_at(&self, id: &KeyId, at: SystemTime) -> Result<(), ManageError> {
+        let mut connection = self.connection.clone();
+        let found: i64 = self
+            .revoke
+            .key(self.id_key(id))
+            .arg(self.prefix())
+            .arg(millis(at))
+            .arg(self.revocation_channel())
+            .arg(id.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if found == 1 {
+            Ok(())
+        } else {
+            Err(ManageError::NotFound(id.clone()))
+        }
+    }
+
+    /// Revokes the key now and tells every instance (pub/sub).
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::Store`] when Redis fails.
+    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
+        self.revoke_at(id, self.clock.now()).await
+    }
+
+    /// Issues a successor of key `id`, as [`MemoryKeyStore::rotate`](super::MemoryKeyStore::rotate).
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] when no active key has that id,
+    /// [`ManageError::KeyLimitReached`], [`ManageError::Store`].
+    pub async fn rotate(
+        &self,
+        id: &KeyId,
+        grace: Option<Duration>,
+    ) -> Result<IssuedKey<S>, ManageError> {
+        let now = self.clock.now();
+        let old = self
+            .get(id)
+            .await?
+            .filter(|r| r.status_at(now) == KeyStatus::Active)
+            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+        let family = self
+            .families
+            .find(&old.prefix)
+            .cloned()
+            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+        let (key, record) = NewKey::successor(&old, family).issue(&self.hasher, now)?;
+        let replaced = (grace == Some(Duration::ZERO)).then_some(id);
+        let record = self.insert(record, replaced).await?;
+        if let Some(grace) = grace {
+            self.revoke_at(id, now + grace).await?;
+        }
+        Ok(IssuedKey::new(key, record))
+    }
+}
+
+impl<S: Scope> KeyStore for RedisKeyStore<S> {
+    type Scope = S;
+
+    async fn lookup(&self, digest: &KeyDigest) -> LookupResult<S> {
+        self.read(digest).await
+    }
+
+    fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+}
+
+impl<S: Scope> fmt::Debug for RedisKeyStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisKeyStore")
+            .field("namespace", &self.namespace)
+            .field("max_keys_per_owner", &self.max_keys_per_owner)
+            .field("hasher", &self.hasher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
+/// instance: it subscribes to the store's revocation channel and invalidates each revoked
+/// key. When the subscription drops it reconnects with backoff, and on every (re)connect it
+/// clears the cache, since messages may have been missed; in between, the cache's TTL bounds
+/// staleness. The task stops when the listener is dropped.
+pub struct RevocationListener {
+    task: tokio::task::JoinHandle<()>,
+    received: Arc<AtomicU64>,
+    connects: Arc<AtomicU64>,
+}
+
+impl RevocationListener {
+    /// Spawns the listener on the current Tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn<S: Scope>(cache: Arc<CachedKeyStore<RedisKeyStore<S>>>) -> Self {
+        let received = Arc::new(AtomicU64::new(0));
+        let connects = Arc::new(AtomicU64::new(0));
+        let (counted, connected) = (Arc::clone(&received), Arc::clone(&connects));
+        let task = tokio::spawn(async move {
+            let client = cache.inner().client.clone();
+            let channel = cache.inner().revocation_channel();
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                if let Ok(mut pubsub) = client.get_async_pubsub().await {
+                    if pubsub.subscribe(&channel).await.is_ok() {
+                        backoff = Duration::from_millis(50);
+                        cache.invalidate_all();
+                        connected.fetch_add(1, Ordering::SeqCst);
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            let id = message
+                                .get_payload::<String>()
+                                .ok()
+                                .and_then(|id| KeyId::new(id).ok());
+                            if let Some(id) = id {
+                                cache.invalidate(&id).await;
+                            }
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+        Self {
+            task,
+            received,
+            connects,
+        }
+    }
+
+    /// Revocation messages received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    /// Successful subscriptions so far (1 after start, more after reconnects).
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RevocationListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for RevocationListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationListener")
+            .field("received", &self.received())
+            .field("connects", &self.connects())
+            .finish()
+    }
+}

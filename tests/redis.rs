@@ -1,0 +1,396 @@
+//! Several instances on one real `redis-server`: shared quotas, shared keys, revocation seen
+//! by the other instance, Redis killed mid-run and brought back, and the per-owner limit under
+//! 100 concurrent issues.
+//!
+//! Each test starts a private `redis-server` on a free loopback port (data in a temporary
+//! directory, append-only file on so a restart keeps it), or uses `REDIS_URL` when set (the
+//! kill-and-restart test then needs its own server and says so). Without `redis-server` the
+//! tests fail with instructions, unless `TOWER_API_KEY_SKIP_REDIS=1` says to skip them.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bearer, send, Probe};
+use http::StatusCode;
+use tower::Layer;
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
+use tower_api_key::store::{
+    CachedKeyStore, ManageError, RateLimit, RedisKeyStore, RevocationListener,
+};
+use tower_api_key::{AuthLayer, ForgScope, NewKey};
+
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Redis {
+    /// A private server, or `REDIS_URL`; `None` only when told to skip.
+    fn start() -> Option<Self> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Some(Self {
+                child: None,
+                port: 0,
+                dir: PathBuf::new(),
+                url,
+            });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("tak-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        match redis.spawn() {
+            Ok(()) => Some(redis),
+            Err(error) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => {
+                eprintln!("skipping Redis tests: {error}");
+                None
+            }
+            Err(error) => panic!(
+                "cannot start redis-server ({error}). Install it (Debian: apt-get install redis-server), \
+                 or set REDIS_URL to a server to use, or set TOWER_API_KEY_SKIP_REDIS=1 to skip these tests"
+            ),
+        }
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Ready when it accepts connections (bounded: 5 s).
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(std::io::Error::other(
+            "redis-server did not start listening",
+        ))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn owned(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn per_minute(n: u32) -> RateLimit {
+    RateLimit::per_minute(NonZeroU32::new(n).unwrap())
+}
+
+/// A unique namespace per test, so tests sharing a `REDIS_URL` do not meet.
+fn namespace() -> String {
+    format!(
+        "t{}",
+        tower_api_key::store::KeyId::generate().unwrap().as_str()
+    )
+}
+
+async fn store(url: &str, ns: &str) -> RedisKeyStore {
+    RedisKeyStore::connect(url)
+        .await
+        .unwrap()
+        .with_namespace(ns)
+}
+
+/// Waits (bounded) until `done` holds: for events on another connection, not for time.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..5_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn two_instances_grant_exactly_one_quota() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let (store_a, store_b) = (store(&redis.url, &ns).await, store(&redis.url, &ns).await);
+    let issued = store_a
+        .issue(NewKey::new("org", "shared", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let class = RateClass::per_key("shared", per_minute(5)).unwrap();
+    let probe = Probe::new();
+    let instance = |store: RedisKeyStore, limiter: RedisRateLimiter| {
+        AuthLayer::new(Arc::new(store)).layer(
+            RateLimits::with_backend(limiter)
+                .layer(class.clone())
+                .layer(probe.service::<String>()),
+        )
+    };
+    let a = instance(
+        store_a,
+        RedisRateLimiter::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(&ns),
+    );
+    let b = instance(
+        store_b,
+        RedisRateLimiter::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(&ns),
+    );
+    let key = issued.key().expose_secret();
+
+    let mut allowed = 0;
+    for i in 0..12 {
+        let service = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let answer = send(service, bearer(key)).await;
+        match answer.status {
+            StatusCode::OK => {
+                allowed += 1;
+                assert_eq!(
+                    answer.header("ratelimit-policy"),
+                    Some(r#""shared";q=5;w=60"#)
+                );
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=12).contains(&retry), "{retry}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(allowed, 5, "two instances together grant the quota once");
+    assert_eq!(probe.calls(), 5);
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_is_seen_by_the_other() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let cache_a = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
+    let cache_b = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
+    let (listener_a, listener_b) = (
+        RevocationListener::spawn(Arc::clone(&cache_a)),
+        RevocationListener::spawn(Arc::clone(&cache_b)),
+    );
+    until("both subscriptions", || {
+        listener_a.connects() == 1 && listener_b.connects() == 1
+    })
+    .await;
+    let issued = cache_a
+        .inner()
+        .issue(NewKey::new("org", "revoke me", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let a = AuthLayer::new(Arc::clone(&cache_a)).layer(probe.service::<String>());
+    let b = AuthLayer::new(Arc::clone(&cache_b)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+
+    // Both instances have the record cached now.
+    for _ in 0..3 {
+        assert_eq!(send(a.clone(), bearer(key)).await.status, StatusCode::OK);
+        assert_eq!(send(b.clone(), bearer(key)).await.status, StatusCode::OK);
+    }
+    cache_a.inner().revoke(&issued.record().id).await.unwrap();
+    until("the revocation on B", || listener_b.received() >= 1).await;
+    assert_eq!(
+        send(b.clone(), bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "B, cached, sees it"
+    );
+    until("the revocation on A", || listener_a.received() >= 1).await;
+    assert_eq!(send(a, bearer(key)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(probe.calls(), 6);
+}
+
+#[tokio::test]
+async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    if !redis.owned() {
+        panic!("this test stops and restarts Redis: unset REDIS_URL so it can start its own");
+    }
+    let ns = namespace();
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
+    let listener = RevocationListener::spawn(Arc::clone(&cache));
+    until("the subscription", || listener.connects() == 1).await;
+    let cached_key = cache
+        .inner()
+        .issue(NewKey::new("org", "cached", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let cold_key = cache
+        .inner()
+        .issue(NewKey::new("org", "cold", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let limiter = RedisRateLimiter::connect(&redis.url)
+        .await
+        .unwrap()
+        .with_namespace(&ns);
+    let class = RateClass::per_key("outage", per_minute(100)).unwrap();
+    let probe = Probe::new();
+    let allow = AuthLayer::new(Arc::clone(&cache)).layer(
+        RateLimits::with_backend(limiter.clone())
+            .layer(class.clone())
+            .layer(probe.service::<String>()),
+    );
+    let deny = AuthLayer::new(Arc::clone(&cache)).layer(
+        RateLimits::with_backend(limiter)
+            .on_backend_error(OnBackendError::Deny)
+            .layer(class)
+            .layer(probe.service::<String>()),
+    );
+    let (cached, cold) = (
+        cached_key.key().expose_secret(),
+        cold_key.key().expose_secret(),
+    );
+    assert_eq!(
+        send(allow.clone(), bearer(cached)).await.status,
+        StatusCode::OK
+    );
+
+    redis.kill();
+    let answer = send(allow.clone(), bearer(cold)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "key store down: fail closed"
+    );
+    assert_eq!(answer.json()["code"], "auth_unavailable");
+    let answer = send(allow.clone(), bearer(cached)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "limiter down, default: allow"
+    );
+    assert_eq!(answer.header("ratelimit"), None);
+    let answer = send(deny.clone(), bearer(cached)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "limiter down, configured: deny"
+    );
+
+    redis.spawn().unwrap();
+    let mut recovered = false;
+    for _ in 0..500 {
+        let answer = send(allow.clone(), bearer(cold)).await;
+        if answer.status == StatusCode::OK && answer.header("ratelimit").is_some() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recovered, "store and limiter reconnect by themselves");
+    until("the revocation channel to reconnect", || {
+        listener.connects() >= 2
+    })
+    .await;
+    assert_eq!(send(deny, bearer(cached)).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_concurrent_issues_never_pass_the_limit() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = Arc::new(store(&redis.url, &ns).await);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .issue(NewKey::new("crowd", format!("k{i}"), &KeyFamily::FOS))
+                    .await
+            })
+        })
+        .collect();
+    let mut issued = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => issued += 1,
+            Err(ManageError::KeyLimitReached { limit }) => assert_eq!(limit, 10),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(issued, 10);
+    assert_eq!(store.list("crowd").await.unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn rotation_and_listing_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = store(&redis.url, &ns).await;
+    let old = store
+        .issue(NewKey::new("org", "ci", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
+        .await
+        .unwrap();
+    let new = store
+        .rotate(&old.record().id, Some(Duration::from_secs(300)))
+        .await
+        .unwrap();
+    assert_eq!(new.record().scopes, old.record().scopes);
+    let listed = store.list("org").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let old_now = store.get(&old.record().id).await.unwrap().unwrap();
+    assert!(
+        old_now.revoked_at.is_some(),
+        "revocation scheduled at the end of the grace period"
+    );
+    assert!(old_now.revoked_at.unwrap() > std::time::SystemTime::now());
+    let digest = tower_api_key::KeyStore::hasher(&store).digest(new.key().expose_secret());
+    let found = tower_api_key::KeyStore::lookup(&store, &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, new.record().id);
+    assert!(!format!("{listed:?}").contains(&new.key().expose_secret()[10..]));
+}
