@@ -51,6 +51,7 @@
 //! |---|---|---|
 //! | `axum` | yes | extractors for [`Identity`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`] |
 //! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
+//! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
 //! | `cache` | no | [`CachedKeyStore`](store::CachedKeyStore): a bounded TTL cache (moka) with single-flight lookups in front of a slow store |
 //!
 //! # Security notes

@@ -1,0 +1,180 @@
+//! Two instances of one API on two ports, sharing keys, quotas and revocations through one
+//! Redis.
+//!
+//! ```text
+//! cargo run --example redis_cluster --features redis
+//! ```
+//!
+//! Uses `REDIS_URL` when set, else a server on 127.0.0.1:6379, else starts a private
+//! `redis-server` (Debian: `apt-get install redis-server`) on port 6390 for the demo.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{RateClass, RateLimits, RedisRateLimiter};
+use tower_api_key::store::{CachedKeyStore, KeyId, RateLimit, RedisKeyStore, RevocationListener};
+use tower_api_key::{require, AuthLayer, ForgScope, Identity, NewKey};
+
+type Store = CachedKeyStore<RedisKeyStore>;
+
+/// One instance: the routes behind authentication (cached Redis store) and shared limits.
+pub fn instance(store: Arc<Store>, limiter: RedisRateLimiter) -> Router {
+    let limits = RateLimits::with_backend(limiter);
+    let ai = RateClass::AI.with_quota(RateLimit::per_minute(
+        NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+    ));
+    let standard = Router::new()
+        .route(
+            "/v1/sessions",
+            get(sessions.layer(require(ForgScope::ReadSessions))),
+        )
+        .route(
+            "/v1/keys/{id}/revoke",
+            post(revoke.layer(require(ForgScope::Admin))),
+        )
+        .with_state(Arc::clone(&store))
+        .route_layer(limits.layer(RateClass::STANDARD));
+    let reviews = Router::new()
+        .route("/v1/reviews", post(review))
+        .route_layer(limits.layer(ai));
+    standard.merge(reviews).layer(AuthLayer::new(store))
+}
+
+async fn sessions(identity: Identity) -> Json<Value> {
+    Json(json!({ "data": [], "caller": identity.key_id().as_str() }))
+}
+
+async fn review(identity: Identity) -> Json<Value> {
+    Json(json!({ "data": { "score": 0.9 }, "caller": identity.key_id().as_str() }))
+}
+
+async fn revoke(
+    State(store): State<Arc<Store>>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let Ok(id) = id.parse::<KeyId>() else {
+        return (StatusCode::NOT_FOUND, Json(json!({ "code": "not_found" })));
+    };
+    match store.inner().get(&id).await {
+        Ok(Some(record)) if record.owner == identity.owner() => {
+            match store.inner().revoke(&id).await {
+                // Every instance's listener now drops the key from its cache.
+                Ok(()) => (StatusCode::OK, Json(json!({ "revoked": id.as_str() }))),
+                Err(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "code": "auth_unavailable" })),
+                ),
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, Json(json!({ "code": "not_found" }))),
+    }
+}
+
+/// The Redis to use, and the demo server this process started, if any.
+async fn redis_url() -> Result<(String, Option<Child>), Box<dyn std::error::Error>> {
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        return Ok((url, None));
+    }
+    if tokio::net::TcpStream::connect("127.0.0.1:6379")
+        .await
+        .is_ok()
+    {
+        return Ok(("redis://127.0.0.1:6379".into(), None));
+    }
+    let child = Command::new("redis-server")
+        .args(["--port", "6390", "--bind", "127.0.0.1", "--save", ""])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "no Redis found and cannot start redis-server ({e}); install it or set REDIS_URL"
+            )
+        })?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect("127.0.0.1:6390")
+            .await
+            .is_ok()
+        {
+            return Ok(("redis://127.0.0.1:6390".into(), Some(child)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("redis-server did not start".into())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (url, mut demo_redis) = redis_url().await?;
+    let namespace = format!("demo{}", std::process::id());
+    let mut servers = Vec::new();
+    let mut listeners = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut first_store = None;
+    for port in [8081u16, 8082] {
+        let store = Arc::new(CachedKeyStore::new(Arc::new(
+            RedisKeyStore::connect(&url)
+                .await?
+                .with_namespace(namespace.clone()),
+        )));
+        listeners.push(RevocationListener::spawn(Arc::clone(&store)));
+        let limiter = RedisRateLimiter::connect(&url)
+            .await?
+            .with_namespace(&namespace);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        addrs.push(listener.local_addr()?);
+        first_store.get_or_insert_with(|| Arc::clone(&store));
+        let app = instance(store, limiter);
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, app).await },
+        ));
+    }
+    let store = first_store.ok_or("no instance")?;
+    let admin = store
+        .inner()
+        .issue(NewKey::new("org_acme", "admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
+        .await?;
+    let live = store
+        .inner()
+        .issue(
+            NewKey::new("org_acme", "app", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions),
+        )
+        .await?;
+    let (a, b) = (
+        format!("http://{}", addrs[0]),
+        format!("http://{}", addrs[1]),
+    );
+    let (live_key, admin_key) = (live.key().expose_secret(), admin.key().expose_secret());
+    println!("two instances sharing {url} (namespace {namespace}): A = {a}, B = {b}\n");
+    println!("Shared quota: 10 AI requests a minute per key, wherever they land:");
+    println!("  for i in $(seq 6); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {a}/v1/reviews -H 'Authorization: Bearer {live_key}'; \\");
+    println!("    curl -s -o /dev/null -w '%{{http_code}} ' -X POST {b}/v1/reviews -H 'Authorization: Bearer {live_key}'; done; echo");
+    println!("  # 200 x10, then 429 on both instances\n");
+    println!("Revocation on A, seen by B:");
+    println!("  curl -s {b}/v1/sessions -H 'Authorization: Bearer {live_key}'      # 200 (now cached on B)");
+    println!(
+        "  curl -s -X POST {a}/v1/keys/{}/revoke -H 'Authorization: Bearer {admin_key}'",
+        live.record().id
+    );
+    println!("  curl -i {b}/v1/sessions -H 'Authorization: Bearer {live_key}'      # 401\n");
+    println!("serving until Ctrl-C");
+    tokio::signal::ctrl_c().await?;
+    drop(listeners);
+    for server in servers {
+        server.abort();
+    }
+    if let Some(child) = demo_redis.as_mut() {
+        let _ = child.kill();
+    }
+    Ok(())
+}
