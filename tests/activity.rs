@@ -13,16 +13,8 @@ use tower::Layer;
 use tower_api_key::activity::{ActivityEvent, LastUsedRecorder, TouchKey};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::ClientAddr;
 use tower_api_key::store::{KeyId, StoreError};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
-
-fn from(ip: &str, mut request: Request<String>) -> Request<String> {
-    request
-        .extensions_mut()
-        .insert(ClientAddr(ip.parse().unwrap()));
-    request
-}
 
 #[tokio::test]
 async fn observer_sees_every_outcome_and_never_the_key() {
@@ -214,27 +206,7 @@ async fn last_used_is_written_once_per_key_per_interval() {
 
 #[tokio::test]
 async fn activity_is_traced_with_the_same_fields() {
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
-
-    let buffer = Buffer::default();
+    let buffer = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .with_writer(buffer.clone())
@@ -260,7 +232,7 @@ async fn activity_is_traced_with_the_same_fields() {
     )
     .await;
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     let ok_line = logs
         .lines()
         .find(|l| l.contains("api key activity") && l.contains("outcome=\"ok\""))

@@ -457,33 +457,6 @@ async fn lookup_timeout_gives_503() {
 }
 
 #[tokio::test]
-async fn store_panic_fails_closed() {
-    let (store, _clock) = store_with_clock();
-    let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    let scripted = ScriptedStore::new(store, Script::Panic);
-    let probe = Probe::new();
-    let service = layer_on(&AuthLayer::new(Arc::clone(&scripted)), &probe);
-
-    let answer = send(service.clone(), bearer(issued.key().expose_secret())).await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(matches!(
-        answer.extensions.get::<AuthRejection>(),
-        Some(AuthRejection::Unavailable {
-            cause: Unavailable::KeyStore(StoreErrorKind::Panicked),
-            ..
-        })
-    ));
-    scripted.set(Script::Delegate);
-    assert_eq!(
-        send(service, bearer(issued.key().expose_secret()))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(probe.calls(), 1);
-}
-
-#[tokio::test]
 async fn asynchronous_store_path_authenticates() {
     let (store, _clock) = store_with_clock();
     let issued = issue(&store, &KeyFamily::FOS, ForgScope::ReadUsers);

@@ -10,7 +10,7 @@ mod common;
 mod quickstart;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use common::*;
@@ -21,26 +21,6 @@ use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily, KeyHasher};
 use tower_api_key::rate_limit::{FailureLimit, RateClass, RateLimits};
 use tower_api_key::{AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 /// Anything that looks like a key with a real secret part (redacted forms have `…`).
 fn leaked(text: &str) -> Vec<String> {
@@ -53,7 +33,7 @@ fn leaked(text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn no_key_plaintext_in_logs_or_debug_output() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(capture.clone())
@@ -181,7 +161,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
     let mut secrets = secrets;
     secrets.push(fresh.key().expose_secret().to_owned());
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("api key activity"),
         "the run was logged: {logs}"

@@ -37,13 +37,6 @@ fn per_minute(n: u32) -> RateLimit {
     RateLimit::per_minute(NonZeroU32::new(n).unwrap())
 }
 
-fn from(ip: &str, mut request: Request<String>) -> Request<String> {
-    request
-        .extensions_mut()
-        .insert(ClientAddr(ip.parse().unwrap()));
-    request
-}
-
 #[tokio::test]
 async fn burst_then_exact_retry_after_then_allowed_again() {
     let (store, _) = store_with_clock();

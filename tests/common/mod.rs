@@ -191,3 +191,38 @@ impl KeyStore for ScriptedStore {
         }
     }
 }
+
+/// `request` as if it came from `ip` (the `ClientAddr` extension a server would insert).
+pub fn from(ip: &str, mut request: Request<String>) -> Request<String> {
+    request
+        .extensions_mut()
+        .insert(tower_api_key::rate_limit::ClientAddr(ip.parse().unwrap()));
+    request
+}
+
+/// A `tracing` writer that keeps everything written, for log assertions.
+#[derive(Clone, Default)]
+pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> LogCapture {
+        self.clone()
+    }
+}
