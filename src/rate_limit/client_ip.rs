@@ -5,6 +5,8 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap};
 use ipnet::IpNet;
 
+use crate::reject::{AuthRejection, InvalidRequestReason};
+
 /// The address of the connection's peer, as a request extension.
 ///
 /// axum's `ConnectInfo<SocketAddr>` is read as well (feature `axum`); with plain hyper,
@@ -69,6 +71,21 @@ pub enum ClientIpError {
     /// A trusted proxy sent a forwarded header whose client entry is not an address.
     #[error("the forwarded header from a trusted proxy is malformed")]
     MalformedForwarded,
+}
+
+impl From<ClientIpError> for AuthRejection {
+    /// A malformed forwarded header is the client's 400; a missing peer address is the
+    /// server's misconfiguration (500), never a shared bucket.
+    fn from(error: ClientIpError) -> Self {
+        match error {
+            ClientIpError::MalformedForwarded => {
+                AuthRejection::InvalidRequest(InvalidRequestReason::MalformedForwarded)
+            }
+            ClientIpError::NoPeerAddress => {
+                AuthRejection::MissingLayer("the client address (ConnectInfo or ClientAddr)")
+            }
+        }
+    }
 }
 
 impl ClientIp {

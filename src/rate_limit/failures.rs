@@ -7,10 +7,10 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 use http::{Extensions, HeaderMap};
 
-use super::client_ip::{limiter_key, ClientIp, ClientIpError};
+use super::client_ip::{limiter_key, ClientIp};
 use super::gcra::{decide, limiter, Limiter};
 use super::housekeeping::{self, Schedule};
-use crate::reject::{AuthRejection, InvalidRequestReason};
+use crate::reject::AuthRejection;
 use crate::store::RateLimit;
 
 /// Limits failed authentications per client address, for
@@ -143,17 +143,7 @@ where
     C::Instant: Send + Sync,
 {
     fn admit(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, AuthRejection> {
-        let client = self
-            .client_ip
-            .resolve(headers, extensions)
-            .map_err(|error| match error {
-                ClientIpError::MalformedForwarded => {
-                    AuthRejection::InvalidRequest(InvalidRequestReason::MalformedForwarded)
-                }
-                ClientIpError::NoPeerAddress => {
-                    AuthRejection::MissingLayer("the client address (ConnectInfo or ClientAddr)")
-                }
-            })?;
+        let client = self.client_ip.resolve(headers, extensions)?;
         let client = limiter_key(client);
         let shared = &self.shared;
         let now = shared.now();

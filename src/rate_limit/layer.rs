@@ -17,13 +17,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::client_ip::{limiter_key, ClientIp, ClientIpError};
+use super::client_ip::{limiter_key, ClientIp};
 use super::gcra::GovernorBackend;
 use super::{KeyedBy, RateClass};
 use crate::body::ResponseBody;
-use crate::reject::{
-    respond, AuthRejection, DefaultRenderer, InvalidRequestReason, RenderRejection, Unavailable,
-};
+use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection, Unavailable};
 use crate::scope::{ForgScope, Scope};
 use crate::store::{KeyId, RateLimit};
 use crate::Identity;
@@ -333,15 +331,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
                 let ip = self
                     .limits
                     .client_ip
-                    .resolve(request.headers(), request.extensions())
-                    .map_err(|error| match error {
-                        ClientIpError::MalformedForwarded => {
-                            AuthRejection::InvalidRequest(InvalidRequestReason::MalformedForwarded)
-                        }
-                        ClientIpError::NoPeerAddress => AuthRejection::MissingLayer(
-                            "the client address (ConnectInfo or ClientAddr)",
-                        ),
-                    })?;
+                    .resolve(request.headers(), request.extensions())?;
                 Ok((LimitKey::ClientIp(limiter_key(ip)), self.class.quota()))
             }
         }
