@@ -3,13 +3,16 @@
 # loaded by wrk on 127.0.0.1 only, in alternating pairs. Prints each run and the ratio
 # full / bare of mean requests per second.
 #
-#   bash benches/loopback.sh [pairs] [seconds]     (defaults: 5 pairs of 8 s runs)
+#   bash benches/loopback.sh [pairs] [seconds] [mode]   (defaults: 5 pairs of 8 s runs, mode full)
+#
+# mode is `full` (auth + scope + rate limit) or `auth` (auth + scope).
 #
 # Needs wrk (Debian: apt-get install wrk); installs it when run as root with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-5}
 seconds=${2:-8}
+mode=${3:-full}
 (( seconds <= 10 )) || { echo "runs are at most 10 s"; exit 2; }
 
 if ! command -v wrk >/dev/null; then
@@ -25,9 +28,9 @@ server=target/release/examples/bench_server
 port=18090
 
 run() { # mode -> requests/s
-  local mode=$1 out key pid rps
+  local out key pid rps
   out=$(mktemp)
-  ADDR=127.0.0.1:$port "$server" $([ "$mode" = bare ] && echo --bare) >"$out" &
+  ADDR=127.0.0.1:$port "$server" $([ "$1" = bare ] && echo --bare) $([ "$1" = auth ] && echo --auth) >"$out" &
   pid=$!
   for _ in $(seq 50); do grep -q LISTENING "$out" && break; sleep 0.1; done
   key=$(sed -n 's/^KEY=//p' "$out")
@@ -40,9 +43,9 @@ run() { # mode -> requests/s
 
 results=""
 for i in $(seq "$pairs"); do
-  b=$(run bare); f=$(run full)
-  echo "pair $i: bare $b req/s, full $f req/s"
+  b=$(run bare); f=$(run "$mode")
+  echo "pair $i: bare $b req/s, $mode $f req/s"
   results="$results $b $f"
 done
 echo "$results" | awk '{ for (i = 1; i <= NF; i += 2) { bare += $i; full += $(i + 1) } }
-  END { printf "mean bare %.0f req/s, mean full %.0f req/s, full/bare = %.3f\n", bare / (NF / 2), full / (NF / 2), full / bare }'
+  END { printf "mean bare %.0f req/s, mean '"$mode"' %.0f req/s, '"$mode"'/bare = %.3f\n", bare / (NF / 2), full / (NF / 2), full / bare }'

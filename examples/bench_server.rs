@@ -1,5 +1,6 @@
 //! The server `benches/loopback.sh` loads: `GET /v1/sessions` answering a small JSON body,
-//! bare (`--bare`) or behind the full stack (authentication, scope requirement, rate limit).
+//! bare (`--bare`), behind authentication and the scope requirement only (`--auth`), or
+//! behind the full stack (authentication, scope requirement, rate limit).
 //! Prints `KEY=<key>` and `LISTENING=<addr>` on start.
 
 use std::num::NonZeroU32;
@@ -19,6 +20,7 @@ async fn sessions() -> Json<serde_json::Value> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare = std::env::args().any(|a| a == "--bare");
+    let auth_only = std::env::args().any(|a| a == "--auth");
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
     let store = Arc::new(MemoryKeyStore::new());
     let issued = store.issue(
@@ -27,6 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let routes = Router::new().route("/v1/sessions", get(sessions));
     let app = if bare {
         routes
+    } else if auth_only {
+        routes
+            .route_layer(require(ForgScope::ReadSessions))
+            .layer(AuthLayer::new(store))
     } else {
         // A quota no load test reaches, so every request does the full work and passes.
         let roomy = RateClass::per_key("load", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN))?;

@@ -1,4 +1,19 @@
 //! The response body of the crate's services: the inner service's body, or a rejection.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use tower_api_key::body::ResponseBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let passed: ResponseBody<Full<Bytes>> = ResponseBody::inner(Full::new(Bytes::from("hello")));
+//! assert_eq!(passed.collect().await.unwrap().to_bytes(), "hello");
+//!
+//! let refused: ResponseBody<Full<Bytes>> = ResponseBody::rejection(Bytes::from_static(b"{}"));
+//! assert_eq!(refused.collect().await.unwrap().to_bytes(), "{}");
+//! # }
+//! ```
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -1,5 +1,21 @@
 //! The response future of services that either answer at once with a rejection or call
 //! the inner service.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use tower_api_key::{require, ForgScope};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Without the authentication layer in front, the requirement answers 500 at once and the
+//! // inner service is never called.
+//! let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//! let response = require(ForgScope::ReadRules).layer(inner).oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+//! # }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
