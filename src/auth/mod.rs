@@ -190,6 +190,12 @@ impl<St: KeyStore> AuthLayer<St> {
     /// Limits failed authentications per client address: an address that has spent its
     /// budget of refused keys gets 429 before its keys are parsed or the store is asked.
     /// Store outages do not count as failures. Default: off.
+    ///
+    /// Every request then needs its client address (axum `ConnectInfo`, a [`ClientAddr`]
+    /// extension, or the limit's own resolver); a request without one gets 500, never a
+    /// shared bucket.
+    ///
+    /// [`ClientAddr`]: crate::rate_limit::ClientAddr
     pub fn limit_failures<C>(mut self, limit: FailureLimit<C>) -> Self
     where
         C: governor::clock::Clock + Clone + Send + Sync + 'static,
