@@ -205,23 +205,26 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             record.scopes
         );
     }
+    let tries = [
+        ("public".to_owned(), format!("curl -i {base}/health")),
+        ("200: live key, read:sessions".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
+        ("200: fos_ key in the ForgeOS header".to_owned(), format!("curl -i {base}/v1/rules -H 'X-ForgeOS-API-Key: {fos}'")),
+        ("403 insufficient_scope: write:rules required".to_owned(), format!("curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {live}'")),
+        ("201: the test key is admin".to_owned(), format!("curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {test}'")),
+        ("401: no key".to_owned(), format!("curl -i {base}/v1/sessions")),
+        (
+            "200 x10, then 429 (AI routes: 10/min per key)".to_owned(),
+            format!("for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
+        ),
+        ("429 with Retry-After and RateLimit headers".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
+        ("public, 5/min per client address".to_owned(), format!("curl -i -X POST {base}/auth/login")),
+        ("revoke the live key (admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
+        ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
+    ];
     println!("\nTry:");
-    println!("  curl -i {base}/health");
-    println!("  curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'         # 200");
-    println!("  curl -i {base}/v1/rules -H 'X-ForgeOS-API-Key: {fos}'                # 200");
-    println!("  curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {live}'    # 403 insufficient_scope");
-    println!(
-        "  curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {test}'    # 201 (admin)"
-    );
-    println!("  curl -i {base}/v1/sessions                                             # 401");
-    println!("  for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo");
-    println!("                          # 200 x10, then 429 (AI routes: 10/min per key)");
-    println!("  curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'  # 429, Retry-After, RateLimit headers");
-    println!("  curl -i -X POST {base}/auth/login                                      # public; 5/min per address");
-    println!("  curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'");
-    println!(
-        "  curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'         # 401 after revoke"
-    );
+    for (what, line) in tries {
+        println!("  # {what}\n  {line}");
+    }
 }
 
 #[tokio::main]
