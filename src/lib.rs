@@ -94,10 +94,14 @@ pub use store::{KeyRecord, KeyStore, MemoryKeyStore, NewKey};
 
 use std::time::Duration;
 
+/// Whole seconds, rounded up (`RateLimit`'s `t`, which may be 0).
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// `Retry-After` values: whole seconds, rounded up, never 0.
 pub(crate) fn whole_seconds_at_least_one(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
+    ceil_secs(d).max(1)
 }
 
 /// The README's example compiles.

@@ -152,9 +152,8 @@ struct Limiters<K: Hash + Eq + Clone, C: Clock + Clone> {
 
 fn governor_quota(limit: RateLimit) -> Quota {
     let requests: NonZeroU32 = limit.requests();
-    // window / requests is never zero: the window is at least 1 s and requests < 2^32.
-    let period = limit.window() / requests.get();
-    Quota::with_period(period)
+    // The interval is never zero: the window is at least 1 s and requests < 2^32.
+    Quota::with_period(limit.interval())
         .unwrap_or_else(|| Quota::per_second(requests))
         .allow_burst(requests)
 }
@@ -212,7 +211,7 @@ pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
     quota: RateLimit,
     clock: &C,
 ) -> Decision {
-    let per_request = limiter_period(quota);
+    let per_request = quota.interval();
     match limiter.check_key(key) {
         Ok(state) => {
             let remaining = state.remaining_burst_capacity();
@@ -225,10 +224,6 @@ pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
             Decision::limited(quota, retry_after, reset)
         }
     }
-}
-
-fn limiter_period(quota: RateLimit) -> Duration {
-    quota.window() / quota.requests().get()
 }
 
 impl<C: Clock + Clone> GovernorClass<C> {

@@ -181,7 +181,7 @@ fn state_header(class: &RateClass, remaining: u32, reset_after: Duration) -> Opt
         "\"{}\";r={};t={}",
         class.name(),
         remaining,
-        ceil_secs(reset_after)
+        crate::ceil_secs(reset_after)
     );
     HeaderValue::from_str(&value).ok()
 }
@@ -197,14 +197,10 @@ fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
     if requests > PRECOMPUTED_STATES {
         return Vec::new();
     }
-    let period = quota.window() / requests;
+    let period = quota.interval();
     (0..=requests)
         .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
         .collect()
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Limits requests of one [`RateClass`]; made by [`RateLimits::layer`].
@@ -353,7 +349,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
             .is_allowed()
             .then(|| self.states.get(decision.remaining() as usize))
             .flatten()
-            .filter(|_| decision.reset_after() == quota.window() / requests * used);
+            .filter(|_| decision.reset_after() == quota.interval() * used);
         let state = match precomputed {
             Some(state) => state.clone(),
             None => state_header(&self.class, decision.remaining(), decision.reset_after())?,
@@ -391,7 +387,9 @@ impl<B: RateLimitBackend> LayerShared<B> {
         match result {
             Ok(decision) if decision.is_allowed() => Outcome::Call(self.headers_for(&decision)),
             Ok(decision) => Outcome::Reject(
-                AuthRejection::rate_limited(ceil_secs(decision.retry_after())),
+                AuthRejection::rate_limited(crate::whole_seconds_at_least_one(
+                    decision.retry_after(),
+                )),
                 self.headers_for(&decision),
             ),
             Err(error) => {

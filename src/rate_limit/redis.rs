@@ -110,8 +110,7 @@ impl RateLimitBackend for RedisRateLimiter {
             self.namespace,
             quota.window().as_secs()
         );
-        let window = micros(quota.window());
-        let period = (window / u64::from(requests)).max(1);
+        let period = micros(quota.interval()).max(1);
         let mut connection = self.connection.clone();
         let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
             .script

@@ -125,6 +125,11 @@ impl RateLimit {
     pub const fn window(&self) -> Duration {
         Duration::from_secs(self.window_secs.get() as u64)
     }
+
+    /// The time one request takes to earn back: `window / requests`.
+    pub(crate) fn interval(&self) -> Duration {
+        self.window() / self.requests.get()
+    }
 }
 
 /// Whether a key is usable at a given time.
