@@ -203,6 +203,41 @@ async fn a_fetch_in_flight_during_revocation_is_not_served() {
     assert_eq!(counting.lookups(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lookup_after_revocation_does_not_join_an_older_fetch() {
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(
+        Arc::clone(&memory),
+        Script::ReadThenWait(Duration::from_millis(100)),
+    );
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
+    let digest = digest_of(&issued);
+
+    // A fetch reads the record while the key is still active and sleeps ...
+    let early = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
+    };
+    tokio::task::yield_now().await;
+    // ... the key is revoked; revocation has returned ...
+    let now = memory
+        .revoke(&issued.record().id)
+        .unwrap()
+        .revoked_at
+        .unwrap();
+    cache.invalidate(&issued.record().id).await;
+    // ... and a lookup that starts now would be coalesced with the older fetch.
+    counting.set(Script::Delegate);
+    let late = cache.lookup(&digest).await.unwrap().unwrap();
+    assert_eq!(late.status_at(now), KeyStatus::Revoked);
+    assert_eq!(
+        early.await.unwrap().revoked_at,
+        None,
+        "the early caller began before"
+    );
+}
+
 #[tokio::test]
 async fn cache_uses_the_inner_hasher() {
     let hasher = tower_api_key::key::KeyHasher::with_pepper(&[9u8; 32]).unwrap();

@@ -268,6 +268,12 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
             })
             .await;
         match fetched {
+            // Coalesced with a fetch that began before the key was invalidated, while this
+            // lookup began after: that answer may be the one revocation was meant to stop.
+            Ok(cached) if cached.epoch < epoch && self.is_stale(&cached, self.clock.now()) => {
+                self.records.invalidate(&digest).await;
+                self.inner.lookup(&digest).await
+            }
             Ok(cached) => {
                 self.ids.insert(cached.record.id.clone(), digest);
                 Ok(Some(cached.record))
