@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use tower::ServiceBuilder;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
 use tower_api_key::store::RateLimit;
@@ -27,19 +28,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         NewKey::new("bench", "load", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions),
     )?;
     let routes = Router::new().route("/v1/sessions", get(sessions));
+    // One `route_layer` call with the whole stack: each further axum `layer` call would add
+    // a level of boxed routes to every request (see `benches/axum_router.rs`).
     let app = if bare {
         routes
     } else if auth_only {
-        routes
-            .route_layer(require(ForgScope::ReadSessions))
-            .layer(AuthLayer::new(store))
+        routes.route_layer(
+            ServiceBuilder::new()
+                .layer(AuthLayer::new(store))
+                .layer(require(ForgScope::ReadSessions)),
+        )
     } else {
         // A quota no load test reaches, so every request does the full work and passes.
         let roomy = RateClass::per_key("load", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN))?;
-        routes
-            .route_layer(require(ForgScope::ReadSessions))
-            .route_layer(RateLimits::new().layer(roomy))
-            .layer(AuthLayer::new(store))
+        routes.route_layer(
+            ServiceBuilder::new()
+                .layer(AuthLayer::new(store))
+                .layer(RateLimits::new().layer(roomy))
+                .layer(require(ForgScope::ReadSessions)),
+        )
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("KEY={}", issued.key().expose_secret());
