@@ -96,7 +96,8 @@ use std::time::Duration;
 
 /// Whole seconds, rounded up (`RateLimit`'s `t`, which may be 0).
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// `Retry-After` values: whole seconds, rounded up, never 0.

@@ -176,14 +176,23 @@ fn policy_header(class: &RateClass, quota: RateLimit) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Formatted per request for quotas above [`PRECOMPUTED_STATES`], so on the stack: the longest
+/// value (32-character name, `u32` remaining, `u64` seconds) is 70 bytes.
 fn state_header(class: &RateClass, remaining: u32, reset_after: Duration) -> Option<HeaderValue> {
-    let value = format!(
+    use std::io::Write;
+    let mut buffer = [0u8; 80];
+    let capacity = buffer.len();
+    let mut rest = &mut buffer[..];
+    write!(
+        rest,
         "\"{}\";r={};t={}",
         class.name(),
         remaining,
         crate::ceil_secs(reset_after)
-    );
-    HeaderValue::from_str(&value).ok()
+    )
+    .ok()?;
+    let written = capacity - rest.len();
+    HeaderValue::from_bytes(&buffer[..written]).ok()
 }
 
 /// Quotas up to this many requests get their `RateLimit` values made once, at start.
@@ -582,5 +591,24 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    #[test]
+    fn longest_rate_limit_value_fits_the_stack_buffer() {
+        let name = "abcdefghijklmnopqrstuvwxyz-0_123";
+        let quota = RateLimit::new(NonZeroU32::MIN, NonZeroU32::MIN);
+        let class = RateClass::per_key(name, quota).unwrap();
+        let value = state_header(&class, u32::MAX, Duration::MAX).expect("formatted");
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!("\"{name}\";r={};t={}", u32::MAX, u64::MAX)
+        );
     }
 }
