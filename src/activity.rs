@@ -1,5 +1,6 @@
-//! Key activity: an observer the authentication layer calls with every outcome, and
-//! [`LastUsedRecorder`], which keeps `last_used_at` without a store write per request.
+//! Key activity: an observer the authentication layer calls once per request with its
+//! outcome, and [`LastUsedRecorder`], which keeps `last_used_at` without a store write per
+//! request.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -14,6 +15,11 @@
 //! });
 //! ```
 //!
+//! A request the layer refuses is reported at once. An authenticated request is reported
+//! when the service inside answers, so that a refusal by a layer inside (`require`'s
+//! `insufficient_scope`, the rate limit's `rate_limited`) is its outcome, and the status is
+//! the one the client got; a request dropped before its answer is reported with no status.
+//!
 //! With the `tracing` feature the layer also emits one event per request on the target
 //! `tower_api_key::activity` (DEBUG), with the same fields.
 
@@ -24,23 +30,31 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
-use http::Method;
+use http::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::reject::AuthRejection;
 use crate::scope::Scope;
 use crate::store::{KeyId, MemoryKeyStore, StoreError};
 
-/// One authentication outcome. Carries the key id when a record was found, never the key.
+/// One request's outcome. Carries the key id when a record was found, never the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ActivityEvent {
     /// The key's id, when a stored record was involved.
     pub key_id: Option<KeyId>,
-    /// `"ok"`, or the rejection's code (`"invalid_api_key"`, `"auth_unavailable"`, ...).
+    /// Whether the key was verified (the request then got past the authentication layer,
+    /// whatever a layer inside decided).
+    pub authenticated: bool,
+    /// `"ok"`, or the code of the rejection the client got, from the authentication layer
+    /// (`"invalid_api_key"`, `"auth_unavailable"`, ...) or from a layer of this crate inside it
+    /// (`"insufficient_scope"`, `"rate_limited"`).
     pub outcome: &'static str,
     /// For a 401: which one it was (`"revoked"`, `"unknown"`, ...).
     pub reason: Option<&'static str>,
+    /// The response's HTTP status; `None` when the service inside failed with an error or
+    /// the request was dropped before its answer.
+    pub status: Option<StatusCode>,
     /// The request's method.
     pub method: Method,
     /// The request's path, without the query string.
@@ -52,6 +66,7 @@ pub struct ActivityEvent {
 }
 
 impl ActivityEvent {
+    /// An event for an authenticated request or a rejection; the status comes later.
     pub(crate) fn new(
         outcome: Result<&KeyId, &AuthRejection>,
         method: &Method,
@@ -68,8 +83,10 @@ impl ActivityEvent {
         };
         Self {
             key_id,
+            authenticated: outcome == "ok",
             outcome,
             reason,
+            status: None,
             method: method.clone(),
             path: path.to_owned(),
             client,
@@ -82,8 +99,10 @@ impl ActivityEvent {
         tracing::debug!(
             target: "tower_api_key::activity",
             key_id = self.key_id.as_ref().map(KeyId::as_str),
+            authenticated = self.authenticated,
             outcome = self.outcome,
             reason = self.reason,
+            status = self.status.map(|status| status.as_u16()),
             method = %self.method,
             path = %self.path,
             client = self.client.map(tracing::field::display),
@@ -97,6 +116,52 @@ impl ActivityEvent {
 pub trait ActivityObserver: Send + Sync + 'static {
     /// Called once per request the layer sees.
     fn observe(&self, event: &ActivityEvent);
+}
+
+/// Where an event goes: the observer, `tracing`, or both.
+#[derive(Clone)]
+pub(crate) struct ActivitySink {
+    pub(crate) observer: Option<Arc<dyn ActivityObserver>>,
+    pub(crate) traced: bool,
+}
+
+impl ActivitySink {
+    pub(crate) fn emit(&self, event: &ActivityEvent) {
+        if self.traced {
+            event.trace();
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(event);
+        }
+    }
+}
+
+/// The event of an authenticated request, waiting for the inner service's answer. Emitted
+/// when dropped: after [`PendingActivity::answered`], or without a status when the inner
+/// service failed or the request was dropped on the way.
+pub(crate) struct PendingActivity {
+    pub(crate) event: ActivityEvent,
+    pub(crate) sink: ActivitySink,
+}
+
+impl PendingActivity {
+    /// Takes the status and, when a layer inside refused the request, its code.
+    pub(crate) fn answered<B>(&mut self, response: &Response<B>) {
+        self.event.status = Some(response.status());
+        if let Some(rejection) = response.extensions().get::<AuthRejection>() {
+            self.event.outcome = rejection.code();
+        }
+    }
+}
+
+impl Drop for PendingActivity {
+    fn drop(&mut self) {
+        // May run while a panic unwinds through the service: a panicking observer must not
+        // turn that into an abort.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.sink.emit(&self.event);
+        }));
+    }
 }
 
 impl<F> ActivityObserver for F
@@ -127,7 +192,8 @@ impl<S: Scope> TouchKey for MemoryKeyStore<S> {
 
 /// Records `last_used_at` at most once per key per interval, off the request path.
 ///
-/// As an [`ActivityObserver`] it looks at successful requests; when a key's interval has
+/// As an [`ActivityObserver`] it looks at authenticated requests (a key refused by a scope
+/// check or a rate limit was still used); when a key's interval has
 /// passed it queues one write (never blocking: a full queue drops the write, the next
 /// interval retries), and a task it spawned writes through [`TouchKey`]. A busy key costs
 /// one store write per interval. The task ends when the last clone of the recorder is
@@ -184,7 +250,7 @@ impl LastUsedRecorder {
 
 impl ActivityObserver for LastUsedRecorder {
     fn observe(&self, event: &ActivityEvent) {
-        let (Some(id), "ok") = (&event.key_id, event.outcome) else {
+        let (Some(id), true) = (&event.key_id, event.authenticated) else {
             return;
         };
         // Checked without cloning the id: most requests of a busy key are not due.

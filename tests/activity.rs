@@ -3,18 +3,23 @@
 
 mod common;
 
+use std::convert::Infallible;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use http::{Method, Request, StatusCode};
-use tower::Layer;
+use futures_util::FutureExt;
+use http::{Method, Request, Response, StatusCode};
+use tower::{Layer, ServiceExt};
 use tower_api_key::activity::{ActivityEvent, LastUsedRecorder, TouchKey};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::store::RateLimit;
 use tower_api_key::store::{KeyId, StoreError};
-use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
 
 #[tokio::test]
 async fn observer_sees_every_outcome_and_never_the_key() {
@@ -75,6 +80,8 @@ async fn observer_sees_every_outcome_and_never_the_key() {
                 e.reason,
                 e.key_id.clone(),
                 e.client.map(|c| c.to_string()),
+                e.status.map(|s| s.as_u16()),
+                e.authenticated,
             )
         })
         .collect();
@@ -85,22 +92,42 @@ async fn observer_sees_every_outcome_and_never_the_key() {
                 "ok",
                 None,
                 Some(good.record().id.clone()),
-                Some("192.0.2.1".to_owned())
+                Some("192.0.2.1".to_owned()),
+                Some(200),
+                true
             ),
             (
                 "invalid_api_key",
                 Some("revoked"),
                 Some(revoked.record().id.clone()),
-                Some("192.0.2.2".to_owned())
+                Some("192.0.2.2".to_owned()),
+                Some(401),
+                false
             ),
             (
                 "invalid_api_key",
                 Some("unknown"),
                 None,
-                Some("192.0.2.3".to_owned())
+                Some("192.0.2.3".to_owned()),
+                Some(401),
+                false
             ),
-            ("invalid_request", None, None, Some("192.0.2.4".to_owned())),
-            ("auth_unavailable", None, None, Some("192.0.2.5".to_owned())),
+            (
+                "invalid_request",
+                None,
+                None,
+                Some("192.0.2.4".to_owned()),
+                Some(400),
+                false
+            ),
+            (
+                "auth_unavailable",
+                None,
+                None,
+                Some("192.0.2.5".to_owned()),
+                Some(503),
+                false
+            ),
         ]
     );
     assert_eq!(
@@ -117,6 +144,115 @@ async fn observer_sees_every_outcome_and_never_the_key() {
         );
     }
     assert_eq!(probe.calls(), 1);
+}
+
+#[tokio::test]
+async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
+    let (store, clock) = store_with_clock();
+    let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
+    let (events, observer) = collector();
+    let one_a_minute = RateClass::per_key(
+        "tight",
+        RateLimit::new(NonZeroU32::MIN, NonZeroU32::new(60).unwrap()),
+    )
+    .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(store).clock(clock).observe(observer).layer(
+        RateLimits::new()
+            .layer(one_a_minute)
+            .layer(require(ForgScope::ReadRules).layer(probe.service::<String>())),
+    );
+
+    for key in [&reader, &reader, &writer] {
+        send(service.clone(), bearer(key.key().expose_secret())).await;
+    }
+
+    let seen: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.key_id.clone(),
+                e.authenticated,
+                e.outcome,
+                e.status.map(|s| s.as_u16()),
+            )
+        })
+        .collect();
+    let (reader, writer) = (reader.record().id.clone(), writer.record().id.clone());
+    assert_eq!(
+        seen,
+        vec![
+            (Some(reader.clone()), true, "ok", Some(200)),
+            (Some(reader), true, "rate_limited", Some(429)),
+            (Some(writer), true, "insufficient_scope", Some(403)),
+        ]
+    );
+    assert_eq!(probe.calls(), 1);
+}
+
+#[tokio::test]
+async fn an_inner_error_or_a_dropped_request_is_reported_without_status() {
+    let (store, _) = store_with_clock();
+    let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let (events, observer) = collector();
+    let layer = AuthLayer::new(store).observe(observer);
+
+    let failing = tower::service_fn(|_: Request<String>| async {
+        Err::<Response<String>, _>("inner failure")
+    });
+    let result = layer
+        .layer(failing)
+        .oneshot(bearer(good.key().expose_secret()))
+        .await;
+    assert!(result.is_err());
+
+    let hanging = tower::service_fn(|_: Request<String>| {
+        std::future::pending::<Result<Response<String>, Infallible>>()
+    });
+    let mut in_flight = Box::pin(
+        layer
+            .layer(hanging)
+            .oneshot(bearer(good.key().expose_secret())),
+    );
+    assert!((&mut in_flight).now_or_never().is_none());
+    assert_eq!(events.lock().unwrap().len(), 1, "nothing before the answer");
+    drop(in_flight);
+
+    let seen: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.authenticated, e.outcome, e.status))
+        .collect();
+    assert_eq!(seen, vec![(true, "ok", None), (true, "ok", None)]);
+}
+
+#[tokio::test]
+async fn a_panicking_observer_does_not_abort_a_dropped_request() {
+    let (store, _) = store_with_clock();
+    let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let hanging = tower::service_fn(|_: Request<String>| {
+        std::future::pending::<Result<Response<String>, Infallible>>()
+    });
+    let service = AuthLayer::new(store)
+        .observe(|_: &ActivityEvent| panic!("observer bug"))
+        .layer(hanging);
+    let mut in_flight = Box::pin(service.oneshot(bearer(good.key().expose_secret())));
+    assert!((&mut in_flight).now_or_never().is_none());
+    drop(in_flight);
+}
+
+type Events = Arc<Mutex<Vec<ActivityEvent>>>;
+
+fn collector() -> (Events, impl Fn(&ActivityEvent) + Send + Sync + 'static) {
+    let events: Events = Arc::default();
+    let sink = Arc::clone(&events);
+    (events, move |event: &ActivityEvent| {
+        sink.lock().unwrap().push(event.clone())
+    })
 }
 
 /// Counts writes and forwards them to the memory store.
@@ -202,4 +338,44 @@ async fn last_used_is_written_once_per_key_per_interval() {
         store.get(&a.record().id).unwrap().last_used_at,
         Some(start_time() + Duration::from_secs(60))
     );
+}
+
+#[tokio::test]
+async fn a_key_refused_inside_the_layer_was_still_used() {
+    let (store, clock) = store_with_clock();
+    let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
+    let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    store.revoke(&revoked.record().id).unwrap();
+    let recorder = LastUsedRecorder::spawn(Arc::clone(&store), Duration::from_secs(60));
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store))
+        .clock(clock)
+        .observe(recorder)
+        .layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
+
+    let refused = send(service.clone(), bearer(writer.key().expose_secret())).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    send(service, bearer(revoked.key().expose_secret())).await;
+
+    settle(|| {
+        store
+            .get(&writer.record().id)
+            .unwrap()
+            .last_used_at
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        store.get(&writer.record().id).unwrap().last_used_at,
+        Some(start_time())
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        store.get(&revoked.record().id).unwrap().last_used_at,
+        None,
+        "a revoked key was not used"
+    );
+    assert_eq!(probe.calls(), 0);
 }

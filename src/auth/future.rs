@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{BoxLookup, Config};
+use crate::activity::PendingActivity;
 use crate::body::ResponseBody;
 use crate::store::KeyStore;
 
@@ -42,6 +43,8 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
+            // Boxed, and `None` unless someone listens for activity.
+            activity: Option<Box<PendingActivity>>,
         },
         Rejected {
             response: Option<Response<Bytes>>,
@@ -61,9 +64,9 @@ where
     S: Service<Request<ReqBody>>,
     St: KeyStore,
 {
-    pub(super) fn inner(future: S::Future) -> Self {
+    pub(super) fn inner(future: S::Future, activity: Option<Box<PendingActivity>>) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner { future, activity },
         }
     }
 
@@ -119,9 +122,9 @@ where
                         .expect("ResponseFuture polled after completion");
                     match verdict {
                         Ok(identity) => {
-                            config.admit(&mut request, identity, source);
+                            let activity = config.admit(&mut request, identity, source);
                             let future = inner.call(request);
-                            state.set(State::Inner { future });
+                            state.set(State::Inner { future, activity });
                         }
                         Err(rejection) => {
                             let response = config.reject(rejection, &request);
@@ -129,8 +132,11 @@ where
                         }
                     }
                 }
-                StateProj::Inner { future } => {
+                StateProj::Inner { future, activity } => {
                     let response = ready!(future.poll(cx))?;
+                    if let Some(mut activity) = activity.take() {
+                        activity.answered(&response);
+                    } // Emitted here, as it drops.
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { response } => {

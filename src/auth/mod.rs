@@ -72,7 +72,7 @@ use tower_service::Service;
 pub use future::ResponseFuture;
 pub use identity::Identity;
 
-use crate::activity::{ActivityEvent, ActivityObserver};
+use crate::activity::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{CredentialError, CredentialSources};
@@ -173,8 +173,11 @@ impl<St: KeyStore> AuthLayer<St> {
         self
     }
 
-    /// Calls `observer` with every outcome (key id, outcome code, method, path, client
-    /// address, time; never the key): the activity log of the documents.
+    /// Calls `observer` once per request with its outcome (key id, outcome code, status,
+    /// method, path, client address, time; never the key): the activity log of the
+    /// documents. Authenticated requests are reported when the inner service answers, so a
+    /// refusal by a layer of this crate inside this one is their outcome; see
+    /// [`activity`](crate::activity).
     pub fn observe(mut self, observer: impl ActivityObserver) -> Self {
         self.config().observer = Some(Arc::new(observer));
         self
@@ -285,8 +288,8 @@ where
         match answer {
             Some(found) => match config.decide(found, &prepared) {
                 Ok(identity) => {
-                    config.admit(&mut request, identity, prepared.source);
-                    ResponseFuture::inner(self.inner.call(request))
+                    let activity = config.admit(&mut request, identity, prepared.source);
+                    ResponseFuture::inner(self.inner.call(request), activity)
                 }
                 Err(rejection) => ResponseFuture::rejected(config.reject(rejection, &request)),
             },
@@ -501,48 +504,67 @@ impl<St: KeyStore> Config<St> {
         Ok(Identity::new(record))
     }
 
-    /// Step 6: protect the key headers and attach the identity.
+    /// Step 6: protect the key headers and attach the identity. Returns the request's
+    /// activity event, to be finished when the inner service answers.
     #[inline]
-    fn admit<B>(&self, request: &mut Request<B>, identity: Identity<St::Scope>, source: usize) {
-        self.record(request, Ok(identity.key_id()));
+    fn admit<B>(
+        &self,
+        request: &mut Request<B>,
+        identity: Identity<St::Scope>,
+        source: usize,
+    ) -> Option<Box<PendingActivity>> {
+        let activity = self.activity_sink().map(|sink| {
+            let event = self.activity_event(request, Ok(identity.key_id()));
+            Box::new(PendingActivity { event, sink })
+        });
         self.sources
             .protect(request.headers_mut(), source, self.strip_credentials);
         let extensions = request.extensions_mut();
         extensions.insert(identity.scopes());
         extensions.insert(identity);
+        activity
     }
 
     fn reject<B>(&self, rejection: AuthRejection, request: &Request<B>) -> Response<bytes::Bytes> {
-        self.record(request, Err(&rejection));
-        respond(&*self.renderer, rejection, request.headers())
+        let activity = self
+            .activity_sink()
+            .map(|sink| (self.activity_event(request, Err(&rejection)), sink));
+        let response = respond(&*self.renderer, rejection, request.headers());
+        if let Some((mut event, sink)) = activity {
+            event.status = Some(response.status());
+            sink.emit(&event);
+        }
+        response
     }
 
-    /// Tells the observer and `tracing`, when either listens.
-    fn record<B>(&self, request: &Request<B>, outcome: Result<&KeyId, &AuthRejection>) {
+    /// Where activity goes, when the observer or `tracing` listens.
+    fn activity_sink(&self) -> Option<ActivitySink> {
         #[cfg(feature = "tracing")]
         let traced = tracing::enabled!(target: "tower_api_key::activity", tracing::Level::DEBUG);
         #[cfg(not(feature = "tracing"))]
         let traced = false;
-        if self.observer.is_none() && !traced {
-            return;
-        }
+        (self.observer.is_some() || traced).then(|| ActivitySink {
+            observer: self.observer.clone(),
+            traced,
+        })
+    }
+
+    fn activity_event<B>(
+        &self,
+        request: &Request<B>,
+        outcome: Result<&KeyId, &AuthRejection>,
+    ) -> ActivityEvent {
         let client = self
             .client_ip
             .resolve(request.headers(), request.extensions())
             .ok();
-        let event = ActivityEvent::new(
+        ActivityEvent::new(
             outcome,
             request.method(),
             request.uri().path(),
             client,
             self.clock.now(),
-        );
-        if traced {
-            event.trace();
-        }
-        if let Some(observer) = &self.observer {
-            observer.observe(&event);
-        }
+        )
     }
 }
 
