@@ -168,8 +168,16 @@ async fn revoking_through_the_wrapper_is_immediate() {
     assert_eq!(probe.calls(), 2);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_fetch_in_flight_during_revocation_is_not_served() {
+/// A key revoked (and invalidated) while a fetch that read it still active is sleeping.
+struct RevokedDuringFetch {
+    counting: Arc<ScriptedStore>,
+    cache: Arc<CachedKeyStore<ScriptedStore>>,
+    digest: tower_api_key::key::KeyDigest,
+    early: tokio::task::JoinHandle<Arc<tower_api_key::store::KeyRecord>>,
+    revoked_at: std::time::SystemTime,
+}
+
+async fn revoked_during_a_fetch() -> RevokedDuringFetch {
     let (memory, _) = store_with_clock();
     let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let counting = ScriptedStore::new(
@@ -178,61 +186,50 @@ async fn a_fetch_in_flight_during_revocation_is_not_served() {
     );
     let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
     let digest = digest_of(&issued);
-
-    // Fetch starts, reads the record while it is still active ...
+    // The fetch starts and reads the record while the key is still active ...
     let early = {
         let cache = Arc::clone(&cache);
         tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
     };
     tokio::task::yield_now().await;
-    // ... the key is revoked and invalidated while the fetch is still sleeping ...
-    memory.revoke(&issued.record().id).unwrap();
+    // ... and the key is revoked and invalidated while the fetch sleeps.
+    let revoked = memory.revoke(&issued.record().id).unwrap();
     cache.invalidate(&issued.record().id).await;
-    // ... the fetch completes with the old record and caches it.
-    let stale = early.await.unwrap();
-    assert_eq!(stale.revoked_at, None);
+    RevokedDuringFetch {
+        counting,
+        cache,
+        digest,
+        early,
+        revoked_at: revoked.revoked_at.unwrap(),
+    }
+}
 
-    let now = memory.get(&issued.record().id).unwrap().revoked_at.unwrap();
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_during_revocation_is_not_served() {
+    let race = revoked_during_a_fetch().await;
+    // The fetch completes with the old record and caches it ...
+    let stale = race.early.await.unwrap();
+    assert_eq!(stale.revoked_at, None);
+    // ... but that entry is not served.
     assert!(
-        cache.lookup_now(&digest).is_none(),
+        race.cache.lookup_now(&race.digest).is_none(),
         "the stale entry is not served"
     );
-    counting.set(Script::Delegate);
-    let fresh = cache.lookup(&digest).await.unwrap().unwrap();
-    assert_eq!(fresh.status_at(now), KeyStatus::Revoked);
-    assert_eq!(counting.lookups(), 2);
+    race.counting.set(Script::Delegate);
+    let fresh = race.cache.lookup(&race.digest).await.unwrap().unwrap();
+    assert_eq!(fresh.status_at(race.revoked_at), KeyStatus::Revoked);
+    assert_eq!(race.counting.lookups(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_lookup_after_revocation_does_not_join_an_older_fetch() {
-    let (memory, _) = store_with_clock();
-    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    let counting = ScriptedStore::new(
-        Arc::clone(&memory),
-        Script::ReadThenWait(Duration::from_millis(100)),
-    );
-    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
-    let digest = digest_of(&issued);
-
-    // A fetch reads the record while the key is still active and sleeps ...
-    let early = {
-        let cache = Arc::clone(&cache);
-        tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
-    };
-    tokio::task::yield_now().await;
-    // ... the key is revoked; revocation has returned ...
-    let now = memory
-        .revoke(&issued.record().id)
-        .unwrap()
-        .revoked_at
-        .unwrap();
-    cache.invalidate(&issued.record().id).await;
-    // ... and a lookup that starts now would be coalesced with the older fetch.
-    counting.set(Script::Delegate);
-    let late = cache.lookup(&digest).await.unwrap().unwrap();
-    assert_eq!(late.status_at(now), KeyStatus::Revoked);
+    let race = revoked_during_a_fetch().await;
+    // Revocation has returned; a lookup that starts now would be coalesced with the fetch.
+    race.counting.set(Script::Delegate);
+    let late = race.cache.lookup(&race.digest).await.unwrap().unwrap();
+    assert_eq!(late.status_at(race.revoked_at), KeyStatus::Revoked);
     assert_eq!(
-        early.await.unwrap().revoked_at,
+        race.early.await.unwrap().revoked_at,
         None,
         "the early caller began before"
     );
