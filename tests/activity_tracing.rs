@@ -10,15 +10,7 @@ use tower_api_key::{AuthLayer, ForgScope};
 
 #[tokio::test]
 async fn activity_is_traced_with_the_same_fields() {
-    let buffer = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(buffer.clone())
-        .with_ansi(false)
-        .finish();
-    // Global, in a binary of its own: a thread-local default races with other tests that
-    // register the same callsites first and can cache their interest as `never`.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let buffer = LogCapture::install(tracing::Level::DEBUG);
 
     let (store, _) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);

@@ -33,13 +33,7 @@ fn leaked(text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn no_key_plaintext_in_logs_or_debug_output() {
-    let capture = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let capture = LogCapture::install(tracing::Level::TRACE);
 
     let mut shown: Vec<String> = Vec::new();
     let store = Arc::new(MemoryKeyStore::new());

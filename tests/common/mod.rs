@@ -205,6 +205,21 @@ pub fn from(ip: &str, mut request: Request<String>) -> Request<String> {
 pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// Captures every event at `level` and up, from every thread, for the rest of the test
+    /// binary. Global on purpose: a thread-local default races with other tests that
+    /// register the same callsites first and can cache their interest as `never`; so call it
+    /// once, in a binary whose only test reads the logs.
+    pub fn install(level: tracing::Level) -> Self {
+        let capture = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+        capture
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
