@@ -33,6 +33,15 @@ fn fake_limits() -> (
     )
 }
 
+/// `POST /auth/login` from `peer`, with an `X-Forwarded-For` when given.
+fn login_from(peer: &str, forwarded_for: Option<&str>) -> Request<String> {
+    let mut request = Request::post("/auth/login");
+    if let Some(xff) = forwarded_for {
+        request = request.header("x-forwarded-for", xff);
+    }
+    from(peer, request.body(String::new()).unwrap())
+}
+
 fn per_minute(n: u32) -> RateLimit {
     RateLimit::per_minute(NonZeroU32::new(n).unwrap())
 }
@@ -204,15 +213,7 @@ async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding(
     let login = limits
         .layer(RateClass::AUTH)
         .layer(probe.service::<String>());
-    let request = |xff: &str| {
-        from(
-            "203.0.113.9",
-            Request::post("/auth/login")
-                .header("x-forwarded-for", xff)
-                .body(String::new())
-                .unwrap(),
-        )
-    };
+    let request = |xff: &str| login_from("203.0.113.9", Some(xff));
 
     for i in 0..5 {
         let answer = send(login.clone(), request(&format!("198.51.100.{i}"))).await;
@@ -230,10 +231,7 @@ async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding(
         Some(r#""auth";q=5;w=60"#)
     );
 
-    let other = from(
-        "203.0.113.10",
-        Request::post("/auth/login").body(String::new()).unwrap(),
-    );
+    let other = login_from("203.0.113.10", None);
     assert_eq!(send(login, other).await.status, StatusCode::OK);
     assert_eq!(probe.calls(), 6);
 }
@@ -246,15 +244,7 @@ async fn trusted_proxies_forward_the_rightmost_untrusted_address() {
     let login = limits
         .layer(RateClass::AUTH)
         .layer(probe.service::<String>());
-    let via_proxy = |xff: &str| {
-        from(
-            "10.0.0.2",
-            Request::post("/auth/login")
-                .header("x-forwarded-for", xff)
-                .body(String::new())
-                .unwrap(),
-        )
-    };
+    let via_proxy = |xff: &str| login_from("10.0.0.2", Some(xff));
 
     for _ in 0..5 {
         // The client forged the leftmost entry; the proxy appended the real address.
