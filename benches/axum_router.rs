@@ -6,6 +6,7 @@
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tower_api_key::rate_limit::ClassName;
 
 use axum::body::Body;
 use axum::routing::get;
@@ -15,8 +16,8 @@ use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, StatusCode};
 use tower::{Service, ServiceBuilder};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::store::RateLimit;
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 fn routes() -> Router {
@@ -25,7 +26,10 @@ fn routes() -> Router {
 
 /// Never limits within a benchmark: the quota is far above what a run sends.
 fn roomy() -> RateClass {
-    RateClass::per_key("bench", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN)).expect("class")
+    RateClass::per_key(
+        ClassName::from_static("bench"),
+        Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
+    )
 }
 
 fn run(router: &mut Router, bearer: &HeaderValue) -> StatusCode {

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower_api_key::rate_limit::ClassName;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -13,8 +14,8 @@ use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::store::RateLimit;
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 fn stack() -> (
@@ -37,8 +38,10 @@ fn stack() -> (
                 .expect("header")
         })
         .collect();
-    let class = RateClass::per_key("bench", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN))
-        .expect("class");
+    let class = RateClass::per_key(
+        ClassName::from_static("bench"),
+        Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
+    );
     let inner = tower::service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
     });

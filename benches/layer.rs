@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tower_api_key::rate_limit::ClassName;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
@@ -15,8 +16,8 @@ use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::store::RateLimit;
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
@@ -60,7 +61,10 @@ fn request(bearer: &HeaderValue) -> Request<()> {
 
 /// Never limits within a benchmark: the quota is far above what a run sends.
 fn roomy() -> RateClass {
-    RateClass::per_key("bench", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN)).expect("class")
+    RateClass::per_key(
+        ClassName::from_static("bench"),
+        Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
+    )
 }
 
 fn bench<S, B>(

@@ -5,10 +5,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
+use tower_api_key::forg;
 
+use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::governor::clock::FakeRelativeClock;
-use tower_api_key::rate_limit::{GovernorBackend, LimitKey, RateClass, RateLimitBackend};
+use tower_api_key::rate_limit::{GovernorBackend, LimitKey, RateLimitBackend};
 use tower_api_key::store::KeyId;
 use tower_api_key::{ForgScope, MemoryKeyStore, NewKey};
 
@@ -68,13 +69,13 @@ fn main() {
 
     // Tracked rate-limit keys: one request each from n distinct key ids.
     let ids: Vec<KeyId> = (0..n).map(|_| KeyId::generate().expect("id")).collect();
-    let clock = FakeRelativeClock::default();
+    let clock = ManualClock::default();
     let backend = GovernorBackend::with_clock(clock.clone());
-    let class = backend.register(&RateClass::STANDARD);
+    let class = backend.register(&forg::STANDARD);
     let before = live();
     for id in &ids {
         let decision = backend
-            .check_now(&class, LimitKey::ApiKey(id), RateClass::STANDARD.quota())
+            .check_now(&class, LimitKey::ApiKey(id), forg::STANDARD.quota())
             .expect("answers now")
             .expect("decides");
         assert!(decision.is_allowed());

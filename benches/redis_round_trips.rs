@@ -6,14 +6,16 @@ use std::convert::Infallible;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower_api_key::rate_limit::Quota;
 
 use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use redis::AsyncCommands;
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::{RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{CachedKeyStore, RateLimit, RedisKeyStore};
+use tower_api_key::store::{CachedKeyStore, RedisKeyStore};
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
 /// Commands clients sent (round trips): `EVALSHA`/`EVAL`/`SCRIPT` and `HGETALL` (never
@@ -102,10 +104,9 @@ async fn main() {
         .expect("limiter")
         .with_namespace("bench");
     let roomy = RateClass::per_key(
-        "bench",
-        RateLimit::new(std::num::NonZeroU32::MAX, std::num::NonZeroU32::MIN),
-    )
-    .expect("class");
+        ClassName::from_static("bench"),
+        Quota::new(std::num::NonZeroU32::MAX, std::num::NonZeroU32::MIN),
+    );
     let inner = tower::service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(String::new()))
     });

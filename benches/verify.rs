@@ -57,7 +57,7 @@ fn digest(c: &mut Criterion) {
     group.finish();
 }
 
-fn store_with(n: usize) -> (MemoryKeyStore, Vec<KeyDigest>) {
+fn store_with(n: usize) -> (MemoryKeyStore<ForgScope>, Vec<KeyDigest>) {
     let store = MemoryKeyStore::new().with_max_keys_per_owner(std::num::NonZeroUsize::MAX);
     let digests = (0..n)
         .map(|i| {

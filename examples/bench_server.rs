@@ -5,13 +5,14 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tower_api_key::rate_limit::ClassName;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use tower::ServiceBuilder;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::store::RateLimit;
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 async fn sessions() -> Json<serde_json::Value> {
@@ -40,7 +41,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     } else {
         // A quota no load test reaches, so every request does the full work and passes.
-        let roomy = RateClass::per_key("load", RateLimit::new(NonZeroU32::MAX, NonZeroU32::MIN))?;
+        let roomy = RateClass::per_key(
+            ClassName::from_static("load"),
+            Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
+        );
         routes.route_layer(
             ServiceBuilder::new()
                 .layer(AuthLayer::new(store))

@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tower_api_key::forg;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -25,13 +26,13 @@ use tower::ServiceBuilder;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{ClientAddr, FailureLimit, RateClass, RateLimits};
 use tower_api_key::store::IssuedKey;
-use tower_api_key::{require, AuthLayer, ForgScope, Identity, KeyStore, MemoryKeyStore, NewKey};
+use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 
 /// Answers with the caller's key id, environment and scopes.
 async fn sessions(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    // The layers guarantee an Identity here; answer 500 rather than panic if they were
+    // The layers guarantee an Principal here; answer 500 rather than panic if they were
     // ever removed.
-    let Some(identity) = request.extensions().get::<Identity>() else {
+    let Some(identity) = request.extensions().get::<Principal>() else {
         return Ok(Response::builder()
             .status(500)
             .body(Full::new(Bytes::from_static(b"no identity")))
@@ -42,7 +43,7 @@ async fn sessions(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
         "caller": {
             "key_id": identity.key_id().as_str(),
             "environment": identity.environment(),
-            "scopes": identity.scopes(),
+            "scopes": identity.scope_names(),
         },
     });
     Ok(Response::builder()
@@ -51,15 +52,15 @@ async fn sessions(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
         .unwrap_or_default())
 }
 
-/// Accepts connections on `listener` forever, one task per connection.
-pub async fn serve<St>(
+/// Accepts connections on `listener` forever, one task per connection, behind
+/// authentication, rate limiting (`class`) and a requirement of `required`, in any scope
+/// vocabulary.
+pub async fn serve<St: KeyStore>(
     listener: TcpListener,
     store: Arc<St>,
     class: RateClass,
-) -> std::io::Result<()>
-where
-    St: KeyStore<Scope = ForgScope>,
-{
+    required: St::Scope,
+) -> std::io::Result<()> {
     let auth = AuthLayer::new(store).limit_failures(FailureLimit::default());
     let limits = RateLimits::new();
     let rate_limit = limits.layer(class);
@@ -72,7 +73,7 @@ where
             })
             .layer(auth.clone())
             .layer(rate_limit.clone())
-            .layer(require(ForgScope::ReadSessions))
+            .layer(require(required))
             .service_fn(sessions);
         tokio::spawn(async move {
             let builder = Builder::new(TokioExecutor::new());
@@ -86,7 +87,7 @@ where
 }
 
 /// A key with `read:sessions`, for the demo.
-pub fn demo_key(store: &MemoryKeyStore) -> IssuedKey {
+pub fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
     store
         .issue(
             NewKey::new("org_acme", "hyper demo", &KeyFamily::FORG_LIVE)
@@ -112,6 +113,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i {base}/v1/sessions -H 'Authorization: Bearer {key}'   # 200");
     println!("  curl -i {base}/v1/sessions -H 'X-ForgeOS-API-Key: {key}'      # 200");
     println!("  curl -i {base}/v1/sessions                                     # 401");
-    serve(listener, store, RateClass::STANDARD).await?;
+    serve(listener, store, forg::STANDARD, ForgScope::ReadSessions).await?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tower_api_key::forg;
 
 use axum::extract::{Path, State};
 use axum::handler::Handler;
@@ -21,22 +22,22 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{FailureLimit, RateClass, RateLimits};
+use tower_api_key::rate_limit::{FailureLimit, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
-use tower_api_key::{require, AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey};
+use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal};
 
 /// The organisation every demo key belongs to.
 pub const OWNER: &str = "org_acme";
 
 /// The three keys issued at start.
 pub struct DemoKeys {
-    pub live: IssuedKey,
-    pub test: IssuedKey,
-    pub fos: IssuedKey,
+    pub live: IssuedKey<ForgScope>,
+    pub test: IssuedKey<ForgScope>,
+    pub fos: IssuedKey<ForgScope>,
 }
 
 /// Issues the demo keys.
-pub fn issue_demo_keys(store: &MemoryKeyStore) -> Result<DemoKeys, ManageError> {
+pub fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKeys, ManageError> {
     Ok(DemoKeys {
         live: store.issue(
             NewKey::new(OWNER, "production dashboard", &KeyFamily::FORG_LIVE)
@@ -54,7 +55,7 @@ pub fn issue_demo_keys(store: &MemoryKeyStore) -> Result<DemoKeys, ManageError> 
 /// The whole application: `/health` and `/auth/login` are public, everything under `/v1`
 /// needs a key. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// per-address limits read the client's address from there.
-pub fn app(store: Arc<MemoryKeyStore>) -> Router {
+pub fn app(store: Arc<MemoryKeyStore<ForgScope>>) -> Router {
     let limits = RateLimits::new();
     let standard = Router::new()
         .route(
@@ -75,27 +76,27 @@ pub fn app(store: Arc<MemoryKeyStore>) -> Router {
             post(revoke_key.layer(require(ForgScope::Admin))),
         )
         .with_state(Arc::clone(&store))
-        .route_layer(limits.layer(RateClass::STANDARD));
+        .route_layer(limits.layer(forg::STANDARD));
     let ai = Router::new()
         .route("/v1/reviews", post(review))
-        .route_layer(limits.layer(RateClass::AI));
+        .route_layer(limits.layer(forg::AI));
     let api = standard
         .merge(ai)
         .layer(AuthLayer::new(store).limit_failures(FailureLimit::default()));
     let public = Router::new()
         .route("/auth/login", post(login))
-        .route_layer(limits.layer(RateClass::AUTH))
+        .route_layer(limits.layer(forg::AUTH))
         .route("/health", get(health));
 
     public.merge(api)
 }
 
 /// What every handler shows about its caller.
-fn caller(identity: &Identity) -> Value {
+fn caller(identity: &Principal) -> Value {
     json!({
         "key_id": identity.key_id().as_str(),
         "environment": identity.environment(),
-        "scopes": identity.scopes(),
+        "scopes": identity.scopes::<ForgScope>(),
     })
 }
 
@@ -103,26 +104,26 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn sessions(identity: Identity) -> Json<Value> {
+async fn sessions(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": [{ "id": "ses_1", "events": 42 }],
         "caller": caller(&identity),
     }))
 }
 
-async fn list_rules(identity: Identity) -> Json<Value> {
+async fn list_rules(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": [{ "id": "rule_1", "budget_usd": 100 }],
         "caller": caller(&identity),
     }))
 }
 
-async fn create_rule(identity: Identity) -> (StatusCode, Json<Value>) {
+async fn create_rule(identity: Principal) -> (StatusCode, Json<Value>) {
     let body = json!({ "data": { "id": "rule_2" }, "caller": caller(&identity) });
     (StatusCode::CREATED, Json(body))
 }
 
-async fn review(identity: Identity) -> Json<Value> {
+async fn review(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": { "review": "looks good", "score": 0.93 },
         "caller": caller(&identity),
@@ -134,7 +135,7 @@ async fn login() -> Json<Value> {
     Json(json!({ "data": { "session": "demo" } }))
 }
 
-async fn reports(identity: Identity) -> Json<Value> {
+async fn reports(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": { "cost_usd": 12.5 },
         "caller": caller(&identity),
@@ -143,8 +144,8 @@ async fn reports(identity: Identity) -> Json<Value> {
 
 /// Revokes a key of the caller's own organisation; effective on the next request.
 async fn revoke_key(
-    State(store): State<Arc<MemoryKeyStore>>,
-    identity: Identity,
+    State(store): State<Arc<MemoryKeyStore<ForgScope>>>,
+    identity: Principal,
     Path(id): Path<String>,
 ) -> (StatusCode, Json<Value>) {
     let not_found = || {
@@ -216,7 +217,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             "200 x10, then 429 (AI routes: 10/min per key)".to_owned(),
             format!("for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
         ),
-        ("429 with Retry-After and RateLimit headers".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
+        ("429 with Retry-After and Quota headers".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
         ("public, 5/min per client address".to_owned(), format!("curl -i -X POST {base}/auth/login")),
         ("revoke the live key (admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),

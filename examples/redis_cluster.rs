@@ -13,6 +13,8 @@ use std::num::NonZeroU32;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_api_key::forg;
+use tower_api_key::rate_limit::Quota;
 
 use axum::extract::{Path, State};
 use axum::handler::Handler;
@@ -21,16 +23,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{CachedKeyStore, KeyId, RateLimit, RedisKeyStore, RevocationListener};
-use tower_api_key::{require, AuthLayer, ForgScope, Identity, NewKey};
+use tower_api_key::rate_limit::{RateLimits, RedisRateLimiter};
+use tower_api_key::store::{CachedKeyStore, KeyId, RedisKeyStore, RevocationListener};
+use tower_api_key::{require, AuthLayer, ForgScope, NewKey, Principal};
 
-type Store = CachedKeyStore<RedisKeyStore>;
+type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
 
 /// One instance: the routes behind authentication (cached Redis store) and shared limits.
 pub fn instance(store: Arc<Store>, limiter: RedisRateLimiter) -> Router {
     let limits = RateLimits::with_backend(limiter);
-    let ai = RateClass::AI.with_quota(RateLimit::per_minute(
+    let ai = forg::AI.with_quota(Quota::per_minute(
         NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
     ));
     let standard = Router::new()
@@ -43,24 +45,24 @@ pub fn instance(store: Arc<Store>, limiter: RedisRateLimiter) -> Router {
             post(revoke.layer(require(ForgScope::Admin))),
         )
         .with_state(Arc::clone(&store))
-        .route_layer(limits.layer(RateClass::STANDARD));
+        .route_layer(limits.layer(forg::STANDARD));
     let reviews = Router::new()
         .route("/v1/reviews", post(review))
         .route_layer(limits.layer(ai));
     standard.merge(reviews).layer(AuthLayer::new(store))
 }
 
-async fn sessions(identity: Identity) -> Json<Value> {
+async fn sessions(identity: Principal) -> Json<Value> {
     Json(json!({ "data": [], "caller": identity.key_id().as_str() }))
 }
 
-async fn review(identity: Identity) -> Json<Value> {
+async fn review(identity: Principal) -> Json<Value> {
     Json(json!({ "data": { "score": 0.9 }, "caller": identity.key_id().as_str() }))
 }
 
 async fn revoke(
     State(store): State<Arc<Store>>,
-    identity: Identity,
+    identity: Principal,
     Path(id): Path<String>,
 ) -> (StatusCode, Json<Value>) {
     let Ok(id) = id.parse::<KeyId>() else {

@@ -24,11 +24,11 @@ use axum::{Json, Router};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tower_api_key::activity::{LastUsedRecorder, TouchKey};
 use tower_api_key::key::{KeyDigest, KeyFamilies, KeyHasher};
+use tower_api_key::rate_limit::{ClassName, Quota};
 use tower_api_key::store::{
-    IssuedKey, KeyId, KeyRecord, LookupResult, ManageError, NewKey, RateLimit, StoreError,
-    StoreErrorKind,
+    IssuedKey, KeyId, KeyRecord, LookupResult, ManageError, NewKey, StoreError, StoreErrorKind,
 };
-use tower_api_key::{require, AuthLayer, ForgScope, Identity, KeyStore, ScopeSet};
+use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, Principal, ScopeSet};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -112,7 +112,7 @@ impl SqliteKeyStore {
     }
 
     /// Issues a key: generates it, stores its record, returns the plaintext once.
-    pub async fn issue(&self, new: NewKey) -> Result<IssuedKey, ManageError> {
+    pub async fn issue(&self, new: NewKey<ForgScope>) -> Result<IssuedKey<ForgScope>, ManageError> {
         let (key, record) = new.issue(&self.hasher, SystemTime::now())?;
         let limit = self.max_keys_per_owner;
         let record = self
@@ -179,7 +179,7 @@ impl SqliteKeyStore {
     }
 
     /// The record with id `id`.
-    pub async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, ManageError> {
+    pub async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord<ForgScope>>, ManageError> {
         let id = id.clone();
         let families = self.families.clone();
         Ok(self
@@ -197,7 +197,7 @@ impl SqliteKeyStore {
     }
 
     /// Every record of `owner`, oldest first.
-    pub async fn list(&self, owner: &str) -> Result<Vec<KeyRecord>, ManageError> {
+    pub async fn list(&self, owner: &str) -> Result<Vec<KeyRecord<ForgScope>>, ManageError> {
         let owner = owner.to_owned();
         let families = self.families.clone();
         Ok(self
@@ -218,7 +218,10 @@ impl SqliteKeyStore {
 
 /// One row to a record. A row that does not make a valid record is an error of the store
 /// (corrupt data), never a silent `None`.
-fn record_from_row(row: &Row<'_>, families: &KeyFamilies) -> Result<KeyRecord, StoreError> {
+fn record_from_row(
+    row: &Row<'_>,
+    families: &KeyFamilies,
+) -> Result<KeyRecord<ForgScope>, StoreError> {
     let corrupt =
         |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt key row: {what}"));
     let id: String = row.get(0).map_err(store_error)?;
@@ -238,7 +241,9 @@ fn record_from_row(row: &Row<'_>, families: &KeyFamilies) -> Result<KeyRecord, S
         row.get::<_, String>(3).map_err(store_error)?,
         family,
         row.get::<_, String>(5).map_err(store_error)?,
-        scopes.parse::<ScopeSet>().map_err(|_| corrupt("scopes"))?,
+        scopes
+            .parse::<ScopeSet<ForgScope>>()
+            .map_err(|_| corrupt("scopes"))?,
         time(row.get(8).map_err(store_error)?),
     );
     record.expires_at = row.get::<_, Option<i64>>(9).map_err(store_error)?.map(time);
@@ -250,7 +255,7 @@ fn record_from_row(row: &Row<'_>, families: &KeyFamilies) -> Result<KeyRecord, S
         .get::<_, Option<i64>>(11)
         .map_err(store_error)?
         .map(time);
-    record.rate_limits = serde_json::from_str::<BTreeMap<String, RateLimit>>(&rate_limits)
+    record.rate_limits = serde_json::from_str::<BTreeMap<ClassName, Quota>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
 }
@@ -303,7 +308,7 @@ pub fn app(store: SqliteKeyStore) -> Router {
     Router::new()
         .route(
             "/v1/sessions",
-            get(|identity: Identity| async move {
+            get(|identity: Principal| async move {
                 Json(serde_json::json!({ "caller": identity.key_id().as_str(), "data": [] }))
             })
             .route_layer(require(ForgScope::ReadSessions)),

@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tower_api_key::forg;
 
 use http::uri::PathAndQuery;
 use tokio::net::TcpListener;
@@ -38,7 +39,7 @@ use tower::Service;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{ClientIp, RateClass, RateLimits};
 use tower_api_key::store::IssuedKey;
-use tower_api_key::{require, AuthLayer, ForgScope, Identity, KeyStore, MemoryKeyStore, NewKey};
+use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 
 /// `forg.v1.WhoAmIRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -67,13 +68,17 @@ const GET: &str = "/forg.v1.WhoAmI/Get";
 async fn who_am_i(request: Request<WhoAmIRequest>) -> Result<Response<WhoAmIReply>, Status> {
     let identity = request
         .extensions()
-        .get::<Identity>()
+        .get::<Principal>()
         .ok_or_else(|| Status::internal("authentication layer missing"))?;
     Ok(Response::new(WhoAmIReply {
         key_id: identity.key_id().to_string(),
         owner: identity.owner().to_owned(),
         environment: identity.environment().to_string(),
-        scopes: identity.scopes().iter().map(|s| s.to_string()).collect(),
+        scopes: identity
+            .scope_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
     }))
 }
 
@@ -107,15 +112,13 @@ impl Service<http::Request<Body>> for WhoAmIServer {
 }
 
 /// Serves `forg.v1.WhoAmI` on `listener` behind authentication, rate limiting (`class`,
-/// keyed per key) and a `read:sessions` requirement.
-pub async fn serve<St>(
+/// keyed per key) and a requirement of `required`, in any scope vocabulary.
+pub async fn serve<St: KeyStore>(
     listener: TcpListener,
     store: Arc<St>,
     class: RateClass,
-) -> Result<(), tonic::transport::Error>
-where
-    St: KeyStore<Scope = ForgScope>,
-{
+    required: St::Scope,
+) -> Result<(), tonic::transport::Error> {
     // tonic puts the peer address in `TcpConnectInfo`; per-address classes read it there.
     let client_ip = ClientIp::peer().peer_addr_from(|extensions| {
         extensions
@@ -127,7 +130,7 @@ where
     Server::builder()
         .layer(AuthLayer::new(store))
         .layer(limits.layer(class))
-        .layer(require(ForgScope::ReadSessions))
+        .layer(require(required))
         .add_service(WhoAmIServer)
         .serve_with_incoming(TcpIncoming::from(listener))
         .await
@@ -162,7 +165,7 @@ pub async fn call_who_am_i(
 }
 
 /// A key with `read:sessions`, for the demo.
-pub fn demo_key(store: &MemoryKeyStore) -> IssuedKey {
+pub fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
     store
         .issue(
             NewKey::new("org_acme", "grpc demo", &KeyFamily::FOS).scopes(ForgScope::ReadSessions),
@@ -179,7 +182,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let issued = demo_key(&store);
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(serve(listener, store, RateClass::STANDARD));
+    let server = tokio::spawn(serve(
+        listener,
+        store,
+        forg::STANDARD,
+        ForgScope::ReadSessions,
+    ));
 
     let key = issued.key().expose_secret();
     println!("gRPC server forg.v1.WhoAmI with tower-api-key on {addr}\n");

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use tower_api_key::forg;
 
 use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue};
@@ -13,7 +14,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily};
-use tower_api_key::rate_limit::{ClientAddr, RateClass, RateLimits};
+use tower_api_key::rate_limit::{ClientAddr, RateLimits};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, ScopeSet};
 
 /// Header names the layer cares about, and one it does not.
@@ -63,7 +64,7 @@ pub fn credential(data: &[u8]) {
 }
 
 struct Fixture {
-    store: Arc<MemoryKeyStore>,
+    store: Arc<MemoryKeyStore<ForgScope>>,
     key: String,
 }
 
@@ -93,7 +94,7 @@ pub fn layer(data: &[u8]) {
     });
     let mut service = AuthLayer::new(Arc::clone(&fixture.store)).layer(
         RateLimits::new()
-            .layer(RateClass::STANDARD)
+            .layer(forg::STANDARD)
             .layer(require(ForgScope::ReadRules).layer(inner)),
     );
 
@@ -153,15 +154,17 @@ pub fn scopes(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match text.parse::<ScopeSet>() {
+    match text.parse::<ScopeSet<ForgScope>>() {
         Ok(set) => {
             assert_eq!(
-                set.to_string().parse::<ScopeSet>().expect("display parses"),
+                set.to_string()
+                    .parse::<ScopeSet<ForgScope>>()
+                    .expect("display parses"),
                 set
             );
             let json = serde_json::to_string(&set).expect("serialize");
             assert_eq!(
-                serde_json::from_str::<ScopeSet>(&json).expect("deserialize"),
+                serde_json::from_str::<ScopeSet<ForgScope>>(&json).expect("deserialize"),
                 set
             );
         }
@@ -170,5 +173,5 @@ pub fn scopes(data: &[u8]) {
             assert!(!error.name().is_empty());
         }
     }
-    let _ = serde_json::from_slice::<ScopeSet>(data);
+    let _ = serde_json::from_slice::<ScopeSet<ForgScope>>(data);
 }

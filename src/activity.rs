@@ -5,11 +5,11 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use tower_api_key::activity::ActivityEvent;
-//! use tower_api_key::{AuthLayer, MemoryKeyStore};
+//! use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 //!
 //! let log: Arc<Mutex<Vec<String>>> = Arc::default();
 //! let sink = Arc::clone(&log);
-//! let layer = AuthLayer::new(Arc::new(MemoryKeyStore::new())).observe(move |event: &ActivityEvent| {
+//! let layer = AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())).observe(move |event: &ActivityEvent| {
 //!     // Key id, outcome, method, path, client address, time: never the key.
 //!     sink.lock().unwrap().push(format!("{} {} {}", event.outcome, event.method, event.path));
 //! });

@@ -1,25 +1,27 @@
-//! axum extractors (feature `axum`): [`Identity`], [`ScopeSet`] and their `Option`s, and
+//! axum extractors (feature `axum`): [`Principal`], [`ScopeSet`] and their `Option`s, and
 //! [`IntoResponse`] for [`AuthRejection`].
 //!
-//! Without the authentication layer on the route, `Identity` and `ScopeSet` reject with
-//! 500 (`internal_error`, naming the missing layer); `Option<Identity>` gives `None`,
-//! which suits routes that are public but greet known callers.
+//! Without the authentication layer on the route, `Principal` and `ScopeSet` reject with
+//! 500 (`internal_error`, naming the missing layer); `Option<Principal>` gives `None`,
+//! which suits routes that are public but greet known callers. `ScopeSet<S>` has no
+//! default vocabulary: a handler names the one its store uses, and a handler that names
+//! another one gets 500 (never another vocabulary's scopes).
 //!
 //! ```
 //! use axum::{routing::get, Json, Router};
-//! use tower_api_key::{scope::ScopeSet, Identity};
+//! use tower_api_key::{forg::ForgScope, scope::ScopeSet, Principal};
 //!
-//! async fn whoami(identity: Identity, scopes: ScopeSet) -> Json<serde_json::Value> {
+//! async fn whoami(principal: Principal, scopes: ScopeSet<ForgScope>) -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({
-//!         "key_id": identity.key_id().as_str(),
-//!         "environment": identity.environment(),
+//!         "key_id": principal.key_id().as_str(),
+//!         "environment": principal.environment(),
 //!         "scopes": scopes,
 //!     }))
 //! }
 //!
-//! async fn hello(identity: Option<Identity>) -> String {
-//!     match identity {
-//!         Some(identity) => format!("hello {}", identity.owner()),
+//! async fn hello(principal: Option<Principal>) -> String {
+//!     match principal {
+//!         Some(principal) => format!("hello {}", principal.owner()),
 //!         None => "hello stranger".to_owned(),
 //!     }
 //! }
@@ -34,13 +36,13 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
+use crate::principal::Principal;
 use crate::reject::{AuthRejection, DefaultRenderer};
 use crate::scope::{Scope, ScopeSet};
-use crate::Identity;
 
 const MISSING: AuthRejection = AuthRejection::MissingLayer("AuthLayer");
 
-impl<S: Scope, State: Send + Sync> FromRequestParts<State> for Identity<S> {
+impl<State: Send + Sync> FromRequestParts<State> for Principal {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &State) -> Result<Self, Self::Rejection> {
@@ -48,7 +50,7 @@ impl<S: Scope, State: Send + Sync> FromRequestParts<State> for Identity<S> {
     }
 }
 
-impl<S: Scope, State: Send + Sync> OptionalFromRequestParts<State> for Identity<S> {
+impl<State: Send + Sync> OptionalFromRequestParts<State> for Principal {
     type Rejection = Infallible;
 
     async fn from_request_parts(
@@ -63,7 +65,10 @@ impl<S: Scope, State: Send + Sync> FromRequestParts<State> for ScopeSet<S> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &State) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().copied().ok_or(MISSING)
+        match parts.extensions.get::<Self>() {
+            Some(scopes) => Ok(*scopes),
+            None => Err(crate::require::missing_scopes(&parts.extensions)),
+        }
     }
 }
 

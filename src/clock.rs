@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A source of wall-clock time.
 ///
 /// Key records carry wall-clock timestamps (`created_at`, `expires_at`, `revoked_at`), so
-/// this is `SystemTime`, not `Instant`. Rate limiting uses governor's own clocks.
+/// this is `SystemTime`, not `Instant`. Rate limiting runs on a monotonic clock: the
+/// system's in production, and in tests the same [`ManualClock`] that drives the stores and
+/// layers (it implements both).
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
@@ -84,6 +86,16 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+}
+
+/// The rate limiters' clock: the same manual time, so one `advance` moves key expiry,
+/// cache TTLs and rate-limit budgets together.
+impl governor::clock::Clock for ManualClock {
+    type Instant = governor::nanos::Nanos;
+
+    fn now(&self) -> Self::Instant {
+        governor::nanos::Nanos::from(self.nanos.load(Ordering::SeqCst))
     }
 }
 

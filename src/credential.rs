@@ -28,9 +28,6 @@ use std::fmt;
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
-/// The ForgeOS API-key header, `x-forgeos-api-key`.
-pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
-
 /// One place a key may be sent.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -42,11 +39,6 @@ pub enum CredentialSource {
 }
 
 impl CredentialSource {
-    /// `X-ForgeOS-API-Key: <key>`.
-    pub fn forgeos_header() -> Self {
-        Self::Header(X_FORGEOS_API_KEY)
-    }
-
     /// The header this source reads.
     pub fn header_name(&self) -> &HeaderName {
         match self {
@@ -66,7 +58,10 @@ pub struct CredentialSources {
 impl Default for CredentialSources {
     fn default() -> Self {
         Self {
-            sources: vec![CredentialSource::Bearer, CredentialSource::forgeos_header()],
+            sources: vec![
+                CredentialSource::Bearer,
+                CredentialSource::Header(crate::forg::X_FORGEOS_API_KEY),
+            ],
         }
     }
 }

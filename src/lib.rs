@@ -6,7 +6,7 @@
 //!   `X-ForgeOS-API-Key`.
 //! - Verification: SHA-256 digest, looked up in a pluggable async [`KeyStore`], compared in
 //!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
-//! - Identity: the caller's [`Identity`] and typed [`ScopeSet`] go into
+//! - Principal: the caller's [`Principal`] and typed [`ScopeSet`] go into
 //!   request extensions; [`require`](require::require) checks scopes per route.
 //! - Rate limits: per key and class of route, per client address on public routes, and on
 //!   failed authentications ([`rate_limit`]), with IETF `RateLimit` headers.
@@ -17,8 +17,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use axum::{routing::get, Router};
-//! use tower_api_key::{key::KeyFamily, require::require, scope::ForgScope};
-//! use tower_api_key::{AuthLayer, Identity, MemoryKeyStore, NewKey};
+//! use tower_api_key::{key::KeyFamily, require::require, forg::ForgScope};
+//! use tower_api_key::{AuthLayer, Principal, MemoryKeyStore, NewKey};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -31,7 +31,7 @@
 //! let app = Router::new()
 //!     .route(
 //!         "/v1/sessions",
-//!         get(|who: Identity| async move { format!("sessions of {}", who.owner()) })
+//!         get(|who: Principal| async move { format!("sessions of {}", who.owner()) })
 //!             .route_layer(require(ForgScope::ReadSessions)),
 //!     )
 //!     .layer(AuthLayer::new(store));
@@ -49,7 +49,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | extractors for [`Identity`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`] |
+//! | `axum` | yes | extractors for [`Principal`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`] |
 //! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
 //! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
 //! | `cache` | no | [`CachedKeyStore`](store::CachedKeyStore): a bounded TTL cache (moka) with single-flight lookups in front of a slow store |
@@ -78,18 +78,22 @@ pub mod axum;
 pub mod body;
 pub mod clock;
 pub mod credential;
+pub mod forg;
 pub mod future;
 pub mod key;
+pub mod principal;
 pub mod rate_limit;
 pub mod reject;
 pub mod require;
 pub mod scope;
 pub mod store;
 
-pub use auth::{AuthLayer, AuthService, Identity};
+pub use auth::{AuthLayer, AuthService};
+pub use forg::ForgScope;
+pub use principal::Principal;
 pub use reject::AuthRejection;
 pub use require::{require, require_any};
-pub use scope::{ForgScope, Scope, ScopeSet};
+pub use scope::{Scope, ScopeSet};
 pub use store::{KeyRecord, KeyStore, MemoryKeyStore, NewKey};
 
 use std::time::Duration;

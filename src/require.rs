@@ -9,7 +9,7 @@
 //! ```
 //! use axum::{routing::{get, post}, Router};
 //! use tower_api_key::require::{require, require_any};
-//! use tower_api_key::scope::ForgScope;
+//! use tower_api_key::forg::ForgScope;
 //!
 //! let routes: Router = Router::new()
 //!     .route("/v1/rules", post(|| async { "created" }).route_layer(require(ForgScope::WriteRules)))
@@ -32,8 +32,9 @@ use tower_service::Service;
 pub use crate::future::ResponseFuture;
 
 use crate::body::ResponseBody;
+use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection};
-use crate::scope::{ForgScope, Scope, ScopeSet};
+use crate::scope::{Scope, ScopeSet};
 
 /// Requires every scope of `scopes` (the vocabulary's admin scope satisfies all).
 /// An empty set requires only authentication.
@@ -51,9 +52,19 @@ pub fn require_any<S: Scope>(scopes: impl Into<ScopeSet<S>>) -> RequireScopesLay
     RequireScopesLayer::new(scopes, true)
 }
 
+/// Why a request has no `ScopeSet<S>`: no authentication layer ran, or it authenticated
+/// against a store of another scope vocabulary. Either way a misconfiguration: 500.
+pub(crate) fn missing_scopes(extensions: &http::Extensions) -> AuthRejection {
+    if extensions.get::<Principal>().is_some() {
+        AuthRejection::MissingLayer("an AuthLayer over a store of this route's scope vocabulary")
+    } else {
+        AuthRejection::MissingLayer("AuthLayer")
+    }
+}
+
 /// A scope requirement as a layer; made by [`require`] or [`require_any`].
 #[must_use]
-pub struct RequireScopesLayer<S: Scope = ForgScope> {
+pub struct RequireScopesLayer<S: Scope> {
     required: ScopeSet<S>,
     any_of: bool,
     renderer: Arc<dyn RenderRejection>,
@@ -79,8 +90,10 @@ impl<S: Scope> RequireScopesLayer<S> {
         self.required
     }
 
-    fn check(&self, granted: Option<&ScopeSet<S>>) -> Result<(), AuthRejection> {
-        let granted = granted.ok_or(AuthRejection::MissingLayer("AuthLayer"))?;
+    fn check(&self, extensions: &http::Extensions) -> Result<(), AuthRejection> {
+        let granted = extensions
+            .get::<ScopeSet<S>>()
+            .ok_or_else(|| missing_scopes(extensions))?;
         let satisfied = if self.any_of {
             granted.contains_any(self.required)
         } else {
@@ -130,9 +143,26 @@ impl<Svc, S: Scope> Layer<Svc> for RequireScopesLayer<S> {
 
 /// The service [`RequireScopesLayer`] wraps around the inner service.
 #[derive(Clone, Debug)]
-pub struct RequireScopes<Svc, S: Scope = ForgScope> {
+pub struct RequireScopes<Svc, S: Scope> {
     inner: Svc,
     layer: RequireScopesLayer<S>,
+}
+
+impl<Svc, S: Scope> RequireScopes<Svc, S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &Svc {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut Svc {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> Svc {
+        self.inner
+    }
 }
 
 impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<Svc, S>
@@ -150,7 +180,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        match self.layer.check(request.extensions().get::<ScopeSet<S>>()) {
+        match self.layer.check(request.extensions()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
             Err(rejection) => ResponseFuture::rejected(respond(
                 &*self.layer.renderer,

@@ -1,20 +1,22 @@
 //! Scopes: a typed vocabulary and [`ScopeSet`], a `Copy` bitset of granted scopes.
 //!
-//! The FORG vocabulary ([`ForgScope`]) is the default. `admin` satisfies every requirement;
-//! otherwise scopes are additive and independent.
+//! The FORG vocabulary is [`forg::ForgScope`](crate::forg::ForgScope); there is no default
+//! vocabulary, so a route can never silently read another vocabulary's bits. `admin`
+//! satisfies every requirement; otherwise scopes are additive and independent.
 //!
 //! ```
-//! use tower_api_key::scope::{ForgScope, ScopeSet};
+//! use tower_api_key::forg::ForgScope;
+//! use tower_api_key::scope::ScopeSet;
 //!
-//! let granted: ScopeSet = "read:sessions read:reports".parse().unwrap();
+//! let granted: ScopeSet<ForgScope> = "read:sessions read:reports".parse().unwrap();
 //! assert!(granted.contains(ForgScope::ReadSessions));
 //! assert!(!granted.contains(ForgScope::WriteRules));
 //!
 //! let admin = ScopeSet::from(ForgScope::Admin);
-//! assert!(admin.contains_all(ScopeSet::all()));
+//! assert!(admin.contains_all(ScopeSet::<ForgScope>::all()));
 //!
 //! assert_eq!(
-//!     "read:rules wrte:rules".parse::<ScopeSet>().unwrap_err().to_string(),
+//!     "read:rules wrte:rules".parse::<ScopeSet<ForgScope>>().unwrap_err().to_string(),
 //!     "unknown scope `wrte:rules`"
 //! );
 //! ```
@@ -142,29 +144,6 @@ macro_rules! scopes {
     };
 }
 
-scopes! {
-    /// The FORG API scopes (the crate's default vocabulary).
-    pub enum ForgScope {
-        /// Read sessions and events.
-        ReadSessions = "read:sessions",
-        /// Read rules and budgets.
-        ReadRules = "read:rules",
-        /// Create, update, delete rules and budgets.
-        WriteRules = "write:rules",
-        /// Access usage and cost reports.
-        ReadReports = "read:reports",
-        /// List and read user records.
-        ReadUsers = "read:users",
-        /// Update user settings, limits.
-        WriteUsers = "write:users",
-        /// Register and delete webhooks.
-        ManageWebhooks = "manage:webhooks",
-        /// Full access to all resources (org admins only).
-        Admin = "admin",
-    }
-    admin = Admin;
-}
-
 /// A name that is not a scope of the vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown scope `{name}`")]
@@ -197,7 +176,7 @@ impl UnknownScope {
 ///
 /// Text form: names separated by spaces (the OAuth `scope` form). Serde form: a list of
 /// names (a space-separated string is accepted too).
-pub struct ScopeSet<S: Scope = ForgScope> {
+pub struct ScopeSet<S: Scope> {
     bits: u64,
     // fn() -> S: the set is Send, Sync and Copy whatever S is.
     vocabulary: PhantomData<fn() -> S>,

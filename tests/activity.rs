@@ -16,8 +16,9 @@ use tower::{Layer, ServiceExt};
 use tower_api_key::activity::{ActivityEvent, LastUsedRecorder, TouchKey};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::ClassName;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::store::RateLimit;
 use tower_api_key::store::{KeyId, StoreError};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
 
@@ -153,10 +154,9 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let (events, observer) = collector();
     let one_a_minute = RateClass::per_key(
-        "tight",
-        RateLimit::new(NonZeroU32::MIN, NonZeroU32::new(60).unwrap()),
-    )
-    .unwrap();
+        ClassName::from_static("tight"),
+        Quota::new(NonZeroU32::MIN, NonZeroU32::new(60).unwrap()),
+    );
     let probe = Probe::new();
     let service = AuthLayer::new(store).clock(clock).observe(observer).layer(
         RateLimits::new()
@@ -257,7 +257,7 @@ fn collector() -> (Events, impl Fn(&ActivityEvent) + Send + Sync + 'static) {
 
 /// Counts writes and forwards them to the memory store.
 struct CountingTouch {
-    store: Arc<MemoryKeyStore>,
+    store: Arc<MemoryKeyStore<ForgScope>>,
     writes: AtomicUsize,
 }
 

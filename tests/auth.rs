@@ -11,11 +11,12 @@ use common::*;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::ServiceExt;
 use tower::{Layer, Service};
-use tower_api_key::credential::{CredentialSources, X_FORGEOS_API_KEY};
+use tower_api_key::credential::CredentialSources;
+use tower_api_key::forg::X_FORGEOS_API_KEY;
 use tower_api_key::key::{Environment, KeyFamily, KeyHasher};
 use tower_api_key::reject::{AuthRejection, InvalidKeyReason, Unavailable};
 use tower_api_key::store::{KeyRecord, KeyStore, StoreErrorKind};
-use tower_api_key::{AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey, ScopeSet};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ScopeSet};
 
 const INVALID_BODY: &str = r#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#;
 
@@ -56,7 +57,7 @@ async fn valid_bearer_key_reaches_inner_service_with_identity_and_scopes() {
     let seen = probe.last();
     let identity = seen
         .extensions
-        .get::<Identity>()
+        .get::<Principal>()
         .expect("identity in extensions");
     assert_eq!(identity.key_id(), &issued.record().id);
     assert_eq!(identity.owner(), "org_1");
@@ -64,7 +65,7 @@ async fn valid_bearer_key_reaches_inner_service_with_identity_and_scopes() {
     assert_eq!(identity.prefix(), "forg_live_");
     let scopes = seen
         .extensions
-        .get::<ScopeSet>()
+        .get::<ScopeSet<ForgScope>>()
         .expect("scopes in extensions");
     assert_eq!(scopes.to_string(), "read:sessions read:reports");
     let header = seen
@@ -469,7 +470,7 @@ async fn asynchronous_store_path_authenticates() {
     assert_eq!(scripted.lookups(), 1);
     let seen = probe.last();
     assert_eq!(
-        seen.extensions.get::<Identity>().unwrap().key_id(),
+        seen.extensions.get::<Principal>().unwrap().key_id(),
         &issued.record().id
     );
     assert!(seen.headers["authorization"].is_sensitive());
@@ -625,7 +626,7 @@ async fn custom_families_are_accepted_when_registered() {
         probe
             .last()
             .extensions
-            .get::<Identity>()
+            .get::<Principal>()
             .unwrap()
             .environment(),
         Environment::Test
@@ -641,7 +642,7 @@ async fn works_as_axum_router_layer() {
     let app = axum::Router::new()
         .route(
             "/v1/me",
-            get(|who: Identity| async move { who.key_id().to_string() }),
+            get(|who: Principal| async move { who.key_id().to_string() }),
         )
         .layer(AuthLayer::new(store));
 

@@ -173,7 +173,7 @@ struct RevokedDuringFetch {
     counting: Arc<ScriptedStore>,
     cache: Arc<CachedKeyStore<ScriptedStore>>,
     digest: tower_api_key::key::KeyDigest,
-    early: tokio::task::JoinHandle<Arc<tower_api_key::store::KeyRecord>>,
+    early: tokio::task::JoinHandle<Arc<tower_api_key::store::KeyRecord<ForgScope>>>,
     revoked_at: std::time::SystemTime,
 }
 

@@ -19,7 +19,7 @@ const CHECKS: usize = 200;
 
 /// Revokes half of the keys while tasks verify all of them; `revoke` is how the store
 /// under test revokes (directly, or through the cache wrapper).
-async fn run<St, R, F>(store: Arc<St>, memory: Arc<MemoryKeyStore>, revoke: R)
+async fn run<St, R, F>(store: Arc<St>, memory: Arc<MemoryKeyStore<ForgScope>>, revoke: R)
 where
     St: KeyStore<Scope = ForgScope>,
     R: Fn(KeyId) -> F + Send + Sync + 'static,
@@ -138,7 +138,7 @@ async fn revocation_and_verification_race_behind_the_cache() {
 
 /// Active keys of the owner `busy`. The time is taken after the listing: a rotation that
 /// runs while we list revokes its old key at its own "now", which must not be in our future.
-fn active_keys(store: &MemoryKeyStore) -> usize {
+fn active_keys(store: &MemoryKeyStore<ForgScope>) -> usize {
     let records = store.list("busy");
     let now = std::time::SystemTime::now();
     records

@@ -11,6 +11,7 @@ mod quickstart;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tower_api_key::forg;
 
 use axum::extract::ConnectInfo;
 use common::*;
@@ -19,8 +20,8 @@ use regex::Regex;
 use tower::{Layer, ServiceExt};
 use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily, KeyHasher};
-use tower_api_key::rate_limit::{FailureLimit, RateClass, RateLimits};
-use tower_api_key::{AuthLayer, ForgScope, Identity, MemoryKeyStore, NewKey};
+use tower_api_key::rate_limit::{FailureLimit, RateLimits};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal};
 
 /// Anything that looks like a key with a real secret part (redacted forms have `…`).
 fn leaked(text: &str) -> Vec<String> {
@@ -118,7 +119,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
             None => assert!(strip),
         }
         shown.push(format!("{seen:?}"));
-        shown.push(format!("{:?}", seen.extensions.get::<Identity>()));
+        shown.push(format!("{:?}", seen.extensions.get::<Principal>()));
     }
 
     // Debug and Display of the public types that hold or see keys.
@@ -143,7 +144,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
         format!("{store:?}"),
         format!("{:?}", KeyHasher::with_pepper(&[1; 32]).unwrap()),
         format!("{:?}", AuthLayer::new(Arc::clone(&store))),
-        format!("{:?}", RateLimits::new().layer(RateClass::STANDARD)),
+        format!("{:?}", RateLimits::new().layer(forg::STANDARD)),
         format!("{:?}", FailureLimit::default()),
         format!("{:?}", families.parse("forg_live_Z").unwrap_err()),
         format!(

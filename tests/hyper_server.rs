@@ -6,15 +6,16 @@ mod hyper_server;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use tower_api_key::rate_limit::ClassName;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::RateClass;
-use tower_api_key::store::RateLimit;
-use tower_api_key::MemoryKeyStore;
+use tower_api_key::{ForgScope, MemoryKeyStore};
 
 #[tokio::test]
 async fn hyper_server_authenticates_scopes_and_limits() {
@@ -22,9 +23,16 @@ async fn hyper_server_authenticates_scopes_and_limits() {
     let issued = hyper_server::demo_key(&store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let class =
-        RateClass::per_key("tiny", RateLimit::per_minute(NonZeroU32::new(3).unwrap())).unwrap();
-    let server = tokio::spawn(hyper_server::serve(listener, Arc::clone(&store), class));
+    let class = RateClass::per_key(
+        ClassName::from_static("tiny"),
+        Quota::per_minute(NonZeroU32::new(3).unwrap()),
+    );
+    let server = tokio::spawn(hyper_server::serve(
+        listener,
+        Arc::clone(&store),
+        class,
+        ForgScope::ReadSessions,
+    ));
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let call = |header: Option<(&'static str, String)>| {
         let mut request = Request::get(format!("http://{addr}/v1/sessions"));

@@ -154,16 +154,16 @@ proptest! {
 
     #[test]
     fn scope_sets_round_trip_through_text_and_serde(bits in any::<u8>()) {
-        let set: ScopeSet = ForgScope::ALL.iter().copied().filter(|s| bits & (1 << s.index()) != 0).collect();
-        prop_assert_eq!(set.to_string().parse::<ScopeSet>().unwrap(), set);
+        let set: ScopeSet<ForgScope> = ForgScope::ALL.iter().copied().filter(|s| bits & (1 << s.index()) != 0).collect();
+        prop_assert_eq!(set.to_string().parse::<ScopeSet<ForgScope>>().unwrap(), set);
         let json = serde_json::to_string(&set).unwrap();
-        prop_assert_eq!(serde_json::from_str::<ScopeSet>(&json).unwrap(), set);
+        prop_assert_eq!(serde_json::from_str::<ScopeSet<ForgScope>>(&json).unwrap(), set);
         prop_assert_eq!(set.len(), bits.count_ones() as usize);
     }
 
     #[test]
     fn set_operations_agree_with_a_naive_model(granted in any::<u8>(), required in any::<u8>()) {
-        let to_set = |bits: u8| -> ScopeSet { ForgScope::ALL.iter().copied().filter(|s| bits & (1 << s.index()) != 0).collect() };
+        let to_set = |bits: u8| -> ScopeSet<ForgScope> { ForgScope::ALL.iter().copied().filter(|s| bits & (1 << s.index()) != 0).collect() };
         let to_model = |bits: u8| -> BTreeSet<&'static str> {
             ForgScope::ALL.iter().filter(|s| bits & (1 << s.index()) != 0).map(|s| s.as_str()).collect()
         };
@@ -182,7 +182,7 @@ proptest! {
     #[test]
     fn unknown_scope_names_are_reported(name in "[a-z:_]{1,20}") {
         let known = ForgScope::ALL.iter().any(|s| s.as_str() == name);
-        match format!("read:rules {name}").parse::<ScopeSet>() {
+        match format!("read:rules {name}").parse::<ScopeSet<ForgScope>>() {
             Ok(_) => prop_assert!(known),
             Err(error) => {
                 prop_assert!(!known);

@@ -8,25 +8,22 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_api_key::forg;
 
 use common::*;
 use http::{Request, StatusCode};
 use tower::Layer;
+use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::governor::clock::FakeRelativeClock;
 use tower_api_key::rate_limit::{
-    BackendError, ClientAddr, ClientIp, Decision, FailureLimit, ForwardedHeader, GovernorBackend,
-    LimitKey, OnBackendError, RateClass, RateLimitBackend, RateLimits,
+    BackendError, ClassName, ClientAddr, ClientIp, Decision, FailureLimit, ForwardedHeader,
+    GovernorBackend, LimitKey, OnBackendError, Quota, RateClass, RateLimitBackend, RateLimits,
 };
 use tower_api_key::reject::{AuthRejection, Unavailable};
-use tower_api_key::store::RateLimit;
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
-fn fake_limits() -> (
-    RateLimits<GovernorBackend<FakeRelativeClock>>,
-    FakeRelativeClock,
-) {
-    let clock = FakeRelativeClock::default();
+fn fake_limits() -> (RateLimits<GovernorBackend<ManualClock>>, ManualClock) {
+    let clock = ManualClock::default();
     (
         RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())),
         clock,
@@ -42,8 +39,8 @@ fn login_from(peer: &str, forwarded_for: Option<&str>) -> Request<String> {
     from(peer, request.body(String::new()).unwrap())
 }
 
-fn per_minute(n: u32) -> RateLimit {
-    RateLimit::per_minute(NonZeroU32::new(n).unwrap())
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap())
 }
 
 #[tokio::test]
@@ -53,7 +50,7 @@ async fn burst_then_exact_retry_after_then_allowed_again() {
     let (limits, clock) = fake_limits();
     let probe = Probe::new();
     let service =
-        AuthLayer::new(store).layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
+        AuthLayer::new(store).layer(limits.layer(forg::AI).layer(probe.service::<String>()));
     let key = issued.key().expose_secret();
 
     let first = send(service.clone(), bearer(key)).await;
@@ -117,10 +114,10 @@ async fn classes_and_keys_have_separate_budgets() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
     let auth = AuthLayer::new(store);
-    let ai = auth.layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
+    let ai = auth.layer(limits.layer(forg::AI).layer(probe.service::<String>()));
     let standard = auth.layer(
         limits
-            .layer(RateClass::STANDARD)
+            .layer(forg::STANDARD)
             .layer(probe.service::<String>()),
     );
     let (ka, kb) = (a.key().expose_secret(), b.key().expose_secret());
@@ -167,17 +164,17 @@ async fn per_key_override_applies_to_that_key_and_class_only() {
         .issue(
             NewKey::new("big_corp", "enterprise", &KeyFamily::FORG_LIVE)
                 .scopes(ForgScope::ReadRules)
-                .rate_limit("ai", per_minute(2)),
+                .rate_limit(&forg::AI, per_minute(2)),
         )
         .unwrap();
     let plain = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let (limits, clock) = fake_limits();
     let probe = Probe::new();
     let auth = AuthLayer::new(store);
-    let ai = auth.layer(limits.layer(RateClass::AI).layer(probe.service::<String>()));
+    let ai = auth.layer(limits.layer(forg::AI).layer(probe.service::<String>()));
     let standard = auth.layer(
         limits
-            .layer(RateClass::STANDARD)
+            .layer(forg::STANDARD)
             .layer(probe.service::<String>()),
     );
     let key = enterprise.key().expose_secret();
@@ -210,9 +207,7 @@ async fn per_key_override_applies_to_that_key_and_class_only() {
 async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits
-        .layer(RateClass::AUTH)
-        .layer(probe.service::<String>());
+    let login = limits.layer(forg::AUTH).layer(probe.service::<String>());
     let request = |xff: &str| login_from("203.0.113.9", Some(xff));
 
     for i in 0..5 {
@@ -239,11 +234,9 @@ async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding(
 #[tokio::test]
 async fn trusted_proxies_forward_the_rightmost_untrusted_address() {
     let (limits, _clock) = fake_limits();
-    let limits = limits.client_ip(ClientIp::peer().trust_proxies(["10.0.0.0/8".parse().unwrap()]));
+    let limits = limits.client_ip(ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap());
     let probe = Probe::new();
-    let login = limits
-        .layer(RateClass::AUTH)
-        .layer(probe.service::<String>());
+    let login = limits.layer(forg::AUTH).layer(probe.service::<String>());
     let via_proxy = |xff: &str| login_from("10.0.0.2", Some(xff));
 
     for _ in 0..5 {
@@ -290,7 +283,15 @@ fn client_ip_resolution_rules() {
     };
     let ip = |s: &str| Ok::<IpAddr, _>(s.parse().unwrap());
     let trusting = ClientIp::peer()
-        .trust_proxies(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+        .trust_proxies(["10.0.0.0/8", "fd00::/8"])
+        .unwrap();
+    assert_eq!(
+        ClientIp::peer()
+            .trust_proxies(["10.0.0.0/8", "not a network"])
+            .unwrap_err()
+            .to_string(),
+        "`not a network` is not a network (CIDR) or an IP address"
+    );
 
     assert_eq!(
         resolve(
@@ -380,9 +381,7 @@ fn client_ip_resolution_rules() {
 async fn ipv6_clients_share_a_budget_per_64() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits
-        .layer(RateClass::AUTH)
-        .layer(probe.service::<String>());
+    let login = limits.layer(forg::AUTH).layer(probe.service::<String>());
     for i in 0..5 {
         let request = from(
             &format!("2001:db8:1:2::{i:x}"),
@@ -409,9 +408,7 @@ async fn ipv6_clients_share_a_budget_per_64() {
 async fn requests_without_a_client_address_or_identity_fail_closed() {
     let (limits, _clock) = fake_limits();
     let probe = Probe::new();
-    let login = limits
-        .layer(RateClass::AUTH)
-        .layer(probe.service::<String>());
+    let login = limits.layer(forg::AUTH).layer(probe.service::<String>());
     let answer = send(
         login,
         Request::post("/auth/login").body(String::new()).unwrap(),
@@ -424,7 +421,7 @@ async fn requests_without_a_client_address_or_identity_fail_closed() {
     );
 
     let standard = limits
-        .layer(RateClass::STANDARD)
+        .layer(forg::STANDARD)
         .layer(probe.service::<String>());
     let answer = send(standard, Request::get("/").body(String::new()).unwrap()).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -443,7 +440,7 @@ async fn headers_can_be_switched_off_and_grpc_gets_resource_exhausted() {
     let (limits, _clock) = fake_limits();
     let limits = limits.headers(false);
     let probe = Probe::new();
-    let class = RateClass::per_key("tiny", per_minute(1)).unwrap();
+    let class = RateClass::per_key(ClassName::from_static("tiny"), per_minute(1));
     let service = AuthLayer::new(store).layer(limits.layer(class).layer(probe.service::<String>()));
     let grpc = || {
         Request::post("/svc/Method")
@@ -464,15 +461,16 @@ async fn headers_can_be_switched_off_and_grpc_gets_resource_exhausted() {
 
 #[test]
 fn class_names_are_validated() {
-    assert!(RateClass::per_key("reports-v2", per_minute(5)).is_ok());
-    assert!(RateClass::per_key("", per_minute(5)).is_err());
-    assert!(RateClass::per_key("Has Space", per_minute(5)).is_err());
-    assert!(RateClass::per_client_ip("x\"y", per_minute(5)).is_err());
-    assert_eq!(RateClass::STANDARD.quota(), per_minute(100));
-    assert_eq!(
-        RateClass::AUTH.with_quota(per_minute(7)).quota(),
-        per_minute(7)
+    assert!(ClassName::new("reports-v2").is_ok());
+    assert!(ClassName::new("").is_err());
+    assert!(ClassName::new("Has Space").is_err());
+    assert!(ClassName::new("x\"y").is_err());
+    assert!(
+        "AI".parse::<ClassName>().is_err(),
+        "class names are lower-case"
     );
+    assert_eq!(forg::STANDARD.quota(), per_minute(100));
+    assert_eq!(forg::AUTH.with_quota(per_minute(7)).quota(), per_minute(7));
 }
 
 #[tokio::test]
@@ -480,7 +478,7 @@ async fn failed_authentication_is_limited_per_address_before_the_store() {
     let (store, _) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
-    let clock = FakeRelativeClock::default();
+    let clock = ManualClock::default();
     let failures = FailureLimit::with_clock(per_minute(3), clock.clone());
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&scripted))
@@ -549,7 +547,7 @@ async fn store_outages_do_not_count_as_failures() {
     let (store, _) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Fail);
-    let failures = FailureLimit::with_clock(per_minute(2), FakeRelativeClock::default());
+    let failures = FailureLimit::with_clock(per_minute(2), ManualClock::default());
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&scripted))
         .limit_failures(failures.clone())
@@ -585,7 +583,7 @@ async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state(
         .limit_failures(failures.clone())
         .layer(
             limits
-                .layer(RateClass::STANDARD)
+                .layer(forg::STANDARD)
                 .layer(probe.service::<String>()),
         );
 
@@ -621,7 +619,7 @@ async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state(
 #[test]
 fn housekeeping_runs_by_itself_on_the_request_path() {
     // No Tokio runtime here: housekeeping runs inline, so its effect is visible at once.
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
     let keys: Vec<_> = (0..5)
         .map(|i| {
             store
@@ -629,14 +627,14 @@ fn housekeeping_runs_by_itself_on_the_request_path() {
                 .unwrap()
         })
         .collect();
-    let clock = FakeRelativeClock::default();
+    let clock = ManualClock::default();
     let limits = RateLimits::with_backend(
         GovernorBackend::with_clock(clock.clone()).housekeeping_interval(Duration::from_secs(120)),
     );
     let probe = Probe::new();
     let service = AuthLayer::new(store).layer(
         limits
-            .layer(RateClass::STANDARD)
+            .layer(forg::STANDARD)
             .layer(probe.service::<String>()),
     );
     let run = |key: &str| {
@@ -678,7 +676,7 @@ impl RateLimitBackend for RemoteBackend {
         &self,
         _class: &RateClass,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> Result<Decision, BackendError> {
         tokio::task::yield_now().await;
         assert!(matches!(key, LimitKey::ApiKey(_)));
@@ -710,13 +708,13 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
     let probe = Probe::new();
     let allow = AuthLayer::new(Arc::clone(&store)).layer(
         RateLimits::with_backend(backend.clone())
-            .layer(RateClass::AI)
+            .layer(forg::AI)
             .layer(probe.service::<String>()),
     );
     let deny = AuthLayer::new(store).layer(
         RateLimits::with_backend(backend.clone())
             .on_backend_error(OnBackendError::Deny)
-            .layer(RateClass::AI)
+            .layer(forg::AI)
             .layer(probe.service::<String>()),
     );
     let key = issued.key().expose_secret();
@@ -748,4 +746,35 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
         Some(&AuthRejection::unavailable(Unavailable::RateLimiter, 1))
     );
     assert_eq!(probe.calls(), 11);
+}
+
+#[tokio::test]
+async fn one_class_on_two_routes_is_one_budget_per_key() {
+    let (store, _) = store_with_clock();
+    let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let (limits, _clock) = fake_limits();
+    let (first_probe, second_probe) = (Probe::new(), Probe::new());
+    // Two layers of the same class, each on its own route, as `route_layer` makes them.
+    let first = AuthLayer::new(Arc::clone(&store)).layer(
+        limits
+            .layer(forg::AI)
+            .layer(first_probe.service::<String>()),
+    );
+    let second = AuthLayer::new(store).layer(
+        limits
+            .layer(forg::AI)
+            .layer(second_probe.service::<String>()),
+    );
+    let key = issued.key().expose_secret();
+
+    let mut allowed = 0;
+    for _ in 0..10 {
+        for service in [first.clone(), second.clone()] {
+            if send(service, bearer(key)).await.status == StatusCode::OK {
+                allowed += 1;
+            }
+        }
+    }
+    assert_eq!(allowed, 10, "10 per minute per key, not per route");
+    assert_eq!(first_probe.calls() + second_probe.calls(), 10);
 }

@@ -16,15 +16,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_api_key::rate_limit::ClassName;
+use tower_api_key::rate_limit::Quota;
 
 use common::{bearer, send, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{
-    CachedKeyStore, ManageError, RateLimit, RedisKeyStore, RevocationListener,
-};
+use tower_api_key::store::{CachedKeyStore, ManageError, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
 struct Redis {
@@ -121,8 +121,8 @@ impl Drop for Redis {
     }
 }
 
-fn per_minute(n: u32) -> RateLimit {
-    RateLimit::per_minute(NonZeroU32::new(n).unwrap())
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap())
 }
 
 /// A unique namespace per test, so tests sharing a `REDIS_URL` do not meet.
@@ -133,7 +133,7 @@ fn namespace() -> String {
     )
 }
 
-async fn store(url: &str, ns: &str) -> RedisKeyStore {
+async fn store(url: &str, ns: &str) -> RedisKeyStore<ForgScope> {
     RedisKeyStore::connect(url)
         .await
         .unwrap()
@@ -160,9 +160,9 @@ async fn two_instances_grant_exactly_one_quota() {
         .issue(NewKey::new("org", "shared", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
         .await
         .unwrap();
-    let class = RateClass::per_key("shared", per_minute(5)).unwrap();
+    let class = RateClass::per_key(ClassName::from_static("shared"), per_minute(5));
     let probe = Probe::new();
-    let instance = |store: RedisKeyStore, limiter: RedisRateLimiter| {
+    let instance = |store: RedisKeyStore<ForgScope>, limiter: RedisRateLimiter| {
         AuthLayer::new(Arc::new(store)).layer(
             RateLimits::with_backend(limiter)
                 .layer(class.clone())
@@ -275,7 +275,7 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
         .await
         .unwrap()
         .with_namespace(&ns);
-    let class = RateClass::per_key("outage", per_minute(100)).unwrap();
+    let class = RateClass::per_key(ClassName::from_static("outage"), per_minute(100));
     let probe = Probe::new();
     let allow = AuthLayer::new(Arc::clone(&cache)).layer(
         RateLimits::with_backend(limiter.clone())

@@ -11,7 +11,7 @@ use http::{Request, StatusCode};
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::reject::AuthRejection;
-use tower_api_key::{require, require_any, AuthLayer, ForgScope, Identity, ScopeSet};
+use tower_api_key::{require, require_any, AuthLayer, ForgScope, Principal, ScopeSet};
 
 const WRITE_RULES_403: &str = r#"{"error":"Insufficient scope: write:rules required","code":"insufficient_scope","status":403}"#;
 
@@ -154,14 +154,14 @@ async fn axum_extractors_and_their_options() {
     let protected = axum::Router::new()
         .route(
             "/v1/me",
-            get(|who: Identity, scopes: ScopeSet| async move {
+            get(|who: Principal, scopes: ScopeSet<ForgScope>| async move {
                 format!("{} {} {}", who.key_id(), who.environment(), scopes)
             }),
         )
         .route(
             "/v1/maybe",
             get(
-                |who: Option<Identity>, scopes: Option<ScopeSet>| async move {
+                |who: Option<Principal>, scopes: Option<ScopeSet<ForgScope>>| async move {
                     format!("{} {}", who.is_some(), scopes.is_some())
                 },
             ),
@@ -170,16 +170,16 @@ async fn axum_extractors_and_their_options() {
     let public = axum::Router::new()
         .route(
             "/public/me",
-            get(|who: Identity| async move { who.owner().to_owned() }),
+            get(|who: Principal| async move { who.owner().to_owned() }),
         )
         .route(
             "/public/scopes",
-            get(|s: ScopeSet| async move { s.to_string() }),
+            get(|s: ScopeSet<ForgScope>| async move { s.to_string() }),
         )
         .route(
             "/public/maybe",
             get(
-                |who: Option<Identity>, scopes: Option<ScopeSet>| async move {
+                |who: Option<Principal>, scopes: Option<ScopeSet<ForgScope>>| async move {
                     format!("{} {}", who.is_some(), scopes.is_some())
                 },
             ),

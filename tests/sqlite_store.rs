@@ -16,10 +16,11 @@ use sqlite_store::SqliteKeyStore;
 use tower::Layer;
 use tower_api_key::activity::TouchKey;
 use tower_api_key::clock::ManualClock;
+use tower_api_key::forg;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::reject::{AuthRejection, InvalidKeyReason};
 use tower_api_key::store::ManageError;
-use tower_api_key::{AuthLayer, ForgScope, Identity, KeyStore, NewKey};
+use tower_api_key::{AuthLayer, ForgScope, KeyStore, NewKey, Principal};
 
 fn reason(answer: &common::Answer) -> Option<InvalidKeyReason> {
     match answer.extensions.get::<AuthRejection>()? {
@@ -58,9 +59,12 @@ async fn layer_against_sqlite_valid_revoked_expired_unknown() {
 
     let answer = send(service.clone(), bearer(valid.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::OK);
-    let identity = probe.last().extensions.get::<Identity>().cloned().unwrap();
+    let identity = probe.last().extensions.get::<Principal>().cloned().unwrap();
     assert_eq!(identity.key_id(), &valid.record().id);
-    assert_eq!(identity.scopes().to_string(), "read:rules write:rules");
+    assert_eq!(
+        identity.scopes::<ForgScope>().unwrap().to_string(),
+        "read:rules write:rules"
+    );
 
     let cases = [
         (
@@ -92,8 +96,8 @@ async fn the_table_holds_digests_and_records_round_trip() {
             NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE)
                 .scopes(ForgScope::ReadReports)
                 .rate_limit(
-                    "ai",
-                    tower_api_key::store::RateLimit::per_minute(
+                    &forg::AI,
+                    tower_api_key::rate_limit::Quota::per_minute(
                         std::num::NonZeroU32::new(50).unwrap(),
                     ),
                 ),

@@ -6,13 +6,15 @@ mod common;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
+use tower_api_key::forg;
+use tower_api_key::rate_limit::Quota;
 
 use common::{digest_of, start_time, store_with_clock};
 use tower_api_key::key::{Environment, KeyFamily, KeyHasher};
-use tower_api_key::store::{KeyRecord, KeyStatus, KeyStore, ManageError, RateLimit};
+use tower_api_key::store::{KeyRecord, KeyStatus, KeyStore, ManageError};
 use tower_api_key::{ForgScope, MemoryKeyStore, NewKey, ScopeSet};
 
-fn new_key(owner: &str) -> NewKey {
+fn new_key(owner: &str) -> NewKey<ForgScope> {
     NewKey::new(owner, "ci", &KeyFamily::FORG_LIVE)
         .scopes([ForgScope::ReadRules, ForgScope::ReadReports])
 }
@@ -180,7 +182,7 @@ fn rotate_keeps_settings_and_the_old_key_until_revoked() {
         .issue(
             new_key("org_1")
                 .expires_in(Duration::from_secs(90 * 86_400))
-                .rate_limit("ai", RateLimit::per_minute(NonZeroU32::new(50).unwrap())),
+                .rate_limit(&forg::AI, Quota::per_minute(NonZeroU32::new(50).unwrap())),
         )
         .unwrap();
     clock.advance(Duration::from_secs(86_400));
@@ -289,8 +291,8 @@ fn key_record_serde_round_trip() {
     let (_key, mut record) = NewKey::<ForgScope>::new("org_1", "ci", &KeyFamily::FORG_TEST)
         .scopes(ScopeSet::from(ForgScope::Admin))
         .rate_limit(
-            "standard",
-            RateLimit::new(NonZeroU32::new(1000).unwrap(), NonZeroU32::new(60).unwrap()),
+            &forg::STANDARD,
+            Quota::new(NonZeroU32::new(1000).unwrap(), NonZeroU32::new(60).unwrap()),
         )
         .issue(&KeyHasher::sha256(), start_time())
         .unwrap();
@@ -306,13 +308,13 @@ fn key_record_serde_round_trip() {
         serde_json::json!({"requests": 1000, "window_secs": 60})
     );
     assert_eq!(json["digest"].as_str().unwrap().len(), 64);
-    let back: KeyRecord = serde_json::from_value(json.clone()).unwrap();
+    let back: KeyRecord<ForgScope> = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(back, record);
 
     let mut zero = json;
     zero["rate_limits"]["standard"]["requests"] = 0.into();
     assert!(
-        serde_json::from_value::<KeyRecord>(zero).is_err(),
+        serde_json::from_value::<KeyRecord<ForgScope>>(zero).is_err(),
         "a zero quota is unrepresentable"
     );
 }

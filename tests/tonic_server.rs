@@ -13,8 +13,9 @@ use std::sync::Arc;
 use common::{Script, ScriptedStore};
 use tonic::Code;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::ClassName;
+use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::RateClass;
-use tower_api_key::store::RateLimit;
 use tower_api_key::{ForgScope, KeyStore, MemoryKeyStore, NewKey};
 
 async fn start<St: KeyStore<Scope = ForgScope>>(
@@ -24,11 +25,15 @@ async fn start<St: KeyStore<Scope = ForgScope>>(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let class = RateClass::per_key(
-        "grpc",
-        RateLimit::per_minute(NonZeroU32::new(per_minute).unwrap()),
-    )
-    .unwrap();
-    tokio::spawn(tonic_server::serve(listener, store, class));
+        ClassName::from_static("grpc"),
+        Quota::per_minute(NonZeroU32::new(per_minute).unwrap()),
+    );
+    tokio::spawn(tonic_server::serve(
+        listener,
+        store,
+        class,
+        ForgScope::ReadSessions,
+    ));
     addr
 }
 

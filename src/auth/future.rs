@@ -121,8 +121,8 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match verdict {
-                        Ok(identity) => {
-                            let activity = config.admit(&mut request, identity, source);
+                        Ok(record) => {
+                            let activity = config.admit(&mut request, record, source);
                             let future = inner.call(request);
                             state.set(State::Inner { future, activity });
                         }

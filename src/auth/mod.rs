@@ -1,12 +1,12 @@
-//! The authentication layer: header -> key -> digest -> record -> [`Identity`].
+//! The authentication layer: header -> key -> digest -> record -> [`Principal`].
 //!
 //! ```
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//! use tower_api_key::{AuthLayer, Identity, MemoryKeyStore, NewKey};
+//! use tower_api_key::{AuthLayer, MemoryKeyStore, NewKey, Principal};
 //! use tower_api_key::key::KeyFamily;
-//! use tower_api_key::scope::ForgScope;
+//! use tower_api_key::forg::ForgScope;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -18,7 +18,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(AuthLayer::new(store))
 //!     .service(service_fn(|req: Request<String>| async move {
-//!         let who = req.extensions().get::<Identity>().unwrap();
+//!         let who = req.extensions().get::<Principal>().unwrap();
 //!         Ok::<_, std::convert::Infallible>(Response::new(format!("hello {}", who.owner())))
 //!     }));
 //!
@@ -44,15 +44,13 @@
 //!    not called.
 //! 5. Compares the record's digest in constant time and checks revocation, expiry and
 //!    environment (401, one body for all).
-//! 6. Marks the key headers sensitive (or strips them), puts the [`Identity`] and its
-//!    [`ScopeSet`](crate::scope::ScopeSet) in the request's extensions and calls the inner
-//!    service.
+//! 6. Marks the key headers sensitive (or strips them), puts the [`Principal`] and the
+//!    typed [`ScopeSet`] in the request's extensions and calls the inner service.
 //!
 //! The asynchronous lookup uses Tokio's timer: run it on a Tokio runtime with time enabled
 //! (axum, hyper-util and tonic do). Without one, lookups fail closed (503).
 
 mod future;
-mod identity;
 
 use std::fmt;
 use std::future::Future;
@@ -70,22 +68,25 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use future::ResponseFuture;
-pub use identity::Identity;
 
 use crate::activity::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{CredentialError, CredentialSources};
 use crate::key::{Environment, KeyDigest, KeyFamilies};
+use crate::principal::Principal;
 use crate::rate_limit::failures::FailureGate;
 use crate::rate_limit::{ClientIp, FailureLimit};
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, InvalidKeyReason, InvalidRequestReason,
     RenderRejection, Unavailable,
 };
-use crate::store::{KeyId, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
+use crate::scope::ScopeSet;
+use crate::store::{
+    KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind,
+};
 
-type Verdict<Sc> = Result<Identity<Sc>, AuthRejection>;
+type Verdict<Sc> = Result<Arc<KeyRecord<Sc>>, AuthRejection>;
 type BoxLookup<Sc> = Pin<Box<dyn Future<Output = Verdict<Sc>> + Send>>;
 
 /// Authenticates every request by API key; see the [module docs](self).
@@ -242,6 +243,23 @@ pub struct AuthService<S, St: KeyStore> {
     config: Arc<Config<St>>,
 }
 
+impl<S, St: KeyStore> AuthService<S, St> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S: Clone, St: KeyStore> Clone for AuthService<S, St> {
     fn clone(&self) -> Self {
         Self {
@@ -287,8 +305,8 @@ where
 
         match answer {
             Some(found) => match config.decide(found, &prepared) {
-                Ok(identity) => {
-                    let activity = config.admit(&mut request, identity, prepared.source);
+                Ok(record) => {
+                    let activity = config.admit(&mut request, record, prepared.source);
                     ResponseFuture::inner(self.inner.call(request), activity)
                 }
                 Err(rejection) => ResponseFuture::rejected(config.reject(rejection, &request)),
@@ -501,7 +519,7 @@ impl<St: KeyStore> Config<St> {
                 Some(record.id.clone()),
             ));
         }
-        Ok(Identity::new(record))
+        Ok(record)
     }
 
     /// Step 6: protect the key headers and attach the identity. Returns the request's
@@ -510,18 +528,18 @@ impl<St: KeyStore> Config<St> {
     fn admit<B>(
         &self,
         request: &mut Request<B>,
-        identity: Identity<St::Scope>,
+        record: Arc<KeyRecord<St::Scope>>,
         source: usize,
     ) -> Option<Box<PendingActivity>> {
         let activity = self.activity_sink().map(|sink| {
-            let event = self.activity_event(request, Ok(identity.key_id()));
+            let event = self.activity_event(request, Ok(&record.id));
             Box::new(PendingActivity { event, sink })
         });
         self.sources
             .protect(request.headers_mut(), source, self.strip_credentials);
         let extensions = request.extensions_mut();
-        extensions.insert(identity.scopes());
-        extensions.insert(identity);
+        extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
+        extensions.insert(Principal::api_key(record));
         activity
     }
 
@@ -573,8 +591,8 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+    use crate::forg::ForgScope;
     use crate::key::{KeyFamily, KeyHasher};
-    use crate::scope::ForgScope;
     use crate::store::{MemoryKeyStore, NewKey};
 
     thread_local! {

@@ -139,14 +139,7 @@ pub struct KeyFamily {
 }
 
 impl KeyFamily {
-    /// FORG production keys: `forg_live_` + 32 lower-case hex (128 bits).
-    pub const FORG_LIVE: KeyFamily = KeyFamily::hex("forg_live_", Environment::Live, 32, 32, 32);
-    /// FORG sandbox keys: `forg_test_` + 32 lower-case hex (128 bits).
-    pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
-    /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
-    pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
-
-    const fn hex(
+    pub(crate) const fn hex(
         prefix: &'static str,
         environment: Environment,
         min_len: usize,

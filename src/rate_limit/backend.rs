@@ -4,8 +4,9 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::Quota;
 use super::RateClass;
-use crate::store::{KeyId, RateLimit};
+use crate::store::KeyId;
 
 /// What a request is limited by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,7 +22,7 @@ pub enum LimitKey<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     allowed: bool,
-    quota: RateLimit,
+    quota: Quota,
     remaining: u32,
     reset_after: Duration,
     retry_after: Duration,
@@ -30,7 +31,7 @@ pub struct Decision {
 impl Decision {
     /// The request may go on; `remaining` more fit now, the quota is whole again in
     /// `reset_after`.
-    pub fn allowed(quota: RateLimit, remaining: u32, reset_after: Duration) -> Self {
+    pub fn allowed(quota: Quota, remaining: u32, reset_after: Duration) -> Self {
         Self {
             allowed: true,
             quota,
@@ -41,7 +42,7 @@ impl Decision {
     }
 
     /// The request is refused; one may succeed after `retry_after`.
-    pub fn limited(quota: RateLimit, retry_after: Duration, reset_after: Duration) -> Self {
+    pub fn limited(quota: Quota, retry_after: Duration, reset_after: Duration) -> Self {
         Self {
             allowed: false,
             quota,
@@ -57,7 +58,7 @@ impl Decision {
     }
 
     /// The quota the decision was made under.
-    pub fn quota(&self) -> RateLimit {
+    pub fn quota(&self) -> Quota {
         self.quota
     }
 
@@ -118,7 +119,7 @@ pub trait RateLimitBackend: Clone + Send + Sync + 'static {
         &self,
         class: &Self::Class,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
 
     /// The decision, when it can be made without waiting. `None` means "ask
@@ -127,7 +128,7 @@ pub trait RateLimitBackend: Clone + Send + Sync + 'static {
         &self,
         class: &Self::Class,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> Option<Result<Decision, BackendError>> {
         let _ = (class, key, quota);
         None

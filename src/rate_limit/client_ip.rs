@@ -38,7 +38,7 @@ type PeerResolver = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
 /// use http::{Extensions, HeaderMap};
 /// use tower_api_key::rate_limit::{ClientAddr, ClientIp};
 ///
-/// let client_ip = ClientIp::peer().trust_proxies(["10.0.0.0/8".parse().unwrap()]);
+/// let client_ip = ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap();
 /// let mut extensions = Extensions::new();
 /// extensions.insert(ClientAddr("10.1.2.3".parse().unwrap()));
 /// let mut headers = HeaderMap::new();
@@ -60,6 +60,11 @@ impl Default for ClientIp {
         Self::peer()
     }
 }
+
+/// A trusted-proxy entry is neither a CIDR network nor an address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a network (CIDR) or an IP address")]
+pub struct InvalidNetwork(String);
 
 /// No usable client address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -98,10 +103,24 @@ impl ClientIp {
         }
     }
 
-    /// Trusts these networks as proxies: their forwarded headers are read.
-    pub fn trust_proxies(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
-        self.trusted.extend(networks);
-        self
+    /// Trusts these networks as proxies: their forwarded headers are read. Each is CIDR
+    /// (`10.0.0.0/8`, `fd00::/8`) or a single address.
+    ///
+    /// # Errors
+    /// [`InvalidNetwork`] naming the first entry that is neither.
+    pub fn trust_proxies<N: AsRef<str>>(
+        mut self,
+        networks: impl IntoIterator<Item = N>,
+    ) -> Result<Self, InvalidNetwork> {
+        for network in networks {
+            let network = network.as_ref();
+            let parsed = network
+                .parse::<IpNet>()
+                .or_else(|_| network.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| InvalidNetwork(network.chars().take(64).collect()))?;
+            self.trusted.push(parsed);
+        }
+        Ok(self)
     }
 
     /// Which forwarded header trusted proxies write (default `X-Forwarded-For`).

@@ -10,8 +10,8 @@ use http::{Extensions, HeaderMap};
 use super::client_ip::{limiter_key, ClientIp};
 use super::gcra::{decide, limiter, Limiter};
 use super::housekeeping::{self, Schedule};
+use super::Quota;
 use crate::reject::AuthRejection;
-use crate::store::RateLimit;
 
 /// Limits failed authentications per client address, for
 /// [`AuthLayer::limit_failures`](crate::AuthLayer::limit_failures).
@@ -25,9 +25,9 @@ use crate::store::RateLimit;
 /// ```
 /// use std::num::NonZeroU32;
 /// use tower_api_key::rate_limit::FailureLimit;
-/// use tower_api_key::store::RateLimit;
+/// use tower_api_key::rate_limit::Quota;
 ///
-/// let failures = FailureLimit::new(RateLimit::per_minute(NonZeroU32::new(20).unwrap()));
+/// let failures = FailureLimit::new(Quota::per_minute(NonZeroU32::new(20).unwrap()));
 /// assert_eq!(failures.tracked(), 0);
 /// // AuthLayer::new(store).limit_failures(failures.clone())
 /// ```
@@ -38,7 +38,7 @@ pub struct FailureLimit<C: Clock + Clone = DefaultClock> {
 }
 
 struct Shared<C: Clock + Clone> {
-    quota: RateLimit,
+    quota: Quota,
     limiter: Limiter<IpAddr, C>,
     /// Addresses over budget, until a time in nanoseconds on the clock since `start`.
     blocked: DashMap<IpAddr, u64>,
@@ -49,7 +49,7 @@ struct Shared<C: Clock + Clone> {
 
 impl FailureLimit<DefaultClock> {
     /// `quota` failures per address, on governor's default clock.
-    pub fn new(quota: RateLimit) -> Self {
+    pub fn new(quota: Quota) -> Self {
         Self::with_clock(quota, DefaultClock::default())
     }
 }
@@ -57,7 +57,7 @@ impl FailureLimit<DefaultClock> {
 impl Default for FailureLimit<DefaultClock> {
     /// 20 failures per minute per address.
     fn default() -> Self {
-        Self::new(super::per_minute(20))
+        Self::new(Quota::per_minute_const(20))
     }
 }
 
@@ -67,7 +67,7 @@ where
     C::Instant: Send + Sync,
 {
     /// `quota` failures per address, on `clock`.
-    pub fn with_clock(quota: RateLimit, clock: C) -> Self {
+    pub fn with_clock(quota: Quota, clock: C) -> Self {
         Self {
             shared: Arc::new(Shared {
                 quota,

@@ -9,12 +9,13 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::housekeeping::{self, Schedule};
-use super::{KeyedBy, RateClass};
-use crate::store::{KeyId, RateLimit};
+use super::Quota;
+use super::{ClassName, KeyedBy, RateClass};
+use crate::store::KeyId;
 
 /// Limiter state keyed with foldhash: fast, and seeded per process, so client addresses
 /// (which an attacker picks) cannot be aimed at one bucket.
@@ -33,7 +34,7 @@ pub(super) type Limiter<K, C> = RateLimiter<
 ///   `shrink_to_fit`), run by the layer itself at most once per
 ///   [`housekeeping_interval`](Self::housekeeping_interval) (default 60 s), on Tokio's
 ///   blocking pool when a runtime is there, inline otherwise. Nothing to spawn.
-/// - Time comes from a governor clock: `FakeRelativeClock` in tests.
+/// - Time comes from a governor clock: `ManualClock` in tests.
 pub struct GovernorBackend<C: Clock + Clone = DefaultClock> {
     shared: Arc<Shared<C>>,
 }
@@ -70,7 +71,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> GovernorBackend<C>
 where
     C::Instant: Send + Sync,
 {
-    /// A backend on `clock` (e.g. `governor::clock::FakeRelativeClock`).
+    /// A backend on `clock` (e.g. `governor::clock::ManualClock`).
     pub fn with_clock(clock: C) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -133,8 +134,9 @@ where
 
 /// The governor state of one class.
 pub struct GovernorClass<C: Clock + Clone> {
-    name: String,
-    quota: RateLimit,
+    name: ClassName,
+    keyed_by: KeyedBy,
+    quota: Quota,
     limiters: ClassLimiters<C>,
 }
 
@@ -147,19 +149,19 @@ enum ClassLimiters<C: Clock + Clone> {
 struct Limiters<K: Hash + Eq + Clone, C: Clock + Clone> {
     clock: C,
     default: Limiter<K, C>,
-    overrides: DashMap<RateLimit, Limiter<K, C>>,
+    overrides: DashMap<Quota, Limiter<K, C>>,
 }
 
-fn governor_quota(limit: RateLimit) -> Quota {
+fn governor_quota(limit: Quota) -> governor::Quota {
     let requests: NonZeroU32 = limit.requests();
     // The interval is never zero: the window is at least 1 s and requests < 2^32.
-    Quota::with_period(limit.interval())
-        .unwrap_or_else(|| Quota::per_second(requests))
+    governor::Quota::with_period(limit.interval())
+        .unwrap_or_else(|| governor::Quota::per_second(requests))
         .allow_burst(requests)
 }
 
 impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiters<K, C> {
-    fn new(quota: RateLimit, clock: &C) -> Self {
+    fn new(quota: Quota, clock: &C) -> Self {
         Self {
             clock: clock.clone(),
             default: limiter(quota, clock),
@@ -167,7 +169,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiters<K, C> {
         }
     }
 
-    fn check(&self, key: &K, default: RateLimit, quota: RateLimit) -> Decision {
+    fn check(&self, key: &K, default: Quota, quota: Quota) -> Decision {
         if quota == default {
             decide(&self.default, key, quota, &self.clock)
         } else {
@@ -195,7 +197,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiters<K, C> {
 }
 
 pub(super) fn limiter<K: Hash + Eq + Clone, C: Clock + Clone>(
-    quota: RateLimit,
+    quota: Quota,
     clock: &C,
 ) -> Limiter<K, C> {
     RateLimiter::<K, _, C, StateInformationMiddleware>::new(
@@ -208,7 +210,7 @@ pub(super) fn limiter<K: Hash + Eq + Clone, C: Clock + Clone>(
 pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
     limiter: &Limiter<K, C>,
     key: &K,
-    quota: RateLimit,
+    quota: Quota,
     clock: &C,
 ) -> Decision {
     let per_request = quota.interval();
@@ -259,7 +261,22 @@ where
 {
     type Class = Arc<GovernorClass<C>>;
 
+    /// One state per class, however many layers use it: a class's budget is per key, not
+    /// per route.
     fn register(&self, class: &RateClass) -> Self::Class {
+        let mut classes = self
+            .shared
+            .classes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let same = |state: &&Arc<GovernorClass<C>>| {
+            state.name == *class.name()
+                && state.keyed_by == class.keyed_by()
+                && state.quota == class.quota()
+        };
+        if let Some(state) = classes.iter().find(same) {
+            return Arc::clone(state);
+        }
         let limiters = match class.keyed_by() {
             KeyedBy::ApiKey => ClassLimiters::ApiKey(Limiters::new(class.quota(), self.clock())),
             KeyedBy::ClientIp => {
@@ -267,13 +284,12 @@ where
             }
         };
         let state = Arc::new(GovernorClass {
-            name: class.name().to_owned(),
+            name: class.name().clone(),
+            keyed_by: class.keyed_by(),
             quota: class.quota(),
             limiters,
         });
-        if let Ok(mut classes) = self.shared.classes.lock() {
-            classes.push(Arc::clone(&state));
-        }
+        classes.push(Arc::clone(&state));
         state
     }
 
@@ -281,7 +297,7 @@ where
         &self,
         class: &Self::Class,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> Result<Decision, BackendError> {
         self.check_now(class, key, quota)
             .unwrap_or_else(|| Err(BackendError::new("key kind does not match the class")))
@@ -292,7 +308,7 @@ where
         &self,
         class: &Self::Class,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> Option<Result<Decision, BackendError>> {
         self.maybe_sweep();
         let decision = match (&class.limiters, key) {

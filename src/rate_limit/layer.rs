@@ -1,6 +1,5 @@
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -19,12 +18,11 @@ use tower_service::Service;
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::client_ip::{limiter_key, ClientIp};
 use super::gcra::GovernorBackend;
-use super::{KeyedBy, RateClass};
+use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
+use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection, Unavailable};
-use crate::scope::{ForgScope, Scope};
-use crate::store::{KeyId, RateLimit};
-use crate::Identity;
+use crate::store::KeyId;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -133,13 +131,9 @@ impl<B: RateLimitBackend> RateLimits<B> {
         self.backend.tracked()
     }
 
-    /// A layer that limits its routes as `class`, for the FORG scope vocabulary.
+    /// A layer that limits its routes as `class`. Every layer of one class shares one
+    /// budget per key, however many routes it is applied to.
     pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
-        self.layer_for(class)
-    }
-
-    /// A layer for routes authenticated against a store of scope vocabulary `S`.
-    pub fn layer_for<S: Scope>(&self, class: RateClass) -> RateLimitLayer<B, S> {
         RateLimitLayer {
             shared: Arc::new(LayerShared {
                 handle: self.backend.register(&class),
@@ -148,7 +142,6 @@ impl<B: RateLimitBackend> RateLimits<B> {
                 class,
                 limits: self.clone(),
             }),
-            scope: PhantomData,
         }
     }
 }
@@ -165,7 +158,7 @@ impl<B: RateLimitBackend + fmt::Debug> fmt::Debug for RateLimits<B> {
     }
 }
 
-fn policy_header(class: &RateClass, quota: RateLimit) -> HeaderValue {
+fn policy_header(class: &RateClass, quota: Quota) -> HeaderValue {
     let value = format!(
         "\"{}\";q={};w={}",
         class.name(),
@@ -214,9 +207,8 @@ fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
 
 /// Limits requests of one [`RateClass`]; made by [`RateLimits::layer`].
 #[must_use]
-pub struct RateLimitLayer<B: RateLimitBackend = GovernorBackend, S: Scope = ForgScope> {
+pub struct RateLimitLayer<B: RateLimitBackend> {
     shared: Arc<LayerShared<B>>,
-    scope: PhantomData<fn() -> S>,
 }
 
 struct LayerShared<B: RateLimitBackend> {
@@ -228,16 +220,15 @@ struct LayerShared<B: RateLimitBackend> {
     limits: RateLimits<B>,
 }
 
-impl<B: RateLimitBackend, S: Scope> Clone for RateLimitLayer<B, S> {
+impl<B: RateLimitBackend> Clone for RateLimitLayer<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            scope: PhantomData,
         }
     }
 }
 
-impl<B: RateLimitBackend, S: Scope> fmt::Debug for RateLimitLayer<B, S> {
+impl<B: RateLimitBackend> fmt::Debug for RateLimitLayer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("class", &self.shared.class)
@@ -245,36 +236,50 @@ impl<B: RateLimitBackend, S: Scope> fmt::Debug for RateLimitLayer<B, S> {
     }
 }
 
-impl<Svc, B: RateLimitBackend, S: Scope> Layer<Svc> for RateLimitLayer<B, S> {
-    type Service = RateLimitService<Svc, B, S>;
+impl<Svc, B: RateLimitBackend> Layer<Svc> for RateLimitLayer<B> {
+    type Service = RateLimitService<Svc, B>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
         RateLimitService {
             inner,
             shared: Arc::clone(&self.shared),
-            scope: PhantomData,
         }
     }
 }
 
 /// The service [`RateLimitLayer`] wraps around the inner service.
-pub struct RateLimitService<Svc, B: RateLimitBackend = GovernorBackend, S: Scope = ForgScope> {
+pub struct RateLimitService<Svc, B: RateLimitBackend> {
     inner: Svc,
     shared: Arc<LayerShared<B>>,
-    scope: PhantomData<fn() -> S>,
 }
 
-impl<Svc: Clone, B: RateLimitBackend, S: Scope> Clone for RateLimitService<Svc, B, S> {
+impl<Svc, B: RateLimitBackend> RateLimitService<Svc, B> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &Svc {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut Svc {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> Svc {
+        self.inner
+    }
+}
+
+impl<Svc: Clone, B: RateLimitBackend> Clone for RateLimitService<Svc, B> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
-            scope: PhantomData,
         }
     }
 }
 
-impl<Svc: fmt::Debug, B: RateLimitBackend, S: Scope> fmt::Debug for RateLimitService<Svc, B, S> {
+impl<Svc: fmt::Debug, B: RateLimitBackend> fmt::Debug for RateLimitService<Svc, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitService")
             .field("inner", &self.inner)
@@ -311,26 +316,20 @@ type BoxCheck = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Se
 
 impl<B: RateLimitBackend> LayerShared<B> {
     /// Who the request counts against, and under which quota.
-    fn subject<'r, S: Scope, T>(
+    fn subject<'r, T>(
         &self,
         request: &'r Request<T>,
-    ) -> Result<(LimitKey<'r>, RateLimit), AuthRejection> {
+    ) -> Result<(LimitKey<'r>, Quota), AuthRejection> {
         match self.class.keyed_by() {
             KeyedBy::ApiKey => {
-                let identity = request
+                let principal = request
                     .extensions()
-                    .get::<Identity<S>>()
+                    .get::<Principal>()
                     .ok_or(AuthRejection::MissingLayer("AuthLayer"))?;
-                let overrides = &identity.record().rate_limits;
-                let quota = if overrides.is_empty() {
-                    self.class.quota()
-                } else {
-                    overrides
-                        .get(self.class.name())
-                        .copied()
-                        .unwrap_or(self.class.quota())
-                };
-                Ok((LimitKey::ApiKey(identity.key_id()), quota))
+                let quota = principal
+                    .quota_override(self.class.name())
+                    .unwrap_or(self.class.quota());
+                Ok((LimitKey::ApiKey(principal.key_id()), quota))
             }
             KeyedBy::ClientIp => {
                 let ip = self
@@ -366,7 +365,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
         Some([self.policy.clone(), state])
     }
 
-    fn boxed_check(self: &Arc<Self>, key: OwnedKey, quota: RateLimit) -> BoxCheck {
+    fn boxed_check(self: &Arc<Self>, key: OwnedKey, quota: Quota) -> BoxCheck {
         let shared = Arc::clone(self);
         Box::pin(async move {
             let check = shared
@@ -403,7 +402,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
             ),
             Err(error) => {
                 #[cfg(feature = "tracing")]
-                tracing::warn!(target: "tower_api_key", class = self.class.name(), error = %error, "rate-limit backend failed");
+                tracing::warn!(target: "tower_api_key", class = self.class.name().as_str(), error = %error, "rate-limit backend failed");
                 #[cfg(not(feature = "tracing"))]
                 let _ = error;
                 match self.limits.on_backend_error {
@@ -436,11 +435,10 @@ fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
     }
 }
 
-impl<Svc, B, S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<Svc, B, S>
+impl<Svc, B, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<Svc, B>
 where
     Svc: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     B: RateLimitBackend,
-    S: Scope,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = Svc::Error;
@@ -453,7 +451,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let answered = match shared.subject::<S, _>(&request) {
+        let answered = match shared.subject(&request) {
             Err(rejection) => Ok(Outcome::Reject(rejection, None)),
             Ok((key, quota)) => {
                 let backend = &shared.limits.backend;
@@ -599,12 +597,13 @@ mod tests {
     use std::num::NonZeroU32;
 
     use super::*;
+    use crate::rate_limit::ClassName;
 
     #[test]
     fn longest_rate_limit_value_fits_the_stack_buffer() {
         let name = "abcdefghijklmnopqrstuvwxyz-0_123";
-        let quota = RateLimit::new(NonZeroU32::MIN, NonZeroU32::MIN);
-        let class = RateClass::per_key(name, quota).unwrap();
+        let quota = Quota::new(NonZeroU32::MIN, NonZeroU32::MIN);
+        let class = RateClass::per_key(ClassName::from_static(name), quota);
         let value = state_header(&class, u32::MAX, Duration::MAX).expect("formatted");
         assert_eq!(
             value.to_str().unwrap(),

@@ -8,8 +8,8 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::Quota;
 use super::RateClass;
-use crate::store::RateLimit;
 
 /// GCRA in one atomic step on the server's clock. KEYS: the state key. ARGV: emission
 /// interval and window in microseconds. Returns allowed (0/1), remaining, retry-after and
@@ -91,14 +91,14 @@ impl RateLimitBackend for RedisRateLimiter {
     type Class = Arc<str>;
 
     fn register(&self, class: &RateClass) -> Arc<str> {
-        Arc::from(class.name())
+        Arc::from(class.name().as_str())
     }
 
     async fn check(
         &self,
         class: &Arc<str>,
         key: LimitKey<'_>,
-        quota: RateLimit,
+        quota: Quota,
     ) -> Result<Decision, BackendError> {
         let subject = match key {
             LimitKey::ApiKey(id) => format!("k:{id}"),

@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError, NewKey};
 use crate::clock::{Clock, SystemClock};
 use crate::key::{BuildDigestHasher, KeyDigest, KeyFamilies, KeyHasher};
-use crate::scope::{ForgScope, Scope};
+use crate::scope::Scope;
 
 const DEFAULT_MAX_KEYS_PER_OWNER: NonZeroUsize = match NonZeroUsize::new(10) {
     Some(n) => n,
@@ -28,7 +28,7 @@ const DEFAULT_MAX_KEYS_PER_OWNER: NonZeroUsize = match NonZeroUsize::new(10) {
 ///   period ends.
 ///
 /// Share it between the layer and your handlers as `Arc<MemoryKeyStore>`.
-pub struct MemoryKeyStore<S: Scope = ForgScope> {
+pub struct MemoryKeyStore<S: Scope> {
     by_digest: DashMap<KeyDigest, Arc<KeyRecord<S>>, BuildDigestHasher>,
     by_id: DashMap<KeyId, KeyDigest>,
     by_owner: DashMap<String, Vec<KeyId>>,
@@ -38,9 +38,9 @@ pub struct MemoryKeyStore<S: Scope = ForgScope> {
     clock: Arc<dyn Clock>,
 }
 
-impl MemoryKeyStore<ForgScope> {
-    /// An empty store for the FORG scope vocabulary. Other vocabularies:
-    /// `MemoryKeyStore::<MyScope>::default()`.
+impl<S: Scope> MemoryKeyStore<S> {
+    /// An empty store of records in scope vocabulary `S` (usually inferred from the keys
+    /// issued: `MemoryKeyStore::<ForgScope>::new()` names it).
     pub fn new() -> Self {
         Self::default()
     }

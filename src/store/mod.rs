@@ -2,7 +2,7 @@
 //! [`MemoryKeyStore`].
 //!
 //! ```
-//! use tower_api_key::scope::ForgScope;
+//! use tower_api_key::forg::ForgScope;
 //! use tower_api_key::store::{MemoryKeyStore, NewKey, KeyStore};
 //! use tower_api_key::key::KeyFamily;
 //!
@@ -46,7 +46,7 @@ pub use self::redis::{RedisKeyStore, RevocationListener};
 #[cfg(feature = "cache")]
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use memory::MemoryKeyStore;
-pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, RateLimit};
+pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 
 use crate::key::{GenerateError, KeyDigest, KeyHasher};
 use crate::scope::Scope;

@@ -1,13 +1,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::key::{Environment, GenerateError, KeyDigest, KeyFamily, KeyHasher, PlaintextKey};
-use crate::scope::{ForgScope, Scope, ScopeSet};
+use crate::rate_limit::{ClassName, Quota, RateClass};
+use crate::scope::{Scope, ScopeSet};
 
 /// A key's public identifier, e.g. `key_5f0c2a9e8b1d4c7f3a6e2b90`.
 ///
@@ -92,46 +92,6 @@ impl From<KeyId> for String {
 #[error("a key id is 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
 pub struct InvalidKeyId;
 
-/// A request quota: `requests` per `window`, both non-zero.
-///
-/// Used for per-key overrides on [`KeyRecord::rate_limits`] (the documents' custom limits
-/// on Enterprise plans). Serde form: `{"requests": 1000, "window_secs": 60}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RateLimit {
-    requests: NonZeroU32,
-    window_secs: NonZeroU32,
-}
-
-impl RateLimit {
-    /// `requests` per `window_secs` seconds.
-    pub const fn new(requests: NonZeroU32, window_secs: NonZeroU32) -> Self {
-        Self {
-            requests,
-            window_secs,
-        }
-    }
-
-    /// `requests` per minute.
-    pub const fn per_minute(requests: NonZeroU32) -> Self {
-        Self::new(requests, NonZeroU32::MIN.saturating_add(59))
-    }
-
-    /// Requests allowed per window.
-    pub const fn requests(&self) -> NonZeroU32 {
-        self.requests
-    }
-
-    /// The window.
-    pub const fn window(&self) -> Duration {
-        Duration::from_secs(self.window_secs.get() as u64)
-    }
-
-    /// The time one request takes to earn back: `window / requests`.
-    pub(crate) fn interval(&self) -> Duration {
-        self.window() / self.requests.get()
-    }
-}
-
 /// Whether a key is usable at a given time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -152,7 +112,7 @@ pub enum KeyStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 #[non_exhaustive]
-pub struct KeyRecord<S: Scope = ForgScope> {
+pub struct KeyRecord<S: Scope> {
     /// Public identifier.
     pub id: KeyId,
     /// Digest of the whole key.
@@ -188,7 +148,7 @@ pub struct KeyRecord<S: Scope = ForgScope> {
     pub last_used_at: Option<SystemTime>,
     /// Per-class rate-limit overrides for this key, by class name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub rate_limits: BTreeMap<String, RateLimit>,
+    pub rate_limits: BTreeMap<ClassName, Quota>,
 }
 
 impl<S: Scope> KeyRecord<S> {
@@ -253,7 +213,7 @@ enum Expiry {
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use tower_api_key::key::{KeyFamily, KeyHasher};
-/// use tower_api_key::scope::ForgScope;
+/// use tower_api_key::forg::ForgScope;
 /// use tower_api_key::store::NewKey;
 ///
 /// let (key, record) = NewKey::new("org_42", "CI pipeline", &KeyFamily::FORG_TEST)
@@ -266,13 +226,13 @@ enum Expiry {
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct NewKey<S: Scope = ForgScope> {
+pub struct NewKey<S: Scope> {
     owner: String,
     name: String,
     family: KeyFamily,
     scopes: ScopeSet<S>,
     expiry: Expiry,
-    rate_limits: BTreeMap<String, RateLimit>,
+    rate_limits: BTreeMap<ClassName, Quota>,
 }
 
 impl<S: Scope> NewKey<S> {
@@ -311,9 +271,10 @@ impl<S: Scope> NewKey<S> {
         self
     }
 
-    /// Overrides the quota of rate-limit class `class` for this key.
-    pub fn rate_limit(mut self, class: impl Into<String>, limit: RateLimit) -> Self {
-        self.rate_limits.insert(class.into(), limit);
+    /// Overrides the quota of rate-limit class `class` for this key. Takes the class
+    /// itself, so an override cannot name a class that does not exist.
+    pub fn rate_limit(mut self, class: &RateClass, quota: Quota) -> Self {
+        self.rate_limits.insert(class.name().clone(), quota);
         self
     }
 
@@ -366,7 +327,7 @@ impl<S: Scope> NewKey<S> {
 
 /// A key just issued: the plaintext (shown once) and its stored record.
 #[derive(Debug)]
-pub struct IssuedKey<S: Scope = ForgScope> {
+pub struct IssuedKey<S: Scope> {
     key: PlaintextKey,
     record: Arc<KeyRecord<S>>,
 }

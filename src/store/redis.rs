@@ -17,7 +17,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::key::{KeyDigest, KeyFamilies, KeyHasher};
-use crate::scope::{ForgScope, Scope};
+use crate::scope::Scope;
 
 /// Counts the owner's active keys and inserts the new one only below the limit, in one
 /// atomic step. KEYS: owner set, record hash, id key. ARGV: record JSON, id, limit, now
@@ -84,7 +84,7 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 /// A lookup is one round trip (`HGETALL`); put a [`CachedKeyStore`] in front to make hits
 /// free. Connection failures are store errors: the layer answers 503 (fail closed), and the
 /// connection manager reconnects by itself.
-pub struct RedisKeyStore<S: Scope = ForgScope> {
+pub struct RedisKeyStore<S: Scope> {
     client: redis::Client,
     connection: ConnectionManager,
     namespace: String,
@@ -97,7 +97,7 @@ pub struct RedisKeyStore<S: Scope = ForgScope> {
     scope: PhantomData<fn() -> S>,
 }
 
-impl RedisKeyStore<ForgScope> {
+impl<S: Scope> RedisKeyStore<S> {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379`), namespace `tak`.
     ///
     /// # Errors
@@ -105,9 +105,7 @@ impl RedisKeyStore<ForgScope> {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_client(redis::Client::open(url).map_err(redis_error)?).await
     }
-}
 
-impl<S: Scope> RedisKeyStore<S> {
     /// Connects with `client`, for any scope vocabulary.
     ///
     /// # Errors

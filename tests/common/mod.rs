@@ -105,7 +105,7 @@ pub fn start_time() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
 }
 
-pub fn store_with_clock() -> (Arc<MemoryKeyStore>, ManualClock) {
+pub fn store_with_clock() -> (Arc<MemoryKeyStore<ForgScope>>, ManualClock) {
     let clock = ManualClock::new(start_time());
     (
         Arc::new(MemoryKeyStore::new().with_clock(clock.clone())),
@@ -113,13 +113,17 @@ pub fn store_with_clock() -> (Arc<MemoryKeyStore>, ManualClock) {
     )
 }
 
-pub fn issue(store: &MemoryKeyStore, family: &KeyFamily, scopes: impl Into<ScopeSet>) -> IssuedKey {
+pub fn issue(
+    store: &MemoryKeyStore<ForgScope>,
+    family: &KeyFamily,
+    scopes: impl Into<ScopeSet<ForgScope>>,
+) -> IssuedKey<ForgScope> {
     store
         .issue(NewKey::new("org_1", "test key", family).scopes(scopes))
         .expect("issue")
 }
 
-pub fn digest_of(key: &IssuedKey) -> KeyDigest {
+pub fn digest_of(key: &IssuedKey<ForgScope>) -> KeyDigest {
     KeyHasher::sha256().digest(key.key().expose_secret())
 }
 
@@ -139,18 +143,18 @@ pub enum Script {
     /// Panic.
     Panic,
     /// Return this record whatever the digest.
-    Always(Arc<KeyRecord>),
+    Always(Arc<KeyRecord<ForgScope>>),
 }
 
 /// A store that follows a script, switchable between requests, counting lookups.
 pub struct ScriptedStore {
-    pub inner: Arc<MemoryKeyStore>,
+    pub inner: Arc<MemoryKeyStore<ForgScope>>,
     script: Mutex<Script>,
     lookups: AtomicUsize,
 }
 
 impl ScriptedStore {
-    pub fn new(inner: Arc<MemoryKeyStore>, script: Script) -> Arc<Self> {
+    pub fn new(inner: Arc<MemoryKeyStore<ForgScope>>, script: Script) -> Arc<Self> {
         Arc::new(Self {
             inner,
             script: Mutex::new(script),

@@ -1,0 +1,70 @@
+//! The FORG / ForgeOS presets in one place: the [`ForgScope`] vocabulary, the three key
+//! families, the `X-ForgeOS-API-Key` header and the standard / AI / auth rate classes.
+//!
+//! The rest of the crate is generic over all of them; these are what the two product
+//! documents define, and what the defaults use (built-in families, both key headers, the
+//! FORG JSON error bodies of [`DefaultRenderer`](crate::reject::DefaultRenderer)).
+//!
+//! ```
+//! use tower_api_key::forg::{self, ForgScope};
+//! use tower_api_key::key::KeyFamily;
+//! use tower_api_key::scope::ScopeSet;
+//!
+//! let granted: ScopeSet<ForgScope> = "read:sessions read:reports".parse().unwrap();
+//! assert!(granted.contains(ForgScope::ReadReports));
+//! assert_eq!(KeyFamily::FORG_LIVE.prefix(), "forg_live_");
+//! assert_eq!(forg::AI.quota().requests().get(), 10);
+//! assert_eq!(forg::X_FORGEOS_API_KEY, "x-forgeos-api-key");
+//! ```
+
+use http::HeaderName;
+
+use crate::key::{Environment, KeyFamily};
+use crate::rate_limit::{ClassName, Quota, RateClass};
+
+crate::scopes! {
+    /// The FORG API scopes .
+    pub enum ForgScope {
+        /// Read sessions and events.
+        ReadSessions = "read:sessions",
+        /// Read rules and budgets.
+        ReadRules = "read:rules",
+        /// Create, update, delete rules and budgets.
+        WriteRules = "write:rules",
+        /// Access usage and cost reports.
+        ReadReports = "read:reports",
+        /// List and read user records.
+        ReadUsers = "read:users",
+        /// Update user settings, limits.
+        WriteUsers = "write:users",
+        /// Register and delete webhooks.
+        ManageWebhooks = "manage:webhooks",
+        /// Full access to all resources (org admins only).
+        Admin = "admin",
+    }
+    admin = Admin;
+}
+
+/// The ForgeOS API-key header, `x-forgeos-api-key`.
+pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
+
+impl KeyFamily {
+    /// FORG production keys: `forg_live_` + 32 lower-case hex (128 bits).
+    pub const FORG_LIVE: KeyFamily = KeyFamily::hex("forg_live_", Environment::Live, 32, 32, 32);
+    /// FORG sandbox keys: `forg_test_` + 32 lower-case hex (128 bits).
+    pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
+    /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
+    pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
+}
+
+/// Standard API routes: 100 requests per minute per key.
+pub const STANDARD: RateClass = RateClass::per_key(
+    ClassName::from_static("standard"),
+    Quota::per_minute_const(100),
+);
+/// AI routes (reviews, scoring): 10 requests per minute per key.
+pub const AI: RateClass =
+    RateClass::per_key(ClassName::from_static("ai"), Quota::per_minute_const(10));
+/// Authentication routes (login, register): 5 requests per minute per client address.
+pub const AUTH: RateClass =
+    RateClass::per_client_ip(ClassName::from_static("auth"), Quota::per_minute_const(5));
