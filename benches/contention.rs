@@ -2,11 +2,13 @@
 //! multi-thread Tokio runtime, each thread with its own key. Reports time per batch of
 //! requests; throughput ratio = time(1 thread) / time(2 threads) for the same total.
 
+use futures_util::FutureExt;
 use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_api_key::rate_limit::ClassName;
+use tower_api_key::store::ManageKeys;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -33,6 +35,8 @@ fn stack() -> (
                     NewKey::new(format!("org{i}"), "bench", &KeyFamily::FORG_LIVE)
                         .scopes(ForgScope::ReadSessions),
                 )
+                .now_or_never()
+                .expect("the memory store answers at once")
                 .expect("issue");
             HeaderValue::try_from(format!("Bearer {}", issued.key().expose_secret()))
                 .expect("header")

@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use tower_api_key::rate_limit::ClassName;
+use tower_api_key::store::ManageKeys;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
@@ -93,6 +94,8 @@ fn layers(c: &mut Criterion) {
     let store = Arc::new(MemoryKeyStore::new());
     let issued = store
         .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+        .now_or_never()
+        .expect("the memory store answers at once")
         .expect("issue");
     let bearer =
         HeaderValue::try_from(format!("Bearer {}", issued.key().expose_secret())).expect("header");

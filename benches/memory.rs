@@ -2,10 +2,12 @@
 //! global allocator (live heap bytes). Run with `cargo bench --bench memory`.
 //! `cargo bench --bench memory -- 100000` runs a smaller count.
 
+use futures_util::FutureExt;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 use tower_api_key::forg;
+use tower_api_key::store::{KeyPolicy, ManageKeys};
 
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
@@ -53,11 +55,18 @@ fn main() {
 
     // Stored keys: each with two scopes, owner of 8 characters, name of 2.
     let before = live();
-    let store = MemoryKeyStore::new().with_max_keys_per_owner(std::num::NonZeroUsize::MAX);
+    let store = MemoryKeyStore::new()
+        .with_policy(KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::MAX));
     for i in 0..n {
         let new = NewKey::new(format!("o{:07}", i / 10), "ci", &KeyFamily::FORG_LIVE)
             .scopes([ForgScope::ReadRules, ForgScope::ReadReports]);
-        drop(store.issue(new).expect("issue"));
+        drop(
+            store
+                .issue(new)
+                .now_or_never()
+                .expect("the memory store answers at once")
+                .expect("issue"),
+        );
     }
     let store_bytes = live() - before;
     println!(

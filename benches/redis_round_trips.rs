@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_api_key::rate_limit::Quota;
+use tower_api_key::store::ManageKeys;
 
 use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};

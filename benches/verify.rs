@@ -2,12 +2,15 @@
 //! The baseline is one SHA-256 of a 42-byte key (`sha256/forg_live`), measured in the
 //! same run.
 
+use futures_util::FutureExt;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_api_key::key::{KeyDigest, KeyFamilies, KeyFamily, KeyHasher};
+use tower_api_key::store::KeyPolicy;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::{ForgScope, KeyStore, MemoryKeyStore, NewKey};
 
 const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
@@ -58,12 +61,19 @@ fn digest(c: &mut Criterion) {
 }
 
 fn store_with(n: usize) -> (MemoryKeyStore<ForgScope>, Vec<KeyDigest>) {
-    let store = MemoryKeyStore::new().with_max_keys_per_owner(std::num::NonZeroUsize::MAX);
+    let store = MemoryKeyStore::new()
+        .with_policy(KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::MAX));
     let digests = (0..n)
         .map(|i| {
             let new = NewKey::new(format!("o{}", i / 10), "k", &KeyFamily::FORG_LIVE)
                 .scopes(ForgScope::ReadRules);
-            store.issue(new).expect("issue").record().digest
+            store
+                .issue(new)
+                .now_or_never()
+                .expect("the memory store answers at once")
+                .expect("issue")
+                .record()
+                .digest
         })
         .collect();
     (store, digests)
@@ -75,6 +85,8 @@ fn verify(c: &mut Criterion) {
     let store = MemoryKeyStore::new();
     let issued = store
         .issue(NewKey::new("o", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .now_or_never()
+        .expect("the memory store answers at once")
         .expect("issue");
     let known = issued.key().expose_secret().to_owned();
     let families = KeyFamilies::default();

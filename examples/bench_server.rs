@@ -6,6 +6,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use tower_api_key::rate_limit::ClassName;
+use tower_api_key::store::ManageKeys;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,9 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth_only = std::env::args().any(|a| a == "--auth");
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
     let store = Arc::new(MemoryKeyStore::new());
-    let issued = store.issue(
-        NewKey::new("bench", "load", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions),
-    )?;
+    let issued = store
+        .issue(NewKey::new("bench", "load", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+        .await?;
     let routes = Router::new().route("/v1/sessions", get(sessions));
     // One `route_layer` call with the whole stack: each further axum `layer` call would add
     // a level of boxed routes to every request (see `benches/axum_router.rs`).

@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -87,12 +88,13 @@ pub async fn serve<St: KeyStore>(
 }
 
 /// A key with `read:sessions`, for the demo.
-pub fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
+pub async fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
     store
         .issue(
             NewKey::new("org_acme", "hyper demo", &KeyFamily::FORG_LIVE)
                 .scopes(ForgScope::ReadSessions),
         )
+        .await
         .expect("a fresh store has room for one key")
 }
 
@@ -105,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .parse()?,
     };
     let store = Arc::new(MemoryKeyStore::new());
-    let issued = demo_key(&store);
+    let issued = demo_key(&store).await;
     let listener = TcpListener::bind(addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let key = issued.key().expose_secret();

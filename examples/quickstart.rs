@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use axum::extract::{Path, State};
 use axum::handler::Handler;
@@ -37,18 +38,22 @@ pub struct DemoKeys {
 }
 
 /// Issues the demo keys.
-pub fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKeys, ManageError> {
+pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKeys, ManageError> {
     Ok(DemoKeys {
-        live: store.issue(
-            NewKey::new(OWNER, "production dashboard", &KeyFamily::FORG_LIVE)
-                .scopes([ForgScope::ReadSessions, ForgScope::ReadReports]),
-        )?,
-        test: store.issue(
-            NewKey::new(OWNER, "sandbox admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin),
-        )?,
-        fos: store.issue(
-            NewKey::new(OWNER, "mcp server", &KeyFamily::FOS).scopes(ForgScope::ReadRules),
-        )?,
+        live: store
+            .issue(
+                NewKey::new(OWNER, "production dashboard", &KeyFamily::FORG_LIVE)
+                    .scopes([ForgScope::ReadSessions, ForgScope::ReadReports]),
+            )
+            .await?,
+        test: store
+            .issue(
+                NewKey::new(OWNER, "sandbox admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin),
+            )
+            .await?,
+        fos: store
+            .issue(NewKey::new(OWNER, "mcp server", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+            .await?,
     })
 }
 
@@ -153,13 +158,16 @@ async fn revoke_key(
         (StatusCode::NOT_FOUND, Json(body))
     };
     // Keys of other owners are reported as missing: no way to probe for them.
-    let Some(record) = id.parse::<KeyId>().ok().and_then(|id| store.get(&id)) else {
+    let Ok(id) = id.parse::<KeyId>() else {
+        return not_found();
+    };
+    let Ok(Some(record)) = store.get(&id).await else {
         return not_found();
     };
     if record.owner != identity.owner() {
         return not_found();
     }
-    match store.revoke(&record.id) {
+    match store.revoke(&record.id).await {
         Ok(revoked) => (
             StatusCode::OK,
             Json(json!({ "revoked": revoked.id.as_str(), "caller": caller(&identity) })),
@@ -232,7 +240,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listen_address()?;
     let store = Arc::new(MemoryKeyStore::new());
-    let keys = issue_demo_keys(&store)?;
+    let keys = issue_demo_keys(&store).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(listener.local_addr()?, &keys);
     axum::serve(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::forg;
 use tower_api_key::rate_limit::Quota;
+use tower_api_key::store::ManageKeys;
 
 use axum::extract::{Path, State};
 use axum::handler::Handler;
@@ -72,7 +73,7 @@ async fn revoke(
         Ok(Some(record)) if record.owner == identity.owner() => {
             match store.inner().revoke(&id).await {
                 // Every instance's listener now drops the key from its cache.
-                Ok(()) => (StatusCode::OK, Json(json!({ "revoked": id.as_str() }))),
+                Ok(_) => (StatusCode::OK, Json(json!({ "revoked": id.as_str() }))),
                 Err(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Json(json!({ "code": "auth_unavailable" })),

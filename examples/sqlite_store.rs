@@ -1,18 +1,19 @@
-//! A [`KeyStore`] on SQLite: the model for writing a Postgres, MySQL or Redis store.
+//! Write your own store: [`KeyStore`] and [`ManageKeys`] on SQLite, the template for a
+//! MySQL, DynamoDB or HTTP-backed store.
 //!
 //! ```text
 //! cargo run --example sqlite_store               # in-memory SQLite, server on 127.0.0.1:8082
 //! ```
 //!
-//! What a store must get right, and how this one does it:
-//! - Keep only digests. The `digest` column holds the 32-byte SHA-256 of the key (the
-//!   store's [`KeyHasher`]); the plaintext is returned once by `issue` and never written.
-//! - Look up by digest, nothing else, and return `Ok(None)` for an unknown digest. Return
-//!   `Err` only when the database failed: the layer then answers 503 and fails closed.
+//! A store implements a lookup by digest and six primitives, each atomic on its own;
+//! issuing, rotation, the owner limit and the family checks are `ManageKeys`' provided
+//! methods, the same for every store. What each primitive must get right:
+//! - Keep only digests: the `digest` column holds the 32-byte SHA-256 of the key.
+//! - `lookup`: by digest, `Ok(None)` when unknown, `Err` only when the database failed (the
+//!   layer then answers 503 and fails closed). A row that is not a valid record is an error.
+//! - `insert`: count the owner's active keys and insert in one transaction (`BEGIN
+//!   IMMEDIATE`), and schedule a replaced key's revocation in the same one.
 //! - Never block the async runtime: SQLite calls run on Tokio's blocking pool.
-//! - Enforce the per-owner key limit in the same transaction as the insert (`BEGIN
-//!   IMMEDIATE`), so concurrent issues cannot exceed it.
-//! - Revocation is one `UPDATE`; the next lookup sees it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,12 +22,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use tower_api_key::activity::{LastUsedRecorder, TouchKey};
-use tower_api_key::key::{KeyDigest, KeyFamilies, KeyHasher};
+use rusqlite::{params, Connection, Row, TransactionBehavior};
+use tower_api_key::activity::LastUsedRecorder;
+use tower_api_key::key::{KeyDigest, KeyHasher};
 use tower_api_key::rate_limit::{ClassName, Quota};
 use tower_api_key::store::{
-    IssuedKey, KeyId, KeyRecord, LookupResult, ManageError, NewKey, StoreError, StoreErrorKind,
+    Insert, KeyId, KeyPolicy, KeyRecord, LookupResult, ManageError, ManageKeys, NewKey, StoreError,
+    StoreErrorKind,
 };
 use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, Principal, ScopeSet};
 
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at  INTEGER NOT NULL,           -- Unix milliseconds
     expires_at  INTEGER,
     revoked_at  INTEGER,
-    last_used_at INTEGER                    -- written at most once per key per interval
+    last_used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner);
 ";
@@ -57,8 +59,15 @@ const COLUMNS: &str =
 pub struct SqliteKeyStore {
     connection: Arc<Mutex<Connection>>,
     hasher: KeyHasher,
-    families: KeyFamilies,
-    max_keys_per_owner: i64,
+    policy: KeyPolicy,
+}
+
+impl std::fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteKeyStore")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -76,30 +85,29 @@ fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> StoreEr
 
 impl SqliteKeyStore {
     /// Opens (and if needed creates) the database at `path`.
-    pub fn open(path: impl AsRef<Path>) -> rusqlite::Result<Self> {
-        Self::with_connection(Connection::open(path)?)
+    pub fn open(path: impl AsRef<Path>, policy: KeyPolicy) -> rusqlite::Result<Self> {
+        Self::with_connection(Connection::open(path)?, policy)
     }
 
     /// A private in-memory database.
-    pub fn open_in_memory() -> rusqlite::Result<Self> {
-        Self::with_connection(Connection::open_in_memory()?)
+    pub fn open_in_memory(policy: KeyPolicy) -> rusqlite::Result<Self> {
+        Self::with_connection(Connection::open_in_memory()?, policy)
     }
 
-    fn with_connection(connection: Connection) -> rusqlite::Result<Self> {
+    fn with_connection(connection: Connection, policy: KeyPolicy) -> rusqlite::Result<Self> {
         connection.execute_batch(SCHEMA)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             hasher: KeyHasher::sha256(),
-            families: KeyFamilies::default(),
-            max_keys_per_owner: 10,
+            policy,
         })
     }
 
     /// Runs `work` on the blocking pool with the connection.
     async fn with_db<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+        work: impl FnOnce(&mut Connection) -> Result<T, ManageError> + Send + 'static,
+    ) -> Result<T, ManageError> {
         let connection = Arc::clone(&self.connection);
         tokio::task::spawn_blocking(move || {
             let mut connection = connection
@@ -111,117 +119,33 @@ impl SqliteKeyStore {
         .map_err(|e| StoreError::new(StoreErrorKind::Panicked, e))?
     }
 
-    /// Issues a key: generates it, stores its record, returns the plaintext once.
-    pub async fn issue(&self, new: NewKey<ForgScope>) -> Result<IssuedKey<ForgScope>, ManageError> {
-        let (key, record) = new.issue(&self.hasher, SystemTime::now())?;
-        let limit = self.max_keys_per_owner;
-        let record = self
-            .with_db(move |db| {
-                let tx = db
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(store_error)?;
-                let now = millis(SystemTime::now());
-                let active: i64 = tx
-                    .query_row(
-                        "SELECT count(*) FROM api_keys WHERE owner = ?1
-                           AND (revoked_at IS NULL OR revoked_at > ?2)
-                           AND (expires_at IS NULL OR expires_at > ?2)",
-                        params![record.owner, now],
-                        |row| row.get(0),
-                    )
-                    .map_err(store_error)?;
-                if active >= limit {
-                    return Ok(Err(ManageError::KeyLimitReached { limit: limit as usize }));
-                }
-                let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
-                tx.execute(
-                    &format!("INSERT INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                    params![
-                        record.id.as_str(),
-                        &record.digest.as_bytes()[..],
-                        record.owner,
-                        record.name,
-                        record.prefix,
-                        record.hint,
-                        record.scopes.to_string(),
-                        rate_limits,
-                        millis(record.created_at),
-                        record.expires_at.map(millis),
-                        record.revoked_at.map(millis),
-                        record.last_used_at.map(millis),
-                        record.environment.as_str(),
-                    ],
-                )
+    /// The records `filter` (a `WHERE` clause on `?1`) selects.
+    async fn select(
+        &self,
+        filter: &'static str,
+        value: impl rusqlite::ToSql + Send + 'static,
+    ) -> Result<Vec<Arc<KeyRecord<ForgScope>>>, ManageError> {
+        let policy = self.policy.clone();
+        self.with_db(move |db| {
+            let mut statement = db
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE {filter}"))
                 .map_err(store_error)?;
-                tx.commit().map_err(store_error)?;
-                Ok(Ok(record))
-            })
-            .await??;
-        Ok(IssuedKey::new(key, Arc::new(record)))
-    }
-
-    /// Revokes a key now; the next lookup sees it.
-    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        let owned = id.clone();
-        let updated = self
-            .with_db(move |db| {
-                db.execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)",
-                    params![owned.as_str(), millis(SystemTime::now())],
-                )
-                .map_err(store_error)
-            })
-            .await?;
-        if updated == 0 && self.get(id).await?.is_none() {
-            return Err(ManageError::NotFound(id.clone()));
-        }
-        Ok(())
-    }
-
-    /// The record with id `id`.
-    pub async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord<ForgScope>>, ManageError> {
-        let id = id.clone();
-        let families = self.families.clone();
-        Ok(self
-            .with_db(move |db| {
-                db.query_row(
-                    &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
-                    params![id.as_str()],
-                    |row| Ok(record_from_row(row, &families)),
-                )
-                .optional()
-                .map_err(store_error)?
-                .transpose()
-            })
-            .await?)
-    }
-
-    /// Every record of `owner`, oldest first.
-    pub async fn list(&self, owner: &str) -> Result<Vec<KeyRecord<ForgScope>>, ManageError> {
-        let owner = owner.to_owned();
-        let families = self.families.clone();
-        Ok(self
-            .with_db(move |db| {
-                let mut statement = db
-                    .prepare(&format!(
-                        "SELECT {COLUMNS} FROM api_keys WHERE owner = ?1 ORDER BY created_at, id"
-                    ))
-                    .map_err(store_error)?;
-                let rows = statement
-                    .query_map(params![owner], |row| Ok(record_from_row(row, &families)))
-                    .map_err(store_error)?;
-                rows.map(|row| row.map_err(store_error)?).collect()
-            })
-            .await?)
+            let rows = statement
+                .query_map(params![value], |row| Ok(record_from_row(row, &policy)))
+                .map_err(store_error)?;
+            let mut records = Vec::new();
+            for row in rows {
+                records.push(Arc::new(row.map_err(store_error)??));
+            }
+            Ok(records)
+        })
+        .await
     }
 }
 
 /// One row to a record. A row that does not make a valid record is an error of the store
 /// (corrupt data), never a silent `None`.
-fn record_from_row(
-    row: &Row<'_>,
-    families: &KeyFamilies,
-) -> Result<KeyRecord<ForgScope>, StoreError> {
+fn record_from_row(row: &Row<'_>, policy: &KeyPolicy) -> Result<KeyRecord<ForgScope>, StoreError> {
     let corrupt =
         |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt key row: {what}"));
     let id: String = row.get(0).map_err(store_error)?;
@@ -231,7 +155,8 @@ fn record_from_row(
     let rate_limits: String = row.get(7).map_err(store_error)?;
 
     let digest: [u8; 32] = digest.try_into().map_err(|_| corrupt("digest length"))?;
-    let family = families
+    let family = policy
+        .accepted_families()
         .find(&prefix)
         .ok_or_else(|| corrupt("unknown prefix"))?;
     let mut record = KeyRecord::new(
@@ -246,15 +171,12 @@ fn record_from_row(
             .map_err(|_| corrupt("scopes"))?,
         time(row.get(8).map_err(store_error)?),
     );
-    record.expires_at = row.get::<_, Option<i64>>(9).map_err(store_error)?.map(time);
-    record.revoked_at = row
-        .get::<_, Option<i64>>(10)
-        .map_err(store_error)?
-        .map(time);
-    record.last_used_at = row
-        .get::<_, Option<i64>>(11)
-        .map_err(store_error)?
-        .map(time);
+    let optional_time = |i: usize| {
+        Ok::<_, StoreError>(row.get::<_, Option<i64>>(i).map_err(store_error)?.map(time))
+    };
+    record.expires_at = optional_time(9)?;
+    record.revoked_at = optional_time(10)?;
+    record.last_used_at = optional_time(11)?;
     record.rate_limits = serde_json::from_str::<BTreeMap<ClassName, Quota>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
@@ -264,42 +186,151 @@ impl KeyStore for SqliteKeyStore {
     type Scope = ForgScope;
 
     async fn lookup(&self, digest: &KeyDigest) -> LookupResult<ForgScope> {
-        let digest = *digest;
-        let families = self.families.clone();
-        let record = self
-            .with_db(move |db| {
-                db.query_row(
-                    &format!("SELECT {COLUMNS} FROM api_keys WHERE digest = ?1"),
-                    params![&digest.as_bytes()[..]],
-                    |row| Ok(record_from_row(row, &families)),
-                )
-                .optional()
-                .map_err(store_error)?
-                .transpose()
-            })
-            .await?;
-        Ok(record.map(Arc::new))
+        let found = self.select("digest = ?1", digest.as_bytes().to_vec()).await;
+        match found {
+            Ok(mut records) => Ok(records.pop()),
+            Err(ManageError::Store(error)) => Err(error),
+            Err(other) => Err(StoreError::new(StoreErrorKind::Other, other.to_string())),
+        }
     }
 
     fn hasher(&self) -> &KeyHasher {
         &self.hasher
     }
+
+    fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
 }
 
-/// `last_used_at` for the activity log; called by `LastUsedRecorder`, at most once per key
-/// per interval, never on the request path.
-impl TouchKey for SqliteKeyStore {
-    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
-        let id = id.clone();
+impl ManageKeys for SqliteKeyStore {
+    async fn insert(
+        &self,
+        insert: Insert<ForgScope>,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
         self.with_db(move |db| {
-            db.execute(
-                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
-                params![id.as_str(), millis(at)],
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_error)?;
+            let now = millis(insert.now());
+            let freed = insert.frees_slot_of().map_or("", KeyId::as_str).to_owned();
+            let record = insert.record();
+            let active: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM api_keys WHERE owner = ?1 AND id != ?3
+                       AND (revoked_at IS NULL OR revoked_at > ?2)
+                       AND (expires_at IS NULL OR expires_at > ?2)",
+                    params![record.owner, now, freed],
+                    |row| row.get(0),
+                )
+                .map_err(store_error)?;
+            let limit = insert.max_active().get();
+            if usize::try_from(active).unwrap_or(usize::MAX) >= limit {
+                return Err(ManageError::KeyLimitReached { limit });
+            }
+            if let Some((id, at)) = insert.replacing() {
+                let updated = tx
+                    .execute(
+                        "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2) WHERE id = ?1",
+                        params![id.as_str(), millis(at)],
+                    )
+                    .map_err(store_error)?;
+                if updated == 0 {
+                    return Err(ManageError::NotFound(id.clone()));
+                }
+            }
+            let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
+            let inserted = tx.execute(
+                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![
+                    record.id.as_str(),
+                    &record.digest.as_bytes()[..],
+                    record.owner,
+                    record.name,
+                    record.prefix,
+                    record.hint,
+                    record.scopes.to_string(),
+                    rate_limits,
+                    millis(record.created_at),
+                    record.expires_at.map(millis),
+                    record.revoked_at.map(millis),
+                    record.last_used_at.map(millis),
+                    record.environment.as_str(),
+                ],
             )
-            .map(drop)
-            .map_err(store_error)
+            .map_err(store_error)?;
+            if inserted == 0 {
+                return Err(ManageError::Duplicate);
+            }
+            tx.commit().map_err(store_error)?;
+            Ok(Arc::new(insert.into_record()))
         })
         .await
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<ForgScope>>>, ManageError> {
+        Ok(self.select("id = ?1", id.as_str().to_owned()).await?.pop())
+    }
+
+    async fn records_of(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<ForgScope>>>, ManageError> {
+        self.select("owner = ?1", owner.to_owned()).await
+    }
+
+    async fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        let owned = id.clone();
+        self.with_db(move |db| {
+            db.execute(
+                "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2) WHERE id = ?1",
+                params![owned.as_str(), millis(at)],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+        let owned = id.clone();
+        self.with_db(move |db| {
+            db.execute(
+                "DELETE FROM api_keys WHERE id = ?1",
+                params![owned.as_str()],
+            )
+            .map_err(store_error)?;
+            Ok(())
+        })
+        .await?;
+        Ok(record)
+    }
+
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        let id = id.clone();
+        let touched = self
+            .with_db(move |db| {
+                db.execute(
+                    "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                    params![id.as_str(), millis(at)],
+                )
+                .map_err(store_error)?;
+                Ok(())
+            })
+            .await;
+        match touched {
+            Ok(()) => Ok(()),
+            Err(ManageError::Store(error)) => Err(error),
+            Err(other) => Err(StoreError::new(StoreErrorKind::Other, other.to_string())),
+        }
     }
 }
 
@@ -323,9 +354,9 @@ pub fn app(store: SqliteKeyStore) -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // `SqliteKeyStore::open("keys.sqlite3")` for a file; in memory here so that every run
+    // `SqliteKeyStore::open("keys.sqlite3", policy)` for a file; in memory here so that every run
     // starts with an empty table.
-    let store = SqliteKeyStore::open_in_memory()?;
+    let store = SqliteKeyStore::open_in_memory(KeyPolicy::default())?;
     let issued = store
         .issue(
             NewKey::new(

@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use http::uri::PathAndQuery;
 use tokio::net::TcpListener;
@@ -165,11 +166,12 @@ pub async fn call_who_am_i(
 }
 
 /// A key with `read:sessions`, for the demo.
-pub fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
+pub async fn demo_key(store: &MemoryKeyStore<ForgScope>) -> IssuedKey<ForgScope> {
     store
         .issue(
             NewKey::new("org_acme", "grpc demo", &KeyFamily::FOS).scopes(ForgScope::ReadSessions),
         )
+        .await
         .expect("a fresh store has room for one key")
 }
 
@@ -179,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "127.0.0.1:50051".into())
         .parse()?;
     let store = Arc::new(MemoryKeyStore::new());
-    let issued = demo_key(&store);
+    let issued = demo_key(&store).await;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(serve(

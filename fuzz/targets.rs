@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue};
@@ -74,6 +75,8 @@ fn fixture() -> &'static Fixture {
         let store = Arc::new(MemoryKeyStore::new());
         let issued = store
             .issue(NewKey::new("fuzz", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+            .now_or_never()
+            .expect("the memory store answers at once")
             .expect("issue");
         Fixture {
             key: issued.key().expose_secret().to_owned(),

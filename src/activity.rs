@@ -24,7 +24,6 @@
 //! `tower_api_key::activity` (DEBUG), with the same fields.
 
 use std::fmt;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,8 +33,7 @@ use http::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::reject::AuthRejection;
-use crate::scope::Scope;
-use crate::store::{KeyId, MemoryKeyStore, StoreError};
+use crate::store::{KeyId, ManageKeys};
 
 /// One request's outcome. Carries the key id when a record was found, never the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,29 +171,12 @@ where
     }
 }
 
-/// A store that can record when a key was last used.
-pub trait TouchKey: Send + Sync + 'static {
-    /// Sets the `last_used_at` of key `id` to `at` (if later than the stored one).
-    fn touch(
-        &self,
-        id: &KeyId,
-        at: SystemTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-impl<S: Scope> TouchKey for MemoryKeyStore<S> {
-    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
-        self.set_last_used(id, at);
-        Ok(())
-    }
-}
-
 /// Records `last_used_at` at most once per key per interval, off the request path.
 ///
 /// As an [`ActivityObserver`] it looks at authenticated requests (a key refused by a scope
 /// check or a rate limit was still used); when a key's interval has
 /// passed it queues one write (never blocking: a full queue drops the write, the next
-/// interval retries), and a task it spawned writes through [`TouchKey`]. A busy key costs
+/// interval retries), and a task it spawned writes through [`ManageKeys::touch`]. A busy key costs
 /// one store write per interval. The task ends when the last clone of the recorder is
 /// dropped.
 #[derive(Clone)]
@@ -211,7 +192,7 @@ impl LastUsedRecorder {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn spawn<St: TouchKey>(store: Arc<St>, interval: Duration) -> Self {
+    pub fn spawn<St: ManageKeys>(store: Arc<St>, interval: Duration) -> Self {
         let (queue, mut writes) = mpsc::channel::<(KeyId, SystemTime)>(1024);
         tokio::spawn(async move {
             while let Some((id, at)) = writes.recv().await {

@@ -18,13 +18,14 @@
 //! use std::sync::Arc;
 //! use axum::{routing::get, Router};
 //! use tower_api_key::{key::KeyFamily, require::require, forg::ForgScope};
-//! use tower_api_key::{AuthLayer, Principal, MemoryKeyStore, NewKey};
+//! use tower_api_key::{AuthLayer, ManageKeys, MemoryKeyStore, NewKey, Principal};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let store = Arc::new(MemoryKeyStore::new());
 //! let issued = store
 //!     .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+//!     .await
 //!     .unwrap();
 //! println!("your key (shown once): {}", issued.key().expose_secret());
 //!
@@ -94,7 +95,7 @@ pub use principal::Principal;
 pub use reject::AuthRejection;
 pub use require::{require, require_any};
 pub use scope::{Scope, ScopeSet};
-pub use store::{KeyRecord, KeyStore, MemoryKeyStore, NewKey};
+pub use store::{KeyRecord, KeyStore, ManageKeys, MemoryKeyStore, NewKey};
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //! use tower_api_key::forg::ForgScope;
 //! use tower_api_key::key::KeyFamily;
 //! use tower_api_key::principal::{CredentialKind, Principal};
-//! use tower_api_key::store::{MemoryKeyStore, NewKey};
+//! use tower_api_key::store::{ManageKeys, MemoryKeyStore, NewKey};
 //! use tower_api_key::AuthLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -21,6 +21,7 @@
 //! let store = Arc::new(MemoryKeyStore::<ForgScope>::default());
 //! let issued = store
 //!     .issue(NewKey::new("org_1", "demo", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+//!     .await
 //!     .unwrap();
 //!
 //! let service = ServiceBuilder::new()

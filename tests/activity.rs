@@ -13,27 +13,27 @@ use common::*;
 use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
-use tower_api_key::activity::{ActivityEvent, LastUsedRecorder, TouchKey};
-use tower_api_key::clock::ManualClock;
+use tower_api_key::activity::{ActivityEvent, LastUsedRecorder};
+use tower_api_key::key::KeyDigest;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::store::{Insert, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys};
 use tower_api_key::store::{KeyId, StoreError};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
 
 #[tokio::test]
 async fn observer_sees_every_outcome_and_never_the_key() {
-    let (store, clock) = store_with_clock();
+    let (store, _clock) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let revoked = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).unwrap();
+    store.revoke(&revoked.record().id).await.unwrap();
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
     let events: Arc<Mutex<Vec<ActivityEvent>>> = Arc::default();
     let sink = Arc::clone(&events);
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&scripted))
-        .clock(clock.clone())
         .observe(move |event: &ActivityEvent| sink.lock().unwrap().push(event.clone()))
         .layer(probe.service::<String>());
 
@@ -149,7 +149,7 @@ async fn observer_sees_every_outcome_and_never_the_key() {
 
 #[tokio::test]
 async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
-    let (store, clock) = store_with_clock();
+    let (store, _clock) = store_with_clock();
     let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let (events, observer) = collector();
@@ -158,7 +158,7 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
         Quota::new(NonZeroU32::MIN, NonZeroU32::new(60).unwrap()),
     );
     let probe = Probe::new();
-    let service = AuthLayer::new(store).clock(clock).observe(observer).layer(
+    let service = AuthLayer::new(store).observe(observer).layer(
         RateLimits::new()
             .layer(one_a_minute)
             .layer(require(ForgScope::ReadRules).layer(probe.service::<String>())),
@@ -261,7 +261,42 @@ struct CountingTouch {
     writes: AtomicUsize,
 }
 
-impl TouchKey for CountingTouch {
+impl KeyStore for CountingTouch {
+    type Scope = ForgScope;
+
+    async fn lookup(&self, digest: &KeyDigest) -> LookupResult<ForgScope> {
+        self.store.lookup(digest).await
+    }
+}
+
+impl ManageKeys for CountingTouch {
+    async fn insert(
+        &self,
+        insert: Insert<ForgScope>,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        self.store.insert(insert).await
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<ForgScope>>>, ManageError> {
+        self.store.get(id).await
+    }
+
+    async fn records_of(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<ForgScope>>>, ManageError> {
+        self.store.records_of(owner).await
+    }
+
+    async fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        self.store.revoke_at(id, at).await
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        self.store.delete(id).await
+    }
+
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.store.touch(id, at).await
@@ -280,18 +315,16 @@ async fn settle(until: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn last_used_is_written_once_per_key_per_interval() {
-    let (store, _) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let a = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let b = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let touch = Arc::new(CountingTouch {
         store: Arc::clone(&store),
         writes: AtomicUsize::new(0),
     });
-    let clock = ManualClock::new(start_time());
     let recorder = LastUsedRecorder::spawn(Arc::clone(&touch), Duration::from_secs(60));
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&store))
-        .clock(clock.clone())
         .observe(recorder)
         .layer(probe.service::<String>());
 
@@ -311,11 +344,21 @@ async fn last_used_is_written_once_per_key_per_interval() {
     }
     settle(|| touch.writes.load(Ordering::SeqCst) == 2).await;
     assert_eq!(
-        store.get(&a.record().id).unwrap().last_used_at,
+        store
+            .get(&a.record().id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(start_time())
     );
     assert_eq!(
-        store.get(&b.record().id).unwrap().last_used_at,
+        store
+            .get(&b.record().id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(start_time())
     );
 
@@ -335,21 +378,25 @@ async fn last_used_is_written_once_per_key_per_interval() {
         "one more write for a, none for b"
     );
     assert_eq!(
-        store.get(&a.record().id).unwrap().last_used_at,
+        store
+            .get(&a.record().id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(start_time() + Duration::from_secs(60))
     );
 }
 
 #[tokio::test]
 async fn a_key_refused_inside_the_layer_was_still_used() {
-    let (store, clock) = store_with_clock();
+    let (store, _clock) = store_with_clock();
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).unwrap();
+    store.revoke(&revoked.record().id).await.unwrap();
     let recorder = LastUsedRecorder::spawn(Arc::clone(&store), Duration::from_secs(60));
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&store))
-        .clock(clock)
         .observe(recorder)
         .layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
 
@@ -360,20 +407,33 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
     settle(|| {
         store
             .get(&writer.record().id)
+            .now_or_never()
+            .expect("the memory store answers at once")
+            .unwrap()
             .unwrap()
             .last_used_at
             .is_some()
     })
     .await;
     assert_eq!(
-        store.get(&writer.record().id).unwrap().last_used_at,
+        store
+            .get(&writer.record().id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(start_time())
     );
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        store.get(&revoked.record().id).unwrap().last_used_at,
+        store
+            .get(&revoked.record().id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         None,
         "a revoked key was not used"
     );

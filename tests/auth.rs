@@ -15,7 +15,8 @@ use tower_api_key::credential::CredentialSources;
 use tower_api_key::forg::X_FORGEOS_API_KEY;
 use tower_api_key::key::{Environment, KeyFamily, KeyHasher};
 use tower_api_key::reject::{AuthRejection, InvalidKeyReason, Unavailable};
-use tower_api_key::store::{KeyRecord, KeyStore, StoreErrorKind};
+use tower_api_key::store::ManageKeys;
+use tower_api_key::store::{KeyPolicy, KeyRecord, KeyStore, ManageError, StoreErrorKind};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ScopeSet};
 
 const INVALID_BODY: &str = r#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#;
@@ -112,16 +113,17 @@ async fn forgeos_header_and_scheme_variants_are_accepted() {
 async fn missing_malformed_unknown_revoked_and_expired_keys_get_one_identical_401() {
     let (store, clock) = store_with_clock();
     let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::Admin);
-    store.revoke(&revoked.record().id).unwrap();
+    store.revoke(&revoked.record().id).await.unwrap();
     let expiring = store
         .issue(
             NewKey::new("org_1", "short", &KeyFamily::FORG_LIVE)
                 .expires_in(Duration::from_secs(60)),
         )
+        .await
         .unwrap();
     clock.advance(Duration::from_secs(60));
     let probe = Probe::new();
-    let service = layer_on(&AuthLayer::new(store).clock(clock), &probe);
+    let service = layer_on(&AuthLayer::new(store), &probe);
 
     let cases: Vec<(Request<String>, InvalidKeyReason)> = vec![
         (
@@ -184,7 +186,7 @@ async fn revocation_takes_effect_on_the_next_request() {
         send(service.clone(), bearer(key)).await.status,
         StatusCode::OK
     );
-    store.revoke(&issued.record().id).unwrap();
+    store.revoke(&issued.record().id).await.unwrap();
     let answer = send(service, bearer(key)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     match answer.extensions.get::<AuthRejection>() {
@@ -520,7 +522,7 @@ async fn record_environment_must_match_the_key_family() {
         start_time(),
     );
     record.expires_at = None;
-    store.insert(record).unwrap();
+    store.restore(record).unwrap();
     let probe = Probe::new();
     let answer = send(
         layer_on(&AuthLayer::new(store), &probe),
@@ -609,17 +611,28 @@ async fn custom_families_are_accepted_when_registered() {
         .secret_len(40..=40)
         .build()
         .unwrap();
-    let (store, _clock) = store_with_clock();
-    let issued = issue(&store, &acme, ForgScope::ReadRules);
+    let (default_store, _clock) = store_with_clock();
+    assert!(
+        matches!(
+            issue_in(&default_store, &acme),
+            Err(ManageError::FamilyNotAccepted(prefix)) if prefix == "acme_"
+        ),
+        "a store issues only the families its policy accepts"
+    );
+    let families = KeyFamilies::default().with(acme.clone()).unwrap();
+    let store = Arc::new(
+        MemoryKeyStore::<ForgScope>::new().with_policy(KeyPolicy::default().families(families)),
+    );
+    let issued = issue_in(&store, &acme).unwrap();
     assert!(issued.key().expose_secret().starts_with("acme_"));
     let probe = Probe::new();
 
-    let default_families = layer_on(&AuthLayer::new(Arc::clone(&store)), &probe);
+    // The layer takes its families from its store.
+    let default_families = layer_on(&AuthLayer::new(default_store), &probe);
     let answer = send(default_families, bearer(issued.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
-    let families = KeyFamilies::default().with(acme).unwrap();
-    let registered = layer_on(&AuthLayer::new(store).families(families), &probe);
+    let registered = layer_on(&AuthLayer::new(store), &probe);
     let answer = send(registered, bearer(issued.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
@@ -631,6 +644,13 @@ async fn custom_families_are_accepted_when_registered() {
             .environment(),
         Environment::Test
     );
+}
+
+fn issue_in(
+    store: &MemoryKeyStore<ForgScope>,
+    family: &KeyFamily,
+) -> Result<tower_api_key::store::IssuedKey<ForgScope>, ManageError> {
+    common::memory(store.issue(NewKey::new("org_1", "acme", family).scopes(ForgScope::ReadRules)))
 }
 
 #[tokio::test]

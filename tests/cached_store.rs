@@ -3,6 +3,8 @@
 #![cfg(feature = "cache")]
 
 mod common;
+#[macro_use]
+mod conformance;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,25 @@ use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::store::{CachedKeyStore, KeyStatus, KeyStore};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+
+/// Fresh memory stores behind a cache: the shared lifecycle suite, including "the next
+/// lookup after revoke returned sees it" through the cache.
+struct CachedMemory;
+
+impl conformance::Fixture for CachedMemory {
+    type Store = CachedKeyStore<MemoryKeyStore<ForgScope>>;
+
+    async fn store(&self, policy: tower_api_key::store::KeyPolicy) -> Arc<Self::Store> {
+        Arc::new(CachedKeyStore::new(Arc::new(
+            MemoryKeyStore::new().with_policy(policy),
+        )))
+    }
+}
+
+conformance_suite!(Some(CachedMemory));
 
 fn unknown_digest(i: u32) -> tower_api_key::key::KeyDigest {
     tower_api_key::key::KeyHasher::sha256().digest(&format!("fos_{i:032x}"))
@@ -193,7 +212,7 @@ async fn revoked_during_a_fetch() -> RevokedDuringFetch {
     };
     tokio::task::yield_now().await;
     // ... and the key is revoked and invalidated while the fetch sleeps.
-    let revoked = memory.revoke(&issued.record().id).unwrap();
+    let revoked = memory.revoke(&issued.record().id).await.unwrap();
     cache.invalidate(&issued.record().id).await;
     RevokedDuringFetch {
         counting,

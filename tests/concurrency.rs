@@ -4,6 +4,7 @@
 
 mod common;
 
+use futures_util::FutureExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use common::{bearer, send, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::store::{KeyId, ManageError};
 use tower_api_key::{AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey};
 
@@ -32,6 +34,8 @@ where
                     NewKey::new(format!("org{i}"), "k", &KeyFamily::FORG_LIVE)
                         .scopes(ForgScope::ReadRules),
                 )
+                .now_or_never()
+                .expect("the memory store answers at once")
                 .unwrap()
         })
         .collect();
@@ -114,7 +118,7 @@ async fn revocation_and_verification_race_on_the_memory_store() {
     run(Arc::clone(&memory), memory, move |id| {
         let store = Arc::clone(&store);
         async move {
-            store.revoke(&id).unwrap();
+            store.revoke(&id).await.unwrap();
         }
     })
     .await;
@@ -139,7 +143,11 @@ async fn revocation_and_verification_race_behind_the_cache() {
 /// Active keys of the owner `busy`. The time is taken after the listing: a rotation that
 /// runs while we list revokes its old key at its own "now", which must not be in our future.
 fn active_keys(store: &MemoryKeyStore<ForgScope>) -> usize {
-    let records = store.list("busy");
+    let records = store
+        .list("busy")
+        .now_or_never()
+        .expect("the memory store answers at once")
+        .unwrap();
     let now = std::time::SystemTime::now();
     records
         .iter()
@@ -154,6 +162,8 @@ async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
         .map(|_| {
             store
                 .issue(NewKey::new("busy", "seed", &KeyFamily::FOS))
+                .now_or_never()
+                .expect("the memory store answers at once")
                 .unwrap()
                 .record()
                 .id
@@ -166,18 +176,21 @@ async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
         let target = seed[i % seed.len()].clone();
         tasks.push(tokio::spawn(async move {
             match i % 4 {
-                0 | 1 => match store.issue(NewKey::new("busy", "new", &KeyFamily::FOS)) {
+                0 | 1 => match store
+                    .issue(NewKey::new("busy", "new", &KeyFamily::FOS))
+                    .await
+                {
                     Ok(_) | Err(ManageError::KeyLimitReached { limit: 10 }) => {}
                     Err(other) => panic!("{other}"),
                 },
-                2 => match store.rotate(&target, Some(std::time::Duration::ZERO)) {
+                2 => match store.rotate(&target, Some(std::time::Duration::ZERO)).await {
                     Ok(_)
                     | Err(ManageError::NotFound(_))
                     | Err(ManageError::KeyLimitReached { .. }) => {}
                     Err(other) => panic!("{other}"),
                 },
                 _ => {
-                    let _ = store.revoke(&target);
+                    let _ = store.revoke(&target).await;
                 }
             }
             assert!(
@@ -196,6 +209,7 @@ async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
     let mut issued = active;
     while store
         .issue(NewKey::new("busy", "fill", &KeyFamily::FOS))
+        .await
         .is_ok()
     {
         issued += 1;

@@ -13,6 +13,7 @@ use http::StatusCode;
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::reject::{AuthRejection, Unavailable};
+use tower_api_key::store::ManageKeys;
 use tower_api_key::store::StoreErrorKind;
 use tower_api_key::{AuthLayer, ForgScope, KeyStore};
 
@@ -124,7 +125,7 @@ async fn revoked_mid_stream() {
 
     for i in 0..20 {
         if i == 10 {
-            memory.revoke(&issued.record().id).unwrap();
+            memory.revoke(&issued.record().id).await.unwrap();
         }
         let expected = if i < 10 {
             StatusCode::OK

@@ -8,6 +8,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::{AuthLayer, ForgScope};
 
 /// How a case's headers are given: raw bytes, so invalid UTF-8 and odd bytes can be sent.
@@ -23,7 +24,7 @@ async fn hostile_requests_get_their_documented_answer() {
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let fos = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let revoked = issue(&store, &KeyFamily::FORG_TEST, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).unwrap();
+    store.revoke(&revoked.record().id).await.unwrap();
     let key = good.key().expose_secret().to_owned();
     let secret = key["forg_live_".len()..].to_owned();
     let fos_key = fos.key().expose_secret().to_owned();

@@ -12,6 +12,7 @@ mod quickstart;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use axum::extract::ConnectInfo;
 use common::*;
@@ -38,7 +39,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
 
     let mut shown: Vec<String> = Vec::new();
     let store = Arc::new(MemoryKeyStore::new());
-    let keys = quickstart::issue_demo_keys(&store).unwrap();
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let secrets: Vec<String> = [&keys.live, &keys.test, &keys.fos]
         .iter()
         .map(|k| k.key().expose_secret().to_owned())
@@ -127,6 +128,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
     let parsed = families.parse(&secrets[0]).unwrap();
     let fresh = store
         .issue(NewKey::new("other", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::Admin))
+        .await
         .unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert(

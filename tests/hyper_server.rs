@@ -7,6 +7,7 @@ mod hyper_server;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use tower_api_key::rate_limit::ClassName;
+use tower_api_key::store::ManageKeys;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -20,7 +21,7 @@ use tower_api_key::{ForgScope, MemoryKeyStore};
 #[tokio::test]
 async fn hyper_server_authenticates_scopes_and_limits() {
     let store = Arc::new(MemoryKeyStore::new());
-    let issued = hyper_server::demo_key(&store);
+    let issued = hyper_server::demo_key(&store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let class = RateClass::per_key(
@@ -92,6 +93,7 @@ async fn hyper_server_authenticates_scopes_and_limits() {
             )
             .scopes(tower_api_key::ForgScope::ReadReports),
         )
+        .await
         .unwrap();
     let (status, _, body) = call(Some((
         "x-forgeos-api-key",

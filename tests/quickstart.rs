@@ -52,7 +52,7 @@ impl Server {
 #[tokio::test]
 async fn quickstart_serves_the_printed_curl_lines() {
     let store = Arc::new(MemoryKeyStore::new());
-    let keys = quickstart::issue_demo_keys(&store).unwrap();
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = quickstart::app(store).into_make_service_with_connect_info::<SocketAddr>();

@@ -3,12 +3,14 @@
 
 mod common;
 
+use futures_util::FutureExt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::forg;
+use tower_api_key::store::ManageKeys;
 
 use common::*;
 use http::{Request, StatusCode};
@@ -166,6 +168,7 @@ async fn per_key_override_applies_to_that_key_and_class_only() {
                 .scopes(ForgScope::ReadRules)
                 .rate_limit(&forg::AI, per_minute(2)),
         )
+        .await
         .unwrap();
     let plain = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let (limits, clock) = fake_limits();
@@ -624,6 +627,8 @@ fn housekeeping_runs_by_itself_on_the_request_path() {
         .map(|i| {
             store
                 .issue(NewKey::new(format!("o{i}"), "k", &KeyFamily::FOS))
+                .now_or_never()
+                .expect("the memory store answers at once")
                 .unwrap()
         })
         .collect();

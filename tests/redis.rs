@@ -1,6 +1,6 @@
 //! Several instances on one real `redis-server`: shared quotas, shared keys, revocation seen
-//! by the other instance, Redis killed mid-run and brought back, and the per-owner limit under
-//! 100 concurrent issues.
+//! by the other instance, Redis killed mid-run and brought back; and the shared lifecycle suite
+//! for `RedisKeyStore`, bare and behind a `CachedKeyStore`.
 //!
 //! Each test starts a private `redis-server` on a free loopback port (data in a temporary
 //! directory, append-only file on so a restart keeps it), or uses `REDIS_URL` when set (the
@@ -9,6 +9,8 @@
 #![cfg(feature = "redis")]
 
 mod common;
+#[macro_use]
+mod conformance;
 
 use std::net::TcpListener;
 use std::num::NonZeroU32;
@@ -18,13 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
+use tower_api_key::store::ManageKeys;
 
 use common::{bearer, send, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{CachedKeyStore, ManageError, RedisKeyStore, RevocationListener};
+use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
 struct Redis {
@@ -337,60 +340,35 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
     assert_eq!(send(deny, bearer(cached)).await.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_hundred_concurrent_issues_never_pass_the_limit() {
-    let Some(redis) = Redis::start() else { return };
-    let ns = namespace();
-    let store = Arc::new(store(&redis.url, &ns).await);
-    let tasks: Vec<_> = (0..100)
-        .map(|i| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .issue(NewKey::new("crowd", format!("k{i}"), &KeyFamily::FOS))
-                    .await
-            })
-        })
-        .collect();
-    let mut issued = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => issued += 1,
-            Err(ManageError::KeyLimitReached { limit }) => assert_eq!(limit, 10),
-            Err(other) => panic!("{other}"),
-        }
+/// Fresh stores on one private server, each in its own namespace.
+struct RedisStores(Redis);
+
+impl conformance::Fixture for RedisStores {
+    type Store = RedisKeyStore<ForgScope>;
+
+    async fn store(&self, policy: KeyPolicy) -> Arc<Self::Store> {
+        Arc::new(store(&self.0.url, &namespace()).await.with_policy(policy))
     }
-    assert_eq!(issued, 10);
-    assert_eq!(store.list("crowd").await.unwrap().len(), 10);
 }
 
-#[tokio::test]
-async fn rotation_and_listing_on_redis() {
-    let Some(redis) = Redis::start() else { return };
-    let ns = namespace();
-    let store = store(&redis.url, &ns).await;
-    let old = store
-        .issue(NewKey::new("org", "ci", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
-        .await
-        .unwrap();
-    let new = store
-        .rotate(&old.record().id, Some(Duration::from_secs(300)))
-        .await
-        .unwrap();
-    assert_eq!(new.record().scopes, old.record().scopes);
-    let listed = store.list("org").await.unwrap();
-    assert_eq!(listed.len(), 2);
-    let old_now = store.get(&old.record().id).await.unwrap().unwrap();
-    assert!(
-        old_now.revoked_at.is_some(),
-        "revocation scheduled at the end of the grace period"
-    );
-    assert!(old_now.revoked_at.unwrap() > std::time::SystemTime::now());
-    let digest = tower_api_key::KeyStore::hasher(&store).digest(new.key().expose_secret());
-    let found = tower_api_key::KeyStore::lookup(&store, &digest)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(found.id, new.record().id);
-    assert!(!format!("{listed:?}").contains(&new.key().expose_secret()[10..]));
+/// The same, behind a cache.
+struct CachedRedisStores(Redis);
+
+impl conformance::Fixture for CachedRedisStores {
+    type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
+
+    async fn store(&self, policy: KeyPolicy) -> Arc<Self::Store> {
+        let redis = store(&self.0.url, &namespace()).await.with_policy(policy);
+        Arc::new(CachedKeyStore::new(Arc::new(redis)))
+    }
+}
+
+mod redis_store {
+    use super::*;
+    conformance_suite!(Redis::start().map(RedisStores));
+}
+
+mod cached_redis_store {
+    use super::*;
+    conformance_suite!(Redis::start().map(CachedRedisStores));
 }

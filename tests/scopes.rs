@@ -11,6 +11,7 @@ use http::{Request, StatusCode};
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::scope::{Scope, UnknownScope};
+use tower_api_key::store::ManageKeys;
 use tower_api_key::{
     require, require_any, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ScopeSet,
 };
@@ -183,9 +184,11 @@ async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
     let store = Arc::new(MemoryKeyStore::<DocScope>::default());
     let reader = store
         .issue(NewKey::new("team_docs", "reader", &KeyFamily::FOS).scopes(DocScope::Read))
+        .await
         .unwrap();
     let owner = store
         .issue(NewKey::new("team_docs", "owner", &KeyFamily::FOS).scopes(DocScope::Owner))
+        .await
         .unwrap();
 
     let app = axum::Router::new()
@@ -236,6 +239,7 @@ async fn requirement_of_another_vocabulary_sees_no_scopes() {
     let store = Arc::new(MemoryKeyStore::<DocScope>::default());
     let key = store
         .issue(NewKey::new("t", "k", &KeyFamily::FOS).scopes(DocScope::Owner))
+        .await
         .unwrap();
     let probe = Probe::new();
     let service =

@@ -16,6 +16,7 @@ use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::RateClass;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::{ForgScope, KeyStore, MemoryKeyStore, NewKey};
 
 async fn start<St: KeyStore<Scope = ForgScope>>(
@@ -40,12 +41,13 @@ async fn start<St: KeyStore<Scope = ForgScope>>(
 #[tokio::test]
 async fn grpc_statuses_for_every_outcome() {
     let store = Arc::new(MemoryKeyStore::new());
-    let good = tonic_server::demo_key(&store);
+    let good = tonic_server::demo_key(&store).await;
     let other = store
         .issue(
             NewKey::new("org_acme", "reports", &KeyFamily::FORG_TEST)
                 .scopes(ForgScope::ReadReports),
         )
+        .await
         .unwrap();
     let addr = start(Arc::clone(&store), 3).await;
     let key = good.key().expose_secret();
@@ -120,7 +122,7 @@ async fn grpc_statuses_for_every_outcome() {
 #[tokio::test]
 async fn store_outage_is_unavailable() {
     let memory = Arc::new(MemoryKeyStore::new());
-    let good = tonic_server::demo_key(&memory);
+    let good = tonic_server::demo_key(&memory).await;
     let store = ScriptedStore::new(memory, Script::Fail);
     let addr = start(Arc::clone(&store), 100).await;
     let bearer = format!("Bearer {}", good.key().expose_secret());

@@ -26,6 +26,7 @@ use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{GovernorBackend, RateLimits};
 use tower_api_key::scope::ScopeSet;
 use tower_api_key::store::IssuedKey;
+use tower_api_key::store::ManageKeys;
 use tower_api_key::{forg, require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal};
 
 tower_api_key::scopes! {
@@ -38,10 +39,11 @@ tower_api_key::scopes! {
     }
 }
 
-fn doc_store() -> (Arc<MemoryKeyStore<DocScope>>, IssuedKey<DocScope>) {
+async fn doc_store() -> (Arc<MemoryKeyStore<DocScope>>, IssuedKey<DocScope>) {
     let store = Arc::new(MemoryKeyStore::<DocScope>::new());
     let issued = store
         .issue(NewKey::new("org_docs", "reader", &KeyFamily::FORG_LIVE).scopes(DocScope::Read))
+        .await
         .unwrap();
     (store, issued)
 }
@@ -76,7 +78,7 @@ async fn serve_axum(app: Router) -> SocketAddr {
 
 #[tokio::test]
 async fn custom_vocabulary_through_axum_with_rate_limits_and_extractors() {
-    let (store, issued) = doc_store();
+    let (store, issued) = doc_store().await;
     // A clock that stands still: the budget below is exact.
     let limits = RateLimits::with_backend(GovernorBackend::with_clock(ManualClock::default()));
     let app = Router::new()
@@ -136,7 +138,7 @@ async fn custom_vocabulary_through_axum_with_rate_limits_and_extractors() {
 
 #[tokio::test]
 async fn custom_vocabulary_through_hyper() {
-    let (store, issued) = doc_store();
+    let (store, issued) = doc_store().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(hyper_server::serve(
@@ -155,7 +157,7 @@ async fn custom_vocabulary_through_hyper() {
 
 #[tokio::test]
 async fn custom_vocabulary_through_tonic() {
-    let (store, issued) = doc_store();
+    let (store, issued) = doc_store().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(tonic_server::serve(
@@ -173,6 +175,7 @@ async fn custom_vocabulary_through_tonic() {
 
     let writer_only = store
         .issue(NewKey::new("org_docs", "writer", &KeyFamily::FORG_LIVE).scopes(DocScope::Write))
+        .await
         .unwrap();
     let bearer = format!("Bearer {}", writer_only.key().expose_secret());
     let status = tonic_server::call_who_am_i(addr, &[("authorization", &bearer)])

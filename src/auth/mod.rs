@@ -4,7 +4,7 @@
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//! use tower_api_key::{AuthLayer, MemoryKeyStore, NewKey, Principal};
+//! use tower_api_key::{AuthLayer, ManageKeys, MemoryKeyStore, NewKey, Principal};
 //! use tower_api_key::key::KeyFamily;
 //! use tower_api_key::forg::ForgScope;
 //!
@@ -13,6 +13,7 @@
 //! let store = Arc::new(MemoryKeyStore::new());
 //! let issued = store
 //!     .issue(NewKey::new("org_1", "demo", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+//!     .await
 //!     .unwrap();
 //!
 //! let service = ServiceBuilder::new()
@@ -36,7 +37,8 @@
 //!
 //! # What the layer does
 //! 1. Takes the one key from the configured [`CredentialSources`] (400 when ambiguous).
-//! 2. Parses it against the accepted [`KeyFamilies`] (401 when malformed: nothing hashed).
+//! 2. Parses it against the store's accepted [`KeyFamilies`](crate::key::KeyFamilies)
+//!    (401 when malformed: nothing hashed).
 //! 3. Refuses a refused environment (403 `environment_not_allowed`: nothing hashed).
 //! 4. Hashes it with the store's [`KeyHasher`](crate::key::KeyHasher) and asks the store:
 //!    first [`KeyStore::lookup_now`], then [`KeyStore::lookup`] under a timeout (2 s by
@@ -71,9 +73,8 @@ pub use future::ResponseFuture;
 
 use crate::activity::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
 use crate::body::ResponseBody;
-use crate::clock::{Clock, SystemClock};
 use crate::credential::{CredentialError, CredentialSources};
-use crate::key::{Environment, KeyDigest, KeyFamilies};
+use crate::key::{Environment, KeyDigest};
 use crate::principal::Principal;
 use crate::rate_limit::failures::FailureGate;
 use crate::rate_limit::{ClientIp, FailureLimit};
@@ -96,21 +97,21 @@ pub struct AuthLayer<St: KeyStore> {
 }
 
 impl<St: KeyStore> AuthLayer<St> {
-    /// Authenticates against `store` with the defaults: built-in families, both headers,
-    /// every environment, 2 s lookup timeout, `Retry-After: 5` on 503, headers marked
-    /// sensitive but kept, [`DefaultRenderer`].
+    /// Authenticates against `store` with the defaults: both headers, every environment,
+    /// 2 s lookup timeout, `Retry-After: 5` on 503, headers marked sensitive but kept,
+    /// [`DefaultRenderer`]. Keys are parsed against the store's
+    /// [`KeyPolicy`](crate::store::KeyPolicy) families, and expiry is read on its clock, so
+    /// the layer accepts exactly what the store issues.
     pub fn new(store: Arc<St>) -> Self {
         Self {
             config: Arc::new(Config {
                 store,
-                families: KeyFamilies::default(),
                 sources: CredentialSources::default(),
                 only_environment: None,
                 lookup_timeout: Duration::from_secs(2),
                 retry_after_secs: 5,
                 strip_credentials: false,
                 renderer: Arc::new(DefaultRenderer),
-                clock: Arc::new(SystemClock),
                 failures: None,
                 observer: None,
                 client_ip: ClientIp::default(),
@@ -120,12 +121,6 @@ impl<St: KeyStore> AuthLayer<St> {
 
     fn config(&mut self) -> &mut Config<St> {
         Arc::make_mut(&mut self.config)
-    }
-
-    /// The key families accepted (default: `forg_live_`, `forg_test_`, `fos_`).
-    pub fn families(mut self, families: KeyFamilies) -> Self {
-        self.config().families = families;
-        self
     }
 
     /// Where keys are read from (default: `Authorization: Bearer` and `X-ForgeOS-API-Key`).
@@ -165,12 +160,6 @@ impl<St: KeyStore> AuthLayer<St> {
     /// How rejections are rendered (default: [`DefaultRenderer`]).
     pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
         self.config().renderer = Arc::new(renderer);
-        self
-    }
-
-    /// The clock expiry and revocation are checked against (default: system clock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config().clock = Arc::new(clock);
         self
     }
 
@@ -338,14 +327,12 @@ const NO_RECORD: KeyDigest = KeyDigest::from_bytes([0; 32]);
 
 pub(crate) struct Config<St: KeyStore> {
     store: Arc<St>,
-    families: KeyFamilies,
     sources: CredentialSources,
     only_environment: Option<Environment>,
     lookup_timeout: Duration,
     retry_after_secs: u64,
     strip_credentials: bool,
     renderer: Arc<dyn RenderRejection>,
-    clock: Arc<dyn Clock>,
     failures: Option<Arc<dyn FailureGate>>,
     observer: Option<Arc<dyn ActivityObserver>>,
     client_ip: ClientIp,
@@ -355,14 +342,12 @@ impl<St: KeyStore> Clone for Config<St> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            families: self.families.clone(),
             sources: self.sources.clone(),
             only_environment: self.only_environment,
             lookup_timeout: self.lookup_timeout,
             retry_after_secs: self.retry_after_secs,
             strip_credentials: self.strip_credentials,
             renderer: Arc::clone(&self.renderer),
-            clock: Arc::clone(&self.clock),
             failures: self.failures.clone(),
             observer: self.observer.clone(),
             client_ip: self.client_ip.clone(),
@@ -373,7 +358,6 @@ impl<St: KeyStore> Clone for Config<St> {
 impl<St: KeyStore> fmt::Debug for Config<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("families", &self.families)
             .field("sources", &self.sources)
             .field("only_environment", &self.only_environment)
             .field("lookup_timeout", &self.lookup_timeout)
@@ -425,7 +409,9 @@ impl<St: KeyStore> Config<St> {
             }
         };
         let key = self
-            .families
+            .store
+            .policy()
+            .accepted_families()
             .parse(credential.expose_secret())
             .map_err(|_| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
         if self
@@ -504,7 +490,7 @@ impl<St: KeyStore> Config<St> {
         };
         // Only records with a deadline need the clock.
         if record.has_deadline() {
-            let reason = match record.status_at(self.clock.now()) {
+            let reason = match record.status_at(self.store.policy().now()) {
                 KeyStatus::Active => None,
                 KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),
                 KeyStatus::Expired => Some(InvalidKeyReason::Expired),
@@ -581,7 +567,7 @@ impl<St: KeyStore> Config<St> {
             request.method(),
             request.uri().path(),
             client,
-            self.clock.now(),
+            self.store.policy().now(),
         )
     }
 }

@@ -9,7 +9,10 @@ use dashmap::DashMap;
 use futures_util::FutureExt;
 use moka::future::Cache;
 
-use super::{KeyId, KeyRecord, KeyStore, LookupResult, ManageError, MemoryKeyStore, StoreError};
+use super::{
+    Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
+    StoreError,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
@@ -303,18 +306,55 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
     fn hasher(&self) -> &KeyHasher {
         self.inner.hasher()
     }
+
+    fn policy(&self) -> &KeyPolicy {
+        self.inner.policy()
+    }
 }
 
-impl<S: Scope> CachedKeyStore<MemoryKeyStore<S>> {
-    /// Revokes key `id` in the inner store and forgets it here: the next request with it
-    /// gets 401.
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] when no key has that id.
-    pub async fn revoke(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let record = self.inner.revoke(id)?;
-        self.invalidate(id).await;
+/// Every call goes to the inner store; a call that changes whether a key is accepted
+/// (revoking, replacing, deleting) forgets the key here before it returns, so the next
+/// request on this instance gets 401.
+impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
+    async fn insert(
+        &self,
+        insert: Insert<St::Scope>,
+    ) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
+        let replaced = insert.replacing().map(|(id, _)| id.clone());
+        let record = self.inner.insert(insert).await?;
+        if let Some(id) = replaced {
+            self.invalidate(&id).await;
+        }
         Ok(record)
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<St::Scope>>>, ManageError> {
+        self.inner.get(id).await
+    }
+
+    async fn records_of(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<St::Scope>>>, ManageError> {
+        self.inner.records_of(owner).await
+    }
+
+    async fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
+        let revoked = self.inner.revoke_at(id, at).await;
+        // Forgotten even when the store failed: the revocation may have landed.
+        self.invalidate(id).await;
+        revoked
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
+        let deleted = self.inner.delete(id).await;
+        self.invalidate(id).await;
+        deleted
+    }
+
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        self.inner.touch(id, at).await
     }
 }
 

@@ -1,41 +1,32 @@
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 
-use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError, NewKey};
-use crate::clock::{Clock, SystemClock};
-use crate::key::{BuildDigestHasher, KeyDigest, KeyFamilies, KeyHasher};
-use crate::scope::Scope;
-
-const DEFAULT_MAX_KEYS_PER_OWNER: NonZeroUsize = match NonZeroUsize::new(10) {
-    Some(n) => n,
-    None => unreachable!(),
+use super::{
+    Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
+    ManageKeys, StoreError,
 };
+use crate::key::{BuildDigestHasher, KeyDigest, KeyHasher};
+use crate::scope::Scope;
 
 /// The embedded key store: records in [`DashMap`]s, lookups without allocation or locks
 /// held across `await`.
 ///
-/// - At most 10 active keys per owner by default
-///   ([`with_max_keys_per_owner`](Self::with_max_keys_per_owner)); revoked and expired
-///   keys do not count. The check and the insert happen under the owner's lock, so
-///   concurrent issues can never exceed the limit.
-/// - [`revoke`](Self::revoke) is immediate: once it returns, the next lookup sees it.
-/// - [`rotate`](Self::rotate) issues a successor with the same owner, name, family,
-///   scopes and overrides; the old key stays valid until revoked or until the grace
-///   period ends.
+/// Manage keys through [`ManageKeys`]: every primitive completes without waiting.
+/// - The owner limit of its [`KeyPolicy`] (10 active keys by default) is checked and the
+///   key inserted under the owner's entry lock, so concurrent issues never exceed it.
+/// - A revocation is immediate: once [`revoke`](ManageKeys::revoke) returns, the next
+///   lookup sees it.
 ///
-/// Share it between the layer and your handlers as `Arc<MemoryKeyStore>`.
+/// Share it between the layer and your handlers as `Arc<MemoryKeyStore<YourScope>>`.
 pub struct MemoryKeyStore<S: Scope> {
     by_digest: DashMap<KeyDigest, Arc<KeyRecord<S>>, BuildDigestHasher>,
     by_id: DashMap<KeyId, KeyDigest>,
     by_owner: DashMap<String, Vec<KeyId>>,
-    max_keys_per_owner: NonZeroUsize,
-    families: KeyFamilies,
     hasher: KeyHasher,
-    clock: Arc<dyn Clock>,
+    policy: KeyPolicy,
 }
 
 impl<S: Scope> MemoryKeyStore<S> {
@@ -52,19 +43,17 @@ impl<S: Scope> Default for MemoryKeyStore<S> {
             by_digest: DashMap::default(),
             by_id: DashMap::new(),
             by_owner: DashMap::new(),
-            max_keys_per_owner: DEFAULT_MAX_KEYS_PER_OWNER,
-            families: KeyFamilies::default(),
             hasher: KeyHasher::sha256(),
-            clock: Arc::new(SystemClock),
+            policy: KeyPolicy::default(),
         }
     }
 }
 
 impl<S: Scope> MemoryKeyStore<S> {
-    /// At most `limit` active keys per owner (default 10).
+    /// Issues, verifies and counts keys under `policy` (default [`KeyPolicy::default`]).
     #[must_use]
-    pub fn with_max_keys_per_owner(mut self, limit: NonZeroUsize) -> Self {
-        self.max_keys_per_owner = limit;
+    pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -75,129 +64,28 @@ impl<S: Scope> MemoryKeyStore<S> {
         self
     }
 
-    /// The families [`rotate`](Self::rotate) can issue successors in (default: built-in).
-    #[must_use]
-    pub fn with_families(mut self, families: KeyFamilies) -> Self {
-        self.families = families;
-        self
-    }
-
-    /// Timestamps from `clock` (default: the system clock).
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Issues a key. The plaintext is in the returned [`IssuedKey`] and nowhere else.
-    ///
-    /// # Errors
-    /// [`ManageError::KeyLimitReached`] when the owner has the maximum number of active
-    /// keys; [`ManageError::Generate`] when the OS has no randomness.
-    pub fn issue(&self, new: NewKey<S>) -> Result<IssuedKey<S>, ManageError> {
-        let now = self.clock.now();
-        // The owner's entry is locked until the key is in: check and insert are one step.
-        let mut owned = self.by_owner.entry(new.owner().to_owned()).or_default();
-        self.check_limit(&owned, now, None)?;
-        let (key, record) = new.issue(&self.hasher, now)?;
-        let record = self.insert_unlocked(&mut owned, record)?;
-        Ok(IssuedKey::new(key, record))
-    }
-
-    /// Stores an existing record (e.g. restored from a backup), under the same limits.
+    /// Stores an existing record (e.g. restored from a backup), under the owner limit
+    /// when it is active.
     ///
     /// # Errors
     /// [`ManageError::Duplicate`] when its id or digest is already stored;
     /// [`ManageError::KeyLimitReached`] when it is active and its owner is at the limit.
-    pub fn insert(&self, record: KeyRecord<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let now = self.clock.now();
+    pub fn restore(&self, record: KeyRecord<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let now = self.policy.now();
         let mut owned = self.by_owner.entry(record.owner.clone()).or_default();
         if record.status_at(now) == KeyStatus::Active {
-            self.check_limit(&owned, now, None)?;
+            let active = owned
+                .iter()
+                .filter_map(|id| self.record(id))
+                .filter(|r| r.status_at(now) == KeyStatus::Active)
+                .count();
+            if active >= self.policy.max_active().get() {
+                return Err(ManageError::KeyLimitReached {
+                    limit: self.policy.max_active().get(),
+                });
+            }
         }
         self.insert_unlocked(&mut owned, record)
-    }
-
-    /// The record with id `id`.
-    pub fn get(&self, id: &KeyId) -> Option<Arc<KeyRecord<S>>> {
-        let digest = self.by_id.get(id).map(|d| *d.value())?;
-        self.by_digest.get(&digest).map(|r| Arc::clone(r.value()))
-    }
-
-    /// Every record of `owner`, revoked and expired ones included, oldest first.
-    pub fn list(&self, owner: &str) -> Vec<Arc<KeyRecord<S>>> {
-        let ids = self
-            .by_owner
-            .get(owner)
-            .map(|ids| ids.value().clone())
-            .unwrap_or_default();
-        let mut records: Vec<_> = ids.iter().filter_map(|id| self.get(id)).collect();
-        records.sort_by_key(|r| r.created_at);
-        records
-    }
-
-    /// Revokes the key now. Idempotent; a revocation scheduled for later (rotation grace)
-    /// is brought forward to now.
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] when no key has that id.
-    pub fn revoke(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        self.revoke_at(id, self.clock.now())
-    }
-
-    /// Issues a successor of key `id` (same owner, name, family, scopes, overrides; an
-    /// expiring key gets the same lifetime again).
-    ///
-    /// `grace`: `None` leaves the old key valid until it is revoked; `Some(d)` revokes it
-    /// `d` from now (`Duration::ZERO`: at once, and the new key takes its slot in the
-    /// owner's limit).
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] when no active key has that id;
-    /// [`ManageError::KeyLimitReached`] when the successor would exceed the owner's limit.
-    pub fn rotate(&self, id: &KeyId, grace: Option<Duration>) -> Result<IssuedKey<S>, ManageError> {
-        let now = self.clock.now();
-        let old = self
-            .get(id)
-            .filter(|r| r.status_at(now) == KeyStatus::Active)
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        let family = self
-            .families
-            .find(&old.prefix)
-            .cloned()
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-
-        let mut owned = self.by_owner.entry(old.owner.clone()).or_default();
-        let replaced = (grace == Some(Duration::ZERO)).then_some(id);
-        self.check_limit(&owned, now, replaced)?;
-        let (key, record) = NewKey::successor(&old, family).issue(&self.hasher, now)?;
-        let record = self.insert_unlocked(&mut owned, record)?;
-        if let Some(grace) = grace {
-            // Still under the owner's lock, so nobody sees both keys counted as active.
-            self.revoke_at(id, now + grace)?;
-        }
-        drop(owned);
-        Ok(IssuedKey::new(key, record))
-    }
-
-    /// Removes the record entirely (a revoked key is kept for listings; a deleted one is
-    /// gone).
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] when no key has that id.
-    pub fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let (_, digest) = self
-            .by_id
-            .remove(id)
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        let (_, record) = self
-            .by_digest
-            .remove(&digest)
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        if let Some(mut owned) = self.by_owner.get_mut(&record.owner) {
-            owned.retain(|owned_id| owned_id != id);
-        }
-        Ok(record)
     }
 
     /// How many records are stored, revoked and expired ones included.
@@ -210,24 +98,9 @@ impl<S: Scope> MemoryKeyStore<S> {
         self.by_digest.is_empty()
     }
 
-    fn check_limit(
-        &self,
-        owned: &[KeyId],
-        now: SystemTime,
-        replaced: Option<&KeyId>,
-    ) -> Result<(), ManageError> {
-        let active = owned
-            .iter()
-            .filter(|id| Some(*id) != replaced)
-            .filter_map(|id| self.get(id))
-            .filter(|r| r.status_at(now) == KeyStatus::Active)
-            .count();
-        if active >= self.max_keys_per_owner.get() {
-            return Err(ManageError::KeyLimitReached {
-                limit: self.max_keys_per_owner.get(),
-            });
-        }
-        Ok(())
+    fn record(&self, id: &KeyId) -> Option<Arc<KeyRecord<S>>> {
+        let digest = self.by_id.get(id).map(|d| *d.value())?;
+        self.by_digest.get(&digest).map(|r| Arc::clone(r.value()))
     }
 
     /// Inserts into the id and digest maps; the caller holds the owner's entry.
@@ -253,36 +126,107 @@ impl<S: Scope> MemoryKeyStore<S> {
         Ok(record)
     }
 
-    /// Records a use of key `id` at `at` (ignored when not later than the stored one).
-    pub(crate) fn set_last_used(&self, id: &KeyId, at: SystemTime) {
-        let Some(digest) = self.by_id.get(id).map(|d| *d.value()) else {
-            return;
-        };
-        if let Some(mut slot) = self.by_digest.get_mut(&digest) {
-            if slot.last_used_at.is_none_or(|last| last < at) {
-                let mut used = KeyRecord::clone(&slot);
-                used.last_used_at = Some(at);
-                *slot = Arc::new(used);
-            }
+    /// Replaces the record of `id` with `change(record)`, if `change` answers one.
+    fn update(
+        &self,
+        id: &KeyId,
+        change: impl FnOnce(&KeyRecord<S>) -> Option<KeyRecord<S>>,
+    ) -> Option<Arc<KeyRecord<S>>> {
+        let digest = self.by_id.get(id).map(|d| *d.value())?;
+        let mut slot = self.by_digest.get_mut(&digest)?;
+        if let Some(changed) = change(&slot) {
+            *slot = Arc::new(changed);
         }
+        Some(Arc::clone(&slot))
     }
 
-    fn revoke_at(&self, id: &KeyId, at: SystemTime) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let digest = self
-            .by_id
-            .get(id)
-            .map(|d| *d.value())
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        let mut slot = self
-            .by_digest
-            .get_mut(&digest)
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        if slot.revoked_at.is_none_or(|existing| existing > at) {
-            let mut revoked = KeyRecord::clone(&slot);
-            revoked.revoked_at = Some(at);
-            *slot = Arc::new(revoked);
+    fn revoke_now(&self, id: &KeyId, at: SystemTime) -> Option<Arc<KeyRecord<S>>> {
+        self.update(id, |record| {
+            record
+                .revoked_at
+                .is_none_or(|existing| existing > at)
+                .then(|| {
+                    let mut revoked = record.clone();
+                    revoked.revoked_at = Some(at);
+                    revoked
+                })
+        })
+    }
+}
+
+impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
+    async fn insert(&self, insert: Insert<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        // The owner's entry is locked until the key is in: count and insert are one step.
+        let mut owned = self
+            .by_owner
+            .entry(insert.record().owner.clone())
+            .or_default();
+        let active = owned
+            .iter()
+            .filter_map(|id| self.record(id))
+            .filter(|record| insert.counts(record))
+            .count();
+        if active >= insert.max_active().get() {
+            return Err(ManageError::KeyLimitReached {
+                limit: insert.max_active().get(),
+            });
         }
-        Ok(Arc::clone(&slot))
+        if let Some((id, _)) = insert.replacing() {
+            if !owned.contains(id) {
+                return Err(ManageError::NotFound(id.clone()));
+            }
+        }
+        let replacing = insert.replacing().map(|(id, at)| (id.clone(), at));
+        let record = self.insert_unlocked(&mut owned, insert.into_record())?;
+        if let Some((id, at)) = replacing {
+            // Still under the owner's lock: nobody sees both keys counted as active.
+            self.revoke_now(&id, at);
+        }
+        Ok(record)
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<S>>>, ManageError> {
+        Ok(self.record(id))
+    }
+
+    async fn records_of(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<S>>>, ManageError> {
+        let ids = self
+            .by_owner
+            .get(owner)
+            .map(|ids| ids.value().clone())
+            .unwrap_or_default();
+        Ok(ids.iter().filter_map(|id| self.record(id)).collect())
+    }
+
+    async fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        self.revoke_now(id, at)
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let not_found = || ManageError::NotFound(id.clone());
+        let owner = self.record(id).ok_or_else(not_found)?.owner.clone();
+        // Under the owner's lock, as inserts are.
+        let mut owned = self.by_owner.entry(owner).or_default();
+        let (_, digest) = self.by_id.remove(id).ok_or_else(not_found)?;
+        let (_, record) = self.by_digest.remove(&digest).ok_or_else(not_found)?;
+        owned.retain(|owned_id| owned_id != id);
+        Ok(record)
+    }
+
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        self.update(id, |record| {
+            record.last_used_at.is_none_or(|last| last < at).then(|| {
+                let mut used = record.clone();
+                used.last_used_at = Some(at);
+                used
+            })
+        });
+        Ok(())
     }
 }
 
@@ -304,6 +248,10 @@ impl<S: Scope> KeyStore for MemoryKeyStore<S> {
     fn hasher(&self) -> &KeyHasher {
         &self.hasher
     }
+
+    fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
 }
 
 impl<S: Scope> fmt::Debug for MemoryKeyStore<S> {
@@ -311,8 +259,8 @@ impl<S: Scope> fmt::Debug for MemoryKeyStore<S> {
         f.debug_struct("MemoryKeyStore")
             .field("keys", &self.by_digest.len())
             .field("owners", &self.by_owner.len())
-            .field("max_keys_per_owner", &self.max_keys_per_owner)
             .field("hasher", &self.hasher)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

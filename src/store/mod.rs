@@ -1,22 +1,24 @@
-//! Where key records live: the [`KeyStore`] trait, [`KeyRecord`], and the embedded
+//! Where key records live: [`KeyStore`] (lookups by digest), [`ManageKeys`] (the
+//! lifecycle), the store's [`KeyPolicy`], [`KeyRecord`], and the embedded
 //! [`MemoryKeyStore`].
 //!
 //! ```
 //! use tower_api_key::forg::ForgScope;
-//! use tower_api_key::store::{MemoryKeyStore, NewKey, KeyStore};
+//! use tower_api_key::store::{KeyStore, ManageKeys, MemoryKeyStore, NewKey};
 //! use tower_api_key::key::KeyFamily;
 //!
 //! # tokio_test_block_on(async {
 //! let store = MemoryKeyStore::new();
 //! let issued = store
 //!     .issue(NewKey::new("org_42", "reporting", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadReports))
+//!     .await
 //!     .unwrap();
 //! let digest = store.hasher().digest(issued.key().expose_secret());
 //! let record = store.lookup(&digest).await.unwrap().unwrap();
 //! assert_eq!(record.id, issued.record().id);
 //!
-//! store.revoke(&record.id).unwrap();
-//! assert!(store.get(&record.id).unwrap().revoked_at.is_some());
+//! store.revoke(&record.id).await.unwrap();
+//! assert!(store.get(&record.id).await.unwrap().unwrap().revoked_at.is_some());
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
@@ -26,12 +28,17 @@
 //! # Writing a store
 //! Implement [`KeyStore::lookup`] with `async fn`; return `Ok(None)` for an unknown digest
 //! and `Err` only when the store itself failed (the layer then answers 503 and never
-//! calls the inner service). Override [`KeyStore::hasher`] when keys are peppered, and
-//! [`KeyStore::lookup_now`] when some answers are in memory already (a cache).
+//! calls the inner service). Override [`KeyStore::hasher`] when keys are peppered,
+//! [`KeyStore::policy`] to carry a [`KeyPolicy`], and [`KeyStore::lookup_now`] when some
+//! answers are in memory already (a cache). Then implement the six primitives of
+//! [`ManageKeys`]; `examples/sqlite_store.rs` is a complete template, and the crate's test
+//! suite runs one lifecycle suite against every store.
 
 #[cfg(feature = "cache")]
 mod cached;
+mod manage;
 mod memory;
+mod policy;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
@@ -45,7 +52,9 @@ use std::sync::Arc;
 pub use self::redis::{RedisKeyStore, RevocationListener};
 #[cfg(feature = "cache")]
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
+pub use manage::{Insert, ManageKeys};
 pub use memory::MemoryKeyStore;
+pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 
 use crate::key::{GenerateError, KeyDigest, KeyHasher};
@@ -80,6 +89,12 @@ pub trait KeyStore: Send + Sync + 'static {
     fn hasher(&self) -> &KeyHasher {
         KeyHasher::sha256_ref()
     }
+
+    /// The store's rules: accepted families (the layer parses keys against them), owner
+    /// limit and clock. Default: [`KeyPolicy::default`].
+    fn policy(&self) -> &KeyPolicy {
+        KeyPolicy::default_ref()
+    }
 }
 
 impl<T: KeyStore> KeyStore for Arc<T> {
@@ -95,6 +110,10 @@ impl<T: KeyStore> KeyStore for Arc<T> {
 
     fn hasher(&self) -> &KeyHasher {
         (**self).hasher()
+    }
+
+    fn policy(&self) -> &KeyPolicy {
+        (**self).policy()
     }
 }
 
@@ -192,6 +211,9 @@ pub enum ManageError {
     /// A record with the same id or digest is already stored.
     #[error("a key with the same id or digest already exists")]
     Duplicate,
+    /// The store's policy does not accept keys of this family (by prefix).
+    #[error("keys of family `{0}` are not accepted by this store")]
+    FamilyNotAccepted(String),
     /// No randomness for a new key.
     #[error(transparent)]
     Generate(#[from] GenerateError),

@@ -253,6 +253,11 @@ impl<S: Scope> NewKey<S> {
         &self.owner
     }
 
+    /// The family the key is issued in.
+    pub fn family(&self) -> &KeyFamily {
+        &self.family
+    }
+
     /// Grants `scopes`.
     pub fn scopes(mut self, scopes: impl Into<ScopeSet<S>>) -> Self {
         self.scopes = scopes.into();

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,18 +11,20 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    CachedKeyStore, IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
-    NewKey, StoreError, StoreErrorKind,
+    CachedKeyStore, Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError,
+    ManageKeys, StoreError, StoreErrorKind,
 };
-use crate::clock::{Clock, SystemClock};
-use crate::key::{KeyDigest, KeyFamilies, KeyHasher};
+use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
 
-/// Counts the owner's active keys and inserts the new one only below the limit, in one
-/// atomic step. KEYS: owner set, record hash, id key. ARGV: record JSON, id, limit, now
-/// (ms), key prefix, id not to count (a key being replaced) or "", digest.
+/// Counts the owner's active keys and inserts the new one only below the limit; when it
+/// replaces a key, schedules that key's revocation in the same step. KEYS: owner set,
+/// record hash, id key. ARGV: record JSON, id, limit, now (ms), key prefix, id not to
+/// count or "", digest, replaced id or "", its revocation time (ms) or "", channel.
+/// Returns 1, 0 (limit), -1 (duplicate), -2 (replaced key unknown).
 const ISSUE: &str = r"
 local now = tonumber(ARGV[4])
+if ARGV[8] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[8]) == 0 then return -2 end
 local active = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if id ~= ARGV[6] then
@@ -41,9 +42,18 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 if active >= tonumber(ARGV[3]) then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 if redis.call('HSETNX', KEYS[2], 'record', ARGV[1]) == 0 then return -1 end
 redis.call('SET', KEYS[3], ARGV[7])
 redis.call('SADD', KEYS[1], ARGV[2])
+if ARGV[8] ~= '' then
+  local old = ARGV[5] .. 'digest:' .. redis.call('GET', ARGV[5] .. 'id:' .. ARGV[8])
+  local current = tonumber(redis.call('HGET', old, 'revoked_at'))
+  if current == nil or current > tonumber(ARGV[9]) then
+    redis.call('HSET', old, 'revoked_at', ARGV[9])
+  end
+  redis.call('PUBLISH', ARGV[10], ARGV[8])
+end
 return 1
 ";
 
@@ -59,6 +69,31 @@ if current == nil or current > tonumber(ARGV[2]) then
   redis.call('HSET', key, 'revoked_at', ARGV[2])
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// Removes a record, its id and its owner-set entry, and tells every instance. KEYS: id
+/// key, owner set. ARGV: key prefix, id, channel.
+const DELETE: &str = r"
+local digest = redis.call('GET', KEYS[1])
+if not digest then return 0 end
+redis.call('DEL', ARGV[1] .. 'digest:' .. digest, KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+";
+
+/// Sets `last_used_at` when later than the stored one. KEYS: id key. ARGV: key prefix,
+/// time (ms).
+const TOUCH: &str = r"
+local digest = redis.call('GET', KEYS[1])
+if not digest then return 0 end
+local key = ARGV[1] .. 'digest:' .. digest
+if redis.call('EXISTS', key) == 0 then return 0 end
+local current = tonumber(redis.call('HGET', key, 'last_used_at'))
+if current == nil or current < tonumber(ARGV[2]) then
+  redis.call('HSET', key, 'last_used_at', ARGV[2])
+end
 return 1
 ";
 
@@ -88,13 +123,17 @@ pub struct RedisKeyStore<S: Scope> {
     client: redis::Client,
     connection: ConnectionManager,
     namespace: String,
-    max_keys_per_owner: NonZeroUsize,
     hasher: KeyHasher,
-    families: KeyFamilies,
-    clock: Arc<dyn Clock>,
-    issue: Arc<Script>,
-    revoke: Arc<Script>,
+    policy: KeyPolicy,
+    scripts: Arc<Scripts>,
     scope: PhantomData<fn() -> S>,
+}
+
+struct Scripts {
+    issue: Script,
+    revoke: Script,
+    delete: Script,
+    touch: Script,
 }
 
 impl<S: Scope> RedisKeyStore<S> {
@@ -106,7 +145,7 @@ impl<S: Scope> RedisKeyStore<S> {
         Self::connect_client(redis::Client::open(url).map_err(redis_error)?).await
     }
 
-    /// Connects with `client`, for any scope vocabulary.
+    /// Connects with `client`.
     ///
     /// # Errors
     /// When the server cannot be reached.
@@ -116,12 +155,14 @@ impl<S: Scope> RedisKeyStore<S> {
             client,
             connection,
             namespace: "tak".to_owned(),
-            max_keys_per_owner: NonZeroUsize::new(10).unwrap_or(NonZeroUsize::MIN),
             hasher: KeyHasher::sha256(),
-            families: KeyFamilies::default(),
-            clock: Arc::new(SystemClock),
-            issue: Arc::new(Script::new(ISSUE)),
-            revoke: Arc::new(Script::new(REVOKE)),
+            policy: KeyPolicy::default(),
+            scripts: Arc::new(Scripts {
+                issue: Script::new(ISSUE),
+                revoke: Script::new(REVOKE),
+                delete: Script::new(DELETE),
+                touch: Script::new(TOUCH),
+            }),
             scope: PhantomData,
         })
     }
@@ -133,13 +174,6 @@ impl<S: Scope> RedisKeyStore<S> {
         self
     }
 
-    /// At most `limit` active keys per owner (default 10).
-    #[must_use]
-    pub fn with_max_keys_per_owner(mut self, limit: NonZeroUsize) -> Self {
-        self.max_keys_per_owner = limit;
-        self
-    }
-
     /// Hash keys with `hasher` (every instance must use the same).
     #[must_use]
     pub fn with_hasher(mut self, hasher: KeyHasher) -> Self {
@@ -147,17 +181,11 @@ impl<S: Scope> RedisKeyStore<S> {
         self
     }
 
-    /// Families successors are issued in by [`rotate`](Self::rotate), and records are read as.
+    /// Issues, verifies and counts keys under `policy` (every instance should use the
+    /// same).
     #[must_use]
-    pub fn with_families(mut self, families: KeyFamilies) -> Self {
-        self.families = families;
-        self
-    }
-
-    /// Timestamps from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+    pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -188,16 +216,19 @@ impl<S: Scope> RedisKeyStore<S> {
             .hgetall(self.record_key(digest))
             .await
             .map_err(redis_error)?;
+        let corrupt =
+            |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt {what}"));
         let mut record: Option<KeyRecord<S>> = None;
         let (mut revoked_at, mut last_used_at) = (None, None);
         for (field, value) in fields {
             match field.as_str() {
                 "record" => {
-                    record = Some(serde_json::from_str(&value).map_err(|e| {
-                        StoreError::new(StoreErrorKind::Other, format!("corrupt record: {e}"))
-                    })?)
+                    record = Some(serde_json::from_str(&value).map_err(|_| corrupt("record"))?)
                 }
-                "revoked_at" => revoked_at = value.parse::<u64>().ok(),
+                // Fail closed: a revocation that cannot be read is not "no revocation".
+                "revoked_at" => {
+                    revoked_at = Some(value.parse::<u64>().map_err(|_| corrupt("revoked_at"))?)
+                }
                 "last_used_at" => last_used_at = value.parse::<u64>().ok(),
                 _ => {}
             }
@@ -214,86 +245,10 @@ impl<S: Scope> RedisKeyStore<S> {
         }))
     }
 
-    async fn insert(
-        &self,
-        record: KeyRecord<S>,
-        replaced: Option<&KeyId>,
-    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let json = serde_json::to_string(&record)
-            .map_err(|e| StoreError::new(StoreErrorKind::Other, e))?;
-        let mut connection = self.connection.clone();
-        let outcome: i64 = self
-            .issue
-            .key(self.owner_key(&record.owner))
-            .key(self.record_key(&record.digest))
-            .key(self.id_key(&record.id))
-            .arg(json)
-            .arg(record.id.as_str())
-            .arg(self.max_keys_per_owner.get())
-            .arg(millis(self.clock.now()))
-            .arg(self.prefix())
-            .arg(replaced.map_or("", KeyId::as_str))
-            .arg(record.digest.to_string())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        match outcome {
-            1 => Ok(Arc::new(record)),
-            0 => Err(ManageError::KeyLimitReached {
-                limit: self.max_keys_per_owner.get(),
-            }),
-            _ => Err(ManageError::Duplicate),
-        }
-    }
-
-    /// Issues a key; the plaintext is in the returned [`IssuedKey`] and nowhere else.
-    ///
-    /// # Errors
-    /// [`ManageError::KeyLimitReached`], [`ManageError::Store`] when Redis fails.
-    pub async fn issue(&self, new: NewKey<S>) -> Result<IssuedKey<S>, ManageError> {
-        let (key, record) = new.issue(&self.hasher, self.clock.now())?;
-        let record = self.insert(record, None).await?;
-        Ok(IssuedKey::new(key, record))
-    }
-
-    /// The record with id `id`.
-    ///
-    /// # Errors
-    /// [`ManageError::Store`] when Redis fails.
-    pub async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<S>>>, ManageError> {
-        let mut connection = self.connection.clone();
-        let digest: Option<String> = connection.get(self.id_key(id)).await.map_err(redis_error)?;
-        let Some(digest) = digest.and_then(|d| d.parse::<KeyDigest>().ok()) else {
-            return Ok(None);
-        };
-        Ok(self.read(&digest).await?)
-    }
-
-    /// Every record of `owner`, oldest first.
-    ///
-    /// # Errors
-    /// [`ManageError::Store`] when Redis fails.
-    pub async fn list(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<S>>>, ManageError> {
-        let mut connection = self.connection.clone();
-        let ids: Vec<String> = connection
-            .smembers(self.owner_key(owner))
-            .await
-            .map_err(redis_error)?;
-        let mut records = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Ok(id) = KeyId::new(id) {
-                if let Some(record) = self.get(&id).await? {
-                    records.push(record);
-                }
-            }
-        }
-        records.sort_by_key(|r| r.created_at);
-        Ok(records)
-    }
-
-    async fn revoke_at(&self, id: &KeyId, at: SystemTime) -> Result<(), ManageError> {
+    async fn revoke_script(&self, id: &KeyId, at: SystemTime) -> Result<bool, ManageError> {
         let mut connection = self.connection.clone();
         let found: i64 = self
+            .scripts
             .revoke
             .key(self.id_key(id))
             .arg(self.prefix())
@@ -303,49 +258,7 @@ impl<S: Scope> RedisKeyStore<S> {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        if found == 1 {
-            Ok(())
-        } else {
-            Err(ManageError::NotFound(id.clone()))
-        }
-    }
-
-    /// Revokes the key now and tells every instance (pub/sub).
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`], [`ManageError::Store`] when Redis fails.
-    pub async fn revoke(&self, id: &KeyId) -> Result<(), ManageError> {
-        self.revoke_at(id, self.clock.now()).await
-    }
-
-    /// Issues a successor of key `id`, as [`MemoryKeyStore::rotate`](super::MemoryKeyStore::rotate).
-    ///
-    /// # Errors
-    /// [`ManageError::NotFound`] when no active key has that id,
-    /// [`ManageError::KeyLimitReached`], [`ManageError::Store`].
-    pub async fn rotate(
-        &self,
-        id: &KeyId,
-        grace: Option<Duration>,
-    ) -> Result<IssuedKey<S>, ManageError> {
-        let now = self.clock.now();
-        let old = self
-            .get(id)
-            .await?
-            .filter(|r| r.status_at(now) == KeyStatus::Active)
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        let family = self
-            .families
-            .find(&old.prefix)
-            .cloned()
-            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
-        let (key, record) = NewKey::successor(&old, family).issue(&self.hasher, now)?;
-        let replaced = (grace == Some(Duration::ZERO)).then_some(id);
-        let record = self.insert(record, replaced).await?;
-        if let Some(grace) = grace {
-            self.revoke_at(id, now + grace).await?;
-        }
-        Ok(IssuedKey::new(key, record))
+        Ok(found == 1)
     }
 }
 
@@ -359,14 +272,141 @@ impl<S: Scope> KeyStore for RedisKeyStore<S> {
     fn hasher(&self) -> &KeyHasher {
         &self.hasher
     }
+
+    fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+}
+
+/// Issue (with the owner limit and a rotation's revocation), revoke, delete and last use
+/// each run as one Lua script: atomic, with no race between instances. Revocations and
+/// deletions are published for [`RevocationListener`].
+impl<S: Scope> ManageKeys for RedisKeyStore<S> {
+    async fn insert(&self, insert: Insert<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let record = insert.record();
+        let json =
+            serde_json::to_string(record).map_err(|e| StoreError::new(StoreErrorKind::Other, e))?;
+        let replaced_id = insert.replacing().map(|(id, _)| id.clone());
+        let (replaced, replaced_at) = match insert.replacing() {
+            Some((id, at)) => (id.as_str(), millis(at).to_string()),
+            None => ("", String::new()),
+        };
+        let mut connection = self.connection.clone();
+        let outcome: i64 = self
+            .scripts
+            .issue
+            .key(self.owner_key(&record.owner))
+            .key(self.record_key(&record.digest))
+            .key(self.id_key(&record.id))
+            .arg(json)
+            .arg(record.id.as_str())
+            .arg(insert.max_active().get())
+            .arg(millis(insert.now()))
+            .arg(self.prefix())
+            .arg(insert.frees_slot_of().map_or("", KeyId::as_str))
+            .arg(record.digest.to_string())
+            .arg(replaced)
+            .arg(replaced_at)
+            .arg(self.revocation_channel())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        match outcome {
+            1 => Ok(Arc::new(insert.into_record())),
+            0 => Err(ManageError::KeyLimitReached {
+                limit: insert.max_active().get(),
+            }),
+            -2 => match replaced_id {
+                Some(id) => Err(ManageError::NotFound(id)),
+                None => Err(ManageError::Duplicate),
+            },
+            _ => Err(ManageError::Duplicate),
+        }
+    }
+
+    async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<S>>>, ManageError> {
+        let mut connection = self.connection.clone();
+        let digest: Option<String> = connection.get(self.id_key(id)).await.map_err(redis_error)?;
+        let Some(digest) = digest.and_then(|d| d.parse::<KeyDigest>().ok()) else {
+            return Ok(None);
+        };
+        Ok(self.read(&digest).await?)
+    }
+
+    async fn records_of(&self, owner: &str) -> Result<Vec<Arc<KeyRecord<S>>>, ManageError> {
+        let mut connection = self.connection.clone();
+        let ids: Vec<String> = connection
+            .smembers(self.owner_key(owner))
+            .await
+            .map_err(redis_error)?;
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Ok(id) = KeyId::new(id) {
+                if let Some(record) = self.get(&id).await? {
+                    records.push(record);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    async fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        if !self.revoke_script(id, at).await? {
+            return Err(ManageError::NotFound(id.clone()));
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+        let mut connection = self.connection.clone();
+        let found: i64 = self
+            .scripts
+            .delete
+            .key(self.id_key(id))
+            .key(self.owner_key(&record.owner))
+            .arg(self.prefix())
+            .arg(id.as_str())
+            .arg(self.revocation_channel())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        match found {
+            1 => Ok(record),
+            _ => Err(ManageError::NotFound(id.clone())),
+        }
+    }
+
+    async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _found: i64 = self
+            .scripts
+            .touch
+            .key(self.id_key(id))
+            .arg(self.prefix())
+            .arg(millis(at))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
 }
 
 impl<S: Scope> fmt::Debug for RedisKeyStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisKeyStore")
             .field("namespace", &self.namespace)
-            .field("max_keys_per_owner", &self.max_keys_per_owner)
             .field("hasher", &self.hasher)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{KeyDigest, KeyFamily, KeyHasher};
-use tower_api_key::store::{IssuedKey, KeyRecord, KeyStore, LookupResult, StoreError};
+use tower_api_key::store::{
+    IssuedKey, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageKeys, StoreError,
+};
 use tower_api_key::{ForgScope, MemoryKeyStore, NewKey, ScopeSet};
 
 /// The inner service: answers 200 "inner", counts calls, keeps the last request's parts.
@@ -108,7 +110,7 @@ pub fn start_time() -> std::time::SystemTime {
 pub fn store_with_clock() -> (Arc<MemoryKeyStore<ForgScope>>, ManualClock) {
     let clock = ManualClock::new(start_time());
     (
-        Arc::new(MemoryKeyStore::new().with_clock(clock.clone())),
+        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::default().clock(clock.clone()))),
         clock,
     )
 }
@@ -118,9 +120,14 @@ pub fn issue(
     family: &KeyFamily,
     scopes: impl Into<ScopeSet<ForgScope>>,
 ) -> IssuedKey<ForgScope> {
-    store
-        .issue(NewKey::new("org_1", "test key", family).scopes(scopes))
-        .expect("issue")
+    memory(store.issue(NewKey::new("org_1", "test key", family).scopes(scopes))).expect("issue")
+}
+
+/// The answer of a `MemoryKeyStore` call, which never waits: for synchronous tests.
+pub fn memory<F: std::future::Future>(call: F) -> F::Output {
+    use futures_util::FutureExt;
+    call.now_or_never()
+        .expect("the memory store answers without waiting")
 }
 
 pub fn digest_of(key: &IssuedKey<ForgScope>) -> KeyDigest {
@@ -193,6 +200,10 @@ impl KeyStore for ScriptedStore {
             Script::Panic => panic!("scripted store panic"),
             Script::Always(record) => Ok(Some(record)),
         }
+    }
+
+    fn policy(&self) -> &KeyPolicy {
+        self.inner.policy()
     }
 }
 

@@ -1,0 +1,234 @@
+//! [`ManageKeys`]: the key lifecycle, written once over a few atomic primitives per backend.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, NewKey, StoreError};
+
+/// A record to store, with the owner limit it must respect; built by [`ManageKeys`]'
+/// provided methods and handed to [`ManageKeys::insert`].
+///
+/// A backend stores [`record`](Self::record) only if, at [`now`](Self::now), its owner has
+/// fewer than [`max_active`](Self::max_active) active keys, not counting the replaced key
+/// when [`replacing`](Self::replacing) revokes it by `now`. When a replacement is given,
+/// the replaced key's revocation is scheduled in the same atomic step: nobody ever sees
+/// both the old and the new key counted, or the new key stored and the old one not
+/// scheduled.
+#[derive(Debug)]
+pub struct Insert<S: crate::scope::Scope> {
+    record: KeyRecord<S>,
+    now: SystemTime,
+    max_active: NonZeroUsize,
+    replacing: Option<(KeyId, SystemTime)>,
+}
+
+impl<S: crate::scope::Scope> Insert<S> {
+    /// The record to store.
+    pub fn record(&self) -> &KeyRecord<S> {
+        &self.record
+    }
+
+    /// The record, to store it.
+    pub fn into_record(self) -> KeyRecord<S> {
+        self.record
+    }
+
+    /// The time the owner's active keys are counted at.
+    pub fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    /// The most active keys the owner may hold once the record is in.
+    pub fn max_active(&self) -> NonZeroUsize {
+        self.max_active
+    }
+
+    /// The key this one replaces and when it is revoked (earlier revocations win).
+    pub fn replacing(&self) -> Option<(&KeyId, SystemTime)> {
+        self.replacing.as_ref().map(|(id, at)| (id, *at))
+    }
+
+    /// The id not to count against the limit: the replaced key, if revoked by `now`.
+    pub fn frees_slot_of(&self) -> Option<&KeyId> {
+        self.replacing
+            .as_ref()
+            .filter(|(_, at)| *at <= self.now)
+            .map(|(id, _)| id)
+    }
+
+    /// Whether `record` counts as active at `now` (neither revoked nor expired).
+    pub fn counts(&self, record: &KeyRecord<S>) -> bool {
+        Some(&record.id) != self.frees_slot_of() && record.status_at(self.now) == KeyStatus::Active
+    }
+}
+
+/// The key lifecycle: issue (plaintext shown once), get, list, revoke, rotate, delete and
+/// last use, for any backend.
+///
+/// A backend implements the primitives ([`insert`](Self::insert), [`get`](Self::get),
+/// [`records_of`](Self::records_of), [`revoke_at`](Self::revoke_at),
+/// [`delete`](Self::delete), [`touch`](Self::touch)), each atomic on its own; issuing,
+/// rotation, the owner limit and the family checks are the provided methods, the same for
+/// every store. The policy (families, owner limit, clock) is the store's
+/// [`KeyStore::policy`].
+///
+/// ```
+/// use tower_api_key::forg::ForgScope;
+/// use tower_api_key::key::KeyFamily;
+/// use tower_api_key::store::{KeyStatus, ManageKeys, MemoryKeyStore, NewKey};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryKeyStore::<ForgScope>::new();
+/// let issued = store
+///     .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_TEST).scopes(ForgScope::ReadRules))
+///     .await
+///     .unwrap();
+/// let successor = store.rotate(&issued.record().id, Some(std::time::Duration::ZERO)).await.unwrap();
+/// assert_eq!(successor.record().scopes, issued.record().scopes);
+/// let old = store.get(&issued.record().id).await.unwrap().unwrap();
+/// assert_eq!(old.status_at(std::time::SystemTime::now()), KeyStatus::Revoked);
+/// # });
+/// ```
+pub trait ManageKeys: KeyStore {
+    /// Stores `insert`'s record under its owner limit (see [`Insert`]), atomically.
+    ///
+    /// # Errors
+    /// [`ManageError::KeyLimitReached`] when the owner is at the limit (carrying
+    /// `insert.max_active()`), [`ManageError::Duplicate`] when the id or digest is taken,
+    /// [`ManageError::NotFound`] when the replaced key is gone, [`ManageError::Store`].
+    fn insert(
+        &self,
+        insert: Insert<Self::Scope>,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
+
+    /// The record with id `id`, revoked and expired ones included.
+    fn get(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<Arc<KeyRecord<Self::Scope>>>, ManageError>> + Send;
+
+    /// Every record of `owner`, revoked and expired ones included, in any order.
+    fn records_of(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord<Self::Scope>>>, ManageError>> + Send;
+
+    /// Revokes key `id` at `at`; an earlier revocation already recorded is kept. Once this
+    /// returns, every lookup through this store sees it.
+    fn revoke_at(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
+
+    /// Removes the record entirely (a revoked key stays listed; a deleted one is gone).
+    fn delete(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
+
+    /// Records a use of key `id` at `at` (kept only if later than the stored one). An
+    /// unknown id is not an error: the key may have been deleted since.
+    fn touch(
+        &self,
+        id: &KeyId,
+        at: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Issues a key in one of the policy's families, within the owner limit. The plaintext
+    /// is in the returned [`IssuedKey`] and nowhere else.
+    ///
+    /// # Errors
+    /// [`ManageError::FamilyNotAccepted`], [`ManageError::KeyLimitReached`],
+    /// [`ManageError::Generate`] when the OS has no randomness, [`ManageError::Store`].
+    fn issue(
+        &self,
+        new: NewKey<Self::Scope>,
+    ) -> impl Future<Output = Result<IssuedKey<Self::Scope>, ManageError>> + Send {
+        async move {
+            let policy = self.policy();
+            if policy.accepted_families().find(new.family().prefix()) != Some(new.family()) {
+                return Err(ManageError::FamilyNotAccepted(
+                    new.family().prefix().to_owned(),
+                ));
+            }
+            let now = policy.now();
+            let (key, record) = new.issue(self.hasher(), now)?;
+            let insert = Insert {
+                record,
+                now,
+                max_active: policy.max_active(),
+                replacing: None,
+            };
+            let record = self.insert(insert).await?;
+            Ok(IssuedKey::new(key, record))
+        }
+    }
+
+    /// Every record of `owner`, oldest first.
+    fn list(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<KeyRecord<Self::Scope>>>, ManageError>> + Send {
+        async move {
+            let mut records = self.records_of(owner).await?;
+            records.sort_by_key(|record| (record.created_at, record.id.clone()));
+            Ok(records)
+        }
+    }
+
+    /// Revokes the key now. Idempotent; a revocation scheduled for later (rotation grace)
+    /// is brought forward to now.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::Store`].
+    fn revoke(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
+        self.revoke_at(id, self.policy().now())
+    }
+
+    /// Issues a successor of key `id`: same owner, name, family, scopes and overrides; an
+    /// expiring key gets the same lifetime again.
+    ///
+    /// `grace`: `None` leaves the old key valid until it is revoked; `Some(d)` revokes it
+    /// `d` from now, in the same atomic step as the insert (`Duration::ZERO`: at once, and
+    /// the successor takes its slot in the owner limit).
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] when no active key has that id,
+    /// [`ManageError::FamilyNotAccepted`] when the policy no longer accepts its family,
+    /// [`ManageError::KeyLimitReached`], [`ManageError::Store`].
+    fn rotate<'a>(
+        &'a self,
+        id: &'a KeyId,
+        grace: Option<Duration>,
+    ) -> impl Future<Output = Result<IssuedKey<Self::Scope>, ManageError>> + Send + 'a {
+        async move {
+            let policy = self.policy();
+            let now = policy.now();
+            let old = self
+                .get(id)
+                .await?
+                .filter(|record| record.status_at(now) == KeyStatus::Active)
+                .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+            let family = policy
+                .accepted_families()
+                .find(&old.prefix)
+                .cloned()
+                .ok_or_else(|| ManageError::FamilyNotAccepted(old.prefix.clone()))?;
+            let (key, record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
+            let insert = Insert {
+                record,
+                now,
+                max_active: policy.max_active(),
+                replacing: grace.map(|grace| (id.clone(), now + grace)),
+            };
+            let record = self.insert(insert).await?;
+            Ok(IssuedKey::new(key, record))
+        }
+    }
+}

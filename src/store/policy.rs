@@ -1,0 +1,103 @@
+//! [`KeyPolicy`]: what a store accepts, how many keys an owner may hold, and its clock.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, LazyLock};
+use std::time::SystemTime;
+
+use crate::clock::{Clock, SystemClock};
+use crate::key::KeyFamilies;
+
+/// A store's rules, shared by everything that reads the store: the key families it issues
+/// and the [`AuthLayer`](crate::AuthLayer) accepts, the most active keys an owner may
+/// hold, and the clock timestamps and expiry are read from.
+///
+/// One policy per store means issuing and verifying cannot disagree: a key the store
+/// issued always parses in the layer in front of it, and a family the store does not
+/// accept can neither be issued nor rotated into.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use tower_api_key::clock::ManualClock;
+/// use tower_api_key::store::KeyPolicy;
+///
+/// let policy = KeyPolicy::default()
+///     .max_active_per_owner(NonZeroUsize::new(3).unwrap())
+///     .clock(ManualClock::default());
+/// assert_eq!(policy.max_active(), NonZeroUsize::new(3).unwrap());
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct KeyPolicy {
+    families: KeyFamilies,
+    max_active: NonZeroUsize,
+    clock: Arc<dyn Clock>,
+}
+
+const TEN: NonZeroUsize = match NonZeroUsize::new(10) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+impl Default for KeyPolicy {
+    /// The built-in families, 10 active keys per owner ("Maximum 10 keys per user"), the
+    /// system clock.
+    fn default() -> Self {
+        Self {
+            families: KeyFamilies::default(),
+            max_active: TEN,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl KeyPolicy {
+    /// The default policy, shared (what a [`KeyStore`](super::KeyStore) without a policy
+    /// of its own answers).
+    pub fn default_ref() -> &'static Self {
+        static DEFAULT: LazyLock<KeyPolicy> = LazyLock::new(KeyPolicy::default);
+        &DEFAULT
+    }
+
+    /// The families keys are issued in and accepted from.
+    pub fn families(mut self, families: KeyFamilies) -> Self {
+        self.families = families;
+        self
+    }
+
+    /// At most `limit` active keys per owner; revoked and expired keys do not count.
+    pub fn max_active_per_owner(mut self, limit: NonZeroUsize) -> Self {
+        self.max_active = limit;
+        self
+    }
+
+    /// Timestamps, expiry and revocation times from `clock` (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The accepted families.
+    pub fn accepted_families(&self) -> &KeyFamilies {
+        &self.families
+    }
+
+    /// The most active keys an owner may hold.
+    pub fn max_active(&self) -> NonZeroUsize {
+        self.max_active
+    }
+
+    /// The current time on the policy's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+}
+
+impl fmt::Debug for KeyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPolicy")
+            .field("families", &self.families)
+            .field("max_active", &self.max_active)
+            .finish_non_exhaustive()
+    }
+}
