@@ -32,7 +32,7 @@ use dashmap::DashMap;
 use http::{Method, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use crate::reject::AuthRejection;
+use crate::reject::{AuthRejection, InvalidKeyReason};
 use crate::store::{KeyId, ManageKeys};
 
 /// One request's outcome. Carries the key id when a record was found, never the key.
@@ -44,12 +44,12 @@ pub struct ActivityEvent {
     /// Whether the key was verified (the request then got past the authentication layer,
     /// whatever a layer inside decided).
     pub authenticated: bool,
-    /// `"ok"`, or the code of the rejection the client got, from the authentication layer
-    /// (`"invalid_api_key"`, `"auth_unavailable"`, ...) or from a layer of this crate inside it
-    /// (`"insufficient_scope"`, `"rate_limited"`).
-    pub outcome: &'static str,
-    /// For a 401: which one it was (`"revoked"`, `"unknown"`, ...).
-    pub reason: Option<&'static str>,
+    /// [`Outcome::Ok`], or the rejection the client got, from the authentication layer
+    /// (`InvalidApiKey`, `Unavailable`, ...) or from a layer of this crate inside it
+    /// (`InsufficientScope`, `RateLimited`).
+    pub outcome: Outcome,
+    /// For a 401: which one it was (revoked, unknown, ...). Server-side only.
+    pub reason: Option<InvalidKeyReason>,
     /// The response's HTTP status; `None` when the service inside failed with an error or
     /// the request was dropped before its answer.
     pub status: Option<StatusCode>,
@@ -73,15 +73,15 @@ impl ActivityEvent {
         at: SystemTime,
     ) -> Self {
         let (key_id, outcome, reason) = match outcome {
-            Ok(id) => (Some(id.clone()), "ok", None),
-            Err(AuthRejection::InvalidApiKey { reason, key_id }) => {
-                (key_id.clone(), "invalid_api_key", Some(reason.as_str()))
+            Ok(id) => (Some(id.clone()), Outcome::Ok, None),
+            Err(rejection @ AuthRejection::InvalidApiKey { reason, key_id }) => {
+                (key_id.clone(), Outcome::of(rejection), Some(*reason))
             }
-            Err(rejection) => (None, rejection.code(), None),
+            Err(rejection) => (None, Outcome::of(rejection), None),
         };
         Self {
             key_id,
-            authenticated: outcome == "ok",
+            authenticated: outcome == Outcome::Ok,
             outcome,
             reason,
             status: None,
@@ -98,14 +98,75 @@ impl ActivityEvent {
             target: "tower_api_key::activity",
             key_id = self.key_id.as_ref().map(KeyId::as_str),
             authenticated = self.authenticated,
-            outcome = self.outcome,
-            reason = self.reason,
+            outcome = self.outcome.as_str(),
+            reason = self.reason.map(InvalidKeyReason::as_str),
             status = self.status.map(|status| status.as_u16()),
             method = %self.method,
             path = %self.path,
             client = self.client.map(tracing::field::display),
             "api key activity"
         );
+    }
+}
+
+/// How a request ended, as the client saw it: accepted, or the code of the rejection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Authenticated and passed every layer of this crate.
+    Ok,
+    /// 400 `invalid_request`.
+    InvalidRequest,
+    /// 401 `invalid_api_key`.
+    InvalidApiKey,
+    /// 402 `spend_cap_exceeded`.
+    SpendCapExceeded,
+    /// 403 `environment_not_allowed`.
+    EnvironmentNotAllowed,
+    /// 403 `insufficient_scope`.
+    InsufficientScope,
+    /// 429 `rate_limited`.
+    RateLimited,
+    /// 500 `internal_error`.
+    InternalError,
+    /// 503 `auth_unavailable`.
+    Unavailable,
+}
+
+impl Outcome {
+    /// The outcome of a request refused with `rejection`.
+    pub fn of(rejection: &AuthRejection) -> Self {
+        match rejection {
+            AuthRejection::InvalidRequest(_) => Self::InvalidRequest,
+            AuthRejection::InvalidApiKey { .. } => Self::InvalidApiKey,
+            AuthRejection::SpendCapExceeded => Self::SpendCapExceeded,
+            AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
+            AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
+            AuthRejection::RateLimited { .. } => Self::RateLimited,
+            AuthRejection::MissingLayer(_) => Self::InternalError,
+            AuthRejection::Unavailable { .. } => Self::Unavailable,
+        }
+    }
+
+    /// `"ok"` or the rejection's code (`"invalid_api_key"`, `"rate_limited"`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::SpendCapExceeded => "spend_cap_exceeded",
+            Self::EnvironmentNotAllowed => "environment_not_allowed",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::RateLimited => "rate_limited",
+            Self::InternalError => "internal_error",
+            Self::Unavailable => "auth_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -147,7 +208,7 @@ impl PendingActivity {
     pub(crate) fn answered<B>(&mut self, response: &Response<B>) {
         self.event.status = Some(response.status());
         if let Some(rejection) = response.extensions().get::<AuthRejection>() {
-            self.event.outcome = rejection.code();
+            self.event.outcome = Outcome::of(rejection);
         }
     }
 }

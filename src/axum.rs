@@ -37,7 +37,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::principal::Principal;
-use crate::reject::{AuthRejection, DefaultRenderer};
+use crate::reject::{AuthRejection, JsonRenderer, RenderRejection};
 use crate::scope::{Scope, ScopeSet};
 
 const MISSING: AuthRejection = AuthRejection::MissingLayer("AuthLayer");
@@ -87,7 +87,9 @@ impl IntoResponse for AuthRejection {
     /// The default renderer's JSON form, with the rejection in the response's extensions.
     fn into_response(self) -> Response {
         self.trace();
-        let mut response = DefaultRenderer::json(&self).map(Body::from);
+        let mut response = JsonRenderer
+            .render(&self, &http::HeaderMap::new())
+            .map(Body::from);
         response.extensions_mut().insert(self);
         response
     }

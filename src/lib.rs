@@ -97,19 +97,6 @@ pub use require::{require, require_any};
 pub use scope::{Scope, ScopeSet};
 pub use store::{KeyRecord, KeyStore, ManageKeys, MemoryKeyStore, NewKey};
 
-use std::time::Duration;
-
-/// Whole seconds, rounded up (`RateLimit`'s `t`, which may be 0).
-pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
-    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
-}
-
-/// `Retry-After` values: whole seconds, rounded up, never 0.
-pub(crate) fn whole_seconds_at_least_one(d: Duration) -> u64 {
-    ceil_secs(d).max(1)
-}
-
 /// The README's example compiles.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

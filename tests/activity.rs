@@ -19,6 +19,7 @@ use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::reject::InvalidKeyReason;
 use tower_api_key::store::{Insert, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys};
 use tower_api_key::store::{KeyId, StoreError};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
@@ -77,8 +78,8 @@ async fn observer_sees_every_outcome_and_never_the_key() {
         .iter()
         .map(|e| {
             (
-                e.outcome,
-                e.reason,
+                e.outcome.as_str(),
+                e.reason.map(InvalidKeyReason::as_str),
                 e.key_id.clone(),
                 e.client.map(|c| c.to_string()),
                 e.status.map(|s| s.as_u16()),
@@ -176,7 +177,7 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
             (
                 e.key_id.clone(),
                 e.authenticated,
-                e.outcome,
+                e.outcome.as_str(),
                 e.status.map(|s| s.as_u16()),
             )
         })
@@ -225,7 +226,7 @@ async fn an_inner_error_or_a_dropped_request_is_reported_without_status() {
         .lock()
         .unwrap()
         .iter()
-        .map(|e| (e.authenticated, e.outcome, e.status))
+        .map(|e| (e.authenticated, e.outcome.as_str(), e.status))
         .collect();
     assert_eq!(seen, vec![(true, "ok", None), (true, "ok", None)]);
 }

@@ -21,7 +21,7 @@ use tower_api_key::rate_limit::{
     BackendError, ClassName, ClientAddr, ClientIp, Decision, FailureLimit, ForwardedHeader,
     GovernorBackend, LimitKey, OnBackendError, Quota, RateClass, RateLimitBackend, RateLimits,
 };
-use tower_api_key::reject::{AuthRejection, Unavailable};
+use tower_api_key::reject::{AuthRejection, RetryAfter, Unavailable};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 fn fake_limits() -> (RateLimits<GovernorBackend<ManualClock>>, ManualClock) {
@@ -748,7 +748,10 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
     assert_eq!(denied.header("retry-after"), Some("1"));
     assert_eq!(
         denied.extensions.get::<AuthRejection>(),
-        Some(&AuthRejection::unavailable(Unavailable::RateLimiter, 1))
+        Some(&AuthRejection::unavailable(
+            Unavailable::RateLimiter,
+            RetryAfter::ONE_SECOND
+        ))
     );
     assert_eq!(probe.calls(), 11);
 }

@@ -80,7 +80,7 @@ use crate::rate_limit::failures::FailureGate;
 use crate::rate_limit::{ClientIp, FailureLimit};
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, InvalidKeyReason, InvalidRequestReason,
-    RenderRejection, Unavailable,
+    RenderRejection, RetryAfter, Unavailable,
 };
 use crate::scope::ScopeSet;
 use crate::store::{
@@ -109,7 +109,7 @@ impl<St: KeyStore> AuthLayer<St> {
                 sources: CredentialSources::default(),
                 only_environment: None,
                 lookup_timeout: Duration::from_secs(2),
-                retry_after_secs: 5,
+                retry_after: RetryAfter::from_duration(Duration::from_secs(5)),
                 strip_credentials: false,
                 renderer: Arc::new(DefaultRenderer),
                 failures: None,
@@ -146,7 +146,7 @@ impl<St: KeyStore> AuthLayer<St> {
     /// The `Retry-After` of 503 responses, rounded up to whole seconds, at least 1
     /// (default 5 s).
     pub fn retry_after(mut self, after: Duration) -> Self {
-        self.config().retry_after_secs = crate::whole_seconds_at_least_one(after);
+        self.config().retry_after = RetryAfter::from_duration(after);
         self
     }
 
@@ -330,7 +330,7 @@ pub(crate) struct Config<St: KeyStore> {
     sources: CredentialSources,
     only_environment: Option<Environment>,
     lookup_timeout: Duration,
-    retry_after_secs: u64,
+    retry_after: RetryAfter,
     strip_credentials: bool,
     renderer: Arc<dyn RenderRejection>,
     failures: Option<Arc<dyn FailureGate>>,
@@ -345,7 +345,7 @@ impl<St: KeyStore> Clone for Config<St> {
             sources: self.sources.clone(),
             only_environment: self.only_environment,
             lookup_timeout: self.lookup_timeout,
-            retry_after_secs: self.retry_after_secs,
+            retry_after: self.retry_after,
             strip_credentials: self.strip_credentials,
             renderer: Arc::clone(&self.renderer),
             failures: self.failures.clone(),
@@ -361,7 +361,7 @@ impl<St: KeyStore> fmt::Debug for Config<St> {
             .field("sources", &self.sources)
             .field("only_environment", &self.only_environment)
             .field("lookup_timeout", &self.lookup_timeout)
-            .field("retry_after_secs", &self.retry_after_secs)
+            .field("retry_after", &self.retry_after)
             .field("strip_credentials", &self.strip_credentials)
             .finish_non_exhaustive()
     }
@@ -468,7 +468,7 @@ impl<St: KeyStore> Config<St> {
                 tracing::warn!(target: "tower_api_key", error = %error, "key store lookup failed");
                 return Err(AuthRejection::unavailable(
                     Unavailable::KeyStore(error.kind()),
-                    self.retry_after_secs,
+                    self.retry_after,
                 ));
             }
         };

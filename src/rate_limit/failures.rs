@@ -11,7 +11,7 @@ use super::client_ip::{limiter_key, ClientIp};
 use super::gcra::{decide, limiter, Limiter};
 use super::housekeeping::{self, Schedule};
 use super::Quota;
-use crate::reject::AuthRejection;
+use crate::reject::{AuthRejection, RetryAfter};
 
 /// Limits failed authentications per client address, for
 /// [`AuthLayer::limit_failures`](crate::AuthLayer::limit_failures).
@@ -154,9 +154,7 @@ where
         if let Some(until) = shared.blocked.get(&client).map(|until| *until) {
             if now < until {
                 let wait = Duration::from_nanos(until - now);
-                return Err(AuthRejection::rate_limited(
-                    crate::whole_seconds_at_least_one(wait),
-                ));
+                return Err(AuthRejection::rate_limited(RetryAfter::from_duration(wait)));
             }
             shared.blocked.remove_if(&client, |_, until| *until <= now);
         }

@@ -21,7 +21,9 @@ use super::gcra::GovernorBackend;
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
 use crate::principal::Principal;
-use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection, Unavailable};
+use crate::reject::{
+    respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
+};
 use crate::store::KeyId;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
@@ -181,7 +183,10 @@ fn state_header(class: &RateClass, remaining: u32, reset_after: Duration) -> Opt
         "\"{}\";r={};t={}",
         class.name(),
         remaining,
-        crate::ceil_secs(reset_after)
+        // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
+        reset_after
+            .as_secs()
+            .saturating_add(u64::from(reset_after.subsec_nanos() > 0))
     )
     .ok()?;
     let written = capacity - rest.len();
@@ -395,9 +400,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
         match result {
             Ok(decision) if decision.is_allowed() => Outcome::Call(self.headers_for(&decision)),
             Ok(decision) => Outcome::Reject(
-                AuthRejection::rate_limited(crate::whole_seconds_at_least_one(
-                    decision.retry_after(),
-                )),
+                AuthRejection::rate_limited(RetryAfter::from_duration(decision.retry_after())),
                 self.headers_for(&decision),
             ),
             Err(error) => {
@@ -408,7 +411,10 @@ impl<B: RateLimitBackend> LayerShared<B> {
                 match self.limits.on_backend_error {
                     OnBackendError::Allow => Outcome::Call(None),
                     OnBackendError::Deny => Outcome::Reject(
-                        AuthRejection::unavailable(Unavailable::RateLimiter, 1),
+                        AuthRejection::unavailable(
+                            Unavailable::RateLimiter,
+                            RetryAfter::ONE_SECOND,
+                        ),
                         None,
                     ),
                 }

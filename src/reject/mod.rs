@@ -1,5 +1,7 @@
 //! Rejections: what went wrong ([`AuthRejection`]) and how it is shown
-//! ([`RenderRejection`], [`DefaultRenderer`]).
+//! ([`RenderRejection`]: [`JsonRenderer`], [`GrpcRenderer`], and [`DefaultRenderer`], which
+//! picks one per request). The kinds know nothing of rendering beyond status, code, message
+//! and challenge; each renderer lives in its own file.
 //!
 //! The default renderer writes the FORG JSON shape, with RFC 6750 `WWW-Authenticate` on
 //! 401 and 403 and `Retry-After` on 429 and 503. Requests with `content-type:
@@ -34,14 +36,20 @@
 //! );
 //! ```
 
+mod grpc;
+mod json;
+
 use std::borrow::Cow;
 use std::fmt;
+use std::num::NonZeroU64;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
+
+pub use grpc::{is_grpc, GrpcRenderer};
+pub use json::JsonRenderer;
 
 use crate::key::Environment;
 use crate::store::{KeyId, StoreErrorKind};
@@ -138,8 +146,8 @@ pub enum AuthRejection {
     /// 429 `rate_limited`.
     #[non_exhaustive]
     RateLimited {
-        /// Whole seconds until a request can succeed (at least 1).
-        retry_after_secs: u64,
+        /// When a request can succeed.
+        retry_after: RetryAfter,
     },
     /// 500 `internal_error`: a layer or extractor ran without the authentication layer.
     MissingLayer(&'static str),
@@ -148,8 +156,8 @@ pub enum AuthRejection {
     Unavailable {
         /// What failed.
         cause: Unavailable,
-        /// Whole seconds the client should wait.
-        retry_after_secs: u64,
+        /// When the client should try again.
+        retry_after: RetryAfter,
     },
 }
 
@@ -171,19 +179,14 @@ impl AuthRejection {
         }
     }
 
-    /// 429 `rate_limited`, retry after `secs` (at least 1).
-    pub fn rate_limited(secs: u64) -> Self {
-        Self::RateLimited {
-            retry_after_secs: secs.max(1),
-        }
+    /// 429 `rate_limited`.
+    pub fn rate_limited(retry_after: RetryAfter) -> Self {
+        Self::RateLimited { retry_after }
     }
 
-    /// 503 `auth_unavailable`, retry after `secs` (at least 1).
-    pub fn unavailable(cause: Unavailable, secs: u64) -> Self {
-        Self::Unavailable {
-            cause,
-            retry_after_secs: secs.max(1),
-        }
+    /// 503 `auth_unavailable`.
+    pub fn unavailable(cause: Unavailable, retry_after: RetryAfter) -> Self {
+        Self::Unavailable { cause, retry_after }
     }
 
     /// The HTTP status.
@@ -250,25 +253,26 @@ impl AuthRejection {
         }
     }
 
-    /// The gRPC status code: 3, 16, 7, 8, 13 or 14.
-    pub fn grpc_status(&self) -> u8 {
+    /// The gRPC status of the trailers-only response.
+    pub fn grpc_code(&self) -> GrpcCode {
         match self {
-            Self::InvalidRequest(_) => 3,     // INVALID_ARGUMENT
-            Self::InvalidApiKey { .. } => 16, // UNAUTHENTICATED
-            Self::EnvironmentNotAllowed(_) | Self::InsufficientScope { .. } => 7, // PERMISSION_DENIED
-            Self::SpendCapExceeded | Self::RateLimited { .. } => 8, // RESOURCE_EXHAUSTED
-            Self::MissingLayer(_) => 13,                            // INTERNAL
-            Self::Unavailable { .. } => 14,                         // UNAVAILABLE
+            Self::InvalidRequest(_) => GrpcCode::InvalidArgument,
+            Self::InvalidApiKey { .. } => GrpcCode::Unauthenticated,
+            Self::EnvironmentNotAllowed(_) | Self::InsufficientScope { .. } => {
+                GrpcCode::PermissionDenied
+            }
+            Self::SpendCapExceeded | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
+            Self::MissingLayer(_) => GrpcCode::Internal,
+            Self::Unavailable { .. } => GrpcCode::Unavailable,
         }
     }
 
-    /// Seconds for `Retry-After`, on 429 and 503.
-    pub fn retry_after_secs(&self) -> Option<u64> {
+    /// When to retry, on 429 and 503.
+    pub fn retry_after(&self) -> Option<RetryAfter> {
         match self {
-            Self::RateLimited { retry_after_secs }
-            | Self::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }
@@ -293,40 +297,6 @@ impl AuthRejection {
                 r#"Bearer error="insufficient_scope""#,
             ))
         })
-    }
-
-    /// The FORG JSON body: `{"error":…,"code":…,"status":…}`.
-    pub fn json_body(&self) -> Bytes {
-        // The frequent, constant bodies are static: rejecting costs no serialisation.
-        let constant: &'static [u8] = match self {
-            Self::InvalidApiKey { .. } => br#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#,
-            Self::InvalidRequest(InvalidRequestReason::RepeatedHeader(_))
-            | Self::InvalidRequest(InvalidRequestReason::AmbiguousCredentials) => {
-                br#"{"error":"Ambiguous credentials: send exactly one API key, in one header","code":"invalid_request","status":400}"#
-            }
-            Self::RateLimited { .. } => br#"{"error":"Rate limit exceeded","code":"rate_limited","status":429}"#,
-            Self::Unavailable { .. } => br#"{"error":"Authentication is temporarily unavailable","code":"auth_unavailable","status":503}"#,
-            _ => return self.serialized_body(),
-        };
-        Bytes::from_static(constant)
-    }
-
-    fn serialized_body(&self) -> Bytes {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-            code: &'a str,
-            status: u16,
-        }
-        let message = self.message();
-        let body = Body {
-            error: &message,
-            code: self.code(),
-            status: self.status().as_u16(),
-        };
-        serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .unwrap_or_default()
     }
 
     /// Logs the rejection (feature `tracing`): key id and reason, never the key.
@@ -365,6 +335,60 @@ fn capitalised(env: Environment) -> &'static str {
     match env {
         Environment::Live => "Live",
         Environment::Test => "Test",
+    }
+}
+
+/// `Retry-After` in whole seconds, never 0: a client told to retry after 0 s would retry at
+/// once, so every duration is rounded up to at least one second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RetryAfter(NonZeroU64);
+
+impl RetryAfter {
+    /// One second.
+    pub const ONE_SECOND: Self = Self(NonZeroU64::MIN);
+
+    /// `wait` rounded up to whole seconds, at least 1 (saturating at `u64::MAX`).
+    pub fn from_duration(wait: Duration) -> Self {
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
+        Self(NonZeroU64::new(secs).unwrap_or(NonZeroU64::MIN))
+    }
+
+    /// Exactly `secs` seconds.
+    pub const fn from_secs(secs: NonZeroU64) -> Self {
+        Self(secs)
+    }
+
+    /// The seconds.
+    pub const fn as_secs(self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// The gRPC status codes a rejection can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum GrpcCode {
+    /// 3: an ambiguous request.
+    InvalidArgument = 3,
+    /// 7: a missing scope or a refused environment.
+    PermissionDenied = 7,
+    /// 8: rate limited or over a spend cap.
+    ResourceExhausted = 8,
+    /// 13: a misconfigured route.
+    Internal = 13,
+    /// 14: the store or limiter is down.
+    Unavailable = 14,
+    /// 16: a missing or bad credential.
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The numeric code, as sent in `grpc-status`.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
     }
 }
 
@@ -412,66 +436,28 @@ where
     }
 }
 
-/// FORG JSON for HTTP requests, trailers-only responses for gRPC requests.
+/// The FORG JSON body ([`JsonRenderer`]) for HTTP requests, a trailers-only response
+/// ([`GrpcRenderer`]) for gRPC requests.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultRenderer;
-
-impl DefaultRenderer {
-    /// The JSON response, whatever the request.
-    pub fn json(rejection: &AuthRejection) -> Response<Bytes> {
-        let mut response = Response::new(rejection.json_body());
-        *response.status_mut() = rejection.status();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        add_common_headers(rejection, headers);
-        response
-    }
-
-    /// The trailers-only gRPC response, whatever the request.
-    pub fn grpc(rejection: &AuthRejection) -> Response<Bytes> {
-        let mut response = Response::new(Bytes::new());
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(rejection.grpc_status())),
-        );
-        let message =
-            percent_encoding::utf8_percent_encode(&rejection.message(), GRPC_MESSAGE).to_string();
-        if let Ok(message) = HeaderValue::from_str(&message) {
-            headers.insert("grpc-message", message);
-        }
-        add_common_headers(rejection, headers);
-        response
-    }
-}
-
-/// gRPC's Percent-Byte-Unencoded is %x20-%x24 / %x26-%x7E: everything else is encoded.
-const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
-
-fn add_common_headers(rejection: &AuthRejection, headers: &mut HeaderMap) {
-    if let Some(challenge) = rejection.www_authenticate() {
-        headers.insert(WWW_AUTHENTICATE, challenge);
-    }
-    if let Some(secs) = rejection.retry_after_secs() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-}
-
-/// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, `+json`, ...).
-pub fn is_grpc(request_headers: &HeaderMap) -> bool {
-    request_headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
-}
 
 impl RenderRejection for DefaultRenderer {
     fn render(&self, rejection: &AuthRejection, request_headers: &HeaderMap) -> Response<Bytes> {
         if is_grpc(request_headers) {
-            Self::grpc(rejection)
+            GrpcRenderer.render(rejection, request_headers)
         } else {
-            Self::json(rejection)
+            JsonRenderer.render(rejection, request_headers)
         }
+    }
+}
+
+/// `WWW-Authenticate` and `Retry-After`, for every renderer of the crate.
+fn add_common_headers(rejection: &AuthRejection, headers: &mut HeaderMap) {
+    if let Some(challenge) = rejection.www_authenticate() {
+        headers.insert(WWW_AUTHENTICATE, challenge);
+    }
+    if let Some(retry_after) = rejection.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
     }
 }
 
@@ -493,22 +479,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn static_bodies_equal_serialized_ones() {
-        let rejections = [
-            AuthRejection::invalid_key(InvalidKeyReason::Revoked, None),
-            AuthRejection::InvalidRequest(InvalidRequestReason::AmbiguousCredentials),
-            AuthRejection::InvalidRequest(InvalidRequestReason::RepeatedHeader(
-                http::header::AUTHORIZATION,
-            )),
-            AuthRejection::rate_limited(3),
-            AuthRejection::unavailable(Unavailable::RateLimiter, 1),
+    fn retry_after_rounds_up_to_at_least_one_second() {
+        let secs = |d: Duration| RetryAfter::from_duration(d).as_secs();
+        assert_eq!(secs(Duration::ZERO), 1);
+        assert_eq!(secs(Duration::from_millis(1)), 1);
+        assert_eq!(secs(Duration::from_secs(3)), 3);
+        assert_eq!(secs(Duration::from_millis(3001)), 4);
+        assert_eq!(secs(Duration::MAX), u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn grpc_codes_are_the_protocol_numbers() {
+        let codes = [
+            (GrpcCode::InvalidArgument, 3),
+            (GrpcCode::PermissionDenied, 7),
+            (GrpcCode::ResourceExhausted, 8),
+            (GrpcCode::Internal, 13),
+            (GrpcCode::Unavailable, 14),
+            (GrpcCode::Unauthenticated, 16),
         ];
-        for rejection in rejections {
-            assert_eq!(
-                rejection.json_body(),
-                rejection.serialized_body(),
-                "{rejection:?}"
-            );
+        for (code, number) in codes {
+            assert_eq!(code.as_u8(), number, "{code:?}");
         }
     }
 }

@@ -1,0 +1,51 @@
+//! [`GrpcRenderer`]: trailers-only gRPC responses.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::Response;
+
+use super::{add_common_headers, AuthRejection, RenderRejection};
+
+/// A trailers-only gRPC response (HTTP 200, `grpc-status`, percent-encoded
+/// `grpc-message`), whatever the request.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_api_key::reject::{AuthRejection, GrpcRenderer, RenderRejection};
+///
+/// let response = GrpcRenderer.render(&AuthRejection::SpendCapExceeded, &HeaderMap::new());
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["grpc-status"], "8");
+/// assert_eq!(response.headers()["grpc-message"], "AI spend cap exceeded");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcRenderer;
+
+/// gRPC's Percent-Byte-Unencoded is %x20-%x24 / %x26-%x7E: everything else is encoded.
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+impl RenderRejection for GrpcRenderer {
+    fn render(&self, rejection: &AuthRejection, _: &HeaderMap) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(rejection.grpc_code().as_u8())),
+        );
+        let message =
+            percent_encoding::utf8_percent_encode(&rejection.message(), GRPC_MESSAGE).to_string();
+        if let Ok(message) = HeaderValue::from_str(&message) {
+            headers.insert("grpc-message", message);
+        }
+        add_common_headers(rejection, headers);
+        response
+    }
+}
+
+/// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, `+json`, ...).
+pub fn is_grpc(request_headers: &HeaderMap) -> bool {
+    request_headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
