@@ -25,7 +25,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{ClientAddr, FailureLimit, RateClass, RateLimits};
+use tower_api_key::rate_limit::{
+    ClientAddr, FailureLimit, FailureLimitLayer, RateClass, RateLimits,
+};
 use tower_api_key::store::IssuedKey;
 use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 
@@ -62,7 +64,8 @@ pub async fn serve<St: KeyStore>(
     class: RateClass,
     required: St::Scope,
 ) -> std::io::Result<()> {
-    let auth = AuthLayer::new(store).limit_failures(FailureLimit::default());
+    let failures = FailureLimitLayer::new(FailureLimit::default());
+    let auth = AuthLayer::new(store);
     let limits = RateLimits::new();
     let rate_limit = limits.layer(class);
     loop {
@@ -72,6 +75,7 @@ pub async fn serve<St: KeyStore>(
                 request.extensions_mut().insert(ClientAddr(peer.ip()));
                 request
             })
+            .layer(failures.clone())
             .layer(auth.clone())
             .layer(rate_limit.clone())
             .layer(require(required))

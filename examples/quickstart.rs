@@ -22,10 +22,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tower::ServiceBuilder;
+use tower_api_key::activity::ActivityLayer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{FailureLimit, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
-use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal};
+use tower_api_key::{require, ForgScope, MemoryKeyStore, NewKey, Principal, ServiceBuilderExt};
 
 /// The organisation every demo key belongs to.
 pub const OWNER: &str = "org_acme";
@@ -85,9 +87,12 @@ pub fn app(store: Arc<MemoryKeyStore<ForgScope>>) -> Router {
     let ai = Router::new()
         .route("/v1/reviews", post(review))
         .route_layer(limits.layer(forg::AI));
-    let api = standard
-        .merge(ai)
-        .layer(AuthLayer::new(store).limit_failures(FailureLimit::default()));
+    let api = standard.merge(ai).layer(
+        ServiceBuilder::new()
+            .layer(ActivityLayer::traced()) // `RUST_LOG`-style tracing of every outcome
+            .limit_failures(FailureLimit::default())
+            .authenticate(store),
+    );
     let public = Router::new()
         .route("/auth/login", post(login))
         .route_layer(limits.layer(forg::AUTH))

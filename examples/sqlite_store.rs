@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::routing::get;
 use axum::{Json, Router};
 use rusqlite::{params, Connection, Row, TransactionBehavior};
+use tower::ServiceBuilder;
 use tower_api_key::activity::LastUsedRecorder;
 use tower_api_key::key::{KeyDigest, KeyHasher};
 use tower_api_key::rate_limit::{ClassName, Quota};
@@ -30,7 +31,7 @@ use tower_api_key::store::{
     Insert, KeyId, KeyPolicy, KeyRecord, LookupResult, ManageError, ManageKeys, NewKey, StoreError,
     StoreErrorKind,
 };
-use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, Principal, ScopeSet};
+use tower_api_key::{require, ForgScope, KeyStore, Principal, ScopeSet, ServiceBuilderExt};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -345,10 +346,12 @@ pub fn app(store: SqliteKeyStore) -> Router {
             .route_layer(require(ForgScope::ReadSessions)),
         )
         .layer(
-            AuthLayer::new(Arc::new(store.clone())).observe(LastUsedRecorder::spawn(
-                Arc::new(store),
-                Duration::from_secs(60),
-            )),
+            ServiceBuilder::new()
+                .activity(LastUsedRecorder::spawn(
+                    Arc::new(store.clone()),
+                    Duration::from_secs(60),
+                ))
+                .authenticate(Arc::new(store)),
         )
 }
 

@@ -38,7 +38,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::Service;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{ClientIp, RateClass, RateLimits};
+use tower_api_key::rate_limit::{ClientIp, ClientIpLayer, RateClass, RateLimits};
 use tower_api_key::store::IssuedKey;
 use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 
@@ -127,8 +127,9 @@ pub async fn serve<St: KeyStore>(
             .remote_addr()
             .map(|addr| addr.ip())
     });
-    let limits = RateLimits::new().client_ip(client_ip);
+    let limits = RateLimits::new();
     Server::builder()
+        .layer(ClientIpLayer::new(client_ip))
         .layer(AuthLayer::new(store))
         .layer(limits.layer(class))
         .layer(require(required))

@@ -80,13 +80,14 @@ pub mod body;
 pub mod clock;
 pub mod credential;
 pub mod forg;
-pub mod future;
+mod future;
 pub mod key;
 pub mod principal;
 pub mod rate_limit;
 pub mod reject;
 pub mod require;
 pub mod scope;
+pub mod service_builder;
 pub mod store;
 
 pub use auth::{AuthLayer, AuthService};
@@ -95,6 +96,7 @@ pub use principal::Principal;
 pub use reject::AuthRejection;
 pub use require::{require, require_any};
 pub use scope::{Scope, ScopeSet};
+pub use service_builder::ServiceBuilderExt;
 pub use store::{KeyRecord, KeyStore, ManageKeys, MemoryKeyStore, NewKey};
 
 /// The README's example compiles.

@@ -25,13 +25,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use crate::future::ResponseFuture;
-
 use crate::body::ResponseBody;
+use crate::future::{decided, Gate};
 use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection};
 use crate::scope::{Scope, ScopeSet};
@@ -65,6 +65,10 @@ pub(crate) fn missing_scopes(extensions: &http::Extensions) -> AuthRejection {
 /// A scope requirement as a layer; made by [`require`] or [`require_any`].
 #[must_use]
 pub struct RequireScopesLayer<S: Scope> {
+    rule: Arc<Rule<S>>,
+}
+
+pub(crate) struct Rule<S: Scope> {
     required: ScopeSet<S>,
     any_of: bool,
     renderer: Arc<dyn RenderRejection>,
@@ -73,23 +77,32 @@ pub struct RequireScopesLayer<S: Scope> {
 impl<S: Scope> RequireScopesLayer<S> {
     fn new(required: ScopeSet<S>, any_of: bool) -> Self {
         Self {
-            required,
-            any_of,
-            renderer: Arc::new(DefaultRenderer),
+            rule: Arc::new(Rule {
+                required,
+                any_of,
+                renderer: Arc::new(DefaultRenderer),
+            }),
         }
     }
 
     /// How rejections are rendered (default: [`DefaultRenderer`]).
-    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
-        self.renderer = Arc::new(renderer);
-        self
+    pub fn renderer(self, renderer: impl RenderRejection) -> Self {
+        Self {
+            rule: Arc::new(Rule {
+                required: self.rule.required,
+                any_of: self.rule.any_of,
+                renderer: Arc::new(renderer),
+            }),
+        }
     }
 
     /// The required scopes.
     pub fn required(&self) -> ScopeSet<S> {
-        self.required
+        self.rule.required
     }
+}
 
+impl<S: Scope> Rule<S> {
     fn check(&self, extensions: &http::Extensions) -> Result<(), AuthRejection> {
         let granted = extensions
             .get::<ScopeSet<S>>()
@@ -114,9 +127,7 @@ impl<S: Scope> RequireScopesLayer<S> {
 impl<S: Scope> Clone for RequireScopesLayer<S> {
     fn clone(&self) -> Self {
         Self {
-            required: self.required,
-            any_of: self.any_of,
-            renderer: Arc::clone(&self.renderer),
+            rule: Arc::clone(&self.rule),
         }
     }
 }
@@ -124,31 +135,69 @@ impl<S: Scope> Clone for RequireScopesLayer<S> {
 impl<S: Scope> fmt::Debug for RequireScopesLayer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScopesLayer")
-            .field("required", &self.required)
-            .field("any_of", &self.any_of)
+            .field("required", &self.rule.required)
+            .field("any_of", &self.rule.any_of)
             .finish_non_exhaustive()
     }
 }
 
 impl<Svc, S: Scope> Layer<Svc> for RequireScopesLayer<S> {
-    type Service = RequireScopes<Svc, S>;
+    type Service = RequireScopesService<Svc, S>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
-        RequireScopes {
+        RequireScopesService {
             inner,
-            layer: self.clone(),
+            rule: Arc::clone(&self.rule),
         }
     }
 }
 
-/// The service [`RequireScopesLayer`] wraps around the inner service.
-#[derive(Clone, Debug)]
-pub struct RequireScopes<Svc, S: Scope> {
-    inner: Svc,
-    layer: RequireScopesLayer<S>,
+/// Checks the scopes the authentication layer granted.
+impl<S: Scope, B> Gate<Request<B>> for Rule<S> {
+    type Verdict = ();
+    type After = ();
+
+    #[allow(clippy::result_large_err)]
+    fn decide(self: &Arc<Self>, (): (), request: &mut Request<B>) -> Result<(), Response<Bytes>> {
+        self.check(request.extensions())
+            .map_err(|rejection| respond(&*self.renderer, rejection, request.headers()))
+    }
+
+    fn finish<R>((): (), _: &mut Response<R>) {}
 }
 
-impl<Svc, S: Scope> RequireScopes<Svc, S> {
+crate::future::response_future! {
+    /// Response future of [`RequireScopesService`]: the inner service's future, or a
+    /// rejection that is ready at once.
+    ResponseFuture<S, Sc, ReqBody>, Request<ReqBody>, Rule<Sc>
+    where Sc: Scope,
+}
+
+/// The service [`RequireScopesLayer`] wraps around the inner service.
+pub struct RequireScopesService<Svc, S: Scope> {
+    inner: Svc,
+    rule: Arc<Rule<S>>,
+}
+
+impl<Svc: Clone, S: Scope> Clone for RequireScopesService<Svc, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            rule: Arc::clone(&self.rule),
+        }
+    }
+}
+
+impl<Svc: fmt::Debug, S: Scope> fmt::Debug for RequireScopesService<Svc, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopesService")
+            .field("inner", &self.inner)
+            .field("required", &self.rule.required)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Svc, S: Scope> RequireScopesService<Svc, S> {
     /// The inner service.
     pub fn get_ref(&self) -> &Svc {
         &self.inner
@@ -165,14 +214,14 @@ impl<Svc, S: Scope> RequireScopes<Svc, S> {
     }
 }
 
-impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<Svc, S>
+impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<Svc, S>
 where
     Svc: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S: Scope,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = Svc::Error;
-    type Future = ResponseFuture<Svc::Future>;
+    type Future = ResponseFuture<Svc, S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -180,13 +229,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        match self.layer.check(request.extensions()) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(rejection) => ResponseFuture::rejected(respond(
-                &*self.layer.renderer,
-                rejection,
-                request.headers(),
-            )),
-        }
+        ResponseFuture::new(decided(&self.rule, &mut self.inner, request, ()))
     }
 }

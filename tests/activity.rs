@@ -13,7 +13,7 @@ use common::*;
 use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
-use tower_api_key::activity::{ActivityEvent, LastUsedRecorder};
+use tower_api_key::activity::{ActivityEvent, ActivityLayer, LastUsedRecorder};
 use tower_api_key::key::KeyDigest;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::ClassName;
@@ -26,7 +26,7 @@ use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
 
 #[tokio::test]
 async fn observer_sees_every_outcome_and_never_the_key() {
-    let (store, _clock) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let revoked = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     store.revoke(&revoked.record().id).await.unwrap();
@@ -34,9 +34,10 @@ async fn observer_sees_every_outcome_and_never_the_key() {
     let events: Arc<Mutex<Vec<ActivityEvent>>> = Arc::default();
     let sink = Arc::clone(&events);
     let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&scripted))
-        .observe(move |event: &ActivityEvent| sink.lock().unwrap().push(event.clone()))
-        .layer(probe.service::<String>());
+    let service =
+        ActivityLayer::new(move |event: &ActivityEvent| sink.lock().unwrap().push(event.clone()))
+            .clock(clock.clone())
+            .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
 
     let requests = [
         from(
@@ -150,7 +151,7 @@ async fn observer_sees_every_outcome_and_never_the_key() {
 
 #[tokio::test]
 async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
-    let (store, _clock) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let (events, observer) = collector();
@@ -159,10 +160,12 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
         Quota::new(NonZeroU32::MIN, NonZeroU32::new(60).unwrap()),
     );
     let probe = Probe::new();
-    let service = AuthLayer::new(store).observe(observer).layer(
-        RateLimits::new()
-            .layer(one_a_minute)
-            .layer(require(ForgScope::ReadRules).layer(probe.service::<String>())),
+    let service = ActivityLayer::new(observer).clock(clock.clone()).layer(
+        AuthLayer::new(store).layer(
+            RateLimits::new()
+                .layer(one_a_minute)
+                .layer(require(ForgScope::ReadRules).layer(probe.service::<String>())),
+        ),
     );
 
     for key in [&reader, &reader, &writer] {
@@ -196,10 +199,13 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
 
 #[tokio::test]
 async fn an_inner_error_or_a_dropped_request_is_reported_without_status() {
-    let (store, _) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let (events, observer) = collector();
-    let layer = AuthLayer::new(store).observe(observer);
+    let layer = tower::layer::util::Stack::new(
+        AuthLayer::new(store),
+        ActivityLayer::new(observer).clock(clock.clone()),
+    );
 
     let failing = tower::service_fn(|_: Request<String>| async {
         Err::<Response<String>, _>("inner failure")
@@ -233,14 +239,14 @@ async fn an_inner_error_or_a_dropped_request_is_reported_without_status() {
 
 #[tokio::test]
 async fn a_panicking_observer_does_not_abort_a_dropped_request() {
-    let (store, _) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let hanging = tower::service_fn(|_: Request<String>| {
         std::future::pending::<Result<Response<String>, Infallible>>()
     });
-    let service = AuthLayer::new(store)
-        .observe(|_: &ActivityEvent| panic!("observer bug"))
-        .layer(hanging);
+    let service = ActivityLayer::new(|_: &ActivityEvent| panic!("observer bug"))
+        .clock(clock.clone())
+        .layer(AuthLayer::new(store).layer(hanging));
     let mut in_flight = Box::pin(service.oneshot(bearer(good.key().expose_secret())));
     assert!((&mut in_flight).now_or_never().is_none());
     drop(in_flight);
@@ -325,9 +331,9 @@ async fn last_used_is_written_once_per_key_per_interval() {
     });
     let recorder = LastUsedRecorder::spawn(Arc::clone(&touch), Duration::from_secs(60));
     let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&store))
-        .observe(recorder)
-        .layer(probe.service::<String>());
+    let service = ActivityLayer::new(recorder)
+        .clock(clock.clone())
+        .layer(AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>()));
 
     for _ in 0..100 {
         assert_eq!(
@@ -391,15 +397,16 @@ async fn last_used_is_written_once_per_key_per_interval() {
 
 #[tokio::test]
 async fn a_key_refused_inside_the_layer_was_still_used() {
-    let (store, _clock) = store_with_clock();
+    let (store, clock) = store_with_clock();
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     store.revoke(&revoked.record().id).await.unwrap();
     let recorder = LastUsedRecorder::spawn(Arc::clone(&store), Duration::from_secs(60));
     let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&store))
-        .observe(recorder)
-        .layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
+    let service = ActivityLayer::new(recorder).clock(clock.clone()).layer(
+        AuthLayer::new(Arc::clone(&store))
+            .layer(require(ForgScope::ReadRules).layer(probe.service::<String>())),
+    );
 
     let refused = send(service.clone(), bearer(writer.key().expose_secret())).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use tower::Layer;
+use tower_api_key::activity::ActivityLayer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::{AuthLayer, ForgScope};
 
@@ -15,7 +16,9 @@ async fn activity_is_traced_with_the_same_fields() {
     let (store, _) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(probe.service::<String>());
+    // Tracing only: no observer, and nothing is reported without the activity layer.
+    let service =
+        ActivityLayer::traced().layer(AuthLayer::new(store).layer(probe.service::<String>()));
     send(
         service.clone(),
         from("192.0.2.9", bearer(good.key().expose_secret())),

@@ -140,3 +140,23 @@ async fn revoked_mid_stream() {
     }
     assert_eq!(probe.calls(), 10);
 }
+
+#[test]
+fn a_runtime_without_timers_fails_closed_instead_of_panicking() {
+    // No `enable_time`: the lookup timeout cannot be armed.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (store, _) = store_with_clock();
+        let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+        // Asynchronous only: every lookup takes the boxed, timed path.
+        let scripted = ScriptedStore::new(store, Script::Delegate);
+        let probe = Probe::new();
+        let service = AuthLayer::new(scripted).layer(probe.service::<String>());
+        let answer = send(service, bearer(good.key().expose_secret())).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable(&answer), Some(StoreErrorKind::Panicked));
+        assert_eq!(probe.calls(), 0, "the inner service is not called");
+    });
+}

@@ -18,8 +18,9 @@ use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{
-    BackendError, ClassName, ClientAddr, ClientIp, Decision, FailureLimit, ForwardedHeader,
-    GovernorBackend, LimitKey, OnBackendError, Quota, RateClass, RateLimitBackend, RateLimits,
+    BackendError, ClassName, ClientAddr, ClientIp, ClientIpLayer, Decision, FailureLimit,
+    FailureLimitLayer, ForwardedHeader, GovernorBackend, LimitKey, OnBackendError, Quota,
+    RateClass, RateLimitBackend, RateLimits,
 };
 use tower_api_key::reject::{AuthRejection, RetryAfter, Unavailable};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
@@ -237,9 +238,9 @@ async fn public_class_is_keyed_by_peer_address_and_ignores_untrusted_forwarding(
 #[tokio::test]
 async fn trusted_proxies_forward_the_rightmost_untrusted_address() {
     let (limits, _clock) = fake_limits();
-    let limits = limits.client_ip(ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap());
     let probe = Probe::new();
-    let login = limits.layer(forg::AUTH).layer(probe.service::<String>());
+    let login = ClientIpLayer::new(ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap())
+        .layer(limits.layer(forg::AUTH).layer(probe.service::<String>()));
     let via_proxy = |xff: &str| login_from("10.0.0.2", Some(xff));
 
     for _ in 0..5 {
@@ -484,9 +485,8 @@ async fn failed_authentication_is_limited_per_address_before_the_store() {
     let clock = ManualClock::default();
     let failures = FailureLimit::with_clock(per_minute(3), clock.clone());
     let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&scripted))
-        .limit_failures(failures.clone())
-        .layer(probe.service::<String>());
+    let service = FailureLimitLayer::new(failures.clone())
+        .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
     let attacker = |key: &str| from("198.51.100.66", bearer(key));
     let bad = |i: u32| format!("forg_live_{i:032x}");
 
@@ -552,9 +552,8 @@ async fn store_outages_do_not_count_as_failures() {
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Fail);
     let failures = FailureLimit::with_clock(per_minute(2), ManualClock::default());
     let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&scripted))
-        .limit_failures(failures.clone())
-        .layer(probe.service::<String>());
+    let service = FailureLimitLayer::new(failures.clone())
+        .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
     for _ in 0..10 {
         let answer = send(
             service.clone(),
@@ -582,13 +581,13 @@ async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state(
     let (limits, clock) = fake_limits();
     let failures = FailureLimit::with_clock(per_minute(20), clock.clone());
     let probe = Probe::new();
-    let service = AuthLayer::new(store)
-        .limit_failures(failures.clone())
-        .layer(
+    let service = FailureLimitLayer::new(failures.clone()).layer(
+        AuthLayer::new(store).layer(
             limits
                 .layer(forg::STANDARD)
                 .layer(probe.service::<String>()),
-        );
+        ),
+    );
 
     let mut refused = 0;
     for i in 0..100_000u32 {
@@ -785,4 +784,26 @@ async fn one_class_on_two_routes_is_one_budget_per_key() {
     }
     assert_eq!(allowed, 10, "10 per minute per key, not per route");
     assert_eq!(first_probe.calls() + second_probe.calls(), 10);
+}
+
+#[test]
+fn an_asynchronous_backend_on_a_runtime_without_timers_fails_as_configured() {
+    // No `enable_time`: the backend timeout cannot be armed.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (store, _) = store_with_clock();
+        let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+        let probe = Probe::new();
+        let deny = AuthLayer::new(store).layer(
+            RateLimits::with_backend(RemoteBackend::default())
+                .on_backend_error(OnBackendError::Deny)
+                .layer(forg::AI)
+                .layer(probe.service::<String>()),
+        );
+        let answer = send(deny, bearer(issued.key().expose_secret())).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(probe.calls(), 0);
+    });
 }

@@ -1,25 +1,21 @@
 use std::fmt;
-use std::future::Future;
 use std::net::IpAddr;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::client_ip::{limiter_key, ClientIp};
+use super::client_ip::{client_ip_of, limiter_key};
 use super::gcra::GovernorBackend;
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
+use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
@@ -49,7 +45,6 @@ pub enum OnBackendError {
 #[derive(Clone)]
 pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
     backend: B,
-    client_ip: ClientIp,
     headers: bool,
     backend_timeout: Duration,
     on_backend_error: OnBackendError,
@@ -74,20 +69,11 @@ impl<B: RateLimitBackend> RateLimits<B> {
     pub fn with_backend(backend: B) -> Self {
         Self {
             backend,
-            client_ip: ClientIp::default(),
             headers: true,
             backend_timeout: Duration::from_secs(1),
             on_backend_error: OnBackendError::default(),
             renderer: Arc::new(DefaultRenderer),
         }
-    }
-
-    /// How per-address classes find the client's address (default: the peer, no proxy
-    /// trusted).
-    #[must_use]
-    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
-        self.client_ip = client_ip;
-        self
     }
 
     /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default: yes).
@@ -152,7 +138,6 @@ impl<B: RateLimitBackend + fmt::Debug> fmt::Debug for RateLimits<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimits")
             .field("backend", &self.backend)
-            .field("client_ip", &self.client_ip)
             .field("headers", &self.headers)
             .field("backend_timeout", &self.backend_timeout)
             .field("on_backend_error", &self.on_backend_error)
@@ -216,7 +201,7 @@ pub struct RateLimitLayer<B: RateLimitBackend> {
     shared: Arc<LayerShared<B>>,
 }
 
-struct LayerShared<B: RateLimitBackend> {
+pub(crate) struct LayerShared<B: RateLimitBackend> {
     class: RateClass,
     handle: B::Class,
     policy: HeaderValue,
@@ -317,8 +302,6 @@ impl<'a> From<LimitKey<'a>> for OwnedKey {
     }
 }
 
-type BoxCheck = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>;
-
 impl<B: RateLimitBackend> LayerShared<B> {
     /// Who the request counts against, and under which quota.
     fn subject<'r, T>(
@@ -337,10 +320,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
                 Ok((LimitKey::ApiKey(principal.key_id()), quota))
             }
             KeyedBy::ClientIp => {
-                let ip = self
-                    .limits
-                    .client_ip
-                    .resolve(request.headers(), request.extensions())?;
+                let ip = client_ip_of(request.headers(), request.extensions())?;
                 Ok((LimitKey::ClientIp(limiter_key(ip)), self.class.quota()))
             }
         }
@@ -370,27 +350,22 @@ impl<B: RateLimitBackend> LayerShared<B> {
         Some([self.policy.clone(), state])
     }
 
-    fn boxed_check(self: &Arc<Self>, key: OwnedKey, quota: Quota) -> BoxCheck {
-        let shared = Arc::clone(self);
+    /// The asynchronous check, boxed, under the timeout, with panics caught.
+    fn check_later(self: Arc<Self>, key: OwnedKey, quota: Quota) -> Deferred<Outcome> {
         Box::pin(async move {
-            let check = shared
-                .limits
-                .backend
-                .check(&shared.handle, key.borrow(), quota);
-            match AssertUnwindSafe(tokio::time::timeout(shared.limits.backend_timeout, check))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(result)) => result,
-                Ok(Err(_elapsed)) => Err(BackendError::new("rate-limit backend timed out")),
-                Err(_panic) => Err(BackendError::new("rate-limit backend panicked")),
-            }
+            let check = self.limits.backend.check(&self.handle, key.borrow(), quota);
+            let result = match guarded(self.limits.backend_timeout, check).await {
+                Ok(result) => result,
+                Err(Unanswered::TimedOut) => Err(BackendError::new("rate-limit backend timed out")),
+                Err(Unanswered::Panicked) => Err(BackendError::new("rate-limit backend panicked")),
+            };
+            self.outcome(result)
         })
     }
 }
 
 /// What happens to the request after the decision.
-enum Outcome {
+pub(crate) enum Outcome {
     Call(Option<[HeaderValue; 2]>),
     Reject(AuthRejection, Option<[HeaderValue; 2]>),
 }
@@ -421,17 +396,6 @@ impl<B: RateLimitBackend> LayerShared<B> {
             }
         }
     }
-
-    fn reject(
-        &self,
-        rejection: AuthRejection,
-        headers: Option<[HeaderValue; 2]>,
-        request_headers: &HeaderMap,
-    ) -> Response<Bytes> {
-        let mut response = respond(&*self.limits.renderer, rejection, request_headers);
-        add_headers(response.headers_mut(), headers);
-        response
-    }
 }
 
 fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
@@ -439,6 +403,38 @@ fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
         headers.insert(RATELIMIT_POLICY, policy);
         headers.insert(RATELIMIT, state);
     }
+}
+
+/// Decides on the outcome: call with the headers, or answer with the rejection.
+impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
+    type Verdict = Outcome;
+    type After = Option<[HeaderValue; 2]>;
+
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        self: &Arc<Self>,
+        outcome: Outcome,
+        request: &mut Request<T>,
+    ) -> Result<Self::After, Response<Bytes>> {
+        match outcome {
+            Outcome::Call(headers) => Ok(headers),
+            Outcome::Reject(rejection, headers) => {
+                let mut response = respond(&*self.limits.renderer, rejection, request.headers());
+                add_headers(response.headers_mut(), headers);
+                Err(response)
+            }
+        }
+    }
+
+    fn finish<R>(headers: Self::After, response: &mut Response<R>) {
+        add_headers(response.headers_mut(), headers);
+    }
+}
+
+crate::future::response_future! {
+    /// Response future of [`RateLimitService`].
+    ResponseFuture<S, B, ReqBody>, Request<ReqBody>, LayerShared<B>
+    where B: RateLimitBackend,
 }
 
 impl<Svc, B, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimitService<Svc, B>
@@ -457,144 +453,27 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let answered = match shared.subject(&request) {
+        let now = match shared.subject(&request) {
             Err(rejection) => Ok(Outcome::Reject(rejection, None)),
             Ok((key, quota)) => {
                 let backend = &shared.limits.backend;
-                let now = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    backend.check_now(&shared.handle, key, quota)
-                }))
-                .unwrap_or_else(|_| Some(Err(BackendError::new("rate-limit backend panicked"))));
-                match now {
-                    Some(result) => Ok(shared.outcome(result)),
-                    None => Err((OwnedKey::from(key), quota)),
+                match caught(|| backend.check_now(&shared.handle, key, quota)) {
+                    Ok(Some(result)) => Ok(shared.outcome(result)),
+                    Ok(None) => Err((OwnedKey::from(key), quota)),
+                    Err(_panicked) => {
+                        Ok(shared.outcome(Err(BackendError::new("rate-limit backend panicked"))))
+                    }
                 }
             }
         };
-        match answered {
-            Ok(Outcome::Call(headers)) => ResponseFuture::inner(self.inner.call(request), headers),
-            Ok(Outcome::Reject(rejection, headers)) => {
-                ResponseFuture::rejected(shared.reject(rejection, headers, request.headers()))
-            }
+        let future = match now {
+            Ok(outcome) => decided(shared, &mut self.inner, request, outcome),
             Err((key, quota)) => {
-                let check = shared.boxed_check(key, quota);
-                let inner = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, inner);
-                ResponseFuture::checking(check, inner, request, Arc::clone(shared))
+                let check = Arc::clone(shared).check_later(key, quota);
+                deferred(shared, &mut self.inner, request, check)
             }
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`RateLimitService`].
-    pub struct ResponseFuture<Svc, B, ReqBody>
-    where
-        Svc: Service<Request<ReqBody>>,
-        B: RateLimitBackend,
-    {
-        #[pin]
-        state: State<Svc, B, ReqBody>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<Svc, B, ReqBody>
-    where
-        Svc: Service<Request<ReqBody>>,
-        B: RateLimitBackend,
-    {
-        // Boxed: the common states stay small, so the future is cheap to move.
-        Checking {
-            check: BoxCheck,
-            pending: Option<Box<(Svc, Request<ReqBody>, Arc<LayerShared<B>>)>>,
-        },
-        Inner {
-            #[pin]
-            future: Svc::Future,
-            headers: Option<[HeaderValue; 2]>,
-        },
-        Rejected {
-            response: Option<Response<Bytes>>,
-        },
-    }
-}
-
-impl<Svc, B, ReqBody> ResponseFuture<Svc, B, ReqBody>
-where
-    Svc: Service<Request<ReqBody>>,
-    B: RateLimitBackend,
-{
-    fn inner(future: Svc::Future, headers: Option<[HeaderValue; 2]>) -> Self {
-        Self {
-            state: State::Inner { future, headers },
-        }
-    }
-
-    fn rejected(response: Response<Bytes>) -> Self {
-        Self {
-            state: State::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn checking(
-        check: BoxCheck,
-        inner: Svc,
-        request: Request<ReqBody>,
-        shared: Arc<LayerShared<B>>,
-    ) -> Self {
-        Self {
-            state: State::Checking {
-                check,
-                pending: Some(Box::new((inner, request, shared))),
-            },
-        }
-    }
-}
-
-impl<Svc, B, ReqBody, ResBody> Future for ResponseFuture<Svc, B, ReqBody>
-where
-    Svc: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    B: RateLimitBackend,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, Svc::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Checking { check, pending } => {
-                    let result = ready!(check.as_mut().poll(cx));
-                    let (mut inner, request, shared) = *pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    match shared.outcome(result) {
-                        Outcome::Call(headers) => {
-                            let future = inner.call(request);
-                            state.set(State::Inner { future, headers });
-                        }
-                        Outcome::Reject(rejection, headers) => {
-                            let response = shared.reject(rejection, headers, request.headers());
-                            return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                        }
-                    }
-                }
-                StateProj::Inner { future, headers } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    add_headers(response.headers_mut(), headers.take());
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejected { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-            }
-        }
+        };
+        ResponseFuture::new(future)
     }
 }
 

@@ -51,7 +51,7 @@
 
 mod backend;
 mod client_ip;
-pub(crate) mod failures;
+pub mod failures;
 mod gcra;
 mod housekeeping;
 mod layer;
@@ -62,8 +62,12 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
 pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-pub use client_ip::{ClientAddr, ClientIp, ClientIpError, ForwardedHeader, InvalidNetwork};
-pub use failures::FailureLimit;
+pub(crate) use client_ip::client_ip_of;
+pub use client_ip::{
+    ClientAddr, ClientIp, ClientIpError, ClientIpLayer, ClientIpService, ForwardedHeader,
+    InvalidNetwork, ResolvedClientIp,
+};
+pub use failures::{FailureLimit, FailureLimitLayer, FailureLimitService};
 pub use gcra::{GovernorBackend, GovernorClass};
 pub use layer::{OnBackendError, RateLimitLayer, RateLimitService, RateLimits, ResponseFuture};
 pub use quota::{ClassName, InvalidClassName, Quota};

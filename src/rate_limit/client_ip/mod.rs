@@ -7,6 +7,22 @@ use ipnet::IpNet;
 
 use crate::reject::{AuthRejection, InvalidRequestReason};
 
+mod layer;
+
+pub use layer::{ClientIpLayer, ClientIpService, ResolvedClientIp};
+
+/// The client's address for the layers of the crate: the one [`ClientIpLayer`] resolved, or
+/// else the connection's peer, no proxy trusted.
+pub(crate) fn client_ip_of(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<IpAddr, ClientIpError> {
+    match extensions.get::<ResolvedClientIp>() {
+        Some(resolved) => resolved.ip(),
+        None => ClientIp::peer().resolve(headers, extensions),
+    }
+}
+
 /// The address of the connection's peer, as a request extension.
 ///
 /// axum's `ConnectInfo<SocketAddr>` is read as well (feature `axum`); with plain hyper,

@@ -1,39 +1,49 @@
-//! Key activity: an observer the authentication layer calls once per request with its
-//! outcome, and [`LastUsedRecorder`], which keeps `last_used_at` without a store write per
-//! request.
+//! Key activity: [`ActivityLayer`] reports every request's outcome to an observer, and
+//! [`LastUsedRecorder`] keeps `last_used_at` without a store write per request.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use tower_api_key::activity::ActivityEvent;
+//! use tower::ServiceBuilder;
+//! use tower_api_key::activity::{ActivityEvent, ActivityLayer};
 //! use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 //!
 //! let log: Arc<Mutex<Vec<String>>> = Arc::default();
 //! let sink = Arc::clone(&log);
-//! let layer = AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())).observe(move |event: &ActivityEvent| {
-//!     // Key id, outcome, method, path, client address, time: never the key.
-//!     sink.lock().unwrap().push(format!("{} {} {}", event.outcome, event.method, event.path));
-//! });
+//! let stack = ServiceBuilder::new()
+//!     .layer(ActivityLayer::new(move |event: &ActivityEvent| {
+//!         // Key id, outcome, method, path, client address, time: never the key.
+//!         sink.lock().unwrap().push(format!("{} {} {}", event.outcome, event.method, event.path));
+//!     }))
+//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())));
 //! ```
 //!
-//! A request the layer refuses is reported at once. An authenticated request is reported
-//! when the service inside answers, so that a refusal by a layer inside (`require`'s
-//! `insufficient_scope`, the rate limit's `rate_limited`) is its outcome, and the status is
-//! the one the client got; a request dropped before its answer is reported with no status.
+//! The layer goes outside the authentication layer and reports each request when the
+//! response passes back through it: a refusal by the authentication layer, or by a layer
+//! inside it (`require`'s `insufficient_scope`, the rate limit's `rate_limited`), is its
+//! outcome, the status is the one the client got, and the key id is known whenever a
+//! record was found. A request dropped before its answer is reported with no status.
 //!
 //! With the `tracing` feature the layer also emits one event per request on the target
 //! `tower_api_key::activity` (DEBUG), with the same fields.
 
+mod future;
+mod last_used;
+mod layer;
+
+pub use future::ResponseFuture;
+pub use last_used::LastUsedRecorder;
+pub(crate) use layer::ActivityTicket;
+pub use layer::{ActivityLayer, ActivityService};
+
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use dashmap::DashMap;
 use http::{Method, Response, StatusCode};
-use tokio::sync::mpsc;
 
 use crate::reject::{AuthRejection, InvalidKeyReason};
-use crate::store::{KeyId, ManageKeys};
+use crate::store::KeyId;
 
 /// One request's outcome. Carries the key id when a record was found, never the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,10 +51,11 @@ use crate::store::{KeyId, ManageKeys};
 pub struct ActivityEvent {
     /// The key's id, when a stored record was involved.
     pub key_id: Option<KeyId>,
-    /// Whether the key was verified (the request then got past the authentication layer,
-    /// whatever a layer inside decided).
+    /// Whether a credential was verified (the request then got past the authentication
+    /// layer, whatever a layer inside decided).
     pub authenticated: bool,
-    /// [`Outcome::Ok`], or the rejection the client got, from the authentication layer
+    /// [`Outcome::Ok`] (also for a route without a credential that nothing refused), or the
+    /// rejection the client got, from the authentication layer
     /// (`InvalidApiKey`, `Unavailable`, ...) or from a layer of this crate inside it
     /// (`InsufficientScope`, `RateLimited`).
     pub outcome: Outcome,
@@ -64,26 +75,18 @@ pub struct ActivityEvent {
 }
 
 impl ActivityEvent {
-    /// An event for an authenticated request or a rejection; the status comes later.
-    pub(crate) fn new(
-        outcome: Result<&KeyId, &AuthRejection>,
+    /// The event of a request that has just arrived; the outcome comes with the answer.
+    pub(crate) fn arrived(
         method: &Method,
         path: &str,
         client: Option<IpAddr>,
         at: SystemTime,
     ) -> Self {
-        let (key_id, outcome, reason) = match outcome {
-            Ok(id) => (Some(id.clone()), Outcome::Ok, None),
-            Err(rejection @ AuthRejection::InvalidApiKey { reason, key_id }) => {
-                (key_id.clone(), Outcome::of(rejection), Some(*reason))
-            }
-            Err(rejection) => (None, Outcome::of(rejection), None),
-        };
         Self {
-            key_id,
-            authenticated: outcome == Outcome::Ok,
-            outcome,
-            reason,
+            key_id: None,
+            authenticated: false,
+            outcome: Outcome::Ok,
+            reason: None,
             status: None,
             method: method.clone(),
             path: path.to_owned(),
@@ -195,26 +198,35 @@ impl ActivitySink {
     }
 }
 
-/// The event of an authenticated request, waiting for the inner service's answer. Emitted
-/// when dropped: after [`PendingActivity::answered`], or without a status when the inner
-/// service failed or the request was dropped on the way.
+/// A request's event, waiting for the answer. Emitted when dropped: after
+/// [`PendingActivity::answered`], or without a status when the inner service failed or the
+/// request was dropped on the way.
 pub(crate) struct PendingActivity {
     pub(crate) event: ActivityEvent,
     pub(crate) sink: ActivitySink,
+    pub(crate) ticket: ActivityTicket,
 }
 
 impl PendingActivity {
-    /// Takes the status and, when a layer inside refused the request, its code.
+    /// Takes the status and, when a layer refused the request, its rejection.
     pub(crate) fn answered<B>(&mut self, response: &Response<B>) {
         self.event.status = Some(response.status());
         if let Some(rejection) = response.extensions().get::<AuthRejection>() {
             self.event.outcome = Outcome::of(rejection);
+            if let AuthRejection::InvalidApiKey { reason, key_id } = rejection {
+                self.event.reason = Some(*reason);
+                self.event.key_id.clone_from(key_id);
+            }
         }
     }
 }
 
 impl Drop for PendingActivity {
     fn drop(&mut self) {
+        if let Some(id) = self.ticket.key_id() {
+            self.event.authenticated = true;
+            self.event.key_id = Some(id.clone());
+        }
         // May run while a panic unwinds through the service: a panicking observer must not
         // turn that into an abort.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -229,93 +241,5 @@ where
 {
     fn observe(&self, event: &ActivityEvent) {
         self(event)
-    }
-}
-
-/// Records `last_used_at` at most once per key per interval, off the request path.
-///
-/// As an [`ActivityObserver`] it looks at authenticated requests (a key refused by a scope
-/// check or a rate limit was still used); when a key's interval has
-/// passed it queues one write (never blocking: a full queue drops the write, the next
-/// interval retries), and a task it spawned writes through [`ManageKeys::touch`]. A busy key costs
-/// one store write per interval. The task ends when the last clone of the recorder is
-/// dropped.
-#[derive(Clone)]
-pub struct LastUsedRecorder {
-    interval: Duration,
-    last: Arc<DashMap<KeyId, SystemTime>>,
-    queue: mpsc::Sender<(KeyId, SystemTime)>,
-}
-
-impl LastUsedRecorder {
-    /// Spawns the writer task on the current Tokio runtime, writing to `store` at most
-    /// once per key per `interval`.
-    ///
-    /// # Panics
-    /// Outside a Tokio runtime.
-    pub fn spawn<St: ManageKeys>(store: Arc<St>, interval: Duration) -> Self {
-        let (queue, mut writes) = mpsc::channel::<(KeyId, SystemTime)>(1024);
-        tokio::spawn(async move {
-            while let Some((id, at)) = writes.recv().await {
-                if let Err(_error) = store.touch(&id, at).await {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(target: "tower_api_key::activity", key_id = id.as_str(), error = %_error, "could not record last use");
-                }
-            }
-        });
-        Self {
-            interval,
-            last: Arc::new(DashMap::new()),
-            queue,
-        }
-    }
-
-    fn due(&self, id: &KeyId, at: SystemTime) -> bool {
-        use dashmap::mapref::entry::Entry;
-        match self.last.entry(id.clone()) {
-            Entry::Vacant(slot) => {
-                slot.insert(at);
-                true
-            }
-            Entry::Occupied(mut slot) => {
-                let due = at
-                    .duration_since(*slot.get())
-                    .is_ok_and(|since| since >= self.interval);
-                if due {
-                    slot.insert(at);
-                }
-                due
-            }
-        }
-    }
-}
-
-impl ActivityObserver for LastUsedRecorder {
-    fn observe(&self, event: &ActivityEvent) {
-        let (Some(id), true) = (&event.key_id, event.authenticated) else {
-            return;
-        };
-        // Checked without cloning the id: most requests of a busy key are not due.
-        if let Some(last) = self.last.get(id) {
-            if event
-                .at
-                .duration_since(*last)
-                .map_or(true, |since| since < self.interval)
-            {
-                return;
-            }
-        }
-        if self.due(id, event.at) {
-            let _dropped_when_full = self.queue.try_send((id.clone(), event.at));
-        }
-    }
-}
-
-impl fmt::Debug for LastUsedRecorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LastUsedRecorder")
-            .field("interval", &self.interval)
-            .field("keys", &self.last.len())
-            .finish()
     }
 }

@@ -1,3 +1,37 @@
+//! Failed-authentication limits: [`FailureLimit`] (the budget and its state per client
+//! address) and [`FailureLimitLayer`], which puts it in front of the authentication layer.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::sync::Arc;
+//! use http::{Request, StatusCode};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_api_key::clock::ManualClock;
+//! use tower_api_key::rate_limit::{ClientAddr, FailureLimit, FailureLimitLayer, Quota};
+//! use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let two_a_minute = Quota::per_minute(std::num::NonZeroU32::new(2).unwrap());
+//! let stack = ServiceBuilder::new()
+//!     .layer(FailureLimitLayer::new(FailureLimit::with_clock(two_a_minute, ManualClock::default())))
+//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())))
+//!     .service(service_fn(|_: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     }));
+//! let guess = || {
+//!     let mut request = Request::get("/").header("x-forgeos-api-key", format!("fos_{}", "0".repeat(64)));
+//!     let mut request = request.body(()).unwrap();
+//!     request.extensions_mut().insert(ClientAddr("192.0.2.7".parse().unwrap()));
+//!     request
+//! };
+//! // Two refusals spend the budget, the third goes over it; then 429 before the store.
+//! for expected in [401, 401, 401, 429] {
+//!     assert_eq!(stack.clone().oneshot(guess()).await.unwrap().status(), StatusCode::from_u16(expected).unwrap());
+//! }
+//! # }
+//! ```
+
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,14 +41,18 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 use http::{Extensions, HeaderMap};
 
-use super::client_ip::{limiter_key, ClientIp};
+use super::client_ip::{client_ip_of, limiter_key};
 use super::gcra::{decide, limiter, Limiter};
 use super::housekeeping::{self, Schedule};
 use super::Quota;
 use crate::reject::{AuthRejection, RetryAfter};
 
-/// Limits failed authentications per client address, for
-/// [`AuthLayer::limit_failures`](crate::AuthLayer::limit_failures).
+mod layer;
+
+pub use layer::{FailureLimitLayer, FailureLimitService, ResponseFuture};
+
+/// Limits failed authentications per client address: the state behind a
+/// [`FailureLimitLayer`].
 ///
 /// Every refused key (malformed, unknown, revoked, expired; not a missing one, and never a
 /// store outage) spends from the address's budget. An address that has spent it gets 429
@@ -29,12 +67,11 @@ use crate::reject::{AuthRejection, RetryAfter};
 ///
 /// let failures = FailureLimit::new(Quota::per_minute(NonZeroU32::new(20).unwrap()));
 /// assert_eq!(failures.tracked(), 0);
-/// // AuthLayer::new(store).limit_failures(failures.clone())
+/// // ServiceBuilder::new().layer(FailureLimitLayer::new(failures)).layer(AuthLayer::new(store))
 /// ```
 #[derive(Clone)]
 pub struct FailureLimit<C: Clock + Clone = DefaultClock> {
     shared: Arc<Shared<C>>,
-    client_ip: ClientIp,
 }
 
 struct Shared<C: Clock + Clone> {
@@ -77,15 +114,7 @@ where
                 clock,
                 schedule: Schedule::new(),
             }),
-            client_ip: ClientIp::default(),
         }
-    }
-
-    /// How the client's address is found (default: the peer, no proxy trusted).
-    #[must_use]
-    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
-        self.client_ip = client_ip;
-        self
     }
 
     /// Runs housekeeping at most once per `interval` (default 60 s).
@@ -124,12 +153,11 @@ impl<C: Clock + Clone> fmt::Debug for FailureLimit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailureLimit")
             .field("quota", &self.shared.quota)
-            .field("client_ip", &self.client_ip)
             .finish_non_exhaustive()
     }
 }
 
-/// What the authentication layer needs of a failure limit, clock erased.
+/// What the failure-limit layer needs of a failure limit, clock erased.
 pub(crate) trait FailureGate: Send + Sync + 'static {
     /// The client's limiter key, or the rejection when it is over budget.
     fn admit(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, AuthRejection>;
@@ -143,7 +171,7 @@ where
     C::Instant: Send + Sync,
 {
     fn admit(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, AuthRejection> {
-        let client = self.client_ip.resolve(headers, extensions)?;
+        let client = client_ip_of(headers, extensions)?;
         let client = limiter_key(client);
         let shared = &self.shared;
         let now = shared.now();

@@ -1,0 +1,9 @@
+use http::Request;
+
+use super::layer::Shared;
+
+crate::future::response_future! {
+    /// Response future of [`ActivityService`](super::ActivityService): the inner service's
+    /// future, with the request's event reported when it answers (or is dropped).
+    ResponseFuture<S, ReqBody>, Request<ReqBody>, Shared
+}

@@ -1,0 +1,195 @@
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
+use crate::body::ResponseBody;
+use crate::clock::{Clock, SystemClock};
+use crate::future::{decided, Gate};
+use crate::rate_limit::client_ip_of;
+use crate::store::KeyId;
+
+/// Set by the authentication layer when it verifies a credential, so that the activity
+/// layer outside it learns the key id. Present only when an activity layer is.
+#[derive(Clone, Default)]
+pub(crate) struct ActivityTicket(Arc<OnceLock<KeyId>>);
+
+impl ActivityTicket {
+    pub(crate) fn authenticated(&self, id: &KeyId) {
+        let _first_wins = self.0.set(id.clone());
+    }
+
+    pub(crate) fn key_id(&self) -> Option<&KeyId> {
+        self.0.get()
+    }
+}
+
+/// Reports every request's [`ActivityEvent`]; see the [module docs](super). Put it
+/// outside the [`AuthLayer`](crate::AuthLayer).
+#[derive(Clone)]
+#[must_use]
+pub struct ActivityLayer {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    observer: Option<Arc<dyn ActivityObserver>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ActivityLayer {
+    /// Calls `observer` once per request with its outcome (and emits `tracing` events when
+    /// the `tracing` feature is on and the target listens).
+    pub fn new(observer: impl ActivityObserver) -> Self {
+        Self::with(Some(Arc::new(observer)))
+    }
+
+    /// Only the `tracing` events, on the target `tower_api_key::activity` (DEBUG).
+    pub fn traced() -> Self {
+        Self::with(None)
+    }
+
+    fn with(observer: Option<Arc<dyn ActivityObserver>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                observer,
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    /// The clock events are stamped with (default: the system clock).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                observer: self.shared.observer.clone(),
+                clock: Arc::new(clock),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for ActivityLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityLayer")
+            .field("observer", &self.shared.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for ActivityLayer {
+    type Service = ActivityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ActivityService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Shared {
+    /// Where events go, when the observer or `tracing` listens.
+    fn sink(&self) -> Option<ActivitySink> {
+        #[cfg(feature = "tracing")]
+        let traced = tracing::enabled!(target: "tower_api_key::activity", tracing::Level::DEBUG);
+        #[cfg(not(feature = "tracing"))]
+        let traced = false;
+        (self.observer.is_some() || traced).then(|| ActivitySink {
+            observer: self.observer.clone(),
+            traced,
+        })
+    }
+}
+
+impl<B> Gate<Request<B>> for Shared {
+    type Verdict = Option<Box<PendingActivity>>;
+    type After = Option<Box<PendingActivity>>;
+
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        self: &Arc<Self>,
+        pending: Self::Verdict,
+        _: &mut Request<B>,
+    ) -> Result<Self::After, Response<Bytes>> {
+        Ok(pending)
+    }
+
+    fn finish<R>(pending: Self::After, response: &mut Response<R>) {
+        if let Some(mut pending) = pending {
+            pending.answered(response);
+        } // Emitted here, as it drops.
+    }
+}
+
+/// The service [`ActivityLayer`] wraps around the inner service.
+#[derive(Clone)]
+pub struct ActivityService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> ActivityService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ActivityService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ActivityService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let pending = self.shared.sink().map(|sink| {
+            let ticket = ActivityTicket::default();
+            request.extensions_mut().insert(ticket.clone());
+            let client = client_ip_of(request.headers(), request.extensions()).ok();
+            let event = ActivityEvent::arrived(
+                request.method(),
+                request.uri().path(),
+                client,
+                self.shared.clock.now(),
+            );
+            Box::new(PendingActivity {
+                event,
+                sink,
+                ticket,
+            })
+        });
+        ResponseFuture::new(decided(&self.shared, &mut self.inner, request, pending))
+    }
+}

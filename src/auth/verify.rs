@@ -1,0 +1,272 @@
+//! The steps of authentication, from headers to a verdict, and how the verdict changes the
+//! request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::activity::ActivityTicket;
+use crate::credential::{CredentialError, CredentialSources};
+use crate::future::{guarded, Deferred, Gate, Unanswered};
+use crate::key::{Environment, KeyDigest};
+use crate::principal::Principal;
+use crate::reject::{
+    respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RenderRejection, RetryAfter,
+    Unavailable,
+};
+use crate::scope::ScopeSet;
+use crate::store::{KeyRecord, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
+
+/// A verified record and the credential source it came from, or the rejection.
+pub(crate) type Verdict<Sc> = Result<(Arc<KeyRecord<Sc>>, usize), AuthRejection>;
+
+/// What the layer needs after a lookup: the digest, the key's environment, its source.
+pub(crate) struct Prepared {
+    pub(crate) digest: KeyDigest,
+    environment: Environment,
+    source: usize,
+}
+
+/// Compared against when the store knows no record, so an unknown key costs the same
+/// constant-time comparison as a known one.
+const NO_RECORD: KeyDigest = KeyDigest::from_bytes([0; 32]);
+
+pub(crate) struct Config<St: KeyStore> {
+    pub(crate) store: Arc<St>,
+    pub(crate) sources: CredentialSources,
+    pub(crate) only_environment: Option<Environment>,
+    pub(crate) lookup_timeout: Duration,
+    pub(crate) retry_after: RetryAfter,
+    pub(crate) strip_credentials: bool,
+    pub(crate) renderer: Arc<dyn RenderRejection>,
+}
+
+impl<St: KeyStore> Clone for Config<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            sources: self.sources.clone(),
+            only_environment: self.only_environment,
+            lookup_timeout: self.lookup_timeout,
+            retry_after: self.retry_after,
+            strip_credentials: self.strip_credentials,
+            renderer: Arc::clone(&self.renderer),
+        }
+    }
+}
+
+impl<St: KeyStore> fmt::Debug for Config<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("sources", &self.sources)
+            .field("only_environment", &self.only_environment)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("retry_after", &self.retry_after)
+            .field("strip_credentials", &self.strip_credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: KeyStore> Config<St> {
+    /// Steps 1 to 4 up to the digest: everything that needs no store.
+    #[inline]
+    pub(crate) fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, AuthRejection> {
+        let credential = match self.sources.extract(headers) {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Err(AuthRejection::invalid_key(InvalidKeyReason::Missing, None)),
+            Err(CredentialError::RepeatedHeader(name)) => {
+                return Err(AuthRejection::InvalidRequest(
+                    InvalidRequestReason::RepeatedHeader(name),
+                ))
+            }
+            Err(CredentialError::Ambiguous) => {
+                return Err(AuthRejection::InvalidRequest(
+                    InvalidRequestReason::AmbiguousCredentials,
+                ))
+            }
+            Err(CredentialError::Malformed) => {
+                return Err(AuthRejection::invalid_key(
+                    InvalidKeyReason::Malformed,
+                    None,
+                ))
+            }
+        };
+        let key = self
+            .store
+            .policy()
+            .accepted_families()
+            .parse(credential.expose_secret())
+            .map_err(|_| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
+        if self
+            .only_environment
+            .is_some_and(|only| only != key.environment())
+        {
+            return Err(AuthRejection::EnvironmentNotAllowed(key.environment()));
+        }
+        Ok(Prepared {
+            digest: self.store.hasher().digest(key.expose_secret()),
+            environment: key.environment(),
+            source: credential.index(),
+        })
+    }
+
+    /// The asynchronous lookup, boxed, under the timeout, with panics caught.
+    pub(crate) fn lookup(self: Arc<Self>, prepared: Prepared) -> Deferred<Verdict<St::Scope>> {
+        Box::pin(async move {
+            let found = guarded(self.lookup_timeout, self.store.lookup(&prepared.digest))
+                .await
+                .unwrap_or_else(|unanswered| {
+                    Err(StoreError::bare(match unanswered {
+                        Unanswered::TimedOut => StoreErrorKind::Timeout,
+                        Unanswered::Panicked => StoreErrorKind::Panicked,
+                    }))
+                });
+            self.verify(found, &prepared)
+        })
+    }
+
+    /// Step 5: the store's answer to a verified record or a rejection.
+    #[inline]
+    pub(crate) fn verify(
+        &self,
+        found: LookupResult<St::Scope>,
+        prepared: &Prepared,
+    ) -> Verdict<St::Scope> {
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", error = %error, "key store lookup failed");
+                return Err(AuthRejection::unavailable(
+                    Unavailable::KeyStore(error.kind()),
+                    self.retry_after,
+                ));
+            }
+        };
+        // One constant-time comparison whether or not a record came back: no early return.
+        let stored = found.as_deref().map_or(&NO_RECORD, |record| &record.digest);
+        let matches: bool =
+            (stored.ct_eq(&prepared.digest) & Choice::from(u8::from(found.is_some()))).into();
+        #[cfg(test)]
+        tests::COMPARISONS.with(|n| n.set(n.get() + 1));
+        let record = match found {
+            Some(record) if matches => record,
+            Some(record) => {
+                return Err(AuthRejection::invalid_key(
+                    InvalidKeyReason::DigestMismatch,
+                    Some(record.id.clone()),
+                ))
+            }
+            None => return Err(AuthRejection::invalid_key(InvalidKeyReason::Unknown, None)),
+        };
+        // Only records with a deadline need the clock.
+        if record.has_deadline() {
+            let reason = match record.status_at(self.store.policy().now()) {
+                KeyStatus::Active => None,
+                KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),
+                KeyStatus::Expired => Some(InvalidKeyReason::Expired),
+            };
+            if let Some(reason) = reason {
+                return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+            }
+        }
+        if record.environment != prepared.environment {
+            return Err(AuthRejection::invalid_key(
+                InvalidKeyReason::EnvironmentMismatch,
+                Some(record.id.clone()),
+            ));
+        }
+        Ok((record, prepared.source))
+    }
+}
+
+/// Step 6: protect the key headers and attach the principal, or render the rejection.
+impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
+    type Verdict = Verdict<St::Scope>;
+    type After = ();
+
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    fn decide(
+        self: &Arc<Self>,
+        verdict: Self::Verdict,
+        request: &mut Request<B>,
+    ) -> Result<(), Response<Bytes>> {
+        let (record, source) = match verdict {
+            Ok(verified) => verified,
+            Err(rejection) => return Err(respond(&*self.renderer, rejection, request.headers())),
+        };
+        self.sources
+            .protect(request.headers_mut(), source, self.strip_credentials);
+        let extensions = request.extensions_mut();
+        if let Some(ticket) = extensions.get::<ActivityTicket>() {
+            ticket.authenticated(&record.id);
+        }
+        extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
+        extensions.insert(Principal::api_key(record));
+        Ok(())
+    }
+
+    #[inline]
+    fn finish<R>(_: (), _: &mut Response<R>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::forg::ForgScope;
+    use crate::key::{KeyFamily, KeyHasher};
+    use crate::store::{MemoryKeyStore, NewKey};
+    use crate::AuthLayer;
+
+    thread_local! {
+        /// Digest comparisons made by `verify` on this thread.
+        pub(super) static COMPARISONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn comparisons_during(f: impl FnOnce()) -> usize {
+        let before = COMPARISONS.with(Cell::get);
+        f();
+        COMPARISONS.with(Cell::get) - before
+    }
+
+    #[test]
+    fn unknown_key_and_wrong_stored_digest_take_the_same_path() {
+        let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+        let layer = AuthLayer::new(Arc::clone(&store));
+        let config = layer.config_for_tests();
+        let (_, other) = NewKey::<ForgScope>::new("o", "n", &KeyFamily::FORG_LIVE)
+            .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
+            .unwrap();
+        let prepared = Prepared {
+            digest: KeyHasher::sha256().digest("forg_live_0123456789abcdef0123456789abcdef"),
+            environment: Environment::Live,
+            source: 0,
+        };
+
+        let mut unknown = None;
+        let mut mismatch = None;
+        let n_unknown = comparisons_during(|| unknown = Some(config.verify(Ok(None), &prepared)));
+        let n_mismatch = comparisons_during(|| {
+            mismatch = Some(config.verify(Ok(Some(Arc::new(other))), &prepared))
+        });
+
+        assert_eq!(
+            (n_unknown, n_mismatch),
+            (1, 1),
+            "one comparison on both paths"
+        );
+        for verdict in [unknown, mismatch] {
+            match verdict {
+                Some(Err(AuthRejection::InvalidApiKey { .. })) => {}
+                other => panic!("expected a 401, got {other:?}"),
+            }
+        }
+    }
+}
