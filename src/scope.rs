@@ -1,4 +1,6 @@
 //! Scopes: a typed vocabulary and [`ScopeSet`], a `Copy` bitset of granted scopes.
+//! (About 430 lines, half of them documentation and the text and serde forms of the set:
+//! the trait, its macro and the set are one concept.)
 //!
 //! The FORG vocabulary is [`forg::ForgScope`](crate::forg::ForgScope); there is no default
 //! vocabulary, so a route can never silently read another vocabulary's bits. `admin`

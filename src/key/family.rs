@@ -1,3 +1,8 @@
+//! Key families: [`KeyFamily`] (prefix, alphabet, length, environment), its builder, and
+//! [`KeyFamilies`], which parses a key against all of them in one pass. One file of about
+//! 470 lines, most of it documentation and examples: the three types share one parsing rule
+//! and its length bounds, which splitting would scatter.
+
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::RangeInclusive;

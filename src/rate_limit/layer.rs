@@ -1,213 +1,41 @@
+//! [`RateLimitLayer`]: who a request counts against, the backend's decision, and the
+//! response it leads to.
+
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Response};
+use http::header::HeaderValue;
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::client_ip::{client_ip_of, limiter_key};
-use super::gcra::GovernorBackend;
+use super::headers::{add_headers, policy_header, state_header};
+use super::limits::{OnBackendError, RateLimits};
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
 use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
-use crate::reject::{
-    respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
-};
+use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
 use crate::store::KeyId;
-
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// What to do when the backend cannot decide (its server is down or slow).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OnBackendError {
-    /// Let the request through and emit a warning event: an outage of the limiter does not
-    /// become an outage of the API. The default, as in mainstream gateways (Envoy's
-    /// `failure_mode_deny: false`, Kong's `fault_tolerant: true`).
-    #[default]
-    Allow,
-    /// Answer 503 `auth_unavailable` with `Retry-After`.
-    Deny,
-}
-
-/// Shared rate-limit configuration: one backend, the client-address rules, and how
-/// responses look. Make one per application and a [`layer`](Self::layer) per class.
-#[derive(Clone)]
-pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
-    backend: B,
-    headers: bool,
-    backend_timeout: Duration,
-    on_backend_error: OnBackendError,
-    renderer: Arc<dyn RenderRejection>,
-}
-
-impl RateLimits<GovernorBackend> {
-    /// In-process limits on governor's default clock.
-    pub fn new() -> Self {
-        Self::with_backend(GovernorBackend::new())
-    }
-}
-
-impl Default for RateLimits<GovernorBackend> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<B: RateLimitBackend> RateLimits<B> {
-    /// Limits kept by `backend`.
-    pub fn with_backend(backend: B) -> Self {
-        Self {
-            backend,
-            headers: true,
-            backend_timeout: Duration::from_secs(1),
-            on_backend_error: OnBackendError::default(),
-            renderer: Arc::new(DefaultRenderer),
-        }
-    }
-
-    /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default: yes).
-    #[must_use]
-    pub fn headers(mut self, enabled: bool) -> Self {
-        self.headers = enabled;
-        self
-    }
-
-    /// How long an asynchronous backend may take before it counts as failed (default 1 s).
-    #[must_use]
-    pub fn backend_timeout(mut self, timeout: Duration) -> Self {
-        self.backend_timeout = timeout;
-        self
-    }
-
-    /// What a backend failure means for the request (default: allow, with a warning).
-    #[must_use]
-    pub fn on_backend_error(mut self, policy: OnBackendError) -> Self {
-        self.on_backend_error = policy;
-        self
-    }
-
-    /// How 429s are rendered (default: [`DefaultRenderer`]).
-    #[must_use]
-    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
-        self.renderer = Arc::new(renderer);
-        self
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &B {
-        &self.backend
-    }
-
-    /// Evicts idle state now (it also runs by itself; see the backend).
-    pub fn housekeeping(&self) {
-        self.backend.housekeeping();
-    }
-
-    /// How many keys and addresses state is held for.
-    pub fn tracked(&self) -> usize {
-        self.backend.tracked()
-    }
-
-    /// A layer that limits its routes as `class`. Every layer of one class shares one
-    /// budget per key, however many routes it is applied to.
-    pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
-        RateLimitLayer {
-            shared: Arc::new(LayerShared {
-                handle: self.backend.register(&class),
-                policy: policy_header(&class, class.quota()),
-                states: state_headers(&class),
-                class,
-                limits: self.clone(),
-            }),
-        }
-    }
-}
-
-impl<B: RateLimitBackend + fmt::Debug> fmt::Debug for RateLimits<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimits")
-            .field("backend", &self.backend)
-            .field("headers", &self.headers)
-            .field("backend_timeout", &self.backend_timeout)
-            .field("on_backend_error", &self.on_backend_error)
-            .finish_non_exhaustive()
-    }
-}
-
-fn policy_header(class: &RateClass, quota: Quota) -> HeaderValue {
-    let value = format!(
-        "\"{}\";q={};w={}",
-        class.name(),
-        quota.requests(),
-        quota.window().as_secs()
-    );
-    // Class names are validated to a-z 0-9 _ -, so this is always a valid header value.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Formatted per request for quotas above [`PRECOMPUTED_STATES`], so on the stack: the longest
-/// value (32-character name, `u32` remaining, `u64` seconds) is 70 bytes.
-fn state_header(class: &RateClass, remaining: u32, reset_after: Duration) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut buffer = [0u8; 80];
-    let capacity = buffer.len();
-    let mut rest = &mut buffer[..];
-    write!(
-        rest,
-        "\"{}\";r={};t={}",
-        class.name(),
-        remaining,
-        // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
-        reset_after
-            .as_secs()
-            .saturating_add(u64::from(reset_after.subsec_nanos() > 0))
-    )
-    .ok()?;
-    let written = capacity - rest.len();
-    HeaderValue::from_bytes(&buffer[..written]).ok()
-}
-
-/// Quotas up to this many requests get their `RateLimit` values made once, at start.
-const PRECOMPUTED_STATES: u32 = 4096;
-
-/// The `RateLimit` value of an allowed request for each `remaining`, under the class's own
-/// quota, when the reset time follows from it (`(quota - remaining)` request periods).
-fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
-    let quota = class.quota();
-    let requests = quota.requests().get();
-    if requests > PRECOMPUTED_STATES {
-        return Vec::new();
-    }
-    let period = quota.interval();
-    (0..=requests)
-        .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
-        .collect()
-}
 
 /// Limits requests of one [`RateClass`]; made by [`RateLimits::layer`].
 #[must_use]
 pub struct RateLimitLayer<B: RateLimitBackend> {
-    shared: Arc<LayerShared<B>>,
+    pub(super) shared: Arc<LayerShared<B>>,
 }
 
 pub(crate) struct LayerShared<B: RateLimitBackend> {
-    class: RateClass,
-    handle: B::Class,
-    policy: HeaderValue,
+    pub(super) class: RateClass,
+    pub(super) handle: B::Class,
+    pub(super) policy: HeaderValue,
     /// `RateLimit` values by remaining count, for allowed requests under the class quota.
-    states: Vec<HeaderValue>,
-    limits: RateLimits<B>,
+    pub(super) states: Vec<HeaderValue>,
+    pub(super) limits: RateLimits<B>,
 }
 
 impl<B: RateLimitBackend> Clone for RateLimitLayer<B> {
@@ -398,13 +226,6 @@ impl<B: RateLimitBackend> LayerShared<B> {
     }
 }
 
-fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
-    if let Some([policy, state]) = values {
-        headers.insert(RATELIMIT_POLICY, policy);
-        headers.insert(RATELIMIT, state);
-    }
-}
-
 /// Decides on the outcome: call with the headers, or answer with the rejection.
 impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     type Verdict = Outcome;
@@ -474,25 +295,5 @@ where
             }
         };
         ResponseFuture::new(future)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::num::NonZeroU32;
-
-    use super::*;
-    use crate::rate_limit::ClassName;
-
-    #[test]
-    fn longest_rate_limit_value_fits_the_stack_buffer() {
-        let name = "abcdefghijklmnopqrstuvwxyz-0_123";
-        let quota = Quota::new(NonZeroU32::MIN, NonZeroU32::MIN);
-        let class = RateClass::per_key(ClassName::from_static(name), quota);
-        let value = state_header(&class, u32::MAX, Duration::MAX).expect("formatted");
-        assert_eq!(
-            value.to_str().unwrap(),
-            format!("\"{name}\";r={};t={}", u32::MAX, u64::MAX)
-        );
     }
 }

@@ -53,8 +53,10 @@ mod backend;
 mod client_ip;
 pub mod failures;
 mod gcra;
+mod headers;
 mod housekeeping;
 mod layer;
+mod limits;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis;
@@ -69,7 +71,9 @@ pub use client_ip::{
 };
 pub use failures::{FailureLimit, FailureLimitLayer, FailureLimitService};
 pub use gcra::{GovernorBackend, GovernorClass};
-pub use layer::{OnBackendError, RateLimitLayer, RateLimitService, RateLimits, ResponseFuture};
+pub use headers::{RATELIMIT, RATELIMIT_POLICY};
+pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
+pub use limits::{OnBackendError, RateLimits};
 pub use quota::{ClassName, InvalidClassName, Quota};
 
 /// What a class counts requests by.

@@ -43,9 +43,55 @@ impl RenderRejection for GrpcRenderer {
     }
 }
 
+/// The gRPC status codes a rejection can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum GrpcCode {
+    /// 3: an ambiguous request.
+    InvalidArgument = 3,
+    /// 7: a missing scope or a refused environment.
+    PermissionDenied = 7,
+    /// 8: rate limited or over a spend cap.
+    ResourceExhausted = 8,
+    /// 13: a misconfigured route.
+    Internal = 13,
+    /// 14: the store or limiter is down.
+    Unavailable = 14,
+    /// 16: a missing or bad credential.
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The numeric code, as sent in `grpc-status`.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
 /// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, `+json`, ...).
 pub fn is_grpc(request_headers: &HeaderMap) -> bool {
     request_headers
         .get(CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_are_the_protocol_numbers() {
+        let codes = [
+            (GrpcCode::InvalidArgument, 3),
+            (GrpcCode::PermissionDenied, 7),
+            (GrpcCode::ResourceExhausted, 8),
+            (GrpcCode::Internal, 13),
+            (GrpcCode::Unavailable, 14),
+            (GrpcCode::Unauthenticated, 16),
+        ];
+        for (code, number) in codes {
+            assert_eq!(code.as_u8(), number, "{code:?}");
+        }
+    }
 }

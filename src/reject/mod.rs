@@ -38,18 +38,20 @@
 
 mod grpc;
 mod json;
+mod render;
+mod retry_after;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::num::NonZeroU64;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
 
-pub use grpc::{is_grpc, GrpcRenderer};
+pub use grpc::{is_grpc, GrpcCode, GrpcRenderer};
 pub use json::JsonRenderer;
+pub(crate) use render::{add_common_headers, respond};
+pub use render::{DefaultRenderer, RenderRejection};
+pub use retry_after::RetryAfter;
 
 use crate::key::Environment;
 use crate::store::{KeyId, StoreErrorKind};
@@ -338,168 +340,11 @@ fn capitalised(env: Environment) -> &'static str {
     }
 }
 
-/// `Retry-After` in whole seconds, never 0: a client told to retry after 0 s would retry at
-/// once, so every duration is rounded up to at least one second.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RetryAfter(NonZeroU64);
-
-impl RetryAfter {
-    /// One second.
-    pub const ONE_SECOND: Self = Self(NonZeroU64::MIN);
-
-    /// `wait` rounded up to whole seconds, at least 1 (saturating at `u64::MAX`).
-    pub fn from_duration(wait: Duration) -> Self {
-        let secs = wait
-            .as_secs()
-            .saturating_add(u64::from(wait.subsec_nanos() > 0));
-        Self(NonZeroU64::new(secs).unwrap_or(NonZeroU64::MIN))
-    }
-
-    /// Exactly `secs` seconds.
-    pub const fn from_secs(secs: NonZeroU64) -> Self {
-        Self(secs)
-    }
-
-    /// The seconds.
-    pub const fn as_secs(self) -> u64 {
-        self.0.get()
-    }
-}
-
-/// The gRPC status codes a rejection can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[repr(u8)]
-pub enum GrpcCode {
-    /// 3: an ambiguous request.
-    InvalidArgument = 3,
-    /// 7: a missing scope or a refused environment.
-    PermissionDenied = 7,
-    /// 8: rate limited or over a spend cap.
-    ResourceExhausted = 8,
-    /// 13: a misconfigured route.
-    Internal = 13,
-    /// 14: the store or limiter is down.
-    Unavailable = 14,
-    /// 16: a missing or bad credential.
-    Unauthenticated = 16,
-}
-
-impl GrpcCode {
-    /// The numeric code, as sent in `grpc-status`.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-}
-
 /// Escapes `"` and `\` for an RFC 9110 quoted-string.
 fn quoted_string_content(s: &str) -> Cow<'_, str> {
     if s.contains(['"', '\\']) {
         s.replace('\\', "\\\\").replace('"', "\\\"").into()
     } else {
         s.into()
-    }
-}
-
-/// Turns a rejection into a response. Implemented for closures
-/// `Fn(&AuthRejection, &HeaderMap) -> Response<Bytes>`.
-///
-/// `request_headers` are the rejected request's, for content negotiation. A renderer must
-/// not reveal the [`InvalidKeyReason`] of a 401: that would tell an attacker which keys
-/// exist.
-///
-/// ```
-/// use bytes::Bytes;
-/// use http::{HeaderMap, Response};
-/// use tower_api_key::reject::{AuthRejection, RenderRejection};
-///
-/// let plain = |rejection: &AuthRejection, _: &HeaderMap| {
-///     Response::builder()
-///         .status(rejection.status())
-///         .body(Bytes::from(rejection.message().into_owned()))
-///         .unwrap()
-/// };
-/// let response = plain.render(&AuthRejection::SpendCapExceeded, &HeaderMap::new());
-/// assert_eq!(response.status(), 402);
-/// ```
-pub trait RenderRejection: Send + Sync + 'static {
-    /// The response for `rejection`.
-    fn render(&self, rejection: &AuthRejection, request_headers: &HeaderMap) -> Response<Bytes>;
-}
-
-impl<F> RenderRejection for F
-where
-    F: Fn(&AuthRejection, &HeaderMap) -> Response<Bytes> + Send + Sync + 'static,
-{
-    fn render(&self, rejection: &AuthRejection, request_headers: &HeaderMap) -> Response<Bytes> {
-        self(rejection, request_headers)
-    }
-}
-
-/// The FORG JSON body ([`JsonRenderer`]) for HTTP requests, a trailers-only response
-/// ([`GrpcRenderer`]) for gRPC requests.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DefaultRenderer;
-
-impl RenderRejection for DefaultRenderer {
-    fn render(&self, rejection: &AuthRejection, request_headers: &HeaderMap) -> Response<Bytes> {
-        if is_grpc(request_headers) {
-            GrpcRenderer.render(rejection, request_headers)
-        } else {
-            JsonRenderer.render(rejection, request_headers)
-        }
-    }
-}
-
-/// `WWW-Authenticate` and `Retry-After`, for every renderer of the crate.
-fn add_common_headers(rejection: &AuthRejection, headers: &mut HeaderMap) {
-    if let Some(challenge) = rejection.www_authenticate() {
-        headers.insert(WWW_AUTHENTICATE, challenge);
-    }
-    if let Some(retry_after) = rejection.retry_after() {
-        headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
-    }
-}
-
-/// Renders `rejection` for the crate's services: logs it, renders it, and keeps a copy in
-/// the response's extensions.
-pub(crate) fn respond(
-    renderer: &dyn RenderRejection,
-    rejection: AuthRejection,
-    request_headers: &HeaderMap,
-) -> Response<Bytes> {
-    rejection.trace();
-    let mut response = renderer.render(&rejection, request_headers);
-    response.extensions_mut().insert(rejection);
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_rounds_up_to_at_least_one_second() {
-        let secs = |d: Duration| RetryAfter::from_duration(d).as_secs();
-        assert_eq!(secs(Duration::ZERO), 1);
-        assert_eq!(secs(Duration::from_millis(1)), 1);
-        assert_eq!(secs(Duration::from_secs(3)), 3);
-        assert_eq!(secs(Duration::from_millis(3001)), 4);
-        assert_eq!(secs(Duration::MAX), u64::MAX, "saturates");
-    }
-
-    #[test]
-    fn grpc_codes_are_the_protocol_numbers() {
-        let codes = [
-            (GrpcCode::InvalidArgument, 3),
-            (GrpcCode::PermissionDenied, 7),
-            (GrpcCode::ResourceExhausted, 8),
-            (GrpcCode::Internal, 13),
-            (GrpcCode::Unavailable, 14),
-            (GrpcCode::Unauthenticated, 16),
-        ];
-        for (code, number) in codes {
-            assert_eq!(code.as_u8(), number, "{code:?}");
-        }
     }
 }

@@ -2,100 +2,24 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    CachedKeyStore, Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError,
-    ManageKeys, StoreError, StoreErrorKind,
+    Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
+    StoreError, StoreErrorKind,
 };
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
 
-/// Counts the owner's active keys and inserts the new one only below the limit; when it
-/// replaces a key, schedules that key's revocation in the same step. KEYS: owner set,
-/// record hash, id key. ARGV: record JSON, id, limit, now (ms), key prefix, id not to
-/// count or "", digest, replaced id or "", its revocation time (ms) or "", channel.
-/// Returns 1, 0 (limit), -1 (duplicate), -2 (replaced key unknown).
-const ISSUE: &str = r"
-local now = tonumber(ARGV[4])
-if ARGV[8] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[8]) == 0 then return -2 end
-local active = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if id ~= ARGV[6] then
-    local digest = redis.call('GET', ARGV[5] .. 'id:' .. id)
-    if digest then
-      local fields = redis.call('HMGET', ARGV[5] .. 'digest:' .. digest, 'record', 'revoked_at')
-      if fields[1] then
-        local expires = cjson.decode(fields[1]).expires_at
-        local revoked = tonumber(fields[2])
-        local is_revoked = revoked ~= nil and revoked <= now
-        local is_expired = type(expires) == 'number' and expires <= now
-        if not is_revoked and not is_expired then active = active + 1 end
-      end
-    end
-  end
-end
-if active >= tonumber(ARGV[3]) then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-if redis.call('HSETNX', KEYS[2], 'record', ARGV[1]) == 0 then return -1 end
-redis.call('SET', KEYS[3], ARGV[7])
-redis.call('SADD', KEYS[1], ARGV[2])
-if ARGV[8] ~= '' then
-  local old = ARGV[5] .. 'digest:' .. redis.call('GET', ARGV[5] .. 'id:' .. ARGV[8])
-  local current = tonumber(redis.call('HGET', old, 'revoked_at'))
-  if current == nil or current > tonumber(ARGV[9]) then
-    redis.call('HSET', old, 'revoked_at', ARGV[9])
-  end
-  redis.call('PUBLISH', ARGV[10], ARGV[8])
-end
-return 1
-";
+mod listener;
+mod scripts;
 
-/// Sets `revoked_at` (earlier wins) and tells every instance. KEYS: id key. ARGV: key
-/// prefix, revocation time (ms), channel, id.
-const REVOKE: &str = r"
-local digest = redis.call('GET', KEYS[1])
-if not digest then return 0 end
-local key = ARGV[1] .. 'digest:' .. digest
-if redis.call('EXISTS', key) == 0 then return 0 end
-local current = tonumber(redis.call('HGET', key, 'revoked_at'))
-if current == nil or current > tonumber(ARGV[2]) then
-  redis.call('HSET', key, 'revoked_at', ARGV[2])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
-";
-
-/// Removes a record, its id and its owner-set entry, and tells every instance. KEYS: id
-/// key, owner set. ARGV: key prefix, id, channel.
-const DELETE: &str = r"
-local digest = redis.call('GET', KEYS[1])
-if not digest then return 0 end
-redis.call('DEL', ARGV[1] .. 'digest:' .. digest, KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[2])
-return 1
-";
-
-/// Sets `last_used_at` when later than the stored one. KEYS: id key. ARGV: key prefix,
-/// time (ms).
-const TOUCH: &str = r"
-local digest = redis.call('GET', KEYS[1])
-if not digest then return 0 end
-local key = ARGV[1] .. 'digest:' .. digest
-if redis.call('EXISTS', key) == 0 then return 0 end
-local current = tonumber(redis.call('HGET', key, 'last_used_at'))
-if current == nil or current < tonumber(ARGV[2]) then
-  redis.call('HSET', key, 'last_used_at', ARGV[2])
-end
-return 1
-";
+pub use listener::RevocationListener;
+use scripts::{DELETE, ISSUE, REVOKE, TOUCH};
 
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -116,7 +40,7 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 /// published on `{ns}:revocations`; [`RevocationListener`] turns them into cache
 /// invalidations on every instance.
 ///
-/// A lookup is one round trip (`HGETALL`); put a [`CachedKeyStore`] in front to make hits
+/// A lookup is one round trip (`HGETALL`); put a [`CachedKeyStore`](super::CachedKeyStore) in front to make hits
 /// free. Connection failures are store errors: the layer answers 503 (fail closed), and the
 /// connection manager reconnects by itself.
 pub struct RedisKeyStore<S: Scope> {
@@ -408,87 +332,5 @@ impl<S: Scope> fmt::Debug for RedisKeyStore<S> {
             .field("hasher", &self.hasher)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
-    }
-}
-
-/// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
-/// instance: it subscribes to the store's revocation channel and invalidates each revoked
-/// key. When the subscription drops it reconnects with backoff, and on every (re)connect it
-/// clears the cache, since messages may have been missed; in between, the cache's TTL bounds
-/// staleness. The task stops when the listener is dropped.
-pub struct RevocationListener {
-    task: tokio::task::JoinHandle<()>,
-    received: Arc<AtomicU64>,
-    connects: Arc<AtomicU64>,
-}
-
-impl RevocationListener {
-    /// Spawns the listener on the current Tokio runtime.
-    ///
-    /// # Panics
-    /// Outside a Tokio runtime.
-    pub fn spawn<S: Scope>(cache: Arc<CachedKeyStore<RedisKeyStore<S>>>) -> Self {
-        let received = Arc::new(AtomicU64::new(0));
-        let connects = Arc::new(AtomicU64::new(0));
-        let (counted, connected) = (Arc::clone(&received), Arc::clone(&connects));
-        let task = tokio::spawn(async move {
-            let client = cache.inner().client.clone();
-            let channel = cache.inner().revocation_channel();
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await {
-                    if pubsub.subscribe(&channel).await.is_ok() {
-                        backoff = Duration::from_millis(50);
-                        cache.invalidate_all();
-                        connected.fetch_add(1, Ordering::SeqCst);
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            let id = message
-                                .get_payload::<String>()
-                                .ok()
-                                .and_then(|id| KeyId::new(id).ok());
-                            if let Some(id) = id {
-                                cache.invalidate(&id).await;
-                            }
-                            counted.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                }
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        });
-        Self {
-            task,
-            received,
-            connects,
-        }
-    }
-
-    /// Revocation messages received so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::SeqCst)
-    }
-
-    /// Successful subscriptions so far (1 after start, more after reconnects).
-    pub fn connects(&self) -> u64 {
-        self.connects.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RevocationListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl fmt::Debug for RevocationListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevocationListener")
-            .field("received", &self.received())
-            .field("connects", &self.connects())
-            .finish()
     }
 }

@@ -1,0 +1,95 @@
+//! The IETF `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers-11).
+
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use super::{Quota, RateClass};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+pub(crate) fn policy_header(class: &RateClass, quota: Quota) -> HeaderValue {
+    let value = format!(
+        "\"{}\";q={};w={}",
+        class.name(),
+        quota.requests(),
+        quota.window().as_secs()
+    );
+    // Class names are validated to a-z 0-9 _ -, so this is always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Formatted per request for quotas above [`PRECOMPUTED_STATES`], so on the stack: the longest
+/// value (32-character name, `u32` remaining, `u64` seconds) is 70 bytes.
+pub(crate) fn state_header(
+    class: &RateClass,
+    remaining: u32,
+    reset_after: Duration,
+) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buffer = [0u8; 80];
+    let capacity = buffer.len();
+    let mut rest = &mut buffer[..];
+    write!(
+        rest,
+        "\"{}\";r={};t={}",
+        class.name(),
+        remaining,
+        // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
+        reset_after
+            .as_secs()
+            .saturating_add(u64::from(reset_after.subsec_nanos() > 0))
+    )
+    .ok()?;
+    let written = capacity - rest.len();
+    HeaderValue::from_bytes(&buffer[..written]).ok()
+}
+
+/// Quotas up to this many requests get their `RateLimit` values made once, at start.
+const PRECOMPUTED_STATES: u32 = 4096;
+
+/// The `RateLimit` value of an allowed request for each `remaining`, under the class's own
+/// quota, when the reset time follows from it (`(quota - remaining)` request periods).
+pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
+    let quota = class.quota();
+    let requests = quota.requests().get();
+    if requests > PRECOMPUTED_STATES {
+        return Vec::new();
+    }
+    let period = quota.interval();
+    (0..=requests)
+        .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
+        .collect()
+}
+
+pub(crate) fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
+    if let Some([policy, state]) = values {
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::rate_limit::ClassName;
+
+    #[test]
+    fn longest_rate_limit_value_fits_the_stack_buffer() {
+        let name = "abcdefghijklmnopqrstuvwxyz-0_123";
+        let quota = Quota::new(NonZeroU32::MIN, NonZeroU32::MIN);
+        let class = RateClass::per_key(ClassName::from_static(name), quota);
+        let value = state_header(&class, u32::MAX, Duration::MAX).expect("formatted");
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!("\"{name}\";r={};t={}", u32::MAX, u64::MAX)
+        );
+    }
+}

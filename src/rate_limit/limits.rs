@@ -1,0 +1,130 @@
+//! [`RateLimits`]: one backend and how responses look, shared by every class's layer.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backend::RateLimitBackend;
+use super::gcra::GovernorBackend;
+use super::headers::{policy_header, state_headers};
+use super::layer::{LayerShared, RateLimitLayer};
+use super::RateClass;
+use crate::reject::{DefaultRenderer, RenderRejection};
+
+/// What to do when the backend cannot decide (its server is down or slow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnBackendError {
+    /// Let the request through and emit a warning event: an outage of the limiter does not
+    /// become an outage of the API. The default, as in mainstream gateways (Envoy's
+    /// `failure_mode_deny: false`, Kong's `fault_tolerant: true`).
+    #[default]
+    Allow,
+    /// Answer 503 `auth_unavailable` with `Retry-After`.
+    Deny,
+}
+
+/// Shared rate-limit configuration: one backend, the client-address rules, and how
+/// responses look. Make one per application and a [`layer`](Self::layer) per class.
+#[derive(Clone)]
+pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
+    pub(super) backend: B,
+    pub(super) headers: bool,
+    pub(super) backend_timeout: Duration,
+    pub(super) on_backend_error: OnBackendError,
+    pub(super) renderer: Arc<dyn RenderRejection>,
+}
+
+impl RateLimits<GovernorBackend> {
+    /// In-process limits on governor's default clock.
+    pub fn new() -> Self {
+        Self::with_backend(GovernorBackend::new())
+    }
+}
+
+impl Default for RateLimits<GovernorBackend> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: RateLimitBackend> RateLimits<B> {
+    /// Limits kept by `backend`.
+    pub fn with_backend(backend: B) -> Self {
+        Self {
+            backend,
+            headers: true,
+            backend_timeout: Duration::from_secs(1),
+            on_backend_error: OnBackendError::default(),
+            renderer: Arc::new(DefaultRenderer),
+        }
+    }
+
+    /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default: yes).
+    #[must_use]
+    pub fn headers(mut self, enabled: bool) -> Self {
+        self.headers = enabled;
+        self
+    }
+
+    /// How long an asynchronous backend may take before it counts as failed (default 1 s).
+    #[must_use]
+    pub fn backend_timeout(mut self, timeout: Duration) -> Self {
+        self.backend_timeout = timeout;
+        self
+    }
+
+    /// What a backend failure means for the request (default: allow, with a warning).
+    #[must_use]
+    pub fn on_backend_error(mut self, policy: OnBackendError) -> Self {
+        self.on_backend_error = policy;
+        self
+    }
+
+    /// How 429s are rendered (default: [`DefaultRenderer`]).
+    #[must_use]
+    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
+        self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Evicts idle state now (it also runs by itself; see the backend).
+    pub fn housekeeping(&self) {
+        self.backend.housekeeping();
+    }
+
+    /// How many keys and addresses state is held for.
+    pub fn tracked(&self) -> usize {
+        self.backend.tracked()
+    }
+
+    /// A layer that limits its routes as `class`. Every layer of one class shares one
+    /// budget per key, however many routes it is applied to.
+    pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
+        RateLimitLayer {
+            shared: Arc::new(LayerShared {
+                handle: self.backend.register(&class),
+                policy: policy_header(&class, class.quota()),
+                states: state_headers(&class),
+                class,
+                limits: self.clone(),
+            }),
+        }
+    }
+}
+
+impl<B: RateLimitBackend + fmt::Debug> fmt::Debug for RateLimits<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("backend", &self.backend)
+            .field("headers", &self.headers)
+            .field("backend_timeout", &self.backend_timeout)
+            .field("on_backend_error", &self.on_backend_error)
+            .finish_non_exhaustive()
+    }
+}
