@@ -280,3 +280,25 @@ macro_rules! response_future {
     };
 }
 pub(crate) use response_future;
+
+/// `get_ref`, `get_mut` and `into_inner` for a service whose inner service is the field
+/// `inner` of type `$inner` (tower-http's accessors).
+macro_rules! inner_service_accessors {
+    ($inner:ident) => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &$inner {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut $inner {
+            &mut self.inner
+        }
+
+        /// The inner service, consuming this one.
+        pub fn into_inner(self) -> $inner {
+            self.inner
+        }
+    };
+}
+pub(crate) use inner_service_accessors;

@@ -10,7 +10,10 @@
 //!   request extensions; [`require`](require::require) checks scopes per route.
 //! - Rate limits: per key and class of route, per client address on public routes, and on
 //!   failed authentications ([`rate_limit`]), with IETF `RateLimit` headers.
-//! - Lifecycle: [`MemoryKeyStore`] issues (plaintext shown once), rotates and revokes keys.
+//! - Lifecycle: [`ManageKeys`], one async trait for every store (memory, Redis, your own):
+//!   issue (plaintext shown once), list, rotate, revoke, delete, last use.
+//! - One concern per layer, stacked in one expression with [`ServiceBuilderExt`];
+//!   the FORG / ForgeOS presets (scopes, families, header, classes) are in [`forg`].
 //!
 //! # Quick start (axum)
 //!

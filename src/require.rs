@@ -198,20 +198,7 @@ impl<Svc: fmt::Debug, S: Scope> fmt::Debug for RequireScopesService<Svc, S> {
 }
 
 impl<Svc, S: Scope> RequireScopesService<Svc, S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &Svc {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut Svc {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> Svc {
-        self.inner
-    }
+    crate::future::inner_service_accessors!(Svc);
 }
 
 impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<Svc, S>

@@ -22,20 +22,7 @@ impl<S, St: KeyStore> AuthService<S, St> {
         Self { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::future::inner_service_accessors!(S);
 }
 
 impl<S: Clone, St: KeyStore> Clone for AuthService<S, St> {

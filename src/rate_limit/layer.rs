@@ -72,20 +72,7 @@ pub struct RateLimitService<Svc, B: RateLimitBackend> {
 }
 
 impl<Svc, B: RateLimitBackend> RateLimitService<Svc, B> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &Svc {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut Svc {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> Svc {
-        self.inner
-    }
+    crate::future::inner_service_accessors!(Svc);
 }
 
 impl<Svc: Clone, B: RateLimitBackend> Clone for RateLimitService<Svc, B> {

@@ -72,20 +72,7 @@ pub struct ClientIpService<S> {
 }
 
 impl<S> ClientIpService<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::future::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for ClientIpService<S> {
