@@ -28,8 +28,8 @@ use tower_api_key::activity::LastUsedRecorder;
 use tower_api_key::key::{KeyDigest, KeyHasher};
 use tower_api_key::rate_limit::{ClassName, Quota};
 use tower_api_key::store::{
-    Insert, KeyId, KeyPolicy, KeyRecord, LookupResult, ManageError, ManageKeys, NewKey, StoreError,
-    StoreErrorKind,
+    Insert, KeyId, KeyPolicy, KeyRecord, LookupResult, ManageError, ManageKeys, NewKey, Revocation,
+    StoreError, StoreErrorKind,
 };
 use tower_api_key::{require, ForgScope, KeyStore, Principal, ScopeSet, ServiceBuilderExt};
 
@@ -47,13 +47,18 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at  INTEGER NOT NULL,           -- Unix milliseconds
     expires_at  INTEGER,
     revoked_at  INTEGER,
+    revoked     INTEGER NOT NULL DEFAULT 0, -- 1: revoked now, whatever the clocks say
     last_used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner);
 ";
 
 const COLUMNS: &str =
-    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at";
+    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, revoked";
+
+/// Applies a revocation: the earlier time wins, an immediate one sets `revoked`.
+const REVOKE: &str = "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2),
+    revoked = max(revoked, ?3) WHERE id = ?1";
 
 /// Keys in one SQLite database.
 #[derive(Clone)]
@@ -144,6 +149,14 @@ impl SqliteKeyStore {
     }
 }
 
+fn revocation_params(id: &KeyId, revocation: Revocation) -> (String, i64, bool) {
+    (
+        id.as_str().to_owned(),
+        millis(revocation.at()),
+        revocation.is_immediate(),
+    )
+}
+
 /// One row to a record. A row that does not make a valid record is an error of the store
 /// (corrupt data), never a silent `None`.
 fn record_from_row(row: &Row<'_>, policy: &KeyPolicy) -> Result<KeyRecord<ForgScope>, StoreError> {
@@ -178,6 +191,7 @@ fn record_from_row(row: &Row<'_>, policy: &KeyPolicy) -> Result<KeyRecord<ForgSc
     record.expires_at = optional_time(9)?;
     record.revoked_at = optional_time(10)?;
     record.last_used_at = optional_time(11)?;
+    record.revoked = row.get::<_, i64>(12).map_err(store_error)? != 0;
     record.rate_limits = serde_json::from_str::<BTreeMap<ClassName, Quota>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
@@ -229,12 +243,9 @@ impl ManageKeys for SqliteKeyStore {
             if usize::try_from(active).unwrap_or(usize::MAX) >= limit {
                 return Err(ManageError::KeyLimitReached { limit });
             }
-            if let Some((id, at)) = insert.replacing() {
+            if let Some((id, revocation)) = insert.replacing() {
                 let updated = tx
-                    .execute(
-                        "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2) WHERE id = ?1",
-                        params![id.as_str(), millis(at)],
-                    )
+                    .execute(REVOKE, revocation_params(id, revocation))
                     .map_err(store_error)?;
                 if updated == 0 {
                     return Err(ManageError::NotFound(id.clone()));
@@ -242,7 +253,7 @@ impl ManageKeys for SqliteKeyStore {
             }
             let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 params![
                     record.id.as_str(),
                     &record.digest.as_bytes()[..],
@@ -256,6 +267,7 @@ impl ManageKeys for SqliteKeyStore {
                     record.expires_at.map(millis),
                     record.revoked_at.map(millis),
                     record.last_used_at.map(millis),
+                    record.revoked,
                     record.environment.as_str(),
                 ],
             )
@@ -280,15 +292,12 @@ impl ManageKeys for SqliteKeyStore {
     async fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
         let owned = id.clone();
         self.with_db(move |db| {
-            db.execute(
-                "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2) WHERE id = ?1",
-                params![owned.as_str(), millis(at)],
-            )
-            .map_err(store_error)?;
+            db.execute(REVOKE, revocation_params(&owned, revocation))
+                .map_err(store_error)?;
             Ok(())
         })
         .await?;

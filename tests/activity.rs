@@ -20,7 +20,9 @@ use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
 use tower_api_key::reject::InvalidKeyReason;
-use tower_api_key::store::{Insert, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys};
+use tower_api_key::store::{
+    Insert, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys, Revocation,
+};
 use tower_api_key::store::{KeyId, StoreError};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore};
 
@@ -295,9 +297,9 @@ impl ManageKeys for CountingTouch {
     async fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
-        self.store.revoke_at(id, at).await
+        self.store.revoke_at(id, revocation).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {

@@ -25,6 +25,7 @@ use tower_api_key::store::ManageKeys;
 use common::{bearer, send, Probe};
 use http::StatusCode;
 use tower::Layer;
+use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
@@ -371,4 +372,175 @@ mod redis_store {
 mod cached_redis_store {
     use super::*;
     conformance_suite!(Redis::start().map(CachedRedisStores));
+}
+
+/// Two instances whose clocks are `skew` apart (A ahead), each with a cache and a listener.
+async fn skewed_instances(
+    redis: &Redis,
+    skew: Duration,
+) -> [(
+    Arc<CachedKeyStore<RedisKeyStore<ForgScope>>>,
+    RevocationListener,
+); 2] {
+    let ns = namespace();
+    let behind = ManualClock::new(std::time::SystemTime::now());
+    let ahead = ManualClock::new(std::time::SystemTime::now() + skew);
+    let mut instances = Vec::new();
+    for clock in [ahead, behind] {
+        let store = store(&redis.url, &ns)
+            .await
+            .with_policy(KeyPolicy::default().clock(clock));
+        let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
+        let listener = RevocationListener::spawn(Arc::clone(&cache));
+        until("the subscription", || listener.connects() == 1).await;
+        instances.push((cache, listener));
+    }
+    instances.try_into().ok().unwrap()
+}
+
+#[tokio::test]
+async fn instances_with_clocks_30_s_apart_both_refuse_a_revoked_key() {
+    let Some(redis) = Redis::start() else { return };
+    // Revoked by the instance ahead (the other's clock is before `revoked_at`), then by the
+    // one behind.
+    for revoker in [0, 1] {
+        let instances = skewed_instances(&redis, Duration::from_secs(30)).await;
+        let issued = instances[0]
+            .0
+            .issue(NewKey::new("org", "skewed", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+            .await
+            .unwrap();
+        let key = issued.key().expose_secret();
+        let probe = Probe::new();
+        let services: Vec<_> = instances
+            .iter()
+            .map(|(cache, _)| AuthLayer::new(Arc::clone(cache)).layer(probe.service::<String>()))
+            .collect();
+        for service in &services {
+            assert_eq!(
+                send(service.clone(), bearer(key)).await.status,
+                StatusCode::OK
+            );
+        }
+        instances[revoker]
+            .0
+            .revoke(&issued.record().id)
+            .await
+            .unwrap();
+        for (i, (_, listener)) in instances.iter().enumerate() {
+            until("the revocation message", || listener.received() >= 1).await;
+            assert_eq!(
+                send(services[i].clone(), bearer(key)).await.status,
+                StatusCode::UNAUTHORIZED,
+                "instance {i}, revoked by instance {revoker}"
+            );
+        }
+        assert_eq!(probe.calls(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revoking_instance_refuses_the_key_as_soon_as_revoke_returns() {
+    let Some(redis) = Redis::start() else { return };
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(
+        store(&redis.url, &namespace()).await,
+    )));
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    // No listener at all: the cache in front of the revoking call forgets the key itself.
+    for round in 0..20 {
+        let issued = cache
+            .issue(NewKey::new(format!("org{round}"), "k", &KeyFamily::FOS))
+            .await
+            .unwrap();
+        let key = issued.key().expose_secret();
+        assert_eq!(
+            send(service.clone(), bearer(key)).await.status,
+            StatusCode::OK
+        );
+        cache.revoke(&issued.record().id).await.unwrap();
+        assert_eq!(
+            send(service.clone(), bearer(key)).await.status,
+            StatusCode::UNAUTHORIZED,
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_revocation_fails_closed() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = Arc::new(store(&redis.url, &ns).await);
+    let issued = store
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let hash = format!("{{{ns}}}:digest:{}", issued.record().digest);
+    for (field, garbage) in [("revoked_at", "yesterday"), ("revoked", "maybe")] {
+        let _: () = redis::cmd("HSET")
+            .arg(&hash)
+            .arg(field)
+            .arg(garbage)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(
+            send(service.clone(), bearer(key)).await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{field}"
+        );
+        let _: () = redis::cmd("HDEL")
+            .arg(&hash)
+            .arg(field)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(send(service, bearer(key)).await.status, StatusCode::OK);
+    assert_eq!(probe.calls(), 1);
+}
+
+#[tokio::test]
+async fn the_owner_limit_walks_active_keys_only() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = store(&redis.url, &ns).await;
+    for i in 0..2_000 {
+        let issued = store
+            .issue(NewKey::new("churn", format!("k{i}"), &KeyFamily::FOS))
+            .await
+            .unwrap();
+        store.revoke(&issued.record().id).await.unwrap();
+    }
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let active: usize = redis::cmd("SCARD")
+        .arg(format!("{{{ns}}}:active:churn"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        active <= 1,
+        "revoked ids leave the counted set ({active} left)"
+    );
+    let listed = store.list("churn").await.unwrap();
+    assert_eq!(listed.len(), 2_000, "listing still shows every key");
+    for i in 0..10 {
+        store
+            .issue(NewKey::new("churn", format!("live{i}"), &KeyFamily::FOS))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .issue(NewKey::new("churn", "one too many", &KeyFamily::FOS))
+            .await,
+        Err(tower_api_key::store::ManageError::KeyLimitReached { limit: 10 })
+    ));
 }

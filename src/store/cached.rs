@@ -11,7 +11,7 @@ use moka::future::Cache;
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
-    StoreError,
+    Revocation, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::key::{KeyDigest, KeyHasher};
@@ -339,9 +339,9 @@ impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
     async fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
-        let revoked = self.inner.revoke_at(id, at).await;
+        let revoked = self.inner.revoke_at(id, revocation).await;
         // Forgotten even when the store failed: the revocation may have landed.
         self.invalidate(id).await;
         revoked

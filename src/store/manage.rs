@@ -7,6 +7,58 @@ use std::time::{Duration, SystemTime};
 
 use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, NewKey, StoreError};
 
+/// A revocation: immediate (the key is refused from now on, whatever any clock says) or
+/// scheduled (refused from `at`, on the clock of whoever checks: a rotation's grace
+/// period, whose precision is that of the instances' clocks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    at: SystemTime,
+    immediate: bool,
+}
+
+impl Revocation {
+    /// Revoked now; `at` is recorded as the revocation time.
+    pub const fn immediate(at: SystemTime) -> Self {
+        Self {
+            at,
+            immediate: true,
+        }
+    }
+
+    /// Revoked from `at` on.
+    pub const fn scheduled(at: SystemTime) -> Self {
+        Self {
+            at,
+            immediate: false,
+        }
+    }
+
+    /// The revocation time (an earlier one already recorded is kept).
+    pub const fn at(&self) -> SystemTime {
+        self.at
+    }
+
+    /// Whether the key is refused from now on, whatever the clocks say.
+    pub const fn is_immediate(&self) -> bool {
+        self.immediate
+    }
+
+    /// `record` with this revocation applied: the earlier time wins, and an immediate
+    /// revocation sets [`KeyRecord::revoked`]. `None` when nothing changes.
+    pub fn apply<S: crate::scope::Scope>(&self, record: &KeyRecord<S>) -> Option<KeyRecord<S>> {
+        let earlier = record.revoked_at.is_none_or(|existing| existing > self.at);
+        let newly = self.immediate && !record.revoked;
+        (earlier || newly).then(|| {
+            let mut revoked = record.clone();
+            if earlier {
+                revoked.revoked_at = Some(self.at);
+            }
+            revoked.revoked |= self.immediate;
+            revoked
+        })
+    }
+}
+
 /// A record to store, with the owner limit it must respect; built by [`ManageKeys`]'
 /// provided methods and handed to [`ManageKeys::insert`].
 ///
@@ -21,7 +73,7 @@ pub struct Insert<S: crate::scope::Scope> {
     record: KeyRecord<S>,
     now: SystemTime,
     max_active: NonZeroUsize,
-    replacing: Option<(KeyId, SystemTime)>,
+    replacing: Option<(KeyId, Revocation)>,
 }
 
 impl<S: crate::scope::Scope> Insert<S> {
@@ -45,16 +97,18 @@ impl<S: crate::scope::Scope> Insert<S> {
         self.max_active
     }
 
-    /// The key this one replaces and when it is revoked (earlier revocations win).
-    pub fn replacing(&self) -> Option<(&KeyId, SystemTime)> {
-        self.replacing.as_ref().map(|(id, at)| (id, *at))
+    /// The key this one replaces and its revocation.
+    pub fn replacing(&self) -> Option<(&KeyId, Revocation)> {
+        self.replacing
+            .as_ref()
+            .map(|(id, revocation)| (id, *revocation))
     }
 
     /// The id not to count against the limit: the replaced key, if revoked by `now`.
     pub fn frees_slot_of(&self) -> Option<&KeyId> {
         self.replacing
             .as_ref()
-            .filter(|(_, at)| *at <= self.now)
+            .filter(|(_, revocation)| revocation.immediate || revocation.at <= self.now)
             .map(|(id, _)| id)
     }
 
@@ -115,12 +169,13 @@ pub trait ManageKeys: KeyStore {
         owner: &str,
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord<Self::Scope>>>, ManageError>> + Send;
 
-    /// Revokes key `id` at `at`; an earlier revocation already recorded is kept. Once this
-    /// returns, every lookup through this store sees it.
+    /// Applies `revocation` to key `id` ([`Revocation::apply`]: the earlier time wins, an
+    /// immediate revocation sets [`KeyRecord::revoked`]). Once this returns, every lookup
+    /// through this store sees it.
     fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
 
     /// Removes the record entirely (a revoked key stays listed; a deleted one is gone).
@@ -188,7 +243,7 @@ pub trait ManageKeys: KeyStore {
         &self,
         id: &KeyId,
     ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
-        self.revoke_at(id, self.policy().now())
+        self.revoke_at(id, Revocation::immediate(self.policy().now()))
     }
 
     /// Issues a successor of key `id`: same owner, name, family, scopes and overrides; an
@@ -225,7 +280,14 @@ pub trait ManageKeys: KeyStore {
                 record,
                 now,
                 max_active: policy.max_active(),
-                replacing: grace.map(|grace| (id.clone(), now + grace)),
+                replacing: grace.map(|grace| {
+                    let revocation = if grace.is_zero() {
+                        Revocation::immediate(now)
+                    } else {
+                        Revocation::scheduled(now + grace)
+                    };
+                    (id.clone(), revocation)
+                }),
             };
             let record = self.insert(insert).await?;
             Ok(IssuedKey::new(key, record))

@@ -6,7 +6,7 @@ use dashmap::DashMap;
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
-    ManageKeys, StoreError,
+    ManageKeys, Revocation, StoreError,
 };
 use crate::key::{BuildDigestHasher, KeyDigest, KeyHasher};
 use crate::scope::Scope;
@@ -140,17 +140,8 @@ impl<S: Scope> MemoryKeyStore<S> {
         Some(Arc::clone(&slot))
     }
 
-    fn revoke_now(&self, id: &KeyId, at: SystemTime) -> Option<Arc<KeyRecord<S>>> {
-        self.update(id, |record| {
-            record
-                .revoked_at
-                .is_none_or(|existing| existing > at)
-                .then(|| {
-                    let mut revoked = record.clone();
-                    revoked.revoked_at = Some(at);
-                    revoked
-                })
-        })
+    fn revoke_now(&self, id: &KeyId, revocation: Revocation) -> Option<Arc<KeyRecord<S>>> {
+        self.update(id, |record| revocation.apply(record))
     }
 }
 
@@ -201,9 +192,9 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
     async fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        self.revoke_now(id, at)
+        self.revoke_now(id, revocation)
             .ok_or_else(|| ManageError::NotFound(id.clone()))
     }
 

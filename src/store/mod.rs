@@ -52,7 +52,7 @@ use std::sync::Arc;
 pub use self::redis::{RedisKeyStore, RevocationListener};
 #[cfg(feature = "cache")]
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
-pub use manage::{Insert, ManageKeys};
+pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};

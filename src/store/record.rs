@@ -138,6 +138,11 @@ pub struct KeyRecord<S: Scope> {
     /// When the key was (or will be, for a rotation grace period) revoked.
     #[serde(default, with = "unix_millis::option")]
     pub revoked_at: Option<SystemTime>,
+    /// Revoked now, whatever any clock says: set by an immediate revocation, so that an
+    /// instance whose clock is behind the revoking one's (or a clock that steps back) still
+    /// refuses the key. Only a scheduled revocation (rotation grace) compares times.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
     /// When the key was last used, as recorded by
     /// [`LastUsedRecorder`](crate::activity::LastUsedRecorder) (at most once per interval).
     #[serde(
@@ -176,15 +181,17 @@ impl<S: Scope> KeyRecord<S> {
             created_at,
             expires_at: None,
             revoked_at: None,
+            revoked: false,
             last_used_at: None,
             rate_limits: BTreeMap::new(),
         }
     }
 
-    /// Whether the key is accepted at `now`. Revocation wins over expiry.
+    /// Whether the key is accepted at `now`. Revocation wins over expiry; an immediate
+    /// revocation ([`revoked`](Self::revoked)) holds at any `now`.
     #[inline]
     pub fn status_at(&self, now: SystemTime) -> KeyStatus {
-        if self.revoked_at.is_some_and(|at| at <= now) {
+        if self.revoked || self.revoked_at.is_some_and(|at| at <= now) {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             KeyStatus::Expired
@@ -196,7 +203,7 @@ impl<S: Scope> KeyRecord<S> {
     /// Whether the record carries any time limit (so checking it needs the clock).
     #[inline]
     pub(crate) fn has_deadline(&self) -> bool {
-        self.revoked_at.is_some() || self.expires_at.is_some()
+        self.revoked || self.revoked_at.is_some() || self.expires_at.is_some()
     }
 }
 

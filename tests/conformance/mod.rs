@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             issue_stores_only_the_digest_and_returns_the_plaintext_once,
             list_shows_an_owners_keys_oldest_first,
             revoke_is_immediate_idempotent_and_seen_by_the_next_lookup,
+            an_immediate_revocation_holds_whatever_the_clock_says,
             expiry_follows_the_clock,
             at_most_ten_active_keys_per_owner_by_default,
             expired_keys_do_not_count_and_the_limit_is_configurable,
@@ -166,6 +167,40 @@ pub async fn revoke_is_immediate_idempotent_and_seen_by_the_next_lookup<F: Fixtu
         store.revoke(&"key_missing".parse().unwrap()).await,
         Err(ManageError::NotFound(_))
     ));
+}
+
+pub async fn an_immediate_revocation_holds_whatever_the_clock_says<F: Fixture>(fixture: &F) {
+    let (store, clock) = on_clock(fixture).await;
+    let revoked = store.issue(new_key("org_1")).await.unwrap();
+    let rotated = store.issue(new_key("org_1")).await.unwrap();
+    store.revoke(&revoked.record().id).await.unwrap();
+    store
+        .rotate(&rotated.record().id, Some(Duration::from_secs(300)))
+        .await
+        .unwrap();
+    // Another instance's clock 30 s behind, or this one stepping back an hour.
+    for behind in [Duration::from_secs(30), Duration::from_secs(3600)] {
+        let earlier = start() - behind;
+        let record = store
+            .lookup(&revoked.record().digest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.revoked);
+        assert_eq!(record.status_at(earlier), KeyStatus::Revoked, "{behind:?}");
+        let scheduled = store.get(&rotated.record().id).await.unwrap().unwrap();
+        assert!(!scheduled.revoked, "a grace period is a time, not a flag");
+        assert_eq!(scheduled.status_at(earlier), KeyStatus::Active);
+    }
+    clock.set(start() - Duration::from_secs(3600));
+    assert!(matches!(
+        store.rotate(&revoked.record().id, None).await,
+        Err(ManageError::NotFound(_))
+    ));
+    // Revoking during the grace period makes it immediate.
+    store.revoke(&rotated.record().id).await.unwrap();
+    let now_revoked = store.get(&rotated.record().id).await.unwrap().unwrap();
+    assert!(now_revoked.revoked);
 }
 
 pub async fn expiry_follows_the_clock<F: Fixture>(fixture: &F) {

@@ -10,7 +10,7 @@ use redis::{AsyncCommands, Script};
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
-    StoreError, StoreErrorKind,
+    Revocation, StoreError, StoreErrorKind,
 };
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
@@ -26,6 +26,15 @@ fn millis(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A Lua script's boolean argument.
+fn flag(set: bool) -> &'static str {
+    if set {
+        "1"
+    } else {
+        "0"
+    }
+}
+
 fn redis_error(error: redis::RedisError) -> StoreError {
     StoreError::unavailable(error)
 }
@@ -35,7 +44,8 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 ///
 /// Layout, all under the hash tag `{<namespace>}` so one Lua script may touch them together:
 /// `{ns}:digest:<hex>` (hash: `record` JSON, `revoked_at`, `last_used_at`),
-/// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids). Issue, revoke and the per-owner
+/// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids, for listing),
+/// `{ns}:active:<owner>` (ids that may still be active, for the owner limit). Issue, revoke and the per-owner
 /// limit run as Lua scripts, so no race lets an owner pass the limit. Revocations are
 /// published on `{ns}:revocations`; [`RevocationListener`] turns them into cache
 /// invalidations on every instance.
@@ -134,6 +144,11 @@ impl<S: Scope> RedisKeyStore<S> {
         format!("{}owner:{owner}", self.prefix())
     }
 
+    /// The owner's ids that may still be active: what the owner limit counts.
+    fn active_key(&self, owner: &str) -> String {
+        format!("{}active:{owner}", self.prefix())
+    }
+
     async fn read(&self, digest: &KeyDigest) -> LookupResult<S> {
         let mut connection = self.connection.clone();
         let fields: Vec<(String, String)> = connection
@@ -143,7 +158,7 @@ impl<S: Scope> RedisKeyStore<S> {
         let corrupt =
             |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt {what}"));
         let mut record: Option<KeyRecord<S>> = None;
-        let (mut revoked_at, mut last_used_at) = (None, None);
+        let (mut revoked_at, mut last_used_at, mut revoked) = (None, None, false);
         for (field, value) in fields {
             match field.as_str() {
                 "record" => {
@@ -153,6 +168,8 @@ impl<S: Scope> RedisKeyStore<S> {
                 "revoked_at" => {
                     revoked_at = Some(value.parse::<u64>().map_err(|_| corrupt("revoked_at"))?)
                 }
+                "revoked" if value == "1" => revoked = true,
+                "revoked" => return Err(corrupt("revoked")),
                 "last_used_at" => last_used_at = value.parse::<u64>().ok(),
                 _ => {}
             }
@@ -165,20 +182,22 @@ impl<S: Scope> RedisKeyStore<S> {
             if let Some(ms) = last_used_at {
                 record.last_used_at = Some(at(ms));
             }
+            record.revoked |= revoked;
             Arc::new(record)
         }))
     }
 
-    async fn revoke_script(&self, id: &KeyId, at: SystemTime) -> Result<bool, ManageError> {
+    async fn revoke_script(&self, id: &KeyId, revocation: Revocation) -> Result<bool, ManageError> {
         let mut connection = self.connection.clone();
         let found: i64 = self
             .scripts
             .revoke
             .key(self.id_key(id))
             .arg(self.prefix())
-            .arg(millis(at))
+            .arg(millis(revocation.at()))
             .arg(self.revocation_channel())
             .arg(id.as_str())
+            .arg(flag(revocation.is_immediate()))
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -211,9 +230,13 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         let json =
             serde_json::to_string(record).map_err(|e| StoreError::new(StoreErrorKind::Other, e))?;
         let replaced_id = insert.replacing().map(|(id, _)| id.clone());
-        let (replaced, replaced_at) = match insert.replacing() {
-            Some((id, at)) => (id.as_str(), millis(at).to_string()),
-            None => ("", String::new()),
+        let (replaced, replaced_at, immediate) = match insert.replacing() {
+            Some((id, revocation)) => (
+                id.as_str(),
+                millis(revocation.at()).to_string(),
+                flag(revocation.is_immediate()),
+            ),
+            None => ("", String::new(), flag(false)),
         };
         let mut connection = self.connection.clone();
         let outcome: i64 = self
@@ -222,6 +245,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .key(self.owner_key(&record.owner))
             .key(self.record_key(&record.digest))
             .key(self.id_key(&record.id))
+            .key(self.active_key(&record.owner))
             .arg(json)
             .arg(record.id.as_str())
             .arg(insert.max_active().get())
@@ -231,6 +255,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .arg(record.digest.to_string())
             .arg(replaced)
             .arg(replaced_at)
+            .arg(immediate)
             .arg(self.revocation_channel())
             .invoke_async(&mut connection)
             .await
@@ -277,9 +302,9 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
     async fn revoke_at(
         &self,
         id: &KeyId,
-        at: SystemTime,
+        revocation: Revocation,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        if !self.revoke_script(id, at).await? {
+        if !self.revoke_script(id, revocation).await? {
             return Err(ManageError::NotFound(id.clone()));
         }
         self.get(id)
@@ -298,6 +323,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .delete
             .key(self.id_key(id))
             .key(self.owner_key(&record.owner))
+            .key(self.active_key(&record.owner))
             .arg(self.prefix())
             .arg(id.as_str())
             .arg(self.revocation_channel())
