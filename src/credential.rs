@@ -120,7 +120,9 @@ impl CredentialSources {
         &'h self,
         headers: &'h HeaderMap,
     ) -> Result<Option<Credential<'h>>, CredentialError> {
-        let mut found: Option<Credential<'h>> = None;
+        // A malformed value still counts as a credential sent: two sources are ambiguous
+        // whatever their values, so every source is looked at before anything is refused.
+        let mut found: Option<Option<Credential<'h>>> = None;
         for (index, source) in self.sources.iter().enumerate() {
             let name = source.header_name();
             let mut values = headers.get_all(name).iter();
@@ -138,10 +140,13 @@ impl CredentialSources {
             if found.is_some() {
                 return Err(CredentialError::Ambiguous);
             }
-            let key = visible_ascii(token).ok_or(CredentialError::Malformed)?;
-            found = Some(Credential { source, index, key });
+            found = Some(visible_ascii(token).map(|key| Credential { source, index, key }));
         }
-        Ok(found)
+        match found {
+            None => Ok(None),
+            Some(Some(credential)) => Ok(Some(credential)),
+            Some(None) => Err(CredentialError::Malformed),
+        }
     }
 
     /// Marks the header the key came from sensitive (so `Debug` of the request and HTTP/2

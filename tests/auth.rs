@@ -229,6 +229,22 @@ async fn ambiguous_requests_get_400_and_never_reach_the_store() {
             .header("authorization", format!("Bearer {kb}"))
             .header("x-forgeos-api-key", kb)
             .body(String::new()),
+        // A malformed key in one source is still a key sent: two sources, ambiguous.
+        Request::get("/")
+            .header(
+                "authorization",
+                http::HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap(),
+            )
+            .header("x-forgeos-api-key", kb)
+            .body(String::new()),
+        Request::get("/")
+            .header("authorization", "Bearer")
+            .header("x-forgeos-api-key", kb)
+            .body(String::new()),
+        Request::get("/")
+            .header("authorization", format!("Bearer {ka}"))
+            .header("x-forgeos-api-key", " ")
+            .body(String::new()),
     ];
     for request in requests {
         let answer = send(service.clone(), request.unwrap()).await;

@@ -269,3 +269,77 @@ async fn cache_uses_the_inner_hasher() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn revoked_expired_and_unknown_keys_cost_the_same_store_calls() {
+    let (memory, clock) = store_with_clock();
+    let revoked = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    memory.revoke(&revoked.record().id).await.unwrap();
+    let expiring = memory
+        .issue(
+            tower_api_key::NewKey::new("org_1", "short", &KeyFamily::FORG_LIVE)
+                .expires_in(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    let counting = ScriptedStore::new(Arc::clone(&memory), Script::Delegate);
+    // Default TTLs (60 s, 5 s), on the store's clock.
+    let cache = CachedKeyStore::new(Arc::clone(&counting));
+    // Warm the expiring key while it is still valid, then let it expire.
+    cache.lookup(&digest_of(&expiring)).await.unwrap().unwrap();
+    clock.advance(Duration::from_secs(2));
+
+    let digests = [digest_of(&revoked), digest_of(&expiring), unknown_digest(7)];
+    // The store calls each of them causes, step by step, must be the same sequence.
+    let mut calls: Vec<Vec<usize>> = vec![Vec::new(); digests.len()];
+    for step in 0..8 {
+        for (i, digest) in digests.iter().enumerate() {
+            let before = counting.lookups();
+            let found = cache.lookup(digest).await.unwrap();
+            assert!(
+                found.is_none_or(
+                    |r| r.status_at(start_time() + Duration::from_secs(2 + 3 * step))
+                        != KeyStatus::Active
+                ),
+                "never an accepted record"
+            );
+            calls[i].push(counting.lookups() - before);
+        }
+        clock.advance(Duration::from_secs(3));
+    }
+    assert_eq!(calls[0], calls[2], "revoked vs unknown: {calls:?}");
+    assert_eq!(calls[1], calls[2], "expired vs unknown: {calls:?}");
+    assert!(calls[2].contains(&0) && calls[2].contains(&1), "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_during_invalidate_all_is_not_served() {
+    // What a revocation channel that reconnects does: messages may have been missed, so it
+    // forgets everything; a fetch that read the record before must not bring it back.
+    let (memory, _) = store_with_clock();
+    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let counting = ScriptedStore::new(
+        Arc::clone(&memory),
+        Script::ReadThenWait(Duration::from_millis(100)),
+    );
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
+    let digest = digest_of(&issued);
+    let early = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
+    };
+    tokio::task::yield_now().await;
+    // Revoked elsewhere, the message missed; then the channel reconnects.
+    memory.revoke(&issued.record().id).await.unwrap();
+    cache.invalidate_all();
+    let stale = early.await.unwrap();
+    assert_eq!(stale.revoked_at, None, "the fetch read the old record");
+    assert!(
+        cache.lookup_now(&digest).is_none(),
+        "the stale entry is not served"
+    );
+    counting.set(Script::Delegate);
+    let fresh = cache.lookup(&digest).await.unwrap().unwrap();
+    assert!(fresh.revoked);
+    assert_eq!(counting.lookups(), 2);
+}

@@ -10,10 +10,10 @@ use futures_util::FutureExt;
 use moka::future::Cache;
 
 use super::{
-    Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
-    Revocation, StoreError,
+    Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
+    ManageKeys, Revocation, StoreError,
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
 
@@ -43,7 +43,11 @@ enum Miss {
 /// - Hits are answered by [`KeyStore::lookup_now`], so the layer neither boxes nor arms a
 ///   timer for them.
 ///
-/// TTLs are checked against the store's [`Clock`], so they can be tested on a
+/// - A record that is no longer accepted (revoked, expired) is kept only as long as an
+///   unknown digest, so the store calls a refused key causes do not tell whether it exists.
+///
+/// TTLs are checked against the inner store's policy [`Clock`] (or
+/// [`CachedKeyStoreBuilder::clock`]), so they can be tested on a
 /// [`ManualClock`](crate::clock::ManualClock).
 ///
 /// moka was chosen over a hand-written cache: it is bounded by size and by time, coalesces
@@ -54,12 +58,15 @@ pub struct CachedKeyStore<St: KeyStore> {
     unknown: Cache<KeyDigest, SystemTime>,
     ids: Arc<DashMap<KeyId, KeyDigest>>,
     epoch: AtomicU64,
+    /// The epoch of the last `invalidate_all`: every record fetched before it is stale.
+    all_invalidated: AtomicU64,
     /// Key id -> (epoch of invalidation, when); records fetched before are stale.
     invalidated: DashMap<KeyId, (u64, SystemTime)>,
     invalidated_len: AtomicUsize,
     ttl: Duration,
     negative_ttl: Duration,
-    clock: Arc<dyn Clock>,
+    /// `None`: the inner store's policy clock.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 /// Builds a [`CachedKeyStore`]; see [`CachedKeyStore::builder`].
@@ -70,7 +77,8 @@ pub struct CachedKeyStoreBuilder<St: KeyStore> {
     negative_capacity: u64,
     ttl: Duration,
     negative_ttl: Duration,
-    clock: Arc<dyn Clock>,
+    /// `None`: the inner store's policy clock.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl<St: KeyStore> fmt::Debug for CachedKeyStoreBuilder<St> {
@@ -110,9 +118,10 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
         self
     }
 
-    /// The clock TTLs are checked against (default: system clock).
+    /// The clock TTLs are checked against (default: the inner store's
+    /// [`KeyPolicy`](crate::store::KeyPolicy) clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -139,6 +148,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             unknown,
             ids,
             epoch: AtomicU64::new(0),
+            all_invalidated: AtomicU64::new(0),
             invalidated: DashMap::new(),
             invalidated_len: AtomicUsize::new(0),
             ttl: self.ttl,
@@ -162,7 +172,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
             negative_capacity: 10_000,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 
@@ -174,7 +184,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
     /// Forgets key `id` at once. Call it after revoking, rotating or editing the key in
     /// the inner store; the next request with that key asks the inner store.
     pub async fn invalidate(&self, id: &KeyId) {
-        let now = self.clock.now();
+        let now = self.now();
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         // Records of fetches that started before this epoch are stale: a fetch in flight
         // may still insert one, so hits check this map too.
@@ -195,7 +205,12 @@ impl<St: KeyStore> CachedKeyStore<St> {
     }
 
     /// Forgets everything.
+    ///
+    /// A fetch in flight when this is called may still insert what it read; such a record
+    /// is never served (it belongs to an older epoch).
     pub fn invalidate_all(&self) {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.all_invalidated.store(epoch, Ordering::SeqCst);
         self.records.invalidate_all();
         self.unknown.invalidate_all();
     }
@@ -207,11 +222,30 @@ impl<St: KeyStore> CachedKeyStore<St> {
         (self.records.entry_count(), self.unknown.entry_count())
     }
 
+    fn now(&self) -> SystemTime {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => self.inner.policy().now(),
+        }
+    }
+
+    /// A record that is no longer accepted lives as long as an unknown digest: how long the
+    /// cache serves a refused key must not tell whether it ever existed.
     fn is_stale(&self, cached: &Cached<St::Scope>, now: SystemTime) -> bool {
+        let active = |at| cached.record.status_at(at) == KeyStatus::Active;
+        let lifetime = if active(now) {
+            self.ttl
+        } else if active(cached.fetched_at) {
+            // Became refused while cached (expired): asked again, as an unknown key would be.
+            Duration::ZERO
+        } else {
+            self.negative_ttl
+        };
         let expired = now
             .duration_since(cached.fetched_at)
-            .is_ok_and(|age| age >= self.ttl);
+            .is_ok_and(|age| age >= lifetime);
         expired
+            || cached.epoch < self.all_invalidated.load(Ordering::SeqCst)
             || (self.invalidated_len.load(Ordering::SeqCst) > 0
                 && self
                     .invalidated
@@ -225,7 +259,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         record: Option<Cached<St::Scope>>,
         unknown: Option<SystemTime>,
     ) -> Option<Option<Arc<KeyRecord<St::Scope>>>> {
-        let now = self.clock.now();
+        let now = self.now();
         if let Some(cached) = record {
             if !self.is_stale(&cached, now) {
                 return Some(Some(cached.record));
@@ -246,7 +280,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
         let digest = *digest;
         let cached = self.records.get(&digest).await;
         if let Some(cached) = &cached {
-            if self.is_stale(cached, self.clock.now()) {
+            if self.is_stale(cached, self.now()) {
                 self.records.invalidate(&digest).await;
             }
         }
@@ -254,7 +288,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
             return Ok(answer);
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let fetched_at = self.clock.now();
+        let fetched_at = self.now();
         let inner = Arc::clone(&self.inner);
         let fetched = self
             .records
@@ -273,7 +307,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
         match fetched {
             // Coalesced with a fetch that began before the key was invalidated, while this
             // lookup began after: that answer may be the one revocation was meant to stop.
-            Ok(cached) if cached.epoch < epoch && self.is_stale(&cached, self.clock.now()) => {
+            Ok(cached) if cached.epoch < epoch && self.is_stale(&cached, self.now()) => {
                 self.records.invalidate(&digest).await;
                 self.inner.lookup(&digest).await
             }
