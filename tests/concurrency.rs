@@ -1,6 +1,7 @@
 //! Many tasks issuing, rotating, revoking and verifying at once on a multi-thread runtime:
 //! no key is accepted after `revoke` returns, no valid key is refused, and the per-owner limit
-//! holds exactly. Runs against the in-memory store and behind the cache wrapper.
+//! holds exactly. The revocation race runs through every store and cache combination:
+//! memory, cached memory, Redis, cached Redis.
 
 mod common;
 
@@ -14,37 +15,25 @@ use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::store::ManageKeys;
 use tower_api_key::store::{KeyId, ManageError};
-use tower_api_key::{AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 const KEYS: usize = 8;
 const CHECKS: usize = 200;
 
-/// Revokes half of the keys while tasks verify all of them; `revoke` is how the store
-/// under test revokes (directly, or through the cache wrapper).
-async fn run<St, R, F>(store: Arc<St>, memory: Arc<MemoryKeyStore<ForgScope>>, revoke: R)
-where
-    St: KeyStore<Scope = ForgScope>,
-    R: Fn(KeyId) -> F + Send + Sync + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    let keys: Vec<_> = (0..KEYS)
-        .map(|i| {
-            memory
-                .issue(
-                    NewKey::new(format!("org{i}"), "k", &KeyFamily::FORG_LIVE)
-                        .scopes(ForgScope::ReadRules),
-                )
-                .now_or_never()
-                .expect("the memory store answers at once")
-                .unwrap()
-        })
-        .collect();
+/// Revokes half of the keys through `store` while 16 tasks verify all of them through it.
+async fn run<St: ManageKeys<Scope = ForgScope>>(store: Arc<St>) {
+    let mut keys = Vec::new();
+    for i in 0..KEYS {
+        let new =
+            NewKey::new(format!("org{i}"), "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules);
+        keys.push(store.issue(new).await.unwrap());
+    }
     let revoked: Arc<Vec<AtomicBool>> =
         Arc::new((0..KEYS).map(|_| AtomicBool::new(false)).collect());
     let violations = Arc::new(AtomicUsize::new(0));
     let refused_valid = Arc::new(AtomicUsize::new(0));
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(probe.service::<String>());
+    let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
 
     let mut tasks = Vec::new();
     for (i, issued) in keys.iter().enumerate() {
@@ -70,16 +59,15 @@ where
             }));
         }
     }
-    let revoke = Arc::new(revoke);
     for (i, issued) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
-        let (revoke, revoked, id) = (
-            Arc::clone(&revoke),
+        let (store, revoked, id) = (
+            Arc::clone(&store),
             Arc::clone(&revoked),
             issued.record().id.clone(),
         );
         tasks.push(tokio::spawn(async move {
             tokio::task::yield_now().await;
-            revoke(id).await;
+            store.revoke(&id).await.unwrap();
             revoked[i].store(true, Ordering::SeqCst);
         }));
     }
@@ -113,31 +101,45 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_and_verification_race_on_the_memory_store() {
-    let memory = Arc::new(MemoryKeyStore::new());
-    let store = Arc::clone(&memory);
-    run(Arc::clone(&memory), memory, move |id| {
-        let store = Arc::clone(&store);
-        async move {
-            store.revoke(&id).await.unwrap();
-        }
-    })
-    .await;
+    run(Arc::new(MemoryKeyStore::new())).await;
 }
 
 #[cfg(feature = "cache")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_and_verification_race_behind_the_cache() {
     use tower_api_key::store::CachedKeyStore;
-    let memory = Arc::new(MemoryKeyStore::new());
-    let cached = Arc::new(CachedKeyStore::new(Arc::clone(&memory)));
-    let revoker = Arc::clone(&cached);
-    run(cached, memory, move |id| {
-        let cached = Arc::clone(&revoker);
-        async move {
-            cached.revoke(&id).await.unwrap();
-        }
-    })
+    run(Arc::new(CachedKeyStore::new(Arc::new(
+        MemoryKeyStore::new(),
+    ))))
     .await;
+}
+
+#[cfg(feature = "redis")]
+mod on_redis {
+    use super::*;
+    use common::redis_server::Redis;
+    use tower_api_key::store::{CachedKeyStore, RedisKeyStore};
+
+    async fn redis_store(redis: &Redis) -> RedisKeyStore<ForgScope> {
+        let namespace = format!("c{}", KeyId::generate().unwrap().as_str());
+        RedisKeyStore::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(namespace)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn revocation_and_verification_race_on_redis() {
+        let Some(redis) = Redis::start() else { return };
+        run(Arc::new(redis_store(&redis).await)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn revocation_and_verification_race_behind_the_cache_on_redis() {
+        let Some(redis) = Redis::start() else { return };
+        let cached = CachedKeyStore::new(Arc::new(redis_store(&redis).await));
+        run(Arc::new(cached)).await;
+    }
 }
 
 /// Active keys of the owner `busy`. The time is taken after the listing: a rotation that

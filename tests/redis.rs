@@ -12,16 +12,14 @@ mod common;
 #[macro_use]
 mod conformance;
 
-use std::net::TcpListener;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
 
+use common::redis_server::Redis;
 use common::{bearer, send, Probe};
 use http::StatusCode;
 use tower::Layer;
@@ -30,100 +28,6 @@ use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
-
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Redis {
-    /// A private server, or `REDIS_URL`; `None` only when told to skip.
-    fn start() -> Option<Self> {
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            return Some(Self {
-                child: None,
-                port: 0,
-                dir: PathBuf::new(),
-                url,
-            });
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("tak-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Self {
-            child: None,
-            port,
-            dir,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        match redis.spawn() {
-            Ok(()) => Some(redis),
-            Err(error) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => {
-                eprintln!("skipping Redis tests: {error}");
-                None
-            }
-            Err(error) => panic!(
-                "cannot start redis-server ({error}). Install it (Debian: apt-get install redis-server), \
-                 or set REDIS_URL to a server to use, or set TOWER_API_KEY_SKIP_REDIS=1 to skip these tests"
-            ),
-        }
-    }
-
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        // Ready when it accepts connections (bounded: 5 s).
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err(std::io::Error::other(
-            "redis-server did not start listening",
-        ))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn owned(&self) -> bool {
-        self.child.is_some()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        if !self.dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap())

@@ -1,0 +1,101 @@
+//! A private `redis-server` for one test (or `REDIS_URL`), killed and cleaned up on drop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A Redis server the test owns (or `REDIS_URL`).
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl Redis {
+    /// A private server, or `REDIS_URL`; `None` only when told to skip.
+    pub fn start() -> Option<Self> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Some(Self {
+                child: None,
+                port: 0,
+                dir: PathBuf::new(),
+                url,
+            });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("tak-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        match redis.spawn() {
+            Ok(()) => Some(redis),
+            Err(error) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => {
+                eprintln!("skipping Redis tests: {error}");
+                None
+            }
+            Err(error) => panic!(
+                "cannot start redis-server ({error}). Install it (Debian: apt-get install redis-server), \
+                 or set REDIS_URL to a server to use, or set TOWER_API_KEY_SKIP_REDIS=1 to skip these tests"
+            ),
+        }
+    }
+
+    pub fn spawn(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Ready when it accepts connections (bounded: 5 s).
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(std::io::Error::other(
+            "redis-server did not start listening",
+        ))
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn owned(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
