@@ -70,13 +70,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     fn activity(self, observer: impl ActivityObserver) -> ServiceBuilder<Stack<ActivityLayer, L>>;
 
     /// Limits refused credentials per client address ([`FailureLimitLayer`]).
-    fn limit_failures<C>(
+    fn limit_failures<B: RateLimitBackend>(
         self,
-        limit: FailureLimit<C>,
-    ) -> ServiceBuilder<Stack<FailureLimitLayer, L>>
-    where
-        C: governor::clock::Clock + Clone + Send + Sync + 'static,
-        C::Instant: Send + Sync;
+        limit: FailureLimit<B>,
+    ) -> ServiceBuilder<Stack<FailureLimitLayer, L>>;
 
     /// Authenticates against `store` with the defaults ([`AuthLayer::new`]).
     fn authenticate<St: KeyStore>(self, store: Arc<St>) -> ServiceBuilder<Stack<AuthLayer<St>, L>>;
@@ -104,14 +101,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(ActivityLayer::new(observer))
     }
 
-    fn limit_failures<C>(
+    fn limit_failures<B: RateLimitBackend>(
         self,
-        limit: FailureLimit<C>,
-    ) -> ServiceBuilder<Stack<FailureLimitLayer, L>>
-    where
-        C: governor::clock::Clock + Clone + Send + Sync + 'static,
-        C::Instant: Send + Sync,
-    {
+        limit: FailureLimit<B>,
+    ) -> ServiceBuilder<Stack<FailureLimitLayer, L>> {
         self.layer(FailureLimitLayer::new(limit))
     }
 

@@ -19,8 +19,8 @@ use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{
     BackendError, ClassName, ClientAddr, ClientIp, ClientIpLayer, Decision, FailureLimit,
-    FailureLimitLayer, ForwardedHeader, GovernorBackend, LimitKey, OnBackendError, Quota,
-    RateClass, RateLimitBackend, RateLimits,
+    FailureLimitLayer, ForwardedHeader, GovernorBackend, Ipv6Grouping, LimitKey, OnBackendError,
+    Quota, RateClass, RateLimitBackend, RateLimits,
 };
 use tower_api_key::reject::{AuthRejection, RetryAfter, Unavailable};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
@@ -806,4 +806,42 @@ fn an_asynchronous_backend_on_a_runtime_without_timers_fails_as_configured() {
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(probe.calls(), 0);
     });
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_grouped_as_configured() {
+    // Same /48, different /56 and /64.
+    let (a, b) = ("2001:db8:1:100::1", "2001:db8:1:200::1");
+    let cases = [
+        (None, false),
+        (Some(Ipv6Grouping::Prefix64), false),
+        (Some(Ipv6Grouping::Prefix56), false),
+        (Some(Ipv6Grouping::Prefix48), true),
+    ];
+    for (grouping, one_client) in cases {
+        let (limits, _clock) = fake_limits();
+        let probe = Probe::new();
+        let one_a_minute = RateClass::per_client_ip(ClassName::from_static("tiny"), per_minute(1));
+        let limited = limits.layer(one_a_minute).layer(probe.service::<String>());
+        let service = match grouping {
+            Some(grouping) => {
+                ClientIpLayer::new(ClientIp::peer().ipv6_grouping(grouping)).layer(limited)
+            }
+            None => ClientIpLayer::new(ClientIp::peer()).layer(limited),
+        };
+        assert_eq!(
+            send(service.clone(), login_from(a, None)).await.status,
+            StatusCode::OK
+        );
+        let expected = if one_client {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(
+            send(service, login_from(b, None)).await.status,
+            expected,
+            "{grouping:?}"
+        );
+    }
 }

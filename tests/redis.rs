@@ -20,12 +20,14 @@ use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
 
 use common::redis_server::Redis;
-use common::{bearer, send, Probe};
+use common::{bearer, from, send, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
+use tower_api_key::rate_limit::{
+    FailureLimit, FailureLimitLayer, OnBackendError, RateClass, RateLimits, RedisRateLimiter,
+};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
@@ -447,4 +449,50 @@ async fn the_owner_limit_walks_active_keys_only() {
             .await,
         Err(tower_api_key::store::ManageError::KeyLimitReached { limit: 10 })
     ));
+}
+
+#[tokio::test]
+async fn two_instances_share_one_failed_authentication_budget() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let budget = 3;
+    let probe = Probe::new();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let limiter = RedisRateLimiter::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(&ns);
+        let failures = FailureLimit::with_backend(limiter, per_minute(budget));
+        let store = Arc::new(store(&redis.url, &ns).await);
+        instances.push(
+            FailureLimitLayer::new(failures)
+                .layer(AuthLayer::new(store).layer(probe.service::<String>())),
+        );
+    }
+    // An attacker guessing keys against both instances, in turn.
+    let mut refused = 0;
+    let mut limited = [false, false];
+    for attempt in 0..20u32 {
+        let i = (attempt % 2) as usize;
+        let guess = from("198.51.100.9", bearer(&format!("fos_{attempt:064x}")));
+        match send(instances[i].clone(), guess).await.status {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited[i] = true,
+            other => panic!("unexpected {other}"),
+        }
+        if limited == [true, true] {
+            break;
+        }
+        // The failure is counted off the response path, by one round trip: let it land.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(limited, [true, true], "both instances refuse the address");
+    // One shared budget, plus the failure each instance needs to learn it is spent; two
+    // separate budgets would have allowed 2 × (3 + 1).
+    assert!(
+        (budget as usize..=budget as usize + 2).contains(&refused),
+        "{refused} refused guesses"
+    );
+    assert_eq!(probe.calls(), 0);
 }

@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::client_ip::{client_ip_of, limiter_key};
+use super::client_ip::client_key_of;
 use super::headers::{add_headers, policy_header, state_header};
 use super::limits::{OnBackendError, RateLimits};
 use super::{KeyedBy, Quota, RateClass};
@@ -135,8 +135,8 @@ impl<B: RateLimitBackend> LayerShared<B> {
                 Ok((LimitKey::ApiKey(principal.key_id()), quota))
             }
             KeyedBy::ClientIp => {
-                let ip = client_ip_of(request.headers(), request.extensions())?;
-                Ok((LimitKey::ClientIp(limiter_key(ip)), self.class.quota()))
+                let key = client_key_of(request.headers(), request.extensions())?;
+                Ok((LimitKey::ClientIp(key), self.class.quota()))
             }
         }
     }

@@ -67,7 +67,7 @@ pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 pub(crate) use client_ip::client_ip_of;
 pub use client_ip::{
     ClientAddr, ClientIp, ClientIpError, ClientIpLayer, ClientIpService, ForwardedHeader,
-    InvalidNetwork, ResolvedClientIp,
+    InvalidNetwork, Ipv6Grouping, ResolvedClientIp,
 };
 pub use failures::{FailureLimit, FailureLimitLayer, FailureLimitService};
 pub use gcra::{GovernorBackend, GovernorClass};

@@ -7,12 +7,15 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ClientIp, ClientIpError};
+use super::{ClientIp, ClientIpError, Ipv6Grouping};
 
 /// The client's address as the stack resolved it, once, for every layer after it: put in
 /// request extensions by [`ClientIpLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResolvedClientIp(Result<IpAddr, ClientIpError>);
+pub struct ResolvedClientIp {
+    ip: Result<IpAddr, ClientIpError>,
+    grouping: Ipv6Grouping,
+}
 
 impl ResolvedClientIp {
     /// The address, or why there is none.
@@ -20,7 +23,15 @@ impl ResolvedClientIp {
     /// # Errors
     /// As [`ClientIp::resolve`].
     pub fn ip(&self) -> Result<IpAddr, ClientIpError> {
-        self.0
+        self.ip
+    }
+
+    /// The key the client is limited under (IPv6 grouped by prefix).
+    ///
+    /// # Errors
+    /// As [`ClientIp::resolve`].
+    pub fn limit_key(&self) -> Result<IpAddr, ClientIpError> {
+        self.ip.map(|ip| self.grouping.key(ip))
     }
 }
 
@@ -101,7 +112,10 @@ where
         let resolved = self
             .client_ip
             .resolve(request.headers(), request.extensions());
-        request.extensions_mut().insert(ResolvedClientIp(resolved));
+        request.extensions_mut().insert(ResolvedClientIp {
+            ip: resolved,
+            grouping: self.client_ip.grouping,
+        });
         self.inner.call(request)
     }
 }

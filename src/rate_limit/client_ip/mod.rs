@@ -23,6 +23,18 @@ pub(crate) fn client_ip_of(
     }
 }
 
+/// The key the client is limited under: its address grouped as its [`ClientIpLayer`] says
+/// (IPv6 per /64 without one).
+pub(crate) fn client_key_of(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<IpAddr, ClientIpError> {
+    match extensions.get::<ResolvedClientIp>() {
+        Some(resolved) => resolved.limit_key(),
+        None => Ok(Ipv6Grouping::default().key(ClientIp::peer().resolve(headers, extensions)?)),
+    }
+}
+
 /// The address of the connection's peer, as a request extension.
 ///
 /// axum's `ConnectInfo<SocketAddr>` is read as well (feature `axum`); with plain hyper,
@@ -30,6 +42,42 @@ pub(crate) fn client_ip_of(
 /// [`ClientIp::peer_addr_from`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientAddr(pub IpAddr);
+
+/// How many leading bits of an IPv6 address make one client for rate limits and the
+/// failed-authentication limit: one subscriber usually holds a whole /64, and some
+/// providers hand out a /56 or a /48. IPv4 addresses are always one client each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Ipv6Grouping {
+    /// One client per /64 (the default).
+    #[default]
+    Prefix64,
+    /// One client per /56.
+    Prefix56,
+    /// One client per /48.
+    Prefix48,
+}
+
+impl Ipv6Grouping {
+    const fn bits(self) -> u32 {
+        match self {
+            Self::Prefix64 => 64,
+            Self::Prefix56 => 56,
+            Self::Prefix48 => 48,
+        }
+    }
+
+    /// The key `ip` is limited under: IPv6 masked to the prefix, IPv4 as is.
+    pub fn key(self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let masked = u128::from(v6) & (u128::MAX << (128 - self.bits()));
+                IpAddr::V6(Ipv6Addr::from(masked))
+            }
+            v4 => v4,
+        }
+    }
+}
 
 /// Which header a trusted proxy writes the client's address into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -68,6 +116,7 @@ type PeerResolver = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
 pub struct ClientIp {
     trusted: Vec<IpNet>,
     header: ForwardedHeader,
+    grouping: Ipv6Grouping,
     peer: Option<Arc<PeerResolver>>,
 }
 
@@ -115,6 +164,7 @@ impl ClientIp {
         Self {
             trusted: Vec::new(),
             header: ForwardedHeader::default(),
+            grouping: Ipv6Grouping::default(),
             peer: None,
         }
     }
@@ -137,6 +187,12 @@ impl ClientIp {
             self.trusted.push(parsed);
         }
         Ok(self)
+    }
+
+    /// How IPv6 clients are grouped for limits (default: per /64).
+    pub fn ipv6_grouping(mut self, grouping: Ipv6Grouping) -> Self {
+        self.grouping = grouping;
+        self
     }
 
     /// Which forwarded header trusted proxies write (default `X-Forwarded-For`).
@@ -225,6 +281,7 @@ impl fmt::Debug for ClientIp {
         f.debug_struct("ClientIp")
             .field("trusted", &self.trusted)
             .field("header", &self.header)
+            .field("grouping", &self.grouping)
             .field("custom_peer_resolver", &self.peer.is_some())
             .finish()
     }
@@ -253,15 +310,4 @@ fn parse_node(node: &str) -> Option<IpAddr> {
         .parse::<Ipv6Addr>()
         .ok()
         .map(IpAddr::V6)
-}
-
-/// The limiter key of an address: IPv6 by /64, since one subscriber holds a whole /64.
-pub(crate) fn limiter_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let masked = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(masked))
-        }
-        v4 => v4,
-    }
 }

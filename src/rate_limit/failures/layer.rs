@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::{FailureGate, FailureLimit};
 use crate::body::ResponseBody;
 use crate::future::{decided, Gate};
+use crate::rate_limit::RateLimitBackend;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, InvalidKeyReason, RenderRejection};
 
 /// Limits failed authentications per client address; put it outside the
@@ -49,14 +50,10 @@ pub(crate) struct Shared {
 
 impl FailureLimitLayer {
     /// Limits with `limit` (its state is shared by every clone of it).
-    pub fn new<C>(limit: FailureLimit<C>) -> Self
-    where
-        C: governor::clock::Clock + Clone + Send + Sync + 'static,
-        C::Instant: Send + Sync,
-    {
+    pub fn new<B: RateLimitBackend>(limit: FailureLimit<B>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                limit: Arc::new(limit),
+                limit: limit.shared,
                 renderer: Arc::new(DefaultRenderer),
             }),
         }
@@ -109,7 +106,7 @@ impl<B> Gate<Request<B>> for Shared {
     fn finish<R>((shared, client): Self::After, response: &mut Response<R>) {
         if let Some(AuthRejection::InvalidApiKey { reason, .. }) = response.extensions().get() {
             if *reason != InvalidKeyReason::Missing {
-                shared.limit.record_failure(client);
+                Arc::clone(&shared.limit).record_failure(client);
             }
         }
     }

@@ -35,16 +35,18 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 use http::{Extensions, HeaderMap};
 
-use super::client_ip::{client_ip_of, limiter_key};
-use super::gcra::{decide, limiter, Limiter};
-use super::housekeeping::{self, Schedule};
-use super::Quota;
+use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::client_ip::client_key_of;
+use super::gcra::GovernorBackend;
+use super::housekeeping::Schedule;
+use super::{ClassName, Quota, RateClass};
+use crate::future::{caught, guarded};
 use crate::reject::{AuthRejection, RetryAfter};
 
 mod layer;
@@ -55,10 +57,18 @@ pub use layer::{FailureLimitLayer, FailureLimitService, ResponseFuture};
 /// [`FailureLimitLayer`].
 ///
 /// Every refused key (malformed, unknown, revoked, expired; not a missing one, and never a
-/// store outage) spends from the address's budget. An address that has spent it gets 429
-/// with `Retry-After` for every request, before the key is parsed or the store asked,
-/// until the budget refills. State exists only for addresses that failed; idle state is
-/// evicted by housekeeping as in [`GovernorBackend`](super::GovernorBackend).
+/// store outage) spends from the address's budget, counted by a
+/// [`RateLimitBackend`]: in process by default ([`GovernorBackend`]), or shared by every
+/// instance ([`RedisRateLimiter`](super::RedisRateLimiter), with
+/// [`with_backend`](Self::with_backend)). An address whose failure goes over the budget
+/// gets 429 with `Retry-After` for every request, before the key is parsed or the store
+/// asked, until the budget refills. With a shared backend, N instances grant an address
+/// the budget plus at most one failure per other instance (each instance learns of the
+/// exhausted budget from its own next failure), not N budgets.
+///
+/// Addresses are grouped as the [`ClientIpLayer`](super::ClientIpLayer) says (IPv6 per /64
+/// by default). State exists only for addresses that failed; idle state is evicted by
+/// housekeeping.
 ///
 /// ```
 /// use std::num::NonZeroU32;
@@ -70,133 +80,182 @@ pub use layer::{FailureLimitLayer, FailureLimitService, ResponseFuture};
 /// // ServiceBuilder::new().layer(FailureLimitLayer::new(failures)).layer(AuthLayer::new(store))
 /// ```
 #[derive(Clone)]
-pub struct FailureLimit<C: Clock + Clone = DefaultClock> {
-    shared: Arc<Shared<C>>,
+pub struct FailureLimit<B: RateLimitBackend = GovernorBackend> {
+    shared: Arc<Shared<B>>,
 }
 
-struct Shared<C: Clock + Clone> {
+/// Nanoseconds on a monotonic clock: the limiter's, so that fake clocks drive it in tests.
+type Nanos = Box<dyn Fn() -> u64 + Send + Sync>;
+
+struct Shared<B: RateLimitBackend> {
+    backend: B,
+    class: B::Class,
     quota: Quota,
-    limiter: Limiter<IpAddr, C>,
-    /// Addresses over budget, until a time in nanoseconds on the clock since `start`.
+    /// Addresses over budget, until a time in nanoseconds on `now`.
     blocked: DashMap<IpAddr, u64>,
-    clock: C,
-    start: C::Instant,
+    now: Nanos,
     schedule: Schedule,
+    backend_timeout: Duration,
 }
 
-impl FailureLimit<DefaultClock> {
-    /// `quota` failures per address, on governor's default clock.
+/// The class failures are counted under.
+const FAILURES: ClassName = ClassName::from_static("auth_failures");
+
+impl FailureLimit<GovernorBackend> {
+    /// `quota` failures per address, in process, on governor's default clock.
     pub fn new(quota: Quota) -> Self {
         Self::with_clock(quota, DefaultClock::default())
     }
 }
 
-impl Default for FailureLimit<DefaultClock> {
-    /// 20 failures per minute per address.
+impl Default for FailureLimit<GovernorBackend> {
+    /// 20 failures per minute per address, in process.
     fn default() -> Self {
         Self::new(Quota::per_minute_const(20))
     }
 }
 
-impl<C> FailureLimit<C>
+impl<C> FailureLimit<GovernorBackend<C>>
 where
     C: Clock + Clone + Send + Sync + 'static,
     C::Instant: Send + Sync,
 {
-    /// `quota` failures per address, on `clock`.
+    /// `quota` failures per address, in process, on `clock` (a
+    /// [`ManualClock`](crate::clock::ManualClock) in tests).
     pub fn with_clock(quota: Quota, clock: C) -> Self {
+        let start = clock.now();
+        let now_clock = clock.clone();
+        let now: Nanos = Box::new(move || now_clock.now().duration_since(start).as_u64());
+        Self::build(GovernorBackend::with_clock(clock), quota, now)
+    }
+}
+
+impl<B: RateLimitBackend> FailureLimit<B> {
+    /// `quota` failures per address, counted by `backend` (for example a
+    /// [`RedisRateLimiter`](super::RedisRateLimiter) shared by every instance).
+    pub fn with_backend(backend: B, quota: Quota) -> Self {
+        let start = Instant::now();
+        let now: Nanos = Box::new(move || nanos(start.elapsed()));
+        Self::build(backend, quota, now)
+    }
+
+    fn build(backend: B, quota: Quota, now: Nanos) -> Self {
+        let class = backend.register(&RateClass::per_client_ip(FAILURES, quota));
         Self {
             shared: Arc::new(Shared {
+                backend,
+                class,
                 quota,
-                limiter: limiter(quota, &clock),
                 blocked: DashMap::new(),
-                start: clock.now(),
-                clock,
+                now,
                 schedule: Schedule::new(),
+                backend_timeout: Duration::from_secs(1),
             }),
         }
     }
 
-    /// Runs housekeeping at most once per `interval` (default 60 s).
+    /// Runs housekeeping of the blocked addresses at most once per `interval` (default
+    /// 60 s); the backend runs its own.
     #[must_use]
     pub fn housekeeping_interval(self, interval: Duration) -> Self {
         self.shared.schedule.set_interval(interval);
         self
     }
 
-    /// How many addresses state is held for.
+    /// How many addresses state is held for (the backend's and the blocked ones).
     pub fn tracked(&self) -> usize {
-        self.shared.limiter.len() + self.shared.blocked.len()
+        self.shared.backend.tracked() + self.shared.blocked.len()
     }
 
     /// Evicts idle state now.
     pub fn housekeeping(&self) {
+        self.shared.backend.housekeeping();
         self.shared.sweep();
     }
 }
 
-impl<C: Clock + Clone> Shared<C> {
-    fn now(&self) -> u64 {
-        self.clock.now().duration_since(self.start).as_u64()
-    }
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
+impl<B: RateLimitBackend> Shared<B> {
     fn sweep(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-        let now = self.now();
+        let now = (self.now)();
         self.blocked.retain(|_, until| *until > now);
         self.blocked.shrink_to_fit();
     }
+
+    /// Blocks `client` when its failure went over the budget.
+    fn note(&self, client: IpAddr, decided: Result<Decision, BackendError>) {
+        match decided {
+            Ok(decision) if !decision.is_allowed() => {
+                let until = (self.now)().saturating_add(nanos(decision.retry_after()));
+                self.blocked.insert(client, until);
+            }
+            Ok(_) => {}
+            Err(_error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", error = %_error, "failed-authentication limiter failed");
+            }
+        }
+    }
 }
 
-impl<C: Clock + Clone> fmt::Debug for FailureLimit<C> {
+impl<B: RateLimitBackend> fmt::Debug for FailureLimit<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailureLimit")
             .field("quota", &self.shared.quota)
+            .field("blocked", &self.shared.blocked.len())
             .finish_non_exhaustive()
     }
 }
 
-/// What the failure-limit layer needs of a failure limit, clock erased.
+/// What the failure-limit layer needs of a failure limit, backend erased.
 pub(crate) trait FailureGate: Send + Sync + 'static {
     /// The client's limiter key, or the rejection when it is over budget.
     fn admit(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, AuthRejection>;
-    /// Spends one failure of `client`'s budget.
-    fn record_failure(&self, client: IpAddr);
+    /// Spends one failure of `client`'s budget (asynchronously when the backend needs it).
+    fn record_failure(self: Arc<Self>, client: IpAddr);
 }
 
-impl<C> FailureGate for FailureLimit<C>
-where
-    C: Clock + Clone + Send + Sync + 'static,
-    C::Instant: Send + Sync,
-{
+impl<B: RateLimitBackend> FailureGate for Shared<B> {
     fn admit(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, AuthRejection> {
-        let client = client_ip_of(headers, extensions)?;
-        let client = limiter_key(client);
-        let shared = &self.shared;
-        let now = shared.now();
-        if shared.schedule.claim(now) {
-            let swept = Arc::clone(shared);
-            housekeeping::run(move || swept.sweep());
+        let client = client_key_of(headers, extensions)?;
+        let now = (self.now)();
+        if self.schedule.claim(now) && !self.blocked.is_empty() {
+            self.sweep();
         }
-        if let Some(until) = shared.blocked.get(&client).map(|until| *until) {
+        if let Some(until) = self.blocked.get(&client).map(|until| *until) {
             if now < until {
                 let wait = Duration::from_nanos(until - now);
                 return Err(AuthRejection::rate_limited(RetryAfter::from_duration(wait)));
             }
-            shared.blocked.remove_if(&client, |_, until| *until <= now);
+            self.blocked.remove_if(&client, |_, until| *until <= now);
         }
         Ok(client)
     }
 
-    fn record_failure(&self, client: IpAddr) {
-        let shared = &self.shared;
-        let decision = decide(&shared.limiter, &client, shared.quota, &shared.clock);
-        if !decision.is_allowed() {
-            let until = shared.now().saturating_add(
-                u64::try_from(decision.retry_after().as_nanos()).unwrap_or(u64::MAX),
-            );
-            shared.blocked.insert(client, until);
+    fn record_failure(self: Arc<Self>, client: IpAddr) {
+        let key = LimitKey::ClientIp(client);
+        let now = caught(|| self.backend.check_now(&self.class, key, self.quota));
+        match now {
+            Ok(Some(decided)) => self.note(client, decided),
+            Ok(None) => {
+                // An asynchronous backend: counted off the response path.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let check = self.backend.check(&self.class, key, self.quota);
+                        let decided =
+                            guarded(self.backend_timeout, check)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(BackendError::new("failure limiter did not answer"))
+                                });
+                        self.note(client, decided);
+                    });
+                }
+            }
+            Err(_panicked) => self.note(client, Err(BackendError::new("failure limiter panicked"))),
         }
     }
 }
