@@ -13,6 +13,7 @@ mod common;
 mod conformance;
 
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::rate_limit::ClassName;
@@ -495,4 +496,95 @@ async fn two_instances_share_one_failed_authentication_budget() {
         "{refused} refused guesses"
     );
     assert_eq!(probe.calls(), 0);
+}
+
+/// A loopback TCP proxy to `port` that can go silent: while `silent` is set it keeps every
+/// connection open but forwards nothing, as a half-open connection behind a NAT does.
+async fn silenceable_proxy(port: u16, silent: Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            for (mut from, mut to) in [
+                (
+                    Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                ),
+                (Box::new(server_read) as _, Box::new(client_write) as _),
+            ] {
+                let silent = Arc::clone(&silent);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n) = from.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !silent.load(Ordering::SeqCst)
+                            && to.write_all(&buffer[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    proxy_port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
+    let Some(redis) = Redis::start() else { return };
+    if !redis.owned() {
+        eprintln!("needs a private redis-server (REDIS_URL is set): skipped");
+        return;
+    }
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy_port = silenceable_proxy(redis.port, Arc::clone(&silent)).await;
+    let ns = namespace();
+    // This instance reaches Redis through the proxy; the revoking one directly.
+    let behind_proxy = store(&format!("redis://127.0.0.1:{proxy_port}"), &ns).await;
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(behind_proxy)));
+    let heartbeat = Duration::from_millis(100);
+    let listener = RevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
+    until("the subscription", || listener.connects() == 1).await;
+    let direct = store(&redis.url, &ns).await;
+    let issued = direct
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+
+    // The channel dies without closing; a revocation published now never arrives.
+    silent.store(true, Ordering::SeqCst);
+    direct.revoke(&issued.record().id).await.unwrap();
+    until("the stall to be noticed", || listener.stalls() >= 1).await;
+    assert_eq!(listener.received(), 0, "the message was lost");
+    silent.store(false, Ordering::SeqCst);
+    until("the resubscription", || listener.connects() >= 2).await;
+    // Cleared on reconnect: the revocation is seen long before the 60 s cache TTL. The
+    // store's own connection went through the same silent proxy, so lookups may fail
+    // closed (503) until it reconnects; the key is never accepted again.
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = send(service.clone(), bearer(key)).await.status;
+        assert_ne!(status, StatusCode::OK, "a revoked key was accepted");
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

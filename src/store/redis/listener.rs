@@ -14,44 +14,65 @@ use crate::store::{CachedKeyStore, KeyId};
 /// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
 /// instance: it subscribes to the store's revocation channel and invalidates each revoked
 /// key. When the subscription drops it reconnects with backoff, and on every (re)connect it
-/// clears the cache, since messages may have been missed; in between, the cache's TTL bounds
-/// staleness. The task stops when the listener is dropped.
+/// clears the cache, since messages may have been missed. The task stops when the listener
+/// is dropped.
+///
+/// A connection can also die without closing (a half-open TCP connection behind a NAT or a
+/// paused server): the listener publishes a heartbeat on the channel every `heartbeat`
+/// (default 5 s) and, when it has heard nothing on the subscription for two heartbeats,
+/// drops it and reconnects. So a revocation made elsewhere is seen on this instance within
+/// about `2 × heartbeat` plus the reconnection even when the channel failed silently; only
+/// while Redis itself is unreachable does the cache's TTL bound staleness.
 pub struct RevocationListener {
     task: tokio::task::JoinHandle<()>,
-    received: Arc<AtomicU64>,
-    connects: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    connects: AtomicU64,
+    stalls: AtomicU64,
+}
+
+/// Published as the heartbeat: never a key id (`~` is not allowed in one).
+const HEARTBEAT: &str = "~heartbeat";
+
+/// One subscription's life: how it ended.
+enum Ended {
+    Closed,
+    Stalled,
 }
 
 impl RevocationListener {
-    /// Spawns the listener on the current Tokio runtime.
+    /// Spawns the listener on the current Tokio runtime, with a 5 s heartbeat.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn spawn<S: Scope>(cache: Arc<CachedKeyStore<RedisKeyStore<S>>>) -> Self {
-        let received = Arc::new(AtomicU64::new(0));
-        let connects = Arc::new(AtomicU64::new(0));
-        let (counted, connected) = (Arc::clone(&received), Arc::clone(&connects));
+        Self::spawn_with_heartbeat(cache, Duration::from_secs(5))
+    }
+
+    /// Spawns the listener with its own heartbeat interval (see the type's docs).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn spawn_with_heartbeat<S: Scope>(
+        cache: Arc<CachedKeyStore<RedisKeyStore<S>>>,
+        heartbeat: Duration,
+    ) -> Self {
+        let counters = Arc::new(Counters::default());
+        let counted = Arc::clone(&counters);
         let task = tokio::spawn(async move {
-            let client = cache.inner().client.clone();
-            let channel = cache.inner().revocation_channel();
             let mut backoff = Duration::from_millis(50);
             loop {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await {
-                    if pubsub.subscribe(&channel).await.is_ok() {
-                        backoff = Duration::from_millis(50);
-                        cache.invalidate_all();
-                        connected.fetch_add(1, Ordering::SeqCst);
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            let id = message
-                                .get_payload::<String>()
-                                .ok()
-                                .and_then(|id| KeyId::new(id).ok());
-                            if let Some(id) = id {
-                                cache.invalidate(&id).await;
-                            }
-                            counted.fetch_add(1, Ordering::SeqCst);
-                        }
+                if let Some(subscription) = subscribe(&cache, heartbeat).await {
+                    backoff = Duration::from_millis(50);
+                    cache.invalidate_all();
+                    counted.connects.fetch_add(1, Ordering::SeqCst);
+                    if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await
+                    {
+                        counted.stalls.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 #[cfg(feature = "tracing")]
@@ -60,21 +81,73 @@ impl RevocationListener {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
-        Self {
-            task,
-            received,
-            connects,
-        }
+        Self { task, counters }
     }
 
     /// Revocation messages received so far.
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::SeqCst)
+        self.counters.received.load(Ordering::SeqCst)
     }
 
     /// Successful subscriptions so far (1 after start, more after reconnects).
     pub fn connects(&self) -> u64 {
-        self.connects.load(Ordering::SeqCst)
+        self.counters.connects.load(Ordering::SeqCst)
+    }
+
+    /// Subscriptions dropped because nothing was heard for two heartbeats.
+    pub fn stalls(&self) -> u64 {
+        self.counters.stalls.load(Ordering::SeqCst)
+    }
+}
+
+/// A fresh subscription and a connection of its own to publish heartbeats on (so that a
+/// stalled heartbeat never shares a connection with the store's lookups), or `None` when
+/// the server cannot be reached or does not answer within a heartbeat.
+async fn subscribe<S: Scope>(
+    cache: &CachedKeyStore<RedisKeyStore<S>>,
+    heartbeat: Duration,
+) -> Option<(redis::aio::PubSub, redis::aio::MultiplexedConnection)> {
+    let store = cache.inner();
+    let subscribed = tokio::time::timeout(heartbeat, async {
+        let mut pubsub = store.client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(store.revocation_channel()).await.ok()?;
+        let publisher = store.client.get_multiplexed_async_connection().await.ok()?;
+        Some((pubsub, publisher))
+    });
+    subscribed.await.ok().flatten()
+}
+
+/// Invalidates each revoked key until the subscription closes or stalls.
+async fn listen<S: Scope>(
+    cache: &CachedKeyStore<RedisKeyStore<S>>,
+    (mut pubsub, mut publisher): (redis::aio::PubSub, redis::aio::MultiplexedConnection),
+    heartbeat: Duration,
+    counters: &Counters,
+) -> Ended {
+    let channel = cache.inner().revocation_channel();
+    let mut messages = pubsub.on_message();
+    let mut ticks = tokio::time::interval(heartbeat);
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return Ended::Closed };
+                last_heard = tokio::time::Instant::now();
+                let id = message.get_payload::<String>().ok().and_then(|id| KeyId::new(id).ok());
+                if let Some(id) = id {
+                    cache.invalidate(&id).await;
+                    counters.received.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            _ = ticks.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 {
+                    return Ended::Stalled;
+                }
+                // Best effort, bounded: a failed heartbeat shows as silence.
+                let publish = redis::AsyncCommands::publish::<_, _, ()>(&mut publisher, &channel, HEARTBEAT);
+                let _ = tokio::time::timeout(heartbeat, publish).await;
+            }
+        }
     }
 }
 
@@ -89,6 +162,7 @@ impl fmt::Debug for RevocationListener {
         f.debug_struct("RevocationListener")
             .field("received", &self.received())
             .field("connects", &self.connects())
+            .field("stalls", &self.stalls())
             .finish()
     }
 }
