@@ -588,3 +588,42 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
     }
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_killed_subscriber_connection_resubscribes_and_clears_the_cache() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
+    let listener = RevocationListener::spawn(Arc::clone(&cache));
+    until("the subscription", || listener.connects() == 1).await;
+    let direct = store(&redis.url, &ns).await;
+    let issued = direct
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "the subscriber was connected");
+    until("the resubscription", || listener.connects() >= 2).await;
+    direct.revoke(&issued.record().id).await.unwrap();
+    until("the revocation message", || listener.received() >= 1).await;
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
