@@ -48,13 +48,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     expires_at  INTEGER,
     revoked_at  INTEGER,
     revoked     INTEGER NOT NULL DEFAULT 0, -- 1: revoked now, whatever the clocks say
+    disabled    INTEGER NOT NULL DEFAULT 0, -- 1: refused until enabled again
+    metadata    TEXT NOT NULL DEFAULT '{}', -- JSON: name -> value
     last_used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner);
 ";
 
 const COLUMNS: &str =
-    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, revoked";
+    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, revoked, disabled, metadata";
 
 /// Applies a revocation: the earlier time wins, an immediate one sets `revoked`.
 const REVOKE: &str = "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2),
@@ -192,6 +194,9 @@ fn record_from_row(row: &Row<'_>, policy: &KeyPolicy) -> Result<KeyRecord<ForgSc
     record.revoked_at = optional_time(10)?;
     record.last_used_at = optional_time(11)?;
     record.revoked = row.get::<_, i64>(12).map_err(store_error)? != 0;
+    record.disabled = row.get::<_, i64>(13).map_err(store_error)? != 0;
+    let metadata: String = row.get(14).map_err(store_error)?;
+    record.metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
     record.rate_limits = serde_json::from_str::<BTreeMap<ClassName, Quota>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
@@ -253,7 +258,7 @@ impl ManageKeys for SqliteKeyStore {
             }
             let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                 params![
                     record.id.as_str(),
                     &record.digest.as_bytes()[..],
@@ -268,6 +273,8 @@ impl ManageKeys for SqliteKeyStore {
                     record.revoked_at.map(millis),
                     record.last_used_at.map(millis),
                     record.revoked,
+                    record.disabled,
+                    serde_json::to_string(&record.metadata).map_err(store_error)?,
                     record.environment.as_str(),
                 ],
             )
@@ -298,6 +305,26 @@ impl ManageKeys for SqliteKeyStore {
         self.with_db(move |db| {
             db.execute(REVOKE, revocation_params(&owned, revocation))
                 .map_err(store_error)?;
+            Ok(())
+        })
+        .await?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        let owned = id.clone();
+        self.with_db(move |db| {
+            db.execute(
+                "UPDATE api_keys SET disabled = ?2 WHERE id = ?1",
+                params![owned.as_str(), disabled],
+            )
+            .map_err(store_error)?;
             Ok(())
         })
         .await?;

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use crate::key::Environment;
 use crate::rate_limit::{ClassName, Quota};
 use crate::scope::{Scope, ScopeSet};
-use crate::store::{KeyId, KeyRecord};
+use crate::store::{KeyId, KeyRecord, Metadata};
 
 /// How the caller authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +75,7 @@ trait ErasedRecord: Send + Sync + 'static {
     fn prefix(&self) -> &str;
     fn environment(&self) -> Environment;
     fn rate_limits(&self) -> &BTreeMap<ClassName, Quota>;
+    fn metadata(&self) -> &Metadata;
     fn fmt_scopes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
     fn scope_names(&self) -> Vec<&'static str>;
     fn as_any(&self) -> &dyn Any;
@@ -98,6 +99,9 @@ impl<S: Scope> ErasedRecord for KeyRecord<S> {
     }
     fn rate_limits(&self) -> &BTreeMap<ClassName, Quota> {
         &self.rate_limits
+    }
+    fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
     fn fmt_scopes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.scopes, f)
@@ -154,6 +158,11 @@ impl Principal {
     /// The environment the credential belongs to.
     pub fn environment(&self) -> Environment {
         self.record.environment()
+    }
+
+    /// The credential's metadata (see [`Metadata`]).
+    pub fn metadata(&self) -> &Metadata {
+        self.record.metadata()
     }
 
     /// How the caller authenticated.

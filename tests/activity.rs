@@ -302,6 +302,14 @@ impl ManageKeys for CountingTouch {
         self.store.revoke_at(id, revocation).await
     }
 
+    async fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        self.store.set_disabled(id, disabled).await
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
         self.store.delete(id).await
     }

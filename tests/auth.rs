@@ -699,3 +699,50 @@ async fn works_as_axum_router_layer() {
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_disabled_key_gets_the_same_401_until_enabled_and_metadata_reaches_the_handler() {
+    let (store, _clock) = store_with_clock();
+    let metadata = tower_api_key::store::Metadata::new([("team", "billing")]).unwrap();
+    let issued = common::memory(
+        store.issue(
+            NewKey::new("org_1", "tagged", &KeyFamily::FORG_LIVE)
+                .scopes(ForgScope::ReadRules)
+                .metadata(metadata),
+        ),
+    )
+    .unwrap();
+    let probe = Probe::new();
+    let service = layer_on(&AuthLayer::new(Arc::clone(&store)), &probe);
+    let key = issued.key().expose_secret();
+    let unknown = send(
+        service.clone(),
+        bearer("forg_live_0123456789abcdef0123456789abcdef"),
+    )
+    .await;
+
+    store.disable(&issued.record().id).await.unwrap();
+    let disabled = send(service.clone(), bearer(key)).await;
+    assert_eq!(disabled.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        disabled.body, unknown.body,
+        "indistinguishable from an unknown key"
+    );
+    assert_eq!(
+        disabled.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
+    assert!(matches!(
+        disabled.extensions.get::<AuthRejection>(),
+        Some(AuthRejection::InvalidApiKey {
+            reason: InvalidKeyReason::Disabled,
+            ..
+        })
+    ));
+    assert_eq!(probe.calls(), 0);
+
+    store.enable(&issued.record().id).await.unwrap();
+    assert_eq!(send(service, bearer(key)).await.status, StatusCode::OK);
+    let principal = probe.last().extensions.get::<Principal>().cloned().unwrap();
+    assert_eq!(principal.metadata().get("team"), Some("billing"));
+}

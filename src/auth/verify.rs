@@ -169,6 +169,7 @@ impl<St: KeyStore> Config<St> {
                 KeyStatus::Active => None,
                 KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),
                 KeyStatus::Expired => Some(InvalidKeyReason::Expired),
+                KeyStatus::Disabled => Some(InvalidKeyReason::Disabled),
             };
             if let Some(reason) = reason {
                 return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));

@@ -98,6 +98,8 @@ pub enum InvalidKeyReason {
     Expired,
     /// The record's environment differs from the key family's.
     EnvironmentMismatch,
+    /// The key is disabled (reversibly; not revoked).
+    Disabled,
 }
 
 impl InvalidKeyReason {
@@ -111,6 +113,7 @@ impl InvalidKeyReason {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::EnvironmentMismatch => "environment_mismatch",
+            Self::Disabled => "disabled",
         }
     }
 }

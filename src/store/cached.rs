@@ -381,6 +381,16 @@ impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
         revoked
     }
 
+    async fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
+    ) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
+        let changed = self.inner.set_disabled(id, disabled).await;
+        self.invalidate(id).await;
+        changed
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
         let deleted = self.inner.delete(id).await;
         self.invalidate(id).await;

@@ -112,9 +112,14 @@ impl<S: crate::scope::Scope> Insert<S> {
             .map(|(id, _)| id)
     }
 
-    /// Whether `record` counts as active at `now` (neither revoked nor expired).
+    /// Whether `record` counts against the owner limit at `now`: neither revoked nor
+    /// expired (a disabled key keeps its slot).
     pub fn counts(&self, record: &KeyRecord<S>) -> bool {
-        Some(&record.id) != self.frees_slot_of() && record.status_at(self.now) == KeyStatus::Active
+        Some(&record.id) != self.frees_slot_of()
+            && matches!(
+                record.status_at(self.now),
+                KeyStatus::Active | KeyStatus::Disabled
+            )
     }
 }
 
@@ -176,6 +181,14 @@ pub trait ManageKeys: KeyStore {
         &self,
         id: &KeyId,
         revocation: Revocation,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
+
+    /// Sets or clears [`KeyRecord::disabled`]. Once this returns, every lookup through this
+    /// store sees it.
+    fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
     ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send;
 
     /// Removes the record entirely (a revoked key stays listed; a deleted one is gone).
@@ -244,6 +257,29 @@ pub trait ManageKeys: KeyStore {
         id: &KeyId,
     ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
         self.revoke_at(id, Revocation::immediate(self.policy().now()))
+    }
+
+    /// Refuses the key (401, server-side reason `disabled`) until [`enable`](Self::enable):
+    /// reversible, unlike a revocation, and the key keeps its slot in the owner limit.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::Store`].
+    fn disable(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
+        self.set_disabled(id, true)
+    }
+
+    /// Accepts a disabled key again (a revoked or expired one stays refused).
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::Store`].
+    fn enable(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
+        self.set_disabled(id, false)
     }
 
     /// Issues a successor of key `id`: same owner, name, family, scopes and overrides; an

@@ -198,6 +198,21 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
             .ok_or_else(|| ManageError::NotFound(id.clone()))
     }
 
+    async fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        self.update(id, |record| {
+            (record.disabled != disabled).then(|| {
+                let mut changed = record.clone();
+                changed.disabled = disabled;
+                changed
+            })
+        })
+        .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
         let not_found = || ManageError::NotFound(id.clone());
         let owner = self.record(id).ok_or_else(not_found)?.owner.clone();

@@ -38,6 +38,7 @@
 mod cached;
 mod manage;
 mod memory;
+mod metadata;
 mod policy;
 mod record;
 #[cfg(feature = "redis")]
@@ -54,6 +55,7 @@ pub use self::redis::{RedisKeyStore, RevocationListener};
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
+pub use metadata::{InvalidMetadata, Metadata};
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::Metadata;
 use crate::key::{Environment, GenerateError, KeyDigest, KeyFamily, KeyHasher, PlaintextKey};
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::scope::{Scope, ScopeSet};
@@ -102,6 +103,8 @@ pub enum KeyStatus {
     Revoked,
     /// Past its expiry.
     Expired,
+    /// Disabled: refused until enabled again (it still holds its slot in the owner limit).
+    Disabled,
 }
 
 /// What a store keeps about one key: never the key itself, only its [`KeyDigest`].
@@ -143,6 +146,13 @@ pub struct KeyRecord<S: Scope> {
     /// refuses the key. Only a scheduled revocation (rotation grace) compares times.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoked: bool,
+    /// Refused while set, without being revoked: [`ManageKeys::disable`](super::ManageKeys::disable)
+    /// and [`enable`](super::ManageKeys::enable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Bounded, validated string metadata, readable by handlers through the principal.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
     /// When the key was last used, as recorded by
     /// [`LastUsedRecorder`](crate::activity::LastUsedRecorder) (at most once per interval).
     #[serde(
@@ -182,6 +192,8 @@ impl<S: Scope> KeyRecord<S> {
             expires_at: None,
             revoked_at: None,
             revoked: false,
+            disabled: false,
+            metadata: Metadata::default(),
             last_used_at: None,
             rate_limits: BTreeMap::new(),
         }
@@ -195,15 +207,17 @@ impl<S: Scope> KeyRecord<S> {
             KeyStatus::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             KeyStatus::Expired
+        } else if self.disabled {
+            KeyStatus::Disabled
         } else {
             KeyStatus::Active
         }
     }
 
-    /// Whether the record carries any time limit (so checking it needs the clock).
+    /// Whether the record can be refused at all (so checking it needs the clock).
     #[inline]
     pub(crate) fn has_deadline(&self) -> bool {
-        self.revoked || self.revoked_at.is_some() || self.expires_at.is_some()
+        self.revoked || self.disabled || self.revoked_at.is_some() || self.expires_at.is_some()
     }
 }
 
@@ -240,6 +254,7 @@ pub struct NewKey<S: Scope> {
     scopes: ScopeSet<S>,
     expiry: Expiry,
     rate_limits: BTreeMap<ClassName, Quota>,
+    metadata: Metadata,
 }
 
 impl<S: Scope> NewKey<S> {
@@ -252,6 +267,7 @@ impl<S: Scope> NewKey<S> {
             scopes: ScopeSet::empty(),
             expiry: Expiry::Never,
             rate_limits: BTreeMap::new(),
+            metadata: Metadata::default(),
         }
     }
 
@@ -290,6 +306,12 @@ impl<S: Scope> NewKey<S> {
         self
     }
 
+    /// Attaches `metadata` (validated when it was built).
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
     /// Generates the key and builds its record, issued at `now`. Nothing is stored.
     ///
     /// # Errors
@@ -317,6 +339,7 @@ impl<S: Scope> NewKey<S> {
             Expiry::After(ttl) => Some(now + ttl),
         };
         record.rate_limits = self.rate_limits;
+        record.metadata = self.metadata;
         Ok((key, record))
     }
 
@@ -333,6 +356,7 @@ impl<S: Scope> NewKey<S> {
             scopes: old.scopes,
             expiry: lifetime.map_or(Expiry::Never, Expiry::After),
             rate_limits: old.rate_limits.clone(),
+            metadata: old.metadata.clone(),
         }
     }
 }

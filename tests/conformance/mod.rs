@@ -47,6 +47,8 @@ macro_rules! conformance_suite {
             rotate_at_the_limit_needs_immediate_revocation,
             delete_removes_the_record_and_frees_the_slot,
             touch_keeps_the_latest_use,
+            disable_and_enable_are_reversible_and_keep_the_slot,
+            metadata_round_trips_and_survives_rotation,
             only_the_policys_families_are_issued_and_rotated,
             unknown_and_hostile_ids_are_not_found,
         );
@@ -482,4 +484,74 @@ pub async fn unknown_and_hostile_ids_are_not_found<F: Fixture>(fixture: &F) {
         "key_' OR '1'='1".parse::<KeyId>().is_err(),
         "ids are validated before any store"
     );
+}
+
+pub async fn disable_and_enable_are_reversible_and_keep_the_slot<F: Fixture>(fixture: &F) {
+    let (store, _clock) = on_clock(fixture).await;
+    let mut keys = Vec::new();
+    for _ in 0..10 {
+        keys.push(store.issue(new_key("org_1")).await.unwrap());
+    }
+    let key = &keys[0];
+    let digest = key.record().digest;
+    store.lookup(&digest).await.unwrap().unwrap();
+
+    let disabled = store.disable(&key.record().id).await.unwrap();
+    assert!(disabled.disabled);
+    let seen = store.lookup(&digest).await.unwrap().unwrap();
+    assert_eq!(
+        seen.status_at(start()),
+        KeyStatus::Disabled,
+        "seen by the next lookup"
+    );
+    assert!(
+        matches!(
+            store.issue(new_key("org_1")).await,
+            Err(ManageError::KeyLimitReached { limit: 10 })
+        ),
+        "a disabled key keeps its slot"
+    );
+
+    store.enable(&key.record().id).await.unwrap();
+    let seen = store.lookup(&digest).await.unwrap().unwrap();
+    assert_eq!(seen.status_at(start()), KeyStatus::Active);
+    assert!(!seen.disabled);
+
+    store.disable(&key.record().id).await.unwrap();
+    store.revoke(&key.record().id).await.unwrap();
+    store.enable(&key.record().id).await.unwrap();
+    let record = store.get(&key.record().id).await.unwrap().unwrap();
+    assert_eq!(
+        record.status_at(start()),
+        KeyStatus::Revoked,
+        "enabling never un-revokes"
+    );
+    assert!(matches!(
+        store.disable(&"key_unknown".parse().unwrap()).await,
+        Err(ManageError::NotFound(_))
+    ));
+}
+
+pub async fn metadata_round_trips_and_survives_rotation<F: Fixture>(fixture: &F) {
+    let (store, _clock) = on_clock(fixture).await;
+    let metadata = tower_api_key::store::Metadata::new([
+        ("team", "billing"),
+        ("note", "caf\u{e9} \"quoted\""),
+    ])
+    .unwrap();
+    let issued = store
+        .issue(new_key("org_1").metadata(metadata.clone()))
+        .await
+        .unwrap();
+    let stored = store.get(&issued.record().id).await.unwrap().unwrap();
+    assert_eq!(stored.metadata, metadata);
+    let found = store
+        .lookup(&issued.record().digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.metadata.get("team"), Some("billing"));
+    let successor = store.rotate(&issued.record().id, None).await.unwrap();
+    let stored = store.get(&successor.record().id).await.unwrap().unwrap();
+    assert_eq!(stored.metadata, metadata, "the successor keeps it");
 }

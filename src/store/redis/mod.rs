@@ -19,7 +19,7 @@ mod listener;
 mod scripts;
 
 pub use listener::RevocationListener;
-use scripts::{DELETE, ISSUE, REVOKE, TOUCH};
+use scripts::{DELETE, ISSUE, REVOKE, SET_DISABLED, TOUCH};
 
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -66,6 +66,7 @@ pub struct RedisKeyStore<S: Scope> {
 struct Scripts {
     issue: Script,
     revoke: Script,
+    set_disabled: Script,
     delete: Script,
     touch: Script,
 }
@@ -94,6 +95,7 @@ impl<S: Scope> RedisKeyStore<S> {
             scripts: Arc::new(Scripts {
                 issue: Script::new(ISSUE),
                 revoke: Script::new(REVOKE),
+                set_disabled: Script::new(SET_DISABLED),
                 delete: Script::new(DELETE),
                 touch: Script::new(TOUCH),
             }),
@@ -158,7 +160,8 @@ impl<S: Scope> RedisKeyStore<S> {
         let corrupt =
             |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt {what}"));
         let mut record: Option<KeyRecord<S>> = None;
-        let (mut revoked_at, mut last_used_at, mut revoked) = (None, None, false);
+        let (mut revoked_at, mut last_used_at, mut revoked, mut disabled) =
+            (None, None, false, false);
         for (field, value) in fields {
             match field.as_str() {
                 "record" => {
@@ -170,6 +173,8 @@ impl<S: Scope> RedisKeyStore<S> {
                 }
                 "revoked" if value == "1" => revoked = true,
                 "revoked" => return Err(corrupt("revoked")),
+                "disabled" if value == "1" => disabled = true,
+                "disabled" => return Err(corrupt("disabled")),
                 "last_used_at" => last_used_at = value.parse::<u64>().ok(),
                 _ => {}
             }
@@ -183,6 +188,7 @@ impl<S: Scope> RedisKeyStore<S> {
                 record.last_used_at = Some(at(ms));
             }
             record.revoked |= revoked;
+            record.disabled |= disabled;
             Arc::new(record)
         }))
     }
@@ -305,6 +311,31 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         revocation: Revocation,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
         if !self.revoke_script(id, revocation).await? {
+            return Err(ManageError::NotFound(id.clone()));
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn set_disabled(
+        &self,
+        id: &KeyId,
+        disabled: bool,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let mut connection = self.connection.clone();
+        let found: i64 = self
+            .scripts
+            .set_disabled
+            .key(self.id_key(id))
+            .arg(self.prefix())
+            .arg(flag(disabled))
+            .arg(self.revocation_channel())
+            .arg(id.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if found != 1 {
             return Err(ManageError::NotFound(id.clone()));
         }
         self.get(id)

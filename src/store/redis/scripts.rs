@@ -79,6 +79,22 @@ redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 1
 ";
 
+/// Sets (`"1"`) or clears the `disabled` field and tells every instance. KEYS: id key.
+/// ARGV: key prefix, "1" or "0", channel, id.
+pub(super) const SET_DISABLED: &str = r"
+local digest = redis.call('GET', KEYS[1])
+if not digest then return 0 end
+local key = ARGV[1] .. 'digest:' .. digest
+if redis.call('EXISTS', key) == 0 then return 0 end
+if ARGV[2] == '1' then
+  redis.call('HSET', key, 'disabled', '1')
+else
+  redis.call('HDEL', key, 'disabled')
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
 /// Sets `last_used_at` when later than the stored one. KEYS: id key. ARGV: key prefix,
 /// time (ms).
 pub(super) const TOUCH: &str = r"
