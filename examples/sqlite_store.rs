@@ -50,13 +50,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked     INTEGER NOT NULL DEFAULT 0, -- 1: revoked now, whatever the clocks say
     disabled    INTEGER NOT NULL DEFAULT 0, -- 1: refused until enabled again
     metadata    TEXT NOT NULL DEFAULT '{}', -- JSON: name -> value
+    allowed_networks TEXT NOT NULL DEFAULT '[]', -- JSON: CIDR strings
     last_used_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner);
 ";
 
 const COLUMNS: &str =
-    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, revoked, disabled, metadata";
+    "id, digest, owner, name, prefix, hint, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, revoked, disabled, metadata, allowed_networks";
 
 /// Applies a revocation: the earlier time wins, an immediate one sets `revoked`.
 const REVOKE: &str = "UPDATE api_keys SET revoked_at = min(coalesce(revoked_at, ?2), ?2),
@@ -197,6 +198,9 @@ fn record_from_row(row: &Row<'_>, policy: &KeyPolicy) -> Result<KeyRecord<ForgSc
     record.disabled = row.get::<_, i64>(13).map_err(store_error)? != 0;
     let metadata: String = row.get(14).map_err(store_error)?;
     record.metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
+    let networks: String = row.get(15).map_err(store_error)?;
+    record.allowed_networks =
+        serde_json::from_str(&networks).map_err(|_| corrupt("allowed networks"))?;
     record.rate_limits = serde_json::from_str::<BTreeMap<ClassName, Quota>>(&rate_limits)
         .map_err(|_| corrupt("rate limits"))?;
     Ok(record)
@@ -258,7 +262,7 @@ impl ManageKeys for SqliteKeyStore {
             }
             let rate_limits = serde_json::to_string(&record.rate_limits).map_err(store_error)?;
             let inserted = tx.execute(
-                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                &format!("INSERT OR IGNORE INTO api_keys ({COLUMNS}, environment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                 params![
                     record.id.as_str(),
                     &record.digest.as_bytes()[..],
@@ -275,6 +279,7 @@ impl ManageKeys for SqliteKeyStore {
                     record.revoked,
                     record.disabled,
                     serde_json::to_string(&record.metadata).map_err(store_error)?,
+                    serde_json::to_string(&record.allowed_networks).map_err(store_error)?,
                     record.environment.as_str(),
                 ],
             )

@@ -746,3 +746,78 @@ async fn a_disabled_key_gets_the_same_401_until_enabled_and_metadata_reaches_the
     let principal = probe.last().extensions.get::<Principal>().cloned().unwrap();
     assert_eq!(principal.metadata().get("team"), Some("billing"));
 }
+
+#[tokio::test]
+async fn a_key_with_allowed_networks_is_refused_elsewhere_ipv4_ipv6_and_behind_a_proxy() {
+    use tower_api_key::rate_limit::{ClientIp, ClientIpLayer};
+    use tower_api_key::store::AllowedNetworks;
+
+    let (store, _clock) = store_with_clock();
+    let office = AllowedNetworks::new(["203.0.113.0/24", "2001:db8::/32"]).unwrap();
+    let issued = common::memory(
+        store.issue(
+            NewKey::new("org_1", "office only", &KeyFamily::FORG_LIVE)
+                .scopes(ForgScope::ReadRules)
+                .allowed_networks(office),
+        ),
+    )
+    .unwrap();
+    let key = issued.key().expose_secret();
+    let probe = Probe::new();
+    let direct = layer_on(&AuthLayer::new(Arc::clone(&store)), &probe);
+    let proxied = ClientIpLayer::new(ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap())
+        .layer(AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>()));
+
+    for (peer, allowed) in [
+        ("203.0.113.7", true),
+        ("198.51.100.1", false),
+        ("2001:db8::5", true),
+        ("2001:db9::1", false),
+        ("::ffff:203.0.113.8", true),
+    ] {
+        let answer = send(direct.clone(), from(peer, bearer(key))).await;
+        if allowed {
+            assert_eq!(answer.status, StatusCode::OK, "{peer}");
+        } else {
+            assert_eq!(answer.status, StatusCode::FORBIDDEN, "{peer}");
+            assert_eq!(
+                answer.body,
+                r#"{"error":"This key may not be used from this address","code":"ip_not_allowed","status":403}"#
+            );
+        }
+    }
+    let calls = probe.calls();
+    let via = |peer: &str, forwarded: &str| {
+        let mut request = bearer(key);
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forwarded.parse().unwrap());
+        from(peer, request)
+    };
+    // The proxy vouches for the office address; a client cannot forge it.
+    assert_eq!(
+        send(proxied.clone(), via("10.0.0.2", "203.0.113.9"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(proxied.clone(), via("198.51.100.2", "203.0.113.9"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        probe.calls(),
+        calls + 1,
+        "refused requests never reach the service"
+    );
+    // Keys without networks are unaffected.
+    let open = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
+    let answer = send(
+        direct,
+        from("198.51.100.1", bearer(open.key().expose_secret())),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}

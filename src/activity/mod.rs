@@ -128,6 +128,8 @@ pub enum Outcome {
     EnvironmentNotAllowed,
     /// 403 `insufficient_scope`.
     InsufficientScope,
+    /// 403 `ip_not_allowed`.
+    IpNotAllowed,
     /// 429 `rate_limited`.
     RateLimited,
     /// 500 `internal_error`.
@@ -145,6 +147,7 @@ impl Outcome {
             AuthRejection::SpendCapExceeded => Self::SpendCapExceeded,
             AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
             AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
+            AuthRejection::IpNotAllowed => Self::IpNotAllowed,
             AuthRejection::RateLimited { .. } => Self::RateLimited,
             AuthRejection::MissingLayer(_) => Self::InternalError,
             AuthRejection::Unavailable { .. } => Self::Unavailable,
@@ -160,6 +163,7 @@ impl Outcome {
             Self::SpendCapExceeded => "spend_cap_exceeded",
             Self::EnvironmentNotAllowed => "environment_not_allowed",
             Self::InsufficientScope => "insufficient_scope",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::Unavailable => "auth_unavailable",

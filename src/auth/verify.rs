@@ -14,6 +14,7 @@ use crate::credential::{CredentialError, CredentialSources};
 use crate::future::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
 use crate::principal::Principal;
+use crate::rate_limit::client_ip_of;
 use crate::reject::{
     respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RenderRejection, RetryAfter,
     Unavailable,
@@ -197,7 +198,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         verdict: Self::Verdict,
         request: &mut Request<B>,
     ) -> Result<(), Response<Bytes>> {
-        let (record, source) = match verdict {
+        let (record, source) = match verdict.and_then(|verified| allowed_here(verified, request)) {
             Ok(verified) => verified,
             Err(rejection) => return Err(respond(&*self.renderer, rejection, request.headers())),
         };
@@ -214,6 +215,20 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
 
     #[inline]
     fn finish<R>(_: (), _: &mut Response<R>) {}
+}
+
+/// The key's allowed networks against the client address the stack resolved.
+fn allowed_here<Sc: crate::scope::Scope, B>(
+    (record, source): (Arc<KeyRecord<Sc>>, usize),
+    request: &Request<B>,
+) -> Verdict<Sc> {
+    if !record.allowed_networks.is_empty() {
+        let client = client_ip_of(request.headers(), request.extensions())?;
+        if !record.allowed_networks.allows(client) {
+            return Err(AuthRejection::IpNotAllowed);
+        }
+    }
+    Ok((record, source))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! | 401 | `invalid_api_key` | missing, malformed, unknown, revoked or expired key (one body for all) |
 //! | 402 | `spend_cap_exceeded` | returned by services (e.g. AI spend caps) |
 //! | 403 | `insufficient_scope` | the key lacks a scope the route requires |
+//! | 403 | `ip_not_allowed` | the key's allowed networks do not include the client's address |
 //! | 403 | `environment_not_allowed` | a test key where only live keys are accepted (or the reverse) |
 //! | 429 | `rate_limited` | rate limit exceeded |
 //! | 500 | `internal_error` | a scope check or extractor without the authentication layer |
@@ -148,6 +149,8 @@ pub enum AuthRejection {
     },
     /// 402 `spend_cap_exceeded`.
     SpendCapExceeded,
+    /// 403 `ip_not_allowed`: the key may not be used from the client's address.
+    IpNotAllowed,
     /// 429 `rate_limited`.
     #[non_exhaustive]
     RateLimited {
@@ -200,9 +203,9 @@ impl AuthRejection {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InvalidApiKey { .. } => StatusCode::UNAUTHORIZED,
             Self::SpendCapExceeded => StatusCode::PAYMENT_REQUIRED,
-            Self::EnvironmentNotAllowed(_) | Self::InsufficientScope { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            Self::EnvironmentNotAllowed(_)
+            | Self::InsufficientScope { .. }
+            | Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -216,6 +219,7 @@ impl AuthRejection {
             Self::InvalidApiKey { .. } => "invalid_api_key",
             Self::SpendCapExceeded => "spend_cap_exceeded",
             Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited { .. } => "rate_limited",
             Self::MissingLayer(_) => "internal_error",
@@ -234,6 +238,7 @@ impl AuthRejection {
             }
             Self::InvalidApiKey { .. } => "Invalid API key".into(),
             Self::SpendCapExceeded => "AI spend cap exceeded".into(),
+            Self::IpNotAllowed => "This key may not be used from this address".into(),
             Self::EnvironmentNotAllowed(env) => format!(
                 "{} keys are not accepted by this service",
                 capitalised(*env)
@@ -263,9 +268,9 @@ impl AuthRejection {
         match self {
             Self::InvalidRequest(_) => GrpcCode::InvalidArgument,
             Self::InvalidApiKey { .. } => GrpcCode::Unauthenticated,
-            Self::EnvironmentNotAllowed(_) | Self::InsufficientScope { .. } => {
-                GrpcCode::PermissionDenied
-            }
+            Self::EnvironmentNotAllowed(_)
+            | Self::InsufficientScope { .. }
+            | Self::IpNotAllowed => GrpcCode::PermissionDenied,
             Self::SpendCapExceeded | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
             Self::MissingLayer(_) => GrpcCode::Internal,
             Self::Unavailable { .. } => GrpcCode::Unavailable,

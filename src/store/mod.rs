@@ -34,6 +34,7 @@
 //! [`ManageKeys`]; `examples/sqlite_store.rs` is a complete template, and the crate's test
 //! suite runs one lifecycle suite against every store.
 
+mod allowlist;
 #[cfg(feature = "cache")]
 mod cached;
 mod manage;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisKeyStore, RevocationListener};
+pub use allowlist::{AllowedNetworks, InvalidNetworks};
 #[cfg(feature = "cache")]
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use manage::{Insert, ManageKeys, Revocation};

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::Metadata;
+use super::{AllowedNetworks, Metadata};
 use crate::key::{Environment, GenerateError, KeyDigest, KeyFamily, KeyHasher, PlaintextKey};
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::scope::{Scope, ScopeSet};
@@ -153,6 +153,9 @@ pub struct KeyRecord<S: Scope> {
     /// Bounded, validated string metadata, readable by handlers through the principal.
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+    /// The client networks the key may be used from (empty: any).
+    #[serde(default, skip_serializing_if = "AllowedNetworks::is_empty")]
+    pub allowed_networks: AllowedNetworks,
     /// When the key was last used, as recorded by
     /// [`LastUsedRecorder`](crate::activity::LastUsedRecorder) (at most once per interval).
     #[serde(
@@ -194,6 +197,7 @@ impl<S: Scope> KeyRecord<S> {
             revoked: false,
             disabled: false,
             metadata: Metadata::default(),
+            allowed_networks: AllowedNetworks::default(),
             last_used_at: None,
             rate_limits: BTreeMap::new(),
         }
@@ -255,6 +259,7 @@ pub struct NewKey<S: Scope> {
     expiry: Expiry,
     rate_limits: BTreeMap<ClassName, Quota>,
     metadata: Metadata,
+    allowed_networks: AllowedNetworks,
 }
 
 impl<S: Scope> NewKey<S> {
@@ -268,6 +273,7 @@ impl<S: Scope> NewKey<S> {
             expiry: Expiry::Never,
             rate_limits: BTreeMap::new(),
             metadata: Metadata::default(),
+            allowed_networks: AllowedNetworks::default(),
         }
     }
 
@@ -312,6 +318,12 @@ impl<S: Scope> NewKey<S> {
         self
     }
 
+    /// Allows the key from `networks` only.
+    pub fn allowed_networks(mut self, networks: AllowedNetworks) -> Self {
+        self.allowed_networks = networks;
+        self
+    }
+
     /// Generates the key and builds its record, issued at `now`. Nothing is stored.
     ///
     /// # Errors
@@ -340,6 +352,7 @@ impl<S: Scope> NewKey<S> {
         };
         record.rate_limits = self.rate_limits;
         record.metadata = self.metadata;
+        record.allowed_networks = self.allowed_networks;
         Ok((key, record))
     }
 
@@ -357,6 +370,7 @@ impl<S: Scope> NewKey<S> {
             expiry: lifetime.map_or(Expiry::Never, Expiry::After),
             rate_limits: old.rate_limits.clone(),
             metadata: old.metadata.clone(),
+            allowed_networks: old.allowed_networks.clone(),
         }
     }
 }

@@ -48,7 +48,7 @@ macro_rules! conformance_suite {
             delete_removes_the_record_and_frees_the_slot,
             touch_keeps_the_latest_use,
             disable_and_enable_are_reversible_and_keep_the_slot,
-            metadata_round_trips_and_survives_rotation,
+            metadata_and_networks_round_trip_and_survive_rotation,
             only_the_policys_families_are_issued_and_rotated,
             unknown_and_hostile_ids_are_not_found,
         );
@@ -532,19 +532,26 @@ pub async fn disable_and_enable_are_reversible_and_keep_the_slot<F: Fixture>(fix
     ));
 }
 
-pub async fn metadata_round_trips_and_survives_rotation<F: Fixture>(fixture: &F) {
+pub async fn metadata_and_networks_round_trip_and_survive_rotation<F: Fixture>(fixture: &F) {
     let (store, _clock) = on_clock(fixture).await;
     let metadata = tower_api_key::store::Metadata::new([
         ("team", "billing"),
         ("note", "caf\u{e9} \"quoted\""),
     ])
     .unwrap();
+    let networks =
+        tower_api_key::store::AllowedNetworks::new(["203.0.113.0/24", "2001:db8::/32"]).unwrap();
     let issued = store
-        .issue(new_key("org_1").metadata(metadata.clone()))
+        .issue(
+            new_key("org_1")
+                .metadata(metadata.clone())
+                .allowed_networks(networks.clone()),
+        )
         .await
         .unwrap();
     let stored = store.get(&issued.record().id).await.unwrap().unwrap();
     assert_eq!(stored.metadata, metadata);
+    assert_eq!(stored.allowed_networks, networks);
     let found = store
         .lookup(&issued.record().digest)
         .await
@@ -554,4 +561,5 @@ pub async fn metadata_round_trips_and_survives_rotation<F: Fixture>(fixture: &F)
     let successor = store.rotate(&issued.record().id, None).await.unwrap();
     let stored = store.get(&successor.record().id).await.unwrap().unwrap();
     assert_eq!(stored.metadata, metadata, "the successor keeps it");
+    assert_eq!(stored.allowed_networks, networks);
 }
