@@ -136,3 +136,33 @@ fn rotating_a_key_of_a_family_the_policy_no_longer_accepts_says_so() {
         Err(ManageError::FamilyNotAccepted(prefix)) if prefix == "forg_test_"
     ));
 }
+
+#[test]
+fn the_owners_plan_decides_which_environments_may_be_issued_and_rotated() {
+    use tower_api_key::key::Environment;
+    use tower_api_key::store::{Plan, PlanTable};
+
+    let plans = PlanTable::new(Plan::Free)
+        .require(Environment::Live, Plan::Team)
+        .owner("org_team", Plan::Team);
+    let store = MemoryKeyStore::<ForgScope>::new().with_policy(KeyPolicy::default().plans(plans));
+
+    assert!(matches!(
+        memory(store.issue(NewKey::new("org_free", "prod", &KeyFamily::FORG_LIVE))),
+        Err(ManageError::PlanRequired(Environment::Live))
+    ));
+    assert!(store.is_empty(), "nothing issued");
+    assert!(memory(store.issue(NewKey::new("org_free", "ci", &KeyFamily::FORG_TEST))).is_ok());
+    let live = memory(store.issue(NewKey::new("org_team", "prod", &KeyFamily::FORG_LIVE))).unwrap();
+    assert!(memory(store.rotate(&live.record().id, None)).is_ok());
+
+    // A live key restored for an owner since downgraded cannot be rotated into a new one.
+    let (_key, record) = NewKey::<ForgScope>::new("org_free", "old", &KeyFamily::FORG_LIVE)
+        .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
+        .unwrap();
+    let id = store.restore(record).unwrap().id.clone();
+    assert!(matches!(
+        memory(store.rotate(&id, None)),
+        Err(ManageError::PlanRequired(Environment::Live))
+    ));
+}

@@ -7,6 +7,20 @@ use std::time::{Duration, SystemTime};
 
 use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, NewKey, StoreError};
 
+/// Fails with [`ManageError::PlanRequired`] when the policy's plans refuse.
+async fn plan_allows(
+    policy: &super::KeyPolicy,
+    owner: &str,
+    environment: crate::key::Environment,
+) -> Result<(), ManageError> {
+    match policy.plan_policy() {
+        Some(plans) if !plans.allows(owner, environment).await? => {
+            Err(ManageError::PlanRequired(environment))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A revocation: immediate (the key is refused from now on, whatever any clock says) or
 /// scheduled (refused from `at`, on the clock of whoever checks: a rotation's grace
 /// period, whose precision is that of the instances' clocks).
@@ -222,6 +236,7 @@ pub trait ManageKeys: KeyStore {
                     new.family().prefix().to_owned(),
                 ));
             }
+            plan_allows(policy, new.owner(), new.family().environment()).await?;
             let now = policy.now();
             let (key, record) = new.issue(self.hasher(), now)?;
             let insert = Insert {
@@ -311,6 +326,7 @@ pub trait ManageKeys: KeyStore {
                 .find(&old.prefix)
                 .cloned()
                 .ok_or_else(|| ManageError::FamilyNotAccepted(old.prefix.clone()))?;
+            plan_allows(policy, &old.owner, old.environment).await?;
             let (key, record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
             let insert = Insert {
                 record,

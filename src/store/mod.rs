@@ -40,6 +40,7 @@ mod cached;
 mod manage;
 mod memory;
 mod metadata;
+mod plan;
 mod policy;
 mod record;
 #[cfg(feature = "redis")]
@@ -58,10 +59,11 @@ pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
 pub use metadata::{InvalidMetadata, Metadata};
+pub use plan::{Plan, PlanAnswer, PlanPolicy, PlanTable};
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 
-use crate::key::{GenerateError, KeyDigest, KeyHasher};
+use crate::key::{Environment, GenerateError, KeyDigest, KeyHasher};
 use crate::scope::Scope;
 
 /// What a lookup answers: the record, `None` for an unknown digest, or the store's failure.
@@ -215,6 +217,9 @@ pub enum ManageError {
     /// A record with the same id or digest is already stored.
     #[error("a key with the same id or digest already exists")]
     Duplicate,
+    /// The owner's plan does not allow keys of this environment (403 `plan_required`).
+    #[error("the owner's plan does not allow {0} keys")]
+    PlanRequired(Environment),
     /// The store's policy does not accept keys of this family (by prefix).
     #[error("keys of family `{0}` are not accepted by this store")]
     FamilyNotAccepted(String),

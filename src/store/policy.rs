@@ -8,6 +8,8 @@ use std::time::SystemTime;
 use crate::clock::{Clock, SystemClock};
 use crate::key::KeyFamilies;
 
+use super::PlanPolicy;
+
 /// A store's rules, shared by everything that reads the store: the key families it issues
 /// and the [`AuthLayer`](crate::AuthLayer) accepts, the most active keys an owner may
 /// hold, and the clock timestamps and expiry are read from.
@@ -32,6 +34,7 @@ pub struct KeyPolicy {
     families: KeyFamilies,
     max_active: NonZeroUsize,
     clock: Arc<dyn Clock>,
+    plans: Option<Arc<dyn PlanPolicy>>,
 }
 
 const TEN: NonZeroUsize = match NonZeroUsize::new(10) {
@@ -47,6 +50,7 @@ impl Default for KeyPolicy {
             families: KeyFamilies::default(),
             max_active: TEN,
             clock: Arc::new(SystemClock),
+            plans: None,
         }
     }
 }
@@ -77,6 +81,19 @@ impl KeyPolicy {
         self
     }
 
+    /// Consults `plans` before issuing or rotating a key: an owner whose plan does not
+    /// allow the key's environment gets [`ManageError::PlanRequired`](super::ManageError)
+    /// (default: every plan allows everything).
+    pub fn plans(mut self, plans: impl PlanPolicy) -> Self {
+        self.plans = Some(Arc::new(plans));
+        self
+    }
+
+    /// The plan policy, if any.
+    pub fn plan_policy(&self) -> Option<&dyn PlanPolicy> {
+        self.plans.as_deref()
+    }
+
     /// The accepted families.
     pub fn accepted_families(&self) -> &KeyFamilies {
         &self.families
@@ -98,6 +115,7 @@ impl fmt::Debug for KeyPolicy {
         f.debug_struct("KeyPolicy")
             .field("families", &self.families)
             .field("max_active", &self.max_active)
+            .field("plans", &self.plans.is_some())
             .finish_non_exhaustive()
     }
 }
