@@ -128,6 +128,20 @@ impl SqliteKeyStore {
         .map_err(|e| StoreError::new(StoreErrorKind::Panicked, e))?
     }
 
+    /// Runs one `UPDATE` of key `id`, then reads the record back.
+    async fn update(
+        &self,
+        id: &KeyId,
+        statement: impl FnOnce(&Connection, &KeyId) -> rusqlite::Result<usize> + Send + 'static,
+    ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
+        let owned = id.clone();
+        self.with_db(move |db| statement(db, &owned).map_err(|e| store_error(e).into()))
+            .await?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
     /// The records `filter` (a `WHERE` clause on `?1`) selects.
     async fn select(
         &self,
@@ -306,16 +320,10 @@ impl ManageKeys for SqliteKeyStore {
         id: &KeyId,
         revocation: Revocation,
     ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
-        let owned = id.clone();
-        self.with_db(move |db| {
-            db.execute(REVOKE, revocation_params(&owned, revocation))
-                .map_err(store_error)?;
-            Ok(())
+        self.update(id, move |db, id| {
+            db.execute(REVOKE, revocation_params(id, revocation))
         })
-        .await?;
-        self.get(id)
-            .await?
-            .ok_or_else(|| ManageError::NotFound(id.clone()))
+        .await
     }
 
     async fn set_disabled(
@@ -323,19 +331,13 @@ impl ManageKeys for SqliteKeyStore {
         id: &KeyId,
         disabled: bool,
     ) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {
-        let owned = id.clone();
-        self.with_db(move |db| {
+        self.update(id, move |db, id| {
             db.execute(
                 "UPDATE api_keys SET disabled = ?2 WHERE id = ?1",
-                params![owned.as_str(), disabled],
+                params![id.as_str(), disabled],
             )
-            .map_err(store_error)?;
-            Ok(())
         })
-        .await?;
-        self.get(id)
-            .await?
-            .ok_or_else(|| ManageError::NotFound(id.clone()))
+        .await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<ForgScope>>, ManageError> {

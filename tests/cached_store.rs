@@ -187,7 +187,16 @@ async fn revoking_through_the_wrapper_is_immediate() {
     assert_eq!(probe.calls(), 2);
 }
 
-/// A key revoked (and invalidated) while a fetch that read it still active is sleeping.
+/// How the cache is told to forget after the revocation.
+enum Forget {
+    /// `invalidate(id)`: what a revocation message does.
+    Key,
+    /// `invalidate_all()`: what a revocation channel that reconnects does (messages may
+    /// have been missed).
+    All,
+}
+
+/// A key revoked (and forgotten) while a fetch that read it still active is sleeping.
 struct RevokedDuringFetch {
     counting: Arc<ScriptedStore>,
     cache: Arc<CachedKeyStore<ScriptedStore>>,
@@ -196,7 +205,7 @@ struct RevokedDuringFetch {
     revoked_at: std::time::SystemTime,
 }
 
-async fn revoked_during_a_fetch() -> RevokedDuringFetch {
+async fn revoked_during_a_fetch(forget: Forget) -> RevokedDuringFetch {
     let (memory, _) = store_with_clock();
     let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let counting = ScriptedStore::new(
@@ -213,7 +222,10 @@ async fn revoked_during_a_fetch() -> RevokedDuringFetch {
     tokio::task::yield_now().await;
     // ... and the key is revoked and invalidated while the fetch sleeps.
     let revoked = memory.revoke(&issued.record().id).await.unwrap();
-    cache.invalidate(&issued.record().id).await;
+    match forget {
+        Forget::Key => cache.invalidate(&issued.record().id).await,
+        Forget::All => cache.invalidate_all(),
+    }
     RevokedDuringFetch {
         counting,
         cache,
@@ -225,7 +237,7 @@ async fn revoked_during_a_fetch() -> RevokedDuringFetch {
 
 #[tokio::test(start_paused = true)]
 async fn a_fetch_in_flight_during_revocation_is_not_served() {
-    let race = revoked_during_a_fetch().await;
+    let race = revoked_during_a_fetch(Forget::Key).await;
     // The fetch completes with the old record and caches it ...
     let stale = race.early.await.unwrap();
     assert_eq!(stale.revoked_at, None);
@@ -242,7 +254,7 @@ async fn a_fetch_in_flight_during_revocation_is_not_served() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lookup_after_revocation_does_not_join_an_older_fetch() {
-    let race = revoked_during_a_fetch().await;
+    let race = revoked_during_a_fetch(Forget::Key).await;
     // Revocation has returned; a lookup that starts now would be coalesced with the fetch.
     race.counting.set(Script::Delegate);
     let late = race.cache.lookup(&race.digest).await.unwrap().unwrap();
@@ -314,32 +326,16 @@ async fn revoked_expired_and_unknown_keys_cost_the_same_store_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fetch_in_flight_during_invalidate_all_is_not_served() {
-    // What a revocation channel that reconnects does: messages may have been missed, so it
-    // forgets everything; a fetch that read the record before must not bring it back.
-    let (memory, _) = store_with_clock();
-    let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    let counting = ScriptedStore::new(
-        Arc::clone(&memory),
-        Script::ReadThenWait(Duration::from_millis(100)),
-    );
-    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&counting)));
-    let digest = digest_of(&issued);
-    let early = {
-        let cache = Arc::clone(&cache);
-        tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap() })
-    };
-    tokio::task::yield_now().await;
-    // Revoked elsewhere, the message missed; then the channel reconnects.
-    memory.revoke(&issued.record().id).await.unwrap();
-    cache.invalidate_all();
-    let stale = early.await.unwrap();
+    let race = revoked_during_a_fetch(Forget::All).await;
+    let stale = race.early.await.unwrap();
     assert_eq!(stale.revoked_at, None, "the fetch read the old record");
     assert!(
-        cache.lookup_now(&digest).is_none(),
+        race.cache.lookup_now(&race.digest).is_none(),
         "the stale entry is not served"
     );
-    counting.set(Script::Delegate);
-    let fresh = cache.lookup(&digest).await.unwrap().unwrap();
+    race.counting.set(Script::Delegate);
+    let fresh = race.cache.lookup(&race.digest).await.unwrap().unwrap();
     assert!(fresh.revoked);
-    assert_eq!(counting.lookups(), 2);
+    assert_eq!(fresh.status_at(race.revoked_at), KeyStatus::Revoked);
+    assert_eq!(race.counting.lookups(), 2);
 }
