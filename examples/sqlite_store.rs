@@ -5,7 +5,7 @@
 //! cargo run --example sqlite_store               # in-memory SQLite, server on 127.0.0.1:8082
 //! ```
 //!
-//! A store implements a lookup by digest and six primitives, each atomic on its own;
+//! A store implements a lookup by digest and seven primitives, each atomic on its own;
 //! issuing, rotation, the owner limit and the family checks are `ManageKeys`' provided
 //! methods, the same for every store. What each primitive must get right:
 //! - Keep only digests: the `digest` column holds the 32-byte SHA-256 of the key.

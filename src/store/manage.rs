@@ -142,9 +142,10 @@ impl<S: crate::scope::Scope> Insert<S> {
 ///
 /// A backend implements the primitives ([`insert`](Self::insert), [`get`](Self::get),
 /// [`records_of`](Self::records_of), [`revoke_at`](Self::revoke_at),
-/// [`delete`](Self::delete), [`touch`](Self::touch)), each atomic on its own; issuing,
-/// rotation, the owner limit and the family checks are the provided methods, the same for
-/// every store. The policy (families, owner limit, clock) is the store's
+/// [`set_disabled`](Self::set_disabled), [`delete`](Self::delete), [`touch`](Self::touch)),
+/// each atomic on its own; issuing, rotation, the owner limit, the family and plan checks
+/// are the provided methods, the same for every store. The policy (families, owner limit,
+/// clock, plans) is the store's
 /// [`KeyStore::policy`].
 ///
 /// ```

@@ -30,7 +30,7 @@
 //! and `Err` only when the store itself failed (the layer then answers 503 and never
 //! calls the inner service). Override [`KeyStore::hasher`] when keys are peppered,
 //! [`KeyStore::policy`] to carry a [`KeyPolicy`], and [`KeyStore::lookup_now`] when some
-//! answers are in memory already (a cache). Then implement the six primitives of
+//! answers are in memory already (a cache). Then implement the seven primitives of
 //! [`ManageKeys`]; `examples/sqlite_store.rs` is a complete template, and the crate's test
 //! suite runs one lifecycle suite against every store.
 
