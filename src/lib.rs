@@ -92,6 +92,7 @@ pub mod require;
 pub mod scope;
 pub mod service_builder;
 pub mod store;
+pub mod usage;
 
 pub use auth::{AuthLayer, AuthService};
 pub use forg::ForgScope;

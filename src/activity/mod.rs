@@ -130,6 +130,8 @@ pub enum Outcome {
     InsufficientScope,
     /// 403 `ip_not_allowed`.
     IpNotAllowed,
+    /// 403 `plan_required`.
+    PlanRequired,
     /// 429 `rate_limited`.
     RateLimited,
     /// 500 `internal_error`.
@@ -148,6 +150,7 @@ impl Outcome {
             AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
             AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
             AuthRejection::IpNotAllowed => Self::IpNotAllowed,
+            AuthRejection::PlanRequired(_) => Self::PlanRequired,
             AuthRejection::RateLimited { .. } => Self::RateLimited,
             AuthRejection::MissingLayer(_) => Self::InternalError,
             AuthRejection::Unavailable { .. } => Self::Unavailable,
@@ -164,6 +167,7 @@ impl Outcome {
             Self::EnvironmentNotAllowed => "environment_not_allowed",
             Self::InsufficientScope => "insufficient_scope",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::PlanRequired => "plan_required",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::Unavailable => "auth_unavailable",

@@ -14,6 +14,7 @@
 //! | 401 | `invalid_api_key` | missing, malformed, unknown, revoked or expired key (one body for all) |
 //! | 402 | `spend_cap_exceeded` | returned by services (e.g. AI spend caps) |
 //! | 403 | `insufficient_scope` | the key lacks a scope the route requires |
+//! | 403 | `plan_required` | the owner's plan does not allow the key's environment ([`PlanLayer`](crate::usage::PlanLayer)) |
 //! | 403 | `ip_not_allowed` | the key's allowed networks do not include the client's address |
 //! | 403 | `environment_not_allowed` | a test key where only live keys are accepted (or the reverse) |
 //! | 429 | `rate_limited` | rate limit exceeded |
@@ -78,6 +79,8 @@ pub enum Unavailable {
     KeyStore(StoreErrorKind),
     /// The rate-limit backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny)).
     RateLimiter,
+    /// The plan policy failed, timed out or panicked.
+    PlanPolicy,
 }
 
 /// Which of the indistinguishable 401s this was. Known to the server only: the response
@@ -151,6 +154,8 @@ pub enum AuthRejection {
     SpendCapExceeded,
     /// 403 `ip_not_allowed`: the key may not be used from the client's address.
     IpNotAllowed,
+    /// 403 `plan_required`: the owner's plan does not allow keys of this environment.
+    PlanRequired(Environment),
     /// 429 `rate_limited`.
     #[non_exhaustive]
     RateLimited {
@@ -205,7 +210,8 @@ impl AuthRejection {
             Self::SpendCapExceeded => StatusCode::PAYMENT_REQUIRED,
             Self::EnvironmentNotAllowed(_)
             | Self::InsufficientScope { .. }
-            | Self::IpNotAllowed => StatusCode::FORBIDDEN,
+            | Self::IpNotAllowed
+            | Self::PlanRequired(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -220,6 +226,7 @@ impl AuthRejection {
             Self::SpendCapExceeded => "spend_cap_exceeded",
             Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::PlanRequired(_) => "plan_required",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited { .. } => "rate_limited",
             Self::MissingLayer(_) => "internal_error",
@@ -239,6 +246,11 @@ impl AuthRejection {
             Self::InvalidApiKey { .. } => "Invalid API key".into(),
             Self::SpendCapExceeded => "AI spend cap exceeded".into(),
             Self::IpNotAllowed => "This key may not be used from this address".into(),
+            Self::PlanRequired(env) => format!(
+                "{} keys require a higher plan: upgrade to use them",
+                capitalised(*env)
+            )
+            .into(),
             Self::EnvironmentNotAllowed(env) => format!(
                 "{} keys are not accepted by this service",
                 capitalised(*env)
@@ -270,7 +282,8 @@ impl AuthRejection {
             Self::InvalidApiKey { .. } => GrpcCode::Unauthenticated,
             Self::EnvironmentNotAllowed(_)
             | Self::InsufficientScope { .. }
-            | Self::IpNotAllowed => GrpcCode::PermissionDenied,
+            | Self::IpNotAllowed
+            | Self::PlanRequired(_) => GrpcCode::PermissionDenied,
             Self::SpendCapExceeded | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
             Self::MissingLayer(_) => GrpcCode::Internal,
             Self::Unavailable { .. } => GrpcCode::Unavailable,

@@ -1,0 +1,96 @@
+//! The plan policy per request: a downgraded owner's live keys get 403 `plan_required` (not
+//! 401) once the cached answer expires on a fake clock; test keys stay allowed; a failing
+//! policy is a 503, never a pass.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use tower::Layer;
+use tower_api_key::key::{Environment, KeyFamily};
+use tower_api_key::store::{PlanAnswer, PlanPolicy, StoreError};
+use tower_api_key::usage::PlanLayer;
+use tower_api_key::{AuthLayer, ForgScope};
+
+/// Team or higher for live keys, switchable; counts questions; can fail.
+#[derive(Clone, Default)]
+struct Billing {
+    downgraded: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl PlanPolicy for Billing {
+    fn allows<'a>(&'a self, _owner: &'a str, environment: Environment) -> PlanAnswer<'a> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let answer = if self.failing.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("billing is down"))
+        } else {
+            Ok(environment == Environment::Test || !self.downgraded.load(Ordering::SeqCst))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+#[tokio::test]
+async fn a_downgraded_owners_live_keys_get_403_once_the_answer_expires() {
+    let (store, clock) = store_with_clock();
+    let live = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let test = issue(&store, &KeyFamily::FORG_TEST, ForgScope::ReadRules);
+    let billing = Billing::default();
+    let probe = Probe::new();
+    let plans = PlanLayer::new(billing.clone())
+        .cache_ttl(Duration::from_secs(60))
+        .clock(clock.clone());
+    let service = AuthLayer::new(store).layer(plans.layer(probe.service::<String>()));
+    let (live, test) = (live.key().expose_secret(), test.key().expose_secret());
+
+    assert_eq!(
+        send(service.clone(), bearer(live)).await.status,
+        StatusCode::OK
+    );
+    billing.downgraded.store(true, Ordering::SeqCst);
+    assert_eq!(
+        send(service.clone(), bearer(live)).await.status,
+        StatusCode::OK,
+        "the cached answer holds for its TTL"
+    );
+    assert_eq!(billing.asked.load(Ordering::SeqCst), 1);
+
+    clock.advance(Duration::from_secs(60));
+    let refused = send(service.clone(), bearer(live)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.body,
+        r#"{"error":"Live keys require a higher plan: upgrade to use them","code":"plan_required","status":403}"#
+    );
+    assert_eq!(
+        send(service.clone(), bearer(test)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(probe.calls(), 3, "refused requests never reach the service");
+
+    billing.failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(60));
+    let unavailable = send(service, bearer(live)).await;
+    assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(unavailable.header("retry-after"), Some("5"));
+    assert_eq!(probe.calls(), 3);
+}
+
+#[tokio::test]
+async fn without_the_authentication_layer_the_plan_layer_fails_closed() {
+    let probe = Probe::new();
+    let service = PlanLayer::new(Billing::default()).layer(probe.service::<String>());
+    let answer = send(
+        service,
+        bearer("forg_live_0123456789abcdef0123456789abcdef"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(probe.calls(), 0);
+}
