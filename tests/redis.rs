@@ -386,8 +386,7 @@ async fn an_unreadable_revocation_fails_closed() {
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
     let key = issued.key().expose_secret();
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connection().await;
     let hash = format!("{{{ns}}}:digest:{}", issued.record().digest);
     for (field, garbage) in [("revoked_at", "yesterday"), ("revoked", "maybe")] {
         let _: () = redis::cmd("HSET")
@@ -425,8 +424,7 @@ async fn the_owner_limit_walks_active_keys_only() {
             .unwrap();
         store.revoke(&issued.record().id).await.unwrap();
     }
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connection().await;
     let active: usize = redis::cmd("SCARD")
         .arg(format!("{{{ns}}}:active:churn"))
         .query_async(&mut connection)
@@ -609,8 +607,7 @@ async fn a_killed_subscriber_connection_resubscribes_and_clears_the_cache() {
         StatusCode::OK
     );
 
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let mut admin = redis.connection().await;
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")

@@ -21,7 +21,8 @@ use crate::store::PlanPolicy;
 
 /// Asks a [`PlanPolicy`] whether the authenticated owner's plan still allows the key's
 /// environment, per request; put it inside the [`AuthLayer`](crate::AuthLayer). Answers
-/// are cached per owner and environment for a TTL (default 60 s; at most 10,000 entries),
+/// are cached per owner and environment for a TTL (default 60 s; at most 10,000 entries
+/// per environment),
 /// so a downgrade takes effect within the TTL. A failing, slow (1 s) or panicking policy is
 /// a 503, never a pass.
 #[derive(Clone)]
@@ -32,7 +33,8 @@ pub struct PlanLayer {
 
 pub(crate) struct Shared {
     plans: Arc<dyn PlanPolicy>,
-    answers: DashMap<(String, Environment), (bool, SystemTime)>,
+    /// Answers by environment (live, test), then owner: looked up without allocating.
+    answers: [DashMap<String, (bool, SystemTime)>; 2],
     ttl: Duration,
     clock: Arc<dyn Clock>,
     renderer: Arc<dyn RenderRejection>,
@@ -54,7 +56,7 @@ impl PlanLayer {
         Self {
             shared: Arc::new(Shared {
                 plans,
-                answers: DashMap::new(),
+                answers: [DashMap::new(), DashMap::new()],
                 ttl,
                 clock,
                 renderer: Arc::new(DefaultRenderer),
@@ -98,9 +100,15 @@ impl<S> Layer<S> for PlanLayer {
 pub(crate) type Verdict = Result<bool, AuthRejection>;
 
 impl Shared {
+    fn answers(&self, environment: Environment) -> &DashMap<String, (bool, SystemTime)> {
+        match environment {
+            Environment::Live => &self.answers[0],
+            Environment::Test => &self.answers[1],
+        }
+    }
+
     fn cached(&self, owner: &str, environment: Environment) -> Option<bool> {
-        let key = (owner.to_owned(), environment);
-        let (allowed, at) = *self.answers.get(&key)?;
+        let (allowed, at) = *self.answers(environment).get(owner)?;
         let fresh = self
             .clock
             .now()
@@ -118,11 +126,11 @@ impl Shared {
             .await;
             match answer {
                 Ok(Ok(allowed)) => {
-                    if self.answers.len() >= MAX_ANSWERS {
-                        self.answers.clear();
+                    let answers = self.answers(environment);
+                    if answers.len() >= MAX_ANSWERS {
+                        answers.clear();
                     }
-                    self.answers
-                        .insert((owner, environment), (allowed, self.clock.now()));
+                    answers.insert(owner, (allowed, self.clock.now()));
                     Ok(allowed)
                 }
                 _ => Err(AuthRejection::unavailable(
