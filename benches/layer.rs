@@ -16,9 +16,11 @@ use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
+use tower_api_key::key::Environment;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
@@ -163,6 +165,14 @@ fn layers(c: &mut Criterion) {
                 with_identity(request(&bearer)),
             ))
         })
+    });
+
+    // The spend-cap layer alone (in-process backend, headers on), over the same baseline:
+    // a cap that is never reached, one unit per request.
+    let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Live, u64::MAX));
+    let mut spend_capped = caps.layer(1).layer(bare());
+    c.bench_function("layer/spend_cap", |b| {
+        b.iter(|| black_box(run(&mut spend_capped, with_identity(request(&bearer)))))
     });
 
     // Peers.

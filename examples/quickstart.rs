@@ -10,6 +10,9 @@
 //! Routes are rate limited with the ForgeOS defaults: 100/min per key on standard routes,
 //! 10/min per key on `POST /v1/reviews` (AI), 5/min per client address on the public
 //! `POST /auth/login`; 20 refused keys per minute from one address block that address.
+//! The AI route also has a spend cap: each review reports a cost of 10 units; live keys
+//! may spend 10,000 a month and test keys 1,000 an hour, except the demo live key, capped
+//! at 30 so that its fourth review gets 402 `spend_cap_exceeded`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,14 +22,16 @@ use tower_api_key::store::ManageKeys;
 use axum::extract::{Path, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tower::ServiceBuilder;
 use tower_api_key::activity::ActivityLayer;
-use tower_api_key::key::KeyFamily;
+use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{FailureLimit, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
+use tower_api_key::usage::{BudgetPer, Budgets, ReportedCost, SpendCaps};
 use tower_api_key::{require, ForgScope, MemoryKeyStore, NewKey, Principal, ServiceBuilderExt};
 
 /// The organisation every demo key belongs to.
@@ -38,6 +43,20 @@ pub struct DemoKeys {
     pub test: IssuedKey<ForgScope>,
     pub fos: IssuedKey<ForgScope>,
 }
+
+impl DemoKeys {
+    /// The AI route's budgets: per key, with the demo live key capped low.
+    pub fn budgets(&self) -> Budgets {
+        let budgets = Budgets::new()
+            .default_cap(Environment::Live, 10_000)
+            .default_cap(Environment::Test, 1_000);
+        budgets.set_key_cap(self.live.record().id.clone(), Some(30));
+        budgets
+    }
+}
+
+/// What one AI review costs, reported by the handler after it ran.
+pub const REVIEW_COST: u64 = 10;
 
 /// Issues the demo keys.
 pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKeys, ManageError> {
@@ -62,8 +81,9 @@ pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKe
 /// The whole application: `/health` and `/auth/login` are public, everything under `/v1`
 /// needs a key. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// per-address limits read the client's address from there.
-pub fn app(store: Arc<MemoryKeyStore<ForgScope>>) -> Router {
+pub fn app(store: Arc<MemoryKeyStore<ForgScope>>, budgets: Budgets) -> Router {
     let limits = RateLimits::new();
+    let spend = SpendCaps::new(budgets).per(BudgetPer::Key);
     let standard = Router::new()
         .route(
             "/v1/sessions",
@@ -86,7 +106,11 @@ pub fn app(store: Arc<MemoryKeyStore<ForgScope>>) -> Router {
         .route_layer(limits.layer(forg::STANDARD));
     let ai = Router::new()
         .route("/v1/reviews", post(review))
-        .route_layer(limits.layer(forg::AI));
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(limits.layer(forg::AI))
+                .layer(spend.layer(0)), // the handler reports its cost
+        );
     let api = standard.merge(ai).layer(
         ServiceBuilder::new()
             .layer(ActivityLayer::traced()) // `RUST_LOG`-style tracing of every outcome
@@ -133,11 +157,13 @@ async fn create_rule(identity: Principal) -> (StatusCode, Json<Value>) {
     (StatusCode::CREATED, Json(body))
 }
 
-async fn review(identity: Principal) -> Json<Value> {
-    Json(json!({
+/// An AI route: the cost is known once the work is done, so it is reported afterwards.
+async fn review(identity: Principal) -> impl IntoResponse {
+    let body = Json(json!({
         "data": { "review": "looks good", "score": 0.93 },
         "caller": caller(&identity),
-    }))
+    }));
+    (Extension(ReportedCost(REVIEW_COST)), body)
 }
 
 /// A public route: no key, limited per client address.
@@ -228,9 +254,14 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         ("401: no key".to_owned(), format!("curl -i {base}/v1/sessions")),
         (
             "200 x10, then 429 (AI routes: 10/min per key)".to_owned(),
-            format!("for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
+            format!("for i in $(seq 11); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {test}'; done; echo"),
         ),
-        ("429 with Retry-After and Quota headers".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
+        ("429 with Retry-After and RateLimit headers".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {test}'")),
+        (
+            "200 x3, then 402: the live key's spend cap (30 units, 10 per review)".to_owned(),
+            format!("for i in $(seq 4); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
+        ),
+        ("402 spend_cap_exceeded, Retry-After up to the month's end, Spend-Cap header".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
         ("public, 5/min per client address".to_owned(), format!("curl -i -X POST {base}/auth/login")),
         ("revoke the live key (admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
@@ -246,11 +277,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listen_address()?;
     let store = Arc::new(MemoryKeyStore::new());
     let keys = issue_demo_keys(&store).await?;
+    let budgets = keys.budgets();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(listener.local_addr()?, &keys);
     axum::serve(
         listener,
-        app(store).into_make_service_with_connect_info::<SocketAddr>(),
+        app(store, budgets).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {
         tokio::signal::ctrl_c().await.ok();

@@ -55,7 +55,8 @@ async fn quickstart_serves_the_printed_curl_lines() {
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = quickstart::app(store).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        quickstart::app(store, keys.budgets()).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let s = Server {
         addr,
@@ -148,6 +149,31 @@ async fn quickstart_serves_the_printed_curl_lines() {
     let (status, headers, _) = s.call(Method::GET, "/v1/rules", fos()).await;
     assert_eq!(status, StatusCode::OK, "the standard budget is separate");
     assert_eq!(headers["ratelimit-policy"], r#""standard";q=100;w=60"#);
+
+    // The live key's spend cap: 30 units, 10 per review, then 402 until the month ends.
+    for remaining in [20, 10, 0] {
+        let (status, headers, _) = s.call(Method::POST, "/v1/reviews", live()).await;
+        assert_eq!(status, StatusCode::OK);
+        let spend = headers["spend-cap"].to_str().unwrap();
+        assert!(
+            spend.starts_with(&format!("limit=30, remaining={remaining}, reset=")),
+            "{spend}"
+        );
+    }
+    let (status, headers, body) = s.call(Method::POST, "/v1/reviews", live()).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(body["code"], "spend_cap_exceeded");
+    assert!(body["resets_at"]
+        .as_str()
+        .unwrap()
+        .ends_with("-01T00:00:00Z"));
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, _) = s.call(Method::POST, "/v1/reviews", test()).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the test key's hourly budget is separate"
+    );
 
     // The public login route needs no key and is limited per client address.
     for _ in 0..5 {

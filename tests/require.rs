@@ -225,7 +225,7 @@ async fn axum_extractors_and_their_options() {
 async fn handlers_can_return_rejections() {
     let app = axum::Router::new().route(
         "/v1/reviews",
-        get(|| async { AuthRejection::SpendCapExceeded.into_response() }),
+        get(|| async { spend_cap_exceeded().into_response() }),
     );
     let answer = send(
         app,
@@ -237,10 +237,19 @@ async fn handlers_can_return_rejections() {
     assert_eq!(answer.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(
         answer.body,
-        r#"{"error":"AI spend cap exceeded","code":"spend_cap_exceeded","status":402}"#
+        r#"{"error":"AI spend cap exceeded: upgrade plan or wait for the reset","code":"spend_cap_exceeded","status":402,"resets_at":"2026-02-01T00:00:00Z"}"#
     );
+    assert_eq!(answer.headers["retry-after"], "3600");
     assert_eq!(
         answer.extensions.get::<AuthRejection>(),
-        Some(&AuthRejection::SpendCapExceeded)
+        Some(&spend_cap_exceeded())
     );
+}
+
+fn spend_cap_exceeded() -> AuthRejection {
+    let february = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_769_904_000);
+    AuthRejection::spend_cap_exceeded(
+        tower_api_key::reject::RetryAfter::from_duration(std::time::Duration::from_secs(3600)),
+        february,
+    )
 }

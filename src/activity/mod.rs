@@ -146,7 +146,7 @@ impl Outcome {
         match rejection {
             AuthRejection::InvalidRequest(_) => Self::InvalidRequest,
             AuthRejection::InvalidApiKey { .. } => Self::InvalidApiKey,
-            AuthRejection::SpendCapExceeded => Self::SpendCapExceeded,
+            AuthRejection::SpendCapExceeded { .. } => Self::SpendCapExceeded,
             AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
             AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
             AuthRejection::IpNotAllowed => Self::IpNotAllowed,

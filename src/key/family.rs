@@ -30,6 +30,14 @@ impl Environment {
             Environment::Test => "test",
         }
     }
+
+    /// 0 or 1: an index into per-environment tables (`[T; 2]`), so they need no hashing.
+    pub(crate) const fn slot(self) -> usize {
+        match self {
+            Environment::Live => 0,
+            Environment::Test => 1,
+        }
+    }
 }
 
 impl fmt::Display for Environment {

@@ -11,12 +11,13 @@ use super::{add_common_headers, AuthRejection, RenderRejection};
 ///
 /// ```
 /// use http::HeaderMap;
-/// use tower_api_key::reject::{AuthRejection, GrpcRenderer, RenderRejection};
+/// use tower_api_key::reject::{AuthRejection, GrpcRenderer, RenderRejection, RetryAfter};
 ///
-/// let response = GrpcRenderer.render(&AuthRejection::SpendCapExceeded, &HeaderMap::new());
+/// let rejection = AuthRejection::rate_limited(RetryAfter::ONE_SECOND);
+/// let response = GrpcRenderer.render(&rejection, &HeaderMap::new());
 /// assert_eq!(response.status(), 200);
 /// assert_eq!(response.headers()["grpc-status"], "8");
-/// assert_eq!(response.headers()["grpc-message"], "AI spend cap exceeded");
+/// assert_eq!(response.headers()["grpc-message"], "Rate limit exceeded");
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GrpcRenderer;

@@ -56,12 +56,21 @@ fn serialized(rejection: &AuthRejection) -> Bytes {
         error: &'a str,
         code: &'a str,
         status: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resets_at: Option<String>,
     }
     let message = rejection.message();
+    let resets_at = match rejection {
+        AuthRejection::SpendCapExceeded { resets_at, .. } => {
+            Some(crate::usage::Rfc3339(*resets_at).to_string())
+        }
+        _ => None,
+    };
     let body = Body {
         error: &message,
         code: rejection.code(),
         status: rejection.status().as_u16(),
+        resets_at,
     };
     serde_json::to_vec(&body)
         .map(Bytes::from)

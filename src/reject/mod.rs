@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 400 | `invalid_request` | a key header sent twice, or keys in two headers |
 //! | 401 | `invalid_api_key` | missing, malformed, unknown, revoked or expired key (one body for all) |
-//! | 402 | `spend_cap_exceeded` | returned by services (e.g. AI spend caps) |
+//! | 402 | `spend_cap_exceeded` | the owner's budget for the period is spent ([`SpendCapLayer`](crate::usage::SpendCapLayer)); `Retry-After` and `resets_at` say when it is whole again |
 //! | 403 | `insufficient_scope` | the key lacks a scope the route requires |
 //! | 403 | `plan_required` | the owner's plan does not allow the key's environment ([`PlanLayer`](crate::usage::PlanLayer)) |
 //! | 403 | `ip_not_allowed` | the key's allowed networks do not include the client's address |
@@ -45,6 +45,7 @@ mod retry_after;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::SystemTime;
 
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
@@ -81,6 +82,8 @@ pub enum Unavailable {
     RateLimiter,
     /// The plan policy failed, timed out or panicked.
     PlanPolicy,
+    /// The spend-cap backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny), the spend caps' default).
+    UsageBackend,
 }
 
 /// Which of the indistinguishable 401s this was. Known to the server only: the response
@@ -150,8 +153,14 @@ pub enum AuthRejection {
         /// Whether any one of `required` would have done.
         any_of: bool,
     },
-    /// 402 `spend_cap_exceeded`.
-    SpendCapExceeded,
+    /// 402 `spend_cap_exceeded`: the budget of the period is spent.
+    #[non_exhaustive]
+    SpendCapExceeded {
+        /// Until the period ends.
+        retry_after: RetryAfter,
+        /// When the period ends (in the body as `resets_at`, RFC 3339).
+        resets_at: SystemTime,
+    },
     /// 403 `ip_not_allowed`: the key may not be used from the client's address.
     IpNotAllowed,
     /// 403 `plan_required`: the owner's plan does not allow keys of this environment.
@@ -192,6 +201,14 @@ impl AuthRejection {
         }
     }
 
+    /// 402 `spend_cap_exceeded`, until `resets_at`.
+    pub fn spend_cap_exceeded(retry_after: RetryAfter, resets_at: SystemTime) -> Self {
+        Self::SpendCapExceeded {
+            retry_after,
+            resets_at,
+        }
+    }
+
     /// 429 `rate_limited`.
     pub fn rate_limited(retry_after: RetryAfter) -> Self {
         Self::RateLimited { retry_after }
@@ -207,7 +224,7 @@ impl AuthRejection {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::InvalidApiKey { .. } => StatusCode::UNAUTHORIZED,
-            Self::SpendCapExceeded => StatusCode::PAYMENT_REQUIRED,
+            Self::SpendCapExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::EnvironmentNotAllowed(_)
             | Self::InsufficientScope { .. }
             | Self::IpNotAllowed
@@ -223,7 +240,7 @@ impl AuthRejection {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidApiKey { .. } => "invalid_api_key",
-            Self::SpendCapExceeded => "spend_cap_exceeded",
+            Self::SpendCapExceeded { .. } => "spend_cap_exceeded",
             Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
             Self::IpNotAllowed => "ip_not_allowed",
             Self::PlanRequired(_) => "plan_required",
@@ -244,7 +261,9 @@ impl AuthRejection {
                 "Ambiguous credentials: send exactly one API key, in one header".into()
             }
             Self::InvalidApiKey { .. } => "Invalid API key".into(),
-            Self::SpendCapExceeded => "AI spend cap exceeded".into(),
+            Self::SpendCapExceeded { .. } => {
+                "AI spend cap exceeded: upgrade plan or wait for the reset".into()
+            }
             Self::IpNotAllowed => "This key may not be used from this address".into(),
             Self::PlanRequired(env) => format!(
                 "{} keys require a higher plan: upgrade to use them",
@@ -284,18 +303,18 @@ impl AuthRejection {
             | Self::InsufficientScope { .. }
             | Self::IpNotAllowed
             | Self::PlanRequired(_) => GrpcCode::PermissionDenied,
-            Self::SpendCapExceeded | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
+            Self::SpendCapExceeded { .. } | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
             Self::MissingLayer(_) => GrpcCode::Internal,
             Self::Unavailable { .. } => GrpcCode::Unavailable,
         }
     }
 
-    /// When to retry, on 429 and 503.
+    /// When to retry, on 402, 429 and 503.
     pub fn retry_after(&self) -> Option<RetryAfter> {
         match self {
-            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Self::RateLimited { retry_after }
+            | Self::Unavailable { retry_after, .. }
+            | Self::SpendCapExceeded { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

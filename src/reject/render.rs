@@ -24,8 +24,8 @@ use super::{is_grpc, AuthRejection, GrpcRenderer, JsonRenderer};
 ///         .body(Bytes::from(rejection.message().into_owned()))
 ///         .unwrap()
 /// };
-/// let response = plain.render(&AuthRejection::SpendCapExceeded, &HeaderMap::new());
-/// assert_eq!(response.status(), 402);
+/// let response = plain.render(&AuthRejection::IpNotAllowed, &HeaderMap::new());
+/// assert_eq!(response.status(), 403);
 /// ```
 pub trait RenderRejection: Send + Sync + 'static {
     /// The response for `rejection`.

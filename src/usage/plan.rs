@@ -101,10 +101,7 @@ pub(crate) type Verdict = Result<bool, AuthRejection>;
 
 impl Shared {
     fn answers(&self, environment: Environment) -> &DashMap<String, (bool, SystemTime)> {
-        match environment {
-            Environment::Live => &self.answers[0],
-            Environment::Test => &self.answers[1],
-        }
+        &self.answers[environment.slot()]
     }
 
     fn cached(&self, owner: &str, environment: Environment) -> Option<bool> {

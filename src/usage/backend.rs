@@ -1,0 +1,231 @@
+//! [`UsageBackend`]: where spend counters live, and [`MemoryUsage`], the in-process one.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+
+use super::budget::BudgetPer;
+use super::period::Period;
+use crate::clock::{Clock, SystemClock};
+use crate::key::Environment;
+use crate::rate_limit::BackendError;
+
+/// One spend counter: an environment (test and live never share one), whose budget, and
+/// who (an owner or a key id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Counter<'a> {
+    /// The principal's environment.
+    pub environment: Environment,
+    /// Whether `subject` is an owner or a key id.
+    pub per: BudgetPer,
+    /// The owner or key id.
+    pub subject: &'a str,
+    /// The period the counter is kept for.
+    pub period: Period,
+}
+
+/// How a charge is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Charge {
+    /// Before the handler: add `cost` only if the total stays within the cap (with a cost
+    /// of zero: allowed while something is left).
+    Reserve,
+    /// After the handler: add what it reported, whatever the cap (the work is done); the
+    /// next reservation sees the total.
+    Record,
+}
+
+/// A backend's answer: whether the charge was made, the total spent in the period after
+/// it, and when the period ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spent {
+    /// Whether the charge was made.
+    pub allowed: bool,
+    /// The period's total after the charge.
+    pub spent: u64,
+    /// When the period ends, on the backend's clock.
+    pub resets_at: SystemTime,
+    /// Time left until then, on the backend's clock.
+    pub reset_after: Duration,
+}
+
+/// Where spend counters live: atomic per counter, so that instances sharing a backend
+/// share a budget exactly. A backend is a cheap handle (`Clone`, state behind an `Arc`).
+pub trait UsageBackend: Clone + Send + Sync + 'static {
+    /// Charges `cost` to `counter` under `cap`, as `charge` says. Write it as `async fn`.
+    fn charge(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> impl Future<Output = Result<Spent, BackendError>> + Send;
+
+    /// The answer, when it can be given without waiting; `None` means "ask
+    /// [`charge`](Self::charge)". The default never answers.
+    fn charge_now(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> Option<Result<Spent, BackendError>> {
+        let _ = (counter, cost, cap, charge);
+        None
+    }
+}
+
+/// Spend counters in this process, on a [`Clock`] (fake in tests). Counters of past periods
+/// are dropped as new ones are made, so memory follows the active subjects.
+#[derive(Clone)]
+pub struct MemoryUsage {
+    /// One map per (environment, per, period), so a counter is found by its subject as a
+    /// `&str`, without allocating: (window index, spent).
+    counters: Arc<[Counters; 8]>,
+    /// The size at which the next sweep runs: doubles with the live counters.
+    sweep_at: Arc<AtomicUsize>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryUsage {
+    /// Counters on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// Counters on `clock`.
+    pub fn with_clock(clock: impl Clock) -> Self {
+        Self {
+            counters: Arc::new(Default::default()),
+            sweep_at: Arc::new(AtomicUsize::new(MIN_SWEEP)),
+            clock: Arc::new(clock),
+        }
+    }
+
+    /// How many counters are held.
+    pub fn tracked(&self) -> usize {
+        self.counters.iter().map(DashMap::len).sum()
+    }
+
+    /// Drops the counters of past periods now.
+    pub fn housekeeping(&self) {
+        let now = self.clock.now();
+        for (slot, counters) in self.counters.iter().enumerate() {
+            let current = period_of_slot(slot).window(now).index;
+            counters.retain(|_, (index, _)| *index == current);
+        }
+        let live = self.tracked();
+        self.sweep_at
+            .store((live * 2).max(MIN_SWEEP), Ordering::Relaxed);
+    }
+
+    /// What `counter` has spent in the current period.
+    pub fn spent(&self, counter: Counter<'_>) -> u64 {
+        let window = counter.period.window(self.clock.now());
+        self.counters[slot_of(counter)]
+            .get(counter.subject)
+            .filter(|entry| entry.0 == window.index)
+            .map_or(0, |entry| entry.1)
+    }
+}
+
+impl Default for MemoryUsage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryUsage")
+            .field("tracked", &self.tracked())
+            .finish_non_exhaustive()
+    }
+}
+
+const MIN_SWEEP: usize = 1024;
+
+/// Subject -> (window index, spent).
+type Counters = DashMap<Box<str>, (u64, u64)>;
+
+/// The index of `counter`'s map: environment, per, period as three bits.
+fn slot_of(counter: Counter<'_>) -> usize {
+    counter.environment.slot() * 4
+        + usize::from(counter.per == BudgetPer::Key) * 2
+        + usize::from(counter.period == Period::Monthly)
+}
+
+fn period_of_slot(slot: usize) -> Period {
+    if slot % 2 == 1 {
+        Period::Monthly
+    } else {
+        Period::Hourly
+    }
+}
+
+impl UsageBackend for MemoryUsage {
+    async fn charge(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> Result<Spent, BackendError> {
+        Ok(self.charge_at(counter, cost, cap, charge))
+    }
+
+    fn charge_now(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> Option<Result<Spent, BackendError>> {
+        Some(Ok(self.charge_at(counter, cost, cap, charge)))
+    }
+}
+
+impl MemoryUsage {
+    fn charge_at(&self, counter: Counter<'_>, cost: u64, cap: u64, charge: Charge) -> Spent {
+        let now = self.clock.now();
+        let window = counter.period.window(now);
+        let counters = &self.counters[slot_of(counter)];
+        let (allowed, spent) = {
+            let mut entry = match counters.get_mut(counter.subject) {
+                Some(entry) => entry,
+                None => counters
+                    .entry(Box::from(counter.subject))
+                    .or_insert((window.index, 0)),
+            };
+            let (index, spent) = &mut *entry;
+            if *index != window.index {
+                *index = window.index;
+                *spent = 0;
+            }
+            let allowed = match charge {
+                Charge::Record => true,
+                Charge::Reserve if cost == 0 => *spent < cap,
+                Charge::Reserve => spent.checked_add(cost).is_some_and(|total| total <= cap),
+            };
+            if allowed {
+                *spent = spent.saturating_add(cost);
+            }
+            (allowed, *spent)
+        };
+        // Amortised: a sweep each time the map has doubled since the last one.
+        if counters.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            self.housekeeping();
+        }
+        Spent {
+            allowed,
+            spent,
+            resets_at: window.resets_at(),
+            reset_after: window.reset_after(now),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! [`BudgetPolicy`]: how much a principal may spend per period, and [`Budgets`], the
+//! table-driven one.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::key::Environment;
+use crate::principal::Principal;
+use crate::store::KeyId;
+
+/// Whose counter a request spends from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BudgetPer {
+    /// All of an owner's keys (and sessions) of one environment share one budget: a user
+    /// cannot multiply it by minting keys. The default.
+    #[default]
+    Owner,
+    /// Each key has a budget of its own.
+    Key,
+}
+
+/// The cap, in the application's cost units (cents, tokens, credits), for a principal's
+/// requests per period; `None` means uncapped (nothing is counted). Asked on every request:
+/// keep it a lookup.
+pub trait BudgetPolicy: Send + Sync + 'static {
+    /// The cap for `principal`.
+    fn cap(&self, principal: &Principal) -> Option<u64>;
+}
+
+impl<F> BudgetPolicy for F
+where
+    F: Fn(&Principal) -> Option<u64> + Send + Sync + 'static,
+{
+    fn cap(&self, principal: &Principal) -> Option<u64> {
+        self(principal)
+    }
+}
+
+/// Caps by environment, with overrides per owner (the plan's amount) and per key, which
+/// the application can change at run time (clones share the table): a key override wins
+/// over its owner's, which wins over the environment's default.
+///
+/// ```
+/// use tower_api_key::key::Environment;
+/// use tower_api_key::usage::Budgets;
+///
+/// let budgets = Budgets::new()
+///     .default_cap(Environment::Live, 10_000)
+///     .default_cap(Environment::Test, 100);
+/// // An upgrade, later, while serving:
+/// budgets.set_owner_cap("org_big", Environment::Live, Some(1_000_000));
+/// ```
+#[derive(Clone, Default)]
+#[must_use]
+pub struct Budgets {
+    table: Arc<Table>,
+}
+
+#[derive(Clone, Default)]
+struct Table {
+    defaults: [Option<u64>; 2],
+    owners: [DashMap<String, Option<u64>>; 2],
+    keys: DashMap<KeyId, Option<u64>>,
+}
+
+impl Budgets {
+    /// Every principal uncapped until a cap is set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cap of `environment`'s principals without an override (a builder: clones made
+    /// before it keep the old default).
+    pub fn default_cap(mut self, environment: Environment, cap: u64) -> Self {
+        Arc::make_mut(&mut self.table).defaults[environment.slot()] = Some(cap);
+        self
+    }
+
+    /// `owner`'s cap for `environment` from now on (`None`: uncapped).
+    pub fn set_owner_cap(
+        &self,
+        owner: impl Into<String>,
+        environment: Environment,
+        cap: Option<u64>,
+    ) {
+        self.table.owners[environment.slot()].insert(owner.into(), cap);
+    }
+
+    /// `key`'s cap from now on (`None`: uncapped), over its owner's.
+    pub fn set_key_cap(&self, key: KeyId, cap: Option<u64>) {
+        self.table.keys.insert(key, cap);
+    }
+
+    /// Removes `owner`'s overrides (every environment); its keys' overrides stay.
+    pub fn clear_owner(&self, owner: &str) {
+        for owners in &self.table.owners {
+            owners.remove(owner);
+        }
+    }
+}
+
+impl BudgetPolicy for Budgets {
+    fn cap(&self, principal: &Principal) -> Option<u64> {
+        let table = &*self.table;
+        if let Some(cap) = table.keys.get(principal.key_id()) {
+            return *cap;
+        }
+        let slot = principal.environment().slot();
+        match table.owners[slot].get(principal.owner()) {
+            Some(cap) => *cap,
+            None => table.defaults[slot],
+        }
+    }
+}
+
+impl fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Budgets")
+            .field("defaults", &self.table.defaults)
+            .field(
+                "owner_overrides",
+                &(self.table.owners[0].len() + self.table.owners[1].len()),
+            )
+            .field("key_overrides", &self.table.keys.len())
+            .finish()
+    }
+}

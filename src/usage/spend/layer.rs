@@ -1,0 +1,353 @@
+//! [`SpendCapLayer`]: the budget a request spends from, the reservation before the handler
+//! and the response it leads to.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
+use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
+use crate::principal::Principal;
+use crate::rate_limit::{BackendError, OnBackendError};
+use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
+use crate::usage::backend::{Charge, Counter, Spent, UsageBackend};
+use crate::usage::budget::BudgetPer;
+
+/// Charges a route class's requests to their budget; made by [`SpendCaps::layer`].
+#[must_use]
+pub struct SpendCapLayer<B: UsageBackend> {
+    shared: Arc<Shared<B>>,
+}
+
+pub(crate) struct Shared<B: UsageBackend> {
+    caps: SpendCaps<B>,
+    cost: u64,
+}
+
+impl<B: UsageBackend> SpendCapLayer<B> {
+    pub(super) fn new(caps: SpendCaps<B>, cost: u64) -> Self {
+        Self {
+            shared: Arc::new(Shared { caps, cost }),
+        }
+    }
+}
+
+impl<B: UsageBackend> Clone for SpendCapLayer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B: UsageBackend> fmt::Debug for SpendCapLayer<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpendCapLayer")
+            .field("fixed_cost", &self.shared.cost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B: UsageBackend> Layer<S> for SpendCapLayer<B> {
+    type Service = SpendCapService<S, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SpendCapService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service [`SpendCapLayer`] wraps around the inner service.
+pub struct SpendCapService<S, B: UsageBackend> {
+    inner: S,
+    shared: Arc<Shared<B>>,
+}
+
+impl<S, B: UsageBackend> SpendCapService<S, B> {
+    crate::future::inner_service_accessors!(S);
+}
+
+impl<S: Clone, B: UsageBackend> Clone for SpendCapService<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, B: UsageBackend> fmt::Debug for SpendCapService<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpendCapService")
+            .field("inner", &self.inner)
+            .field("fixed_cost", &self.shared.cost)
+            .finish()
+    }
+}
+
+/// What the reservation found.
+pub(crate) enum Verdict {
+    /// Uncapped, or the backend failed and the policy allows: no counting.
+    Pass,
+    /// Charged; whose budget, its cap, and the budget after the charge.
+    Admitted(Principal, u64, Spent),
+    /// Refused, with the `spend-cap` header when headers are on.
+    Refused(AuthRejection, Option<http::HeaderValue>),
+}
+
+/// What the layer keeps while the handler runs, and carries into the response when the
+/// handler reported a cost to be recorded.
+#[derive(Clone)]
+pub(crate) struct Admitted<B: UsageBackend> {
+    shared: Arc<Shared<B>>,
+    principal: Principal,
+    cap: u64,
+    spent: Spent,
+    reported: u64,
+}
+
+impl<B: UsageBackend> Shared<B> {
+    /// `principal`'s counter.
+    fn counter<'p>(&self, principal: &'p Principal) -> Counter<'p> {
+        let environment = principal.environment();
+        let subject = match self.caps.per {
+            BudgetPer::Owner => principal.owner(),
+            BudgetPer::Key => principal.key_id().as_str(),
+        };
+        Counter {
+            environment,
+            per: self.caps.per,
+            subject,
+            period: self.caps.period_of(environment),
+        }
+    }
+
+    fn verdict(
+        &self,
+        principal: &Principal,
+        cap: u64,
+        result: Result<Spent, BackendError>,
+    ) -> Verdict {
+        match result {
+            Ok(spent) if spent.allowed => Verdict::Admitted(principal.clone(), cap, spent),
+            Ok(spent) => Verdict::Refused(
+                AuthRejection::spend_cap_exceeded(
+                    RetryAfter::from_duration(spent.reset_after),
+                    spent.resets_at,
+                ),
+                self.caps
+                    .headers
+                    .then(|| header_value(cap, spent.spent, spent.reset_after)),
+            ),
+            Err(error) => {
+                warn(&error);
+                match self.caps.on_backend_error {
+                    OnBackendError::Allow => Verdict::Pass,
+                    OnBackendError::Deny => Verdict::Refused(
+                        AuthRejection::unavailable(
+                            Unavailable::UsageBackend,
+                            RetryAfter::ONE_SECOND,
+                        ),
+                        None,
+                    ),
+                }
+            }
+        }
+    }
+
+    fn reserve_later(self: Arc<Self>, principal: Principal, cap: u64) -> Deferred<Verdict> {
+        Box::pin(async move {
+            let counter = self.counter(&principal);
+            let result = self
+                .charge_guarded(counter, self.cost, cap, Charge::Reserve)
+                .await;
+            self.verdict(&principal, cap, result)
+        })
+    }
+
+    pub(super) async fn charge_guarded(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> Result<Spent, BackendError> {
+        let backend = &self.caps.backend;
+        match guarded(
+            self.caps.backend_timeout,
+            backend.charge(counter, cost, cap, charge),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(Unanswered::TimedOut) => Err(BackendError::new("usage backend timed out")),
+            Err(Unanswered::Panicked) => Err(BackendError::new("usage backend panicked")),
+        }
+    }
+
+    fn charge_now(
+        &self,
+        counter: Counter<'_>,
+        cost: u64,
+        cap: u64,
+        charge: Charge,
+    ) -> Option<Result<Spent, BackendError>> {
+        let backend = &self.caps.backend;
+        match caught(|| backend.charge_now(counter, cost, cap, charge)) {
+            Ok(answer) => answer,
+            Err(_panicked) => Some(Err(BackendError::new("usage backend panicked"))),
+        }
+    }
+}
+
+fn warn(error: &BackendError) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: "tower_api_key", error = %error, "usage backend failed");
+    #[cfg(not(feature = "tracing"))]
+    let _ = error;
+}
+
+impl<B: UsageBackend> Admitted<B> {
+    /// Records the handler's reported cost: now when the backend answers at once, else
+    /// `Err` with the deferred recording. Either gives the `spend-cap` header to set.
+    pub(super) fn record(
+        self,
+    ) -> Result<Option<http::HeaderValue>, Deferred<Option<http::HeaderValue>>> {
+        let shared = Arc::clone(&self.shared);
+        let counter = shared.counter(&self.principal);
+        match shared.charge_now(counter, self.reported, self.cap, Charge::Record) {
+            Some(result) => Ok(self.header_after(result)),
+            None => Err(Box::pin(async move {
+                let counter = shared.counter(&self.principal);
+                let result = shared
+                    .charge_guarded(counter, self.reported, self.cap, Charge::Record)
+                    .await;
+                self.header_after(result)
+            })),
+        }
+    }
+
+    fn header_after(&self, result: Result<Spent, BackendError>) -> Option<http::HeaderValue> {
+        let spent = match result {
+            Ok(spent) => spent,
+            Err(error) => {
+                // The response is made; the cost is lost, and said so.
+                warn(&error);
+                self.spent
+            }
+        };
+        self.header(spent)
+    }
+
+    fn header(&self, spent: Spent) -> Option<http::HeaderValue> {
+        self.shared
+            .caps
+            .headers
+            .then(|| header_value(self.cap, spent.spent, spent.reset_after))
+    }
+}
+
+impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
+    type Verdict = Verdict;
+    type After = Option<Admitted<B>>;
+
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        self: &Arc<Self>,
+        verdict: Verdict,
+        request: &mut Request<T>,
+    ) -> Result<Self::After, Response<Bytes>> {
+        match verdict {
+            Verdict::Pass => Ok(None),
+            Verdict::Admitted(principal, cap, spent) => {
+                request.extensions_mut().insert(Budget {
+                    cap,
+                    spent: spent.spent,
+                    period: self.caps.period_of(principal.environment()),
+                    resets_at: spent.resets_at,
+                });
+                Ok(Some(Admitted {
+                    shared: Arc::clone(self),
+                    principal,
+                    cap,
+                    spent,
+                    reported: 0,
+                }))
+            }
+            Verdict::Refused(rejection, header) => {
+                let mut response = respond(&*self.caps.renderer, rejection, request.headers());
+                if let Some(header) = header {
+                    response.headers_mut().insert(SPEND_CAP, header);
+                }
+                Err(response)
+            }
+        }
+    }
+
+    fn finish<R>(after: Self::After, response: &mut Response<R>) {
+        let Some(mut admitted) = after else { return };
+        match response.extensions().get::<ReportedCost>() {
+            // Recorded by the response future, which may have to wait for the backend.
+            Some(&ReportedCost(cost)) if cost > 0 => {
+                admitted.reported = cost;
+                response.extensions_mut().insert(admitted);
+            }
+            _ => {
+                if let Some(header) = admitted.header(admitted.spent) {
+                    response.headers_mut().insert(SPEND_CAP, header);
+                }
+            }
+        }
+    }
+}
+
+impl<S, B, ReqBody, ResBody> Service<Request<ReqBody>> for SpendCapService<S, B>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    B: UsageBackend,
+{
+    type Response = Response<crate::body::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, ReqBody, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let now = match request.extensions().get::<Principal>() {
+            None => Ok(Verdict::Refused(
+                AuthRejection::MissingLayer("AuthLayer"),
+                None,
+            )),
+            Some(principal) => match shared.caps.budgets.cap(principal) {
+                None => Ok(Verdict::Pass),
+                Some(cap) => {
+                    let counter = shared.counter(principal);
+                    match shared.charge_now(counter, shared.cost, cap, Charge::Reserve) {
+                        Some(result) => Ok(shared.verdict(principal, cap, result)),
+                        None => Err((principal.clone(), cap)),
+                    }
+                }
+            },
+        };
+        let future = match now {
+            Ok(verdict) => decided(shared, &mut self.inner, request, verdict),
+            Err((principal, cap)) => {
+                let reserve = Arc::clone(shared).reserve_later(principal, cap);
+                deferred(shared, &mut self.inner, request, reserve)
+            }
+        };
+        ResponseFuture::new(future)
+    }
+}

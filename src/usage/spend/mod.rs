@@ -1,0 +1,198 @@
+//! Spend caps: [`SpendCaps`] holds the budgets, the backend and how responses look;
+//! [`SpendCaps::layer`] makes a [`SpendCapLayer`] per route class with its fixed cost.
+
+mod future;
+mod layer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+
+pub use future::ResponseFuture;
+pub use layer::{SpendCapLayer, SpendCapService};
+
+use super::backend::{MemoryUsage, UsageBackend};
+use super::budget::{BudgetPer, BudgetPolicy};
+use super::period::Period;
+use crate::key::Environment;
+use crate::rate_limit::OnBackendError;
+use crate::reject::{DefaultRenderer, RenderRejection};
+
+/// The response header that shows the client its budget: a structured-field dictionary
+/// `limit=<cap>, remaining=<left>, reset=<seconds until the period ends>`, in the
+/// application's cost units, e.g. `spend-cap: limit=1000, remaining=250, reset=3600`.
+pub const SPEND_CAP: http::HeaderName = http::HeaderName::from_static("spend-cap");
+
+/// What a handler reports it spent, as a response extension: added to the budget after the
+/// response (whatever the cap: the work is done), so a request that crosses the cap blocks
+/// the next one. Use it where the cost is known only afterwards (AI tokens).
+///
+/// ```
+/// use http::Response;
+/// use tower_api_key::usage::ReportedCost;
+///
+/// let mut response = Response::new("answer");
+/// response.extensions_mut().insert(ReportedCost(42));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedCost(pub u64);
+
+/// The budget a request was admitted under, as a request extension (after its fixed cost
+/// was charged), for handlers that want to show or plan for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    cap: u64,
+    spent: u64,
+    period: Period,
+    resets_at: SystemTime,
+}
+
+impl Budget {
+    /// The cap of the period.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Spent so far in the period, this request's fixed cost included.
+    pub fn spent(&self) -> u64 {
+        self.spent
+    }
+
+    /// What is left in the period.
+    pub fn remaining(&self) -> u64 {
+        self.cap.saturating_sub(self.spent)
+    }
+
+    /// The period.
+    pub fn period(&self) -> Period {
+        self.period
+    }
+
+    /// When the period ends and the budget is whole again.
+    pub fn resets_at(&self) -> SystemTime {
+        self.resets_at
+    }
+}
+
+/// Spend-cap configuration shared by every route class: the budgets, whose counter a
+/// request spends from, the period per environment, the backend and how responses look.
+/// Make one per application and a [`layer`](Self::layer) per route class; put the layers
+/// inside the authentication layer.
+///
+/// Over the cap, the answer is 402 `spend_cap_exceeded` with `Retry-After` up to the
+/// period's end and `resets_at` in the body (gRPC: `RESOURCE_EXHAUSTED`); the inner
+/// service is not called. Test and live keys never share a counter.
+#[derive(Clone)]
+#[must_use]
+pub struct SpendCaps<B: UsageBackend = MemoryUsage> {
+    backend: B,
+    budgets: Arc<dyn BudgetPolicy>,
+    per: BudgetPer,
+    periods: [Period; 2],
+    headers: bool,
+    backend_timeout: Duration,
+    on_backend_error: OnBackendError,
+    renderer: Arc<dyn RenderRejection>,
+}
+
+impl SpendCaps<MemoryUsage> {
+    /// Caps from `budgets`, counted in this process on the system clock.
+    pub fn new(budgets: impl BudgetPolicy) -> Self {
+        Self::with_backend(budgets, MemoryUsage::new())
+    }
+}
+
+impl<B: UsageBackend> SpendCaps<B> {
+    /// Caps from `budgets`, counted by `backend`.
+    pub fn with_backend(budgets: impl BudgetPolicy, backend: B) -> Self {
+        Self {
+            backend,
+            budgets: Arc::new(budgets),
+            per: BudgetPer::Owner,
+            periods: [Period::Monthly, Period::Hourly],
+            headers: true,
+            backend_timeout: Duration::from_secs(1),
+            on_backend_error: OnBackendError::Deny,
+            renderer: Arc::new(DefaultRenderer),
+        }
+    }
+
+    /// Whose counter a request spends from (default: its owner's).
+    pub fn per(mut self, per: BudgetPer) -> Self {
+        self.per = per;
+        self
+    }
+
+    /// The period of `environment`'s budgets (default: monthly for live keys, hourly for
+    /// test keys, as FORG documents).
+    pub fn period(mut self, environment: Environment, period: Period) -> Self {
+        self.periods[environment.slot()] = period;
+        self
+    }
+
+    /// Whether responses carry [`SPEND_CAP`] (default: yes).
+    pub fn headers(mut self, enabled: bool) -> Self {
+        self.headers = enabled;
+        self
+    }
+
+    /// How long the backend may take before it counts as failed (default 1 s).
+    pub fn backend_timeout(mut self, timeout: Duration) -> Self {
+        self.backend_timeout = timeout;
+        self
+    }
+
+    /// What a backend failure means (default: [`OnBackendError::Deny`], 503: unlike a rate
+    /// limit, an unchecked budget costs money; choose `Allow` to keep serving, with a
+    /// warning event, while the backend is down).
+    pub fn on_backend_error(mut self, policy: OnBackendError) -> Self {
+        self.on_backend_error = policy;
+        self
+    }
+
+    /// How 402s and 503s are rendered (default: [`DefaultRenderer`]).
+    pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
+        self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// A layer that charges `fixed_cost` per request before the handler runs (refusing the
+    /// request if it would overspend), plus whatever the handler reports in
+    /// [`ReportedCost`]. With a fixed cost of 0, requests pass while anything is left.
+    pub fn layer(&self, fixed_cost: u64) -> SpendCapLayer<B> {
+        SpendCapLayer::new(self.clone(), fixed_cost)
+    }
+
+    pub(crate) fn period_of(&self, environment: Environment) -> Period {
+        self.periods[environment.slot()]
+    }
+}
+
+impl<B: UsageBackend + fmt::Debug> fmt::Debug for SpendCaps<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpendCaps")
+            .field("backend", &self.backend)
+            .field("per", &self.per)
+            .field("periods", &self.periods)
+            .field("headers", &self.headers)
+            .field("on_backend_error", &self.on_backend_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `limit=…, remaining=…, reset=…`.
+fn header_value(cap: u64, spent: u64, reset_after: Duration) -> HeaderValue {
+    let reset = crate::reject::RetryAfter::from_duration(reset_after).as_secs();
+    let value = format!(
+        "limit={cap}, remaining={}, reset={reset}",
+        cap.saturating_sub(spent)
+    );
+    HeaderValue::try_from(value).expect("digits, commas and spaces are a valid header value")
+}
