@@ -40,13 +40,15 @@ use crate::principal::Principal;
 use crate::reject::{AuthRejection, JsonRenderer, RenderRejection};
 use crate::scope::{Scope, ScopeSet};
 
-const MISSING: AuthRejection = AuthRejection::MissingLayer("AuthLayer");
-
 impl<State: Send + Sync> FromRequestParts<State> for Principal {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &State) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or(MISSING)
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| crate::principal::absent(&parts.extensions))
     }
 }
 

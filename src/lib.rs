@@ -91,6 +91,7 @@ pub mod reject;
 pub mod require;
 pub mod scope;
 pub mod service_builder;
+pub mod session;
 pub mod store;
 pub mod usage;
 

@@ -56,6 +56,8 @@ use crate::store::{KeyId, KeyRecord, Metadata};
 pub enum CredentialKind {
     /// An API key from a key header.
     ApiKey,
+    /// A browser session from the session cookie ([`Sessions`](crate::session::Sessions)).
+    Session,
 }
 
 impl CredentialKind {
@@ -63,7 +65,24 @@ impl CredentialKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::ApiKey => "api_key",
+            Self::Session => "session",
         }
+    }
+}
+
+/// Left in extensions by an optional [`AuthLayer`](crate::AuthLayer) on a request that
+/// carried no credential, so layers and extractors further in answer 401, not 500.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+/// Why `extensions` hold no principal: an anonymous request where authentication was
+/// optional (401), or no authentication layer at all (500, a misconfiguration).
+pub(crate) fn absent(extensions: &http::Extensions) -> crate::reject::AuthRejection {
+    use crate::reject::{AuthRejection, InvalidKeyReason};
+    if extensions.get::<Anonymous>().is_some() {
+        AuthRejection::invalid_key(InvalidKeyReason::Missing, None)
+    } else {
+        AuthRejection::MissingLayer("AuthLayer")
     }
 }
 
@@ -126,12 +145,9 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal of an API key whose record is `record`.
-    pub(crate) fn api_key<S: Scope>(record: Arc<KeyRecord<S>>) -> Self {
-        Self {
-            record,
-            kind: CredentialKind::ApiKey,
-        }
+    /// The principal of a credential of `kind` whose record is `record`.
+    pub(crate) fn new<S: Scope>(record: Arc<KeyRecord<S>>, kind: CredentialKind) -> Self {
+        Self { record, kind }
     }
 
     /// The id of the credential the request came with (the key id): use it for logs,

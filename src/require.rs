@@ -58,7 +58,7 @@ pub(crate) fn missing_scopes(extensions: &http::Extensions) -> AuthRejection {
     if extensions.get::<Principal>().is_some() {
         AuthRejection::MissingLayer("an AuthLayer over a store of this route's scope vocabulary")
     } else {
-        AuthRejection::MissingLayer("AuthLayer")
+        crate::principal::absent(extensions)
     }
 }
 

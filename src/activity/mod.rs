@@ -130,6 +130,8 @@ pub enum Outcome {
     InsufficientScope,
     /// 403 `ip_not_allowed`.
     IpNotAllowed,
+    /// 403 `csrf_failed`.
+    CsrfFailed,
     /// 403 `plan_required`.
     PlanRequired,
     /// 429 `rate_limited`.
@@ -150,6 +152,7 @@ impl Outcome {
             AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
             AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
             AuthRejection::IpNotAllowed => Self::IpNotAllowed,
+            AuthRejection::CsrfFailed(_) => Self::CsrfFailed,
             AuthRejection::PlanRequired(_) => Self::PlanRequired,
             AuthRejection::RateLimited { .. } => Self::RateLimited,
             AuthRejection::MissingLayer(_) => Self::InternalError,
@@ -167,6 +170,7 @@ impl Outcome {
             Self::EnvironmentNotAllowed => "environment_not_allowed",
             Self::InsufficientScope => "insufficient_scope",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::CsrfFailed => "csrf_failed",
             Self::PlanRequired => "plan_required",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",

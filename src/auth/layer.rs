@@ -9,6 +9,7 @@ use super::verify::Config;
 use crate::credential::CredentialSources;
 use crate::key::Environment;
 use crate::reject::{DefaultRenderer, RenderRejection, RetryAfter};
+use crate::session::Sessions;
 use crate::store::KeyStore;
 
 /// Authenticates every request by API key; see the [module docs](super).
@@ -33,6 +34,8 @@ impl<St: KeyStore> AuthLayer<St> {
                 retry_after: RetryAfter::from_duration(Duration::from_secs(5)),
                 strip_credentials: false,
                 renderer: Arc::new(DefaultRenderer),
+                sessions: None,
+                optional: false,
             }),
         }
     }
@@ -77,6 +80,23 @@ impl<St: KeyStore> AuthLayer<St> {
     /// them, marked sensitive).
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config().strip_credentials = strip;
+        self
+    }
+
+    /// Also authenticate by the session cookie of `sessions` (when no key header was sent:
+    /// a key header takes precedence), with the CSRF check for state-changing requests; see
+    /// [`session`](crate::session).
+    pub fn sessions(mut self, sessions: Sessions<St>) -> Self {
+        self.config().sessions = Some(sessions);
+        self
+    }
+
+    /// Let requests without any credential through, without a [`Principal`](crate::Principal)
+    /// (a bad, expired or revoked credential is still refused), so that public and private
+    /// routes can share one stack: handlers take `Option<Principal>`, and
+    /// [`require`](crate::require()) still refuses anonymous requests on the routes it guards.
+    pub fn optional(mut self) -> Self {
+        self.config().optional = true;
         self
     }
 

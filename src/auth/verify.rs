@@ -13,23 +13,34 @@ use crate::activity::ActivityTicket;
 use crate::credential::{CredentialError, CredentialSources};
 use crate::future::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
-use crate::principal::Principal;
+use crate::principal::{CredentialKind, Principal};
 use crate::rate_limit::client_ip_of;
+use crate::reject::is_grpc;
 use crate::reject::{
     respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RenderRejection, RetryAfter,
     Unavailable,
 };
 use crate::scope::ScopeSet;
+use crate::session::Sessions;
 use crate::store::{KeyRecord, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
 
 /// A verified record and the credential source it came from, or the rejection.
-pub(crate) type Verdict<Sc> = Result<(Arc<KeyRecord<Sc>>, usize), AuthRejection>;
+pub(crate) type Verdict<Sc> = Result<(Arc<KeyRecord<Sc>>, Source), AuthRejection>;
+
+/// Where the credential came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A key header: its index in the [`CredentialSources`].
+    Header(usize),
+    /// The session cookie.
+    Cookie,
+}
 
 /// What the layer needs after a lookup: the digest, the key's environment, its source.
 pub(crate) struct Prepared {
     pub(crate) digest: KeyDigest,
     environment: Environment,
-    source: usize,
+    source: Source,
 }
 
 /// Compared against when the store knows no record, so an unknown key costs the same
@@ -44,6 +55,8 @@ pub(crate) struct Config<St: KeyStore> {
     pub(crate) retry_after: RetryAfter,
     pub(crate) strip_credentials: bool,
     pub(crate) renderer: Arc<dyn RenderRejection>,
+    pub(crate) sessions: Option<Sessions<St>>,
+    pub(crate) optional: bool,
 }
 
 impl<St: KeyStore> Clone for Config<St> {
@@ -56,6 +69,8 @@ impl<St: KeyStore> Clone for Config<St> {
             retry_after: self.retry_after,
             strip_credentials: self.strip_credentials,
             renderer: Arc::clone(&self.renderer),
+            sessions: self.sessions.clone(),
+            optional: self.optional,
         }
     }
 }
@@ -68,6 +83,8 @@ impl<St: KeyStore> fmt::Debug for Config<St> {
             .field("lookup_timeout", &self.lookup_timeout)
             .field("retry_after", &self.retry_after)
             .field("strip_credentials", &self.strip_credentials)
+            .field("sessions", &self.sessions)
+            .field("optional", &self.optional)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +95,7 @@ impl<St: KeyStore> Config<St> {
     pub(crate) fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, AuthRejection> {
         let credential = match self.sources.extract(headers) {
             Ok(Some(credential)) => credential,
-            Ok(None) => return Err(AuthRejection::invalid_key(InvalidKeyReason::Missing, None)),
+            Ok(None) => return self.prepare_session(headers),
             Err(CredentialError::RepeatedHeader(name)) => {
                 return Err(AuthRejection::InvalidRequest(
                     InvalidRequestReason::RepeatedHeader(name),
@@ -111,21 +128,57 @@ impl<St: KeyStore> Config<St> {
         Ok(Prepared {
             digest: self.store.hasher().digest(key.expose_secret()),
             environment: key.environment(),
-            source: credential.index(),
+            source: Source::Header(credential.index()),
         })
+    }
+
+    /// Steps 1 to 4 for the session cookie, read only when no key header was sent (a key
+    /// header takes precedence) and never for gRPC.
+    fn prepare_session(&self, headers: &HeaderMap) -> Result<Prepared, AuthRejection> {
+        let missing = || AuthRejection::invalid_key(InvalidKeyReason::Missing, None);
+        let Some(sessions) = &self.sessions else {
+            return Err(missing());
+        };
+        if is_grpc(headers) {
+            return Err(missing());
+        }
+        let token = sessions.session_in(headers)?.ok_or_else(missing)?;
+        let store = sessions.store();
+        let session = store
+            .policy()
+            .accepted_families()
+            .parse(token)
+            .map_err(|_| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
+        Ok(Prepared {
+            digest: store.hasher().digest(session.expose_secret()),
+            environment: session.environment(),
+            source: Source::Cookie,
+        })
+    }
+
+    /// The store that holds `prepared`'s record.
+    #[inline]
+    pub(crate) fn store_of(&self, prepared: &Prepared) -> &St {
+        match (&self.sessions, prepared.source) {
+            (Some(sessions), Source::Cookie) => sessions.store(),
+            _ => &self.store,
+        }
     }
 
     /// The asynchronous lookup, boxed, under the timeout, with panics caught.
     pub(crate) fn lookup(self: Arc<Self>, prepared: Prepared) -> Deferred<Verdict<St::Scope>> {
         Box::pin(async move {
-            let found = guarded(self.lookup_timeout, self.store.lookup(&prepared.digest))
-                .await
-                .unwrap_or_else(|unanswered| {
-                    Err(StoreError::bare(match unanswered {
-                        Unanswered::TimedOut => StoreErrorKind::Timeout,
-                        Unanswered::Panicked => StoreErrorKind::Panicked,
-                    }))
-                });
+            let found = guarded(
+                self.lookup_timeout,
+                self.store_of(&prepared).lookup(&prepared.digest),
+            )
+            .await
+            .unwrap_or_else(|unanswered| {
+                Err(StoreError::bare(match unanswered {
+                    Unanswered::TimedOut => StoreErrorKind::Timeout,
+                    Unanswered::Panicked => StoreErrorKind::Panicked,
+                }))
+            });
             self.verify(found, &prepared)
         })
     }
@@ -166,7 +219,8 @@ impl<St: KeyStore> Config<St> {
         };
         // Only records with a deadline need the clock.
         if record.has_deadline() {
-            let reason = match record.status_at(self.store.policy().now()) {
+            let now = self.store_of(prepared).policy().now();
+            let reason = match record.status_at(now) {
                 KeyStatus::Active => None,
                 KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),
                 KeyStatus::Expired => Some(InvalidKeyReason::Expired),
@@ -174,6 +228,13 @@ impl<St: KeyStore> Config<St> {
             };
             if let Some(reason) = reason {
                 return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+            }
+            if let (Some(sessions), Source::Cookie) = (&self.sessions, prepared.source) {
+                if sessions.idle_expired(&record, now) {
+                    let reason = InvalidKeyReason::Expired;
+                    return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+                }
+                sessions.seen(&record, now);
             }
         }
         if record.environment != prepared.environment {
@@ -198,18 +259,38 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         verdict: Self::Verdict,
         request: &mut Request<B>,
     ) -> Result<(), Response<Bytes>> {
-        let (record, source) = match verdict.and_then(|verified| allowed_here(verified, request)) {
+        let verified = verdict
+            .and_then(|verified| allowed_here(verified, request))
+            .and_then(|verified| self.csrf_checked(verified, request));
+        let (record, source) = match verified {
             Ok(verified) => verified,
+            // Optional authentication: no credential at all passes without a principal.
+            Err(AuthRejection::InvalidApiKey {
+                reason: InvalidKeyReason::Missing,
+                ..
+            }) if self.optional => {
+                request.extensions_mut().insert(crate::principal::Anonymous);
+                return Ok(());
+            }
             Err(rejection) => return Err(respond(&*self.renderer, rejection, request.headers())),
         };
-        self.sources
-            .protect(request.headers_mut(), source, self.strip_credentials);
+        let kind = match source {
+            Source::Header(index) => {
+                self.sources
+                    .protect(request.headers_mut(), index, self.strip_credentials);
+                CredentialKind::ApiKey
+            }
+            Source::Cookie => {
+                crate::session::protect(request.headers_mut());
+                CredentialKind::Session
+            }
+        };
         let extensions = request.extensions_mut();
         if let Some(ticket) = extensions.get::<ActivityTicket>() {
             ticket.authenticated(&record.id);
         }
         extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
-        extensions.insert(Principal::api_key(record));
+        extensions.insert(Principal::new(record, kind));
         Ok(())
     }
 
@@ -217,9 +298,25 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     fn finish<R>(_: (), _: &mut Response<R>) {}
 }
 
+impl<St: KeyStore> Config<St> {
+    /// The CSRF check of a cookie-authenticated request.
+    fn csrf_checked<B>(
+        &self,
+        (record, source): (Arc<KeyRecord<St::Scope>>, Source),
+        request: &Request<B>,
+    ) -> Verdict<St::Scope> {
+        if let (Some(sessions), Source::Cookie) = (&self.sessions, source) {
+            sessions
+                .check_csrf(request, &record.digest)
+                .map_err(AuthRejection::CsrfFailed)?;
+        }
+        Ok((record, source))
+    }
+}
+
 /// The key's allowed networks against the client address the stack resolved.
 fn allowed_here<Sc: crate::scope::Scope, B>(
-    (record, source): (Arc<KeyRecord<Sc>>, usize),
+    (record, source): (Arc<KeyRecord<Sc>>, Source),
     request: &Request<B>,
 ) -> Verdict<Sc> {
     if !record.allowed_networks.is_empty() {
@@ -263,7 +360,7 @@ mod tests {
         let prepared = Prepared {
             digest: KeyHasher::sha256().digest("forg_live_0123456789abcdef0123456789abcdef"),
             environment: Environment::Live,
-            source: 0,
+            source: Source::Header(0),
         };
 
         let mut unknown = None;

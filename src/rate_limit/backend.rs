@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Quota;
 use super::RateClass;
+use crate::key::Environment;
 use crate::store::KeyId;
 
 /// What a request is limited by.
@@ -16,6 +17,15 @@ pub enum LimitKey<'a> {
     ApiKey(&'a KeyId),
     /// The client's address (IPv6 by /64).
     ClientIp(IpAddr),
+    /// An owner, for one environment: browser sessions (a user cannot multiply a budget
+    /// by logging in again), and classes made with
+    /// [`RateClass::per_owner`](super::RateClass::per_owner).
+    Owner {
+        /// The owner.
+        owner: &'a str,
+        /// Test and live never share a budget.
+        environment: Environment,
+    },
 }
 
 /// A backend's answer for one request.

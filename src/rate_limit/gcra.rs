@@ -15,6 +15,7 @@ use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::housekeeping::{self, Schedule};
 use super::Quota;
 use super::{ClassName, KeyedBy, RateClass};
+use crate::key::Environment;
 use crate::store::KeyId;
 
 /// Limiter state keyed with foldhash: fast, and seeded per process, so client addresses
@@ -141,7 +142,11 @@ pub struct GovernorClass<C: Clock + Clone> {
 }
 
 enum ClassLimiters<C: Clock + Clone> {
-    ApiKey(Limiters<KeyId, C>),
+    /// Principals: API keys by id, sessions and owner classes by owner and environment.
+    Principal {
+        keys: Limiters<KeyId, C>,
+        owners: Limiters<(Environment, Box<str>), C>,
+    },
     ClientIp(Limiters<IpAddr, C>),
 }
 
@@ -231,14 +236,17 @@ pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
 impl<C: Clock + Clone> GovernorClass<C> {
     fn sweep(&self) {
         match &self.limiters {
-            ClassLimiters::ApiKey(l) => l.sweep(),
+            ClassLimiters::Principal { keys, owners } => {
+                keys.sweep();
+                owners.sweep();
+            }
             ClassLimiters::ClientIp(l) => l.sweep(),
         }
     }
 
     fn len(&self) -> usize {
         match &self.limiters {
-            ClassLimiters::ApiKey(l) => l.len(),
+            ClassLimiters::Principal { keys, owners } => keys.len() + owners.len(),
             ClassLimiters::ClientIp(l) => l.len(),
         }
     }
@@ -278,7 +286,10 @@ where
             return Arc::clone(state);
         }
         let limiters = match class.keyed_by() {
-            KeyedBy::ApiKey => ClassLimiters::ApiKey(Limiters::new(class.quota(), self.clock())),
+            KeyedBy::ApiKey | KeyedBy::Owner => ClassLimiters::Principal {
+                keys: Limiters::new(class.quota(), self.clock()),
+                owners: Limiters::new(class.quota(), self.clock()),
+            },
             KeyedBy::ClientIp => {
                 ClassLimiters::ClientIp(Limiters::new(class.quota(), self.clock()))
             }
@@ -312,7 +323,12 @@ where
     ) -> Option<Result<Decision, BackendError>> {
         self.maybe_sweep();
         let decision = match (&class.limiters, key) {
-            (ClassLimiters::ApiKey(l), LimitKey::ApiKey(id)) => l.check(id, class.quota, quota),
+            (ClassLimiters::Principal { keys, .. }, LimitKey::ApiKey(id)) => {
+                keys.check(id, class.quota, quota)
+            }
+            (ClassLimiters::Principal { owners, .. }, LimitKey::Owner { owner, environment }) => {
+                owners.check(&(environment, owner.into()), class.quota, quota)
+            }
             (ClassLimiters::ClientIp(l), LimitKey::ClientIp(ip)) => {
                 l.check(&ip, class.quota, quota)
             }

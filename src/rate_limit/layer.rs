@@ -19,7 +19,8 @@ use super::limits::{OnBackendError, RateLimits};
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
 use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
-use crate::principal::Principal;
+use crate::key::Environment;
+use crate::principal::{CredentialKind, Principal};
 use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
 use crate::store::KeyId;
 
@@ -97,6 +98,7 @@ impl<Svc: fmt::Debug, B: RateLimitBackend> fmt::Debug for RateLimitService<Svc, 
 enum OwnedKey {
     ApiKey(KeyId),
     ClientIp(IpAddr),
+    Owner(Box<str>, Environment),
 }
 
 impl OwnedKey {
@@ -104,6 +106,10 @@ impl OwnedKey {
         match self {
             OwnedKey::ApiKey(id) => LimitKey::ApiKey(id),
             OwnedKey::ClientIp(ip) => LimitKey::ClientIp(*ip),
+            OwnedKey::Owner(owner, environment) => LimitKey::Owner {
+                owner,
+                environment: *environment,
+            },
         }
     }
 }
@@ -113,6 +119,7 @@ impl<'a> From<LimitKey<'a>> for OwnedKey {
         match key {
             LimitKey::ApiKey(id) => OwnedKey::ApiKey(id.clone()),
             LimitKey::ClientIp(ip) => OwnedKey::ClientIp(ip),
+            LimitKey::Owner { owner, environment } => OwnedKey::Owner(owner.into(), environment),
         }
     }
 }
@@ -124,11 +131,18 @@ impl<B: RateLimitBackend> LayerShared<B> {
         request: &'r Request<T>,
     ) -> Result<(LimitKey<'r>, Quota), AuthRejection> {
         match self.class.keyed_by() {
-            KeyedBy::ApiKey => {
+            keyed_by @ (KeyedBy::ApiKey | KeyedBy::Owner) => {
                 let principal = request
                     .extensions()
                     .get::<Principal>()
-                    .ok_or(AuthRejection::MissingLayer("AuthLayer"))?;
+                    .ok_or_else(|| crate::principal::absent(request.extensions()))?;
+                if keyed_by == KeyedBy::Owner || principal.kind() == CredentialKind::Session {
+                    let owner = LimitKey::Owner {
+                        owner: principal.owner(),
+                        environment: principal.environment(),
+                    };
+                    return Ok((owner, self.class.quota()));
+                }
                 let quota = principal
                     .quota_override(self.class.name())
                     .unwrap_or(self.class.quota());

@@ -80,8 +80,12 @@ pub use quota::{ClassName, InvalidClassName, Quota};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyedBy {
-    /// The authenticated principal's credential (key id).
+    /// The authenticated principal's credential: the key id for API keys, the owner for
+    /// browser sessions (however many sessions it has).
     ApiKey,
+    /// The authenticated principal's owner and environment: all of an owner's keys and
+    /// sessions share one budget.
+    Owner,
     /// The client's address (IPv6 by /64), for public routes.
     ClientIp,
 }
@@ -104,6 +108,16 @@ impl RateClass {
             name,
             quota,
             keyed_by: KeyedBy::ApiKey,
+        }
+    }
+
+    /// A class keyed by owner: all of an owner's keys and sessions (of one environment)
+    /// share one budget. Per-key quota overrides do not apply.
+    pub const fn per_owner(name: ClassName, quota: Quota) -> Self {
+        Self {
+            name,
+            quota,
+            keyed_by: KeyedBy::Owner,
         }
     }
 

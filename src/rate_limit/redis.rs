@@ -103,6 +103,7 @@ impl RateLimitBackend for RedisRateLimiter {
         let subject = match key {
             LimitKey::ApiKey(id) => format!("k:{id}"),
             LimitKey::ClientIp(ip) => format!("ip:{ip}"),
+            LimitKey::Owner { owner, environment } => format!("o:{environment}:{owner}"),
         };
         let requests = quota.requests().get();
         let state_key = format!(

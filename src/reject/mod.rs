@@ -15,6 +15,7 @@
 //! | 402 | `spend_cap_exceeded` | the owner's budget for the period is spent ([`SpendCapLayer`](crate::usage::SpendCapLayer)); `Retry-After` and `resets_at` say when it is whole again |
 //! | 403 | `insufficient_scope` | the key lacks a scope the route requires |
 //! | 403 | `plan_required` | the owner's plan does not allow the key's environment ([`PlanLayer`](crate::usage::PlanLayer)) |
+//! | 403 | `csrf_failed` | a state-changing request authenticated by the session cookie without the session's `X-CSRF-Token`, or sent cross-site |
 //! | 403 | `ip_not_allowed` | the key's allowed networks do not include the client's address |
 //! | 403 | `environment_not_allowed` | a test key where only live keys are accepted (or the reverse) |
 //! | 429 | `rate_limited` | rate limit exceeded |
@@ -70,6 +71,11 @@ pub enum InvalidRequestReason {
     /// A trusted proxy's forwarded header does not hold an address where the client's
     /// should be.
     MalformedForwarded,
+    /// The session cookie was sent more than once (e.g. a sibling subdomain planted a
+    /// second one): which one to trust cannot be told, so neither is.
+    RepeatedCookie,
+    /// A `Cookie` header is not UTF-8, so the session cookie cannot be read from it.
+    MalformedCookie,
 }
 
 /// What was unavailable behind a 503.
@@ -84,6 +90,29 @@ pub enum Unavailable {
     PlanPolicy,
     /// The spend-cap backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny), the spend caps' default).
     UsageBackend,
+}
+
+/// Why a [`AuthRejection::CsrfFailed`] was given (server-side; the body is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CsrfFailure {
+    /// No CSRF token header, or more than one.
+    MissingToken,
+    /// The token is not the session's (another session's, or forged).
+    WrongToken,
+    /// `Sec-Fetch-Site` or `Origin` say the request came from another site.
+    CrossSite,
+}
+
+impl CsrfFailure {
+    /// A stable snake_case name, for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::WrongToken => "wrong_token",
+            Self::CrossSite => "cross_site",
+        }
+    }
 }
 
 /// Which of the indistinguishable 401s this was. Known to the server only: the response
@@ -163,6 +192,9 @@ pub enum AuthRejection {
     },
     /// 403 `ip_not_allowed`: the key may not be used from the client's address.
     IpNotAllowed,
+    /// 403 `csrf_failed`: a state-changing request authenticated by the session cookie
+    /// without the session's CSRF token, or sent cross-site.
+    CsrfFailed(CsrfFailure),
     /// 403 `plan_required`: the owner's plan does not allow keys of this environment.
     PlanRequired(Environment),
     /// 429 `rate_limited`.
@@ -228,6 +260,7 @@ impl AuthRejection {
             Self::EnvironmentNotAllowed(_)
             | Self::InsufficientScope { .. }
             | Self::IpNotAllowed
+            | Self::CsrfFailed(_)
             | Self::PlanRequired(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -243,6 +276,7 @@ impl AuthRejection {
             Self::SpendCapExceeded { .. } => "spend_cap_exceeded",
             Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::CsrfFailed(_) => "csrf_failed",
             Self::PlanRequired(_) => "plan_required",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited { .. } => "rate_limited",
@@ -256,6 +290,15 @@ impl AuthRejection {
         match self {
             Self::InvalidRequest(InvalidRequestReason::MalformedForwarded) => {
                 "Malformed forwarded header".into()
+            }
+            Self::InvalidRequest(InvalidRequestReason::RepeatedCookie) => {
+                "Ambiguous credentials: the session cookie was sent more than once".into()
+            }
+            Self::InvalidRequest(InvalidRequestReason::MalformedCookie) => {
+                "Malformed cookie header".into()
+            }
+            Self::CsrfFailed(_) => {
+                "CSRF check failed: send the forge_csrf cookie's value in the X-CSRF-Token header, from the same site".into()
             }
             Self::InvalidRequest(_) => {
                 "Ambiguous credentials: send exactly one API key, in one header".into()
@@ -302,6 +345,7 @@ impl AuthRejection {
             Self::EnvironmentNotAllowed(_)
             | Self::InsufficientScope { .. }
             | Self::IpNotAllowed
+            | Self::CsrfFailed(_)
             | Self::PlanRequired(_) => GrpcCode::PermissionDenied,
             Self::SpendCapExceeded { .. } | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
             Self::MissingLayer(_) => GrpcCode::Internal,
@@ -350,6 +394,9 @@ impl AuthRejection {
             }
             Self::InvalidApiKey { reason, key_id } => {
                 tracing::debug!(target: "tower_api_key", code = self.code(), reason = reason.as_str(), key_id = key_id.as_ref().map(KeyId::as_str), "request rejected");
+            }
+            Self::CsrfFailed(failure) => {
+                tracing::debug!(target: "tower_api_key", code = self.code(), reason = failure.as_str(), "request rejected");
             }
             Self::MissingLayer(what) => {
                 tracing::error!(target: "tower_api_key", code = self.code(), missing = what, "request rejected: misconfigured route");

@@ -55,7 +55,25 @@ impl Default for KeyPolicy {
     }
 }
 
+const HUNDRED: NonZeroUsize = match NonZeroUsize::new(100) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 impl KeyPolicy {
+    /// The policy of a session store ([`Sessions`](crate::session::Sessions)): only the
+    /// [`KeyFamily::SESSION`](crate::key::KeyFamily::SESSION) family, 100 live sessions
+    /// per owner (a login at the limit ends the oldest), the system clock.
+    pub fn sessions() -> Self {
+        Self {
+            families: KeyFamilies::only([crate::key::KeyFamily::SESSION])
+                .expect("one family cannot overlap"),
+            max_active: HUNDRED,
+            clock: Arc::new(SystemClock),
+            plans: None,
+        }
+    }
+
     /// The default policy, shared (what a [`KeyStore`](super::KeyStore) without a policy
     /// of its own answers).
     pub fn default_ref() -> &'static Self {

@@ -153,7 +153,7 @@ impl<B> Gate<Request<B>> for Shared {
             Ok(true) => return Ok(()),
             Ok(false) => match request.extensions().get::<Principal>() {
                 Some(principal) => AuthRejection::PlanRequired(principal.environment()),
-                None => AuthRejection::MissingLayer("AuthLayer"),
+                None => crate::principal::absent(request.extensions()),
             },
             Err(rejection) => rejection,
         };
@@ -203,7 +203,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let Some(principal) = request.extensions().get::<Principal>() else {
-            let missing = Err(AuthRejection::MissingLayer("AuthLayer"));
+            let missing = Err(crate::principal::absent(request.extensions()));
             return ResponseFuture::new(decided(shared, &mut self.inner, request, missing));
         };
         let (owner, environment) = (principal.owner(), principal.environment());

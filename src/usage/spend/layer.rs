@@ -327,7 +327,7 @@ where
         let shared = &self.shared;
         let now = match request.extensions().get::<Principal>() {
             None => Ok(Verdict::Refused(
-                AuthRejection::MissingLayer("AuthLayer"),
+                crate::principal::absent(request.extensions()),
                 None,
             )),
             Some(principal) => match shared.caps.budgets.cap(principal) {

@@ -1,0 +1,524 @@
+//! Browser sessions: the second credential of the [`AuthLayer`](crate::AuthLayer), with
+//! CSRF protection, and the login / logout helpers.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::{HeaderMap, Method, Request, Response, StatusCode};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_api_key::session::{CsrfSecret, Sessions};
+//! use tower_api_key::store::KeyPolicy;
+//! use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, Principal};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let keys = Arc::new(MemoryKeyStore::<ForgScope>::new());
+//! // Sessions live in a store of their own: same machinery, own family and limits.
+//! let sessions = Sessions::new(
+//!     Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+//!     CsrfSecret::generate().unwrap(),
+//! );
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(keys).sessions(sessions.clone()))
+//!     .service(service_fn(|request: Request<()>| async move {
+//!         let who = request.extensions().get::<Principal>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(who.owner().to_owned()))
+//!     }));
+//!
+//! // The application checked the password; the session starts with a fresh token.
+//! let login = sessions
+//!     .start(&HeaderMap::new(), "user_42", ForgScope::ReadSessions)
+//!     .await
+//!     .unwrap();
+//! let cookie = login.cookies().cookie_header(); // what the browser will send back
+//! let csrf = login.cookies().csrf_token().unwrap().to_owned();
+//!
+//! let get = Request::get("/v1/sessions").header("cookie", &cookie).body(()).unwrap();
+//! assert_eq!(service.clone().oneshot(get).await.unwrap().status(), StatusCode::OK);
+//!
+//! // A state-changing request needs the CSRF token too.
+//! let post = || Request::post("/v1/rules").header("cookie", &cookie);
+//! let forged = post().body(()).unwrap();
+//! assert_eq!(service.clone().oneshot(forged).await.unwrap().status(), StatusCode::FORBIDDEN);
+//! let sent = post().header("x-csrf-token", &csrf).body(()).unwrap();
+//! assert_eq!(service.oneshot(sent).await.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
+//!
+//! # How sessions work
+//! - A session is a short-lived record in a store of the same kind as the keys' (memory,
+//!   Redis, SQL), in a family of its own ([`KeyFamily::SESSION`](crate::key::KeyFamily::SESSION),
+//!   `fses_` + 128 random bits) that the key store never accepts. The cookie holds the
+//!   token; the store holds its SHA-256 digest only. Lookup, constant-time comparison,
+//!   caching, revocation across instances and the one identical 401 are the keys'.
+//!   A separate store instance keeps sessions out of the owner's key limit and key list.
+//! - The [`AuthLayer`](crate::AuthLayer) reads the session cookie only when no key header
+//!   was sent: **a key header takes precedence** and the cookie is then ignored (a program's
+//!   request, not subject to CSRF). gRPC requests never read cookies.
+//! - Requests authenticated by the cookie with a method other than GET, HEAD, OPTIONS and
+//!   TRACE must be same-site (tower-http's `CsrfLayer` check of `Sec-Fetch-Site` and
+//!   `Origin`) and carry `X-CSRF-Token` equal to the `forge_csrf` cookie's value, which is
+//!   HMAC-SHA-256 of the session's digest under a server secret: else 403 `csrf_failed`,
+//!   inner service not called.
+//! - Cookies: `forge_session` is `HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<TTL>`,
+//!   `forge_csrf` is `Secure; SameSite=Strict; Path=/` and readable by scripts. `Cookie`
+//!   headers are marked sensitive before the inner service sees them.
+//! - Expiry: absolute TTL (default 12 h) and an optional idle timeout.
+
+mod cookie;
+mod csrf;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
+
+pub(crate) use self::cookie::protect;
+use self::cookie::CookieSettings;
+use self::csrf::CsrfCheck;
+pub use self::csrf::{CsrfSecret, InvalidCsrfSecret};
+use crate::key::{KeyDigest, KeyFamily};
+use crate::principal::{CredentialKind, Principal};
+use crate::reject::{AuthRejection, CsrfFailure};
+use crate::scope::ScopeSet;
+use crate::store::{KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, ManageKeys, NewKey};
+
+/// The CSRF token header, `x-csrf-token`.
+pub const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+
+/// Sessions over one store: the settings the [`AuthLayer`](crate::AuthLayer) reads them
+/// with, and the login / logout helpers. Cheap to clone (an `Arc`); see the
+/// [module docs](self).
+pub struct Sessions<St: KeyStore> {
+    inner: Arc<Inner<St>>,
+}
+
+struct Inner<St: KeyStore> {
+    store: Arc<St>,
+    cookies: CookieSettings,
+    ttl: Duration,
+    idle_timeout: Option<Duration>,
+    csrf_layer: tower_http::csrf::CsrfLayer,
+    csrf: CsrfCheck,
+    /// `ManageKeys::touch` of the store, for idle timeouts: the layer needs only `KeyStore`.
+    touch: fn(Arc<St>, KeyId, SystemTime) -> Touch,
+}
+
+impl<St: KeyStore> Clone for Inner<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            cookies: self.cookies.clone(),
+            ttl: self.ttl,
+            idle_timeout: self.idle_timeout,
+            csrf_layer: self.csrf_layer.clone(),
+            csrf: self.csrf.clone(),
+            touch: self.touch,
+        }
+    }
+}
+
+impl<St: KeyStore> Clone for Sessions<St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// A cookie name that is not an RFC 6265 token, or a trusted origin tower-http refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionConfigError {
+    /// Cookie names are RFC 6265 tokens: visible ASCII without separators.
+    #[error("`{0}` is not a valid cookie name")]
+    CookieName(String),
+    /// The two cookies need different names.
+    #[error("the session and CSRF cookies need different names")]
+    SameCookieNames,
+    /// A trusted origin must be `scheme://host[:port]`.
+    #[error("invalid trusted origin: {0}")]
+    Origin(String),
+}
+
+/// A recording of session activity, to spawn.
+type Touch = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn touch_in<St: ManageKeys>(store: Arc<St>, id: KeyId, at: SystemTime) -> Touch {
+    Box::pin(async move {
+        if let Err(_error) = store.touch(&id, at).await {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(target: "tower_api_key", error = %_error, "recording session activity failed");
+        }
+    })
+}
+
+impl<St: ManageKeys> Sessions<St> {
+    /// Sessions kept in `store` (give it [`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)),
+    /// CSRF tokens derived from `secret`; cookies `forge_session` and `forge_csrf`,
+    /// `Secure`, TTL 12 h, no idle timeout, token header `X-CSRF-Token`.
+    pub fn new(store: Arc<St>, secret: CsrfSecret) -> Self {
+        let csrf_layer = tower_http::csrf::CsrfLayer::new();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                cookies: CookieSettings {
+                    session: "forge_session".to_owned(),
+                    csrf: "forge_csrf".to_owned(),
+                    secure: true,
+                },
+                ttl: Duration::from_secs(12 * 3600),
+                idle_timeout: None,
+                csrf: CsrfCheck::new(secret, X_CSRF_TOKEN, &csrf_layer),
+                csrf_layer,
+                touch: touch_in::<St>,
+            }),
+        }
+    }
+
+    /// Starts a session for `owner` with `scopes`, after the application checked the
+    /// password. Always a fresh token: a session cookie the request already carries (one
+    /// planted before login, or a previous login) is ended, never kept. At the store's
+    /// per-owner limit, the owner's oldest session is ended to make room.
+    ///
+    /// # Errors
+    /// [`ManageError::Store`] when the store fails, [`ManageError::Generate`] without
+    /// randomness.
+    pub async fn start(
+        &self,
+        request_headers: &HeaderMap,
+        owner: impl Into<String>,
+        scopes: impl Into<ScopeSet<St::Scope>>,
+    ) -> Result<StartedSession<St::Scope>, ManageError> {
+        let inner = &*self.inner;
+        if let Ok(Some(previous)) = self.current(request_headers).await {
+            inner.store.revoke(&previous.id).await?;
+        }
+        let new = NewKey::new(owner, "session", &KeyFamily::SESSION)
+            .scopes(scopes)
+            .expires_in(inner.ttl);
+        let issued = match inner.store.issue(new.clone()).await {
+            Err(ManageError::KeyLimitReached { .. }) => {
+                self.end_oldest(new.owner()).await?;
+                inner.store.issue(new).await?
+            }
+            issued => issued?,
+        };
+        let (token, record) = issued.into_parts();
+        let csrf = inner.csrf.secret.token(&record.digest);
+        let cookies = SessionCookies {
+            values: inner
+                .cookies
+                .set_cookies(token.expose_secret(), &csrf, inner.ttl),
+            csrf_token: Some(csrf),
+        };
+        Ok(StartedSession { record, cookies })
+    }
+
+    /// Ends the session `principal` authenticated with, at once (revoked in the store, so
+    /// every instance refuses it on the next request), and gives the cookies that clear
+    /// the browser's.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`] when `principal` is not a session of this store;
+    /// [`ManageError::Store`].
+    pub async fn end(&self, principal: &Principal) -> Result<SessionCookies, ManageError> {
+        if principal.kind() != CredentialKind::Session {
+            return Err(ManageError::NotFound(principal.key_id().clone()));
+        }
+        self.inner.store.revoke(principal.key_id()).await?;
+        Ok(self.clear_cookies())
+    }
+
+    /// Ends every live session of `owner` ("log out everywhere"); returns how many.
+    ///
+    /// # Errors
+    /// [`ManageError::Store`].
+    pub async fn end_all(&self, owner: &str) -> Result<usize, ManageError> {
+        let store = &self.inner.store;
+        let now = store.policy().now();
+        let mut ended = 0;
+        for record in store.records_of(owner).await? {
+            if record.status_at(now) == KeyStatus::Active {
+                store.revoke(&record.id).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn end_oldest(&self, owner: &str) -> Result<(), ManageError> {
+        let store = &self.inner.store;
+        let now = store.policy().now();
+        let oldest = store
+            .records_of(owner)
+            .await?
+            .into_iter()
+            .filter(|record| record.status_at(now) == KeyStatus::Active)
+            .min_by_key(|record| record.created_at);
+        if let Some(oldest) = oldest {
+            store.revoke(&oldest.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The live session the request's cookie names, if any.
+    async fn current(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<KeyRecord<St::Scope>>>, AuthRejection> {
+        let Some(token) = self.inner.cookies.session_in(headers)? else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let Ok(key) = store.policy().accepted_families().parse(token) else {
+            return Ok(None);
+        };
+        let digest = store.hasher().digest(key.expose_secret());
+        Ok(store.lookup(&digest).await.ok().flatten())
+    }
+}
+
+impl<St: KeyStore> Sessions<St> {
+    fn inner(&mut self) -> &mut Inner<St> {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    /// How long a session lasts from login, whatever its activity (default 12 h).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.inner().ttl = ttl;
+        self
+    }
+
+    /// Ends a session unused for `idle` (default: none). Activity is recorded in the store
+    /// (`ManageKeys::touch`) at most every `idle / 4` per session.
+    #[must_use]
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.inner().idle_timeout = Some(idle);
+        self
+    }
+
+    /// Whether the cookies are `Secure` (default: yes). Turn it off only for plain-HTTP
+    /// development on `localhost`.
+    #[must_use]
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.inner().cookies.secure = secure;
+        self
+    }
+
+    /// The cookies' names (default `forge_session` and `forge_csrf`).
+    ///
+    /// # Errors
+    /// [`SessionConfigError`] when a name is not an RFC 6265 token, or both are the same.
+    pub fn cookie_names(mut self, session: &str, csrf: &str) -> Result<Self, SessionConfigError> {
+        for name in [session, csrf] {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            if !token {
+                return Err(SessionConfigError::CookieName(name.to_owned()));
+            }
+        }
+        if session == csrf {
+            return Err(SessionConfigError::SameCookieNames);
+        }
+        let cookies = &mut self.inner().cookies;
+        cookies.session = session.to_owned();
+        cookies.csrf = csrf.to_owned();
+        Ok(self)
+    }
+
+    /// The CSRF token header (default `X-CSRF-Token`).
+    #[must_use]
+    pub fn csrf_header(mut self, name: HeaderName) -> Self {
+        self.inner().csrf.header = name;
+        self
+    }
+
+    /// Lets cookie-authenticated requests from `origin` (`https://app.example.com`) pass
+    /// the cross-site check (they still need the CSRF token).
+    ///
+    /// # Errors
+    /// [`SessionConfigError::Origin`] when tower-http refuses the origin.
+    pub fn trusted_origin(mut self, origin: &str) -> Result<Self, SessionConfigError> {
+        let inner = self.inner();
+        inner.csrf_layer = inner
+            .csrf_layer
+            .clone()
+            .add_trusted_origin(origin)
+            .map_err(|error| SessionConfigError::Origin(error.to_string()))?;
+        inner.csrf = CsrfCheck::new(
+            inner.csrf.secret.clone(),
+            inner.csrf.header.clone(),
+            &inner.csrf_layer,
+        );
+        Ok(self)
+    }
+
+    /// The store sessions are kept in.
+    pub fn store(&self) -> &Arc<St> {
+        &self.inner.store
+    }
+
+    /// Cookies that clear both of the browser's (for a logout without a live session).
+    pub fn clear_cookies(&self) -> SessionCookies {
+        SessionCookies {
+            values: self.inner.cookies.clear_cookies(),
+            csrf_token: None,
+        }
+    }
+
+    /// The CSRF token of the session `principal` authenticated with (for a page that
+    /// wants to hand it to its scripts again); `None` for an API key.
+    pub fn csrf_token(&self, principal: &Principal) -> Option<String> {
+        if principal.kind() != CredentialKind::Session {
+            return None;
+        }
+        let record = principal.record::<St::Scope>()?;
+        Some(self.inner.csrf.secret.token(&record.digest))
+    }
+
+    // What the authentication layer asks.
+
+    pub(crate) fn session_in<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<Option<&'h str>, AuthRejection> {
+        self.inner.cookies.session_in(headers)
+    }
+
+    pub(crate) fn check_csrf<B>(
+        &self,
+        request: &http::Request<B>,
+        session: &KeyDigest,
+    ) -> Result<(), CsrfFailure> {
+        self.inner.csrf.check(request, session)
+    }
+
+    /// Whether `record` has been idle too long at `now`.
+    pub(crate) fn idle_expired(&self, record: &KeyRecord<St::Scope>, now: SystemTime) -> bool {
+        self.inner.idle_timeout.is_some_and(|idle| {
+            let seen = record.last_used_at.unwrap_or(record.created_at);
+            now.duration_since(seen).is_ok_and(|quiet| quiet >= idle)
+        })
+    }
+
+    /// Records activity on `record` if the last record of it is older than a quarter of
+    /// the idle timeout (so an active session stays alive without a write per request).
+    pub(crate) fn seen(&self, record: &KeyRecord<St::Scope>, now: SystemTime) {
+        let Some(idle) = self.inner.idle_timeout else {
+            return;
+        };
+        let seen = record.last_used_at.unwrap_or(record.created_at);
+        if now
+            .duration_since(seen)
+            .is_ok_and(|quiet| quiet >= idle / 4)
+        {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let touch =
+                    (self.inner.touch)(Arc::clone(&self.inner.store), record.id.clone(), now);
+                runtime.spawn(touch);
+            }
+        }
+    }
+}
+
+impl<St: KeyStore> fmt::Debug for Sessions<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("Sessions")
+            .field("cookies", &inner.cookies)
+            .field("ttl", &inner.ttl)
+            .field("idle_timeout", &inner.idle_timeout)
+            .field("csrf", &inner.csrf)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session just started: its record and the cookies to set.
+#[derive(Debug)]
+pub struct StartedSession<S: crate::scope::Scope> {
+    record: Arc<KeyRecord<S>>,
+    cookies: SessionCookies,
+}
+
+impl<S: crate::scope::Scope> StartedSession<S> {
+    /// The stored record (digest only; the token is in the cookie).
+    pub fn record(&self) -> &Arc<KeyRecord<S>> {
+        &self.record
+    }
+
+    /// The `Set-Cookie` values.
+    pub fn cookies(&self) -> &SessionCookies {
+        &self.cookies
+    }
+
+    /// The `Set-Cookie` values, taken.
+    pub fn into_cookies(self) -> SessionCookies {
+        self.cookies
+    }
+}
+
+/// The two `Set-Cookie` values of a login or logout (marked sensitive), and the CSRF token
+/// of a login, which a page may also want in its JSON body. With the `axum` feature it is
+/// `IntoResponseParts`.
+#[derive(Clone)]
+pub struct SessionCookies {
+    values: [HeaderValue; 2],
+    csrf_token: Option<String>,
+}
+
+impl SessionCookies {
+    /// The `Set-Cookie` values: the session cookie, then the CSRF cookie.
+    pub fn set_cookie_values(&self) -> &[HeaderValue; 2] {
+        &self.values
+    }
+
+    /// Appends both as `Set-Cookie` to `headers`.
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        for value in &self.values {
+            headers.append(SET_COOKIE, value.clone());
+        }
+    }
+
+    /// The CSRF token (the `forge_csrf` cookie's value) of a login; `None` for a logout.
+    pub fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
+
+    /// The `Cookie` request header a browser would send back (`name=value; name=value`),
+    /// for tests and non-browser clients. Handle with care: it holds the session token.
+    pub fn cookie_header(&self) -> String {
+        self.values
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(|set_cookie| set_cookie.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl fmt::Debug for SessionCookies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookies")
+            .field("values", &"[redacted]")
+            .finish()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponseParts for SessionCookies {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut parts: axum_core::response::ResponseParts,
+    ) -> Result<axum_core::response::ResponseParts, Self::Error> {
+        self.append_to(parts.headers_mut());
+        Ok(parts)
+    }
+}

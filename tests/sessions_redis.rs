@@ -1,0 +1,106 @@
+//! Sessions shared by two instances through one real `redis-server`: a login on one is
+//! accepted by the other, and a logout on one is refused by the other on the next request
+//! once the revocation message arrives (both instances cache).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::Redis;
+use common::{send, Probe};
+use http::{HeaderMap, Request, StatusCode};
+use tower::Layer;
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::{CachedKeyStore, KeyId, KeyPolicy, RedisKeyStore, RevocationListener};
+use tower_api_key::{AuthLayer, ForgScope, Principal};
+
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..5_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_logout_on_one_instance_is_refused_by_the_other() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = format!("s{}", KeyId::generate().unwrap().as_str());
+    let secret = CsrfSecret::from_bytes(b"one secret shared by every instance!").unwrap();
+    let mut instances = Vec::new();
+    let mut listeners = Vec::new();
+    let probe = Probe::new();
+    for _ in 0..2 {
+        let store = RedisKeyStore::<ForgScope>::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(&ns)
+            .with_policy(KeyPolicy::sessions());
+        let cached = Arc::new(CachedKeyStore::new(Arc::new(store)));
+        listeners.push(RevocationListener::spawn(Arc::clone(&cached)));
+        let sessions = Sessions::new(cached, secret.clone());
+        // Keys and sessions: the same kind of store, two namespaces.
+        let keys = RedisKeyStore::<ForgScope>::connect(&redis.url)
+            .await
+            .unwrap()
+            .with_namespace(format!("{ns}-keys"));
+        let service = AuthLayer::new(Arc::new(CachedKeyStore::new(Arc::new(keys))))
+            .sessions(sessions.clone())
+            .layer(probe.service::<String>());
+        instances.push((sessions, service));
+    }
+    until("both subscriptions", || {
+        listeners.iter().all(|l| l.connects() == 1)
+    })
+    .await;
+
+    let (sessions_a, a) = &instances[0];
+    let (_, b) = &instances[1];
+    let login = sessions_a
+        .start(&HeaderMap::new(), "user_1", ForgScope::WriteRules)
+        .await
+        .unwrap();
+    let cookie = login.cookies().cookie_header();
+    let csrf = login.cookies().csrf_token().unwrap().to_owned();
+    let get = || {
+        Request::get("/v1/me")
+            .header("cookie", &cookie)
+            .body(String::new())
+            .unwrap()
+    };
+
+    assert_eq!(
+        send(b.clone(), get()).await.status,
+        StatusCode::OK,
+        "B knows A's session"
+    );
+    let post = Request::post("/v1/rules")
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .body(String::new())
+        .unwrap();
+    assert_eq!(
+        send(b.clone(), post).await.status,
+        StatusCode::OK,
+        "and its CSRF token"
+    );
+    assert_eq!(send(a.clone(), get()).await.status, StatusCode::OK);
+    let principal = probe.last().extensions.get::<Principal>().cloned().unwrap();
+
+    sessions_a.end(&principal).await.unwrap();
+    assert_eq!(
+        send(a.clone(), get()).await.status,
+        StatusCode::UNAUTHORIZED,
+        "A, at once"
+    );
+    until("the revocation on B", || listeners[1].received() >= 1).await;
+    assert_eq!(
+        send(b.clone(), get()).await.status,
+        StatusCode::UNAUTHORIZED,
+        "B, cached, too"
+    );
+}
