@@ -20,6 +20,8 @@ use tower_api_key::key::Environment;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
@@ -166,6 +168,50 @@ fn layers(c: &mut Criterion) {
             ))
         })
     });
+
+    // Browser sessions through the same layer: a GET with the cookie, and a POST that
+    // passes the CSRF check (same-site, token = HMAC of the session digest).
+    let sessions = Sessions::new(
+        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+        CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
+    );
+    let started = sessions
+        .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
+        .now_or_never()
+        .expect("the memory store answers at once")
+        .expect("start");
+    let cookie = HeaderValue::try_from(started.cookies().cookie_header()).expect("header");
+    let csrf =
+        HeaderValue::try_from(started.cookies().csrf_token().expect("token")).expect("header");
+    let with_session = AuthLayer::new(Arc::clone(&store)).sessions(sessions);
+    let session_get = || {
+        let mut request = Request::new(());
+        *request.uri_mut() = http::Uri::from_static("/v1/sessions");
+        request
+            .headers_mut()
+            .insert(http::header::COOKIE, cookie.clone());
+        request
+    };
+    let session_post = || {
+        let mut request = session_get();
+        *request.method_mut() = http::Method::POST;
+        request.headers_mut().insert("x-csrf-token", csrf.clone());
+        request
+            .headers_mut()
+            .insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        request
+    };
+    for (name, make) in [
+        (
+            "layer/auth_session",
+            &session_get as &dyn Fn() -> Request<()>,
+        ),
+        ("layer/auth_session_csrf", &session_post),
+    ] {
+        let mut service = with_session.layer(bare());
+        assert_eq!(run(&mut service, make()), StatusCode::OK, "{name}");
+        c.bench_function(name, |b| b.iter(|| black_box(run(&mut service, make()))));
+    }
 
     // The spend-cap layer alone (in-process backend, headers on), over the same baseline:
     // a cap that is never reached, one unit per request.

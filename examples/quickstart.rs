@@ -6,7 +6,11 @@
 //! ```
 //!
 //! At start it issues three keys (a live key with `read:sessions read:reports`, a test key
-//! with `admin`, a `fos_` key with `read:rules`) and prints them with curl lines to try.
+//! with `admin`, a `fos_` key with `read:rules`) and a demo account for the browser flow
+//! (`POST /auth/login` sets the `forge_session` and `forge_csrf` cookies; passwords are
+//! hashed with Argon2id), and prints them with curl lines to try. The cookies are not
+//! `Secure` here because the demo serves plain HTTP on localhost: keep them `Secure` in
+//! production.
 //! Routes are rate limited with the ForgeOS defaults: 100/min per key on standard routes,
 //! 10/min per key on `POST /v1/reviews` (AI), 5/min per client address on the public
 //! `POST /auth/login`; 20 refused keys per minute from one address block that address.
@@ -16,8 +20,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use dashmap::DashMap;
+use serde::Deserialize;
 use tower_api_key::forg;
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
+use tower_api_key::ScopeSet;
 
 use axum::extract::{Path, State};
 use axum::handler::Handler;
@@ -32,10 +47,140 @@ use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{FailureLimit, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
 use tower_api_key::usage::{BudgetPer, Budgets, ReportedCost, SpendCaps};
-use tower_api_key::{require, ForgScope, MemoryKeyStore, NewKey, Principal, ServiceBuilderExt};
+use tower_api_key::{
+    require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ServiceBuilderExt,
+};
 
 /// The organisation every demo key belongs to.
 pub const OWNER: &str = "org_acme";
+
+/// The demo account, printed at start.
+pub const DEMO_EMAIL: &str = "demo@forgeos.dev";
+/// Its password.
+pub const DEMO_PASSWORD: &str = "correct horse battery staple";
+/// The shortest password `register-agent` accepts.
+pub const MIN_PASSWORD: usize = 12;
+
+/// Keys and sessions live in stores of the same kind: two instances.
+pub type Store = MemoryKeyStore<ForgScope>;
+
+/// A user or agent account: its password's Argon2id hash (PHC string), its owner id and
+/// the scopes its sessions get.
+#[derive(Clone)]
+pub struct Account {
+    password_hash: String,
+    pub owner: String,
+    pub scopes: ScopeSet<ForgScope>,
+}
+
+/// Accounts by e-mail. The crate does not check passwords: this is the application's part.
+#[derive(Clone)]
+pub struct Accounts {
+    by_email: Arc<DashMap<String, Account>>,
+    /// Verified against when the e-mail is unknown, so timing does not tell which exist.
+    decoy: Arc<str>,
+}
+
+fn hash_password(password: &str) -> Option<String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).ok()?;
+    let salt = SaltString::encode_b64(&salt).ok()?;
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .ok()?;
+    Some(hash.to_string())
+}
+
+impl Accounts {
+    /// With the demo account (owner `org_acme`, read and write on rules and sessions).
+    pub fn with_demo() -> Self {
+        let accounts = Self {
+            by_email: Arc::default(),
+            decoy: hash_password("decoy")
+                .expect("the OS has randomness")
+                .into(),
+        };
+        let scopes = [
+            ForgScope::ReadSessions,
+            ForgScope::ReadRules,
+            ForgScope::WriteRules,
+            ForgScope::ReadReports,
+        ];
+        accounts
+            .create(DEMO_EMAIL, DEMO_PASSWORD, OWNER, scopes.into())
+            .expect("a fresh table has no such account");
+        accounts
+    }
+
+    /// Adds an account; `None` when the e-mail is taken.
+    fn create(
+        &self,
+        email: &str,
+        password: &str,
+        owner: &str,
+        scopes: ScopeSet<ForgScope>,
+    ) -> Option<()> {
+        let password_hash = hash_password(password)?;
+        match self.by_email.entry(email.to_ascii_lowercase()) {
+            dashmap::Entry::Occupied(_) => None,
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Account {
+                    password_hash,
+                    owner: owner.to_owned(),
+                    scopes,
+                });
+                Some(())
+            }
+        }
+    }
+
+    fn taken(&self, email: &str) -> bool {
+        self.by_email.contains_key(&email.to_ascii_lowercase())
+    }
+
+    /// The account whose password this is. An unknown e-mail costs a verification too, so
+    /// timing does not tell which e-mails exist.
+    fn check(&self, email: &str, password: &str) -> Option<Account> {
+        let account = self
+            .by_email
+            .get(&email.to_ascii_lowercase())
+            .map(|a| a.clone());
+        let stored = account
+            .as_ref()
+            .map_or(&*self.decoy, |a| a.password_hash.as_str());
+        let verified = PasswordHash::new(stored).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        });
+        account.filter(|_| verified)
+    }
+}
+
+/// Everything the demo application holds.
+#[derive(Clone)]
+pub struct Demo {
+    pub keys: Arc<Store>,
+    pub sessions: Sessions<Store>,
+    pub accounts: Accounts,
+    pub budgets: Budgets,
+}
+
+impl Demo {
+    /// The demo around `keys` (with `demo_keys` issued in it): a session store, the demo
+    /// account, the AI route's budgets.
+    pub fn new(keys: Arc<Store>, demo_keys: &DemoKeys) -> Self {
+        let session_store = Arc::new(Store::new().with_policy(KeyPolicy::sessions()));
+        let secret = CsrfSecret::generate().expect("the OS has randomness");
+        Self {
+            keys,
+            // Plain HTTP on localhost: cookies without `Secure`. Never in production.
+            sessions: Sessions::new(session_store, secret).secure(false),
+            accounts: Accounts::with_demo(),
+            budgets: demo_keys.budgets(),
+        }
+    }
+}
 
 /// The three keys issued at start.
 pub struct DemoKeys {
@@ -78,12 +223,14 @@ pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKe
     })
 }
 
-/// The whole application: `/health` and `/auth/login` are public, everything under `/v1`
-/// needs a key. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
-/// per-address limits read the client's address from there.
-pub fn app(store: Arc<MemoryKeyStore<ForgScope>>, budgets: Budgets) -> Router {
+/// The whole application: `/health`, `/auth/login` and `/auth/register-agent` are public,
+/// everything under `/v1` and `/auth/logout` needs a key or a session. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the per-address limits read the
+/// client's address from there.
+pub fn app(demo: &Demo) -> Router {
+    let store = Arc::clone(&demo.keys);
     let limits = RateLimits::new();
-    let spend = SpendCaps::new(budgets).per(BudgetPer::Key);
+    let spend = SpendCaps::new(demo.budgets.clone()).per(BudgetPer::Key);
     let standard = Router::new()
         .route(
             "/v1/sessions",
@@ -102,7 +249,9 @@ pub fn app(store: Arc<MemoryKeyStore<ForgScope>>, budgets: Budgets) -> Router {
             "/v1/keys/{id}/revoke",
             post(revoke_key.layer(require(ForgScope::Admin))),
         )
-        .with_state(Arc::clone(&store))
+        .route("/v1/me", get(me))
+        .route("/auth/logout", post(logout))
+        .with_state(demo.clone())
         .route_layer(limits.layer(forg::STANDARD));
     let ai = Router::new()
         .route("/v1/reviews", post(review))
@@ -115,12 +264,14 @@ pub fn app(store: Arc<MemoryKeyStore<ForgScope>>, budgets: Budgets) -> Router {
         ServiceBuilder::new()
             .layer(ActivityLayer::traced()) // `RUST_LOG`-style tracing of every outcome
             .limit_failures(FailureLimit::default())
-            .authenticate(store),
+            .layer(AuthLayer::new(store).sessions(demo.sessions.clone())),
     );
     let public = Router::new()
         .route("/auth/login", post(login))
+        .route("/auth/register-agent", post(register_agent))
         .route_layer(limits.layer(forg::AUTH))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .with_state(demo.clone());
 
     public.merge(api)
 }
@@ -128,10 +279,183 @@ pub fn app(store: Arc<MemoryKeyStore<ForgScope>>, budgets: Budgets) -> Router {
 /// What every handler shows about its caller.
 fn caller(identity: &Principal) -> Value {
     json!({
+        "owner": identity.owner(),
+        "credential": identity.kind().as_str(),
         "key_id": identity.key_id().as_str(),
         "environment": identity.environment(),
         "scopes": identity.scopes::<ForgScope>(),
     })
+}
+
+/// An error in the FORG body shape.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "error": message, "code": code, "status": status.as_u16() });
+    (status, Json(body)).into_response()
+}
+
+/// A body that is not the expected JSON: 400 in the FORG shape, not axum's plain text.
+fn bad_body(rejection: JsonRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &rejection.body_text(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+/// `POST /auth/login`: checks the password (Argon2id, off the async threads), then starts a
+/// session: fresh `forge_session` and `forge_csrf` cookies, the CSRF token in the body too.
+async fn login(
+    State(demo): State<Demo>,
+    headers: HeaderMap,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Response {
+    let Json(login) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_body(rejection),
+    };
+    let accounts = demo.accounts.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || accounts.check(&login.email, &login.password)).await;
+    let Ok(Some(account)) = checked else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Invalid email or password",
+        );
+    };
+    match demo
+        .sessions
+        .start(&headers, account.owner.clone(), account.scopes)
+        .await
+    {
+        Ok(started) => {
+            let body = json!({ "data": {
+                "owner": account.owner,
+                "scopes": account.scopes,
+                "csrf_token": started.cookies().csrf_token(),
+                "expires_at": started.record().expires_at.map(|at| at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            }});
+            (started.into_cookies(), Json(body)).into_response()
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "Sessions are temporarily unavailable",
+        ),
+    }
+}
+
+/// `POST /auth/logout`: ends the caller's session at once and clears its cookies.
+async fn logout(State(demo): State<Demo>, identity: Principal) -> Response {
+    match demo.sessions.end(&identity).await {
+        Ok(cleared) => (cleared, StatusCode::NO_CONTENT).into_response(),
+        Err(ManageError::NotFound(_)) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Logout ends a browser session; API keys are revoked instead",
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "Sessions are temporarily unavailable",
+        ),
+    }
+}
+
+async fn me(identity: Principal) -> Json<Value> {
+    Json(json!({ "data": caller(&identity) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterAgent {
+    email: String,
+    password: String,
+    name: String,
+}
+
+/// `POST /auth/register-agent`: an agent identity of its own, and a `fos_` key scoped to
+/// it (shown once). 409 when the e-mail is taken, 422 when the password is too short.
+async fn register_agent(
+    State(demo): State<Demo>,
+    body: Result<Json<RegisterAgent>, JsonRejection>,
+) -> Response {
+    let Json(agent) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_body(rejection),
+    };
+    if agent.password.chars().count() < MIN_PASSWORD {
+        let message = format!("Password must be at least {MIN_PASSWORD} characters");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            &message,
+        );
+    }
+    if agent.email.is_empty() || !agent.email.contains('@') || agent.name.trim().is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "A valid email and a name are required",
+        );
+    }
+    if demo.accounts.taken(&agent.email) {
+        return error(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "An account with this email already exists",
+        );
+    }
+    let Ok(id) = KeyId::generate() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "Try again",
+        );
+    };
+    let agent_id = format!("agent_{}", id.as_str().trim_start_matches("key_"));
+    let scopes: ScopeSet<ForgScope> = [ForgScope::ReadRules, ForgScope::ReadReports].into();
+    let (accounts, email, password, owner) = (
+        demo.accounts.clone(),
+        agent.email.clone(),
+        agent.password,
+        agent_id.clone(),
+    );
+    let created =
+        tokio::task::spawn_blocking(move || accounts.create(&email, &password, &owner, scopes))
+            .await;
+    if !matches!(created, Ok(Some(()))) {
+        // Lost a race for the same e-mail.
+        return error(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "An account with this email already exists",
+        );
+    }
+    let new = NewKey::new(agent_id.clone(), agent.name, &KeyFamily::FOS).scopes(scopes);
+    match demo.keys.issue(new).await {
+        Ok(issued) => {
+            let body = json!({ "data": {
+                "agent_id": agent_id,
+                "key": issued.key().expose_secret(),
+                "key_id": issued.record().id.as_str(),
+                "scopes": scopes,
+            }});
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "Keys are temporarily unavailable",
+        ),
+    }
 }
 
 async fn health() -> Json<Value> {
@@ -166,11 +490,6 @@ async fn review(identity: Principal) -> impl IntoResponse {
     (Extension(ReportedCost(REVIEW_COST)), body)
 }
 
-/// A public route: no key, limited per client address.
-async fn login() -> Json<Value> {
-    Json(json!({ "data": { "session": "demo" } }))
-}
-
 async fn reports(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": { "cost_usd": 12.5 },
@@ -180,7 +499,7 @@ async fn reports(identity: Principal) -> Json<Value> {
 
 /// Revokes a key of the caller's own organisation; effective on the next request.
 async fn revoke_key(
-    State(store): State<Arc<MemoryKeyStore<ForgScope>>>,
+    State(demo): State<Demo>,
     identity: Principal,
     Path(id): Path<String>,
 ) -> (StatusCode, Json<Value>) {
@@ -192,6 +511,7 @@ async fn revoke_key(
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
+    let store = &demo.keys;
     let Ok(Some(record)) = store.get(&id).await else {
         return not_found();
     };
@@ -245,6 +565,9 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             record.scopes
         );
     }
+    println!("\nDemo login (browser sessions): {DEMO_EMAIL} / {DEMO_PASSWORD}");
+    let login = format!(r#"{{"email":"{DEMO_EMAIL}","password":"{DEMO_PASSWORD}"}}"#);
+    let csrf = "CSRF=$(awk '$6==\"forge_csrf\"{print $7}' cookies.txt)";
     let tries = [
         ("public".to_owned(), format!("curl -i {base}/health")),
         ("200: live key, read:sessions".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
@@ -262,7 +585,15 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             format!("for i in $(seq 4); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
         ),
         ("402 spend_cap_exceeded, Retry-After up to the month's end, Spend-Cap header".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
-        ("public, 5/min per client address".to_owned(), format!("curl -i -X POST {base}/auth/login")),
+        ("log in: forge_session (HttpOnly) and forge_csrf cookies into cookies.txt".to_owned(), format!("curl -i -c cookies.txt -X POST {base}/auth/login -H 'Content-Type: application/json' -d '{login}'")),
+        ("200: the session cookie authenticates".to_owned(), format!("curl -i -b cookies.txt {base}/v1/me")),
+        ("403 csrf_failed: a state-changing request without the CSRF header".to_owned(), format!("curl -i -b cookies.txt -X POST {base}/v1/rules")),
+        ("201: with the forge_csrf cookie's value in X-CSRF-Token".to_owned(), format!("{csrf}; curl -i -b cookies.txt -X POST {base}/v1/rules -H \"X-CSRF-Token: $CSRF\"")),
+        ("log out: the session ends now, cookies cleared".to_owned(), format!("curl -i -b cookies.txt -c cookies.txt -X POST {base}/auth/logout -H \"X-CSRF-Token: $CSRF\"")),
+        (
+            "201: register an agent, get a fos_ key scoped to it (409 if the email is taken, 422 if the password is short)".to_owned(),
+            format!(r#"curl -i -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password","name":"ci bot"}}'"#),
+        ),
         ("revoke the live key (admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
     ];
@@ -277,12 +608,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listen_address()?;
     let store = Arc::new(MemoryKeyStore::new());
     let keys = issue_demo_keys(&store).await?;
-    let budgets = keys.budgets();
+    let demo = Demo::new(store, &keys);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(listener.local_addr()?, &keys);
     axum::serve(
         listener,
-        app(store, budgets).into_make_service_with_connect_info::<SocketAddr>(),
+        app(&demo).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {
         tokio::signal::ctrl_c().await.ok();

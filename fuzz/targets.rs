@@ -16,15 +16,21 @@ use tower::{Layer, Service, ServiceExt};
 use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily};
 use tower_api_key::rate_limit::{ClientAddr, RateLimits};
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::KeyPolicy;
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, ScopeSet};
 
 /// Header names the layer cares about, and one it does not.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 9] = [
     "authorization",
     "x-forgeos-api-key",
     "content-type",
     "x-forwarded-for",
     "x-other",
+    "cookie",
+    "x-csrf-token",
+    "sec-fetch-site",
+    "origin",
 ];
 
 /// Splits `data` into (name index, value bytes) pairs: a byte picks the name, a byte gives
@@ -41,7 +47,8 @@ fn header_pairs(data: &[u8]) -> Vec<(usize, Vec<u8>)> {
     pairs
 }
 
-/// Raw header bytes through credential extraction and key parsing.
+/// Raw header bytes through credential extraction and key parsing, and through the
+/// session cookie's reading.
 pub fn credential(data: &[u8]) {
     let mut headers = HeaderMap::new();
     for (name, value) in header_pairs(data) {
@@ -62,11 +69,25 @@ pub fn credential(data: &[u8]) {
             assert!(!format!("{parsed:?}").contains(&key[parsed.family().prefix().len()..]));
         }
     }
+    match fixture().sessions.session_cookie(&headers) {
+        Ok(Some(token)) => {
+            let sent = headers
+                .get_all("cookie")
+                .iter()
+                .any(|value| String::from_utf8_lossy(value.as_bytes()).contains(token));
+            assert!(sent, "the token is taken from a cookie header: {token:?}");
+        }
+        Ok(None) => {}
+        Err(rejection) => assert_eq!(rejection.status(), StatusCode::BAD_REQUEST),
+    }
 }
 
 struct Fixture {
     store: Arc<MemoryKeyStore<ForgScope>>,
     key: String,
+    sessions: Sessions<MemoryKeyStore<ForgScope>>,
+    cookie: String,
+    csrf: String,
 }
 
 fn fixture() -> &'static Fixture {
@@ -78,15 +99,32 @@ fn fixture() -> &'static Fixture {
             .now_or_never()
             .expect("the memory store answers at once")
             .expect("issue");
+        let sessions = Sessions::new(
+            Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+            CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
+        );
+        let started = sessions
+            .start(&HeaderMap::new(), "fuzz", ForgScope::ReadRules)
+            .now_or_never()
+            .expect("the memory store answers at once")
+            .expect("start");
         Fixture {
             key: issued.key().expose_secret().to_owned(),
             store,
+            cookie: started.cookies().cookie_header(),
+            csrf: started
+                .cookies()
+                .csrf_token()
+                .expect("a login's token")
+                .to_owned(),
+            sessions,
         }
     })
 }
 
-/// Arbitrary header lists through the whole stack (auth, rate limit, scope requirement).
-/// The first byte chooses whether the known key is sent too.
+/// Arbitrary header lists through the whole stack (auth with sessions, rate limit, scope
+/// requirement). The first byte chooses whether the known key, the known session cookie,
+/// its CSRF token, and a state-changing method are sent too.
 pub fn layer(data: &[u8]) {
     let fixture = fixture();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -95,19 +133,33 @@ pub fn layer(data: &[u8]) {
         seen.fetch_add(1, Ordering::SeqCst);
         std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
     });
-    let mut service = AuthLayer::new(Arc::clone(&fixture.store)).layer(
-        RateLimits::new()
-            .layer(forg::STANDARD)
-            .layer(require(ForgScope::ReadRules).layer(inner)),
-    );
+    let mut service = AuthLayer::new(Arc::clone(&fixture.store))
+        .sessions(fixture.sessions.clone())
+        .layer(
+            RateLimits::new()
+                .layer(forg::STANDARD)
+                .layer(require(ForgScope::ReadRules).layer(inner)),
+        );
 
     let mut request = Request::new(());
     request
         .extensions_mut()
         .insert(ClientAddr([192, 0, 2, 1].into()));
-    if data.first().is_some_and(|b| b % 4 == 0) {
+    let choice = data.first().copied().unwrap_or_default();
+    if choice % 4 == 0 {
         let value = HeaderValue::try_from(format!("Bearer {}", fixture.key)).expect("header");
         request.headers_mut().append("authorization", value);
+    }
+    if choice & 0x10 != 0 {
+        let value = HeaderValue::try_from(fixture.cookie.as_str()).expect("header");
+        request.headers_mut().append("cookie", value);
+    }
+    if choice & 0x20 != 0 {
+        let value = HeaderValue::try_from(fixture.csrf.as_str()).expect("header");
+        request.headers_mut().append("x-csrf-token", value);
+    }
+    if choice & 0x40 != 0 {
+        *request.method_mut() = http::Method::POST;
     }
     for (name, value) in header_pairs(data.get(1..).unwrap_or_default()) {
         if let Ok(value) = HeaderValue::from_bytes(&value) {
@@ -143,11 +195,12 @@ pub fn layer(data: &[u8]) {
         passed,
         "inner called {called} times for {status}"
     );
-    let secret = &fixture.key["forg_live_".len()..];
+    let secrets = [&fixture.key["forg_live_".len()..], &fixture.cookie];
     for value in response.headers().values() {
+        let value = String::from_utf8_lossy(value.as_bytes());
         assert!(
-            !String::from_utf8_lossy(value.as_bytes()).contains(secret),
-            "a header echoes the key"
+            secrets.iter().all(|secret| !value.contains(*secret)),
+            "a header echoes a credential"
         );
     }
 }

@@ -44,7 +44,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
         .iter()
         .map(|k| k.key().expose_secret().to_owned())
         .collect();
-    let app = quickstart::app(Arc::clone(&store), keys.budgets());
+    let app = quickstart::app(&quickstart::Demo::new(Arc::clone(&store), &keys));
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let call = |method: &str, path: &str, header: Option<(&str, String)>| {
         let mut request = Request::builder().method(method).uri(path);

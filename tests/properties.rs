@@ -94,8 +94,56 @@ fn apply(key: &str, mutation: &Mutation) -> String {
     chars.into_iter().collect()
 }
 
+/// The session cookie as the `cookie` crate reads it: `Err` when it is there twice.
+fn session_by_cookie_crate(header: &str) -> Result<Option<String>, ()> {
+    let mut found = None;
+    for cookie in cookie::Cookie::split_parse(header).flatten() {
+        if cookie.name() == "forge_session" {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(cookie.value_raw().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(found)
+}
+
+fn sessions() -> &'static tower_api_key::session::Sessions<tower_api_key::MemoryKeyStore<ForgScope>>
+{
+    use std::sync::{Arc, OnceLock};
+    static SESSIONS: OnceLock<
+        tower_api_key::session::Sessions<tower_api_key::MemoryKeyStore<ForgScope>>,
+    > = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        tower_api_key::session::Sessions::new(
+            Arc::new(tower_api_key::MemoryKeyStore::new()),
+            tower_api_key::session::CsrfSecret::from_bytes(&[1; 32]).unwrap(),
+        )
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn the_session_cookie_is_read_as_the_cookie_crate_reads_it(
+        pairs in prop::collection::vec(
+            (
+                prop_oneof![Just("forge_session"), Just(" forge_session"), Just("forge_session "), Just("forge_csrf"), Just("Forge_Session"), Just(""), Just("x=forge_session"), Just("forge_sessionx")],
+                prop_oneof![Just("="), Just(""), Just(" = "), Just("==")],
+                "[a-z0-9 \t\"=]{0,12}",
+            ),
+            0..5,
+        ),
+        separator in prop_oneof![Just(";"), Just("; "), Just(" ;"), Just(";;")],
+    ) {
+        let header: Vec<String> = pairs.iter().map(|(name, eq, value)| format!("{name}{eq}{value}")).collect();
+        let header = header.join(separator);
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", HeaderValue::from_str(&header).unwrap());
+        let ours = sessions().session_cookie(&headers).map(|v| v.map(str::to_owned)).map_err(|_| ());
+        prop_assert_eq!(ours, session_by_cookie_crate(&header), "{:?}", header);
+    }
 
     #[test]
     fn parser_agrees_with_the_oracle_on_arbitrary_strings(s in any::<String>()) {

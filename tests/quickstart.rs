@@ -55,8 +55,8 @@ async fn quickstart_serves_the_printed_curl_lines() {
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app =
-        quickstart::app(store, keys.budgets()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = quickstart::app(&quickstart::Demo::new(store, &keys))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let s = Server {
         addr,
@@ -175,10 +175,12 @@ async fn quickstart_serves_the_printed_curl_lines() {
         "the test key's hourly budget is separate"
     );
 
-    // The public login route needs no key and is limited per client address.
+    // The public login route needs no key and is limited per client address (a body that
+    // is not the expected JSON is a 400 in the FORG shape).
     for _ in 0..5 {
-        let (status, _, _) = s.call(Method::POST, "/auth/login", None).await;
-        assert_eq!(status, StatusCode::OK);
+        let (status, _, body) = s.call(Method::POST, "/auth/login", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "invalid_request");
     }
     let (status, headers, _) = s.call(Method::POST, "/auth/login", None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -202,4 +204,130 @@ async fn quickstart_serves_the_printed_curl_lines() {
     );
 
     server.abort();
+}
+
+/// The browser flow the banner prints, with a real cookie jar: login, the cookie
+/// authenticates, CSRF, logout; and agent registration.
+#[tokio::test]
+async fn quickstart_serves_the_printed_browser_flow() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = quickstart::app(&quickstart::Demo::new(store, &keys))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let post_json = |path: &str, body: serde_json::Value| {
+        browser.post(format!("{base}{path}")).json(&body).send()
+    };
+
+    let wrong = post_json(
+        "/auth/login",
+        serde_json::json!({ "email": quickstart::DEMO_EMAIL, "password": "wrong" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let login = post_json(
+        "/auth/login",
+        serde_json::json!({ "email": quickstart::DEMO_EMAIL, "password": quickstart::DEMO_PASSWORD }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let set_cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(set_cookies[0].starts_with("forge_session=") && set_cookies[0].contains("HttpOnly"));
+    assert!(set_cookies[1].starts_with("forge_csrf="));
+    let body: Value = login.json().await.unwrap();
+    let csrf = body["data"]["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["data"]["owner"], quickstart::OWNER);
+
+    let me: Value = browser
+        .get(format!("{base}/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["data"]["credential"], "session");
+    assert_eq!(me["data"]["owner"], quickstart::OWNER);
+    let forged = browser
+        .post(format!("{base}/v1/rules"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let created = browser
+        .post(format!("{base}/v1/rules"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let logout = browser
+        .post(format!("{base}/auth/logout"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = browser.get(format!("{base}/v1/me")).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+
+    // Agent registration: a fos_ key scoped to the new agent; 409 and 422.
+    let agent = serde_json::json!({ "email": "bot@example.com", "password": "a long agent password", "name": "ci bot" });
+    let registered = post_json("/auth/register-agent", agent.clone())
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let body: Value = registered.json().await.unwrap();
+    let key = body["data"]["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("fos_"));
+    let agent_me: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/me"))
+        .header("x-forgeos-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agent_me["data"]["owner"], body["data"]["agent_id"]);
+    let taken = post_json("/auth/register-agent", agent).await.unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert_eq!(taken.json::<Value>().await.unwrap()["code"], "email_taken");
+    let short = post_json(
+        "/auth/register-agent",
+        serde_json::json!({ "email": "b@example.com", "password": "short", "name": "b" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = short.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["status"].as_u64()),
+        (Some("validation_failed"), Some(422))
+    );
+    let malformed = browser
+        .post(format!("{base}/auth/register-agent"))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        malformed.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the auth class: 5 per minute per address"
+    );
 }

@@ -142,7 +142,7 @@ impl<St: KeyStore> Config<St> {
         if is_grpc(headers) {
             return Err(missing());
         }
-        let token = sessions.session_in(headers)?.ok_or_else(missing)?;
+        let token = sessions.session_cookie(headers)?.ok_or_else(missing)?;
         let store = sessions.store();
         let session = store
             .policy()

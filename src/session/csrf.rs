@@ -63,10 +63,15 @@ impl CsrfSecret {
 
     /// The token of the session whose digest is `session`: 64 lower-case hex characters.
     pub(crate) fn token(&self, session: &KeyDigest) -> String {
+        base16ct::lower::encode_string(self.mac_of(session).as_bytes())
+    }
+
+    /// The token's bytes (held as a digest, for its constant-time comparison).
+    fn mac_of(&self, session: &KeyDigest) -> KeyDigest {
         let mut mac = self.mac.clone();
         mac.update(b"forge-csrf-v1:");
         mac.update(session.as_bytes());
-        base16ct::lower::encode_string(&mac.finalize().into_bytes())
+        KeyDigest::from_bytes(mac.finalize().into_bytes().into())
     }
 }
 
@@ -132,9 +137,15 @@ impl CsrfCheck {
         let (Some(sent), None) = (tokens.next(), tokens.next()) else {
             return Err(CsrfFailure::MissingToken);
         };
-        let expected = self.secret.token(session);
-        // Lengths are public (always 64); the contents are compared in constant time.
-        if bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+        // Decoded first (lower-case hex only; its length is public), then compared in
+        // constant time as 32 bytes.
+        let mut bytes = [0u8; 32];
+        match base16ct::lower::decode(sent.as_bytes(), &mut bytes) {
+            Ok(decoded) if decoded.len() == 32 => {}
+            _ => return Err(CsrfFailure::WrongToken),
+        }
+        let sent = KeyDigest::from_bytes(bytes);
+        if bool::from(sent.ct_eq(&self.secret.mac_of(session))) {
             Ok(())
         } else {
             Err(CsrfFailure::WrongToken)
@@ -142,6 +153,14 @@ impl CsrfCheck {
     }
 
     fn same_site<B>(&self, request: &Request<B>) -> Result<(), CsrfFailure> {
+        // tower-http's rule 3, answered here for the common case without copying the
+        // request: a browser saying `same-origin` (or `none`, user-initiated) passes.
+        let mut fetch_site = request.headers().get_all(&SEC_FETCH_SITE).iter();
+        if let (Some(site), None) = (fetch_site.next(), fetch_site.next()) {
+            if matches!(site.as_bytes(), b"same-origin" | b"none") {
+                return Ok(());
+            }
+        }
         let mut probe = Request::new(());
         *probe.method_mut() = request.method().clone();
         *probe.uri_mut() = request.uri().clone();

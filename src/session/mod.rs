@@ -269,7 +269,7 @@ impl<St: ManageKeys> Sessions<St> {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<KeyRecord<St::Scope>>>, AuthRejection> {
-        let Some(token) = self.inner.cookies.session_in(headers)? else {
+        let Some(token) = self.session_cookie(headers)? else {
             return Ok(None);
         };
         let store = &self.inner.store;
@@ -294,7 +294,9 @@ impl<St: KeyStore> Sessions<St> {
     }
 
     /// Ends a session unused for `idle` (default: none). Activity is recorded in the store
-    /// (`ManageKeys::touch`) at most every `idle / 4` per session.
+    /// (`ManageKeys::touch`, spawned on the Tokio runtime) once a session's last record is
+    /// `idle / 4` old. Behind a [`CachedKeyStore`](crate::store::CachedKeyStore) the layer
+    /// sees activity up to the cache TTL late: keep `idle` well above that TTL.
     #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.inner().idle_timeout = Some(idle);
@@ -382,14 +384,20 @@ impl<St: KeyStore> Sessions<St> {
         Some(self.inner.csrf.secret.token(&record.digest))
     }
 
-    // What the authentication layer asks.
-
-    pub(crate) fn session_in<'h>(
+    /// The session cookie's value in `headers`, as the layer reads it: every `Cookie`
+    /// header, pairs that do not parse skipped. Handle with care: it is the token.
+    ///
+    /// # Errors
+    /// 400 `invalid_request` when the session cookie is there twice or a `Cookie` header
+    /// is not UTF-8.
+    pub fn session_cookie<'h>(
         &self,
         headers: &'h HeaderMap,
     ) -> Result<Option<&'h str>, AuthRejection> {
         self.inner.cookies.session_in(headers)
     }
+
+    // What the authentication layer asks.
 
     pub(crate) fn check_csrf<B>(
         &self,
