@@ -1,101 +1,140 @@
-//! The SQLite example store (the "write your own store" template) through the shared
-//! lifecycle suite, and behind the authentication layer: valid, revoked, expired and
-//! unknown keys.
+//! `SqlKeyStore` on SQLite (feature `sqlite`) through the shared lifecycle suite, behind
+//! the authentication layer, and with hostile table names, a corrupt row and a closed pool.
+#![cfg(feature = "sqlite")]
 
 mod common;
 #[macro_use]
 mod conformance;
 
-#[allow(dead_code)]
-#[path = "../examples/sqlite_store.rs"]
-mod sqlite_store;
-
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use common::{bearer, send, Probe};
 use http::StatusCode;
-use sqlite_store::SqliteKeyStore;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Sqlite, SqlitePool};
 use tower::Layer;
-use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
-use tower_api_key::reject::{AuthRejection, InvalidKeyReason};
-use tower_api_key::store::{KeyPolicy, ManageKeys};
-use tower_api_key::{AuthLayer, ForgScope, NewKey, Principal};
+use tower_api_key::store::{KeyPolicy, KeyStore, ManageKeys, SqlKeyStore};
+use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
-struct Sqlite;
+type Store = SqlKeyStore<ForgScope, Sqlite>;
 
-impl conformance::Fixture for Sqlite {
-    type Store = SqliteKeyStore;
+/// A database file of its own per store (WAL, so readers never wait for the writer).
+async fn pool() -> SqlitePool {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "tak-sqlite-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_file(&path);
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
 
-    async fn store(&self, policy: KeyPolicy) -> Arc<SqliteKeyStore> {
-        Arc::new(SqliteKeyStore::open_in_memory(policy).unwrap())
+struct Fixture;
+
+impl conformance::Fixture for Fixture {
+    type Store = Store;
+
+    async fn store(&self, policy: KeyPolicy) -> Arc<Store> {
+        let store = Store::new(pool().await).with_policy(policy);
+        store.migrate().await.unwrap();
+        store.migrate().await.expect("idempotent");
+        Arc::new(store)
     }
 }
 
-conformance_suite!(Some(Sqlite));
+conformance_suite!(Some(Fixture));
 
-fn reason(answer: &common::Answer) -> Option<InvalidKeyReason> {
-    match answer.extensions.get::<AuthRejection>()? {
-        AuthRejection::InvalidApiKey { reason, .. } => Some(*reason),
-        _ => None,
-    }
+#[tokio::test]
+async fn the_layer_authenticates_against_sqlite() {
+    let store = Arc::new(Store::new(pool().await).with_table("keys_v2").unwrap());
+    store.migrate().await.unwrap();
+    let issued = store
+        .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    store.revoke(&issued.record().id).await.unwrap();
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Only digests are stored.
+    let stored: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT digest FROM keys_v2")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0.len(), 32);
+    let dump: Vec<(String,)> =
+        sqlx::query_as("SELECT id || owner || name || hint || scopes FROM keys_v2")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(!dump[0].0.contains(&key["forg_live_".len()..]));
 }
 
 #[tokio::test]
-async fn layer_against_sqlite_valid_revoked_expired_unknown() {
-    let clock = ManualClock::new(SystemTime::now());
-    let store = SqliteKeyStore::open_in_memory(KeyPolicy::default().clock(clock.clone())).unwrap();
-    let valid = store
-        .issue(
-            NewKey::new("org_1", "valid", &KeyFamily::FORG_LIVE)
-                .scopes([ForgScope::ReadRules, ForgScope::WriteRules]),
-        )
-        .await
-        .unwrap();
-    let revoked = store
-        .issue(NewKey::new("org_1", "revoked", &KeyFamily::FOS))
-        .await
-        .unwrap();
-    store.revoke(&revoked.record().id).await.unwrap();
-    let expiring = store
-        .issue(
-            NewKey::new("org_1", "expiring", &KeyFamily::FORG_TEST)
-                .expires_in(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(7200));
-    let probe = Probe::new();
-    let service = AuthLayer::new(Arc::new(store.clone())).layer(probe.service::<String>());
+async fn hostile_table_names_are_refused() {
+    let pool = pool().await;
+    for name in [
+        "",
+        "1keys",
+        "keys; DROP TABLE x",
+        "a.b.c",
+        "k\"",
+        "ключи",
+        &"k".repeat(64),
+    ] {
+        assert!(
+            Store::new(pool.clone()).with_table(name).is_err(),
+            "{name:?}"
+        );
+    }
+    assert!(Store::new(pool).with_table("tak.keys").is_ok());
+}
 
-    let answer = send(service.clone(), bearer(valid.key().expose_secret())).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    let identity = probe.last().extensions.get::<Principal>().cloned().unwrap();
-    assert_eq!(identity.key_id(), &valid.record().id);
-    assert_eq!(
-        identity.scopes::<ForgScope>().unwrap().to_string(),
-        "read:rules write:rules"
+#[tokio::test]
+async fn a_failing_database_is_a_503_and_a_corrupt_row_an_error() {
+    let store = Arc::new(Store::new(pool().await));
+    store.migrate().await.unwrap();
+    let issued = store
+        .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let digest = store.hasher().digest(issued.key().expose_secret());
+
+    sqlx::query("UPDATE api_keys SET scopes = 'not:a:scope'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        store.lookup(&digest).await.is_err(),
+        "a corrupt row is an error, not a miss"
     );
 
-    let cases = [
-        (
-            revoked.key().expose_secret().to_owned(),
-            InvalidKeyReason::Revoked,
-        ),
-        (
-            expiring.key().expose_secret().to_owned(),
-            InvalidKeyReason::Expired,
-        ),
-        (
-            "forg_live_0123456789abcdef0123456789abcdef".to_owned(),
-            InvalidKeyReason::Unknown,
-        ),
-    ];
-    for (key, expected) in cases {
-        let answer = send(service.clone(), bearer(&key)).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{expected:?}");
-        assert_eq!(reason(&answer), Some(expected));
-    }
-    assert_eq!(probe.calls(), 1);
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
+    store.pool().close().await;
+    let answer = send(service, bearer(issued.key().expose_secret())).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json()["code"], "auth_unavailable");
+    assert_eq!(probe.calls(), 0);
 }

@@ -31,7 +31,7 @@
 //! calls the inner service). Override [`KeyStore::hasher`] when keys are peppered,
 //! [`KeyStore::policy`] to carry a [`KeyPolicy`], and [`KeyStore::lookup_now`] when some
 //! answers are in memory already (a cache). Then implement the seven primitives of
-//! [`ManageKeys`]; `examples/sqlite_store.rs` is a complete template, and the crate's test
+//! [`ManageKeys`]; `src/store/sql/` (`SqlKeyStore`) is a worked example, and the crate's test
 //! suite runs one lifecycle suite against every store.
 
 mod allowlist;
@@ -45,6 +45,8 @@ mod policy;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -62,6 +64,10 @@ pub use metadata::{InvalidMetadata, Metadata};
 pub use plan::{Plan, PlanAnswer, PlanPolicy, PlanTable};
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
+#[cfg(feature = "postgres")]
+pub use sql::PgRevocationListener;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::{InvalidTableName, SqlDatabase, SqlKeyStore};
 
 use crate::key::{Environment, GenerateError, KeyDigest, KeyHasher};
 use crate::scope::Scope;

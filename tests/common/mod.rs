@@ -2,6 +2,8 @@
 //! scripted key stores, and helpers to send a request through a service.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 

@@ -3,7 +3,7 @@
 //!
 //! A test binary instantiates it with `conformance_suite!(fixture)`, where the fixture
 //! builds fresh, empty stores under a given policy; every store of the crate (memory,
-//! cached memory, Redis, cached Redis) and the SQLite example runs the same tests.
+//! cached memory, Redis, cached Redis, PostgreSQL, SQLite) runs the same tests.
 #![allow(dead_code)]
 
 use std::fmt::Debug;

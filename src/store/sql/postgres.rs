@@ -1,0 +1,49 @@
+//! PostgreSQL: a transaction-scoped advisory lock per owner serialises issues for that
+//! owner (other owners go on in parallel); changes are announced with `NOTIFY` in the same
+//! transaction, so a listener hears of them only once they are committed.
+
+use sqlx::{Pool, Postgres, Transaction};
+
+use super::{Queries, SqlDatabase};
+use crate::store::KeyId;
+
+impl super::private::Sealed for Postgres {}
+
+impl SqlDatabase for Postgres {
+    const MIGRATION: &'static str = include_str!("../../../migrations/postgres/0001_api_keys.sql");
+    const LEAST: &'static str = "LEAST";
+}
+
+impl Queries {
+    /// The `NOTIFY` channel of this table: `<table>_revocations`.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}_revocations", self.bare)
+    }
+}
+
+async fn begin_for_owner<'p>(
+    pool: &'p Pool<Postgres>,
+    owner: &str,
+) -> Result<Transaction<'p, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+async fn announce(
+    tx: &mut Transaction<'_, Postgres>,
+    queries: &Queries,
+    id: &KeyId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(queries.channel())
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+super::impl_sql_store!(Postgres);

@@ -1,0 +1,190 @@
+//! `SqlKeyStore` on a real PostgreSQL (feature `postgres`): the shared lifecycle suite
+//! (100 concurrent issues end with exactly 10 keys), two instances with caches on one
+//! database seeing a revocation as soon as `NOTIFY` arrives, a restarted listener, and a
+//! failing database answering 503.
+//!
+//! The tests start a private server (`initdb` + `postgres` in a temporary directory on a
+//! free port) or use `DATABASE_URL`; each store gets a table of its own.
+#![cfg(feature = "postgres")]
+
+mod common;
+#[macro_use]
+mod conformance;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::postgres_server::Postgres;
+use common::{bearer, send, Probe};
+use http::StatusCode;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tower::Layer;
+use tower_api_key::key::KeyFamily;
+use tower_api_key::store::{
+    CachedKeyStore, KeyPolicy, ManageKeys, PgRevocationListener, SqlKeyStore,
+};
+use tower_api_key::{AuthLayer, ForgScope, NewKey};
+
+type Store = SqlKeyStore<ForgScope, sqlx::Postgres>;
+
+async fn pool(server: &Postgres) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&server.url)
+        .await
+        .unwrap()
+}
+
+/// A table no other store of this run uses.
+fn table() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "keys_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+struct Fixture(&'static Postgres);
+
+impl conformance::Fixture for Fixture {
+    type Store = Store;
+
+    async fn store(&self, policy: KeyPolicy) -> Arc<Store> {
+        let store = Store::new(pool(self.0).await)
+            .with_table(&table())
+            .unwrap()
+            .with_policy(policy);
+        store.migrate().await.unwrap();
+        store.migrate().await.expect("idempotent");
+        Arc::new(store)
+    }
+}
+
+conformance_suite!(Postgres::shared().map(Fixture));
+
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..5_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let table = format!("tak.{}", table());
+    let instance = || async {
+        let store = Store::new(pool(server).await).with_table(&table).unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(CachedKeyStore::new(Arc::new(store)))
+    };
+    let (a, b) = (instance().await, instance().await);
+    let (listener_a, listener_b) = (
+        PgRevocationListener::spawn(Arc::clone(&a)),
+        PgRevocationListener::spawn(Arc::clone(&b)),
+    );
+    until("both listeners", || {
+        listener_a.connects() == 1 && listener_b.connects() == 1
+    })
+    .await;
+
+    let issued = a
+        .issue(NewKey::new("org", "shared", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service_a = AuthLayer::new(Arc::clone(&a)).layer(probe.service::<String>());
+    let service_b = AuthLayer::new(Arc::clone(&b)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    for _ in 0..2 {
+        assert_eq!(
+            send(service_a.clone(), bearer(key)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(service_b.clone(), bearer(key)).await.status,
+            StatusCode::OK,
+            "B caches it"
+        );
+    }
+
+    a.revoke(&issued.record().id).await.unwrap();
+    assert_eq!(
+        send(service_a, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "A at once"
+    );
+    until("the notification on B", || listener_b.received() >= 1).await;
+    assert_eq!(
+        send(service_b.clone(), bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "B, cached, after NOTIFY"
+    );
+
+    // Disabling is announced too.
+    let other = a
+        .issue(NewKey::new("org", "other", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let other_key = other.key().expose_secret();
+    assert_eq!(
+        send(service_b.clone(), bearer(other_key)).await.status,
+        StatusCode::OK
+    );
+    a.disable(&other.record().id).await.unwrap();
+    until("the second notification on B", || {
+        listener_b.received() >= 2
+    })
+    .await;
+    assert_eq!(
+        send(service_b, bearer(other_key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listener_connection_reconnects_and_clears_the_cache() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let store = Store::new(pool(server).await).with_table(&table()).unwrap();
+    store.migrate().await.unwrap();
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
+    let listener = PgRevocationListener::spawn(Arc::clone(&cache));
+    until("the listener", || listener.connects() == 1).await;
+
+    // Kill the listening backend from another connection, as a failover would.
+    let admin = pool(server).await;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    until("the reconnection", || listener.connects() >= 2).await;
+}
+
+#[tokio::test]
+async fn a_failing_database_is_a_503_never_a_401() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let store = Arc::new(Store::new(pool(server).await).with_table(&table()).unwrap());
+    store.migrate().await.unwrap();
+    let issued = store
+        .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
+    store.pool().close().await;
+    let answer = send(service, bearer(issued.key().expose_secret())).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(probe.calls(), 0);
+}
