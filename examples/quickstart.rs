@@ -29,12 +29,13 @@ use axum::response::Response;
 use dashmap::DashMap;
 use serde::Deserialize;
 use tower_api_key::forg;
+use tower_api_key::manage::{agent_key, ActivityLog, KeysApi};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
 use tower_api_key::ScopeSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -42,7 +43,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tower::ServiceBuilder;
-use tower_api_key::activity::ActivityLayer;
+use tower_api_key::activity::{ActivityEvent, ActivityLayer, ActivityObserver, LastUsedRecorder};
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{FailureLimit, RateLimits};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
@@ -164,6 +165,7 @@ pub struct Demo {
     pub sessions: Sessions<Store>,
     pub accounts: Accounts,
     pub budgets: Budgets,
+    pub activity: ActivityLog,
 }
 
 impl Demo {
@@ -178,6 +180,7 @@ impl Demo {
             sessions: Sessions::new(session_store, secret).secure(false),
             accounts: Accounts::with_demo(),
             budgets: demo_keys.budgets(),
+            activity: ActivityLog::default(),
         }
     }
 }
@@ -230,6 +233,13 @@ pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKe
 pub fn app(demo: &Demo) -> Router {
     let store = Arc::clone(&demo.keys);
     let limits = RateLimits::new();
+    // Every outcome goes to the dashboard's activity log, and last use to the store (batched).
+    let recorder = LastUsedRecorder::spawn(Arc::clone(&store), std::time::Duration::from_secs(1));
+    let log = demo.activity.clone();
+    let observe = move |event: &ActivityEvent| {
+        log.observe(event);
+        recorder.observe(event);
+    };
     let spend = SpendCaps::new(demo.budgets.clone()).per(BudgetPer::Key);
     let standard = Router::new()
         .route(
@@ -245,13 +255,17 @@ pub fn app(demo: &Demo) -> Router {
             "/v1/reports",
             get(reports.layer(require(ForgScope::ReadReports))),
         )
-        .route(
-            "/v1/keys/{id}/revoke",
-            post(revoke_key.layer(require(ForgScope::Admin))),
-        )
         .route("/v1/me", get(me))
         .route("/auth/logout", post(logout))
         .with_state(demo.clone())
+        // The management API: sessions, and keys with `admin`, manage their owner's keys.
+        .nest(
+            "/v1",
+            KeysApi::new(Arc::clone(&store))
+                .allow_keys_with(ForgScope::Admin)
+                .activity(demo.activity.clone())
+                .router(),
+        )
         .route_layer(limits.layer(forg::STANDARD));
     let ai = Router::new()
         .route("/v1/reviews", post(review))
@@ -262,7 +276,7 @@ pub fn app(demo: &Demo) -> Router {
         );
     let api = standard.merge(ai).layer(
         ServiceBuilder::new()
-            .layer(ActivityLayer::traced()) // `RUST_LOG`-style tracing of every outcome
+            .layer(ActivityLayer::new(observe)) // activity log, last use, tracing
             .limit_failures(FailureLimit::default())
             .layer(AuthLayer::new(store).sessions(demo.sessions.clone())),
     );
@@ -271,6 +285,7 @@ pub fn app(demo: &Demo) -> Router {
         .route("/auth/register-agent", post(register_agent))
         .route_layer(limits.layer(forg::AUTH))
         .route("/health", get(health))
+        .route("/dashboard", get(dashboard))
         .with_state(demo.clone());
 
     public.merge(api)
@@ -439,7 +454,15 @@ async fn register_agent(
             "An account with this email already exists",
         );
     }
-    let new = NewKey::new(agent_id.clone(), agent.name, &KeyFamily::FOS).scopes(scopes);
+    // The agent owns its key; who registered it is kept on the record.
+    let Ok(new) = agent_key(agent_id.clone(), agent.name, &KeyFamily::FOS, &agent.email) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "The email is too long",
+        );
+    };
+    let new = new.scopes(scopes);
     match demo.keys.issue(new).await {
         Ok(issued) => {
             let body = json!({ "data": {
@@ -456,6 +479,12 @@ async fn register_agent(
             "Keys are temporarily unavailable",
         ),
     }
+}
+
+/// The dashboard: plain HTML and JavaScript on the management API, the session cookie and
+/// the CSRF header; no build step.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 async fn health() -> Json<Value> {
@@ -495,36 +524,6 @@ async fn reports(identity: Principal) -> Json<Value> {
         "data": { "cost_usd": 12.5 },
         "caller": caller(&identity),
     }))
-}
-
-/// Revokes a key of the caller's own organisation; effective on the next request.
-async fn revoke_key(
-    State(demo): State<Demo>,
-    identity: Principal,
-    Path(id): Path<String>,
-) -> (StatusCode, Json<Value>) {
-    let not_found = || {
-        let body = json!({ "error": "Key not found", "code": "not_found", "status": 404 });
-        (StatusCode::NOT_FOUND, Json(body))
-    };
-    // Keys of other owners are reported as missing: no way to probe for them.
-    let Ok(id) = id.parse::<KeyId>() else {
-        return not_found();
-    };
-    let store = &demo.keys;
-    let Ok(Some(record)) = store.get(&id).await else {
-        return not_found();
-    };
-    if record.owner != identity.owner() {
-        return not_found();
-    }
-    match store.revoke(&record.id).await {
-        Ok(revoked) => (
-            StatusCode::OK,
-            Json(json!({ "revoked": revoked.id.as_str(), "caller": caller(&identity) })),
-        ),
-        Err(_) => not_found(),
-    }
 }
 
 fn listen_address() -> Result<SocketAddr, String> {
@@ -594,7 +593,9 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             "201: register an agent, get a fos_ key scoped to it (409 if the email is taken, 422 if the password is short)".to_owned(),
             format!(r#"curl -i -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password","name":"ci bot"}}'"#),
         ),
-        ("revoke the live key (admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
+        ("the dashboard: log in with the demo account, create, rotate and revoke keys".to_owned(), format!("open {base}/dashboard")),
+        ("the management API: the owner's keys, newest first (keys with admin may manage)".to_owned(), format!("curl -i {base}/v1/keys -H 'Authorization: Bearer {test}'")),
+        ("revoke the live key through the management API (the test key has admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
     ];
     println!("\nTry:");

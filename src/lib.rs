@@ -85,6 +85,8 @@ pub mod credential;
 pub mod forg;
 mod future;
 pub mod key;
+#[cfg(feature = "axum")]
+pub mod manage;
 pub mod principal;
 pub mod rate_limit;
 pub mod reject;

@@ -186,13 +186,18 @@ async fn quickstart_serves_the_printed_curl_lines() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["ratelimit-policy"], r#""auth";q=5;w=60"#);
 
-    // Only admin may revoke; the revocation holds from the next request on.
+    // Through the management API, only keys with admin may revoke (besides sessions); the
+    // revocation holds from the next request on.
     let revoke = format!("/v1/keys/{}/revoke", keys.live.record().id);
-    let (status, _, _) = s.call(Method::POST, &revoke, fos()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = s.call(Method::POST, &revoke, fos()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("session_required"))
+    );
     let (status, _, body) = s.call(Method::POST, &revoke, test()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["revoked"], keys.live.record().id.as_str());
+    assert_eq!(body["data"]["id"], keys.live.record().id.as_str());
+    assert_eq!(body["data"]["status"], "revoked");
     let (status, _, _) = s.call(Method::GET, "/v1/sessions", live()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, body) = s
@@ -200,7 +205,7 @@ async fn quickstart_serves_the_printed_curl_lines() {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
+        (StatusCode::NOT_FOUND, Some("key_not_found"))
     );
 
     server.abort();

@@ -11,17 +11,30 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     pub url: String,
+    durable: bool,
 }
 
 impl Redis {
     /// A private server, or `REDIS_URL`; `None` only when told to skip.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// A private server that fsyncs every write (`appendfsync always`), for a test that
+    /// kills it and expects its data back; the others fsync once a second, so a busy disk
+    /// does not stall their commands past the client's response timeout.
+    pub fn start_durable() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<Self> {
         if let Ok(url) = std::env::var("REDIS_URL") {
             return Some(Self {
                 child: None,
                 port: 0,
                 dir: PathBuf::new(),
                 url,
+                durable,
             });
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -36,6 +49,7 @@ impl Redis {
             port,
             dir,
             url: format!("redis://127.0.0.1:{port}"),
+            durable,
         };
         match redis.spawn() {
             Ok(()) => Some(redis),
@@ -60,7 +74,8 @@ impl Redis {
                 "--save",
                 "",
             ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--appendonly", "yes", "--appendfsync"])
+            .arg(if self.durable { "always" } else { "everysec" })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -1,0 +1,219 @@
+//! The quickstart's dashboard in Debian's Chromium, headless, through ChromeDriver
+//! (WebDriver, `fantoccini`): log in with the demo account, create a key, read it from the
+//! page, call the API with it (200), revoke it in the page (confirming the dialog), call
+//! again (401), and save a screenshot of the key list (`target/dashboard.png`; with
+//! `UPDATE_SCREENSHOT=1` also `docs/dashboard.png`).
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`;
+//! `scripts/test` installs them); `TOWER_API_KEY_SKIP_BROWSER=1` skips it.
+#![cfg(feature = "axum")]
+
+#[allow(dead_code)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use tower_api_key::MemoryKeyStore;
+
+/// A ChromeDriver of this test, killed on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<ChromeDriver> {
+    let skip = std::env::var("TOWER_API_KEY_SKIP_BROWSER").as_deref() == Ok("1");
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = match Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) if skip => {
+            eprintln!("skipping the browser test: {error}");
+            return None;
+        }
+        Err(error) => panic!(
+            "cannot start {binary} ({error}). Install Chromium and ChromeDriver (Debian: apt-get install \
+             chromium chromium-driver), set CHROMEDRIVER, or set TOWER_API_KEY_SKIP_BROWSER=1 to skip"
+        ),
+    };
+    let driver = ChromeDriver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(driver);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("chromedriver did not start listening");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+
+    let store = Arc::new(MemoryKeyStore::new());
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = quickstart::app(&quickstart::Demo::new(store, &keys))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut capabilities = serde_json::Map::new();
+    let mut chrome = json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"] });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        chrome["binary"] = json!("/usr/bin/chromium");
+    }
+    capabilities.insert("goog:chromeOptions".to_owned(), chrome);
+    let browser = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session");
+    let wait = || browser.wait().at_most(Duration::from_secs(15));
+
+    // Log in with the printed demo account.
+    browser.goto(&format!("{base}/dashboard")).await.unwrap();
+    browser
+        .find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys(quickstart::DEMO_EMAIL)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(quickstart::DEMO_PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait()
+        .for_element(Locator::Css("#keys tbody tr"))
+        .await
+        .expect("the key list");
+    let rows = browser
+        .find_all(Locator::Css("#keys tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "the three demo keys");
+
+    // Create a key and read it, once, from the page.
+    browser
+        .find(Locator::Id("new-name"))
+        .await
+        .unwrap()
+        .send_keys("browser key")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("input[name=scope][value='read:rules']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("create"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = wait()
+        .for_element(Locator::Css("#once:not([hidden]) #new-key"))
+        .await
+        .expect("the new key");
+    let key = shown.text().await.unwrap();
+    assert!(key.starts_with("forg_test_"), "{key:?}");
+    let curl = browser
+        .find(Locator::Id("curl-line"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(curl.contains(&key));
+
+    // The key works.
+    let call = || {
+        reqwest::Client::new()
+            .get(format!("{base}/v1/rules"))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+
+    // Screenshot of the key list, as an artifact.
+    let png = browser.screenshot().await.unwrap();
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("dashboard.png"), &png).unwrap();
+    if std::env::var("UPDATE_SCREENSHOT").as_deref() == Ok("1") {
+        std::fs::write(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png"),
+            &png,
+        )
+        .unwrap();
+    }
+    assert!(png.starts_with(b"\x89PNG"));
+
+    // Revoke it in the page, confirming the dialog; the API refuses it from then on.
+    let row = wait()
+        .for_element(Locator::XPath(
+            "//tbody/tr[td[1][normalize-space()='browser key']]",
+        ))
+        .await
+        .unwrap();
+    row.find(Locator::Css("button.revoke"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(browser
+        .get_alert_text()
+        .await
+        .unwrap()
+        .contains("browser key"));
+    browser.accept_alert().await.unwrap();
+    wait()
+        .for_element(Locator::XPath("//tbody/tr[td[1][normalize-space()='browser key'] and td[7][normalize-space()='revoked']]"))
+        .await
+        .expect("the row shows the key revoked");
+    assert_eq!(call().await.unwrap().status(), 401);
+
+    browser.close().await.unwrap();
+}
