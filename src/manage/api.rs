@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::log::ActivityLog;
+use super::log::ActivityStore;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::ScopeSet;
@@ -40,7 +40,7 @@ pub const ROUTES: [(&str, &str); 9] = [
 pub struct KeysApi<St: ManageKeys> {
     store: Arc<St>,
     keys_with: Option<St::Scope>,
-    log: Option<ActivityLog>,
+    log: Option<Arc<dyn ActivityStore>>,
     body_limit: usize,
 }
 
@@ -82,10 +82,11 @@ impl<St: ManageKeys> KeysApi<St> {
         self
     }
 
-    /// Serves `log` at `GET /keys/{id}/activity` (without one: an empty list).
+    /// Serves `log` at `GET /keys/{id}/activity` (without one: an empty list): an
+    /// [`ActivityLog`](super::ActivityLog), or a `RedisActivityLog` shared by instances.
     #[must_use]
-    pub fn activity(mut self, log: ActivityLog) -> Self {
-        self.log = Some(log);
+    pub fn activity(mut self, log: impl ActivityStore) -> Self {
+        self.log = Some(Arc::new(log));
         self
     }
 
@@ -211,6 +212,12 @@ impl From<ManageError> for ApiError {
                 "Key management is temporarily unavailable",
             ),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ManageError::Store(error).into()
     }
 }
 
@@ -529,11 +536,10 @@ async fn activity<St: ManageKeys>(
         page.map_err(|rejection| ApiError::invalid(vec![("query".into(), rejection.body_text())]))?;
     let record = api.owned(&caller, &id).await?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
-    let data = api
-        .log
-        .as_ref()
-        .map(|log| log.recent(&record.id, limit, page.before))
-        .unwrap_or_default();
+    let data = match &api.log {
+        Some(log) => log.recent(&record.id, limit, page.before).await?,
+        None => Vec::new(),
+    };
     let next = (data.len() == limit)
         .then(|| data.last().map(|entry| entry.seq))
         .flatten();

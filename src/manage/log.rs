@@ -1,7 +1,9 @@
 //! [`ActivityLog`]: the recent authentication outcomes of each key, bounded.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -10,7 +12,18 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::activity::{ActivityEvent, ActivityObserver};
-use crate::store::KeyId;
+use crate::store::{KeyId, StoreError};
+
+/// What [`ActivityStore::recent`] answers.
+pub type Recent<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<LoggedRequest>, StoreError>> + Send + 'a>>;
+
+/// Where the management API reads a key's recent outcomes from: [`ActivityLog`] (in
+/// memory) or `RedisActivityLog` (feature `redis`).
+pub trait ActivityStore: Send + Sync + 'static {
+    /// `key`'s outcomes, newest first: at most `limit`, older than `before` (a `seq`).
+    fn recent<'a>(&'a self, key: &'a KeyId, limit: usize, before: Option<u64>) -> Recent<'a>;
+}
 
 /// One logged outcome. Never a secret: the key id, not the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -102,6 +115,14 @@ impl ActivityLog {
         if let Some((_, key)) = stalest {
             self.inner.rings.remove(&key);
         }
+    }
+}
+
+impl ActivityStore for ActivityLog {
+    fn recent<'a>(&'a self, key: &'a KeyId, limit: usize, before: Option<u64>) -> Recent<'a> {
+        Box::pin(std::future::ready(Ok(ActivityLog::recent(
+            self, key, limit, before,
+        ))))
     }
 }
 

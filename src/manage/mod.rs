@@ -48,9 +48,13 @@
 
 mod api;
 mod log;
+#[cfg(feature = "redis")]
+mod redis_log;
 
 pub use api::{KeysApi, ROUTES};
-pub use log::{ActivityLog, LoggedRequest};
+pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
+#[cfg(feature = "redis")]
+pub use redis_log::RedisActivityLog;
 
 use crate::key::KeyFamily;
 use crate::scope::Scope;

@@ -1,0 +1,202 @@
+//! [`RedisActivityLog`]: the activity log in Redis streams, shared by every instance
+//! (features `axum` and `redis`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::log::{ActivityStore, LoggedRequest, Recent};
+use crate::activity::{ActivityEvent, ActivityObserver};
+use crate::store::{KeyId, StoreError, StoreErrorKind};
+
+/// One stream per key, `{<namespace>}:activity:<key id>`, trimmed to about `per_key`
+/// entries (`XADD … MAXLEN ~`) and expiring 30 days after its last entry. Events are
+/// written by a background task through a bounded queue (10,000 events): the request path
+/// never waits for Redis, and when Redis is slow or down, events beyond the queue are
+/// dropped and counted ([`dropped`](Self::dropped)), so memory stays bounded.
+///
+/// An entry's `seq` is its stream id (`<ms>-<n>`) as `ms × 1024 + n`, for paging.
+#[derive(Clone)]
+pub struct RedisActivityLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    connection: ConnectionManager,
+    namespace: String,
+    queue: mpsc::Sender<(KeyId, Vec<(&'static str, String)>)>,
+    dropped: AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const QUEUE: usize = 10_000;
+const TTL_SECS: i64 = 30 * 86_400;
+
+impl RedisActivityLog {
+    /// Writes through `connection`, under `{namespace}:activity:`, about `per_key` entries
+    /// per key.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn new(connection: ConnectionManager, namespace: &str, per_key: usize) -> Self {
+        let (queue, mut events) = mpsc::channel::<(KeyId, Vec<(&'static str, String)>)>(QUEUE);
+        let mut writer = connection.clone();
+        let prefix = format!("{{{namespace}}}:activity:");
+        let task = tokio::spawn(async move {
+            while let Some((key, fields)) = events.recv().await {
+                let stream = format!("{prefix}{key}");
+                let written: redis::RedisResult<()> = redis::pipe()
+                    .cmd("XADD")
+                    .arg(&stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(per_key.max(1))
+                    .arg("*")
+                    .arg(&fields)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&stream)
+                    .arg(TTL_SECS)
+                    .ignore()
+                    .query_async(&mut writer)
+                    .await;
+                if let Err(_error) = written {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(target: "tower_api_key", error = %_error, "writing activity to Redis failed");
+                }
+            }
+        });
+        Self {
+            shared: Arc::new(Shared {
+                connection,
+                namespace: namespace.to_owned(),
+                queue,
+                dropped: AtomicU64::new(0),
+                task,
+            }),
+        }
+    }
+
+    /// Events dropped because the queue was full (Redis slow or down).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl ActivityObserver for RedisActivityLog {
+    fn observe(&self, event: &ActivityEvent) {
+        let Some(key) = &event.key_id else { return };
+        let at_ms = event
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let fields = vec![
+            ("at_ms", at_ms.to_string()),
+            ("outcome", event.outcome.as_str().to_owned()),
+            (
+                "status",
+                event
+                    .status
+                    .map_or(String::new(), |s| s.as_u16().to_string()),
+            ),
+            ("method", event.method.to_string()),
+            ("path", event.path.chars().take(256).collect()),
+            (
+                "client",
+                event.client.map_or(String::new(), |ip| ip.to_string()),
+            ),
+        ];
+        if self.shared.queue.try_send((key.clone(), fields)).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn seq_of(id: &str) -> Option<u64> {
+    let (ms, n) = id.split_once('-')?;
+    Some(ms.parse::<u64>().ok()? * 1024 + n.parse::<u64>().ok()?.min(1023))
+}
+
+impl ActivityStore for RedisActivityLog {
+    fn recent<'a>(&'a self, key: &'a KeyId, limit: usize, before: Option<u64>) -> Recent<'a> {
+        Box::pin(async move {
+            let stream = format!("{{{}}}:activity:{key}", self.shared.namespace);
+            let end = before.map_or("+".to_owned(), |seq| {
+                format!("({}-{}", seq / 1024, seq % 1024)
+            });
+            let mut connection = self.shared.connection.clone();
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                .arg(&stream)
+                .arg(end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut connection)
+                .await
+                .map_err(|error| StoreError::new(StoreErrorKind::Unavailable, error))?;
+            Ok(entries
+                .into_iter()
+                .filter_map(|(id, fields)| {
+                    let field = |name: &str| {
+                        fields
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.as_str())
+                            .unwrap_or("")
+                    };
+                    Some(LoggedRequest {
+                        seq: seq_of(&id)?,
+                        at_ms: field("at_ms").parse().unwrap_or(0),
+                        outcome: outcome_code(field("outcome")),
+                        status: field("status").parse().ok(),
+                        method: field("method").to_owned(),
+                        path: field("path").to_owned(),
+                        client: field("client").parse().ok(),
+                    })
+                })
+                .collect())
+        })
+    }
+}
+
+/// The static code of an outcome read back from Redis (unknown text: `unknown`).
+fn outcome_code(text: &str) -> &'static str {
+    use crate::activity::Outcome::*;
+    [
+        Ok,
+        InvalidRequest,
+        InvalidApiKey,
+        SpendCapExceeded,
+        EnvironmentNotAllowed,
+        InsufficientScope,
+        IpNotAllowed,
+        CsrfFailed,
+        PlanRequired,
+        RateLimited,
+        InternalError,
+        Unavailable,
+    ]
+    .into_iter()
+    .map(crate::activity::Outcome::as_str)
+    .find(|code| *code == text)
+    .unwrap_or("unknown")
+}
+
+impl fmt::Debug for RedisActivityLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisActivityLog")
+            .field("namespace", &self.shared.namespace)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
