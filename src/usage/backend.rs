@@ -151,7 +151,7 @@ impl fmt::Debug for MemoryUsage {
 const MIN_SWEEP: usize = 1024;
 
 /// Subject -> (window index, spent).
-type Counters = DashMap<Box<str>, (u64, u64)>;
+type Counters = DashMap<Box<str>, (u64, u64), foldhash::fast::RandomState>;
 
 /// The index of `counter`'s map: environment, per, period as three bits.
 fn slot_of(counter: Counter<'_>) -> usize {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 
 use crate::key::Environment;
 use crate::principal::Principal;
@@ -62,8 +63,9 @@ pub struct Budgets {
 #[derive(Clone, Default)]
 struct Table {
     defaults: [Option<u64>; 2],
-    owners: [DashMap<String, Option<u64>>; 2],
-    keys: DashMap<KeyId, Option<u64>>,
+    // foldhash (seeded per map): the table is read on every request.
+    owners: [DashMap<String, Option<u64>, RandomState>; 2],
+    keys: DashMap<KeyId, Option<u64>, RandomState>,
 }
 
 impl Budgets {

@@ -187,12 +187,20 @@ impl<B: UsageBackend + fmt::Debug> fmt::Debug for SpendCaps<B> {
     }
 }
 
-/// `limit=…, remaining=…, reset=…`.
+/// `limit=…, remaining=…, reset=…`, written on the stack (at most 78 bytes: three `u64`s).
 fn header_value(cap: u64, spent: u64, reset_after: Duration) -> HeaderValue {
+    use std::io::Write;
     let reset = crate::reject::RetryAfter::from_duration(reset_after).as_secs();
-    let value = format!(
+    let mut buffer = [0u8; 96];
+    let capacity = buffer.len();
+    let mut rest = &mut buffer[..];
+    let written = write!(
+        rest,
         "limit={cap}, remaining={}, reset={reset}",
         cap.saturating_sub(spent)
     );
-    HeaderValue::try_from(value).expect("digits, commas and spaces are a valid header value")
+    let length = capacity - rest.len();
+    debug_assert!(written.is_ok());
+    HeaderValue::from_bytes(&buffer[..length])
+        .expect("digits, commas and spaces are a valid header value")
 }
