@@ -13,10 +13,9 @@ mod conformance;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::postgres_server::Postgres;
-use common::{bearer, send, Probe};
+use common::{bearer, send, until, Probe};
 use http::StatusCode;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -64,16 +63,6 @@ impl conformance::Fixture for Fixture {
 }
 
 conformance_suite!(Postgres::shared().map(Fixture));
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..5_000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {

@@ -21,7 +21,7 @@ use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
 
 use common::redis_server::Redis;
-use common::{bearer, from, send, Probe};
+use common::{bearer, from, send, until, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
@@ -49,17 +49,6 @@ async fn store(url: &str, ns: &str) -> RedisKeyStore<ForgScope> {
         .await
         .unwrap()
         .with_namespace(ns)
-}
-
-/// Waits (bounded) until `done` holds: for events on another connection, not for time.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..5_000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]

@@ -6,25 +6,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::redis_server::Redis;
-use common::{send, Probe};
+use common::{send, until, Probe};
 use http::{HeaderMap, Request, StatusCode};
 use tower::Layer;
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::{CachedKeyStore, KeyId, KeyPolicy, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, Principal};
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..5_000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test]
 async fn a_logout_on_one_instance_is_refused_by_the_other() {

@@ -1,5 +1,6 @@
 //! [`ActivityLog`]: the recent authentication outcomes of each key, bounded.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::IpAddr;
@@ -33,7 +34,7 @@ pub struct LoggedRequest {
     /// When, in Unix milliseconds.
     pub at_ms: u64,
     /// `ok` or the rejection's code.
-    pub outcome: &'static str,
+    pub outcome: Cow<'static, str>,
     /// The HTTP status, when there was one.
     pub status: Option<u16>,
     /// The request's method.
@@ -139,7 +140,7 @@ impl ActivityObserver for ActivityLog {
                 .at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            outcome: event.outcome.as_str(),
+            outcome: Cow::Borrowed(event.outcome.as_str()),
             status: event.status.map(|status| status.as_u16()),
             method: event.method.to_string(),
             path: event.path.chars().take(256).collect(),

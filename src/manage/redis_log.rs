@@ -157,7 +157,7 @@ impl ActivityStore for RedisActivityLog {
                     Some(LoggedRequest {
                         seq: seq_of(&id)?,
                         at_ms: field("at_ms").parse().unwrap_or(0),
-                        outcome: outcome_code(field("outcome")),
+                        outcome: field("outcome").to_owned().into(),
                         status: field("status").parse().ok(),
                         method: field("method").to_owned(),
                         path: field("path").to_owned(),
@@ -167,29 +167,6 @@ impl ActivityStore for RedisActivityLog {
                 .collect())
         })
     }
-}
-
-/// The static code of an outcome read back from Redis (unknown text: `unknown`).
-fn outcome_code(text: &str) -> &'static str {
-    use crate::activity::Outcome::*;
-    [
-        Ok,
-        InvalidRequest,
-        InvalidApiKey,
-        SpendCapExceeded,
-        EnvironmentNotAllowed,
-        InsufficientScope,
-        IpNotAllowed,
-        CsrfFailed,
-        PlanRequired,
-        RateLimited,
-        InternalError,
-        Unavailable,
-    ]
-    .into_iter()
-    .map(crate::activity::Outcome::as_str)
-    .find(|code| *code == text)
-    .unwrap_or("unknown")
 }
 
 impl fmt::Debug for RedisActivityLog {
