@@ -1,5 +1,5 @@
-//! API-key authentication, typed scopes and per-key rate limiting as [tower] middleware,
-//! for any axum, hyper or tonic service.
+//! API-key and browser-session authentication, typed scopes, rate limits, usage policy and
+//! key management as [tower] middleware, for any axum, hyper or tonic service.
 //!
 //! - Keys: `forg_live_` / `forg_test_` + 32 hex, `fos_` + 32 to 128 hex, or your own
 //!   [`KeyFamily`](key::KeyFamily); read from `Authorization: Bearer` or
@@ -10,8 +10,12 @@
 //!   request extensions; [`require`](require::require) checks scopes per route.
 //! - Rate limits: per key and class of route, per client address on public routes, and on
 //!   failed authentications ([`rate_limit`]), with IETF `RateLimit` headers.
-//! - Lifecycle: [`ManageKeys`], one async trait for every store (memory, Redis, your own):
-//!   issue (plaintext shown once), list, rotate, revoke, delete, last use.
+//! - Sessions: the `forge_session` cookie as a second credential of the same layer, with
+//!   CSRF protection and login / logout helpers ([`session`]).
+//! - Usage policy: spend caps per period (402) and plan tiers (403) ([`usage`]).
+//! - Lifecycle: [`ManageKeys`], one async trait for every store (memory, Redis, PostgreSQL,
+//!   SQLite, your own): issue (plaintext shown once), list, rotate, revoke, disable, delete,
+//!   last use; over HTTP with the management API ([`manage`], feature `axum`).
 //! - One concern per layer, stacked in one expression with [`ServiceBuilderExt`];
 //!   the FORG / ForgeOS presets (scopes, families, header, classes) are in [`forg`].
 //!
@@ -53,9 +57,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | extractors for [`Principal`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`] |
+//! | `axum` | yes | extractors for [`Principal`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`], the key management API ([`manage`]) |
 //! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
 //! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
+//! | `postgres` | no | [`SqlKeyStore`](store::SqlKeyStore) on PostgreSQL (sqlx) and [`PgRevocationListener`](store::PgRevocationListener) (LISTEN/NOTIFY; implies `cache`) |
+//! | `sqlite` | no | [`SqlKeyStore`](store::SqlKeyStore) on SQLite (sqlx, bundled) |
 //! | `cache` | no | [`CachedKeyStore`](store::CachedKeyStore): a bounded TTL cache (moka) with single-flight lookups in front of a slow store |
 //!
 //! # Security notes
