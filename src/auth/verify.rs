@@ -143,15 +143,12 @@ impl<St: KeyStore> Config<St> {
             return Err(missing());
         }
         let token = sessions.session_cookie(headers)?.ok_or_else(missing)?;
-        let store = sessions.store();
-        let session = store
-            .policy()
-            .accepted_families()
-            .parse(token)
-            .map_err(|_| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
+        let (digest, environment) = sessions
+            .digest_of(token)
+            .ok_or_else(|| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
         Ok(Prepared {
-            digest: store.hasher().digest(session.expose_secret()),
-            environment: session.environment(),
+            digest,
+            environment,
             source: Source::Cookie,
         })
     }

@@ -272,12 +272,10 @@ impl<St: ManageKeys> Sessions<St> {
         let Some(token) = self.session_cookie(headers)? else {
             return Ok(None);
         };
-        let store = &self.inner.store;
-        let Ok(key) = store.policy().accepted_families().parse(token) else {
+        let Some((digest, _)) = self.digest_of(token) else {
             return Ok(None);
         };
-        let digest = store.hasher().digest(key.expose_secret());
-        Ok(store.lookup(&digest).await.ok().flatten())
+        Ok(self.inner.store.lookup(&digest).await.ok().flatten())
     }
 }
 
@@ -398,6 +396,17 @@ impl<St: KeyStore> Sessions<St> {
     }
 
     // What the authentication layer asks.
+
+    /// The digest and environment of a session token, parsed against the session store's
+    /// families; `None` when it is not a session token.
+    pub(crate) fn digest_of(&self, token: &str) -> Option<(KeyDigest, crate::key::Environment)> {
+        let store = &self.inner.store;
+        let session = store.policy().accepted_families().parse(token).ok()?;
+        Some((
+            store.hasher().digest(session.expose_secret()),
+            session.environment(),
+        ))
+    }
 
     pub(crate) fn check_csrf<B>(
         &self,
