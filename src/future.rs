@@ -89,6 +89,8 @@ pub(crate) trait Gate<Req>: Send + Sync + 'static {
 }
 
 /// `verdict` decided for `request` now: the inner service's future, or the rejection.
+// Inlined so that the request is moved once, into the inner service, not through a frame.
+#[inline]
 pub(crate) fn decided<S, Req, G>(
     gate: &Arc<G>,
     inner: &mut S,
@@ -167,6 +169,7 @@ where
     S: Service<Req>,
     G: Gate<Req>,
 {
+    #[inline]
     fn inner(future: S::Future, after: G::After) -> Self {
         Self {
             state: State::Inner {

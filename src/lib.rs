@@ -90,6 +90,7 @@ pub mod clock;
 pub mod credential;
 pub mod forg;
 mod future;
+mod header_text;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod manage;

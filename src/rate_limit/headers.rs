@@ -6,6 +6,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use super::{Quota, RateClass};
+use crate::header_text::HeaderText;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -23,30 +24,24 @@ pub(crate) fn policy_header(class: &RateClass, quota: Quota) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Formatted per request for quotas above [`PRECOMPUTED_STATES`], so on the stack: the longest
-/// value (32-character name, `u32` remaining, `u64` seconds) is 70 bytes.
+/// Written per request for quotas above [`PRECOMPUTED_STATES`], on the stack.
 pub(crate) fn state_header(
     class: &RateClass,
     remaining: u32,
     reset_after: Duration,
 ) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut buffer = [0u8; 80];
-    let capacity = buffer.len();
-    let mut rest = &mut buffer[..];
-    write!(
-        rest,
-        "\"{}\";r={};t={}",
-        class.name(),
-        remaining,
-        // Saturating: a custom backend may report any `Duration`, up to `Duration::MAX`.
-        reset_after
-            .as_secs()
-            .saturating_add(u64::from(reset_after.subsec_nanos() > 0))
-    )
-    .ok()?;
-    let written = capacity - rest.len();
-    HeaderValue::from_bytes(&buffer[..written]).ok()
+    // Rounded up: a custom backend may report any `Duration`, up to `Duration::MAX`.
+    let reset = reset_after
+        .as_secs()
+        .saturating_add(u64::from(reset_after.subsec_nanos() > 0));
+    HeaderText::new()
+        .text("\"")
+        .text(class.name().as_str())
+        .text("\";r=")
+        .number(remaining.into())
+        .text(";t=")
+        .number(reset)
+        .value()
 }
 
 /// Quotas up to this many requests get their `RateLimit` values made once, at start.

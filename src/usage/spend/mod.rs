@@ -16,6 +16,7 @@ pub use layer::{SpendCapLayer, SpendCapService};
 use super::backend::{MemoryUsage, UsageBackend};
 use super::budget::{BudgetPer, BudgetPolicy};
 use super::period::Period;
+use crate::header_text::HeaderText;
 use crate::key::Environment;
 use crate::rate_limit::OnBackendError;
 use crate::reject::{DefaultRenderer, RenderRejection};
@@ -187,20 +188,16 @@ impl<B: UsageBackend + fmt::Debug> fmt::Debug for SpendCaps<B> {
     }
 }
 
-/// `limit=…, remaining=…, reset=…`, written on the stack (at most 78 bytes: three `u64`s).
+/// `limit=…, remaining=…, reset=…`, written on the stack.
 fn header_value(cap: u64, spent: u64, reset_after: Duration) -> HeaderValue {
-    use std::io::Write;
     let reset = crate::reject::RetryAfter::from_duration(reset_after).as_secs();
-    let mut buffer = [0u8; 96];
-    let capacity = buffer.len();
-    let mut rest = &mut buffer[..];
-    let written = write!(
-        rest,
-        "limit={cap}, remaining={}, reset={reset}",
-        cap.saturating_sub(spent)
-    );
-    let length = capacity - rest.len();
-    debug_assert!(written.is_ok());
-    HeaderValue::from_bytes(&buffer[..length])
-        .expect("digits, commas and spaces are a valid header value")
+    HeaderText::new()
+        .text("limit=")
+        .number(cap)
+        .text(", remaining=")
+        .number(cap.saturating_sub(spent))
+        .text(", reset=")
+        .number(reset)
+        .value()
+        .expect("digits, commas and spaces in 78 bytes are a valid header value")
 }
