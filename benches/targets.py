@@ -51,6 +51,14 @@ def main() -> int:
         ("rate limit alone / tower_governor, headers off",
          "layer/rate_limit_no_headers / peer/tower_governor_header_key",
          median("layer/rate_limit_no_headers") / median("peer/tower_governor_header_key"), 1.0),
+        ("the same two, on the same input: headers on",
+         "layer/rate_limit / peer_same_input/tower_governor_header_key_with_headers",
+         median("layer/rate_limit")
+         / median("peer_same_input/tower_governor_header_key_with_headers"), 0.7),
+        ("the same two, on the same input: headers off",
+         "layer/rate_limit_no_headers / peer_same_input/tower_governor_header_key",
+         median("layer/rate_limit_no_headers") / median("peer_same_input/tower_governor_header_key"),
+         1.0),
         ("session authentication over key authentication", "(layer/auth_session − layer/auth) / SHA-256",
          over_sha("layer/auth_session", median("layer/auth")), 1.0),
         ("usage layer (spend cap, in process)", "(layer/spend_cap − layer/bare_with_identity) / SHA-256",
@@ -60,12 +68,28 @@ def main() -> int:
          (median("axum/stack_one_call") - median("axum/bare"))
          / (median("layer/auth_scope_rate_limit") - bare), 1.5),
     ]
+    floors = [
+        ("floor under auth (http types only)", "(floor/auth − layer/bare) / SHA-256",
+         over_sha("floor/auth", bare)),
+        ("floor under a rejection (http types only)", "(floor/reject − layer/bare) / SHA-256",
+         over_sha("floor/reject", bare)),
+    ]
     print(f"SHA-256 of a 42-byte key: {sha:.1f} ns; layer/bare {bare:.1f} ns\n")
     print("| target | measured as | ratio | goal | |")
     print("|---|---|---|---|---|")
     for name, formula, ratio, goal in rows:
         verdict = "met" if ratio <= goal else "missed"
         print(f"| {name} | {formula} | {ratio:.2f} | ≤ {goal} | {verdict} |")
+    print("\n| floor | measured as | ratio |")
+    print("|---|---|---|")
+    for name, formula, ratio in floors:
+        print(f"| {name} | {formula} | {ratio:.2f} |")
+    print("\n| bench | median (ns) |")
+    print("|---|---|")
+    for path in sorted(CRITERION.glob("*/new/estimates.json")):
+        bench = path.parent.parent.name
+        if bench.split("_")[0] in ("layer", "peer", "floor", "axum", "sha256"):
+            print(f"| `{bench}` | {json.loads(path.read_text())['median']['point_estimate']:.1f} |")
     return 0
 
 
