@@ -1,42 +1,44 @@
 #!/usr/bin/env python3
-"""Issue 16's targets as one table, from one criterion run of `benches/layer.rs` and
+"""Issue 16's targets as one table, from criterion runs of `benches/layer.rs` and
 `benches/axum_router.rs`: runs them (unless --no-run), reads the medians from criterion's
-JSON (target/criterion/<id with "/" as "_">/new/estimates.json) and prints a Markdown table with
-each figure, its ratio and met / missed. Timings are never test assertions.
+JSON (target/criterion/<id with "/" as "_">/new/estimates.json) and prints a Markdown table
+with each target's ratio in every run, the median of those ratios, and met / missed (judged
+on the median). Every ratio compares figures of one run. Timings are never test assertions.
 
-    python3 benches/targets.py            # run the benches, then print the table
-    python3 benches/targets.py --no-run   # the table from the last run
+    python3 benches/targets.py              # three runs, then the tables
+    python3 benches/targets.py --runs 1     # one run
+    python3 benches/targets.py --no-run     # the tables from the last run only
 """
 
 import json
 import pathlib
+import statistics
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRITERION = ROOT / "target" / "criterion"
+GROUPS = ("layer", "peer", "peer_same_input", "floor", "axum", "sha256")
 
 
-def median(bench: str) -> float:
-    """The median estimate of `bench` (e.g. `layer/auth`), in nanoseconds."""
-    path = CRITERION / bench.replace("/", "_") / "new" / "estimates.json"
-    return json.loads(path.read_text())["median"]["point_estimate"]
+def medians() -> dict:
+    """Every median of the last run, in nanoseconds, by bench id (e.g. `layer/auth`)."""
+    found = {}
+    for path in CRITERION.glob("*/new/estimates.json"):
+        benchmark = json.loads((path.parent / "benchmark.json").read_text())
+        if benchmark["group_id"].split("/")[0] in GROUPS:
+            found[benchmark["full_id"]] = json.loads(path.read_text())["median"]["point_estimate"]
+    return found
 
 
-def main() -> int:
-    if "--no-run" not in sys.argv:
-        subprocess.run(
-            ["cargo", "bench", "--bench", "layer", "--bench", "axum_router", "--",
-             "--warm-up-time", "1", "--measurement-time", "3"],
-            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    sha = median("sha256/forg_live")
-    bare = median("layer/bare")
-    with_identity = median("layer/bare_with_identity")
+def targets(m: dict) -> list:
+    """(target, formula, ratio, goal) for one run's medians `m`."""
+    sha, bare = m["sha256/forg_live"], m["layer/bare"]
 
     def over_sha(bench: str, base: float) -> float:
-        return (median(bench) - base) / sha
+        return (m[bench] - base) / sha
 
-    rows = [
+    return [
         ("auth, valid key, hot store", "(layer/auth − layer/bare) / SHA-256",
          over_sha("layer/auth", bare), 2.5),
         ("malformed key, refused before hashing", "(layer/auth_malformed − bare) / SHA-256",
@@ -47,49 +49,60 @@ def main() -> int:
          over_sha("layer/auth_scope_rate_limit", bare), 5.0),
         ("rate limit alone / tower_governor, headers on",
          "layer/rate_limit / peer/tower_governor_header_key_with_headers",
-         median("layer/rate_limit") / median("peer/tower_governor_header_key_with_headers"), 0.7),
+         m["layer/rate_limit"] / m["peer/tower_governor_header_key_with_headers"], 0.7),
         ("rate limit alone / tower_governor, headers off",
          "layer/rate_limit_no_headers / peer/tower_governor_header_key",
-         median("layer/rate_limit_no_headers") / median("peer/tower_governor_header_key"), 1.0),
-        ("the same two, on the same input: headers on",
+         m["layer/rate_limit_no_headers"] / m["peer/tower_governor_header_key"], 1.0),
+        ("the same two on the same input, headers on",
          "layer/rate_limit / peer_same_input/tower_governor_header_key_with_headers",
-         median("layer/rate_limit")
-         / median("peer_same_input/tower_governor_header_key_with_headers"), 0.7),
-        ("the same two, on the same input: headers off",
+         m["layer/rate_limit"] / m["peer_same_input/tower_governor_header_key_with_headers"], 0.7),
+        ("the same two on the same input, headers off",
          "layer/rate_limit_no_headers / peer_same_input/tower_governor_header_key",
-         median("layer/rate_limit_no_headers") / median("peer_same_input/tower_governor_header_key"),
-         1.0),
+         m["layer/rate_limit_no_headers"] / m["peer_same_input/tower_governor_header_key"], 1.0),
         ("session authentication over key authentication", "(layer/auth_session − layer/auth) / SHA-256",
-         over_sha("layer/auth_session", median("layer/auth")), 1.0),
+         over_sha("layer/auth_session", m["layer/auth"]), 1.0),
         ("usage layer (spend cap, in process)", "(layer/spend_cap − layer/bare_with_identity) / SHA-256",
-         over_sha("layer/spend_cap", with_identity), 1.0),
+         over_sha("layer/spend_cap", m["layer/bare_with_identity"]), 1.0),
         ("axum router, stack in one call / tower-only stack",
          "(axum/stack_one_call − axum/bare) / (layer/auth_scope_rate_limit − layer/bare)",
-         (median("axum/stack_one_call") - median("axum/bare"))
-         / (median("layer/auth_scope_rate_limit") - bare), 1.5),
+         (m["axum/stack_one_call"] - m["axum/bare"]) / (m["layer/auth_scope_rate_limit"] - bare), 1.5),
+        ("floor under auth (http types only; no goal)", "(floor/auth − layer/bare) / SHA-256",
+         over_sha("floor/auth", bare), None),
+        ("floor under a rejection (http types only; no goal)", "(floor/reject − layer/bare) / SHA-256",
+         over_sha("floor/reject", bare), None),
     ]
-    floors = [
-        ("floor under auth (http types only)", "(floor/auth − layer/bare) / SHA-256",
-         over_sha("floor/auth", bare)),
-        ("floor under a rejection (http types only)", "(floor/reject − layer/bare) / SHA-256",
-         over_sha("floor/reject", bare)),
-    ]
-    print(f"SHA-256 of a 42-byte key: {sha:.1f} ns; layer/bare {bare:.1f} ns\n")
-    print("| target | measured as | ratio | goal | |")
-    print("|---|---|---|---|---|")
-    for name, formula, ratio, goal in rows:
-        verdict = "met" if ratio <= goal else "missed"
-        print(f"| {name} | {formula} | {ratio:.2f} | ≤ {goal} | {verdict} |")
-    print("\n| floor | measured as | ratio |")
-    print("|---|---|---|")
-    for name, formula, ratio in floors:
-        print(f"| {name} | {formula} | {ratio:.2f} |")
-    print("\n| bench | median (ns) |")
-    print("|---|---|")
-    for path in sorted(CRITERION.glob("*/new/estimates.json")):
-        bench = path.parent.parent.name
-        if bench.split("_")[0] in ("layer", "peer", "floor", "axum", "sha256"):
-            print(f"| `{bench}` | {json.loads(path.read_text())['median']['point_estimate']:.1f} |")
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    runs = 0 if "--no-run" in args else int(args[args.index("--runs") + 1]) if "--runs" in args else 3
+    results = []
+    for _ in range(runs):
+        subprocess.run(
+            ["cargo", "bench", "--bench", "layer", "--bench", "axum_router", "--",
+             "--warm-up-time", "1", "--measurement-time", "3"],
+            cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        results.append(medians())
+    if not results:
+        results.append(medians())
+
+    rows = [targets(m) for m in results]
+    numbers = " | ".join(f"run {i + 1}" for i in range(len(results)))
+    print("| target | measured as | " + numbers + " | median | goal | |")
+    print("|---|---|" + "---|" * len(results) + "---|---|---|")
+    for i, (name, formula, _, goal) in enumerate(rows[0]):
+        ratios = [run[i][2] for run in rows]
+        middle = statistics.median(ratios)
+        verdict = "" if goal is None else ("met" if middle <= goal else "missed")
+        goal_text = "" if goal is None else f"≤ {goal}"
+        cells = " | ".join(f"{r:.2f}" for r in ratios)
+        print(f"| {name} | {formula} | {cells} | **{middle:.2f}** | {goal_text} | {verdict} |")
+
+    print("\n| bench | " + numbers + " |")
+    print("|---|" + "---|" * len(results))
+    for bench in sorted(results[0]):
+        cells = " | ".join(f"{m[bench]:.1f}" for m in results)
+        print(f"| `{bench}` | {cells} |")
     return 0
 
 

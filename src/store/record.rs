@@ -14,9 +14,11 @@ use crate::scope::{Scope, ScopeSet};
 ///
 /// Random, never derived from the secret: safe in URLs, logs, metrics and rate-limiter
 /// state. 1 to 64 characters of `A-Z a-z 0-9 _ - . :`.
+///
+/// Cheap to clone: one shared allocation, however many maps and records hold the id.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct KeyId(Box<str>);
+pub struct KeyId(Arc<str>);
 
 impl KeyId {
     /// A fresh random id: `key_` + 24 lower-case hex (96 bits).
@@ -84,7 +86,7 @@ impl TryFrom<String> for KeyId {
 
 impl From<KeyId> for String {
     fn from(id: KeyId) -> Self {
-        id.0.into()
+        id.0.as_ref().to_owned()
     }
 }
 
