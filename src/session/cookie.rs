@@ -106,3 +106,27 @@ fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
     value.set_sensitive(true);
     value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protect_marks_one_cookie_header_or_several() {
+        let mut one = HeaderMap::new();
+        one.insert(COOKIE, HeaderValue::from_static("a=1; forge_session=x"));
+        protect(&mut one);
+        assert!(one[COOKIE].is_sensitive());
+
+        let mut two = HeaderMap::new();
+        two.append(COOKIE, HeaderValue::from_static("a=1"));
+        two.append(COOKIE, HeaderValue::from_static("forge_session=x"));
+        protect(&mut two);
+        assert!(two.get_all(COOKIE).iter().all(HeaderValue::is_sensitive));
+        assert_eq!(two.get_all(COOKIE).iter().count(), 2);
+
+        let mut none = HeaderMap::new();
+        protect(&mut none);
+        assert!(none.is_empty());
+    }
+}
