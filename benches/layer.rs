@@ -220,6 +220,16 @@ fn layers(c: &mut Criterion) {
     c.bench_function("layer/spend_cap", |b| {
         b.iter(|| black_box(run(&mut spend_capped, with_identity(request(&bearer)))))
     });
+    // The decision alone: no `Spend-Cap` header (the `Budget` extension is still inserted).
+    let mut spend_capped_quiet = caps.clone().headers(false).layer(1).layer(bare());
+    c.bench_function("layer/spend_cap_no_headers", |b| {
+        b.iter(|| {
+            black_box(run(
+                &mut spend_capped_quiet,
+                with_identity(request(&bearer)),
+            ))
+        })
+    });
 
     // Peers.
     let expected = format!("Bearer {}", issued.key().expose_secret());
