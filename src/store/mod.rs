@@ -42,6 +42,8 @@ mod memory;
 mod metadata;
 mod plan;
 mod policy;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod reconnect;
 mod record;
 #[cfg(feature = "redis")]
 mod redis;

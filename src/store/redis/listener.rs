@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::RedisKeyStore;
 use crate::scope::Scope;
+use crate::store::reconnect::reconnecting;
 use crate::store::{CachedKeyStore, KeyId};
 
 /// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
@@ -63,24 +64,20 @@ impl RevocationListener {
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
-        let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                if let Some(subscription) = subscribe(&cache, heartbeat).await {
-                    backoff = Duration::from_millis(50);
-                    cache.invalidate_all();
-                    counted.connects.fetch_add(1, Ordering::SeqCst);
-                    if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await
-                    {
-                        counted.stalls.fetch_add(1, Ordering::SeqCst);
-                    }
+        let task = tokio::spawn(reconnecting(move || {
+            let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
+            async move {
+                let Some(subscription) = subscribe(&cache, heartbeat).await else {
+                    return false;
+                };
+                cache.invalidate_all();
+                counted.connects.fetch_add(1, Ordering::SeqCst);
+                if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await {
+                    counted.stalls.fetch_add(1, Ordering::SeqCst);
                 }
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                true
             }
-        });
+        }));
         Self { task, counters }
     }
 

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::Postgres;
 
 use super::SqlKeyStore;
 use crate::scope::Scope;
+use crate::store::reconnect::reconnecting;
 use crate::store::{CachedKeyStore, KeyId};
 
 /// Keeps a [`CachedKeyStore`] over a PostgreSQL [`SqlKeyStore`] in step with revocations,
@@ -38,31 +38,28 @@ impl PgRevocationListener {
     pub fn spawn<S: Scope>(cache: Arc<CachedKeyStore<SqlKeyStore<S, Postgres>>>) -> Self {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
-        let task = tokio::spawn(async move {
-            let store = cache.inner();
-            let channel = store.queries.channel();
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                if let Ok(mut listener) = PgListener::connect_with(store.pool()).await {
-                    if listener.listen(&channel).await.is_ok() {
-                        backoff = Duration::from_millis(50);
-                        cache.invalidate_all();
-                        counted.connects.fetch_add(1, Ordering::SeqCst);
-                        // `try_recv` answers `None` when the connection was lost: a gap.
-                        while let Ok(Some(notification)) = listener.try_recv().await {
-                            if let Ok(id) = KeyId::new(notification.payload()) {
-                                cache.invalidate(&id).await;
-                            }
-                            counted.received.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
+        let task = tokio::spawn(reconnecting(move || {
+            let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
+            async move {
+                let store = cache.inner();
+                let Ok(mut listener) = PgListener::connect_with(store.pool()).await else {
+                    return false;
+                };
+                if listener.listen(&store.queries.channel()).await.is_err() {
+                    return false;
                 }
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                cache.invalidate_all();
+                counted.connects.fetch_add(1, Ordering::SeqCst);
+                // `try_recv` answers `None` when the connection was lost: a gap.
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    if let Ok(id) = KeyId::new(notification.payload()) {
+                        cache.invalidate(&id).await;
+                    }
+                    counted.received.fetch_add(1, Ordering::SeqCst);
+                }
+                true
             }
-        });
+        }));
         Self { task, counters }
     }
 
