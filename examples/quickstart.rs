@@ -23,13 +23,12 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use dashmap::DashMap;
 use serde::Deserialize;
 use tower_api_key::forg;
-use tower_api_key::manage::{agent_key, ActivityLog, KeysApi};
+use tower_api_key::manage::{agent_key, ActivityLog, ApiError, ApiJson, KeysApi};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
@@ -303,18 +302,8 @@ fn caller(identity: &Principal) -> Value {
 }
 
 /// An error in the FORG body shape.
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "error": message, "code": code, "status": status.as_u16() });
-    (status, Json(body)).into_response()
-}
-
-/// A body that is not the expected JSON: 400 in the FORG shape, not axum's plain text.
-fn bad_body(rejection: JsonRejection) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        &rejection.body_text(),
-    )
+fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    ApiError::new(status, code, message).into_response()
 }
 
 #[derive(Deserialize)]
@@ -329,11 +318,12 @@ struct Login {
 async fn login(
     State(demo): State<Demo>,
     headers: HeaderMap,
-    body: Result<Json<Login>, JsonRejection>,
+    body: Result<ApiJson<Login>, ApiError>,
 ) -> Response {
-    let Json(login) = match body {
+    // Not JSON: 400; JSON with a missing or mistyped field: 422 naming it.
+    let ApiJson(login) = match body {
         Ok(body) => body,
-        Err(rejection) => return bad_body(rejection),
+        Err(error) => return error.into_response(),
     };
     let accounts = demo.accounts.clone();
     let checked =
@@ -388,46 +378,39 @@ async fn me(identity: Principal) -> Json<Value> {
     Json(json!({ "data": caller(&identity) }))
 }
 
+/// The documented body is `{"email", "password"}`; `name` (the key's) is optional.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegisterAgent {
     email: String,
     password: String,
-    name: String,
+    name: Option<String>,
 }
 
 /// `POST /auth/register-agent`: an agent identity of its own, and a `fos_` key scoped to
-/// it (shown once). 409 when the e-mail is taken, 422 when the password is too short.
+/// it (shown once). 409 when the e-mail is taken, 422 naming the field when the password
+/// is too short, the e-mail is not one or the name is not plain text.
 async fn register_agent(
     State(demo): State<Demo>,
-    body: Result<Json<RegisterAgent>, JsonRejection>,
+    body: Result<ApiJson<RegisterAgent>, ApiError>,
 ) -> Response {
-    let Json(agent) = match body {
+    let ApiJson(agent) = match body {
         Ok(body) => body,
-        Err(rejection) => return bad_body(rejection),
+        Err(error) => return error.into_response(),
     };
     if agent.password.chars().count() < MIN_PASSWORD {
-        let message = format!("Password must be at least {MIN_PASSWORD} characters");
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            &message,
-        );
+        let message = format!("at least {MIN_PASSWORD} characters");
+        return ApiError::invalid([("password", message)]).into_response();
     }
-    if agent.email.is_empty() || !agent.email.contains('@') || agent.name.trim().is_empty() {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "A valid email and a name are required",
-        );
+    let email = agent.email.trim();
+    if email.len() < 3 || !email.contains('@') || email.contains(char::is_whitespace) {
+        return ApiError::invalid([("email", "an e-mail address")]).into_response();
     }
-    if demo.accounts.taken(&agent.email) {
-        return error(
-            StatusCode::CONFLICT,
-            "email_taken",
-            "An account with this email already exists",
-        );
-    }
+    // Without a name, the key is named after the agent's e-mail.
+    let name = agent
+        .name
+        .unwrap_or_else(|| format!("agent {email}").chars().take(100).collect());
+    // Validated before the account exists, so a refused key leaves no account behind.
     let Ok(id) = KeyId::generate() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -436,10 +419,28 @@ async fn register_agent(
         );
     };
     let agent_id = format!("agent_{}", id.as_str().trim_start_matches("key_"));
+    let new = match agent_key(agent_id.clone(), &name, &KeyFamily::FOS, email) {
+        Ok(new) => new,
+        Err(error) => return error.into_response(),
+    };
+    if demo.accounts.taken(&agent.email) {
+        return error(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "An account with this email already exists",
+        );
+    }
+    if demo.accounts.taken(email) {
+        return error(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "An account with this email already exists",
+        );
+    }
     let scopes: ScopeSet<ForgScope> = [ForgScope::ReadRules, ForgScope::ReadReports].into();
     let (accounts, email, password, owner) = (
         demo.accounts.clone(),
-        agent.email.clone(),
+        email.to_owned(),
         agent.password,
         agent_id.clone(),
     );
@@ -455,13 +456,6 @@ async fn register_agent(
         );
     }
     // The agent owns its key; who registered it is kept on the record.
-    let Ok(new) = agent_key(agent_id.clone(), agent.name, &KeyFamily::FOS, &agent.email) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "The email is too long",
-        );
-    };
     let new = new.scopes(scopes);
     match demo.keys.issue(new).await {
         Ok(issued) => {
@@ -549,6 +543,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
     let test = keys.test.key().expose_secret();
     let fos = keys.fos.key().expose_secret();
     let live_id = &keys.live.record().id;
+    let test_id = &keys.test.record().id;
     println!("tower-api-key quickstart listening on {base}\n");
     println!("Keys, shown once (the store keeps only their SHA-256 digests):");
     for (label, issued) in [
@@ -591,12 +586,13 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         ("log out: the session ends now, cookies cleared".to_owned(), format!("curl -i -b cookies.txt -c cookies.txt -X POST {base}/auth/logout -H \"X-CSRF-Token: $CSRF\"")),
         (
             "201: register an agent, get a fos_ key scoped to it (409 if the email is taken, 422 if the password is short)".to_owned(),
-            format!(r#"curl -i -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password","name":"ci bot"}}'"#),
+            format!(r#"curl -i -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password"}}'"#),
         ),
         ("the dashboard: log in with the demo account, create, rotate and revoke keys".to_owned(), format!("open {base}/dashboard")),
         ("the management API: the owner's keys, newest first (keys with admin may manage)".to_owned(), format!("curl -i {base}/v1/keys -H 'Authorization: Bearer {test}'")),
-        ("revoke the live key through the management API (the test key has admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
-        ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
+        ("404: a test key never sees, rotates or revokes a live key".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
+        ("revoke the test key through the management API (it has admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{test_id}/revoke -H 'Authorization: Bearer {test}'")),
+        ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {test}'")),
     ];
     println!("\nTry:");
     for (what, line) in tries {

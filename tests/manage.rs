@@ -622,3 +622,272 @@ async fn the_activity_log_stays_bounded() {
         "the stalest key was forgotten"
     );
 }
+
+/// Issue 21.1: a key acts only on keys of its own environment, on every endpoint; a key of
+/// the other environment is answered exactly like an unknown id. Failed before the fix:
+/// a test key rotated (201, a fresh `forg_live_`), disabled, revoked and deleted live keys
+/// and listed them.
+#[tokio::test]
+async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
+    let server = serve(|api| api.allow_keys_with(ForgScope::Admin)).await;
+    let issue = |family: KeyFamily, name: &'static str| {
+        let keys = Arc::clone(&server.keys);
+        async move {
+            keys.issue(NewKey::new("org_a", name, &family).scopes(ForgScope::Admin))
+                .await
+                .unwrap()
+        }
+    };
+    let live = issue(KeyFamily::FORG_LIVE, "live admin").await;
+    let test = issue(KeyFamily::FORG_TEST, "test admin").await;
+    let live_target = issue(KeyFamily::FORG_LIVE, "live target").await;
+    let test_target = issue(KeyFamily::FORG_TEST, "test target").await;
+
+    for (caller, own, other) in [
+        (&test, &test_target, &live_target),
+        (&live, &live_target, &test_target),
+    ] {
+        let key = caller.key().expose_secret();
+        let (status, listed) = with_key(&server, key, "GET", "/api/keys", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let environments: Vec<&str> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|record| record["environment"].as_str().unwrap())
+            .collect();
+        assert_eq!(environments.len(), 2, "{listed}");
+        assert!(
+            environments
+                .iter()
+                .all(|e| *e == caller.record().environment.as_str()),
+            "{listed}"
+        );
+        for (method, path) in [
+            ("GET", "/api/keys/{id}"),
+            ("GET", "/api/keys/{id}/activity"),
+            ("POST", "/api/keys/{id}/rotate"),
+            ("POST", "/api/keys/{id}/revoke"),
+            ("POST", "/api/keys/{id}/disable"),
+            ("POST", "/api/keys/{id}/enable"),
+            ("DELETE", "/api/keys/{id}"),
+        ] {
+            let at = |id: &str| path.replace("{id}", id);
+            let unknown = with_key(&server, key, method, &at("key_unknown"), None).await;
+            let other_env =
+                with_key(&server, key, method, &at(other.record().id.as_str()), None).await;
+            assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+            assert_eq!(other_env, unknown, "{method} {path}: like an unknown id");
+        }
+        // Nothing changed on the other environment's key.
+        let untouched = server.keys.get(&other.record().id).await.unwrap().unwrap();
+        assert!(!untouched.revoked && !untouched.disabled && untouched.revoked_at.is_none());
+        assert_eq!(
+            with_key(
+                &server,
+                other.key().expose_secret(),
+                "GET",
+                "/v1/ping",
+                None
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        // The caller's own environment is still managed, on every endpoint.
+        let id = own.record().id.as_str();
+        for (method, path, expected) in [
+            ("GET", format!("/api/keys/{id}"), StatusCode::OK),
+            ("GET", format!("/api/keys/{id}/activity"), StatusCode::OK),
+            ("POST", format!("/api/keys/{id}/disable"), StatusCode::OK),
+            ("POST", format!("/api/keys/{id}/enable"), StatusCode::OK),
+            // Last: the caller rotates itself (revoked at once).
+            (
+                "POST",
+                format!("/api/keys/{}/rotate", caller.record().id),
+                StatusCode::CREATED,
+            ),
+        ] {
+            let (status, body) = with_key(&server, key, method, &path, None).await;
+            assert_eq!(status, expected, "{method} {path}: {body}");
+        }
+    }
+
+    // Sessions (the dashboard) keep managing both environments of their owner.
+    let alice = User::login(&server, "org_a", "admin").await;
+    let (_, listed) = alice.call("GET", "/keys", None).await;
+    let environments: std::collections::BTreeSet<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["environment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        environments.into_iter().collect::<Vec<_>>(),
+        ["live", "test"]
+    );
+    for target in [&live_target, &test_target] {
+        let (status, _) = alice
+            .call(
+                "POST",
+                &format!("/keys/{}/revoke", target.record().id),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+/// Issue 21.2: an `expires_at` past what the clock can count is a 422 naming the field,
+/// not a panic ("overflow when adding duration to instant") that kills the connection.
+#[tokio::test]
+async fn an_expiry_out_of_range_is_a_validation_error() {
+    let server = serve(|api| api).await;
+    let alice = User::login(&server, "org_a", "read:rules").await;
+    for expires_at in [
+        json!(9_223_372_036_854_775_808u64),
+        json!(u64::MAX),
+        json!(253_402_300_800u64), // 10000-01-01: past RFC 3339
+    ] {
+        let (status, body) = alice
+            .call(
+                "POST",
+                "/keys",
+                Some(json!({ "name": "k", "environment": "test", "expires_at": expires_at })),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{expires_at}: {body}"
+        );
+        assert_eq!(body["fields"][0]["field"], "expires_at");
+    }
+    for expires_at in [json!(-1), json!(1.5), json!("tomorrow"), json!(1e300)] {
+        let (status, body) = alice
+            .call(
+                "POST",
+                "/keys",
+                Some(json!({ "name": "k", "environment": "test", "expires_at": expires_at })),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{expires_at}: {body}"
+        );
+        assert_eq!(body["fields"][0]["field"], "expires_at", "{body}");
+    }
+    let (status, _) = alice
+        .call(
+            "POST",
+            "/keys",
+            Some(json!({ "name": "k", "environment": "test", "expires_at": 253_402_300_799u64 })),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the last second of 9999 is fine"
+    );
+}
+
+/// Issue 21.7: JSON that misses or mistypes a field is 422 naming it, on every endpoint
+/// with a body; 400 stays for bodies that are not JSON.
+#[tokio::test]
+async fn json_with_a_wrong_field_is_422_naming_the_field() {
+    let server = serve(|api| api).await;
+    let alice = User::login(&server, "org_a", "read:rules").await;
+    let (_, created) = alice
+        .call(
+            "POST",
+            "/keys",
+            Some(json!({ "name": "k", "environment": "test" })),
+        )
+        .await;
+    let id = created["record"]["id"].as_str().unwrap().to_owned();
+    let rotate = format!("/keys/{id}/rotate");
+    for (path, body, field) in [
+        ("/keys", json!({ "environment": "test" }), "name"),
+        ("/keys", json!({ "name": 7, "environment": "test" }), "name"),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "scopes": "admin" }),
+            "scopes",
+        ),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "scopes": [1] }),
+            "scopes[0]",
+        ),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "metadata": [] }),
+            "metadata",
+        ),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "colour": "red" }),
+            "colour",
+        ),
+        ("/keys", json!([]), "body"),
+        ("/keys", json!(null), "body"),
+        (&rotate, json!({ "grace_seconds": "soon" }), "grace_seconds"),
+        (&rotate, json!({ "grace_seconds": -5 }), "grace_seconds"),
+    ] {
+        let (status, answer) = alice.call("POST", path, Some(body.clone())).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+            "{body}: {answer}"
+        );
+        assert_eq!(answer["fields"][0]["field"], field, "{body}: {answer}");
+        assert!(
+            !answer.to_string().contains("line 1"),
+            "no parser positions"
+        );
+    }
+}
+
+/// Issue 21.8: bidi controls and invisible characters in names and metadata are refused
+/// like control characters, so a name cannot display as another key's.
+#[tokio::test]
+async fn names_and_metadata_with_bidi_or_invisible_characters_are_refused() {
+    let server = serve(|api| api).await;
+    let alice = User::login(&server, "org_a", "read:rules").await;
+    for spoof in [
+        "prod\u{202E}tset",
+        "ci\u{200B}",
+        "a\u{2066}b\u{2069}",
+        "\u{FEFF}deploy",
+        "x\u{200D}y",
+        "\u{061C}",
+    ] {
+        let (status, body) = alice
+            .call(
+                "POST",
+                "/keys",
+                Some(json!({ "name": spoof, "environment": "test" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{spoof:?}");
+        assert_eq!(body["fields"][0]["field"], "name");
+        let (status, body) = alice
+            .call(
+                "POST",
+                "/keys",
+                Some(json!({ "name": "k", "environment": "test", "metadata": { "team": spoof } })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{spoof:?}");
+        assert_eq!(body["fields"][0]["field"], "metadata");
+    }
+    let (status, _) = alice
+        .call(
+            "POST",
+            "/keys",
+            Some(json!({ "name": "déploiement — prod ✓", "environment": "test" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "ordinary Unicode is fine");
+}

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,13 +13,19 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::error::{ApiError, ApiJson};
 use super::log::ActivityStore;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::ScopeSet;
 use crate::store::{
-    IssuedKey, KeyId, KeyRecord, KeyStatus, ManageError, ManageKeys, Metadata, NewKey,
+    is_plain_text, IssuedKey, KeyId, KeyRecord, KeyStatus, ManageError, ManageKeys, Metadata,
+    NewKey,
 };
+
+/// The latest `expires_at` accepted: 9999-12-31T23:59:59Z, the last second RFC 3339 can
+/// write; later is 422, never an overflow.
+const LATEST_EXPIRY: u64 = 253_402_300_799;
 
 /// Every route of the router, as `(method, path)`: `docs/openapi.json` describes exactly
 /// these (a test checks it).
@@ -137,128 +142,27 @@ impl<St: ManageKeys> KeysApi<St> {
         }
     }
 
-    /// The caller's owner's key `id`; any other is 404, like an unknown id.
+    /// The caller's owner's key `id`, if the caller may see it ([`sees`]); any other is
+    /// 404, exactly like an unknown id.
     async fn owned(
         &self,
         caller: &Principal,
         id: &str,
     ) -> Result<Arc<KeyRecord<St::Scope>>, ApiError> {
-        let not_found = || ApiError::new(StatusCode::NOT_FOUND, "key_not_found", "Key not found");
-        let id = KeyId::new(id).map_err(|_| not_found())?;
+        let id = KeyId::new(id).map_err(|_| ApiError::key_not_found())?;
         match self.store.get(&id).await? {
-            Some(record) if record.owner == caller.owner() => Ok(record),
-            _ => Err(not_found()),
+            Some(record) if sees(caller, &record) => Ok(record),
+            _ => Err(ApiError::key_not_found()),
         }
     }
 }
 
-/// An error in the FORG body shape, with the offending fields for 422.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    fields: Vec<(String, String)>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            fields: Vec::new(),
-        }
-    }
-
-    fn invalid(fields: Vec<(String, String)>) -> Self {
-        Self {
-            fields,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "Validation failed",
-            )
-        }
-    }
-}
-
-impl From<ManageError> for ApiError {
-    fn from(error: ManageError) -> Self {
-        match error {
-            ManageError::NotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, "key_not_found", "Key not found")
-            }
-            ManageError::KeyLimitReached { limit } => Self::new(
-                StatusCode::CONFLICT,
-                "key_limit_reached",
-                format!(
-                    "Maximum {limit} keys per user. Delete unused keys before creating new ones."
-                ),
-            ),
-            ManageError::PlanRequired(environment) => Self::new(
-                StatusCode::FORBIDDEN,
-                "plan_required",
-                format!("{environment} keys require a higher plan: upgrade to create them"),
-            ),
-            ManageError::FamilyNotAccepted(_) => Self::invalid(vec![(
-                "environment".into(),
-                "no key family of this environment is accepted here".into(),
-            )]),
-            ManageError::Duplicate => Self::new(StatusCode::CONFLICT, "conflict", "Try again"),
-            ManageError::Generate(_) | ManageError::Store(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "auth_unavailable",
-                "Key management is temporarily unavailable",
-            ),
-        }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(error: crate::store::StoreError) -> Self {
-        ManageError::Store(error).into()
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let (status, code) = match &rejection {
-            JsonRejection::JsonDataError(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
-            }
-            JsonRejection::MissingJsonContentType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            JsonRejection::BytesRejection(_)
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            _ => (StatusCode::BAD_REQUEST, "invalid_request"),
-        };
-        // serde's message names the field and the problem, never the value of a secret.
-        let mut error = Self::new(status, code, rejection.body_text());
-        if status == StatusCode::UNPROCESSABLE_ENTITY {
-            error.fields = vec![("body".into(), rejection.body_text())];
-        }
-        error
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body =
-            json!({ "error": self.message, "code": self.code, "status": self.status.as_u16() });
-        if !self.fields.is_empty() {
-            body["fields"] = self
-                .fields
-                .into_iter()
-                .map(|(field, message)| json!({ "field": field, "message": message }))
-                .collect();
-        }
-        (self.status, Json(body)).into_response()
-    }
+/// Whether `caller` may see and act on `record`: its owner's keys only, and for a key
+/// caller only keys of its own environment (a test key never touches a live key). A
+/// session manages both environments of its owner.
+fn sees<S: crate::scope::Scope>(caller: &Principal, record: &KeyRecord<S>) -> bool {
+    record.owner == caller.owner()
+        && (caller.kind() == CredentialKind::Session || record.environment == caller.environment())
 }
 
 fn unix(at: SystemTime) -> u64 {
@@ -310,18 +214,18 @@ struct CreateKey {
 async fn create<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,
     caller: Principal,
-    body: Result<Json<CreateKey>, JsonRejection>,
+    body: Result<ApiJson<CreateKey>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller_scopes = api.authorize(&caller)?;
-    let Json(body) = body?;
+    let ApiJson(body) = body?;
     let policy = api.store.policy();
     let now = policy.now();
-    let mut fields = Vec::new();
+    let mut fields: Vec<(String, String)> = Vec::new();
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 100 || !is_plain_text(name) {
         fields.push((
             "name".into(),
-            "1 to 100 characters, no control characters".into(),
+            "1 to 100 characters, no control, bidi or invisible characters".into(),
         ));
     }
     let environment = match body.environment.as_str() {
@@ -349,11 +253,12 @@ async fn create<St: ManageKeys>(
     }
     let expires_at = body
         .expires_at
+        .filter(|secs| *secs <= LATEST_EXPIRY)
         .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
-    if expires_at.is_some_and(|at| at <= now) {
+    if body.expires_at.is_some() && expires_at.is_none_or(|at| at <= now) {
         fields.push((
             "expires_at".into(),
-            "must be in the future (Unix seconds)".into(),
+            "must be in the future and at most 9999-12-31 (Unix seconds)".into(),
         ));
     }
     let metadata = match Metadata::try_from(body.metadata) {
@@ -411,7 +316,11 @@ async fn list<St: ManageKeys>(
     let now = api.store.policy().now();
     let mut records = api.store.list(caller.owner()).await?;
     records.reverse(); // newest first
-    let data: Vec<Value> = records.iter().map(|record| view(record, now)).collect();
+    let data: Vec<Value> = records
+        .iter()
+        .filter(|record| sees(&caller, record))
+        .map(|record| view(record, now))
+        .collect();
     Ok(Json(json!({ "data": data })).into_response())
 }
 
@@ -486,18 +395,15 @@ async fn rotate<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,
     caller: Principal,
     Path(id): Path<String>,
-    body: Result<Option<Json<RotateKey>>, JsonRejection>,
+    body: Result<Option<ApiJson<RotateKey>>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller_scopes = api.authorize(&caller)?;
     let grace = body?
-        .map(|Json(body)| body)
+        .map(|ApiJson(body)| body)
         .unwrap_or_default()
         .grace_seconds;
     if grace.is_some_and(|secs| secs > 30 * 86_400) {
-        return Err(ApiError::invalid(vec![(
-            "grace_seconds".into(),
-            "at most 30 days".into(),
-        )]));
+        return Err(ApiError::invalid([("grace_seconds", "at most 30 days")]));
     }
     let record = api.owned(&caller, &id).await?;
     // Rotation keeps the scopes: nobody gets a fresh key with scopes they lack.
@@ -533,7 +439,7 @@ async fn activity<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
     let Query(page) =
-        page.map_err(|rejection| ApiError::invalid(vec![("query".into(), rejection.body_text())]))?;
+        page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
     let record = api.owned(&caller, &id).await?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
     let data = match &api.log {

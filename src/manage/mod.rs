@@ -34,24 +34,30 @@
 //! - by default only **session**-authenticated callers manage keys ("after session auth"),
 //!   so a leaked key cannot mint more; [`KeysApi::allow_keys_with`] lets keys that carry a
 //!   chosen scope in too;
-//! - a caller sees and changes only its own owner's keys: another owner's key is 404
-//!   `key_not_found`, exactly like an unknown id;
+//! - a caller sees and changes only its own owner's keys, and a key caller only keys of
+//!   its own environment (a test key never lists, sees, rotates, revokes, disables or
+//!   deletes a live key; sessions manage both): any other key is 404 `key_not_found`,
+//!   exactly like an unknown id;
 //! - a new or rotated key's scopes must be a subset of the caller's (403
 //!   `insufficient_scope`), and a key caller may only issue keys of its own environment;
 //! - unsafe methods go through the session's CSRF check in the [`AuthLayer`](crate::AuthLayer).
 //!
 //! Errors have the FORG shape: 404 `key_not_found`; 409 `key_limit_reached` ("Maximum 10
 //! keys per user. Delete unused keys before creating new ones."); 422 `validation_failed`
-//! with `fields`; 403 `plan_required`; 400 `invalid_request` for malformed JSON, 413 for a
-//! body over the limit (16 KiB), 415 without a JSON content type. The OpenAPI description
-//! is `docs/openapi.json`.
+//! with `fields` (JSON with a missing, unknown or mistyped field too, through
+//! [`ApiJson`]; names and metadata must be [plain text](crate::store::is_plain_text),
+//! `expires_at` at most 9999-12-31); 403 `plan_required`; 400 `invalid_request` for a
+//! body that is not JSON, 413 for a body over the limit (16 KiB), 415 without a JSON
+//! content type. The OpenAPI description is `docs/openapi.json`.
 
 mod api;
+mod error;
 mod log;
 #[cfg(feature = "redis")]
 mod redis_log;
 
 pub use api::{KeysApi, ROUTES};
+pub use error::{ApiError, ApiJson};
 pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
 #[cfg(feature = "redis")]
 pub use redis_log::RedisActivityLog;
@@ -61,16 +67,30 @@ use crate::scope::Scope;
 use crate::store::{Metadata, NewKey};
 
 /// A key for an agent identity a user created (the quickstart's `register-agent`): the
-/// agent owns it, and who created it is kept on the record (metadata `created_by`).
+/// agent owns it, and who created it is kept on the record (metadata `created_by`). The
+/// name follows the management API's rule (1 to 100 characters of
+/// [plain text](crate::store::is_plain_text)).
 ///
 /// # Errors
-/// When `created_by` is not a valid metadata value (over 256 bytes, control characters).
+/// 422 naming `name` or `email` (`created_by`: over 256 bytes, or not plain text).
 pub fn agent_key<S: Scope>(
     agent: impl Into<String>,
-    name: impl Into<String>,
+    name: &str,
     family: &KeyFamily,
     created_by: &str,
-) -> Result<NewKey<S>, crate::store::InvalidMetadata> {
-    let metadata = Metadata::new([("created_by", created_by)])?;
+) -> Result<NewKey<S>, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || !crate::store::is_plain_text(name) {
+        return Err(ApiError::invalid([(
+            "name",
+            "1 to 100 characters, no control, bidi or invisible characters",
+        )]));
+    }
+    let metadata = Metadata::new([("created_by", created_by)]).map_err(|_| {
+        ApiError::invalid([(
+            "email",
+            "at most 256 bytes, no control, bidi or invisible characters",
+        )])
+    })?;
     Ok(NewKey::new(agent, name, family).metadata(metadata))
 }

@@ -333,13 +333,14 @@ pub trait ManageKeys: KeyStore {
                 record,
                 now,
                 max_active: policy.max_active(),
-                replacing: grace.map(|grace| {
+                // A grace past what the clock can count leaves the old key valid.
+                replacing: grace.and_then(|grace| {
                     let revocation = if grace.is_zero() {
                         Revocation::immediate(now)
                     } else {
-                        Revocation::scheduled(now + grace)
+                        Revocation::scheduled(now.checked_add(grace)?)
                     };
-                    (id.clone(), revocation)
+                    Some((id.clone(), revocation))
                 }),
             };
             let record = self.insert(insert).await?;

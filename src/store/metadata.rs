@@ -10,7 +10,8 @@ const MAX_VALUE_LEN: usize = Metadata::MAX_VALUE_LEN;
 
 /// A key's metadata: at most [`MAX_ENTRIES`](Self::MAX_ENTRIES) entries, names of `a-z 0-9 _ - .` (at most
 /// [`MAX_NAME_LEN`](Self::MAX_NAME_LEN)), values of at most
-/// [`MAX_VALUE_LEN`](Self::MAX_VALUE_LEN) bytes without control characters.
+/// [`MAX_VALUE_LEN`](Self::MAX_VALUE_LEN) bytes of plain text (no control, bidi or
+/// invisible characters, see [`is_plain_text`]).
 /// Bounded so that a record stays small in every store and safe to show in a dashboard;
 /// validated wherever it is built or read (serde too). Never put a secret in it: it is
 /// shown to handlers through the [`Principal`](crate::Principal) and listed with the key.
@@ -40,8 +41,8 @@ pub enum InvalidMetadata {
     /// A name is empty, too long or has a character outside `a-z 0-9 _ - .`.
     #[error("metadata name `{0}` is not 1 to {MAX_NAME_LEN} characters of a-z 0-9 _ - .")]
     Name(String),
-    /// A value is too long or has a control character.
-    #[error("metadata value of `{0}` is over {MAX_VALUE_LEN} bytes or has a control character")]
+    /// A value is too long or is not plain text ([`is_plain_text`]).
+    #[error("metadata value of `{0}` is over {MAX_VALUE_LEN} bytes or has a control, bidi or invisible character")]
     Value(String),
 }
 
@@ -50,7 +51,7 @@ impl Metadata {
     pub const MAX_ENTRIES: usize = 16;
     /// Names: 1 to 64 characters of `a-z 0-9 _ - .`.
     pub const MAX_NAME_LEN: usize = 64;
-    /// Values: at most 256 bytes of UTF-8 without control characters.
+    /// Values: at most 256 bytes of UTF-8 plain text ([`is_plain_text`]).
     pub const MAX_VALUE_LEN: usize = 256;
 
     /// Validates `entries`.
@@ -101,12 +102,43 @@ impl TryFrom<BTreeMap<String, String>> for Metadata {
             if !valid_name {
                 return Err(InvalidMetadata::Name(shown(name)));
             }
-            if value.len() > MAX_VALUE_LEN || value.chars().any(char::is_control) {
+            if value.len() > MAX_VALUE_LEN || !is_plain_text(value) {
                 return Err(InvalidMetadata::Value(shown(name)));
             }
         }
         Ok(Self(entries))
     }
+}
+
+/// Whether `text` can be shown as it is: no control characters, no bidirectional
+/// controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C) and no invisible
+/// characters (zero-width spaces and joiners, word joiner, BOM, soft hyphen, invisible
+/// operators, Mongolian vowel separator, tag characters). With those, a key's name or
+/// metadata could display as another key's in a dashboard (Trojan Source, CVE-2021-42574).
+///
+/// ```
+/// use tower_api_key::store::is_plain_text;
+///
+/// assert!(is_plain_text("production — eu-west"));
+/// assert!(!is_plain_text("prod\u{202E}tset"));
+/// assert!(!is_plain_text("ci\u{200B}"));
+/// ```
+pub fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{061C}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{FEFF}'
+                    | '\u{E0000}'..='\u{E007F}'
+            )
+    })
 }
 
 impl From<Metadata> for BTreeMap<String, String> {
@@ -133,7 +165,14 @@ mod tests {
                 "{name:?}"
             );
         }
-        for value in ["line\nbreak", "nul\0", &"v".repeat(MAX_VALUE_LEN + 1)] {
+        for value in [
+            "line\nbreak",
+            "nul\0",
+            "rtl\u{202E}",
+            "zero\u{200B}width",
+            "isolate\u{2067}",
+            &"v".repeat(MAX_VALUE_LEN + 1),
+        ] {
             assert!(matches!(
                 Metadata::new([("k", value)]),
                 Err(InvalidMetadata::Value(_))

@@ -62,7 +62,7 @@ pub use allowlist::{AllowedNetworks, InvalidNetworks};
 pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
-pub use metadata::{InvalidMetadata, Metadata};
+pub use metadata::{is_plain_text, InvalidMetadata, Metadata};
 pub use plan::{Plan, PlanAnswer, PlanPolicy, PlanTable};
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};

@@ -350,7 +350,8 @@ impl<S: Scope> NewKey<S> {
         record.expires_at = match self.expiry {
             Expiry::Never => None,
             Expiry::At(at) => Some(at),
-            Expiry::After(ttl) => Some(now + ttl),
+            // A lifetime past what the clock can count never ends.
+            Expiry::After(ttl) => now.checked_add(ttl),
         };
         record.rate_limits = self.rate_limits;
         record.metadata = self.metadata;

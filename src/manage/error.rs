@@ -1,0 +1,283 @@
+//! [`ApiError`]: the FORG error body of the management API, and [`ApiJson`], the JSON body
+//! extractor whose rejections are such errors (400 not JSON, 422 JSON with a wrong field).
+
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::store::{ManageError, StoreError};
+
+/// An error in the FORG body shape, `{"error", "code", "status"}`, with `fields` (each a
+/// `{"field", "message"}`) for 422 `validation_failed`.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use axum::response::IntoResponse;
+/// use tower_api_key::manage::ApiError;
+///
+/// let error = ApiError::invalid([("email", "must contain @")]);
+/// assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+/// assert_eq!(error.into_response().status(), StatusCode::UNPROCESSABLE_ENTITY);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: Vec<(String, String)>,
+}
+
+impl ApiError {
+    /// An error with `status`, a stable snake_case `code` and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// 422 `validation_failed`, naming each offending field and what is wrong with it.
+    pub fn invalid<F: Into<String>, M: Into<String>>(
+        fields: impl IntoIterator<Item = (F, M)>,
+    ) -> Self {
+        Self {
+            fields: fields
+                .into_iter()
+                .map(|(field, message)| (field.into(), message.into()))
+                .collect(),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation failed",
+            )
+        }
+    }
+
+    /// 503 `auth_unavailable`: a store failed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", message)
+    }
+
+    pub(crate) fn key_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "key_not_found", "Key not found")
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The code, e.g. `validation_failed`.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The offending fields and what is wrong with each (422 only).
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(f, m)| (f.as_str(), m.as_str()))
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(error: ManageError) -> Self {
+        match error {
+            ManageError::NotFound(_) => Self::key_not_found(),
+            ManageError::KeyLimitReached { limit } => Self::new(
+                StatusCode::CONFLICT,
+                "key_limit_reached",
+                format!(
+                    "Maximum {limit} keys per user. Delete unused keys before creating new ones."
+                ),
+            ),
+            ManageError::PlanRequired(environment) => Self::new(
+                StatusCode::FORBIDDEN,
+                "plan_required",
+                format!("{environment} keys require a higher plan: upgrade to create them"),
+            ),
+            ManageError::FamilyNotAccepted(_) => Self::invalid([(
+                "environment",
+                "no key family of this environment is accepted here",
+            )]),
+            ManageError::Duplicate => Self::new(StatusCode::CONFLICT, "conflict", "Try again"),
+            ManageError::Generate(_) | ManageError::Store(_) => {
+                Self::unavailable("Key management is temporarily unavailable")
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ManageError::Store(error).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body =
+            json!({ "error": self.message, "code": self.code, "status": self.status.as_u16() });
+        if !self.fields.is_empty() {
+            body["fields"] = self
+                .fields
+                .into_iter()
+                .map(|(field, message)| json!({ "field": field, "message": message }))
+                .collect();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A JSON request body of type `T`, as an axum extractor whose rejection is an
+/// [`ApiError`]: 415 without a JSON `Content-Type`, 413 over the body limit, 400
+/// `invalid_request` when the body is not JSON, and 422 `validation_failed` naming the field
+/// when it is JSON but a field is missing, unknown or of the wrong type. Messages never
+/// repeat the values sent. As an `Option<ApiJson<T>>`, a request without a body is `None`.
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use serde::Deserialize;
+/// use tower_api_key::manage::ApiJson;
+///
+/// #[derive(Deserialize)]
+/// struct Login { email: String, password: String }
+///
+/// let app: Router = Router::new().route("/login", post(|ApiJson(login): ApiJson<Login>| async move {
+///     login.email
+/// }));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    /// Parses `bytes` as the extractor does.
+    ///
+    /// # Errors
+    /// 400 when `bytes` is not JSON, 422 naming the field when it is not a `T`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|error| refused(error.path().to_string(), error.into_inner()))?;
+        deserializer
+            .end()
+            .map_err(|error| refused(".".into(), error))?;
+        Ok(Self(value))
+    }
+}
+
+/// Why a body is not a `T`: its syntax (400) or a field (422).
+fn refused(path: String, error: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    if !matches!(error.classify(), Category::Data) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body is not valid JSON",
+        );
+    }
+    // serde's message, without the position and without any value it quotes.
+    let text = error.to_string();
+    let text = text.rfind(" at line ").map_or(&*text, |at| &text[..at]);
+    let named = |marker: &str| {
+        let rest = text.strip_prefix(marker)?;
+        rest.split('`').next().map(str::to_owned)
+    };
+    let (field, message) = if let Some(field) = named("missing field `") {
+        (field, "missing field".to_owned())
+    } else if let Some(field) = named("unknown field `") {
+        (field, "unknown field".to_owned())
+    } else {
+        let expected = text
+            .find(", expected ")
+            .map(|at| &text[at + 2..])
+            .unwrap_or("invalid value");
+        let field = if path == "." { "body".to_owned() } else { path };
+        (field, expected.chars().take(200).collect())
+    };
+    // A field's name is the client's own input: shown, but never at any length.
+    let field: String = field.chars().take(64).collect();
+    let mut refused = ApiError::invalid([(field.clone(), message.clone())]);
+    refused.message = format!("Validation failed: {message} `{field}`");
+    refused
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The body is over the limit",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "The body could not be read",
+                )
+            }
+        })
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Expected `Content-Type: application/json`",
+    )
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(unsupported_media_type());
+        }
+        Self::from_bytes(&body_of(request, state).await?)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let json = is_json(request.headers());
+        let declared = request.headers().contains_key(header::CONTENT_TYPE);
+        let bytes = body_of(request, state).await?;
+        match (json, declared) {
+            (true, _) => Self::from_bytes(&bytes).map(Some),
+            (false, false) if bytes.is_empty() => Ok(None),
+            _ => Err(unsupported_media_type()),
+        }
+    }
+}
