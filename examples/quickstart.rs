@@ -271,7 +271,7 @@ pub fn app(demo: &Demo) -> Router {
         .route_layer(
             ServiceBuilder::new()
                 .layer(limits.layer(forg::AI))
-                .layer(spend.layer(0)), // the handler reports its cost
+                .layer(spend.layer(0).reports_at_most(REVIEW_COST)), // the handler reports its cost
         );
     let api = standard.merge(ai).layer(
         ServiceBuilder::new()

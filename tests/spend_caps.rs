@@ -191,34 +191,109 @@ async fn test_keys_reset_every_hour_and_never_share_the_live_budget() {
 }
 
 #[tokio::test]
-async fn a_reported_cost_that_crosses_the_cap_blocks_the_next_request() {
+async fn a_request_runs_only_when_the_most_it_may_cost_fits_and_the_report_settles_it() {
     let (store, clock) = store_with_clock();
     let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let handler = Metered::default();
-    handler.cost.store(70, Ordering::SeqCst);
-    // Cost known only afterwards: nothing fixed.
-    let service =
-        AuthLayer::new(store).layer(caps(&clock, 100, 0).layer(0).layer(handler.service()));
+    handler.cost.store(45, Ordering::SeqCst);
+    // Cost known only afterwards: nothing fixed, at most 70.
+    let layer = caps(&clock, 100, 0).layer(0).reports_at_most(70);
+    let service = AuthLayer::new(store).layer(layer.layer(handler.service()));
     let key = key.key().expose_secret();
 
     let first = send(service.clone(), bearer(key)).await;
     assert_eq!(
         first.header("spend-cap"),
-        Some("limit=100, remaining=30, reset=2678400")
+        Some("limit=100, remaining=55, reset=2678400"),
+        "70 reserved, 25 given back"
     );
+    assert_eq!(handler.seen.lock().unwrap().unwrap().spent(), 70);
     let second = send(service.clone(), bearer(key)).await;
     assert_eq!(
         second.status,
-        StatusCode::OK,
-        "30 were left: the request runs"
+        StatusCode::PAYMENT_REQUIRED,
+        "55 left: a request that may cost 70 does not run"
     );
+    assert_eq!(handler.calls(), 1);
+    // A report over the declared most is charged as the most.
+    handler.cost.store(500, Ordering::SeqCst);
+    let (store, clock) = store_with_clock();
+    let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let service = AuthLayer::new(store).layer(
+        caps(&clock, 100, 0)
+            .layer(5)
+            .reports_at_most(20)
+            .layer(handler.service()),
+    );
+    let over = send(service, bearer(key.key().expose_secret())).await;
     assert_eq!(
-        second.header("spend-cap"),
-        Some("limit=100, remaining=0, reset=2678400")
+        over.header("spend-cap"),
+        Some("limit=100, remaining=75, reset=2678400")
     );
-    let third = send(service, bearer(key)).await;
-    assert_eq!(third.status, StatusCode::PAYMENT_REQUIRED);
-    assert_eq!(handler.calls(), 2);
+}
+
+/// Issue 21.4: cap 100, a handler that reports 10, 100 requests in flight at once: 10 run
+/// and 100 is spent. Failed before the fix: all 100 ran and 1,000 was spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_never_spend_past_the_cap() {
+    let (store, clock) = store_with_clock();
+    let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let usage = MemoryUsage::with_clock(clock.clone());
+    let budgets = Budgets::new().default_cap(Environment::Live, 100);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+        tower::service_fn(move |_: Request<String>| {
+            let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+            async move {
+                let released = release.notified();
+                entered.fetch_add(1, Ordering::SeqCst);
+                released.await; // every admitted request is in flight at once
+                let mut response = Response::new(Full::new(Bytes::from_static(b"tokens")));
+                response.extensions_mut().insert(ReportedCost(10));
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let service = AuthLayer::new(store).layer(
+        SpendCaps::with_backend(budgets, usage.clone())
+            .layer(0)
+            .reports_at_most(10)
+            .layer(handler),
+    );
+    let key = key.key().expose_secret().to_owned();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let (service, key, refused) = (service.clone(), key.clone(), Arc::clone(&refused));
+            tokio::spawn(async move {
+                let answer = send(service, bearer(&key)).await;
+                if answer.status == StatusCode::PAYMENT_REQUIRED {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                answer.status
+            })
+        })
+        .collect();
+    common::until("every request admitted or refused", || {
+        entered.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst) == 100
+    })
+    .await;
+    assert_eq!(entered.load(Ordering::SeqCst), 10);
+    release.notify_waiters();
+    let mut served = 0;
+    for request in requests {
+        served += usize::from(request.await.unwrap() == StatusCode::OK);
+    }
+    assert_eq!(served, 10);
+    let owner = Counter {
+        environment: Environment::Live,
+        per: BudgetPer::Owner,
+        subject: "org_1",
+        period: Period::Monthly,
+    };
+    assert_eq!(usage.spent(owner), 100);
 }
 
 #[tokio::test]
@@ -399,15 +474,25 @@ fn memory_counters_of_past_periods_are_dropped() {
     assert_eq!(usage.spent(counter("a")), 0, "a new hour");
     usage.housekeeping();
     assert_eq!(usage.tracked(), 0);
-    let recorded = usage
-        .charge_now(counter("a"), 25, 10, Charge::Record)
+    let over = usage
+        .charge_now(counter("a"), 25, 10, Charge::Reserve)
         .unwrap()
         .unwrap();
-    assert!(recorded.allowed, "a record is never refused");
-    assert_eq!(recorded.spent, 25);
-    let reserve = usage
-        .charge_now(counter("a"), 0, 10, Charge::Reserve)
-        .unwrap()
-        .unwrap();
-    assert!(!reserve.allowed, "nothing left");
+    assert!(!over.allowed, "never past the cap");
+    assert_eq!(over.spent, 0);
 }
+
+#[macro_use]
+mod usage_conformance;
+
+struct MemoryFixture;
+
+impl usage_conformance::Fixture for MemoryFixture {
+    type Backend = MemoryUsage;
+
+    async fn backend(&self, clock: ManualClock) -> MemoryUsage {
+        MemoryUsage::with_clock(clock)
+    }
+}
+
+usage_suite!(Some(MemoryFixture));

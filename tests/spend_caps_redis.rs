@@ -109,32 +109,139 @@ async fn a_cost_reported_on_one_instance_blocks_the_next_request_on_the_other() 
     let budgets = Budgets::new().default_cap(Environment::Live, 100);
     let handler = tower::service_fn(|_: Request<String>| async {
         let mut response = Response::new(Full::new(Bytes::from_static(b"tokens")));
-        response.extensions_mut().insert(ReportedCost(120));
+        response.extensions_mut().insert(ReportedCost(50));
         Ok::<_, Infallible>(response)
     });
     let a = AuthLayer::new(store.clone()).layer(
         SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
             .layer(0)
+            .reports_at_most(60)
             .layer(handler),
     );
     let b = AuthLayer::new(store).layer(
         SpendCaps::with_backend(budgets, usage(&redis, &ns).await)
             .layer(0)
+            .reports_at_most(60)
             .layer(handler),
     );
     let key = issued.key().expose_secret();
     let first = send(a, bearer(key)).await;
     assert_eq!(first.status, StatusCode::OK);
     assert!(
-        first.header("spend-cap").unwrap().contains("remaining=0"),
-        "recorded before the response was returned: {:?}",
+        first.header("spend-cap").unwrap().contains("remaining=50"),
+        "settled before the response was returned: {:?}",
         first.header("spend-cap")
     );
     assert_eq!(
         send(b, bearer(key)).await.status,
-        StatusCode::PAYMENT_REQUIRED
+        StatusCode::PAYMENT_REQUIRED,
+        "50 left: a request that may cost 60 does not run"
     );
 }
+
+/// Issue 21.4 across instances: cap 100, handlers that report 10, 100 requests in flight
+/// at once over two instances sharing Redis: 10 run, 100 is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_two_instances_never_spend_past_the_cap() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let issued = store
+        .issue(NewKey::new("org", "ai", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let budgets = Budgets::new().default_cap(Environment::Live, 100);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let entered = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+        tower::service_fn(move |_: Request<String>| {
+            let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
+            async move {
+                let released = release.notified();
+                entered.fetch_add(1, Ordering::SeqCst);
+                released.await;
+                let mut response = Response::new(Full::new(Bytes::from_static(b"tokens")));
+                response.extensions_mut().insert(ReportedCost(10));
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            AuthLayer::new(store.clone()).layer(
+                SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
+                    .layer(0)
+                    .reports_at_most(10)
+                    .layer(handler.clone()),
+            ),
+        );
+    }
+    let key = issued.key().expose_secret().to_owned();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let requests: Vec<_> = (0..100)
+        .map(|i| {
+            let service = instances[i % 2].clone();
+            let (key, refused) = (key.clone(), Arc::clone(&refused));
+            tokio::spawn(async move {
+                let answer = send(service, bearer(&key)).await;
+                if answer.status == StatusCode::PAYMENT_REQUIRED {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                answer
+            })
+        })
+        .collect();
+    common::until("every request admitted or refused", || {
+        entered.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst) == 100
+    })
+    .await;
+    assert_eq!(entered.load(Ordering::SeqCst), 10);
+    release.notify_waiters();
+    let mut served = 0;
+    let mut last_remaining = Vec::new();
+    for request in requests {
+        let answer = request.await.unwrap();
+        if answer.status == StatusCode::OK {
+            served += 1;
+            last_remaining.push(answer.header("spend-cap").unwrap().to_owned());
+        }
+    }
+    assert_eq!(served, 10);
+    // Each admission took 10 of the 100, on whichever instance.
+    let mut remaining: Vec<u64> = last_remaining
+        .iter()
+        .map(|h| {
+            h.split("remaining=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..10).map(|i| i * 10).collect::<Vec<u64>>());
+}
+
+#[macro_use]
+mod usage_conformance;
+
+struct RedisFixture(Redis);
+
+impl usage_conformance::Fixture for RedisFixture {
+    type Backend = RedisUsage;
+
+    async fn backend(&self, clock: tower_api_key::clock::ManualClock) -> RedisUsage {
+        usage(&self.0, &namespace()).await.with_clock(clock)
+    }
+}
+
+usage_suite!(Redis::start().map(RedisFixture));
 
 #[tokio::test]
 async fn redis_going_away_is_a_503_not_a_free_pass() {

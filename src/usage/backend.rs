@@ -33,12 +33,23 @@ pub struct Counter<'a> {
 #[non_exhaustive]
 pub enum Charge {
     /// Before the handler: add `cost` only if the total stays within the cap (with a cost
-    /// of zero: allowed while something is left).
+    /// of zero: allowed while something is left). A reservation is the only way spend
+    /// grows, so spend never exceeds the cap, however many requests are in flight.
     Reserve,
-    /// After the handler: add what it reported, whatever the cap (the work is done); the
-    /// next reservation sees the total.
-    Record,
+    /// After the handler: give `cost` back (a reservation larger than what the request
+    /// cost), never below zero, and only while the period that ends at `period_ends` (the
+    /// reservation's [`Spent::resets_at`]) is still the current one: a refund never credits
+    /// a later period.
+    Refund {
+        /// When the reservation's period ends.
+        period_ends: SystemTime,
+    },
 }
+
+/// The largest amount a counter, cost or cap holds: 2^53 − 1 units. Larger costs and caps
+/// are taken as this, in every backend, so that they all give the same answers (Redis
+/// scripts compute with doubles, exact up to here). No real budget comes near it.
+pub const MAX_AMOUNT: u64 = (1 << 53) - 1;
 
 /// A backend's answer: whether the charge was made, the total spent in the period after
 /// it, and when the period ends.
@@ -207,13 +218,19 @@ impl MemoryUsage {
                 *index = window.index;
                 *spent = 0;
             }
+            let (cost, cap) = (cost.min(MAX_AMOUNT), cap.min(MAX_AMOUNT));
             let allowed = match charge {
-                Charge::Record => true,
                 Charge::Reserve if cost == 0 => *spent < cap,
-                Charge::Reserve => spent.checked_add(cost).is_some_and(|total| total <= cap),
+                Charge::Reserve => *spent + cost <= cap,
+                Charge::Refund { period_ends } => {
+                    if period_ends == window.resets_at() {
+                        *spent = spent.saturating_sub(cost);
+                    }
+                    true
+                }
             };
-            if allowed {
-                *spent = spent.saturating_add(cost);
+            if allowed && charge == Charge::Reserve {
+                *spent += cost;
             }
             (allowed, *spent)
         };

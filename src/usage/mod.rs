@@ -81,7 +81,7 @@ mod plan;
 mod redis;
 mod spend;
 
-pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend};
+pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT};
 pub use budget::{BudgetPer, BudgetPolicy, Budgets};
 pub(crate) use period::Rfc3339;
 pub use period::{Period, Window};

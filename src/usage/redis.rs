@@ -7,21 +7,34 @@ use std::time::{Duration, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::backend::{Charge, Counter, Spent, UsageBackend};
+use super::backend::{Charge, Counter, Spent, UsageBackend, MAX_AMOUNT};
 use super::budget::BudgetPer;
+use crate::clock::Clock;
 use crate::rate_limit::BackendError;
 
-/// One charge, atomically, on Redis's clock. The window (UTC hour or calendar month) is
-/// computed here from `TIME` with the same civil-calendar algorithm as `Period::window`,
-/// so instances with skewed clocks still agree on when a period ends. KEYS: the counter's
-/// prefix (the window's index is appended; same hash slot). ARGV: cost, cap, 1 to
-/// reserve / 0 to record, `hour` or `month`. Returns allowed (0/1), spent, the window's
-/// end (Unix seconds) and the milliseconds left until then.
+/// One charge, atomically, on Redis's clock (or on `ARGV[5]`, Unix milliseconds, when the
+/// backend was given a clock). The window (UTC hour or calendar month) is computed here
+/// from `TIME` with the same civil-calendar algorithm as `Period::window`, so instances with
+/// skewed clocks still agree on when a period ends. KEYS: the counter's prefix (the
+/// window's index is appended; same hash slot). ARGV: cost, cap (both at most 2^53 − 1, so
+/// exact as Lua numbers), `reserve` or the end of the period a refund belongs to (Unix
+/// seconds), `hour` or `month`, and the optional time. Returns allowed (0/1), spent, the
+/// window's end (Unix seconds) and the milliseconds left until then. Amounts are written
+/// with `%.0f`, never through Lua's `%.14g` number-to-string conversion. Counters expire an
+/// hour after their period ends, counted from `now` (`EX`), so a given clock works too.
 const CHARGE: &str = r"
 local cost = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1])
+local now, micros
+if ARGV[5] then
+  local ms = tonumber(ARGV[5])
+  now = math.floor(ms / 1000)
+  micros = (ms - now * 1000) * 1000
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1])
+  micros = tonumber(time[2])
+end
 local index, finish
 if ARGV[4] == 'hour' then
   index = math.floor(now / 3600)
@@ -48,14 +61,17 @@ end
 local key = KEYS[1] .. ':' .. index
 local spent = tonumber(redis.call('GET', key)) or 0
 local allowed = true
-if ARGV[3] == '1' then
+if ARGV[3] == 'reserve' then
   if cost == 0 then allowed = spent < cap else allowed = spent + cost <= cap end
+  if allowed and cost > 0 then
+    spent = spent + cost
+    redis.call('SET', key, string.format('%.0f', spent), 'EX', finish + 3600 - now)
+  end
+elseif tonumber(ARGV[3]) == finish and spent > 0 and cost > 0 then
+  spent = math.max(spent - cost, 0)
+  redis.call('SET', key, string.format('%.0f', spent), 'EX', finish + 3600 - now)
 end
-if allowed and cost > 0 then
-  spent = redis.call('INCRBY', key, ARGV[1])
-  redis.call('EXPIREAT', key, finish + 3600)
-end
-return {allowed and 1 or 0, spent, finish, (finish - now) * 1000 - math.floor(tonumber(time[2]) / 1000)}
+return {allowed and 1 or 0, string.format('%.0f', spent), finish, (finish - now) * 1000 - math.floor(micros / 1000)}
 ";
 
 /// Spend counters in Redis: one script per charge (one round trip), atomic, on the
@@ -69,6 +85,12 @@ pub struct RedisUsage {
     connection: ConnectionManager,
     namespace: Arc<str>,
     script: Arc<Script>,
+    /// `None`: Redis's own clock (`TIME`), which every instance shares.
+    clock: Option<Arc<dyn Clock>>,
+}
+
+fn unix_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl RedisUsage {
@@ -91,7 +113,17 @@ impl RedisUsage {
             connection,
             namespace: Arc::from("tak"),
             script: Arc::new(Script::new(CHARGE)),
+            clock: None,
         }
+    }
+
+    /// Periods follow `clock` instead of Redis's `TIME`: for tests on a
+    /// [`ManualClock`](crate::clock::ManualClock). In production keep Redis's clock, which
+    /// every instance shares whatever their own clocks say.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     /// Counters live under `{namespace}:spend:` (default `tak`).
@@ -130,20 +162,31 @@ impl UsageBackend for RedisUsage {
             counter.subject
         );
         let mut connection = self.connection.clone();
-        let (allowed, spent, finish, reset_ms): (i64, i64, i64, i64) = self
-            .script
-            .key(prefix)
-            .arg(cost)
-            .arg(cap)
-            .arg(u8::from(charge == Charge::Reserve))
-            .arg(counter.period.as_str())
+        let mut invocation = self.script.key(prefix);
+        invocation
+            .arg(cost.min(MAX_AMOUNT))
+            .arg(cap.min(MAX_AMOUNT));
+        match charge {
+            Charge::Reserve => invocation.arg("reserve"),
+            Charge::Refund { period_ends } => invocation.arg(unix_seconds(period_ends)),
+        };
+        invocation.arg(counter.period.as_str());
+        if let Some(clock) = &self.clock {
+            invocation.arg(
+                clock
+                    .now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
+        let (allowed, spent, finish, reset_ms): (i64, u64, i64, i64) = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(BackendError::new)?;
         let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(Spent {
             allowed: allowed == 1,
-            spent: non_negative(spent),
+            spent,
             resets_at: UNIX_EPOCH + Duration::from_secs(non_negative(finish)),
             reset_after: Duration::from_millis(non_negative(reset_ms)),
         })

@@ -1,6 +1,6 @@
 //! [`ResponseFuture`] of [`SpendCapService`](super::SpendCapService): the shared gate, then,
-//! when the handler reported a cost, its recording before the response is returned (so the
-//! next request of the same budget sees it).
+//! when the request reserved more than it spent, the refund before the response is
+//! returned (so the next request of the same budget sees it).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,7 +62,7 @@ where
         let Some(admitted) = response.extensions_mut().remove::<Admitted<B>>() else {
             return Poll::Ready(Ok(response));
         };
-        match admitted.record() {
+        match admitted.settle() {
             Ok(header) => {
                 set_header(&mut response, header);
                 Poll::Ready(Ok(response))

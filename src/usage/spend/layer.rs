@@ -27,13 +27,43 @@ pub struct SpendCapLayer<B: UsageBackend> {
 
 pub(crate) struct Shared<B: UsageBackend> {
     caps: SpendCaps<B>,
+    /// Charged to every request.
     cost: u64,
+    /// The most a handler may report on top ([`ReportedCost`]), reserved at admission.
+    reported_up_to: u64,
+}
+
+impl<B: UsageBackend> Shared<B> {
+    /// What admission reserves: the fixed cost and the most the handler may report.
+    fn reservation(&self) -> u64 {
+        self.cost.saturating_add(self.reported_up_to)
+    }
 }
 
 impl<B: UsageBackend> SpendCapLayer<B> {
     pub(super) fn new(caps: SpendCaps<B>, cost: u64) -> Self {
         Self {
-            shared: Arc::new(Shared { caps, cost }),
+            shared: Arc::new(Shared {
+                caps,
+                cost,
+                reported_up_to: 0,
+            }),
+        }
+    }
+
+    /// Lets the handler report what a request cost ([`ReportedCost`]), up to `most` on top
+    /// of the fixed cost. Admission reserves the fixed cost plus `most` (a request that
+    /// does not fit is 402), and the report settles it: what was not spent is given back.
+    /// So spend never exceeds the cap, however many requests are in flight. A report above
+    /// `most` is charged as `most` (with an error event); a handler that reports nothing
+    /// spent nothing; a request dropped before its response keeps its reservation.
+    pub fn reports_at_most(self, most: u64) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                caps: self.shared.caps.clone(),
+                cost: self.shared.cost,
+                reported_up_to: most,
+            }),
         }
     }
 }
@@ -50,6 +80,7 @@ impl<B: UsageBackend> fmt::Debug for SpendCapLayer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpendCapLayer")
             .field("fixed_cost", &self.shared.cost)
+            .field("reports_at_most", &self.shared.reported_up_to)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +120,7 @@ impl<S: fmt::Debug, B: UsageBackend> fmt::Debug for SpendCapService<S, B> {
         f.debug_struct("SpendCapService")
             .field("inner", &self.inner)
             .field("fixed_cost", &self.shared.cost)
+            .field("reports_at_most", &self.shared.reported_up_to)
             .finish()
     }
 }
@@ -103,15 +135,15 @@ pub(crate) enum Verdict {
     Refused(AuthRejection, Option<http::HeaderValue>),
 }
 
-/// What the layer keeps while the handler runs, and carries into the response when the
-/// handler reported a cost to be recorded.
+/// What the layer keeps while the handler runs, and carries into the response when part
+/// of the reservation is to be given back.
 #[derive(Clone)]
 pub(crate) struct Admitted<B: UsageBackend> {
     shared: Arc<Shared<B>>,
     principal: Principal,
     cap: u64,
     spent: Spent,
-    reported: u64,
+    refund: u64,
 }
 
 impl<B: UsageBackend> Shared<B> {
@@ -167,7 +199,7 @@ impl<B: UsageBackend> Shared<B> {
         Box::pin(async move {
             let counter = self.counter(&principal);
             let result = self
-                .charge_guarded(counter, self.cost, cap, Charge::Reserve)
+                .charge_guarded(counter, self.reservation(), cap, Charge::Reserve)
                 .await;
             self.verdict(&principal, cap, result)
         })
@@ -216,19 +248,23 @@ fn warn(error: &BackendError) {
 }
 
 impl<B: UsageBackend> Admitted<B> {
-    /// Records the handler's reported cost: now when the backend answers at once, else
-    /// `Err` with the deferred recording. Either gives the `spend-cap` header to set.
-    pub(super) fn record(
+    /// Gives back what the request reserved and did not spend: now when the backend
+    /// answers at once, else `Err` with the deferred refund. Either gives the `spend-cap`
+    /// header to set.
+    pub(super) fn settle(
         self,
     ) -> Result<Option<http::HeaderValue>, Deferred<Option<http::HeaderValue>>> {
         let shared = Arc::clone(&self.shared);
         let counter = shared.counter(&self.principal);
-        match shared.charge_now(counter, self.reported, self.cap, Charge::Record) {
+        let refund = Charge::Refund {
+            period_ends: self.spent.resets_at,
+        };
+        match shared.charge_now(counter, self.refund, self.cap, refund) {
             Some(result) => Ok(self.header_after(result)),
             None => Err(Box::pin(async move {
                 let counter = shared.counter(&self.principal);
                 let result = shared
-                    .charge_guarded(counter, self.reported, self.cap, Charge::Record)
+                    .charge_guarded(counter, self.refund, self.cap, refund)
                     .await;
                 self.header_after(result)
             })),
@@ -239,7 +275,8 @@ impl<B: UsageBackend> Admitted<B> {
         let spent = match result {
             Ok(spent) => spent,
             Err(error) => {
-                // The response is made; the cost is lost, and said so.
+                // The response is made; the reservation stays charged (never an
+                // overspend), and said so.
                 warn(&error);
                 self.spent
             }
@@ -279,7 +316,7 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
                     principal,
                     cap,
                     spent,
-                    reported: 0,
+                    refund: 0,
                 }))
             }
             Verdict::Refused(rejection, header) => {
@@ -294,17 +331,26 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
 
     fn finish<R>(after: Self::After, response: &mut Response<R>) {
         let Some(mut admitted) = after else { return };
-        match response.extensions().get::<ReportedCost>() {
-            // Recorded by the response future, which may have to wait for the backend.
-            Some(&ReportedCost(cost)) if cost > 0 => {
-                admitted.reported = cost;
-                response.extensions_mut().insert(admitted);
-            }
-            _ => {
-                if let Some(header) = admitted.header(admitted.spent) {
-                    response.headers_mut().insert(SPEND_CAP, header);
-                }
-            }
+        let most = admitted.shared.reported_up_to;
+        let reported = response
+            .extensions()
+            .get::<ReportedCost>()
+            .map_or(0, |cost| cost.0);
+        if reported > most {
+            #[cfg(feature = "tracing")]
+            tracing::error!(
+                target: "tower_api_key",
+                reported,
+                most,
+                "a handler reported more than its route declares (SpendCapLayer::reports_at_most); charged the declared most"
+            );
+        }
+        admitted.refund = most - reported.min(most);
+        if admitted.refund > 0 {
+            // Given back by the response future, which may have to wait for the backend.
+            response.extensions_mut().insert(admitted);
+        } else if let Some(header) = admitted.header(admitted.spent) {
+            response.headers_mut().insert(SPEND_CAP, header);
         }
     }
 }
@@ -334,7 +380,7 @@ where
                 None => Ok(Verdict::Pass),
                 Some(cap) => {
                     let counter = shared.counter(principal);
-                    match shared.charge_now(counter, shared.cost, cap, Charge::Reserve) {
+                    match shared.charge_now(counter, shared.reservation(), cap, Charge::Reserve) {
                         Some(result) => Ok(shared.verdict(principal, cap, result)),
                         None => Err((principal.clone(), cap)),
                     }

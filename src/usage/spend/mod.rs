@@ -26,9 +26,11 @@ use crate::reject::{DefaultRenderer, RenderRejection};
 /// application's cost units, e.g. `spend-cap: limit=1000, remaining=250, reset=3600`.
 pub const SPEND_CAP: http::HeaderName = http::HeaderName::from_static("spend-cap");
 
-/// What a handler reports it spent, as a response extension: added to the budget after the
-/// response (whatever the cap: the work is done), so a request that crosses the cap blocks
-/// the next one. Use it where the cost is known only afterwards (AI tokens).
+/// What a handler reports it spent, as a response extension, on a route whose layer
+/// declares the most one request may cost ([`SpendCapLayer::reports_at_most`]): admission
+/// reserved that most, and the report settles it (what was not spent is given back). Use it
+/// where the cost is known only afterwards (AI tokens). A report above the declared most
+/// is charged as the most.
 ///
 /// ```
 /// use http::Response;
@@ -165,8 +167,9 @@ impl<B: UsageBackend> SpendCaps<B> {
     }
 
     /// A layer that charges `fixed_cost` per request before the handler runs (refusing the
-    /// request if it would overspend), plus whatever the handler reports in
-    /// [`ReportedCost`]. With a fixed cost of 0, requests pass while anything is left.
+    /// request if it would overspend). With a fixed cost of 0, requests pass while anything
+    /// is left. For costs the handler reports ([`ReportedCost`]), declare the most one
+    /// request may cost with [`SpendCapLayer::reports_at_most`].
     pub fn layer(&self, fixed_cost: u64) -> SpendCapLayer<B> {
         SpendCapLayer::new(self.clone(), fixed_cost)
     }
