@@ -13,13 +13,13 @@ mod common;
 mod conformance;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_api_key::rate_limit::ClassName;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
 
+use common::proxy::{Mode, Proxy};
 use common::redis_server::Redis;
 use common::{bearer, from, send, until, Probe};
 use http::StatusCode;
@@ -30,7 +30,7 @@ use tower_api_key::rate_limit::{
     FailureLimit, FailureLimitLayer, OnBackendError, RateClass, RateLimits, RedisRateLimiter,
 };
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
-use tower_api_key::{AuthLayer, ForgScope, NewKey};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap())
@@ -182,12 +182,20 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
             .layer(class.clone())
             .layer(probe.service::<String>()),
     );
-    let deny = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(limiter)
-            .on_backend_error(OnBackendError::Deny)
-            .layer(class)
-            .layer(probe.service::<String>()),
-    );
+    // The limiter's own failure policy, behind keys that do not need Redis.
+    let local = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let local_key = local
+        .issue(NewKey::new("org", "local", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let limited = |policy: OnBackendError| {
+        AuthLayer::new(Arc::clone(&local)).layer(
+            RateLimits::with_backend(limiter.clone())
+                .on_backend_error(policy)
+                .layer(class.clone())
+                .layer(probe.service::<String>()),
+        )
+    };
     let (cached, cold) = (
         cached_key.key().expose_secret(),
         cold_key.key().expose_secret(),
@@ -205,18 +213,40 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
         "key store down: fail closed"
     );
     assert_eq!(answer.json()["code"], "auth_unavailable");
-    let answer = send(allow.clone(), bearer(cached)).await;
+    // The revocation channel is down too: revocations may be missed, so the cache stops
+    // answering as soon as the listener notices, and the cached key fails closed as well.
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = send(allow.clone(), bearer(cached)).await.status;
+        if status != StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no cached answers while away"
+    );
+    let local_key = local_key.key().expose_secret();
+    let answer = send(limited(OnBackendError::Allow), bearer(local_key)).await;
     assert_eq!(
         answer.status,
         StatusCode::OK,
         "limiter down, default: allow"
     );
     assert_eq!(answer.header("ratelimit"), None);
-    let answer = send(deny.clone(), bearer(cached)).await;
+    let answer = send(limited(OnBackendError::Deny), bearer(local_key)).await;
     assert_eq!(
         answer.status,
         StatusCode::SERVICE_UNAVAILABLE,
         "limiter down, configured: deny"
+    );
+    let deny = AuthLayer::new(Arc::clone(&cache)).layer(
+        RateLimits::with_backend(limiter)
+            .on_backend_error(OnBackendError::Deny)
+            .layer(class)
+            .layer(probe.service::<String>()),
     );
 
     redis.spawn().unwrap();
@@ -485,46 +515,6 @@ async fn two_instances_share_one_failed_authentication_budget() {
     assert_eq!(probe.calls(), 0);
 }
 
-/// A loopback TCP proxy to `port` that can go silent: while `silent` is set it keeps every
-/// connection open but forwards nothing, as a half-open connection behind a NAT does.
-async fn silenceable_proxy(port: u16, silent: Arc<std::sync::atomic::AtomicBool>) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-                continue;
-            };
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            for (mut from, mut to) in [
-                (
-                    Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                    Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
-                ),
-                (Box::new(server_read) as _, Box::new(client_write) as _),
-            ] {
-                let silent = Arc::clone(&silent);
-                tokio::spawn(async move {
-                    let mut buffer = [0u8; 4096];
-                    while let Ok(n) = from.read(&mut buffer).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if !silent.load(Ordering::SeqCst)
-                            && to.write_all(&buffer[..n]).await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-        }
-    });
-    proxy_port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
     let Some(redis) = Redis::start() else { return };
@@ -532,11 +522,10 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
         eprintln!("needs a private redis-server (REDIS_URL is set): skipped");
         return;
     }
-    let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let proxy_port = silenceable_proxy(redis.port, Arc::clone(&silent)).await;
+    let proxy = Proxy::to(redis.port).await;
     let ns = namespace();
     // This instance reaches Redis through the proxy; the revoking one directly.
-    let behind_proxy = store(&format!("redis://127.0.0.1:{proxy_port}"), &ns).await;
+    let behind_proxy = store(&format!("redis://127.0.0.1:{}", proxy.port), &ns).await;
     let cache = Arc::new(CachedKeyStore::new(Arc::new(behind_proxy)));
     let heartbeat = Duration::from_millis(100);
     let listener = RevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
@@ -555,11 +544,21 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
     );
 
     // The channel dies without closing; a revocation published now never arrives.
-    silent.store(true, Ordering::SeqCst);
+    proxy.set(Mode::Silent);
     direct.revoke(&issued.record().id).await.unwrap();
     until("the stall to be noticed", || listener.stalls() >= 1).await;
     assert_eq!(listener.received(), 0, "the message was lost");
-    silent.store(false, Ordering::SeqCst);
+    // From the moment the loss is noticed, the cache answers nothing: the store, silent
+    // too, cannot answer, so the key is refused (503), never accepted from the cache.
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // A half-open connection never comes back by itself: its bytes are gone. Close them
+    // (as the NAT finally does) so the store's connection reconnects too.
+    proxy.set(Mode::Down);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set(Mode::Forward);
     until("the resubscription", || listener.connects() >= 2).await;
     // Cleared on reconnect: the revocation is seen long before the 60 s cache TTL. The
     // store's own connection went through the same silent proxy, so lookups may fail
@@ -611,5 +610,72 @@ async fn a_killed_subscriber_connection_resubscribes_and_clears_the_cache() {
     assert_eq!(
         send(service, bearer(key)).await.status,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Issue 21.9 on Redis: the connection of one instance drops for 1.5 s and its key is
+/// revoked meanwhile on another; once Redis is reachable again, that instance never
+/// accepts the key (the cache answers nothing while the listener is away) and the listener
+/// is back within a heartbeat. Failed before: 200 from the cache until the backoff ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
+    let Some(redis) = Redis::start() else { return };
+    if !redis.owned() {
+        eprintln!("needs a private redis-server (REDIS_URL is set): skipped");
+        return;
+    }
+    let proxy = Proxy::to(redis.port).await;
+    let ns = namespace();
+    let behind_proxy = store(&format!("redis://127.0.0.1:{}", proxy.port), &ns).await;
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(behind_proxy)));
+    let heartbeat = Duration::from_millis(200);
+    let listener = RevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
+    until("the subscription", || listener.connects() == 1).await;
+    let direct = store(&redis.url, &ns).await;
+    let issued = direct
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+
+    proxy.set(Mode::Down);
+    direct.revoke(&issued.record().id).await.unwrap();
+    let down = std::time::Instant::now();
+    while down.elapsed() < Duration::from_millis(1500) {
+        let status = send(service.clone(), bearer(key)).await.status;
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "a revoked key was accepted while away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.set(Mode::Forward);
+    let back = std::time::Instant::now();
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = send(service.clone(), bearer(key)).await.status;
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "a revoked key was accepted after the outage"
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    until("the resubscription", || listener.connects() >= 2).await;
+    assert!(
+        back.elapsed() < heartbeat * 4,
+        "back within a heartbeat of the server answering: {:?}",
+        back.elapsed()
     );
 }

@@ -1,7 +1,7 @@
 //! [`CachedKeyStore`]: a bounded cache in front of a slow store (feature `cache`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -67,6 +67,9 @@ pub struct CachedKeyStore<St: KeyStore> {
     negative_ttl: Duration,
     /// `None`: the inner store's policy clock.
     clock: Option<Arc<dyn Clock>>,
+    /// False while a revocation listener watching this cache is disconnected: revocations
+    /// made elsewhere may be missed, so nothing is answered from the cache.
+    synced: AtomicBool,
 }
 
 /// Builds a [`CachedKeyStore`]; see [`CachedKeyStore::builder`].
@@ -154,6 +157,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,
             clock: self.clock,
+            synced: AtomicBool::new(true),
         }
     }
 }
@@ -215,6 +219,24 @@ impl<St: KeyStore> CachedKeyStore<St> {
         self.unknown.invalidate_all();
     }
 
+    /// A revocation listener lost its connection (or has not connected yet): from now on,
+    /// until [`listener_connected`](Self::listener_connected), nothing is answered from the
+    /// cache, and what was cached is forgotten. Every lookup asks the store, and fails
+    /// closed when the store is unreachable too.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    pub(crate) fn listener_lost(&self) {
+        self.synced.store(false, Ordering::SeqCst);
+        self.invalidate_all();
+    }
+
+    /// A revocation listener (re)connected: messages from now on arrive, so what was
+    /// fetched before (when messages may have been missed) is forgotten and caching resumes.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    pub(crate) fn listener_connected(&self) {
+        self.invalidate_all();
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
     /// How many records and unknown digests are cached (after pending maintenance).
     pub async fn entry_counts(&self) -> (u64, u64) {
         self.records.run_pending_tasks().await;
@@ -259,6 +281,9 @@ impl<St: KeyStore> CachedKeyStore<St> {
         record: Option<Cached<St::Scope>>,
         unknown: Option<SystemTime>,
     ) -> Option<Option<Arc<KeyRecord<St::Scope>>>> {
+        if !self.synced.load(Ordering::Relaxed) {
+            return None;
+        }
         let now = self.now();
         if let Some(cached) = record {
             if !self.is_stale(&cached, now) {

@@ -1,20 +1,35 @@
-//! The reconnect loop of the revocation listeners (Redis pub/sub, PostgreSQL `LISTEN`).
+//! What the revocation listeners (Redis pub/sub, PostgreSQL `LISTEN`) share: the reconnect
+//! loop, the heartbeat message and how a connection's life ended.
 
 use std::future::Future;
 use std::time::Duration;
 
-/// The first wait after a connection is lost or refused; it doubles up to [`LONGEST_WAIT`].
+/// The first wait after a connection is lost or refused; it doubles up to the heartbeat.
 const FIRST_WAIT: Duration = Duration::from_millis(50);
-const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
+/// Published on the revocation channel as the heartbeat: never a key id (`~` is not
+/// allowed in one).
+pub(crate) const HEARTBEAT: &str = "~heartbeat";
+
+/// How one connection's life ended.
+pub(crate) enum Ended {
+    /// The server closed it, or it failed.
+    Closed,
+    /// Nothing was heard for two heartbeats: half-open, dropped by us.
+    Stalled,
+}
 
 /// Runs one connection's life after another, forever: `connection()` connects, listens
 /// until the connection ends, and answers whether it connected at all. Between two lives
-/// it waits, with exponential backoff that any successful connection resets.
-pub(crate) async fn reconnecting<F, Fut>(mut connection: F)
+/// it waits, with exponential backoff from 50 ms that any successful connection resets,
+/// never longer than `longest_wait` (the heartbeat): once the server answers again, the
+/// listener is back within one heartbeat.
+pub(crate) async fn reconnecting<F, Fut>(longest_wait: Duration, mut connection: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    let longest_wait = longest_wait.max(FIRST_WAIT);
     let mut wait = FIRST_WAIT;
     loop {
         if connection().await {
@@ -23,6 +38,6 @@ where
         #[cfg(feature = "tracing")]
         tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(LONGEST_WAIT);
+        wait = (wait * 2).min(longest_wait);
     }
 }

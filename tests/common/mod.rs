@@ -4,6 +4,7 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
+pub mod proxy;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 

@@ -3,6 +3,8 @@
 //! when the tests run as root (PostgreSQL refuses root). A watchdog stops it and removes the
 //! directory when the test process exits.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,6 +14,8 @@ use std::time::Duration;
 /// The server every test of this binary shares (each uses tables of its own).
 pub struct Postgres {
     pub url: String,
+    /// The private server's port (`None` for `DATABASE_URL`).
+    port: Option<u16>,
 }
 
 /// The directory with `initdb` and `postgres`: `PG_BIN`, else Debian's newest.
@@ -44,13 +48,18 @@ fn as_server_user(program: PathBuf) -> Command {
 }
 
 impl Postgres {
+    /// The private server's port, for a test that puts a proxy in front of it.
+    pub fn own_port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// The shared server, or `None` when told to skip (`TOWER_API_KEY_SKIP_POSTGRES=1`).
     pub fn shared() -> Option<&'static Postgres> {
         static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
         SERVER
             .get_or_init(|| {
                 if let Ok(url) = std::env::var("DATABASE_URL") {
-                    return Some(Postgres { url });
+                    return Some(Postgres { url, port: None });
                 }
                 match Self::start() {
                     Ok(server) => Some(server),
@@ -125,6 +134,7 @@ impl Postgres {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(Postgres {
                     url: format!("postgres://tak@127.0.0.1:{port}/postgres"),
+                    port: Some(port),
                 });
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -9,21 +9,24 @@ use futures_util::StreamExt;
 
 use super::RedisKeyStore;
 use crate::scope::Scope;
-use crate::store::reconnect::reconnecting;
+use crate::store::reconnect::{reconnecting, Ended, HEARTBEAT};
 use crate::store::{CachedKeyStore, KeyId};
 
 /// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
 /// instance: it subscribes to the store's revocation channel and invalidates each revoked
-/// key. When the subscription drops it reconnects with backoff, and on every (re)connect it
-/// clears the cache, since messages may have been missed. The task stops when the listener
-/// is dropped.
+/// key. The task stops when the listener is dropped.
 ///
-/// A connection can also die without closing (a half-open TCP connection behind a NAT or a
-/// paused server): the listener publishes a heartbeat on the channel every `heartbeat`
-/// (default 5 s) and, when it has heard nothing on the subscription for two heartbeats,
-/// drops it and reconnects. So a revocation made elsewhere is seen on this instance within
-/// about `2 × heartbeat` plus the reconnection even when the channel failed silently; only
-/// while Redis itself is unreachable does the cache's TTL bound staleness.
+/// While the subscription is down, revocations may be missed, so the cache answers nothing:
+/// from the moment the listener notices the loss (at once when the connection closes;
+/// within two heartbeats when it dies without closing), what was cached is forgotten and
+/// every lookup asks the store (503 when the store is unreachable too). The listener
+/// reconnects with backoff from 50 ms to one heartbeat, so it is back within one heartbeat
+/// of the server answering again, clears the cache again (messages sent meanwhile were
+/// lost) and caching resumes.
+///
+/// A half-open connection (behind a NAT or a paused server) is found by a heartbeat: the
+/// listener publishes one on the channel every `heartbeat` (default 5 s) and drops a
+/// subscription on which nothing was heard for two.
 pub struct RevocationListener {
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
@@ -34,15 +37,6 @@ struct Counters {
     received: AtomicU64,
     connects: AtomicU64,
     stalls: AtomicU64,
-}
-
-/// Published as the heartbeat: never a key id (`~` is not allowed in one).
-const HEARTBEAT: &str = "~heartbeat";
-
-/// One subscription's life: how it ended.
-enum Ended {
-    Closed,
-    Stalled,
 }
 
 impl RevocationListener {
@@ -64,17 +58,19 @@ impl RevocationListener {
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
-        let task = tokio::spawn(reconnecting(move || {
+        cache.listener_lost(); // until subscribed
+        let task = tokio::spawn(reconnecting(heartbeat, move || {
             let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
             async move {
                 let Some(subscription) = subscribe(&cache, heartbeat).await else {
                     return false;
                 };
-                cache.invalidate_all();
+                cache.listener_connected();
                 counted.connects.fetch_add(1, Ordering::SeqCst);
                 if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await {
                     counted.stalls.fetch_add(1, Ordering::SeqCst);
                 }
+                cache.listener_lost();
                 true
             }
         }));
