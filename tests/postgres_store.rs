@@ -52,6 +52,11 @@ struct Fixture(&'static Postgres);
 impl conformance::Fixture for Fixture {
     type Store = Store;
 
+    /// Each cycle is several round trips: fewer than in memory, the same bound checked.
+    fn login_cycles(&self) -> usize {
+        5_000
+    }
+
     async fn store(&self, policy: KeyPolicy) -> Arc<Store> {
         let store = Store::new(pool(self.0).await)
             .with_table(&table())

@@ -273,6 +273,11 @@ struct RedisStores(Redis);
 impl conformance::Fixture for RedisStores {
     type Store = RedisKeyStore<ForgScope>;
 
+    /// Each cycle is several round trips: fewer than in memory, the same bound checked.
+    fn login_cycles(&self) -> usize {
+        5_000
+    }
+
     async fn store(&self, policy: KeyPolicy) -> Arc<Self::Store> {
         Arc::new(store(&self.0.url, &namespace()).await.with_policy(policy))
     }
@@ -283,6 +288,11 @@ struct CachedRedisStores(Redis);
 
 impl conformance::Fixture for CachedRedisStores {
     type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
+
+    /// Each cycle is several round trips: fewer than in memory, the same bound checked.
+    fn login_cycles(&self) -> usize {
+        5_000
+    }
 
     async fn store(&self, policy: KeyPolicy) -> Arc<Self::Store> {
         let redis = store(&self.0.url, &namespace()).await.with_policy(policy);

@@ -45,6 +45,11 @@ struct Fixture;
 impl conformance::Fixture for Fixture {
     type Store = Store;
 
+    /// Each cycle is several round trips: fewer than in memory, the same bound checked.
+    fn login_cycles(&self) -> usize {
+        5_000
+    }
+
     async fn store(&self, policy: KeyPolicy) -> Arc<Store> {
         let store = Store::new(pool().await).with_policy(policy);
         store.migrate().await.unwrap();

@@ -63,6 +63,10 @@
 //!   `forge_csrf` is `Secure; SameSite=Strict; Path=/` and readable by scripts. `Cookie`
 //!   headers are marked sensitive before the inner service sees them.
 //! - Expiry: absolute TTL (default 12 h) and an optional idle timeout.
+//! - Nothing is kept of a session that can no longer be used: logging out (or being ended
+//!   by a newer login or "log out everywhere") deletes it, and expired sessions are
+//!   deleted by the store as it is used (the sessions policy has no retention), so an
+//!   owner's sessions cost what its live ones do, whatever its login history.
 
 mod cookie;
 mod csrf;
@@ -194,7 +198,7 @@ impl<St: ManageKeys> Sessions<St> {
     ) -> Result<StartedSession<St::Scope>, ManageError> {
         let inner = &*self.inner;
         if let Ok(Some(previous)) = self.current(request_headers).await {
-            inner.store.revoke(&previous.id).await?;
+            self.end_record(&previous.id).await?;
         }
         let new = NewKey::new(owner, "session", &KeyFamily::SESSION)
             .scopes(scopes)
@@ -217,9 +221,9 @@ impl<St: ManageKeys> Sessions<St> {
         Ok(StartedSession { record, cookies })
     }
 
-    /// Ends the session `principal` authenticated with, at once (revoked in the store, so
-    /// every instance refuses it on the next request), and gives the cookies that clear
-    /// the browser's.
+    /// Ends the session `principal` authenticated with, at once (deleted from the store,
+    /// which tells every instance, so each refuses it on the next request), and gives the
+    /// cookies that clear the browser's.
     ///
     /// # Errors
     /// [`ManageError::NotFound`] when `principal` is not a session of this store;
@@ -228,8 +232,17 @@ impl<St: ManageKeys> Sessions<St> {
         if principal.kind() != CredentialKind::Session {
             return Err(ManageError::NotFound(principal.key_id().clone()));
         }
-        self.inner.store.revoke(principal.key_id()).await?;
+        self.end_record(principal.key_id()).await?;
         Ok(self.clear_cookies())
+    }
+
+    /// Deletes session `id`: what can no longer authenticate is not kept (an ended session
+    /// has nothing to audit). Already gone is ended too.
+    async fn end_record(&self, id: &KeyId) -> Result<(), ManageError> {
+        match self.inner.store.delete(id).await {
+            Ok(_) | Err(ManageError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Ends every live session of `owner` ("log out everywhere"); returns how many.
@@ -242,9 +255,10 @@ impl<St: ManageKeys> Sessions<St> {
         let mut ended = 0;
         for record in store.records_of(owner).await? {
             if record.status_at(now) == KeyStatus::Active {
-                store.revoke(&record.id).await?;
                 ended += 1;
             }
+            // Expired ones go too: nothing of a session is kept once it cannot be used.
+            self.end_record(&record.id).await?;
         }
         Ok(ended)
     }
@@ -259,7 +273,7 @@ impl<St: ManageKeys> Sessions<St> {
             .filter(|record| record.status_at(now) == KeyStatus::Active)
             .min_by_key(|record| record.created_at);
         if let Some(oldest) = oldest {
-            store.revoke(&oldest.id).await?;
+            self.end_record(&oldest.id).await?;
         }
         Ok(())
     }

@@ -63,6 +63,8 @@ pub struct CachedKeyStore<St: KeyStore> {
     /// Key id -> (epoch of invalidation, when); records fetched before are stale.
     invalidated: DashMap<KeyId, (u64, SystemTime)>,
     invalidated_len: AtomicUsize,
+    /// The size of `invalidated` at which its old entries are swept next.
+    sweep_invalidated_at: AtomicUsize,
     ttl: Duration,
     negative_ttl: Duration,
     /// `None`: the inner store's policy clock.
@@ -154,6 +156,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             all_invalidated: AtomicU64::new(0),
             invalidated: DashMap::new(),
             invalidated_len: AtomicUsize::new(0),
+            sweep_invalidated_at: AtomicUsize::new(1024),
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,
             clock: self.clock,
@@ -195,14 +198,23 @@ impl<St: KeyStore> CachedKeyStore<St> {
         if self.invalidated.insert(id.clone(), (epoch, now)).is_none() {
             self.invalidated_len.fetch_add(1, Ordering::SeqCst);
         }
-        let ttl = self.ttl;
-        self.invalidated.retain(|_, (_, at)| {
-            let keep = now.duration_since(*at).map_or(true, |age| age <= ttl);
-            if !keep {
-                self.invalidated_len.fetch_sub(1, Ordering::SeqCst);
-            }
-            keep
-        });
+        // Entries older than the TTL can go (no record that old is served); swept each
+        // time the map has doubled, so an invalidation costs O(1) amortised, not a scan.
+        if self.invalidated_len.load(Ordering::SeqCst)
+            >= self.sweep_invalidated_at.load(Ordering::Relaxed)
+        {
+            let ttl = self.ttl;
+            self.invalidated.retain(|_, (_, at)| {
+                let keep = now.duration_since(*at).map_or(true, |age| age <= ttl);
+                if !keep {
+                    self.invalidated_len.fetch_sub(1, Ordering::SeqCst);
+                }
+                keep
+            });
+            let left = self.invalidated_len.load(Ordering::SeqCst);
+            self.sweep_invalidated_at
+                .store((left * 2).max(1024), Ordering::Relaxed);
+        }
         if let Some((_, digest)) = self.ids.remove(id) {
             self.records.invalidate(&digest).await;
         }
@@ -424,6 +436,11 @@ impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
         self.inner.touch(id, at).await
+    }
+
+    /// The inner store's purge: what it deletes was refused already, cached or not.
+    async fn purge(&self, owner: &str, before: SystemTime) -> Result<usize, ManageError> {
+        self.inner.purge(owner, before).await
     }
 }
 

@@ -220,8 +220,38 @@ pub trait ManageKeys: KeyStore {
         at: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Deletes `owner`'s records that stopped authenticating (see
+    /// [`KeyRecord::refused_since`]) before `before`; answers how many. Called by
+    /// [`issue`](Self::issue) and [`rotate`](Self::rotate) with the policy's
+    /// [retention](super::KeyPolicy::retention), so an owner's records stay bounded by its
+    /// live keys plus those within retention. The default lists the owner's records and
+    /// deletes each; a store that can do it in one statement overrides it.
+    ///
+    /// # Errors
+    /// [`ManageError::Store`].
+    fn purge(
+        &self,
+        owner: &str,
+        before: SystemTime,
+    ) -> impl Future<Output = Result<usize, ManageError>> + Send {
+        async move {
+            let mut purged = 0;
+            for record in self.records_of(owner).await? {
+                if record.refused_since().is_some_and(|at| at < before) {
+                    match self.delete(&record.id).await {
+                        Ok(_) => purged += 1,
+                        Err(ManageError::NotFound(_)) => {} // deleted meanwhile
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Ok(purged)
+        }
+    }
+
     /// Issues a key in one of the policy's families, within the owner limit. The plaintext
-    /// is in the returned [`IssuedKey`] and nowhere else.
+    /// is in the returned [`IssuedKey`] and nowhere else. Deletes the owner's records past
+    /// retention first ([`purge`](Self::purge)).
     ///
     /// # Errors
     /// [`ManageError::FamilyNotAccepted`], [`ManageError::KeyLimitReached`],
@@ -239,6 +269,9 @@ pub trait ManageKeys: KeyStore {
             }
             plan_allows(policy, new.owner(), new.family().environment()).await?;
             let now = policy.now();
+            if let Some(before) = policy.purge_before(now) {
+                self.purge(new.owner(), before).await?;
+            }
             let (key, record) = new.issue(self.hasher(), now)?;
             let insert = Insert {
                 record,
@@ -328,6 +361,9 @@ pub trait ManageKeys: KeyStore {
                 .cloned()
                 .ok_or_else(|| ManageError::FamilyNotAccepted(old.prefix.clone()))?;
             plan_allows(policy, &old.owner, old.environment).await?;
+            if let Some(before) = policy.purge_before(now) {
+                self.purge(&old.owner, before).await?;
+            }
             let (key, record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
             let insert = Insert {
                 record,

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -19,6 +20,10 @@ use crate::scope::Scope;
 ///   key inserted under the owner's entry lock, so concurrent issues never exceed it.
 /// - A revocation is immediate: once [`revoke`](ManageKeys::revoke) returns, the next
 ///   lookup sees it.
+/// - Records that can no longer authenticate are deleted once past the policy's
+///   [retention](KeyPolicy::retention): the owner's before each issue, and every owner's
+///   each time the store has doubled in size since the last sweep ([`sweep`](Self::sweep)),
+///   so memory follows live records plus retention, with no task to spawn.
 ///
 /// Share it between the layer and your handlers as `Arc<MemoryKeyStore<YourScope>>`.
 pub struct MemoryKeyStore<S: Scope> {
@@ -27,7 +32,12 @@ pub struct MemoryKeyStore<S: Scope> {
     by_owner: DashMap<String, Vec<KeyId>>,
     hasher: KeyHasher,
     policy: KeyPolicy,
+    /// The size at which the next sweep runs: twice what the last one left.
+    sweep_at: AtomicUsize,
 }
+
+/// The smallest store that is swept.
+const MIN_SWEEP: usize = 1024;
 
 impl<S: Scope> MemoryKeyStore<S> {
     /// An empty store of records in scope vocabulary `S` (usually inferred from the keys
@@ -45,6 +55,7 @@ impl<S: Scope> Default for MemoryKeyStore<S> {
             by_owner: DashMap::new(),
             hasher: KeyHasher::sha256(),
             policy: KeyPolicy::default(),
+            sweep_at: AtomicUsize::new(MIN_SWEEP),
         }
     }
 }
@@ -146,6 +157,41 @@ impl<S: Scope> MemoryKeyStore<S> {
     fn revoke_now(&self, id: &KeyId, revocation: Revocation) -> Option<Arc<KeyRecord<S>>> {
         self.update(id, |record| revocation.apply(record))
     }
+
+    fn remove(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let not_found = || ManageError::NotFound(id.clone());
+        let owner = self.record(id).ok_or_else(not_found)?.owner.clone();
+        // Under the owner's lock, as inserts are.
+        let mut owned = self.by_owner.entry(owner).or_default();
+        let (_, digest) = self.by_id.remove(id).ok_or_else(not_found)?;
+        let (_, record) = self.by_digest.remove(&digest).ok_or_else(not_found)?;
+        owned.retain(|owned_id| owned_id != id);
+        let emptied = owned.is_empty();
+        let owner = owned.key().clone();
+        drop(owned);
+        if emptied {
+            self.by_owner.remove_if(&owner, |_, ids| ids.is_empty());
+        }
+        Ok(record)
+    }
+
+    /// Deletes every record past the policy's retention now (see
+    /// [`KeyRecord::refused_since`]); answers how many. Runs by itself as the store grows.
+    pub fn sweep(&self) -> usize {
+        let Some(before) = self.policy.purge_before(self.policy.now()) else {
+            return 0;
+        };
+        let expired: Vec<KeyId> = self
+            .by_digest
+            .iter()
+            .filter(|entry| entry.refused_since().is_some_and(|at| at < before))
+            .map(|entry| entry.id.clone())
+            .collect();
+        let swept = expired.iter().filter(|id| self.remove(id).is_ok()).count();
+        self.sweep_at
+            .store((self.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
+        swept
+    }
 }
 
 impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
@@ -175,6 +221,11 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
         if let Some((id, at)) = replacing {
             // Still under the owner's lock: nobody sees both keys counted as active.
             self.revoke_now(&id, at);
+        }
+        drop(owned);
+        // Amortised: a sweep each time the store has doubled since the last one.
+        if self.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            self.sweep();
         }
         Ok(record)
     }
@@ -217,14 +268,7 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
-        let not_found = || ManageError::NotFound(id.clone());
-        let owner = self.record(id).ok_or_else(not_found)?.owner.clone();
-        // Under the owner's lock, as inserts are.
-        let mut owned = self.by_owner.entry(owner).or_default();
-        let (_, digest) = self.by_id.remove(id).ok_or_else(not_found)?;
-        let (_, record) = self.by_digest.remove(&digest).ok_or_else(not_found)?;
-        owned.retain(|owned_id| owned_id != id);
-        Ok(record)
+        self.remove(id)
     }
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {

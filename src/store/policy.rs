@@ -3,7 +3,7 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, LazyLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::key::KeyFamilies;
@@ -35,7 +35,12 @@ pub struct KeyPolicy {
     max_active: NonZeroUsize,
     clock: Arc<dyn Clock>,
     plans: Option<Arc<dyn PlanPolicy>>,
+    retention: Duration,
 }
+
+/// How long a revoked or expired key stays listed (for the audit view) before its store
+/// deletes it: 30 days.
+const KEY_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 const TEN: NonZeroUsize = match NonZeroUsize::new(10) {
     Some(n) => n,
@@ -44,13 +49,15 @@ const TEN: NonZeroUsize = match NonZeroUsize::new(10) {
 
 impl Default for KeyPolicy {
     /// The built-in families, 10 active keys per owner ("Maximum 10 keys per user"), the
-    /// system clock.
+    /// system clock, revoked and expired keys deleted 30 days after they stopped
+    /// authenticating.
     fn default() -> Self {
         Self {
             families: KeyFamilies::default(),
             max_active: TEN,
             clock: Arc::new(SystemClock),
             plans: None,
+            retention: KEY_RETENTION,
         }
     }
 }
@@ -63,7 +70,8 @@ const HUNDRED: NonZeroUsize = match NonZeroUsize::new(100) {
 impl KeyPolicy {
     /// The policy of a session store ([`Sessions`](crate::session::Sessions)): only the
     /// [`KeyFamily::SESSION`](crate::key::KeyFamily::SESSION) family, 100 live sessions
-    /// per owner (a login at the limit ends the oldest), the system clock.
+    /// per owner (a login at the limit ends the oldest), the system clock, and no retention:
+    /// an ended or expired session is deleted, not kept.
     pub fn sessions() -> Self {
         Self {
             families: KeyFamilies::only([crate::key::KeyFamily::SESSION])
@@ -71,6 +79,7 @@ impl KeyPolicy {
             max_active: HUNDRED,
             clock: Arc::new(SystemClock),
             plans: None,
+            retention: Duration::ZERO,
         }
     }
 
@@ -107,6 +116,28 @@ impl KeyPolicy {
         self
     }
 
+    /// How long a record that can no longer authenticate (revoked or expired, see
+    /// [`KeyRecord::refused_since`](super::KeyRecord::refused_since)) stays in the store,
+    /// listed for the audit view, before it is deleted (default 30 days; sessions: none).
+    /// Deletion happens as the store is used (each issue purges the owner's records past
+    /// retention; each store also sweeps the others, see its docs); `Duration::MAX` keeps
+    /// everything.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention period.
+    pub fn retention_period(&self) -> Duration {
+        self.retention
+    }
+
+    /// Records refused since before this time are past retention at `now` (`None`: none
+    /// can be).
+    pub fn purge_before(&self, now: SystemTime) -> Option<SystemTime> {
+        now.checked_sub(self.retention)
+    }
+
     /// The plan policy, if any.
     pub fn plan_policy(&self) -> Option<&dyn PlanPolicy> {
         self.plans.as_deref()
@@ -134,6 +165,7 @@ impl fmt::Debug for KeyPolicy {
             .field("families", &self.families)
             .field("max_active", &self.max_active)
             .field("plans", &self.plans.is_some())
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

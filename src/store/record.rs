@@ -220,6 +220,17 @@ impl<S: Scope> KeyRecord<S> {
         }
     }
 
+    /// From when the record can no longer authenticate, whatever happens next: the earlier
+    /// of its revocation and its expiry; `None` while neither is set (a disabled key can be
+    /// enabled again, so disabling sets nothing). Stores delete a record once this is
+    /// older than their policy's [retention](super::KeyPolicy::retention).
+    pub fn refused_since(&self) -> Option<SystemTime> {
+        match (self.revoked_at, self.expires_at) {
+            (Some(revoked), Some(expires)) => Some(revoked.min(expires)),
+            (revoked, expires) => revoked.or(expires),
+        }
+    }
+
     /// Whether the record can be refused at all (so checking it needs the clock).
     #[inline]
     pub(crate) fn has_deadline(&self) -> bool {
@@ -301,7 +312,7 @@ impl<S: Scope> NewKey<S> {
         self
     }
 
-    /// Expires `ttl` after issue.
+    /// Expires `ttl` after issue (a `ttl` past what the clock can count: never).
     pub fn expires_in(mut self, ttl: Duration) -> Self {
         self.expiry = Expiry::After(ttl);
         self

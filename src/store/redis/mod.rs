@@ -19,7 +19,7 @@ mod listener;
 mod scripts;
 
 pub use listener::RevocationListener;
-use scripts::{DELETE, ISSUE, REVOKE, SET_DISABLED, TOUCH};
+use scripts::{DELETE, ISSUE, PURGE, REVOKE, SET_DISABLED, TOUCH};
 
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -45,7 +45,9 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 /// Layout, all under the hash tag `{<namespace>}` so one Lua script may touch them together:
 /// `{ns}:digest:<hex>` (hash: `record` JSON, `revoked_at`, `last_used_at`),
 /// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids, for listing),
-/// `{ns}:active:<owner>` (ids that may still be active, for the owner limit). Issue, revoke and the per-owner
+/// `{ns}:active:<owner>` (ids that may still be active, for the owner limit),
+/// `{ns}:refused:<owner>` (ids by when they stop authenticating, for the purge of records
+/// past the policy's retention; each such record also expires then). Issue, revoke and the per-owner
 /// limit run as Lua scripts, so no race lets an owner pass the limit. Revocations are
 /// published on `{ns}:revocations`; [`RevocationListener`] turns them into cache
 /// invalidations on every instance.
@@ -69,6 +71,7 @@ struct Scripts {
     set_disabled: Script,
     delete: Script,
     touch: Script,
+    purge: Script,
 }
 
 impl<S: Scope> RedisKeyStore<S> {
@@ -98,6 +101,7 @@ impl<S: Scope> RedisKeyStore<S> {
                 set_disabled: Script::new(SET_DISABLED),
                 delete: Script::new(DELETE),
                 touch: Script::new(TOUCH),
+                purge: Script::new(PURGE),
             }),
             scope: PhantomData,
         })
@@ -151,6 +155,11 @@ impl<S: Scope> RedisKeyStore<S> {
         format!("{}active:{owner}", self.prefix())
     }
 
+    /// The owner's ids by when they stop authenticating: what the purge reads.
+    fn refused_key(&self, owner: &str) -> String {
+        format!("{}refused:{owner}", self.prefix())
+    }
+
     async fn read(&self, digest: &KeyDigest) -> LookupResult<S> {
         let mut connection = self.connection.clone();
         let fields: Vec<(String, String)> = connection
@@ -193,6 +202,15 @@ impl<S: Scope> RedisKeyStore<S> {
         }))
     }
 
+    /// The policy's retention in milliseconds, or "" (kept forever) when it has no end.
+    fn retention_ms(&self) -> String {
+        let retention = self.policy.retention_period();
+        match u64::try_from(retention.as_millis()) {
+            Ok(ms) if ms < 1 << 53 => ms.to_string(),
+            _ => String::new(),
+        }
+    }
+
     async fn revoke_script(&self, id: &KeyId, revocation: Revocation) -> Result<bool, ManageError> {
         let mut connection = self.connection.clone();
         let found: i64 = self
@@ -204,6 +222,8 @@ impl<S: Scope> RedisKeyStore<S> {
             .arg(self.revocation_channel())
             .arg(id.as_str())
             .arg(flag(revocation.is_immediate()))
+            .arg(millis(self.policy.now()))
+            .arg(self.retention_ms())
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -252,6 +272,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .key(self.record_key(&record.digest))
             .key(self.id_key(&record.id))
             .key(self.active_key(&record.owner))
+            .key(self.refused_key(&record.owner))
             .arg(json)
             .arg(record.id.as_str())
             .arg(insert.max_active().get())
@@ -263,6 +284,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .arg(replaced_at)
             .arg(immediate)
             .arg(self.revocation_channel())
+            .arg(self.retention_ms())
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -355,6 +377,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .key(self.id_key(id))
             .key(self.owner_key(&record.owner))
             .key(self.active_key(&record.owner))
+            .key(self.refused_key(&record.owner))
             .arg(self.prefix())
             .arg(id.as_str())
             .arg(self.revocation_channel())
@@ -365,6 +388,23 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             1 => Ok(record),
             _ => Err(ManageError::NotFound(id.clone())),
         }
+    }
+
+    /// One script over the owner's refused set: the work is what is deleted.
+    async fn purge(&self, owner: &str, before: SystemTime) -> Result<usize, ManageError> {
+        let mut connection = self.connection.clone();
+        let purged: usize = self
+            .scripts
+            .purge
+            .key(self.refused_key(owner))
+            .key(self.owner_key(owner))
+            .key(self.active_key(owner))
+            .arg(self.prefix())
+            .arg(millis(before))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(purged)
     }
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {

@@ -60,7 +60,17 @@ pub(crate) struct Queries {
     pub(crate) set_disabled: String,
     pub(crate) delete: String,
     pub(crate) touch: String,
+    pub(crate) purge_owner: String,
+    pub(crate) purge_all: String,
+    /// Inserts through this table's stores so far: every [`SWEEP_EVERY`]th also sweeps the
+    /// whole table.
+    pub(crate) inserts: std::sync::atomic::AtomicU64,
 }
+
+/// How often (in inserts) a store deletes every record past retention, not only the
+/// inserting owner's: the sweep for owners who never come back, on the store's own
+/// schedule, with no task to spawn.
+pub(crate) const SWEEP_EVERY: u64 = 1024;
 
 const COLUMNS: &str = "id, digest, owner, name, prefix, environment, hint, scopes, rate_limits, created_at, expires_at, revoked_at, revoked, disabled, metadata, allowed_networks, last_used_at";
 
@@ -92,6 +102,12 @@ impl Queries {
             touch: format!(
                 "UPDATE {table} SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
             ),
+            // Refused (revoked or expired) before $2: no longer able to authenticate.
+            purge_owner: format!(
+                "DELETE FROM {table} WHERE owner = $1 AND (revoked_at < $2 OR expires_at < $2)"
+            ),
+            purge_all: format!("DELETE FROM {table} WHERE revoked_at < $1 OR expires_at < $1"),
+            inserts: std::sync::atomic::AtomicU64::new(0),
             schema: schema.map(str::to_owned),
             bare: bare.to_owned(),
             table,
@@ -143,7 +159,13 @@ impl Queries {
 /// - database failures are [`StoreError`]s (503 at the layer), never 401;
 /// - PostgreSQL publishes every revocation, disabling and deletion with `NOTIFY` in the same
 ///   transaction; [`PgRevocationListener`] turns them into cache invalidations on every
-///   instance, as the Redis store's pub/sub does.
+///   instance, as the Redis store's pub/sub does;
+/// - rows that can no longer authenticate are deleted once past the policy's
+///   [retention](KeyPolicy::retention): the owner's with one `DELETE` before each issue,
+///   and the whole table's every 1,024th insert through a store ([`sweep`](Self::sweep),
+///   which you may also call on a schedule of your own). The store runs no task of its
+///   own: a library should not hold timers on your database, and an idle table does not
+///   grow.
 ///
 /// `S` is the scope vocabulary, `DB` is `sqlx::Postgres` or `sqlx::Sqlite`. Cheap to clone
 /// (the pool is shared).
@@ -305,6 +327,24 @@ macro_rules! impl_sql_store {
                 Ok(changed)
             }
 
+            /// Deletes every row past the policy's retention (revoked or expired longer
+            /// ago than it); answers how many. Runs by itself every 1,024th insert.
+            ///
+            /// # Errors
+            /// [`StoreError`](crate::store::StoreError) when the database refuses.
+            pub async fn sweep(&self) -> Result<u64, $crate::store::StoreError> {
+                let Some(before) = self.policy.purge_before(self.policy.now()) else {
+                    return Ok(0);
+                };
+                let deleted = sqlx::query(self.queries.purge_all.as_str())
+                    .bind(super::row::millis(before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(super::store_error)?
+                    .rows_affected();
+                Ok(deleted)
+            }
+
             async fn record_of(
                 &self,
                 id: &$crate::store::KeyId,
@@ -395,6 +435,11 @@ macro_rules! impl_sql_store {
                     return Err(ManageError::Duplicate);
                 }
                 tx.commit().await.map_err(error)?;
+                let count = self.queries.inserts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if count % super::SWEEP_EVERY == 0 {
+                    // Best effort: the key is in; a failed sweep is retried 1,024 inserts on.
+                    let _ = self.sweep().await;
+                }
                 Ok(std::sync::Arc::new(insert.into_record()))
             }
 
@@ -439,6 +484,23 @@ macro_rules! impl_sql_store {
                 let record = self.record_of(id).await?;
                 self.change(&self.queries.delete, id, |q| q).await?;
                 Ok(record)
+            }
+
+            /// One `DELETE` of the owner's rows refused before `before`; nothing to
+            /// announce (they were refused already).
+            async fn purge(
+                &self,
+                owner: &str,
+                before: std::time::SystemTime,
+            ) -> Result<usize, $crate::store::ManageError> {
+                let deleted = sqlx::query(self.queries.purge_owner.as_str())
+                    .bind(owner.to_owned())
+                    .bind(super::row::millis(before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(super::store_error)?
+                    .rows_affected();
+                Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
             }
 
             async fn touch(
