@@ -21,7 +21,9 @@ use tower_api_key::store::ManageKeys;
 
 use common::proxy::{Mode, Proxy};
 use common::redis_server::Redis;
-use common::{bearer, from, send, until, Probe};
+use common::{
+    accepted_key, bearer, from, never_accepted_for, refused_from_now_on, send, until, Probe,
+};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
@@ -541,17 +543,8 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
     let listener = RevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
     until("the subscription", || listener.connects() == 1).await;
     let direct = store(&redis.url, &ns).await;
-    let issued = direct
-        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
-        .await
-        .unwrap();
-    let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let (issued, service) = accepted_key(&direct, Arc::clone(&cache)).await;
     let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
 
     // The channel dies without closing; a revocation published now never arrives.
     proxy.set(Mode::Silent);
@@ -573,16 +566,7 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
     // Cleared on reconnect: the revocation is seen long before the 60 s cache TTL. The
     // store's own connection went through the same silent proxy, so lookups may fail
     // closed (503) until it reconnects; the key is never accepted again.
-    let mut status = StatusCode::OK;
-    for _ in 0..100 {
-        status = send(service.clone(), bearer(key)).await.status;
-        assert_ne!(status, StatusCode::OK, "a revoked key was accepted");
-        if status == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    refused_from_now_on(&service, key).await;
 }
 
 #[tokio::test]
@@ -593,17 +577,8 @@ async fn a_killed_subscriber_connection_resubscribes_and_clears_the_cache() {
     let listener = RevocationListener::spawn(Arc::clone(&cache));
     until("the subscription", || listener.connects() == 1).await;
     let direct = store(&redis.url, &ns).await;
-    let issued = direct
-        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
-        .await
-        .unwrap();
-    let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let (issued, service) = accepted_key(&direct, Arc::clone(&cache)).await;
     let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
 
     let mut admin = redis.connection().await;
     let killed: i64 = redis::cmd("CLIENT")
@@ -642,46 +617,15 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     let listener = RevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
     until("the subscription", || listener.connects() == 1).await;
     let direct = store(&redis.url, &ns).await;
-    let issued = direct
-        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
-        .await
-        .unwrap();
-    let probe = Probe::new();
-    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let (issued, service) = accepted_key(&direct, Arc::clone(&cache)).await;
     let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
 
     proxy.set(Mode::Down);
     direct.revoke(&issued.record().id).await.unwrap();
-    let down = std::time::Instant::now();
-    while down.elapsed() < Duration::from_millis(1500) {
-        let status = send(service.clone(), bearer(key)).await.status;
-        assert_ne!(
-            status,
-            StatusCode::OK,
-            "a revoked key was accepted while away"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);
     let back = std::time::Instant::now();
-    let mut status = StatusCode::OK;
-    for _ in 0..100 {
-        status = send(service.clone(), bearer(key)).await.status;
-        assert_ne!(
-            status,
-            StatusCode::OK,
-            "a revoked key was accepted after the outage"
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    refused_from_now_on(&service, key).await;
     until("the resubscription", || listener.connects() >= 2).await;
     assert!(
         back.elapsed() < heartbeat * 4,

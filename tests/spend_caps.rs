@@ -240,52 +240,21 @@ async fn requests_in_flight_never_spend_past_the_cap() {
     let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let usage = MemoryUsage::with_clock(clock.clone());
     let budgets = Budgets::new().default_cap(Environment::Live, 100);
-    let release = Arc::new(tokio::sync::Notify::new());
-    let entered = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
-        tower::service_fn(move |_: Request<String>| {
-            let (release, entered) = (Arc::clone(&release), Arc::clone(&entered));
-            async move {
-                let released = release.notified();
-                entered.fetch_add(1, Ordering::SeqCst);
-                released.await; // every admitted request is in flight at once
-                let mut response = Response::new(Full::new(Bytes::from_static(b"tokens")));
-                response.extensions_mut().insert(ReportedCost(10));
-                Ok::<_, Infallible>(response)
-            }
-        })
-    };
+    let handler = InFlight::default();
     let service = AuthLayer::new(store).layer(
         SpendCaps::with_backend(budgets, usage.clone())
             .layer(0)
             .reports_at_most(10)
-            .layer(handler),
+            .layer(handler.service(10)),
     );
-    let key = key.key().expose_secret().to_owned();
-    let refused = Arc::new(AtomicUsize::new(0));
-    let requests: Vec<_> = (0..100)
-        .map(|_| {
-            let (service, key, refused) = (service.clone(), key.clone(), Arc::clone(&refused));
-            tokio::spawn(async move {
-                let answer = send(service, bearer(&key)).await;
-                if answer.status == StatusCode::PAYMENT_REQUIRED {
-                    refused.fetch_add(1, Ordering::SeqCst);
-                }
-                answer.status
-            })
-        })
-        .collect();
-    common::until("every request admitted or refused", || {
-        entered.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst) == 100
-    })
-    .await;
-    assert_eq!(entered.load(Ordering::SeqCst), 10);
-    release.notify_waiters();
-    let mut served = 0;
-    for request in requests {
-        served += usize::from(request.await.unwrap() == StatusCode::OK);
-    }
+    let (entered, answers) = handler
+        .send_at_once(&[service], key.key().expose_secret(), 100)
+        .await;
+    assert_eq!(entered, 10);
+    let served = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
     assert_eq!(served, 10);
     let owner = Counter {
         environment: Environment::Live,

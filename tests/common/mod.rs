@@ -273,3 +273,154 @@ pub async fn until(what: &str, done: impl Fn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Sends `key` through `service` every 50 ms for `how_long` (an outage): it is never
+/// accepted meanwhile.
+pub async fn never_accepted_for<S, RB>(service: &S, key: &str, how_long: Duration)
+where
+    S: Service<Request<String>, Response = Response<RB>> + Clone,
+    S::Error: std::fmt::Debug,
+    RB: http_body::Body<Data = Bytes>,
+    RB::Error: std::fmt::Debug,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < how_long {
+        let status = send(service.clone(), bearer(key)).await.status;
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "a revoked key was accepted during the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `key` until it gets 401 (bounded: 200 tries, 20 ms apart), never accepting it on
+/// the way: a store or a connection that is still coming back answers 503.
+pub async fn refused_from_now_on<S, RB>(service: &S, key: &str)
+where
+    S: Service<Request<String>, Response = Response<RB>> + Clone,
+    S::Error: std::fmt::Debug,
+    RB: http_body::Body<Data = Bytes>,
+    RB::Error: std::fmt::Debug,
+{
+    for _ in 0..200 {
+        let status = send(service.clone(), bearer(key)).await.status;
+        assert_ne!(status, StatusCode::OK, "a revoked key was accepted");
+        if status == StatusCode::UNAUTHORIZED {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the revoked key never got its 401");
+}
+
+/// A handler that holds every request it gets until all the requests sent are either in
+/// it or refused before it, then lets them finish together, each reporting `cost`
+/// (`ReportedCost`): the spend-cap tests of requests in flight at once.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    release: Arc<tokio::sync::Notify>,
+    entered: Arc<AtomicUsize>,
+}
+
+impl InFlight {
+    pub fn service(
+        &self,
+        cost: u64,
+    ) -> impl Service<
+        Request<String>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+           + Send {
+        let this = self.clone();
+        tower::service_fn(move |_: Request<String>| {
+            let this = this.clone();
+            async move {
+                let released = this.release.notified();
+                this.entered.fetch_add(1, Ordering::SeqCst);
+                released.await;
+                let mut response = Response::new(Full::new(Bytes::from_static(b"tokens")));
+                response
+                    .extensions_mut()
+                    .insert(tower_api_key::usage::ReportedCost(cost));
+                Ok(response)
+            }
+        })
+    }
+
+    /// Sends `n` requests with `key` at once, spread over `instances`; once each is in the
+    /// handler or answered 402, releases them. Answers how many got into the handler and
+    /// every answer.
+    pub async fn send_at_once<S, RB>(
+        &self,
+        instances: &[S],
+        key: &str,
+        n: usize,
+    ) -> (usize, Vec<Answer>)
+    where
+        S: Service<Request<String>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: std::fmt::Debug,
+        RB: http_body::Body<Data = Bytes> + Send,
+        RB::Error: std::fmt::Debug,
+    {
+        let refused = Arc::new(AtomicUsize::new(0));
+        let requests: Vec<_> = (0..n)
+            .map(|i| {
+                let service = instances[i % instances.len()].clone();
+                let (key, refused) = (key.to_owned(), Arc::clone(&refused));
+                tokio::spawn(async move {
+                    let answer = send(service, bearer(&key)).await;
+                    if answer.status == StatusCode::PAYMENT_REQUIRED {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                    answer
+                })
+            })
+            .collect();
+        until("every request admitted or refused", || {
+            self.entered.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst) == n
+        })
+        .await;
+        let entered = self.entered.load(Ordering::SeqCst);
+        self.release.notify_waiters();
+        let mut answers = Vec::with_capacity(n);
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        (entered, answers)
+    }
+}
+
+/// A `fos_` key issued through `direct` (another instance), and the authentication layer
+/// of the instance under test (on `store`), which accepts it now.
+pub async fn accepted_key<D, St>(
+    direct: &D,
+    store: Arc<St>,
+) -> (
+    IssuedKey<ForgScope>,
+    impl Service<
+            Request<String>,
+            Response = Response<tower_api_key::body::ResponseBody<Full<Bytes>>>,
+            Error = Infallible,
+        > + Clone,
+)
+where
+    D: ManageKeys<Scope = ForgScope>,
+    St: KeyStore<Scope = ForgScope>,
+{
+    use tower::Layer;
+    let issued = direct
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS))
+        .await
+        .unwrap();
+    let service = tower_api_key::AuthLayer::new(store).layer(Probe::new().service::<String>());
+    let status = send(service.clone(), bearer(issued.key().expose_secret()))
+        .await
+        .status;
+    assert_eq!(status, StatusCode::OK);
+    (issued, service)
+}
