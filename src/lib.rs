@@ -89,7 +89,7 @@ pub mod body;
 pub mod clock;
 pub mod credential;
 pub mod forg;
-mod future;
+mod gate;
 mod header_text;
 pub mod key;
 #[cfg(feature = "axum")]

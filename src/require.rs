@@ -31,7 +31,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::future::{decided, Gate};
+use crate::gate::{decided, Gate};
 use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection};
 use crate::scope::{Scope, ScopeSet};
@@ -166,7 +166,7 @@ impl<S: Scope, B> Gate<Request<B>> for Rule<S> {
     fn finish<R>((): (), _: &mut Response<R>) {}
 }
 
-crate::future::response_future! {
+crate::gate::response_future! {
     /// Response future of [`RequireScopesService`]: the inner service's future, or a
     /// rejection that is ready at once.
     ResponseFuture<S, Sc, ReqBody>, Request<ReqBody>, Rule<Sc>
@@ -198,7 +198,7 @@ impl<Svc: fmt::Debug, S: Scope> fmt::Debug for RequireScopesService<Svc, S> {
 }
 
 impl<Svc, S: Scope> RequireScopesService<Svc, S> {
-    crate::future::inner_service_accessors!(Svc);
+    crate::gate::inner_service_accessors!(Svc);
 }
 
 impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<Svc, S>

@@ -690,3 +690,33 @@ async fn the_documented_agent_registration_body_works() {
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/minimal.rs"]
+mod minimal;
+
+/// `examples/minimal.rs` on a real socket: its key reads the route, anything else is 401.
+#[tokio::test]
+async fn the_minimal_example_protects_its_route() {
+    let (app, key) = minimal::app().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let get = |key: Option<String>| {
+        let mut request = client.get(format!("{base}/v1/rules"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    let ok = get(Some(key.clone())).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "rules of org_1\n");
+    let missing = get(None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let mut wrong = key.clone();
+    wrong.replace_range(wrong.len() - 1.., if key.ends_with('0') { "1" } else { "0" });
+    assert_eq!(get(Some(wrong)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    server.abort();
+}

@@ -11,7 +11,7 @@ use super::future::ResponseFuture;
 use super::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
-use crate::future::{decided, Gate};
+use crate::gate::{decided, Gate};
 use crate::rate_limit::client_ip_of;
 use crate::store::KeyId;
 
@@ -136,7 +136,7 @@ pub struct ActivityService<S> {
 }
 
 impl<S> ActivityService<S> {
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for ActivityService<S> {

@@ -3,7 +3,7 @@ use http::Request;
 use super::verify::Config;
 use crate::store::KeyStore;
 
-crate::future::response_future! {
+crate::gate::response_future! {
     /// Response future of [`AuthService`](super::AuthService).
     ///
     /// When the store answers at once ([`KeyStore::lookup_now`]) this is the inner

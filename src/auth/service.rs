@@ -8,7 +8,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::verify::Config;
 use crate::body::ResponseBody;
-use crate::future::{caught, decided, deferred};
+use crate::gate::{caught, decided, deferred};
 use crate::store::{KeyStore, StoreError, StoreErrorKind};
 
 /// The service [`AuthLayer`](super::AuthLayer) wraps around the inner service.
@@ -22,7 +22,7 @@ impl<S, St: KeyStore> AuthService<S, St> {
         Self { inner, config }
     }
 
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: Clone, St: KeyStore> Clone for AuthService<S, St> {

@@ -11,7 +11,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::activity::ActivityTicket;
 use crate::credential::{CredentialError, CredentialSources};
-use crate::future::{guarded, Deferred, Gate, Unanswered};
+use crate::gate::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
 use crate::principal::{CredentialKind, Principal};
 use crate::rate_limit::client_ip_of;

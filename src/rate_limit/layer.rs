@@ -18,7 +18,7 @@ use super::headers::{add_headers, policy_header, state_header};
 use super::limits::{OnBackendError, RateLimits};
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
-use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
+use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
@@ -73,7 +73,7 @@ pub struct RateLimitService<Svc, B: RateLimitBackend> {
 }
 
 impl<Svc, B: RateLimitBackend> RateLimitService<Svc, B> {
-    crate::future::inner_service_accessors!(Svc);
+    crate::gate::inner_service_accessors!(Svc);
 }
 
 impl<Svc: Clone, B: RateLimitBackend> Clone for RateLimitService<Svc, B> {
@@ -253,7 +253,7 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     }
 }
 
-crate::future::response_future! {
+crate::gate::response_future! {
     /// Response future of [`RateLimitService`].
     ResponseFuture<S, B, ReqBody>, Request<ReqBody>, LayerShared<B>
     where B: RateLimitBackend,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::RateLimitBackend;
-use super::gcra::GovernorBackend;
+use super::governor::GovernorBackend;
 use super::headers::{policy_header, state_headers};
 use super::layer::{LayerShared, RateLimitLayer};
 use super::RateClass;

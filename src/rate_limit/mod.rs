@@ -52,7 +52,7 @@
 mod backend;
 mod client_ip;
 pub mod failures;
-mod gcra;
+mod governor;
 mod headers;
 mod housekeeping;
 mod layer;
@@ -70,7 +70,7 @@ pub use client_ip::{
     InvalidNetwork, Ipv6Grouping, ResolvedClientIp,
 };
 pub use failures::{FailureLimit, FailureLimitLayer, FailureLimitService};
-pub use gcra::{GovernorBackend, GovernorClass};
+pub use governor::{GovernorBackend, GovernorClass};
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
 pub use limits::{OnBackendError, RateLimits};

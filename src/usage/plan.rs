@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
-use crate::future::{decided, deferred, guarded, Deferred, Gate};
+use crate::gate::{decided, deferred, guarded, Deferred, Gate};
 use crate::key::Environment;
 use crate::principal::Principal;
 use crate::reject::{
@@ -163,7 +163,7 @@ impl<B> Gate<Request<B>> for Shared {
     fn finish<R>((): (), _: &mut Response<R>) {}
 }
 
-crate::future::response_future! {
+crate::gate::response_future! {
     /// Response future of [`PlanService`].
     ResponseFuture<S, ReqBody>, Request<ReqBody>, Shared
 }
@@ -176,7 +176,7 @@ pub struct PlanService<S> {
 }
 
 impl<S> PlanService<S> {
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for PlanService<S> {

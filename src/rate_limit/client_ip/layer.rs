@@ -83,7 +83,7 @@ pub struct ClientIpService<S> {
 }
 
 impl<S> ClientIpService<S> {
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for ClientIpService<S> {

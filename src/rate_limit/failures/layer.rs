@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::{FailureGate, FailureLimit};
 use crate::body::ResponseBody;
-use crate::future::{decided, Gate};
+use crate::gate::{decided, Gate};
 use crate::rate_limit::RateLimitBackend;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, InvalidKeyReason, RenderRejection};
 
@@ -120,7 +120,7 @@ pub struct FailureLimitService<S> {
 }
 
 impl<S> FailureLimitService<S> {
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for FailureLimitService<S> {
@@ -131,7 +131,7 @@ impl<S: fmt::Debug> fmt::Debug for FailureLimitService<S> {
     }
 }
 
-crate::future::response_future! {
+crate::gate::response_future! {
     /// Response future of [`FailureLimitService`].
     ResponseFuture<S, ReqBody>, Request<ReqBody>, Shared
 }

@@ -43,10 +43,10 @@ use http::{Extensions, HeaderMap};
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::client_ip::client_key_of;
-use super::gcra::GovernorBackend;
+use super::governor::GovernorBackend;
 use super::housekeeping::Schedule;
 use super::{ClassName, Quota, RateClass};
-use crate::future::{caught, guarded};
+use crate::gate::{caught, guarded};
 use crate::reject::{AuthRejection, RetryAfter};
 
 mod layer;

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::layer::{Admitted, Shared};
 use super::SPEND_CAP;
 use crate::body::ResponseBody;
-use crate::future::{Deferred, GateFuture};
+use crate::gate::{Deferred, GateFuture};
 use crate::usage::backend::UsageBackend;
 
 pin_project! {

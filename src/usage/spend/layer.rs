@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
-use crate::future::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
+use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::rate_limit::{BackendError, OnBackendError};
 use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
@@ -103,7 +103,7 @@ pub struct SpendCapService<S, B: UsageBackend> {
 }
 
 impl<S, B: UsageBackend> SpendCapService<S, B> {
-    crate::future::inner_service_accessors!(S);
+    crate::gate::inner_service_accessors!(S);
 }
 
 impl<S: Clone, B: UsageBackend> Clone for SpendCapService<S, B> {

@@ -1,3 +1,6 @@
+//! [`GovernorBackend`]: the in-process rate-limit backend, governor's GCRA with one keyed
+//! limiter per class and quota, and [`GovernorClass`], the state of one class.
+
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
