@@ -24,10 +24,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_api_key::client_ip::ClientAddr;
+use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{
-    ClientAddr, FailureLimit, FailureLimitLayer, RateClass, RateLimits,
-};
+use tower_api_key::rate_limit::{RateClass, RateLimits};
 use tower_api_key::store::IssuedKey;
 use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 

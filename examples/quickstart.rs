@@ -43,8 +43,9 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tower::ServiceBuilder;
 use tower_api_key::activity::{ActivityEvent, ActivityLayer, ActivityObserver, LastUsedRecorder};
+use tower_api_key::failure_limit::FailureLimit;
 use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::rate_limit::{FailureLimit, RateLimits};
+use tower_api_key::rate_limit::RateLimits;
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
 use tower_api_key::usage::{BudgetPer, Budgets, ReportedCost, SpendCaps};
 use tower_api_key::{

@@ -37,8 +37,9 @@ use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::Service;
+use tower_api_key::client_ip::{ClientIp, ClientIpLayer};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{ClientIp, ClientIpLayer, RateClass, RateLimits};
+use tower_api_key::rate_limit::{RateClass, RateLimits};
 use tower_api_key::store::IssuedKey;
 use tower_api_key::{require, AuthLayer, ForgScope, KeyStore, MemoryKeyStore, NewKey, Principal};
 

@@ -8,8 +8,9 @@
 //!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
 //! - Principal: the caller's [`Principal`] and typed [`ScopeSet`] go into
 //!   request extensions; [`require`](require::require) checks scopes per route.
-//! - Rate limits: per key and class of route, per client address on public routes, and on
-//!   failed authentications ([`rate_limit`]), with IETF `RateLimit` headers.
+//! - Rate limits: per key and class of route, per client address on public routes
+//!   ([`rate_limit`]), with IETF `RateLimit` headers; and on failed authentications per
+//!   client address ([`failure_limit`]), the address resolved once ([`client_ip`]).
 //! - Sessions: the `forge_session` cookie as a second credential of the same layer, with
 //!   CSRF protection and login / logout helpers ([`session`]).
 //! - Usage policy: spend caps per period (402) and plan tiers (403) ([`usage`]).
@@ -53,6 +54,23 @@
 //! # }
 //! ```
 //!
+//! # The modules, in the order a request meets them
+//!
+//! | step | module |
+//! |---|---|
+//! | the client's address, resolved once | [`client_ip`] |
+//! | activity observed (wraps the rest) | [`activity`] |
+//! | failed authentications limited per address | [`failure_limit`] |
+//! | where credentials are read | [`credential`] |
+//! | keys: families, parsing, digests | [`key`] |
+//! | authentication, the principal | [`auth`], [`principal`], [`session`] (cookies, CSRF) |
+//! | scope requirements per route | [`require`](mod@require), [`scope`] |
+//! | rate limits per class | [`rate_limit`] |
+//! | spend caps and plans | [`usage`] |
+//! | what a refusal looks like | [`reject`], [`body`] |
+//! | where keys live and their lifecycle | [`store`], [`manage`] (HTTP) |
+//! | the FORG / ForgeOS presets | [`forg`] |
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
@@ -86,8 +104,10 @@ pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod body;
+pub mod client_ip;
 pub mod clock;
 pub mod credential;
+pub mod failure_limit;
 pub mod forg;
 mod gate;
 mod header_text;

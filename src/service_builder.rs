@@ -4,7 +4,9 @@
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//! use tower_api_key::rate_limit::{ClientAddr, ClientIp, FailureLimit, RateLimits};
+//! use tower_api_key::client_ip::{ClientAddr, ClientIp};
+//! use tower_api_key::failure_limit::FailureLimit;
+//! use tower_api_key::rate_limit::RateLimits;
 //! use tower_api_key::{forg, ForgScope, ManageKeys, MemoryKeyStore, NewKey, ServiceBuilderExt};
 //! use tower_api_key::key::KeyFamily;
 //!
@@ -47,10 +49,9 @@ use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
 use crate::activity::{ActivityLayer, ActivityObserver};
-use crate::rate_limit::{
-    ClientIp, ClientIpLayer, FailureLimit, FailureLimitLayer, RateClass, RateLimitBackend,
-    RateLimitLayer, RateLimits,
-};
+use crate::client_ip::{ClientIp, ClientIpLayer};
+use crate::failure_limit::{FailureLimit, FailureLimitLayer};
+use crate::rate_limit::{RateClass, RateLimitBackend, RateLimitLayer, RateLimits};
 use crate::require::{require, RequireScopesLayer};
 use crate::scope::{Scope, ScopeSet};
 use crate::store::KeyStore;

@@ -749,7 +749,7 @@ async fn a_disabled_key_gets_the_same_401_until_enabled_and_metadata_reaches_the
 
 #[tokio::test]
 async fn a_key_with_allowed_networks_is_refused_elsewhere_ipv4_ipv6_and_behind_a_proxy() {
-    use tower_api_key::rate_limit::{ClientIp, ClientIpLayer};
+    use tower_api_key::client_ip::{ClientIp, ClientIpLayer};
     use tower_api_key::store::AllowedNetworks;
 
     let (store, _clock) = store_with_clock();

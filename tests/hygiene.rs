@@ -20,8 +20,9 @@ use http::{Request, StatusCode};
 use regex::Regex;
 use tower::{Layer, ServiceExt};
 use tower_api_key::credential::CredentialSources;
+use tower_api_key::failure_limit::FailureLimit;
 use tower_api_key::key::{KeyFamilies, KeyFamily, KeyHasher};
-use tower_api_key::rate_limit::{FailureLimit, RateLimits};
+use tower_api_key::rate_limit::RateLimits;
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal};
 
 /// Anything that looks like a key with a real secret part (redacted forms have `…`).

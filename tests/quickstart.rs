@@ -716,7 +716,13 @@ async fn the_minimal_example_protects_its_route() {
     let missing = get(None).await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     let mut wrong = key.clone();
-    wrong.replace_range(wrong.len() - 1.., if key.ends_with('0') { "1" } else { "0" });
-    assert_eq!(get(Some(wrong)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    wrong.replace_range(
+        wrong.len() - 1..,
+        if key.ends_with('0') { "1" } else { "0" },
+    );
+    assert_eq!(
+        get(Some(wrong)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     server.abort();
 }

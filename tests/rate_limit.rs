@@ -15,12 +15,15 @@ use tower_api_key::store::ManageKeys;
 use common::*;
 use http::{Request, StatusCode};
 use tower::Layer;
+use tower_api_key::client_ip::{
+    ClientAddr, ClientIp, ClientIpLayer, ForwardedHeader, Ipv6Grouping,
+};
 use tower_api_key::clock::ManualClock;
+use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{
-    BackendError, ClassName, ClientAddr, ClientIp, ClientIpLayer, Decision, FailureLimit,
-    FailureLimitLayer, ForwardedHeader, GovernorBackend, Ipv6Grouping, LimitKey, OnBackendError,
-    Quota, RateClass, RateLimitBackend, RateLimits,
+    BackendError, ClassName, Decision, GovernorBackend, LimitKey, OnBackendError, Quota, RateClass,
+    RateLimitBackend, RateLimits,
 };
 use tower_api_key::reject::{AuthRejection, RetryAfter, Unavailable};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
@@ -377,7 +380,7 @@ fn client_ip_resolution_rules() {
     let none = ClientIp::peer().resolve(&HeaderMap::new(), &Extensions::new());
     assert_eq!(
         none,
-        Err(tower_api_key::rate_limit::ClientIpError::NoPeerAddress)
+        Err(tower_api_key::client_ip::ClientIpError::NoPeerAddress)
     );
 }
 

@@ -27,10 +27,9 @@ use common::{
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
+use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::rate_limit::{
-    FailureLimit, FailureLimitLayer, OnBackendError, RateClass, RateLimits, RedisRateLimiter,
-};
+use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 

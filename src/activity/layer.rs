@@ -10,9 +10,9 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::{ActivityEvent, ActivityObserver, ActivitySink, PendingActivity};
 use crate::body::ResponseBody;
+use crate::client_ip::client_ip_of;
 use crate::clock::{Clock, SystemClock};
 use crate::gate::{decided, Gate};
-use crate::rate_limit::client_ip_of;
 use crate::store::KeyId;
 
 /// Set by the authentication layer when it verifies a credential, so that the activity

@@ -53,9 +53,9 @@
 //! (axum, hyper-util and tonic do). Without one, lookups fail closed (503).
 //!
 //! Authentication is all this layer does. Failed-authentication limits
-//! ([`FailureLimitLayer`](crate::rate_limit::FailureLimitLayer)), activity
+//! ([`FailureLimitLayer`](crate::failure_limit::FailureLimitLayer)), activity
 //! ([`ActivityLayer`](crate::activity::ActivityLayer)) and the client address
-//! ([`ClientIpLayer`](crate::rate_limit::ClientIpLayer)) are layers of their own, outside it;
+//! ([`ClientIpLayer`](crate::client_ip::ClientIpLayer)) are layers of their own, outside it;
 //! [`ServiceBuilderExt`](crate::ServiceBuilderExt) stacks them in one expression.
 
 mod future;

@@ -10,11 +10,11 @@ use http::{HeaderMap, Request, Response};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::activity::ActivityTicket;
+use crate::client_ip::client_ip_of;
 use crate::credential::{CredentialError, CredentialSources};
 use crate::gate::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
 use crate::principal::{CredentialKind, Principal};
-use crate::rate_limit::client_ip_of;
 use crate::reject::is_grpc;
 use crate::reject::{
     respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RenderRejection, RetryAfter,

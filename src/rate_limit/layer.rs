@@ -13,11 +13,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::client_ip::client_key_of;
 use super::headers::{add_headers, policy_header, state_header};
 use super::limits::{OnBackendError, RateLimits};
 use super::{KeyedBy, Quota, RateClass};
 use crate::body::ResponseBody;
+use crate::client_ip::client_key_of;
 use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};

@@ -50,11 +50,9 @@
 //! how much there is.
 
 mod backend;
-mod client_ip;
-pub mod failures;
 mod governor;
 mod headers;
-mod housekeeping;
+pub(crate) mod housekeeping;
 mod layer;
 mod limits;
 mod quota;
@@ -64,12 +62,6 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
 pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-pub(crate) use client_ip::client_ip_of;
-pub use client_ip::{
-    ClientAddr, ClientIp, ClientIpError, ClientIpLayer, ClientIpService, ForwardedHeader,
-    InvalidNetwork, Ipv6Grouping, ResolvedClientIp,
-};
-pub use failures::{FailureLimit, FailureLimitLayer, FailureLimitService};
 pub use governor::{GovernorBackend, GovernorClass};
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The networks a key may be used from: empty (the default) allows every address.
 ///
 /// Checked by the authentication layer against the client address the stack resolved (one
-/// [`ClientIpLayer`](crate::rate_limit::ClientIpLayer), trusted proxies included, or the
+/// [`ClientIpLayer`](crate::client_ip::ClientIpLayer), trusted proxies included, or the
 /// socket peer); a request from elsewhere gets 403 `ip_not_allowed`. At most 32 networks.
 /// Serde form: a list of CIDR strings.
 ///

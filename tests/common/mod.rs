@@ -217,7 +217,7 @@ impl KeyStore for ScriptedStore {
 pub fn from(ip: &str, mut request: Request<String>) -> Request<String> {
     request
         .extensions_mut()
-        .insert(tower_api_key::rate_limit::ClientAddr(ip.parse().unwrap()));
+        .insert(tower_api_key::client_ip::ClientAddr(ip.parse().unwrap()));
     request
 }
 

@@ -22,14 +22,14 @@ use crate::reject::{respond, AuthRejection, DefaultRenderer, InvalidKeyReason, R
 /// budget is spent when a response comes back as a 401 for a credential that was sent
 /// (malformed, unknown, revoked, expired; not a missing one, and never a store outage).
 ///
-/// Every request needs its client address (a [`ClientIpLayer`](super::super::ClientIpLayer)
-/// in front, axum `ConnectInfo` or a [`ClientAddr`](super::super::ClientAddr)); a request
+/// Every request needs its client address (a [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+/// in front, axum `ConnectInfo` or a [`ClientAddr`](crate::client_ip::ClientAddr)); a request
 /// without one gets 500, never a shared bucket.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use tower::ServiceBuilder;
-/// use tower_api_key::rate_limit::{FailureLimit, FailureLimitLayer};
+/// use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 /// use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 ///
 /// let store = Arc::new(MemoryKeyStore::<ForgScope>::new());

@@ -44,7 +44,7 @@ impl ResolvedClientIp {
 ///
 /// ```
 /// use tower::ServiceBuilder;
-/// use tower_api_key::rate_limit::{ClientIp, ClientIpLayer};
+/// use tower_api_key::client_ip::{ClientIp, ClientIpLayer};
 ///
 /// let stack = ServiceBuilder::new()
 ///     .layer(ClientIpLayer::new(ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap()));

@@ -7,7 +7,9 @@
 //! use http::{Request, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_api_key::clock::ManualClock;
-//! use tower_api_key::rate_limit::{ClientAddr, FailureLimit, FailureLimitLayer, Quota};
+//! use tower_api_key::client_ip::ClientAddr;
+//! use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
+//! use tower_api_key::rate_limit::Quota;
 //! use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -41,12 +43,13 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock, Reference};
 use http::{Extensions, HeaderMap};
 
-use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::client_ip::client_key_of;
-use super::governor::GovernorBackend;
-use super::housekeeping::Schedule;
-use super::{ClassName, Quota, RateClass};
+use crate::client_ip::client_key_of;
 use crate::gate::{caught, guarded};
+use crate::rate_limit::housekeeping::Schedule;
+use crate::rate_limit::{
+    BackendError, ClassName, Decision, GovernorBackend, LimitKey, Quota, RateClass,
+    RateLimitBackend,
+};
 use crate::reject::{AuthRejection, RetryAfter};
 
 mod layer;
@@ -59,20 +62,20 @@ pub use layer::{FailureLimitLayer, FailureLimitService, ResponseFuture};
 /// Every refused key (malformed, unknown, revoked, expired; not a missing one, and never a
 /// store outage) spends from the address's budget, counted by a
 /// [`RateLimitBackend`]: in process by default ([`GovernorBackend`]), or shared by every
-/// instance ([`RedisRateLimiter`](super::RedisRateLimiter), with
+/// instance ([`RedisRateLimiter`](crate::rate_limit::RedisRateLimiter), with
 /// [`with_backend`](Self::with_backend)). An address whose failure goes over the budget
 /// gets 429 with `Retry-After` for every request, before the key is parsed or the store
 /// asked, until the budget refills. With a shared backend, N instances grant an address
 /// the budget plus at most one failure per other instance (each instance learns of the
 /// exhausted budget from its own next failure), not N budgets.
 ///
-/// Addresses are grouped as the [`ClientIpLayer`](super::ClientIpLayer) says (IPv6 per /64
+/// Addresses are grouped as the [`ClientIpLayer`](crate::client_ip::ClientIpLayer) says (IPv6 per /64
 /// by default). State exists only for addresses that failed; idle state is evicted by
 /// housekeeping.
 ///
 /// ```
 /// use std::num::NonZeroU32;
-/// use tower_api_key::rate_limit::FailureLimit;
+/// use tower_api_key::failure_limit::FailureLimit;
 /// use tower_api_key::rate_limit::Quota;
 ///
 /// let failures = FailureLimit::new(Quota::per_minute(NonZeroU32::new(20).unwrap()));
@@ -132,7 +135,7 @@ where
 
 impl<B: RateLimitBackend> FailureLimit<B> {
     /// `quota` failures per address, counted by `backend` (for example a
-    /// [`RedisRateLimiter`](super::RedisRateLimiter) shared by every instance).
+    /// [`RedisRateLimiter`](crate::rate_limit::RedisRateLimiter) shared by every instance).
     pub fn with_backend(backend: B, quota: Quota) -> Self {
         let start = Instant::now();
         let now: Nanos = Box::new(move || nanos(start.elapsed()));

@@ -1,3 +1,30 @@
+//! The client's address, resolved once per request for every layer that needs it (the
+//! per-address rate limits, the failed-authentication limit, key allowlists, activity):
+//! the connection's peer, or behind configured trusted proxies the rightmost untrusted
+//! forwarded address. [`ClientIpLayer`] goes outermost.
+//!
+//! ```
+//! use std::net::{IpAddr, SocketAddr};
+//! use axum::extract::ConnectInfo;
+//! use http::{Request, Response};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use tower_api_key::client_ip::{ClientIp, ClientIpLayer, ResolvedClientIp};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let client_ip = ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap();
+//! let service = ClientIpLayer::new(client_ip).layer(service_fn(|request: Request<()>| async move {
+//!     let ip = request.extensions().get::<ResolvedClientIp>().unwrap().ip().unwrap();
+//!     Ok::<_, std::convert::Infallible>(Response::new(ip.to_string()))
+//! }));
+//! // From the trusted proxy 10.0.0.7, for the client 203.0.113.9.
+//! let mut request = Request::get("/").header("x-forwarded-for", "203.0.113.9").body(()).unwrap();
+//! request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 7], 443))));
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.body(), "203.0.113.9");
+//! # }
+//! ```
+
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -100,7 +127,7 @@ type PeerResolver = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
 /// ```
 /// use std::net::IpAddr;
 /// use http::{Extensions, HeaderMap};
-/// use tower_api_key::rate_limit::{ClientAddr, ClientIp};
+/// use tower_api_key::client_ip::{ClientAddr, ClientIp};
 ///
 /// let client_ip = ClientIp::peer().trust_proxies(["10.0.0.0/8"]).unwrap();
 /// let mut extensions = Extensions::new();
