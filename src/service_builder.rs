@@ -7,8 +7,10 @@
 //! use tower_api_key::client_ip::{ClientAddr, ClientIp};
 //! use tower_api_key::failure_limit::FailureLimit;
 //! use tower_api_key::rate_limit::RateLimits;
+//! use tower_api_key::store::{Plan, PlanTable};
+//! use tower_api_key::usage::{Budgets, SpendCaps};
 //! use tower_api_key::{forg, ForgScope, ManageKeys, MemoryKeyStore, NewKey, ServiceBuilderExt};
-//! use tower_api_key::key::KeyFamily;
+//! use tower_api_key::key::{Environment, KeyFamily};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -18,6 +20,7 @@
 //!     .await
 //!     .unwrap();
 //! let limits = RateLimits::new();
+//! let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Live, 1_000));
 //!
 //! let service = ServiceBuilder::new()
 //!     .client_ip(ClientIp::peer())              // resolved once, for every layer below
@@ -25,6 +28,8 @@
 //!     .authenticate(store)                      // the Principal, or 401 / 503
 //!     .rate_limited(&limits, forg::STANDARD)   // 100 per minute per key, RateLimit headers
 //!     .require_scopes(ForgScope::ReadRules)     // 403 insufficient_scope
+//!     .check_plans(PlanTable::new(Plan::Team))  // 403 plan_required
+//!     .spend_capped(&caps, 1)                   // 402 once the month's 1,000 are spent
 //!     .service(service_fn(|_: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new("rules".to_owned()))
 //!     }));
@@ -37,11 +42,13 @@
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::OK);
 //! assert_eq!(response.headers()["ratelimit"], r#""standard";r=99;t=1"#);
+//! assert!(response.headers()["spend-cap"].to_str().unwrap().starts_with("limit=1000, remaining=999"));
 //! # }
 //! ```
 //!
 //! Each method is `.layer(..)` with the crate's layer, in the order a request should meet
-//! them: address, activity, failed-authentication limit, authentication, rate limit, scopes.
+//! them: address, activity, failed-authentication limit, authentication, rate limit,
+//! scopes, plan, spend cap.
 
 use std::sync::Arc;
 
@@ -54,7 +61,8 @@ use crate::failure_limit::{FailureLimit, FailureLimitLayer};
 use crate::rate_limit::{RateClass, RateLimitBackend, RateLimitLayer, RateLimits};
 use crate::require::{require, RequireScopesLayer};
 use crate::scope::{Scope, ScopeSet};
-use crate::store::KeyStore;
+use crate::store::{KeyStore, PlanPolicy};
+use crate::usage::{PlanLayer, SpendCapLayer, SpendCaps, UsageBackend};
 use crate::AuthLayer;
 
 mod sealed {
@@ -91,6 +99,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         scopes: impl Into<ScopeSet<S>>,
     ) -> ServiceBuilder<Stack<RequireScopesLayer<S>, L>>;
+
+    /// Refuses keys the owner's plan no longer allows ([`PlanLayer`], 403 `plan_required`).
+    fn check_plans(self, plans: impl PlanPolicy) -> ServiceBuilder<Stack<PlanLayer, L>>;
+
+    /// Charges `fixed_cost` per request to its budget ([`SpendCaps::layer`], 402 once
+    /// spent). For costs the handler reports, add
+    /// `.layer(caps.layer(fixed).reports_at_most(most))` instead.
+    fn spend_capped<B: UsageBackend>(
+        self,
+        caps: &SpendCaps<B>,
+        fixed_cost: u64,
+    ) -> ServiceBuilder<Stack<SpendCapLayer<B>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -126,5 +146,17 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         scopes: impl Into<ScopeSet<S>>,
     ) -> ServiceBuilder<Stack<RequireScopesLayer<S>, L>> {
         self.layer(require(scopes))
+    }
+
+    fn check_plans(self, plans: impl PlanPolicy) -> ServiceBuilder<Stack<PlanLayer, L>> {
+        self.layer(PlanLayer::new(plans))
+    }
+
+    fn spend_capped<B: UsageBackend>(
+        self,
+        caps: &SpendCaps<B>,
+        fixed_cost: u64,
+    ) -> ServiceBuilder<Stack<SpendCapLayer<B>, L>> {
+        self.layer(caps.layer(fixed_cost))
     }
 }

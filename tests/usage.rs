@@ -94,3 +94,34 @@ async fn without_the_authentication_layer_the_plan_layer_fails_closed() {
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(probe.calls(), 0);
 }
+
+/// `ServiceBuilderExt` has the usage steps too: plans, then spend caps, after the scopes.
+#[tokio::test]
+async fn the_service_builder_stacks_plans_and_spend_caps() {
+    use tower::ServiceBuilder;
+    use tower_api_key::store::{Plan, PlanTable};
+    use tower_api_key::usage::{Budgets, SpendCaps};
+    use tower_api_key::ServiceBuilderExt;
+
+    let (store, _clock) = store_with_clock();
+    let live = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let test = issue(&store, &KeyFamily::FORG_TEST, ForgScope::ReadRules);
+    let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Test, 1));
+    let probe = Probe::new();
+    let service = ServiceBuilder::new()
+        .authenticate(store)
+        .check_plans(PlanTable::new(Plan::Free).require(Environment::Live, Plan::Team))
+        .spend_capped(&caps, 1)
+        .service(probe.service::<String>());
+    let refused = send(service.clone(), bearer(live.key().expose_secret())).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["code"], "plan_required");
+    let test = test.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(test)).await.status,
+        StatusCode::OK
+    );
+    let spent = send(service, bearer(test)).await;
+    assert_eq!(spent.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(probe.calls(), 1);
+}
