@@ -1,5 +1,8 @@
-//! The FORG / ForgeOS presets in one place: the [`ForgScope`] vocabulary, the three key
-//! families, the `X-ForgeOS-API-Key` header and the standard / AI / auth rate classes.
+//! The FORG / ForgeOS presets in one place: the [`ForgScope`] vocabulary, the
+//! `X-ForgeOS-API-Key` header and the standard / AI / auth rate classes. The three key
+//! families are [`KeyFamily::FORG_LIVE`](crate::key::KeyFamily::FORG_LIVE),
+//! [`FORG_TEST`](crate::key::KeyFamily::FORG_TEST) and [`FOS`](crate::key::KeyFamily::FOS),
+//! beside the type they are of.
 //!
 //! The rest of the crate is generic over all of them; these are what the two product
 //! documents define, and what the defaults use (built-in families, both key headers, the
@@ -19,7 +22,6 @@
 
 use http::HeaderName;
 
-use crate::key::{Environment, KeyFamily};
 use crate::rate_limit::{ClassName, Quota, RateClass};
 
 crate::scopes! {
@@ -47,19 +49,6 @@ crate::scopes! {
 
 /// The ForgeOS API-key header, `x-forgeos-api-key`.
 pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
-
-impl KeyFamily {
-    /// FORG production keys: `forg_live_` + 32 lower-case hex (128 bits).
-    pub const FORG_LIVE: KeyFamily = KeyFamily::hex("forg_live_", Environment::Live, 32, 32, 32);
-    /// FORG sandbox keys: `forg_test_` + 32 lower-case hex (128 bits).
-    pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
-    /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
-    pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
-    /// Browser sessions: `fses_` + 32 lower-case hex (128 bits), the `forge_session`
-    /// cookie's value. Only a session store accepts it
-    /// ([`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)), never a key header.
-    pub const SESSION: KeyFamily = KeyFamily::hex("fses_", Environment::Live, 32, 32, 32);
-}
 
 /// Standard API routes: 100 requests per minute per key.
 pub const STANDARD: RateClass = RateClass::per_key(

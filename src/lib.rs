@@ -62,7 +62,7 @@
 //! | activity observed (wraps the rest) | [`activity`] |
 //! | failed authentications limited per address | [`failure_limit`] |
 //! | where credentials are read | [`credential`] |
-//! | keys: families, parsing, digests | [`key`] |
+//! | keys: families, parsing, digests | [`key`], [`environment`] (live or test) |
 //! | authentication, the principal | [`auth`], [`principal`], [`session`] (cookies, CSRF) |
 //! | scope requirements per route | [`require`](mod@require), [`scope`] |
 //! | rate limits per class | [`rate_limit`] |
@@ -107,6 +107,7 @@ pub mod body;
 pub mod client_ip;
 pub mod clock;
 pub mod credential;
+pub mod environment;
 pub mod failure_limit;
 pub mod forg;
 mod gate;
@@ -125,6 +126,7 @@ pub mod store;
 pub mod usage;
 
 pub use auth::{AuthLayer, AuthService};
+pub use environment::Environment;
 pub use forg::ForgScope;
 pub use principal::Principal;
 pub use reject::AuthRejection;

@@ -7,44 +7,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use serde::{Deserialize, Serialize};
-
 use super::{GenerateError, MalformedKey, PlaintextKey};
-
-/// Which deployment a key belongs to. Carried by the key's family, so a test key can never
-/// be taken for a live one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Production data (`forg_live_`, `fos_`).
-    Live,
-    /// Sandbox data (`forg_test_`).
-    Test,
-}
-
-impl Environment {
-    /// `"live"` or `"test"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-
-    /// 0 or 1: an index into per-environment tables (`[T; 2]`), so they need no hashing.
-    pub(crate) const fn slot(self) -> usize {
-        match self {
-            Environment::Live => 0,
-            Environment::Test => 1,
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::environment::Environment;
 
 /// The characters a key's secret part (after the prefix) is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -239,6 +203,20 @@ impl KeyFamily {
     fn max_total_len(&self) -> usize {
         self.prefix.len() + self.max_len
     }
+}
+
+/// The families of the FORG and ForgeOS documents, and the browser sessions'.
+impl KeyFamily {
+    /// FORG production keys: `forg_live_` + 32 lower-case hex (128 bits).
+    pub const FORG_LIVE: KeyFamily = KeyFamily::hex("forg_live_", Environment::Live, 32, 32, 32);
+    /// FORG sandbox keys: `forg_test_` + 32 lower-case hex (128 bits).
+    pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
+    /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
+    pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
+    /// Browser sessions: `fses_` + 32 lower-case hex (128 bits), the `forge_session`
+    /// cookie's value. Only a session store accepts it
+    /// ([`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)), never a key header.
+    pub const SESSION: KeyFamily = KeyFamily::hex("fses_", Environment::Live, 32, 32, 32);
 }
 
 /// Builds a custom [`KeyFamily`]; see [`KeyFamily::builder`].

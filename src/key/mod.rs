@@ -37,12 +37,11 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+pub use crate::environment::Environment;
 pub use digest::{
     BuildDigestHasher, DigestHasher, KeyDigest, KeyHasher, ParseDigestError, PepperError,
 };
-pub use family::{
-    Alphabet, Environment, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey,
-};
+pub use family::{Alphabet, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey};
 
 /// Why a string is not a key. The input itself is never repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]

@@ -1,0 +1,50 @@
+//! [`Environment`]: live or test, the deployment a key (and so every principal, counter
+//! and record made from it) belongs to. Carried by the key's family, read by the
+//! authentication, the management API, rate limits, spend caps and plans.
+//!
+//! ```
+//! use tower_api_key::key::KeyFamily;
+//! use tower_api_key::Environment;
+//!
+//! assert_eq!(KeyFamily::FORG_TEST.environment(), Environment::Test);
+//! assert_eq!(Environment::Live.to_string(), "live");
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which deployment a key belongs to. Carried by the key's family, so a test key can never
+/// be taken for a live one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Production data (`forg_live_`, `fos_`).
+    Live,
+    /// Sandbox data (`forg_test_`).
+    Test,
+}
+
+impl Environment {
+    /// `"live"` or `"test"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    /// 0 or 1: an index into per-environment tables (`[T; 2]`), so they need no hashing.
+    pub(crate) const fn slot(self) -> usize {
+        match self {
+            Environment::Live => 0,
+            Environment::Test => 1,
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
