@@ -11,8 +11,8 @@ use common::redis_server::Redis;
 use common::{bearer, send, Probe};
 use tower::Layer;
 use tower_api_key::activity::ActivityLayer;
+use tower_api_key::activity::{ActivityStore, RedisActivityLog};
 use tower_api_key::key::KeyFamily;
-use tower_api_key::manage::{ActivityStore, RedisActivityLog};
 use tower_api_key::store::KeyId;
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 

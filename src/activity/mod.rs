@@ -29,11 +29,17 @@
 mod future;
 mod last_used;
 mod layer;
+mod log;
+#[cfg(feature = "redis")]
+mod redis_log;
 
 pub use future::ResponseFuture;
 pub use last_used::LastUsedRecorder;
 pub(crate) use layer::ActivityTicket;
 pub use layer::{ActivityLayer, ActivityService};
+pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
+#[cfg(feature = "redis")]
+pub use redis_log::RedisActivityLog;
 
 use std::fmt;
 use std::net::IpAddr;

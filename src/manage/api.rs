@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiJson};
-use super::log::ActivityStore;
+use crate::activity::ActivityStore;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::ScopeSet;
@@ -88,7 +88,7 @@ impl<St: ManageKeys> KeysApi<St> {
     }
 
     /// Serves `log` at `GET /keys/{id}/activity` (without one: an empty list): an
-    /// [`ActivityLog`](super::ActivityLog), or a `RedisActivityLog` shared by instances.
+    /// [`ActivityLog`](crate::activity::ActivityLog), or a `RedisActivityLog` shared by instances.
     #[must_use]
     pub fn activity(mut self, log: impl ActivityStore) -> Self {
         self.log = Some(Arc::new(log));

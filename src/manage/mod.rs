@@ -52,15 +52,9 @@
 
 mod api;
 mod error;
-mod log;
-#[cfg(feature = "redis")]
-mod redis_log;
 
 pub use api::{KeysApi, ROUTES};
 pub use error::{ApiError, ApiJson};
-pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
-#[cfg(feature = "redis")]
-pub use redis_log::RedisActivityLog;
 
 use crate::key::KeyFamily;
 use crate::scope::Scope;

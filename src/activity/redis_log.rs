@@ -1,5 +1,5 @@
 //! [`RedisActivityLog`]: the activity log in Redis streams, shared by every instance
-//! (features `axum` and `redis`).
+//! (feature `redis`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
