@@ -7,7 +7,7 @@
 //! use tower_api_key::client_ip::{ClientAddr, ClientIp};
 //! use tower_api_key::failure_limit::FailureLimit;
 //! use tower_api_key::rate_limit::RateLimits;
-//! use tower_api_key::store::{Plan, PlanTable};
+//! use tower_api_key::usage::{Plan, PlanTable};
 //! use tower_api_key::usage::{Budgets, SpendCaps};
 //! use tower_api_key::{forg, ForgScope, ManageKeys, MemoryKeyStore, NewKey, ServiceBuilderExt};
 //! use tower_api_key::key::{Environment, KeyFamily};
@@ -61,7 +61,8 @@ use crate::failure_limit::{FailureLimit, FailureLimitLayer};
 use crate::rate_limit::{RateClass, RateLimitBackend, RateLimitLayer, RateLimits};
 use crate::require::{require, RequireScopesLayer};
 use crate::scope::{Scope, ScopeSet};
-use crate::store::{KeyStore, PlanPolicy};
+use crate::store::KeyStore;
+use crate::usage::PlanPolicy;
 use crate::usage::{PlanLayer, SpendCapLayer, SpendCaps, UsageBackend};
 use crate::AuthLayer;
 

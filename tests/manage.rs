@@ -17,7 +17,8 @@ use tower_api_key::activity::ActivityLog;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::{KeysApi, ROUTES};
 use tower_api_key::session::{CsrfSecret, SessionCookies, Sessions};
-use tower_api_key::store::{KeyPolicy, Plan, PlanTable};
+use tower_api_key::store::KeyPolicy;
+use tower_api_key::usage::{Plan, PlanTable};
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey, ScopeSet};
 
 type Store = MemoryKeyStore<ForgScope>;

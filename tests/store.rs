@@ -140,7 +140,7 @@ fn rotating_a_key_of_a_family_the_policy_no_longer_accepts_says_so() {
 #[test]
 fn the_owners_plan_decides_which_environments_may_be_issued_and_rotated() {
     use tower_api_key::key::Environment;
-    use tower_api_key::store::{Plan, PlanTable};
+    use tower_api_key::usage::{Plan, PlanTable};
 
     let plans = PlanTable::new(Plan::Free)
         .require(Environment::Live, Plan::Team)

@@ -12,8 +12,9 @@ use common::*;
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::store::{PlanAnswer, PlanPolicy, StoreError};
+use tower_api_key::store::StoreError;
 use tower_api_key::usage::PlanLayer;
+use tower_api_key::usage::{PlanAnswer, PlanPolicy};
 use tower_api_key::{AuthLayer, ForgScope};
 
 /// Team or higher for live keys, switchable; counts questions; can fail.
@@ -99,8 +100,8 @@ async fn without_the_authentication_layer_the_plan_layer_fails_closed() {
 #[tokio::test]
 async fn the_service_builder_stacks_plans_and_spend_caps() {
     use tower::ServiceBuilder;
-    use tower_api_key::store::{Plan, PlanTable};
     use tower_api_key::usage::{Budgets, SpendCaps};
+    use tower_api_key::usage::{Plan, PlanTable};
     use tower_api_key::ServiceBuilderExt;
 
     let (store, _clock) = store_with_clock();

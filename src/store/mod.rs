@@ -40,7 +40,6 @@ mod cached;
 mod manage;
 mod memory;
 mod metadata;
-mod plan;
 mod policy;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod reconnect;
@@ -63,7 +62,6 @@ pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
 pub use metadata::{is_plain_text, InvalidMetadata, Metadata};
-pub use plan::{Plan, PlanAnswer, PlanPolicy, PlanTable};
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 #[cfg(feature = "postgres")]

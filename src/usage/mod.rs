@@ -45,8 +45,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_api_key::key::{Environment, KeyFamily};
-//! use tower_api_key::store::{Plan, PlanTable};
-//! use tower_api_key::usage::PlanLayer;
+//! use tower_api_key::usage::{Plan, PlanLayer, PlanTable};
 //! use tower_api_key::{ForgScope, ManageKeys, MemoryKeyStore, NewKey, ServiceBuilderExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -85,7 +84,7 @@ pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT}
 pub use budget::{BudgetPer, BudgetPolicy, Budgets};
 pub(crate) use period::Rfc3339;
 pub use period::{Period, Window};
-pub use plan::{PlanLayer, PlanService};
+pub use plan::{Plan, PlanAnswer, PlanLayer, PlanPolicy, PlanService, PlanTable};
 #[cfg(feature = "redis")]
 pub use redis::RedisUsage;
 pub use spend::{Budget, ReportedCost, SpendCapLayer, SpendCapService, SpendCaps, SPEND_CAP};

@@ -1,3 +1,5 @@
+//! [`PlanLayer`]: the plan check per request, its service and response future.
+
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,6 +11,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::PlanPolicy;
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::gate::{decided, deferred, guarded, Deferred, Gate};
@@ -17,7 +20,6 @@ use crate::principal::Principal;
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
 };
-use crate::store::PlanPolicy;
 
 /// Asks a [`PlanPolicy`] whether the authenticated owner's plan still allows the key's
 /// environment, per request; put it inside the [`AuthLayer`](crate::AuthLayer). Answers

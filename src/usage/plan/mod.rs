@@ -7,7 +7,11 @@ use std::pin::Pin;
 
 use crate::key::Environment;
 
-use super::StoreError;
+mod layer;
+
+pub use layer::{PlanLayer, PlanService, ResponseFuture};
+
+use crate::store::StoreError;
 
 /// What a plan check answers.
 pub type PlanAnswer<'a> = Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send + 'a>>;
@@ -39,7 +43,7 @@ pub enum Plan {
 ///
 /// ```
 /// use tower_api_key::key::Environment;
-/// use tower_api_key::store::{Plan, PlanTable};
+/// use tower_api_key::usage::{Plan, PlanTable};
 ///
 /// // The FORG rule: live keys require Team or higher.
 /// let plans = PlanTable::new(Plan::Free)
