@@ -123,6 +123,7 @@ pub mod scope;
 pub mod service_builder;
 pub mod session;
 pub mod store;
+mod sweep;
 pub mod usage;
 
 pub use auth::{AuthLayer, AuthService};

@@ -16,6 +16,7 @@ use super::{
 use crate::clock::Clock;
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
+use crate::sweep::SweepAt;
 
 /// A cached record, with when its fetch started (wall clock and invalidation epoch).
 #[derive(Clone)]
@@ -63,8 +64,8 @@ pub struct CachedKeyStore<St: KeyStore> {
     /// Key id -> (epoch of invalidation, when); records fetched before are stale.
     invalidated: DashMap<KeyId, (u64, SystemTime)>,
     invalidated_len: AtomicUsize,
-    /// The size of `invalidated` at which its old entries are swept next.
-    sweep_invalidated_at: AtomicUsize,
+    /// When `invalidated` sweeps its entries older than the TTL next.
+    sweep_invalidated_at: SweepAt,
     ttl: Duration,
     negative_ttl: Duration,
     /// `None`: the inner store's policy clock.
@@ -156,7 +157,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             all_invalidated: AtomicU64::new(0),
             invalidated: DashMap::new(),
             invalidated_len: AtomicUsize::new(0),
-            sweep_invalidated_at: AtomicUsize::new(1024),
+            sweep_invalidated_at: SweepAt::new(),
             ttl: self.ttl,
             negative_ttl: self.negative_ttl,
             clock: self.clock,
@@ -200,8 +201,9 @@ impl<St: KeyStore> CachedKeyStore<St> {
         }
         // Entries older than the TTL can go (no record that old is served); swept each
         // time the map has doubled, so an invalidation costs O(1) amortised, not a scan.
-        if self.invalidated_len.load(Ordering::SeqCst)
-            >= self.sweep_invalidated_at.load(Ordering::Relaxed)
+        if self
+            .sweep_invalidated_at
+            .due(self.invalidated_len.load(Ordering::SeqCst))
         {
             let ttl = self.ttl;
             self.invalidated.retain(|_, (_, at)| {
@@ -211,9 +213,8 @@ impl<St: KeyStore> CachedKeyStore<St> {
                 }
                 keep
             });
-            let left = self.invalidated_len.load(Ordering::SeqCst);
             self.sweep_invalidated_at
-                .store((left * 2).max(1024), Ordering::Relaxed);
+                .swept(self.invalidated_len.load(Ordering::SeqCst));
         }
         if let Some((_, digest)) = self.ids.remove(id) {
             self.records.invalidate(&digest).await;

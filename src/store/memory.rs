@@ -1,5 +1,4 @@
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,6 +10,7 @@ use super::{
 };
 use crate::key::{BuildDigestHasher, KeyDigest, KeyHasher};
 use crate::scope::Scope;
+use crate::sweep::SweepAt;
 
 /// The embedded key store: records in [`DashMap`]s, lookups without allocation or locks
 /// held across `await`.
@@ -32,12 +32,8 @@ pub struct MemoryKeyStore<S: Scope> {
     by_owner: DashMap<String, Vec<KeyId>>,
     hasher: KeyHasher,
     policy: KeyPolicy,
-    /// The size at which the next sweep runs: twice what the last one left.
-    sweep_at: AtomicUsize,
+    sweep_at: SweepAt,
 }
-
-/// The smallest store that is swept.
-const MIN_SWEEP: usize = 1024;
 
 impl<S: Scope> MemoryKeyStore<S> {
     /// An empty store of records in scope vocabulary `S` (usually inferred from the keys
@@ -55,7 +51,7 @@ impl<S: Scope> Default for MemoryKeyStore<S> {
             by_owner: DashMap::new(),
             hasher: KeyHasher::sha256(),
             policy: KeyPolicy::default(),
-            sweep_at: AtomicUsize::new(MIN_SWEEP),
+            sweep_at: SweepAt::new(),
         }
     }
 }
@@ -188,8 +184,7 @@ impl<S: Scope> MemoryKeyStore<S> {
             .map(|entry| entry.id.clone())
             .collect();
         let swept = expired.iter().filter(|id| self.remove(id).is_ok()).count();
-        self.sweep_at
-            .store((self.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
+        self.sweep_at.swept(self.len());
         swept
     }
 }
@@ -224,7 +219,7 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
         }
         drop(owned);
         // Amortised: a sweep each time the store has doubled since the last one.
-        if self.len() >= self.sweep_at.load(Ordering::Relaxed) {
+        if self.sweep_at.due(self.len()) {
             self.sweep();
         }
         Ok(record)

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +12,7 @@ use super::period::Period;
 use crate::clock::{Clock, SystemClock};
 use crate::key::Environment;
 use crate::rate_limit::BackendError;
+use crate::sweep::SweepAt;
 
 /// One spend counter: an environment (test and live never share one), whose budget, and
 /// who (an owner or a key id).
@@ -99,7 +99,7 @@ pub struct MemoryUsage {
     /// `&str`, without allocating: (window index, spent).
     counters: Arc<[Counters; 8]>,
     /// The size at which the next sweep runs: doubles with the live counters.
-    sweep_at: Arc<AtomicUsize>,
+    sweep_at: Arc<SweepAt>,
     clock: Arc<dyn Clock>,
 }
 
@@ -113,7 +113,7 @@ impl MemoryUsage {
     pub fn with_clock(clock: impl Clock) -> Self {
         Self {
             counters: Arc::new(Default::default()),
-            sweep_at: Arc::new(AtomicUsize::new(MIN_SWEEP)),
+            sweep_at: Arc::new(SweepAt::new()),
             clock: Arc::new(clock),
         }
     }
@@ -131,8 +131,7 @@ impl MemoryUsage {
             counters.retain(|_, (index, _)| *index == current);
         }
         let live = self.tracked();
-        self.sweep_at
-            .store((live * 2).max(MIN_SWEEP), Ordering::Relaxed);
+        self.sweep_at.swept(live);
     }
 
     /// What `counter` has spent in the current period.
@@ -158,8 +157,6 @@ impl fmt::Debug for MemoryUsage {
             .finish_non_exhaustive()
     }
 }
-
-const MIN_SWEEP: usize = 1024;
 
 /// Subject -> (window index, spent).
 type Counters = DashMap<Box<str>, (u64, u64), foldhash::fast::RandomState>;
@@ -235,7 +232,7 @@ impl MemoryUsage {
             (allowed, *spent)
         };
         // Amortised: a sweep each time the map has doubled since the last one.
-        if counters.len() >= self.sweep_at.load(Ordering::Relaxed) {
+        if self.sweep_at.due(counters.len()) {
             self.housekeeping();
         }
         Spent {
