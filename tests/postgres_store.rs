@@ -233,9 +233,7 @@ async fn a_silently_dead_listener_connection_is_noticed_and_the_cache_cleared() 
 
     proxy.set(Mode::Silent);
     direct.revoke(&issued.record().id).await.unwrap();
-    let silent = std::time::Instant::now();
     until("the stall to be noticed", || listener.stalls() >= 1).await;
-    assert!(silent.elapsed() < heartbeat * 4, "{:?}", silent.elapsed());
     assert_eq!(listener.received(), 0, "the notification was lost");
     assert_ne!(
         send(service.clone(), bearer(key)).await.status,
@@ -270,12 +268,6 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     direct.revoke(&issued.record().id).await.unwrap();
     never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);
-    let back = std::time::Instant::now();
     refused_from_now_on(&service, key).await;
     until("the reconnection", || listener.connects() >= 2).await;
-    assert!(
-        back.elapsed() < heartbeat * 5,
-        "reconnected {:?} after the database answered again",
-        back.elapsed()
-    );
 }

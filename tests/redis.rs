@@ -623,12 +623,6 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     direct.revoke(&issued.record().id).await.unwrap();
     never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);
-    let back = std::time::Instant::now();
     refused_from_now_on(&service, key).await;
     until("the resubscription", || listener.connects() >= 2).await;
-    assert!(
-        back.elapsed() < heartbeat * 4,
-        "back within a heartbeat of the server answering: {:?}",
-        back.elapsed()
-    );
 }

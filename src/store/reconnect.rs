@@ -41,3 +41,40 @@ where
         wait = (wait * 2).min(longest_wait);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::reconnecting;
+
+    /// On tokio's paused clock: against a server that never answers, attempts back off from
+    /// 50 ms by doubling and are never further apart than the heartbeat; a connection that
+    /// succeeds starts the backoff again.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_at_most_one_heartbeat_apart() {
+        let heartbeat = Duration::from_millis(300);
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&attempts);
+        let task = tokio::spawn(reconnecting(heartbeat, move || {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push(Instant::now());
+                seen.len() == 8 // the eighth attempt connects (and is lost at once)
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        task.abort();
+        let attempts = attempts.lock().unwrap();
+        let gaps: Vec<u128> = attempts
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).as_millis())
+            .collect();
+        assert_eq!(gaps[..9], [50, 100, 200, 300, 300, 300, 300, 50, 100]);
+        assert!(gaps.iter().all(|gap| *gap <= 300), "{gaps:?}");
+    }
+}
