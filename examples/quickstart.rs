@@ -347,7 +347,7 @@ async fn login(
                 "owner": account.owner,
                 "scopes": account.scopes,
                 "csrf_token": started.cookies().csrf_token(),
-                "expires_at": started.record().expires_at.map(|at| at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+                "expires_at": started.record().expires_at.map(rfc3339),
             }});
             (started.into_cookies(), Json(body)).into_response()
         }
@@ -619,4 +619,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     Ok(())
+}
+
+/// A time as the crate's API writes it: RFC 3339, whole seconds, UTC.
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

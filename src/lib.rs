@@ -124,6 +124,7 @@ pub mod service_builder;
 pub mod session;
 pub mod store;
 mod sweep;
+mod timestamp;
 pub mod usage;
 
 pub use auth::{AuthLayer, AuthService};

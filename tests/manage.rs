@@ -186,6 +186,8 @@ async fn the_key_lifecycle_through_every_endpoint() {
     assert_eq!(activity["data"][0]["path"], "/v1/ping");
     assert_eq!(activity["data"][0]["method"], "GET");
     assert_eq!(activity["data"][0]["client"], "127.0.0.1");
+    let at = activity["data"][0]["at"].as_str().expect("RFC 3339");
+    assert!(at.ends_with('Z') && at.len() >= 20, "{at}");
     let before = activity["next_before"].as_u64().unwrap();
     let (_, older) = alice
         .call(
@@ -416,7 +418,7 @@ async fn every_error_has_the_forg_shape() {
 
     // 422 with every offending field.
     let (status, body) = alice
-        .call("POST", "/keys", Some(json!({ "name": " ", "environment": "prod", "scopes": ["read:rules", "fly"], "expires_at": 1, "metadata": { "Bad Name": "x" } })))
+        .call("POST", "/keys", Some(json!({ "name": " ", "environment": "prod", "scopes": ["read:rules", "fly"], "expires_at": "1970-01-01T00:00:01Z", "metadata": { "Bad Name": "x" } })))
         .await;
     assert_eq!(
         (status, body["code"].as_str(), body["status"].as_u64()),
@@ -742,14 +744,17 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
 
 /// Issue 21.2: an `expires_at` past what the clock can count is a 422 naming the field,
 /// not a panic ("overflow when adding duration to instant") that kills the connection.
+/// Issue 22: the time is RFC 3339, as every time the API writes.
 #[tokio::test]
 async fn an_expiry_out_of_range_is_a_validation_error() {
     let server = serve(|api| api).await;
     let alice = User::login(&server, "org_a", "read:rules").await;
     for expires_at in [
-        json!(9_223_372_036_854_775_808u64),
-        json!(u64::MAX),
-        json!(253_402_300_800u64), // 10000-01-01: past RFC 3339
+        json!("10000-01-01T00:00:00Z"), // past RFC 3339
+        json!("+10000-01-01T00:00:00Z"),
+        json!("1970-01-01T00:00:00Z"), // the past
+        json!("2026-02-30T00:00:00Z"),
+        json!("253402300799"),
     ] {
         let (status, body) = alice
             .call(
@@ -765,7 +770,13 @@ async fn an_expiry_out_of_range_is_a_validation_error() {
         );
         assert_eq!(body["fields"][0]["field"], "expires_at");
     }
-    for expires_at in [json!(-1), json!(1.5), json!("tomorrow"), json!(1e300)] {
+    for expires_at in [
+        json!(-1),
+        json!(1.5),
+        json!("tomorrow"),
+        json!(1e300),
+        json!(253_402_300_799u64),
+    ] {
         let (status, body) = alice
             .call(
                 "POST",
@@ -780,11 +791,13 @@ async fn an_expiry_out_of_range_is_a_validation_error() {
         );
         assert_eq!(body["fields"][0]["field"], "expires_at", "{body}");
     }
-    let (status, _) = alice
+    let (status, body) = alice
         .call(
             "POST",
             "/keys",
-            Some(json!({ "name": "k", "environment": "test", "expires_at": 253_402_300_799u64 })),
+            Some(
+                json!({ "name": "k", "environment": "test", "expires_at": "9999-12-31T23:59:59Z" }),
+            ),
         )
         .await;
     assert_eq!(
@@ -792,6 +805,25 @@ async fn an_expiry_out_of_range_is_a_validation_error() {
         StatusCode::CREATED,
         "the last second of 9999 is fine"
     );
+    // Every time the API writes is RFC 3339 in UTC.
+    let record = &body["record"];
+    assert_eq!(record["expires_at"], "9999-12-31T23:59:59Z");
+    let created = record["created_at"].as_str().expect("a string");
+    assert!(
+        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$")
+            .unwrap()
+            .is_match(created),
+        "{created}"
+    );
+    assert_eq!(record["revoked_at"], Value::Null);
+    let (status, body) = alice
+        .call(
+            "POST",
+            "/keys",
+            Some(json!({ "name": "k", "environment": "test", "expires_at": "9999-12-31T23:59:59.5-01:00" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
 
 /// Issue 21.7: JSON that misses or mistypes a field is 422 naming it, on every endpoint

@@ -620,6 +620,9 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     let key = issued.key().expose_secret();
 
     proxy.set(Mode::Down);
+    // The revocation comes once the listener knows it is away: one made in the moment
+    // between the drop and its detection is the window `is_synced` documents.
+    until("the loss is noticed", || !cache.is_synced()).await;
     direct.revoke(&issued.record().id).await.unwrap();
     never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);

@@ -219,6 +219,10 @@ async fn the_browser_flow_login_csrf_and_logout() {
     let body = json(forged).await;
     assert_eq!(body["code"], "csrf_failed");
     assert_eq!(body["status"], 403);
+    assert_eq!(
+        body["error"],
+        "CSRF check failed: send the forge_csrf cookie's value in the x-csrf-token header, from the same site"
+    );
     assert_eq!(server.app.writes.load(Ordering::SeqCst), 0);
 
     // With it: 201.
@@ -664,6 +668,39 @@ async fn optional_authentication_lets_anonymous_requests_through_only() {
         send(guarded, anonymous).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// The 403 tells the client what this deployment calls its cookie and header, not the
+/// defaults.
+#[tokio::test]
+async fn the_csrf_refusal_names_the_configured_cookie_and_header() {
+    let server = serve(|s| {
+        s.cookie_names("sid", "xsrf")
+            .unwrap()
+            .csrf_header(http::HeaderName::from_static("x-xsrf"))
+    })
+    .await;
+    let client = browser();
+    let csrf = log_in(&server, &client).await;
+    let refused = client
+        .post(format!("{}/v1/rules", server.base))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        json(refused).await["error"],
+        "CSRF check failed: send the xsrf cookie's value in the x-xsrf header, from the same site"
+    );
+    assert_eq!(server.app.writes.load(Ordering::SeqCst), 0);
+    let written = client
+        .post(format!("{}/v1/rules", server.base))
+        .header("x-xsrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), StatusCode::CREATED);
 }
 
 #[test]

@@ -31,8 +31,9 @@ pub trait ActivityStore: Send + Sync + 'static {
 pub struct LoggedRequest {
     /// A sequence number, increasing over the log's life (for paging: `before`).
     pub seq: u64,
-    /// When, in Unix milliseconds.
-    pub at_ms: u64,
+    /// When (RFC 3339 on the wire, to the millisecond).
+    #[serde(serialize_with = "crate::timestamp::rfc3339")]
+    pub at: SystemTime,
     /// `ok` or the rejection's code.
     pub outcome: Cow<'static, str>,
     /// The HTTP status, when there was one.
@@ -136,10 +137,7 @@ impl ActivityObserver for ActivityLog {
         }
         let entry = LoggedRequest {
             seq: inner.seq.fetch_add(1, Ordering::Relaxed),
-            at_ms: event
-                .at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at: event.at,
             outcome: Cow::Borrowed(event.outcome.as_str()),
             status: event.status.map(|status| status.as_u16()),
             method: event.method.to_string(),

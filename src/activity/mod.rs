@@ -48,7 +48,7 @@ use std::time::SystemTime;
 
 use http::{Method, Response, StatusCode};
 
-use crate::reject::{AuthRejection, InvalidKeyReason};
+use crate::reject::{AuthRejection, InvalidKeyReason, RejectionKind};
 use crate::store::KeyId;
 
 /// One request's outcome. Carries the key id when a record was found, never the key.
@@ -118,69 +118,26 @@ impl ActivityEvent {
     }
 }
 
-/// How a request ended, as the client saw it: accepted, or the code of the rejection.
+/// How a request ended, as the client saw it: accepted, or the kind of rejection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Outcome {
     /// Authenticated and passed every layer of this crate.
     Ok,
-    /// 400 `invalid_request`.
-    InvalidRequest,
-    /// 401 `invalid_api_key`.
-    InvalidApiKey,
-    /// 402 `spend_cap_exceeded`.
-    SpendCapExceeded,
-    /// 403 `environment_not_allowed`.
-    EnvironmentNotAllowed,
-    /// 403 `insufficient_scope`.
-    InsufficientScope,
-    /// 403 `ip_not_allowed`.
-    IpNotAllowed,
-    /// 403 `csrf_failed`.
-    CsrfFailed,
-    /// 403 `plan_required`.
-    PlanRequired,
-    /// 429 `rate_limited`.
-    RateLimited,
-    /// 500 `internal_error`.
-    InternalError,
-    /// 503 `auth_unavailable`.
-    Unavailable,
+    /// Refused by a layer of this crate.
+    Refused(RejectionKind),
 }
 
 impl Outcome {
     /// The outcome of a request refused with `rejection`.
-    pub fn of(rejection: &AuthRejection) -> Self {
-        match rejection {
-            AuthRejection::InvalidRequest(_) => Self::InvalidRequest,
-            AuthRejection::InvalidApiKey { .. } => Self::InvalidApiKey,
-            AuthRejection::SpendCapExceeded { .. } => Self::SpendCapExceeded,
-            AuthRejection::EnvironmentNotAllowed(_) => Self::EnvironmentNotAllowed,
-            AuthRejection::InsufficientScope { .. } => Self::InsufficientScope,
-            AuthRejection::IpNotAllowed => Self::IpNotAllowed,
-            AuthRejection::CsrfFailed(_) => Self::CsrfFailed,
-            AuthRejection::PlanRequired(_) => Self::PlanRequired,
-            AuthRejection::RateLimited { .. } => Self::RateLimited,
-            AuthRejection::MissingLayer(_) => Self::InternalError,
-            AuthRejection::Unavailable { .. } => Self::Unavailable,
-        }
+    pub const fn of(rejection: &AuthRejection) -> Self {
+        Self::Refused(rejection.kind())
     }
 
     /// `"ok"` or the rejection's code (`"invalid_api_key"`, `"rate_limited"`, ...).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidApiKey => "invalid_api_key",
-            Self::SpendCapExceeded => "spend_cap_exceeded",
-            Self::EnvironmentNotAllowed => "environment_not_allowed",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::IpNotAllowed => "ip_not_allowed",
-            Self::CsrfFailed => "csrf_failed",
-            Self::PlanRequired => "plan_required",
-            Self::RateLimited => "rate_limited",
-            Self::InternalError => "internal_error",
-            Self::Unavailable => "auth_unavailable",
+            Self::Refused(kind) => kind.code(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
@@ -156,7 +156,8 @@ impl ActivityStore for RedisActivityLog {
                     };
                     Some(LoggedRequest {
                         seq: seq_of(&id)?,
-                        at_ms: field("at_ms").parse().unwrap_or(0),
+                        at: SystemTime::UNIX_EPOCH
+                            + Duration::from_millis(field("at_ms").parse().unwrap_or(0)),
                         outcome: field("outcome").to_owned().into(),
                         status: field("status").parse().ok(),
                         method: field("method").to_owned(),

@@ -303,9 +303,7 @@ impl<St: KeyStore> Config<St> {
         request: &Request<B>,
     ) -> Verdict<St::Scope> {
         if let (Some(sessions), Source::Cookie) = (&self.sessions, source) {
-            sessions
-                .check_csrf(request, &record.digest)
-                .map_err(AuthRejection::CsrfFailed)?;
+            sessions.check_csrf(request, &record.digest)?;
         }
         Ok((record, source))
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -22,10 +22,7 @@ use crate::store::{
     is_plain_text, IssuedKey, KeyId, KeyRecord, KeyStatus, ManageError, ManageKeys, Metadata,
     NewKey,
 };
-
-/// The latest `expires_at` accepted: 9999-12-31T23:59:59Z, the last second RFC 3339 can
-/// write; later is 422, never an overflow.
-const LATEST_EXPIRY: u64 = 253_402_300_799;
+use crate::timestamp::Rfc3339;
 
 /// Every route of the router, as `(method, path)`: `docs/openapi.json` describes exactly
 /// these (a test checks it).
@@ -165,10 +162,6 @@ fn sees<S: crate::scope::Scope>(caller: &Principal, record: &KeyRecord<S>) -> bo
         && (caller.kind() == CredentialKind::Session || record.environment == caller.environment())
 }
 
-fn unix(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// What a client sees of a record: never the key, never its digest.
 fn view<S: crate::scope::Scope>(record: &KeyRecord<S>, now: SystemTime) -> Value {
     let status = match record.status_at(now) {
@@ -186,10 +179,10 @@ fn view<S: crate::scope::Scope>(record: &KeyRecord<S>, now: SystemTime) -> Value
         "environment": record.environment,
         "scopes": record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "status": status,
-        "created_at": unix(record.created_at),
-        "expires_at": record.expires_at.map(unix),
-        "revoked_at": record.revoked_at.map(unix),
-        "last_used_at": record.last_used_at.map(unix),
+        "created_at": Rfc3339(record.created_at),
+        "expires_at": record.expires_at.map(Rfc3339),
+        "revoked_at": record.revoked_at.map(Rfc3339),
+        "last_used_at": record.last_used_at.map(Rfc3339),
         "metadata": metadata,
     })
 }
@@ -206,7 +199,8 @@ struct CreateKey {
     environment: String,
     #[serde(default)]
     scopes: Vec<String>,
-    expires_at: Option<u64>,
+    /// RFC 3339; parsed here so that the 422 says what is expected.
+    expires_at: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
@@ -251,14 +245,13 @@ async fn create<St: ManageKeys>(
             )),
         }
     }
-    let expires_at = body
-        .expires_at
-        .filter(|secs| *secs <= LATEST_EXPIRY)
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    // The latest accepted is 9999-12-31T23:59:59Z, the last second RFC 3339 writes:
+    // later is 422, never an overflow.
+    let expires_at = body.expires_at.as_deref().and_then(Rfc3339::parse);
     if body.expires_at.is_some() && expires_at.is_none_or(|at| at <= now) {
         fields.push((
             "expires_at".into(),
-            "must be in the future and at most 9999-12-31 (Unix seconds)".into(),
+            "an RFC 3339 time in the future, at most 9999-12-31T23:59:59Z".into(),
         ));
     }
     let metadata = match Metadata::try_from(body.metadata) {

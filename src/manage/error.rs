@@ -4,11 +4,10 @@
 use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
+use crate::reject::{AuthRejection, ErrorBody, FieldError};
 use crate::store::{ManageError, StoreError};
 
 /// An error in the FORG body shape, `{"error", "code", "status"}`, with `fields` (each a
@@ -123,18 +122,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<AuthRejection> for ApiError {
+    /// The rejection's status, code and message (its headers are the layers' to send).
+    fn from(rejection: AuthRejection) -> Self {
+        Self::new(rejection.status(), rejection.code(), rejection.message())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body =
-            json!({ "error": self.message, "code": self.code, "status": self.status.as_u16() });
-        if !self.fields.is_empty() {
-            body["fields"] = self
-                .fields
-                .into_iter()
-                .map(|(field, message)| json!({ "field": field, "message": message }))
-                .collect();
-        }
-        (self.status, Json(body)).into_response()
+        let fields: Vec<FieldError<'_>> = self
+            .fields
+            .iter()
+            .map(|(field, message)| FieldError { field, message })
+            .collect();
+        let body = ErrorBody {
+            fields: &fields,
+            ..ErrorBody::new(self.status, self.code, &self.message)
+        };
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_bytes(),
+        )
+            .into_response()
     }
 }
 

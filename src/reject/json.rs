@@ -1,10 +1,13 @@
-//! [`JsonRenderer`]: the FORG JSON body, `{"error":…,"code":…,"status":…}`.
+//! [`JsonRenderer`] and [`ErrorBody`]: the FORG JSON body, `{"error":…,"code":…,"status":…}`,
+//! written here for the layers and the management API alike.
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use http::Response;
+use http::{Response, StatusCode};
 
-use super::{add_common_headers, AuthRejection, InvalidRequestReason, RenderRejection};
+use super::{add_common_headers, AuthRejection, RejectionKind, RenderRejection};
 
 /// The FORG JSON error body with `WWW-Authenticate` (401, 403) and `Retry-After` (429,
 /// 503), whatever the request.
@@ -35,46 +38,65 @@ impl RenderRejection for JsonRenderer {
     }
 }
 
-/// The body. The frequent, constant bodies are static: rejecting costs no serialisation.
-pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
-    let constant: &'static [u8] = match rejection {
-        AuthRejection::InvalidApiKey { .. } => br#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#,
-        AuthRejection::InvalidRequest(InvalidRequestReason::RepeatedHeader(_))
-        | AuthRejection::InvalidRequest(InvalidRequestReason::AmbiguousCredentials) => {
-            br#"{"error":"Ambiguous credentials: send exactly one API key, in one header","code":"invalid_request","status":400}"#
+/// The FORG error body: `error` (for people), `code`, `status`, and where they apply
+/// `resets_at` (402) and `fields` (422).
+#[derive(serde::Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) code: &'a str,
+    pub(crate) status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) resets_at: Option<crate::timestamp::Rfc3339>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub(crate) fields: &'a [FieldError<'a>],
+}
+
+/// One offending field of a 422.
+#[derive(serde::Serialize)]
+pub(crate) struct FieldError<'a> {
+    pub(crate) field: &'a str,
+    pub(crate) message: &'a str,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub(crate) fn new(status: StatusCode, code: &'a str, error: &'a str) -> Self {
+        Self {
+            error,
+            code,
+            status: status.as_u16(),
+            resets_at: None,
+            fields: &[],
         }
-        AuthRejection::RateLimited { .. } => br#"{"error":"Rate limit exceeded","code":"rate_limited","status":429}"#,
-        AuthRejection::Unavailable { .. } => br#"{"error":"Authentication is temporarily unavailable","code":"auth_unavailable","status":503}"#,
-        _ => return serialized(rejection),
-    };
-    Bytes::from_static(constant)
+    }
+
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .unwrap_or_default()
+    }
+}
+
+/// The body. A kind with one message has one body, serialised once and then shared:
+/// rejecting the frequent kinds (401, 429, 503) costs no serialisation.
+pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
+    static CONSTANT: [OnceLock<Bytes>; RejectionKind::ALL.len()] =
+        [const { OnceLock::new() }; RejectionKind::ALL.len()];
+    let kind = rejection.kind();
+    if kind.constant_message().is_some() && !matches!(kind, RejectionKind::SpendCapExceeded) {
+        return CONSTANT[kind.index()]
+            .get_or_init(|| serialized(rejection))
+            .clone();
+    }
+    serialized(rejection)
 }
 
 fn serialized(rejection: &AuthRejection) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        error: &'a str,
-        code: &'a str,
-        status: u16,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        resets_at: Option<String>,
-    }
     let message = rejection.message();
-    let resets_at = match rejection {
-        AuthRejection::SpendCapExceeded { resets_at, .. } => {
-            Some(crate::usage::Rfc3339(*resets_at).to_string())
-        }
-        _ => None,
-    };
-    let body = Body {
-        error: &message,
-        code: rejection.code(),
-        status: rejection.status().as_u16(),
-        resets_at,
-    };
-    serde_json::to_vec(&body)
-        .map(Bytes::from)
-        .unwrap_or_default()
+    let mut body = ErrorBody::new(rejection.status(), rejection.code(), &message);
+    if let AuthRejection::SpendCapExceeded { resets_at, .. } = rejection {
+        body.resets_at = Some(crate::timestamp::Rfc3339(*resets_at));
+    }
+    body.to_bytes()
 }
 
 #[cfg(test)]
@@ -83,20 +105,19 @@ mod tests {
     use crate::reject::{InvalidKeyReason, RetryAfter, Unavailable};
 
     #[test]
-    fn static_bodies_equal_serialized_ones() {
+    fn shared_bodies_equal_serialized_ones() {
         let rejections = [
             AuthRejection::invalid_key(InvalidKeyReason::Revoked, None),
-            AuthRejection::InvalidRequest(InvalidRequestReason::AmbiguousCredentials),
-            AuthRejection::InvalidRequest(InvalidRequestReason::RepeatedHeader(
-                http::header::AUTHORIZATION,
-            )),
+            AuthRejection::invalid_key(InvalidKeyReason::Missing, None),
             AuthRejection::rate_limited(RetryAfter::from_duration(std::time::Duration::from_secs(
                 3,
             ))),
             AuthRejection::unavailable(Unavailable::RateLimiter, RetryAfter::ONE_SECOND),
+            AuthRejection::IpNotAllowed,
         ];
         for rejection in rejections {
             assert_eq!(body(&rejection), serialized(&rejection), "{rejection:?}");
+            assert_eq!(body(&rejection), body(&rejection), "{rejection:?}");
         }
     }
 }

@@ -41,11 +41,13 @@
 
 mod grpc;
 mod json;
+mod kind;
 mod render;
 mod retry_after;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::{HeaderName, HeaderValue};
@@ -53,6 +55,8 @@ use http::StatusCode;
 
 pub use grpc::{is_grpc, GrpcCode, GrpcRenderer};
 pub use json::JsonRenderer;
+pub(crate) use json::{ErrorBody, FieldError};
+pub use kind::RejectionKind;
 pub(crate) use render::{add_common_headers, respond};
 pub use render::{DefaultRenderer, RenderRejection};
 pub use retry_after::RetryAfter;
@@ -194,7 +198,15 @@ pub enum AuthRejection {
     IpNotAllowed,
     /// 403 `csrf_failed`: a state-changing request authenticated by the session cookie
     /// without the session's CSRF token, or sent cross-site.
-    CsrfFailed(CsrfFailure),
+    #[non_exhaustive]
+    CsrfFailed {
+        /// Why (server-side only; the body is the same).
+        failure: CsrfFailure,
+        /// The configured CSRF cookie's name, which the message names.
+        cookie: Arc<str>,
+        /// The configured CSRF token header, which the message names.
+        header: HeaderName,
+    },
     /// 403 `plan_required`: the owner's plan does not allow keys of this environment.
     PlanRequired(Environment),
     /// 429 `rate_limited`.
@@ -251,38 +263,45 @@ impl AuthRejection {
         Self::Unavailable { cause, retry_after }
     }
 
+    /// 403 `csrf_failed`, naming the cookie and header the client should have used.
+    pub(crate) fn csrf_failed(failure: CsrfFailure, cookie: Arc<str>, header: HeaderName) -> Self {
+        Self::CsrfFailed {
+            failure,
+            cookie,
+            header,
+        }
+    }
+
+    /// The kind: where the status, code and gRPC code come from.
+    pub const fn kind(&self) -> RejectionKind {
+        match self {
+            Self::InvalidRequest(_) => RejectionKind::InvalidRequest,
+            Self::InvalidApiKey { .. } => RejectionKind::InvalidApiKey,
+            Self::SpendCapExceeded { .. } => RejectionKind::SpendCapExceeded,
+            Self::EnvironmentNotAllowed(_) => RejectionKind::EnvironmentNotAllowed,
+            Self::InsufficientScope { .. } => RejectionKind::InsufficientScope,
+            Self::IpNotAllowed => RejectionKind::IpNotAllowed,
+            Self::CsrfFailed { .. } => RejectionKind::CsrfFailed,
+            Self::PlanRequired(_) => RejectionKind::PlanRequired,
+            Self::RateLimited { .. } => RejectionKind::RateLimited,
+            Self::MissingLayer(_) => RejectionKind::InternalError,
+            Self::Unavailable { .. } => RejectionKind::Unavailable,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidApiKey { .. } => StatusCode::UNAUTHORIZED,
-            Self::SpendCapExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
-            Self::EnvironmentNotAllowed(_)
-            | Self::InsufficientScope { .. }
-            | Self::IpNotAllowed
-            | Self::CsrfFailed(_)
-            | Self::PlanRequired(_) => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::MissingLayer(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.kind().status()
     }
 
     /// The machine-readable code of the JSON body.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidApiKey { .. } => "invalid_api_key",
-            Self::SpendCapExceeded { .. } => "spend_cap_exceeded",
-            Self::EnvironmentNotAllowed(_) => "environment_not_allowed",
-            Self::IpNotAllowed => "ip_not_allowed",
-            Self::CsrfFailed(_) => "csrf_failed",
-            Self::PlanRequired(_) => "plan_required",
-            Self::InsufficientScope { .. } => "insufficient_scope",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::MissingLayer(_) => "internal_error",
-            Self::Unavailable { .. } => "auth_unavailable",
-        }
+        self.kind().code()
+    }
+
+    /// The gRPC status of the trailers-only response.
+    pub fn grpc_code(&self) -> GrpcCode {
+        self.kind().grpc_code()
     }
 
     /// The human-readable message shown to the client. Never says which 401 it was.
@@ -297,17 +316,13 @@ impl AuthRejection {
             Self::InvalidRequest(InvalidRequestReason::MalformedCookie) => {
                 "Malformed cookie header".into()
             }
-            Self::CsrfFailed(_) => {
-                "CSRF check failed: send the forge_csrf cookie's value in the X-CSRF-Token header, from the same site".into()
-            }
             Self::InvalidRequest(_) => {
                 "Ambiguous credentials: send exactly one API key, in one header".into()
             }
-            Self::InvalidApiKey { .. } => "Invalid API key".into(),
-            Self::SpendCapExceeded { .. } => {
-                "AI spend cap exceeded: upgrade plan or wait for the reset".into()
-            }
-            Self::IpNotAllowed => "This key may not be used from this address".into(),
+            Self::CsrfFailed { cookie, header, .. } => format!(
+                "CSRF check failed: send the {cookie} cookie's value in the {header} header, from the same site"
+            )
+            .into(),
             Self::PlanRequired(env) => format!(
                 "{} keys require a higher plan: upgrade to use them",
                 capitalised(*env)
@@ -329,27 +344,11 @@ impl AuthRejection {
                     format!("Insufficient scope: {missing} required").into()
                 }
             }
-            Self::RateLimited { .. } => "Rate limit exceeded".into(),
             Self::MissingLayer(what) => {
                 format!("Server misconfigured: {what} is missing for this route").into()
             }
-            Self::Unavailable { .. } => "Authentication is temporarily unavailable".into(),
-        }
-    }
-
-    /// The gRPC status of the trailers-only response.
-    pub fn grpc_code(&self) -> GrpcCode {
-        match self {
-            Self::InvalidRequest(_) => GrpcCode::InvalidArgument,
-            Self::InvalidApiKey { .. } => GrpcCode::Unauthenticated,
-            Self::EnvironmentNotAllowed(_)
-            | Self::InsufficientScope { .. }
-            | Self::IpNotAllowed
-            | Self::CsrfFailed(_)
-            | Self::PlanRequired(_) => GrpcCode::PermissionDenied,
-            Self::SpendCapExceeded { .. } | Self::RateLimited { .. } => GrpcCode::ResourceExhausted,
-            Self::MissingLayer(_) => GrpcCode::Internal,
-            Self::Unavailable { .. } => GrpcCode::Unavailable,
+            // The kinds whose message is in the table.
+            _ => self.kind().constant_message().unwrap_or_default().into(),
         }
     }
 
@@ -395,7 +394,7 @@ impl AuthRejection {
             Self::InvalidApiKey { reason, key_id } => {
                 tracing::debug!(target: "tower_api_key", code = self.code(), reason = reason.as_str(), key_id = key_id.as_ref().map(KeyId::as_str), "request rejected");
             }
-            Self::CsrfFailed(failure) => {
+            Self::CsrfFailed { failure, .. } => {
                 tracing::debug!(target: "tower_api_key", code = self.code(), reason = failure.as_str(), "request rejected");
             }
             Self::MissingLayer(what) => {

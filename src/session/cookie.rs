@@ -12,7 +12,8 @@ use crate::reject::{AuthRejection, InvalidRequestReason};
 #[derive(Clone, Debug)]
 pub(crate) struct CookieSettings {
     pub(crate) session: String,
-    pub(crate) csrf: String,
+    /// Shared with every [`AuthRejection::CsrfFailed`], whose message names it.
+    pub(crate) csrf: std::sync::Arc<str>,
     pub(crate) secure: bool,
 }
 
@@ -33,7 +34,7 @@ impl CookieSettings {
             .same_site(SameSite::Lax)
             .path("/")
             .max_age(max_age);
-        let csrf = Cookie::build((self.csrf.as_str(), csrf))
+        let csrf = Cookie::build((&*self.csrf, csrf))
             .http_only(false)
             .secure(self.secure)
             .same_site(SameSite::Strict)

@@ -85,7 +85,7 @@ use self::csrf::CsrfCheck;
 pub use self::csrf::{CsrfSecret, InvalidCsrfSecret};
 use crate::key::{KeyDigest, KeyFamily};
 use crate::principal::{CredentialKind, Principal};
-use crate::reject::{AuthRejection, CsrfFailure};
+use crate::reject::AuthRejection;
 use crate::scope::ScopeSet;
 use crate::store::{KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, ManageKeys, NewKey};
 
@@ -170,7 +170,7 @@ impl<St: ManageKeys> Sessions<St> {
                 store,
                 cookies: CookieSettings {
                     session: "forge_session".to_owned(),
-                    csrf: "forge_csrf".to_owned(),
+                    csrf: "forge_csrf".into(),
                     secure: true,
                 },
                 ttl: Duration::from_secs(12 * 3600),
@@ -342,7 +342,7 @@ impl<St: KeyStore> Sessions<St> {
         }
         let cookies = &mut self.inner().cookies;
         cookies.session = session.to_owned();
-        cookies.csrf = csrf.to_owned();
+        cookies.csrf = csrf.into();
         Ok(self)
     }
 
@@ -426,8 +426,15 @@ impl<St: KeyStore> Sessions<St> {
         &self,
         request: &http::Request<B>,
         session: &KeyDigest,
-    ) -> Result<(), CsrfFailure> {
-        self.inner.csrf.check(request, session)
+    ) -> Result<(), AuthRejection> {
+        let inner = &*self.inner;
+        inner.csrf.check(request, session).map_err(|failure| {
+            AuthRejection::csrf_failed(
+                failure,
+                Arc::clone(&inner.cookies.csrf),
+                inner.csrf.header.clone(),
+            )
+        })
     }
 
     /// Whether `record` has been idle too long at `now`.

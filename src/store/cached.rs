@@ -250,6 +250,15 @@ impl<St: KeyStore> CachedKeyStore<St> {
         self.synced.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the cache answers: `false` while a revocation listener is away (lost its
+    /// connection, or has not connected yet), when every lookup goes to the store. A
+    /// revocation made between a connection's loss and the listener noticing it (at once
+    /// for a closed connection, within two heartbeats for a silent one) is missed until
+    /// then: that window is the bound on how stale an answer can be.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
     /// How many records and unknown digests are cached (after pending maintenance).
     pub async fn entry_counts(&self) -> (u64, u64) {
         self.records.run_pending_tasks().await;

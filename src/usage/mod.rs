@@ -82,7 +82,7 @@ mod spend;
 
 pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT};
 pub use budget::{BudgetPer, BudgetPolicy, Budgets};
-pub(crate) use period::Rfc3339;
+
 pub use period::{Period, Window};
 pub use plan::{Plan, PlanAnswer, PlanLayer, PlanPolicy, PlanService, PlanTable};
 #[cfg(feature = "redis")]

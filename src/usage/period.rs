@@ -1,9 +1,11 @@
 //! [`Period`]: the calendar window a budget is counted in, in UTC.
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use time::{Date, Month, OffsetDateTime};
+
 use crate::key::Environment;
+use crate::timestamp::LATEST;
 
 /// How long a budget lasts before it is whole again: calendar windows in UTC, so every
 /// instance (and Redis) agrees on when a period ends whatever its time zone.
@@ -39,16 +41,20 @@ impl Period {
                 }
             }
             Self::Monthly => {
-                let (year, month, _) = civil_from_days(secs / 86_400);
-                let (next_year, next_month) = if month == 12 {
-                    (year + 1, 1)
+                let date = OffsetDateTime::from_unix_timestamp(secs.min(LATEST) as i64)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                    .date();
+                let (year, month) = (date.year(), date.month());
+                let next_year = if month == Month::December {
+                    year + 1
                 } else {
-                    (year, month + 1)
+                    year
                 };
+                // Years are 1970..=9999 here, so every value below fits.
                 Window {
-                    index: year * 12 + u64::from(month - 1),
-                    start: days_from_civil(year, month) * 86_400,
-                    end: days_from_civil(next_year, next_month) * 86_400,
+                    index: year as u64 * 12 + u64::from(u8::from(month) - 1),
+                    start: first_of(year, month),
+                    end: first_of(next_year, month.next()),
                 }
             }
         }
@@ -87,52 +93,11 @@ impl Window {
     }
 }
 
-/// A time as RFC 3339 in UTC, to the second (`2026-12-01T00:00:00Z`).
-pub(crate) struct Rfc3339(pub(crate) SystemTime);
-
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self
-            .0
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let (year, month, day) = civil_from_days(secs / 86_400);
-        let of_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            of_day / 3600,
-            of_day % 3600 / 60,
-            of_day % 60
-        )
-    }
-}
-
-// Howard Hinnant's civil-calendar algorithms, for days since 1970-01-01 (never negative
-// here: earlier times are clamped to the epoch).
-fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days since 1970-01-01 of the first of `month` in `year` (1970 or later).
-fn days_from_civil(year: u64, month: u32) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let yoe = year - era * 400;
-    let mp = u64::from(if month > 2 { month - 3 } else { month + 9 });
-    let doy = (153 * mp + 2) / 5;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The first second of `month` in `year`, in Unix seconds.
+fn first_of(year: i32, month: Month) -> u64 {
+    Date::from_calendar_date(year, month, 1).map_or(LATEST + 1, |date| {
+        date.midnight().assume_utc().unix_timestamp().unsigned_abs()
+    })
 }
 
 #[cfg(test)]
@@ -144,7 +109,7 @@ mod tests {
     }
 
     fn rfc3339(secs: u64) -> String {
-        Rfc3339(at(secs)).to_string()
+        crate::timestamp::Rfc3339(at(secs)).to_string()
     }
 
     #[test]
@@ -180,16 +145,23 @@ mod tests {
     }
 
     #[test]
-    fn the_calendar_agrees_with_day_counts_for_four_centuries() {
-        let mut previous = None;
-        for days in (0..146_097 * 2).step_by(13) {
-            let (year, month, day) = civil_from_days(days);
-            assert_eq!(days_from_civil(year, month) + u64::from(day - 1), days);
-            if let Some(previous) = previous {
-                assert!((year, month, day) > previous);
-            }
-            previous = Some((year, month, day));
+    fn every_month_of_four_centuries_follows_the_last() {
+        let mut window = Period::Monthly.window(at(0));
+        for _ in 0..12 * 400 {
+            let next = Period::Monthly.window(at(window.end));
+            assert_eq!(next.start, window.end);
+            assert_eq!(next.index, window.index + 1);
+            assert!((28 * 86_400..=31 * 86_400).contains(&(next.end - next.start)));
+            window = next;
         }
+        assert_eq!(rfc3339(window.start), "2370-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_last_month_rfc_3339_writes_has_an_end() {
+        let last = Period::Monthly.window(at(u64::MAX / 4));
+        assert_eq!(rfc3339(last.start), "9999-12-01T00:00:00Z");
+        assert_eq!(last.end, LATEST + 1);
     }
 
     #[test]
