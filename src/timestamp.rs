@@ -5,7 +5,7 @@
 //! milliseconds.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::format_description::well_known::Rfc3339 as Format;
 use time::OffsetDateTime;
@@ -33,10 +33,11 @@ impl Rfc3339 {
     }
 
     /// Parses an RFC 3339 time (any offset) between the epoch and [`LATEST`].
+    #[cfg(any(test, feature = "axum"))]
     pub(crate) fn parse(text: &str) -> Option<SystemTime> {
         let at = OffsetDateTime::parse(text, &Format).ok()?;
         let secs = u64::try_from(at.unix_timestamp()).ok()?;
-        (secs <= LATEST).then(|| UNIX_EPOCH + Duration::new(secs, at.nanosecond()))
+        (secs <= LATEST).then(|| UNIX_EPOCH + std::time::Duration::new(secs, at.nanosecond()))
     }
 }
 
@@ -61,6 +62,7 @@ pub(crate) fn rfc3339<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)

@@ -55,6 +55,7 @@ use http::StatusCode;
 
 pub use grpc::{is_grpc, GrpcCode, GrpcRenderer};
 pub use json::JsonRenderer;
+#[cfg(feature = "axum")]
 pub(crate) use json::{ErrorBody, FieldError};
 pub use kind::RejectionKind;
 pub(crate) use render::{add_common_headers, respond};
