@@ -6,7 +6,7 @@
 //! `cargo bench --bench postgres_store --features postgres` starts a private PostgreSQL as
 //! the tests do (or uses `DATABASE_URL`).
 
-#[path = "../tests/common/postgres_server.rs"]
+#[path = "../tests/it/common/postgres_server.rs"]
 mod postgres_server;
 
 use std::convert::Infallible;

@@ -1,6 +1,6 @@
 #![allow(dead_code)] // each fuzz binary uses one of these functions
 //! The fuzz targets' bodies, shared by the cargo-fuzz binaries (`fuzz_targets/*.rs`) and by
-//! `tests/fuzz_corpus.rs`, which replays the committed corpus as ordinary tests on stable.
+//! `tests/it/fuzz_corpus.rs`, which replays the committed corpus as ordinary tests on stable.
 //! Each function panics when an invariant breaks; nothing else may panic.
 
 use std::convert::Infallible;

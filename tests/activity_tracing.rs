@@ -1,6 +1,7 @@
 //! The activity events reach `tracing` with the observer's fields and never the key. The only
 //! test in its binary, so its global subscriber sees every event.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::*;

@@ -3,6 +3,7 @@
 //! and no key plaintext appears in them. Key headers reaching the inner service are
 //! sensitive, or gone when stripped.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 #[allow(dead_code)]

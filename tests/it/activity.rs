@@ -1,7 +1,7 @@
 //! The activity observer sees every outcome with its fields and never the key;
 //! `LastUsedRecorder` writes once per key per interval, off the request path.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;

@@ -3,7 +3,7 @@
 //! February, hourly for test keys), handler-reported costs block the next request, test and
 //! live never share a counter, and a failing backend follows its mode.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -451,8 +451,7 @@ fn memory_counters_of_past_periods_are_dropped() {
     assert_eq!(over.spent, 0);
 }
 
-#[macro_use]
-mod usage_conformance;
+use crate::usage_conformance;
 
 struct MemoryFixture;
 

@@ -1,7 +1,7 @@
 //! The authentication layer through its public API: tower `oneshot` against a probe inner
 //! service, checking status, body, headers and whether the inner service ran.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

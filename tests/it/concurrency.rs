@@ -3,7 +3,7 @@
 //! holds exactly. The revocation race runs through every store and cache combination:
 //! memory, cached memory, Redis, cached Redis.
 
-mod common;
+use crate::common;
 
 use futures_util::FutureExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the fuzz targets'
 //! bodies, so CI checks every input the fuzzers kept, on stable, without libFuzzer.
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod targets;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Per-route scope requirements and the axum extractors.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! One table of hostile requests through the whole layer: each gets its documented status
 //! and code, never a panic, and never reaches the inner service.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::header::{HeaderName, HeaderValue};

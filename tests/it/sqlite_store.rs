@@ -2,9 +2,8 @@
 //! the authentication layer, and with hostile table names, a corrupt row and a closed pool.
 #![cfg(feature = "sqlite")]
 
-mod common;
-#[macro_use]
-mod conformance;
+use crate::common;
+use crate::conformance;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -8,9 +8,8 @@
 //! tests fail with instructions, unless `TOWER_API_KEY_SKIP_REDIS=1` says to skip them.
 #![cfg(feature = "redis")]
 
-mod common;
-#[macro_use]
-mod conformance;
+use crate::common;
+use crate::conformance;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

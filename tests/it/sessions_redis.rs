@@ -3,7 +3,7 @@
 //! once the revocation message arrives (both instances cache).
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,14 +2,8 @@
 //! scope requirements and extractors, through axum, hyper and tonic on real sockets. A route
 //! written for another vocabulary fails closed (500), never reads the wrong bits.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/hyper_server.rs"]
-mod hyper_server;
-#[allow(dead_code)]
-#[path = "../examples/tonic_server.rs"]
-mod tonic_server;
+use crate::examples::hyper_server;
+use crate::examples::tonic_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,9 +10,7 @@
 //! `TOWER_API_KEY_REQUIRE_BROWSER=1`, under which a missing browser is a failure.
 #![cfg(feature = "axum")]
 
-#[allow(dead_code)]
-#[path = "../examples/quickstart.rs"]
-mod quickstart;
+use crate::examples::quickstart;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Scope vocabularies, `ScopeSet` semantics, text and serde forms, and a custom
 //! vocabulary used through every layer of the crate.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

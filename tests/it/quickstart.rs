@@ -1,9 +1,7 @@
 //! The quickstart router on a real loopback socket, driven by a real HTTP client through
 //! the same calls the example prints.
 
-#[allow(dead_code)]
-#[path = "../examples/quickstart.rs"]
-mod quickstart;
+use crate::examples::{minimal, quickstart};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -690,10 +688,6 @@ async fn the_documented_agent_registration_body_works() {
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
-
-#[allow(dead_code)]
-#[path = "../examples/minimal.rs"]
-mod minimal;
 
 /// `examples/minimal.rs` on a real socket: its key reads the route, anything else is 401.
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! the documented response, the inner service never runs on a failure, the service stays
 //! usable, and nothing is cached from a failure.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! clock, key headers take precedence, gRPC ignores cookies, hostile cookies are refused
 //! cleanly, and sessions are rate limited per owner.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

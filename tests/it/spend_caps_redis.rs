@@ -3,7 +3,7 @@
 //! cost recorded on Redis blocks the next request, and Redis going away is a 503.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -191,8 +191,7 @@ async fn requests_in_flight_on_two_instances_never_spend_past_the_cap() {
     assert_eq!(remaining, (0..10).map(|i| i * 10).collect::<Vec<u64>>());
 }
 
-#[macro_use]
-mod usage_conformance;
+use crate::usage_conformance;
 
 struct RedisFixture(Redis);
 

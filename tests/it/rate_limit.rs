@@ -1,7 +1,7 @@
 //! Rate limiting on governor's fake clock: bursts, exact Retry-After, classes, overrides,
 //! client addresses and proxies, failed-auth limits, headers, backend seam, memory bounds.
 
-mod common;
+use crate::common;
 
 use futures_util::FutureExt;
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //! management API's store trait, newest first, paginated, trimmed per key.
 #![cfg(all(feature = "redis", feature = "axum"))]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

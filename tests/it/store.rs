@@ -1,9 +1,8 @@
 //! `MemoryKeyStore` through the shared lifecycle suite on a fake clock, its own `restore`,
 //! and `KeyRecord` / `KeyId` serde.
 
-mod common;
-#[macro_use]
-mod conformance;
+use crate::common;
+use crate::conformance;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

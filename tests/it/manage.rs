@@ -1,7 +1,7 @@
 //! The management API over loopback with a real HTTP client: every endpoint, every error,
 //! and each authorization rule (two owners, a non-admin, a key trying to mint a key, CSRF).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! The hyper example on a real loopback socket with a real HTTP client.
 
-#[allow(dead_code)]
-#[path = "../examples/hyper_server.rs"]
-mod hyper_server;
+use crate::examples::hyper_server;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

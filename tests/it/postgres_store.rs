@@ -7,9 +7,8 @@
 //! free port) or use `DATABASE_URL`; each store gets a table of its own.
 #![cfg(feature = "postgres")]
 
-mod common;
-#[macro_use]
-mod conformance;
+use crate::common;
+use crate::conformance;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

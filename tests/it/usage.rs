@@ -2,7 +2,7 @@
 //! 401) once the cached answer expires on a fake clock; test keys stay allowed; a failing
 //! policy is a 503, never a pass.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,11 +1,9 @@
 //! The tonic example on a real loopback socket with a tonic client: every failure is the
 //! right gRPC status, a good key passes and its scopes reach the handler.
 
-mod common;
+use crate::common;
 
-#[allow(dead_code)]
-#[path = "../examples/tonic_server.rs"]
-mod tonic_server;
+use crate::examples::tonic_server;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

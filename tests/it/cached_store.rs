@@ -2,9 +2,8 @@
 //! caching, single-flight, invalidation (also of a fetch in flight), errors never cached.
 #![cfg(feature = "cache")]
 
-mod common;
-#[macro_use]
-mod conformance;
+use crate::common;
+use crate::conformance;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,16 @@
+//! The examples the tests drive, compiled once for the whole binary.
+#![allow(dead_code)]
+
+#[cfg(feature = "axum")]
+#[path = "../../examples/quickstart.rs"]
+pub mod quickstart;
+
+#[cfg(feature = "axum")]
+#[path = "../../examples/minimal.rs"]
+pub mod minimal;
+
+#[path = "../../examples/hyper_server.rs"]
+pub mod hyper_server;
+
+#[path = "../../examples/tonic_server.rs"]
+pub mod tonic_server;

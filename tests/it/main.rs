@@ -1,0 +1,40 @@
+//! The integration tests, one binary (one link of tonic, reqwest, fantoccini and the
+//! crate): a module per file, as the separate binaries were. The two tests that install a
+//! global `tracing` subscriber keep binaries of their own (`tests/activity_tracing.rs`,
+//! `tests/hygiene.rs`).
+
+mod common;
+mod examples;
+#[macro_use]
+mod conformance;
+#[macro_use]
+mod usage_conformance;
+
+mod activity;
+mod auth;
+mod cached_store;
+mod concurrency;
+mod dashboard;
+mod faults;
+mod fuzz_corpus;
+mod hostile_input;
+mod hyper_server;
+mod keys;
+mod manage;
+mod manage_redis;
+mod postgres_store;
+mod properties;
+mod quickstart;
+mod rate_limit;
+mod redis_shared;
+mod require;
+mod scopes;
+mod sessions;
+mod sessions_redis;
+mod spend_caps;
+mod spend_caps_redis;
+mod sqlite_store;
+mod store;
+mod tonic_server;
+mod usage;
+mod vocabulary;
