@@ -97,7 +97,7 @@
 //! [tower]: https://docs.rs/tower
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod activity;
 pub mod auth;
@@ -126,6 +126,7 @@ pub mod store;
 mod sweep;
 mod timestamp;
 pub mod usage;
+mod wiring;
 
 pub use auth::{AuthLayer, AuthService};
 pub use environment::Environment;

@@ -14,6 +14,7 @@ use crate::client_ip::client_ip_of;
 use crate::clock::{Clock, SystemClock};
 use crate::gate::{decided, Gate};
 use crate::store::KeyId;
+use crate::wiring::OutsideAuth;
 
 /// Set by the authentication layer when it verifies a credential, so that the activity
 /// layer outside it learns the key id. Present only when an activity layer is.
@@ -41,6 +42,14 @@ pub struct ActivityLayer {
 pub(crate) struct Shared {
     observer: Option<Arc<dyn ActivityObserver>>,
     clock: Arc<dyn Clock>,
+    wiring: OutsideAuth,
+}
+
+fn wiring() -> OutsideAuth {
+    OutsideAuth::new(
+        "ActivityLayer",
+        "it never sees a refused request, and reports only what the AuthLayer let through",
+    )
 }
 
 impl ActivityLayer {
@@ -60,6 +69,7 @@ impl ActivityLayer {
             shared: Arc::new(Shared {
                 observer,
                 clock: Arc::new(SystemClock),
+                wiring: wiring(),
             }),
         }
     }
@@ -70,6 +80,7 @@ impl ActivityLayer {
             shared: Arc::new(Shared {
                 observer: self.shared.observer.clone(),
                 clock: Arc::new(clock),
+                wiring: wiring(),
             }),
         }
     }
@@ -161,6 +172,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        self.shared.wiring.check(request.extensions());
         let pending = self.shared.sink().map(|sink| {
             let ticket = ActivityTicket::default();
             request.extensions_mut().insert(ticket.clone());

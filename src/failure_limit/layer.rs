@@ -13,6 +13,7 @@ use crate::body::ResponseBody;
 use crate::gate::{decided, Gate};
 use crate::rate_limit::RateLimitBackend;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, InvalidKeyReason, RenderRejection};
+use crate::wiring::OutsideAuth;
 
 /// Limits failed authentications per client address; put it outside the
 /// [`AuthLayer`](crate::AuthLayer).
@@ -46,6 +47,14 @@ pub struct FailureLimitLayer {
 pub(crate) struct Shared {
     limit: Arc<dyn FailureGate>,
     renderer: Arc<dyn RenderRejection>,
+    wiring: OutsideAuth,
+}
+
+fn wiring() -> OutsideAuth {
+    OutsideAuth::new(
+        "FailureLimitLayer",
+        "it never sees a refused credential, so it limits nothing",
+    )
 }
 
 impl FailureLimitLayer {
@@ -55,6 +64,7 @@ impl FailureLimitLayer {
             shared: Arc::new(Shared {
                 limit: limit.shared,
                 renderer: Arc::new(DefaultRenderer),
+                wiring: wiring(),
             }),
         }
     }
@@ -65,6 +75,7 @@ impl FailureLimitLayer {
             shared: Arc::new(Shared {
                 limit: Arc::clone(&self.shared.limit),
                 renderer: Arc::new(renderer),
+                wiring: wiring(),
             }),
         }
     }
@@ -150,6 +161,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.shared.wiring.check(request.extensions());
         let admitted = self
             .shared
             .limit

@@ -67,7 +67,7 @@ impl Hash for KeyDigest {
 /// keys, so nobody can aim many stored entries at one bucket; lookups of other digests
 /// insert nothing.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     #[inline]
@@ -89,7 +89,7 @@ impl Hasher for DigestHasher {
 }
 
 /// `BuildHasher` for [`DigestHasher`].
-pub type BuildDigestHasher = std::hash::BuildHasherDefault<DigestHasher>;
+pub(crate) type BuildDigestHasher = std::hash::BuildHasherDefault<DigestHasher>;
 
 impl fmt::Display for KeyDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

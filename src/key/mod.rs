@@ -38,9 +38,8 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 pub use crate::environment::Environment;
-pub use digest::{
-    BuildDigestHasher, DigestHasher, KeyDigest, KeyHasher, ParseDigestError, PepperError,
-};
+pub(crate) use digest::BuildDigestHasher;
+pub use digest::{KeyDigest, KeyHasher, ParseDigestError, PepperError};
 pub use family::{Alphabet, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey};
 
 /// Why a string is not a key. The input itself is never repeated.

@@ -24,20 +24,6 @@ use crate::store::{
 };
 use crate::timestamp::Rfc3339;
 
-/// Every route of the router, as `(method, path)`: `docs/openapi.json` describes exactly
-/// these (a test checks it).
-pub const ROUTES: [(&str, &str); 9] = [
-    ("POST", "/keys"),
-    ("GET", "/keys"),
-    ("GET", "/keys/{id}"),
-    ("DELETE", "/keys/{id}"),
-    ("POST", "/keys/{id}/revoke"),
-    ("POST", "/keys/{id}/rotate"),
-    ("POST", "/keys/{id}/disable"),
-    ("POST", "/keys/{id}/enable"),
-    ("GET", "/keys/{id}/activity"),
-];
-
 /// The management API over `St`; see the [module docs](super).
 pub struct KeysApi<St: ManageKeys> {
     store: Arc<St>,
@@ -443,4 +429,45 @@ async fn activity<St: ManageKeys>(
         .then(|| data.last().map(|entry| entry.seq))
         .flatten();
     Ok(Json(json!({ "data": data, "next_before": next })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the router, as `(method, path)`: `docs/openapi.json` describes exactly
+    /// these (a test checks it).
+    const ROUTES: [(&str, &str); 9] = [
+        ("POST", "/keys"),
+        ("GET", "/keys"),
+        ("GET", "/keys/{id}"),
+        ("DELETE", "/keys/{id}"),
+        ("POST", "/keys/{id}/revoke"),
+        ("POST", "/keys/{id}/rotate"),
+        ("POST", "/keys/{id}/disable"),
+        ("POST", "/keys/{id}/enable"),
+        ("GET", "/keys/{id}/activity"),
+    ];
+
+    #[test]
+    fn the_openapi_description_matches_the_router() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+                .unwrap();
+        let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(spec["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let mut described: Vec<(String, String)> = Vec::new();
+        for (path, operations) in spec["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    described.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        described.sort();
+        routes.sort();
+        assert_eq!(described, routes);
+    }
 }

@@ -53,7 +53,7 @@
 mod api;
 mod error;
 
-pub use api::{KeysApi, ROUTES};
+pub use api::KeysApi;
 pub use error::{ApiError, ApiJson};
 
 use crate::key::KeyFamily;

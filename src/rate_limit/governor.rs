@@ -136,7 +136,8 @@ where
     }
 }
 
-/// The governor state of one class.
+/// The governor state of one class (the backend's `Class`: opaque to users, who name
+/// classes by [`ClassName`]).
 pub struct GovernorClass<C: Clock + Clone> {
     name: ClassName,
     keyed_by: KeyedBy,

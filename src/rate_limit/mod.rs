@@ -62,7 +62,7 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
 pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-pub use governor::{GovernorBackend, GovernorClass};
+pub use governor::GovernorBackend;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
 pub use limits::{OnBackendError, RateLimits};

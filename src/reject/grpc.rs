@@ -71,7 +71,7 @@ impl GrpcCode {
 }
 
 /// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, `+json`, ...).
-pub fn is_grpc(request_headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(request_headers: &HeaderMap) -> bool {
     request_headers
         .get(CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))

@@ -53,7 +53,8 @@ use std::time::SystemTime;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 
-pub use grpc::{is_grpc, GrpcCode, GrpcRenderer};
+pub(crate) use grpc::is_grpc;
+pub use grpc::{GrpcCode, GrpcRenderer};
 pub use json::JsonRenderer;
 #[cfg(feature = "axum")]
 pub(crate) use json::{ErrorBody, FieldError};

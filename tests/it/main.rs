@@ -38,3 +38,4 @@ mod store;
 mod tonic_server;
 mod usage;
 mod vocabulary;
+mod wiring;
