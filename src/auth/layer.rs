@@ -10,7 +10,7 @@ use crate::credential::CredentialSources;
 use crate::key::Environment;
 use crate::reject::{DefaultRenderer, RenderRejection, RetryAfter};
 use crate::session::Sessions;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, ManageKeys};
 
 /// Authenticates every request by API key; see the [module docs](super).
 #[must_use]
@@ -85,9 +85,13 @@ impl<St: KeyStore> AuthLayer<St> {
 
     /// Also authenticate by the session cookie of `sessions` (when no key header was sent:
     /// a key header takes precedence), with the CSRF check for state-changing requests; see
-    /// [`session`](crate::session).
-    pub fn sessions(mut self, sessions: Sessions<St>) -> Self {
-        self.config().sessions = Some(sessions);
+    /// [`session`](crate::session). The sessions' store may be of another type than the
+    /// keys' (keys in PostgreSQL, sessions in Redis) as long as the scopes are the same.
+    pub fn sessions<Ss>(mut self, sessions: Sessions<Ss>) -> Self
+    where
+        Ss: ManageKeys<Scope = St::Scope>,
+    {
+        self.config().sessions = Some(sessions.for_auth());
         self
     }
 

@@ -70,7 +70,7 @@ where
                 ))
             }
         };
-        let future = match caught(|| config.store_of(&prepared).lookup_now(&prepared.digest)) {
+        let future = match caught(|| config.lookup_now(&prepared)) {
             Ok(Some(found)) => {
                 let verdict = config.verify(found, &prepared);
                 decided(config, &mut self.inner, request, verdict)

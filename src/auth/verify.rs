@@ -21,7 +21,7 @@ use crate::reject::{
     Unavailable,
 };
 use crate::scope::ScopeSet;
-use crate::session::Sessions;
+use crate::session::{SessionAuth, SessionStore};
 use crate::store::{KeyRecord, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
 
 /// A verified record and the credential source it came from, or the rejection.
@@ -55,7 +55,7 @@ pub(crate) struct Config<St: KeyStore> {
     pub(crate) retry_after: RetryAfter,
     pub(crate) strip_credentials: bool,
     pub(crate) renderer: Arc<dyn RenderRejection>,
-    pub(crate) sessions: Option<Sessions<St>>,
+    pub(crate) sessions: Option<SessionAuth<St::Scope>>,
     pub(crate) optional: bool,
 }
 
@@ -144,6 +144,7 @@ impl<St: KeyStore> Config<St> {
         }
         let token = sessions.session_cookie(headers)?.ok_or_else(missing)?;
         let (digest, environment) = sessions
+            .store()
             .digest_of(token)
             .ok_or_else(|| AuthRejection::invalid_key(InvalidKeyReason::Malformed, None))?;
         Ok(Prepared {
@@ -153,29 +154,42 @@ impl<St: KeyStore> Config<St> {
         })
     }
 
-    /// The store that holds `prepared`'s record.
+    /// The session store when `prepared` came from the cookie (sessions may live in a
+    /// store of another type than the keys).
     #[inline]
-    pub(crate) fn store_of(&self, prepared: &Prepared) -> &St {
+    fn session_store(&self, prepared: &Prepared) -> Option<&dyn SessionStore<St::Scope>> {
         match (&self.sessions, prepared.source) {
-            (Some(sessions), Source::Cookie) => sessions.store(),
-            _ => &self.store,
+            (Some(sessions), Source::Cookie) => Some(sessions.store()),
+            _ => None,
+        }
+    }
+
+    /// The lookup, when the store can answer without waiting.
+    #[inline]
+    pub(crate) fn lookup_now(&self, prepared: &Prepared) -> Option<LookupResult<St::Scope>> {
+        match self.session_store(prepared) {
+            Some(sessions) => sessions.lookup_now(&prepared.digest),
+            None => self.store.lookup_now(&prepared.digest),
         }
     }
 
     /// The asynchronous lookup, boxed, under the timeout, with panics caught.
     pub(crate) fn lookup(self: Arc<Self>, prepared: Prepared) -> Deferred<Verdict<St::Scope>> {
         Box::pin(async move {
-            let found = guarded(
-                self.lookup_timeout,
-                self.store_of(&prepared).lookup(&prepared.digest),
-            )
-            .await
-            .unwrap_or_else(|unanswered| {
-                Err(StoreError::bare(match unanswered {
-                    Unanswered::TimedOut => StoreErrorKind::Timeout,
-                    Unanswered::Panicked => StoreErrorKind::Panicked,
-                }))
-            });
+            let lookup = async {
+                match self.session_store(&prepared) {
+                    Some(sessions) => sessions.lookup(&prepared.digest).await,
+                    None => self.store.lookup(&prepared.digest).await,
+                }
+            };
+            let found = guarded(self.lookup_timeout, lookup)
+                .await
+                .unwrap_or_else(|unanswered| {
+                    Err(StoreError::bare(match unanswered {
+                        Unanswered::TimedOut => StoreErrorKind::Timeout,
+                        Unanswered::Panicked => StoreErrorKind::Panicked,
+                    }))
+                });
             self.verify(found, &prepared)
         })
     }
@@ -216,7 +230,10 @@ impl<St: KeyStore> Config<St> {
         };
         // Only records with a deadline need the clock.
         if record.has_deadline() {
-            let now = self.store_of(prepared).policy().now();
+            let now = match self.session_store(prepared) {
+                Some(sessions) => sessions.now(),
+                None => self.store.policy().now(),
+            };
             let reason = match record.status_at(now) {
                 KeyStatus::Active => None,
                 KeyStatus::Revoked => Some(InvalidKeyReason::Revoked),

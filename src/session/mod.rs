@@ -83,51 +83,44 @@ pub(crate) use self::cookie::protect;
 use self::cookie::CookieSettings;
 use self::csrf::CsrfCheck;
 pub use self::csrf::{CsrfSecret, InvalidCsrfSecret};
+use crate::environment::Environment;
 use crate::key::{KeyDigest, KeyFamily};
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::AuthRejection;
-use crate::scope::ScopeSet;
-use crate::store::{KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, ManageKeys, NewKey};
+use crate::scope::{Scope, ScopeSet};
+use crate::store::{
+    KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError, ManageKeys, NewKey,
+};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The CSRF token header, `x-csrf-token`.
 pub const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
 
 /// Sessions over one store: the settings the [`AuthLayer`](crate::AuthLayer) reads them
-/// with, and the login / logout helpers. Cheap to clone (an `Arc`); see the
+/// with, and the login / logout helpers. The store need not be the keys' store, nor of its
+/// type (keys in PostgreSQL, sessions in Redis). Cheap to clone (two `Arc`s); see the
 /// [module docs](self).
-pub struct Sessions<St: KeyStore> {
-    inner: Arc<Inner<St>>,
+pub struct Sessions<St: ManageKeys> {
+    store: Arc<St>,
+    settings: Arc<Settings>,
 }
 
-struct Inner<St: KeyStore> {
-    store: Arc<St>,
+/// Everything but the store: what the authentication layer reads besides lookups.
+#[derive(Clone)]
+pub(crate) struct Settings {
     cookies: CookieSettings,
     ttl: Duration,
     idle_timeout: Option<Duration>,
     csrf_layer: tower_http::csrf::CsrfLayer,
     csrf: CsrfCheck,
-    /// `ManageKeys::touch` of the store, for idle timeouts: the layer needs only `KeyStore`.
-    touch: fn(Arc<St>, KeyId, SystemTime) -> Touch,
 }
 
-impl<St: KeyStore> Clone for Inner<St> {
+impl<St: ManageKeys> Clone for Sessions<St> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            cookies: self.cookies.clone(),
-            ttl: self.ttl,
-            idle_timeout: self.idle_timeout,
-            csrf_layer: self.csrf_layer.clone(),
-            csrf: self.csrf.clone(),
-            touch: self.touch,
-        }
-    }
-}
-
-impl<St: KeyStore> Clone for Sessions<St> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
+            settings: Arc::clone(&self.settings),
         }
     }
 }
@@ -147,18 +140,6 @@ pub enum SessionConfigError {
     Origin(String),
 }
 
-/// A recording of session activity, to spawn.
-type Touch = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-fn touch_in<St: ManageKeys>(store: Arc<St>, id: KeyId, at: SystemTime) -> Touch {
-    Box::pin(async move {
-        if let Err(_error) = store.touch(&id, at).await {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(target: "tower_api_key", error = %_error, "recording session activity failed");
-        }
-    })
-}
-
 impl<St: ManageKeys> Sessions<St> {
     /// Sessions kept in `store` (give it [`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)),
     /// CSRF tokens derived from `secret`; cookies `forge_session` and `forge_csrf`,
@@ -166,8 +147,8 @@ impl<St: ManageKeys> Sessions<St> {
     pub fn new(store: Arc<St>, secret: CsrfSecret) -> Self {
         let csrf_layer = tower_http::csrf::CsrfLayer::new();
         Self {
-            inner: Arc::new(Inner {
-                store,
+            store,
+            settings: Arc::new(Settings {
                 cookies: CookieSettings {
                     session: "forge_session".to_owned(),
                     csrf: "forge_csrf".into(),
@@ -177,7 +158,6 @@ impl<St: ManageKeys> Sessions<St> {
                 idle_timeout: None,
                 csrf: CsrfCheck::new(secret, X_CSRF_TOKEN, &csrf_layer),
                 csrf_layer,
-                touch: touch_in::<St>,
             }),
         }
     }
@@ -196,26 +176,26 @@ impl<St: ManageKeys> Sessions<St> {
         owner: impl Into<String>,
         scopes: impl Into<ScopeSet<St::Scope>>,
     ) -> Result<StartedSession<St::Scope>, ManageError> {
-        let inner = &*self.inner;
+        let settings = &*self.settings;
         if let Ok(Some(previous)) = self.current(request_headers).await {
             self.end_record(&previous.id).await?;
         }
         let new = NewKey::new(owner, "session", &KeyFamily::SESSION)
             .scopes(scopes)
-            .expires_in(inner.ttl);
-        let issued = match inner.store.issue(new.clone()).await {
+            .expires_in(settings.ttl);
+        let issued = match self.store.issue(new.clone()).await {
             Err(ManageError::KeyLimitReached { .. }) => {
                 self.end_oldest(new.owner()).await?;
-                inner.store.issue(new).await?
+                self.store.issue(new).await?
             }
             issued => issued?,
         };
         let (token, record) = issued.into_parts();
-        let csrf = inner.csrf.secret.token(&record.digest);
+        let csrf = settings.csrf.secret.token(&record.digest);
         let cookies = SessionCookies {
-            values: inner
+            values: settings
                 .cookies
-                .set_cookies(token.expose_secret(), &csrf, inner.ttl),
+                .set_cookies(token.expose_secret(), &csrf, settings.ttl),
             csrf_token: Some(csrf),
         };
         Ok(StartedSession { record, cookies })
@@ -239,7 +219,7 @@ impl<St: ManageKeys> Sessions<St> {
     /// Deletes session `id`: what can no longer authenticate is not kept (an ended session
     /// has nothing to audit). Already gone is ended too.
     async fn end_record(&self, id: &KeyId) -> Result<(), ManageError> {
-        match self.inner.store.delete(id).await {
+        match self.store.delete(id).await {
             Ok(_) | Err(ManageError::NotFound(_)) => Ok(()),
             Err(error) => Err(error),
         }
@@ -250,7 +230,7 @@ impl<St: ManageKeys> Sessions<St> {
     /// # Errors
     /// [`ManageError::Store`].
     pub async fn end_all(&self, owner: &str) -> Result<usize, ManageError> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let now = store.policy().now();
         let mut ended = 0;
         for record in store.records_of(owner).await? {
@@ -264,7 +244,7 @@ impl<St: ManageKeys> Sessions<St> {
     }
 
     async fn end_oldest(&self, owner: &str) -> Result<(), ManageError> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let now = store.policy().now();
         let oldest = store
             .records_of(owner)
@@ -286,22 +266,22 @@ impl<St: ManageKeys> Sessions<St> {
         let Some(token) = self.session_cookie(headers)? else {
             return Ok(None);
         };
-        let Some((digest, _)) = self.digest_of(token) else {
+        let Some((digest, _)) = self.store.digest_of(token) else {
             return Ok(None);
         };
-        Ok(self.inner.store.lookup(&digest).await.ok().flatten())
+        Ok(self.store.lookup(&digest).await.ok().flatten())
     }
 }
 
-impl<St: KeyStore> Sessions<St> {
-    fn inner(&mut self) -> &mut Inner<St> {
-        Arc::make_mut(&mut self.inner)
+impl<St: ManageKeys> Sessions<St> {
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
     }
 
     /// How long a session lasts from login, whatever its activity (default 12 h).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.inner().ttl = ttl;
+        self.settings().ttl = ttl;
         self
     }
 
@@ -311,7 +291,7 @@ impl<St: KeyStore> Sessions<St> {
     /// sees activity up to the cache TTL late: keep `idle` well above that TTL.
     #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.inner().idle_timeout = Some(idle);
+        self.settings().idle_timeout = Some(idle);
         self
     }
 
@@ -319,7 +299,7 @@ impl<St: KeyStore> Sessions<St> {
     /// development on `localhost`.
     #[must_use]
     pub fn secure(mut self, secure: bool) -> Self {
-        self.inner().cookies.secure = secure;
+        self.settings().cookies.secure = secure;
         self
     }
 
@@ -340,7 +320,7 @@ impl<St: KeyStore> Sessions<St> {
         if session == csrf {
             return Err(SessionConfigError::SameCookieNames);
         }
-        let cookies = &mut self.inner().cookies;
+        let cookies = &mut self.settings().cookies;
         cookies.session = session.to_owned();
         cookies.csrf = csrf.into();
         Ok(self)
@@ -349,7 +329,7 @@ impl<St: KeyStore> Sessions<St> {
     /// The CSRF token header (default `X-CSRF-Token`).
     #[must_use]
     pub fn csrf_header(mut self, name: HeaderName) -> Self {
-        self.inner().csrf.header = name;
+        self.settings().csrf.header = name;
         self
     }
 
@@ -359,29 +339,29 @@ impl<St: KeyStore> Sessions<St> {
     /// # Errors
     /// [`SessionConfigError::Origin`] when tower-http refuses the origin.
     pub fn trusted_origin(mut self, origin: &str) -> Result<Self, SessionConfigError> {
-        let inner = self.inner();
-        inner.csrf_layer = inner
+        let settings = self.settings();
+        settings.csrf_layer = settings
             .csrf_layer
             .clone()
             .add_trusted_origin(origin)
             .map_err(|error| SessionConfigError::Origin(error.to_string()))?;
-        inner.csrf = CsrfCheck::new(
-            inner.csrf.secret.clone(),
-            inner.csrf.header.clone(),
-            &inner.csrf_layer,
+        settings.csrf = CsrfCheck::new(
+            settings.csrf.secret.clone(),
+            settings.csrf.header.clone(),
+            &settings.csrf_layer,
         );
         Ok(self)
     }
 
     /// The store sessions are kept in.
     pub fn store(&self) -> &Arc<St> {
-        &self.inner.store
+        &self.store
     }
 
     /// Cookies that clear both of the browser's (for a logout without a live session).
     pub fn clear_cookies(&self) -> SessionCookies {
         SessionCookies {
-            values: self.inner.cookies.clear_cookies(),
+            values: self.settings.cookies.clear_cookies(),
             csrf_token: None,
         }
     }
@@ -393,7 +373,7 @@ impl<St: KeyStore> Sessions<St> {
             return None;
         }
         let record = principal.record::<St::Scope>()?;
-        Some(self.inner.csrf.secret.token(&record.digest))
+        Some(self.settings.csrf.secret.token(&record.digest))
     }
 
     /// The session cookie's value in `headers`, as the layer reads it: every `Cookie`
@@ -406,20 +386,94 @@ impl<St: KeyStore> Sessions<St> {
         &self,
         headers: &'h HeaderMap,
     ) -> Result<Option<&'h str>, AuthRejection> {
-        self.inner.cookies.session_in(headers)
+        self.settings.cookies.session_in(headers)
     }
 
-    // What the authentication layer asks.
+    /// The authentication layer's view: the settings, and the store behind a trait object
+    /// so that it need not be the keys' store type.
+    pub(crate) fn for_auth(&self) -> SessionAuth<St::Scope> {
+        SessionAuth {
+            store: Arc::clone(&self.store) as Arc<dyn SessionStore<St::Scope>>,
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
 
+/// What the authentication layer needs of a session store, object-safe: the layer's store
+/// type is the keys'.
+pub(crate) trait SessionStore<Sc: Scope>: Send + Sync + 'static {
     /// The digest and environment of a session token, parsed against the session store's
     /// families; `None` when it is not a session token.
-    pub(crate) fn digest_of(&self, token: &str) -> Option<(KeyDigest, crate::key::Environment)> {
-        let store = &self.inner.store;
-        let session = store.policy().accepted_families().parse(token).ok()?;
+    fn digest_of(&self, token: &str) -> Option<(KeyDigest, Environment)>;
+    fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<Sc>>;
+    fn lookup<'a>(&'a self, digest: &'a KeyDigest) -> BoxFuture<'a, LookupResult<Sc>>;
+    fn now(&self) -> SystemTime;
+    /// Records activity on session `id` (for idle timeouts), failures logged.
+    fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()>;
+}
+
+impl<St: ManageKeys> SessionStore<St::Scope> for St {
+    fn digest_of(&self, token: &str) -> Option<(KeyDigest, Environment)> {
+        let session = self.policy().accepted_families().parse(token).ok()?;
         Some((
-            store.hasher().digest(session.expose_secret()),
+            self.hasher().digest(session.expose_secret()),
             session.environment(),
         ))
+    }
+
+    fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<St::Scope>> {
+        KeyStore::lookup_now(self, digest)
+    }
+
+    fn lookup<'a>(&'a self, digest: &'a KeyDigest) -> BoxFuture<'a, LookupResult<St::Scope>> {
+        Box::pin(KeyStore::lookup(self, digest))
+    }
+
+    fn now(&self) -> SystemTime {
+        self.policy().now()
+    }
+
+    fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(_error) = ManageKeys::touch(&*self, &id, at).await {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "tower_api_key", error = %_error, "recording session activity failed");
+            }
+        })
+    }
+}
+
+/// Sessions as the authentication layer holds them, whatever their store's type.
+pub(crate) struct SessionAuth<Sc: Scope> {
+    store: Arc<dyn SessionStore<Sc>>,
+    settings: Arc<Settings>,
+}
+
+impl<Sc: Scope> Clone for SessionAuth<Sc> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<Sc: Scope> fmt::Debug for SessionAuth<Sc> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl<Sc: Scope> SessionAuth<Sc> {
+    pub(crate) fn store(&self) -> &dyn SessionStore<Sc> {
+        &*self.store
+    }
+
+    pub(crate) fn session_cookie<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<Option<&'h str>, AuthRejection> {
+        self.settings.cookies.session_in(headers)
     }
 
     pub(crate) fn check_csrf<B>(
@@ -427,19 +481,19 @@ impl<St: KeyStore> Sessions<St> {
         request: &http::Request<B>,
         session: &KeyDigest,
     ) -> Result<(), AuthRejection> {
-        let inner = &*self.inner;
-        inner.csrf.check(request, session).map_err(|failure| {
+        let settings = &*self.settings;
+        settings.csrf.check(request, session).map_err(|failure| {
             AuthRejection::csrf_failed(
                 failure,
-                Arc::clone(&inner.cookies.csrf),
-                inner.csrf.header.clone(),
+                Arc::clone(&settings.cookies.csrf),
+                settings.csrf.header.clone(),
             )
         })
     }
 
     /// Whether `record` has been idle too long at `now`.
-    pub(crate) fn idle_expired(&self, record: &KeyRecord<St::Scope>, now: SystemTime) -> bool {
-        self.inner.idle_timeout.is_some_and(|idle| {
+    pub(crate) fn idle_expired(&self, record: &KeyRecord<Sc>, now: SystemTime) -> bool {
+        self.settings.idle_timeout.is_some_and(|idle| {
             let seen = record.last_used_at.unwrap_or(record.created_at);
             now.duration_since(seen).is_ok_and(|quiet| quiet >= idle)
         })
@@ -447,8 +501,8 @@ impl<St: KeyStore> Sessions<St> {
 
     /// Records activity on `record` if the last record of it is older than a quarter of
     /// the idle timeout (so an active session stays alive without a write per request).
-    pub(crate) fn seen(&self, record: &KeyRecord<St::Scope>, now: SystemTime) {
-        let Some(idle) = self.inner.idle_timeout else {
+    pub(crate) fn seen(&self, record: &KeyRecord<Sc>, now: SystemTime) {
+        let Some(idle) = self.settings.idle_timeout else {
             return;
         };
         let seen = record.last_used_at.unwrap_or(record.created_at);
@@ -457,26 +511,28 @@ impl<St: KeyStore> Sessions<St> {
             .is_ok_and(|quiet| quiet >= idle / 4)
         {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let touch =
-                    (self.inner.touch)(Arc::clone(&self.inner.store), record.id.clone(), now);
-                runtime.spawn(touch);
+                runtime.spawn(Arc::clone(&self.store).touch(record.id.clone(), now));
             }
         }
     }
 }
 
-impl<St: KeyStore> fmt::Debug for Sessions<St> {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = &*self.inner;
         f.debug_struct("Sessions")
-            .field("cookies", &inner.cookies)
-            .field("ttl", &inner.ttl)
-            .field("idle_timeout", &inner.idle_timeout)
-            .field("csrf", &inner.csrf)
+            .field("cookies", &self.cookies)
+            .field("ttl", &self.ttl)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("csrf", &self.csrf)
             .finish_non_exhaustive()
     }
 }
 
+impl<St: ManageKeys> fmt::Debug for Sessions<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.settings.fmt(f)
+    }
+}
 /// A session just started: its record and the cookies to set.
 #[derive(Debug)]
 pub struct StartedSession<S: crate::scope::Scope> {
