@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// Which deployment a key belongs to. Carried by the key's family, so a test key can never
 /// be taken for a live one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Production data (`forg_live_`, `fos_`).

@@ -28,13 +28,16 @@ pub trait ActivityStore: Send + Sync + 'static {
 
 /// One logged outcome. Never a secret: the key id, not the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct LoggedRequest {
     /// A sequence number, increasing over the log's life (for paging: `before`).
     pub seq: u64,
     /// When (RFC 3339 on the wire, to the millisecond).
     #[serde(serialize_with = "crate::timestamp::rfc3339")]
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub at: SystemTime,
     /// `ok` or the rejection's code.
+    #[cfg_attr(feature = "axum", schema(value_type = String))]
     pub outcome: Cow<'static, str>,
     /// The HTTP status, when there was one.
     pub status: Option<u16>,
@@ -43,6 +46,7 @@ pub struct LoggedRequest {
     /// The request's path, without the query string.
     pub path: String,
     /// The client's address, when known.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
     pub client: Option<IpAddr>,
 }
 

@@ -41,18 +41,24 @@ impl RenderRejection for JsonRenderer {
 /// The FORG error body: `error` (for people), `code`, `status`, and where they apply
 /// `resets_at` (402) and `fields` (422).
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema), schema(as = Error))]
 pub(crate) struct ErrorBody<'a> {
     pub(crate) error: &'a str,
     pub(crate) code: &'a str,
     pub(crate) status: u16,
+    /// When a spent budget is whole again (402).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
     pub(crate) resets_at: Option<crate::timestamp::Rfc3339>,
+    /// The offending fields (422).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[cfg_attr(feature = "axum", schema(value_type = Option<Vec<FieldError>>))]
     pub(crate) fields: &'a [FieldError<'a>],
 }
 
 /// One offending field of a 422.
 #[derive(serde::Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub(crate) struct FieldError<'a> {
     pub(crate) field: &'a str,
     pub(crate) message: &'a str,

@@ -104,8 +104,8 @@ async fn keys_and_sessions_can_live_in_stores_of_different_types() {
     use std::time::Duration;
     use tower_api_key::clock::ManualClock;
     use tower_api_key::key::KeyFamily;
-    use tower_api_key::store::{ManageKeys, SqlKeyStore};
     use tower_api_key::principal::CredentialKind;
+    use tower_api_key::store::{ManageKeys, SqlKeyStore};
     use tower_api_key::NewKey;
 
     let Some(redis) = Redis::start() else { return };

@@ -1,0 +1,255 @@
+//! The handlers: parse (through [`ApiJson`] and the views), authorise, act on the store,
+//! answer a view.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::authorisation::sees;
+use super::error::{ApiError, ApiJson};
+use super::routes::KeysApi;
+use super::views::{
+    ActivityPage, CreateKey, IssuedKey, Key, KeyData, KeyList, Page, RotateKey, MAX_GRACE_SECONDS,
+};
+use crate::key::Environment;
+use crate::principal::{CredentialKind, Principal};
+use crate::scope::ScopeSet;
+use crate::store::{is_plain_text, KeyId, KeyRecord, ManageError, ManageKeys, Metadata, NewKey};
+use crate::timestamp::Rfc3339;
+
+pub(super) async fn create<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    body: Result<ApiJson<CreateKey>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller_scopes = api.authorize(&caller)?;
+    let ApiJson(body) = body?;
+    let policy = api.store.policy();
+    let now = policy.now();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || !is_plain_text(name) {
+        fields.push((
+            "name".into(),
+            "1 to 100 characters, no control, bidi or invisible characters".into(),
+        ));
+    }
+    let environment = match body.environment.as_str() {
+        "live" => Some(Environment::Live),
+        "test" => Some(Environment::Test),
+        _ => {
+            fields.push(("environment".into(), "`live` or `test`".into()));
+            None
+        }
+    };
+    let mut scopes = ScopeSet::<St::Scope>::empty();
+    for name in &body.scopes {
+        match name.parse::<ScopeSet<St::Scope>>() {
+            Ok(parsed) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
+                scopes = scopes.union(parsed)
+            }
+            _ => fields.push((
+                "scopes".into(),
+                format!(
+                    "unknown scope `{}`",
+                    name.chars().take(64).collect::<String>()
+                ),
+            )),
+        }
+    }
+    // The latest accepted is 9999-12-31T23:59:59Z, the last second RFC 3339 writes:
+    // later is 422, never an overflow.
+    let expires_at = body.expires_at.as_deref().and_then(Rfc3339::parse);
+    if body.expires_at.is_some() && expires_at.is_none_or(|at| at <= now) {
+        fields.push((
+            "expires_at".into(),
+            "an RFC 3339 time in the future, at most 9999-12-31T23:59:59Z".into(),
+        ));
+    }
+    let metadata = match Metadata::try_from(body.metadata) {
+        Ok(metadata) => Some(metadata),
+        Err(error) => {
+            fields.push(("metadata".into(), error.to_string()));
+            None
+        }
+    };
+    let (Some(environment), Some(metadata), true) = (environment, metadata, fields.is_empty())
+    else {
+        return Err(ApiError::invalid(fields));
+    };
+    if !caller_scopes.contains_all(scopes) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "A key cannot have scopes its creator lacks: {}",
+                caller_scopes.missing(scopes)
+            ),
+        ));
+    }
+    if caller.kind() != CredentialKind::Session && environment != caller.environment() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "environment_not_allowed",
+            format!(
+                "A {} key cannot create {environment} keys",
+                caller.environment()
+            ),
+        ));
+    }
+    let family = policy
+        .accepted_families()
+        .iter()
+        .find(|family| family.environment() == environment)
+        .cloned()
+        .ok_or_else(|| ManageError::FamilyNotAccepted(environment.to_string()))?;
+    let mut new = NewKey::new(caller.owner(), name, &family)
+        .scopes(scopes)
+        .metadata(metadata);
+    if let Some(at) = expires_at {
+        new = new.expires_at(at);
+    }
+    let key = api.store.issue(new).await?;
+    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, now))).into_response())
+}
+
+pub(super) async fn list<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+) -> Result<Response, ApiError> {
+    api.authorize(&caller)?;
+    let now = api.store.policy().now();
+    let mut records = api.store.list(caller.owner()).await?;
+    records.reverse(); // newest first
+    let data = records
+        .iter()
+        .filter(|record| sees(&caller, record))
+        .map(|record| Key::of(record, now))
+        .collect();
+    Ok(Json(KeyList { data }).into_response())
+}
+
+pub(super) async fn show<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.authorize(&caller)?;
+    let record = api.owned(&caller, &id).await?;
+    let data = Key::of(&record, api.store.policy().now());
+    Ok(Json(KeyData { data }).into_response())
+}
+
+/// `action` on the caller's own key `id`, answering the record after it.
+async fn change<St, F, Fut>(
+    api: &KeysApi<St>,
+    caller: &Principal,
+    id: &str,
+    action: F,
+) -> Result<Response, ApiError>
+where
+    St: ManageKeys,
+    F: FnOnce(Arc<St>, KeyId) -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<KeyRecord<St::Scope>>, ManageError>>,
+{
+    api.authorize(caller)?;
+    let record = api.owned(caller, id).await?;
+    let changed = action(Arc::clone(&api.store), record.id.clone()).await?;
+    let data = Key::of(&changed, api.store.policy().now());
+    Ok(Json(KeyData { data }).into_response())
+}
+
+pub(super) async fn revoke<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    change(&api, &caller, &id, |store, id| async move {
+        store.revoke(&id).await
+    })
+    .await
+}
+
+pub(super) async fn disable<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    change(&api, &caller, &id, |store, id| async move {
+        store.disable(&id).await
+    })
+    .await
+}
+
+pub(super) async fn enable<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    change(&api, &caller, &id, |store, id| async move {
+        store.enable(&id).await
+    })
+    .await
+}
+
+pub(super) async fn rotate<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+    body: Result<Option<ApiJson<RotateKey>>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller_scopes = api.authorize(&caller)?;
+    let grace = body?
+        .map(|ApiJson(body)| body)
+        .unwrap_or_default()
+        .grace_seconds;
+    if grace.is_some_and(|secs| secs > MAX_GRACE_SECONDS) {
+        return Err(ApiError::invalid([("grace_seconds", "at most 30 days")]));
+    }
+    let record = api.owned(&caller, &id).await?;
+    // Rotation keeps the scopes: nobody gets a fresh key with scopes they lack.
+    if !caller_scopes.contains_all(record.scopes) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "Rotating this key needs {}",
+                caller_scopes.missing(record.scopes)
+            ),
+        ));
+    }
+    let now = api.store.policy().now();
+    // The old key is revoked now, or after the grace period; never left alive.
+    let grace = Duration::from_secs(grace.unwrap_or(0));
+    let key = api.store.rotate(&record.id, Some(grace)).await?;
+    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, now))).into_response())
+}
+
+pub(super) async fn activity<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    api.authorize(&caller)?;
+    let Query(page) =
+        page.map_err(|rejection| ApiError::invalid([("query", rejection.body_text())]))?;
+    let record = api.owned(&caller, &id).await?;
+    let limit = page.limit.unwrap_or(50).clamp(1, 100);
+    let data = match &api.log {
+        Some(log) => log.recent(&record.id, limit, page.before).await?,
+        None => Vec::new(),
+    };
+    let next = (data.len() == limit)
+        .then(|| data.last().map(|entry| entry.seq))
+        .flatten();
+    Ok(Json(ActivityPage {
+        data,
+        next_before: next,
+    })
+    .into_response())
+}

@@ -1,0 +1,363 @@
+//! [`KeysApi`]: its settings, and the one route table its router and its OpenAPI
+//! document are built from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
+    ResponseBuilder,
+};
+use utoipa::{IntoParams, ToSchema};
+
+use super::handlers;
+use super::views::{ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey};
+use crate::activity::ActivityStore;
+use crate::reject::ErrorBody;
+use crate::store::ManageKeys;
+
+/// The management API over `St`; see the [module docs](super).
+pub struct KeysApi<St: ManageKeys> {
+    pub(super) store: Arc<St>,
+    pub(super) keys_with: Option<St::Scope>,
+    pub(super) log: Option<Arc<dyn ActivityStore>>,
+    body_limit: usize,
+}
+
+impl<St: ManageKeys> Clone for KeysApi<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            keys_with: self.keys_with,
+            log: self.log.clone(),
+            body_limit: self.body_limit,
+        }
+    }
+}
+
+impl<St: ManageKeys> fmt::Debug for KeysApi<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeysApi")
+            .field("keys_with", &self.keys_with)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: ManageKeys> KeysApi<St> {
+    /// Keys of `store`, managed by sessions only, bodies up to 16 KiB, no activity log.
+    pub fn new(store: Arc<St>) -> Self {
+        Self {
+            store,
+            keys_with: None,
+            log: None,
+            body_limit: 16 * 1024,
+        }
+    }
+
+    /// Lets API keys that carry `scope` manage their owner's keys too.
+    #[must_use]
+    pub fn allow_keys_with(mut self, scope: St::Scope) -> Self {
+        self.keys_with = Some(scope);
+        self
+    }
+
+    /// Serves `log` at `GET /keys/{id}/activity` (without one: an empty list): an
+    /// [`ActivityLog`](crate::activity::ActivityLog), or a `RedisActivityLog` shared by instances.
+    #[must_use]
+    pub fn activity(mut self, log: impl ActivityStore) -> Self {
+        self.log = Some(Arc::new(log));
+        self
+    }
+
+    /// The largest request body accepted (default 16 KiB); larger is 413.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The routes, to mount under any prefix (`Router::nest`), behind the
+    /// [`AuthLayer`](crate::AuthLayer).
+    pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        let limit = self.body_limit;
+        routes::<St>()
+            .into_iter()
+            .fold(Router::new(), |router, route| {
+                router.route(route.path, route.handler)
+            })
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(Arc::new(self))
+    }
+
+    /// The OpenAPI 3 document of [`router`](Self::router), generated from the same route
+    /// table and from the types the handlers parse and write (`docs/openapi.json` is this
+    /// document; a test fails when they differ).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_api_key::manage::KeysApi;
+    /// use tower_api_key::{ForgScope, MemoryKeyStore};
+    ///
+    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new()));
+    /// let document = api.openapi();
+    /// assert!(document.paths.paths.contains_key("/keys/{id}/rotate"));
+    /// ```
+    pub fn openapi(&self) -> OpenApi {
+        let mut paths = Paths::new();
+        for route in routes::<St>() {
+            paths.add_path_operation(route.path, vec![route.method], route.operation);
+        }
+        // Each body's schema and every schema it refers to.
+        let mut schemas = Vec::new();
+        fn with_dependencies<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            schemas.push((T::name().into_owned(), T::schema()));
+            T::schemas(schemas);
+        }
+        with_dependencies::<IssuedKey>(&mut schemas);
+        with_dependencies::<KeyData>(&mut schemas);
+        with_dependencies::<KeyList>(&mut schemas);
+        with_dependencies::<ActivityPage>(&mut schemas);
+        with_dependencies::<CreateKey>(&mut schemas);
+        with_dependencies::<RotateKey>(&mut schemas);
+        with_dependencies::<ErrorBody<'static>>(&mut schemas);
+        let components = ComponentsBuilder::new()
+            .schemas_from_iter(schemas)
+            .security_scheme(
+                "session",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("forge_session"))),
+            )
+            .security_scheme(
+                "csrf",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRF-Token"))),
+            )
+            .security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            )
+            .build();
+        OpenApiBuilder::new()
+            .info(
+                InfoBuilder::new()
+                    .title("tower-api-key management API")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .description(Some(
+                        "Key lifecycle for the caller's own owner. Mount under any prefix; \
+                         authenticate with the session cookie (unsafe methods need \
+                         X-CSRF-Token) or, where configured, an API key with the chosen scope.",
+                    )),
+            )
+            .paths(paths)
+            .components(Some(components))
+            .security(Some([
+                SecurityRequirement::new("session", Vec::<String>::new())
+                    .add("csrf", Vec::<String>::new()),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]))
+            .build()
+    }
+}
+
+/// One route: where, its handler, and its description.
+struct Route<St: ManageKeys> {
+    method: HttpMethod,
+    path: &'static str,
+    handler: MethodRouter<Arc<KeysApi<St>>>,
+    operation: Operation,
+}
+
+/// Every route of the API, once: the router and the OpenAPI document are built from it.
+fn routes<St: ManageKeys>() -> Vec<Route<St>> {
+    use HttpMethod::{Delete, Get, Post};
+    vec![
+        Route {
+            method: Post,
+            path: "/keys",
+            handler: post(handlers::create::<St>),
+            operation: operation("createKey", "Issue a key")
+                .body::<CreateKey>(true)
+                .answers::<IssuedKey>("201", "Issued: the plaintext, once")
+                .error("409", "key_limit_reached: Maximum 10 keys per user. Delete unused keys before creating new ones.")
+                .build(),
+        },
+        Route {
+            method: Get,
+            path: "/keys",
+            handler: get(handlers::list::<St>),
+            operation: operation("listKeys", "The caller's keys, newest first")
+                .answers::<KeyList>("200", "Keys")
+                .build(),
+        },
+        Route {
+            method: Get,
+            path: "/keys/{id}",
+            handler: get(handlers::show::<St>),
+            operation: operation("getKey", "One key")
+                .id()
+                .answers::<KeyData>("200", "The key")
+                .build(),
+        },
+        Route {
+            method: Delete,
+            path: "/keys/{id}",
+            handler: delete(handlers::revoke::<St>),
+            operation: operation("deleteKey", "Revoke a key now")
+                .id()
+                .answers::<KeyData>("200", "Revoked")
+                .build(),
+        },
+        Route {
+            method: Post,
+            path: "/keys/{id}/revoke",
+            handler: post(handlers::revoke::<St>),
+            operation: operation("revokeKey", "Revoke a key now")
+                .id()
+                .answers::<KeyData>("200", "Revoked")
+                .build(),
+        },
+        Route {
+            method: Post,
+            path: "/keys/{id}/rotate",
+            handler: post(handlers::rotate::<St>),
+            operation: operation(
+                "rotateKey",
+                "A new key with the same settings; the old one revoked now or after grace_seconds",
+            )
+            .id()
+            .body::<RotateKey>(false)
+            .answers::<IssuedKey>("201", "The successor: the plaintext, once")
+            .build(),
+        },
+        Route {
+            method: Post,
+            path: "/keys/{id}/disable",
+            handler: post(handlers::disable::<St>),
+            operation: operation("disableKey", "Refuse the key until enabled")
+                .id()
+                .answers::<KeyData>("200", "Disabled")
+                .build(),
+        },
+        Route {
+            method: Post,
+            path: "/keys/{id}/enable",
+            handler: post(handlers::enable::<St>),
+            operation: operation("enableKey", "Accept a disabled key again")
+                .id()
+                .answers::<KeyData>("200", "Enabled")
+                .build(),
+        },
+        Route {
+            method: Get,
+            path: "/keys/{id}/activity",
+            handler: get(handlers::activity::<St>),
+            operation: operation("keyActivity", "Recent authentication outcomes, newest first")
+                .id()
+                .query::<Page>()
+                .answers::<ActivityPage>("200", "Entries")
+                .error("422", "validation_failed: a bad query")
+                .build(),
+        },
+    ]
+}
+
+/// An operation's description under construction; `build` adds the errors every route
+/// can answer.
+struct Described(OperationBuilder);
+
+fn operation(id: &str, summary: &str) -> Described {
+    Described(
+        OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some(summary)),
+    )
+}
+
+impl Described {
+    fn id(self) -> Self {
+        Self(
+            self.0.parameter(
+                ParameterBuilder::new()
+                    .name("id")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            ),
+        )
+    }
+
+    fn query<P: IntoParams>(self) -> Self {
+        let mut builder = self.0;
+        for parameter in P::into_params(|| Some(ParameterIn::Query)) {
+            builder = builder.parameter(parameter);
+        }
+        Self(builder)
+    }
+
+    /// A JSON body of `T`, and the errors of reading one.
+    fn body<T: ToSchema>(self, required: bool) -> Self {
+        let body = RequestBodyBuilder::new()
+            .required(Some(if required {
+                Required::True
+            } else {
+                Required::False
+            }))
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(T::name()))),
+            )
+            .build();
+        Self(self.0.request_body(Some(body)))
+            .error("400", "invalid_request: malformed JSON")
+            .error(
+                "413",
+                "payload_too_large: over the body limit (16 KiB by default)",
+            )
+            .error("415", "unsupported_media_type: not application/json")
+            .error("422", "validation_failed, with the offending fields")
+    }
+
+    fn answers<T: ToSchema>(self, status: &str, description: &str) -> Self {
+        Self(
+            self.0
+                .response(status, json_response(description, &T::name())),
+        )
+    }
+
+    fn error(self, status: &str, description: &str) -> Self {
+        self.answers::<ErrorBody<'static>>(status, description)
+    }
+
+    fn build(self) -> Operation {
+        self.error("401", "No valid credential (key or session)")
+            .error(
+                "403",
+                "Not allowed: session_required, insufficient_scope, environment_not_allowed, \
+                 plan_required or csrf_failed",
+            )
+            .error("404", "key_not_found: unknown, or another owner's key")
+            .error("503", "auth_unavailable: the store failed")
+            .0
+            .build()
+    }
+}
+
+fn json_response(description: &str, schema: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name(schema))),
+        )
+        .build()
+}

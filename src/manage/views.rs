@@ -1,0 +1,159 @@
+//! The management API's bodies as types: what the handlers parse and write, and what the
+//! OpenAPI document's schemas are derived from (so the two cannot drift).
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::activity::LoggedRequest;
+use crate::key::Environment;
+use crate::store::{IssuedKey as Issued, KeyRecord, KeyStatus};
+use crate::timestamp::Rfc3339;
+
+/// The longest rotation grace period, 30 days.
+pub(crate) const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
+
+/// What a client sees of a record: never the key, never its digest.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Key {
+    id: String,
+    name: String,
+    prefix: String,
+    /// The prefix and the last 4 characters.
+    hint: String,
+    environment: Environment,
+    scopes: Vec<String>,
+    status: Status,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Rfc3339,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<Rfc3339>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    revoked_at: Option<Rfc3339>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_used_at: Option<Rfc3339>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// A key's status at the time of the answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Active,
+    Revoked,
+    Expired,
+    Disabled,
+}
+
+impl Key {
+    pub(crate) fn of<S: crate::scope::Scope>(record: &KeyRecord<S>, now: SystemTime) -> Self {
+        Self {
+            id: record.id.as_str().to_owned(),
+            name: record.name.clone(),
+            prefix: record.prefix.clone(),
+            hint: record.hint.clone(),
+            environment: record.environment,
+            scopes: record
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            status: match record.status_at(now) {
+                KeyStatus::Active => Status::Active,
+                KeyStatus::Revoked => Status::Revoked,
+                KeyStatus::Expired => Status::Expired,
+                KeyStatus::Disabled => Status::Disabled,
+            },
+            created_at: Rfc3339(record.created_at),
+            expires_at: record.expires_at.map(Rfc3339),
+            revoked_at: record.revoked_at.map(Rfc3339),
+            last_used_at: record.last_used_at.map(Rfc3339),
+            metadata: record
+                .metadata
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// A key just issued or rotated.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IssuedKey {
+    /// The plaintext key: shown once, never again.
+    key: String,
+    record: Key,
+}
+
+impl IssuedKey {
+    pub(crate) fn of<S: crate::scope::Scope>(issued: &Issued<S>, now: SystemTime) -> Self {
+        Self {
+            key: issued.key().expose_secret().to_owned(),
+            record: Key::of(issued.record(), now),
+        }
+    }
+}
+
+/// One key.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyData {
+    pub(crate) data: Key,
+}
+
+/// The caller's keys, newest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyList {
+    pub(crate) data: Vec<Key>,
+}
+
+/// A page of a key's recent outcomes, newest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ActivityPage {
+    pub(crate) data: Vec<LoggedRequest>,
+    /// The `before` of the next page; absent on the last.
+    pub(crate) next_before: Option<u64>,
+}
+
+/// `POST /keys`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewKey)]
+pub(crate) struct CreateKey {
+    #[schema(min_length = 1, max_length = 100)]
+    pub(crate) name: String,
+    /// `live` or `test` (checked by the handler, so that the 422 names it).
+    #[schema(value_type = Environment)]
+    pub(crate) environment: String,
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+    /// RFC 3339, in the future, at most 9999-12-31T23:59:59Z (parsed by the handler, so
+    /// that the 422 says what is expected).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub(crate) expires_at: Option<String>,
+    #[serde(default)]
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// `POST /keys/{id}/rotate` (the body is optional).
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Rotation)]
+pub(crate) struct RotateKey {
+    /// How long the old key keeps working, at most 30 days.
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    pub(crate) grace_seconds: Option<u64>,
+}
+
+/// `GET /keys/{id}/activity`'s query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Page {
+    /// At most this many entries (1 to 100, default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<usize>,
+    /// A `seq` from `next_before`: entries older than it.
+    pub(crate) before: Option<u64>,
+}
