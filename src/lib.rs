@@ -67,9 +67,22 @@
 //! | scope requirements per route | [`require`](mod@require), [`scope`] |
 //! | rate limits per class | [`rate_limit`] |
 //! | spend caps and plans | [`usage`] |
-//! | what a refusal looks like | [`reject`], [`body`] |
-//! | where keys live and their lifecycle | [`store`], [`manage`] (HTTP) |
+//! | what a refusal looks like | [`reject`] (one [`RejectionKind`](reject::RejectionKind) table), [`body`] |
+//! | where keys live and their lifecycle | [`store`], [`manage`] (HTTP, with its OpenAPI document) |
 //! | the FORG / ForgeOS presets | [`forg`] |
+//!
+//! A layer that only works outside the [`AuthLayer`] ([`failure_limit`], [`activity`])
+//! reports being put inside it: an error-level `tracing` event and, in debug builds, a
+//! failed assertion on the first authenticated request it sees.
+//!
+//! # Configuration
+//!
+//! Layers and services are configured as tower-http's are: plain setters that take and
+//! return the value (`AuthLayer::new(store).optional().lookup_timeout(…)`); a setter
+//! returns a `Result` only where it parses its input (cookie names, origins, table names).
+//! Stores and backends take their settings with `with_*` (`with_policy`, `with_hasher`,
+//! `with_namespace`), because the plain names are the [`KeyStore`] accessors
+//! (`policy()`, `hasher()`); the cache, whose maps are built once, has a builder.
 //!
 //! # Feature flags
 //!
