@@ -273,3 +273,64 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     refused_from_now_on(&service, key).await;
     until("the reconnection", || listener.connects() >= 2).await;
 }
+
+/// Issue 23.3: TLS to PostgreSQL with the crate's features as shipped (sqlx on rustls with
+/// the ring provider): `verify-full` against a private CA given as PEM, the store working
+/// over it; the same server refused without that CA (fail closed: the bundled web roots do
+/// not know it); `sslmode=require` from the URL alone.
+#[tokio::test]
+async fn tls_with_a_private_ca_verifies_the_server() {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let Some(ca) = server.ca_pem() else {
+        eprintln!("needs the private PostgreSQL, whose CA it knows (DATABASE_URL is set): skipped");
+        return;
+    };
+    let encrypted = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let verified = PgConnectOptions::from_str(&server.url)
+        .unwrap()
+        .ssl_mode(PgSslMode::VerifyFull)
+        .ssl_root_cert_from_pem(ca.as_bytes().to_vec());
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(verified)
+        .await
+        .expect("verify-full with the private CA");
+    assert!(encrypted(pool.clone()).await, "the session is TLS");
+    let store = Store::new(pool).with_table(&table()).unwrap();
+    store.migrate().await.unwrap();
+    let store = Arc::new(store);
+    // Issued and looked up over TLS: the key authenticates.
+    accepted_key(&*store, Arc::clone(&store)).await;
+
+    let unknown_ca = PgConnectOptions::from_str(&server.url)
+        .unwrap()
+        .ssl_mode(PgSslMode::VerifyFull);
+    let refused = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(unknown_ca)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA is refused"
+    );
+
+    let required = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{}?sslmode=require", server.url))
+        .await
+        .expect("sslmode=require");
+    assert!(encrypted(required).await);
+}

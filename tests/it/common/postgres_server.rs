@@ -1,7 +1,8 @@
 //! A private PostgreSQL server for one test binary (or `DATABASE_URL`): `initdb` and
 //! `postgres` in a temporary directory on a free loopback port, run as the `postgres` user
 //! when the tests run as root (PostgreSQL refuses root). A watchdog stops it and removes the
-//! directory when the test process exits.
+//! directory when the test process exits. It also accepts TLS, with a certificate for
+//! `localhost` and `127.0.0.1` issued by a CA made at start ([`Postgres::ca_pem`]).
 
 #![allow(dead_code)]
 
@@ -16,6 +17,25 @@ pub struct Postgres {
     pub url: String,
     /// The private server's port (`None` for `DATABASE_URL`).
     port: Option<u16>,
+    /// The PEM of the CA that issued the private server's certificate.
+    ca_pem: Option<String>,
+}
+
+/// A CA and a server certificate it issued for `localhost` and `127.0.0.1`, made now:
+/// `(ca, server certificate, server key)`, PEM.
+pub fn test_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
 }
 
 /// The directory with `initdb` and `postgres`: `PG_BIN`, else Debian's newest.
@@ -53,13 +73,22 @@ impl Postgres {
         self.port
     }
 
+    /// The CA of the private server's TLS certificate (`None` for `DATABASE_URL`).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
     /// The shared server, or `None` when told to skip (`TOWER_API_KEY_SKIP_POSTGRES=1`).
     pub fn shared() -> Option<&'static Postgres> {
         static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
         SERVER
             .get_or_init(|| {
                 if let Ok(url) = std::env::var("DATABASE_URL") {
-                    return Some(Postgres { url, port: None });
+                    return Some(Postgres {
+                        url,
+                        port: None,
+                        ca_pem: None,
+                    });
                 }
                 match Self::start() {
                     Ok(server) => Some(server),
@@ -102,6 +131,14 @@ impl Postgres {
                 String::from_utf8_lossy(&initdb.stderr)
             ));
         }
+        // TLS: the key must belong to the server user and be private to it.
+        let (ca_pem, cert_pem, key_pem) = test_certificates();
+        for (name, pem) in [("server.crt", &cert_pem), ("server.key", &key_pem)] {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).map_err(|e| e.to_string())?;
+            let _ = Command::new("chown").arg("postgres").arg(&path).status();
+            let _ = Command::new("chmod").arg("600").arg(&path).status();
+        }
         // `postgres` under a watchdog shell that stops it (`pg_ctl stop`, as the server
         // user) and removes the directory once this test process is gone.
         let shell = |command: Command| -> String {
@@ -116,6 +153,7 @@ impl Postgres {
         let (data, dir) = (data.display(), dir.display());
         let script = format!(
             "{postgres} -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c fsync=off \
+               -c ssl=on -c ssl_cert_file='{dir}/server.crt' -c ssl_key_file='{dir}/server.key' \
                -c synchronous_commit=off -c full_page_writes=off >'{dir}/log' 2>&1 &
              while kill -0 {parent} 2>/dev/null; do sleep 0.2; done
              {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1
@@ -135,6 +173,7 @@ impl Postgres {
                 return Ok(Postgres {
                     url: format!("postgres://tak@127.0.0.1:{port}/postgres"),
                     port: Some(port),
+                    ca_pem: Some(ca_pem),
                 });
             }
             std::thread::sleep(Duration::from_millis(10));
