@@ -6,6 +6,8 @@
 //! `cargo bench --bench postgres_store --features postgres` starts a private PostgreSQL as
 //! the tests do (or uses `DATABASE_URL`).
 
+#[path = "../tests/it/common/certificates.rs"]
+mod certificates;
 #[path = "../tests/it/common/postgres_server.rs"]
 mod postgres_server;
 

@@ -90,7 +90,7 @@
 //! |---|---|---|
 //! | `axum` | yes | extractors for [`Principal`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`], the key management API ([`manage`]) |
 //! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
-//! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
+//! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore) (`rediss://` by rustls), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
 //! | `postgres` | no | [`SqlKeyStore`](store::SqlKeyStore) on PostgreSQL (sqlx; TLS by rustls, `sslmode` in the URL) and [`PgRevocationListener`](store::PgRevocationListener) (LISTEN/NOTIFY; implies `cache`) |
 //! | `sqlite` | no | [`SqlKeyStore`](store::SqlKeyStore) on SQLite (sqlx, bundled) |
 //! | `cache` | no | [`CachedKeyStore`](store::CachedKeyStore): a bounded TTL cache (moka) with single-flight lookups in front of a slow store |

@@ -628,3 +628,84 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     refused_from_now_on(&service, key).await;
     until("the resubscription", || listener.connects() >= 2).await;
 }
+
+/// Issue 23.3: `rediss://` with the crate's features as shipped (redis on rustls, ring
+/// provider): a server that speaks only TLS, whose certificate comes from a private CA
+/// given as PEM. The key store, its revocation listener and the rate limiter work over it;
+/// without the CA the connection is refused (fail closed), never downgraded.
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    use redis::{Client, TlsCertificates};
+
+    let Some(redis) = Redis::start_tls() else {
+        eprintln!("needs a private redis-server (REDIS_URL is set): skipped");
+        return;
+    };
+    let ca = redis.ca_pem.clone().unwrap();
+    let client = || {
+        Client::build_with_tls(
+            redis.url.as_str(),
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone().into_bytes()),
+            },
+        )
+        .unwrap()
+    };
+    let ns = namespace();
+    let store = RedisKeyStore::<ForgScope>::connect_client(client())
+        .await
+        .expect("TLS with the private CA")
+        .with_namespace(&ns);
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
+    let listener = RevocationListener::spawn(Arc::clone(&cache));
+    until("the subscription over TLS", || listener.connects() == 1).await;
+    let direct = RedisKeyStore::<ForgScope>::connect_client(client())
+        .await
+        .unwrap()
+        .with_namespace(&ns);
+    let issued = direct
+        .issue(NewKey::new("org", "tls", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let limiter =
+        RedisRateLimiter::new(client().get_connection_manager().await.unwrap()).with_namespace(&ns);
+    let probe = Probe::new();
+    let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(
+        RateLimits::with_backend(limiter)
+            .layer(class)
+            .layer(probe.service::<String>()),
+    );
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the quota is counted in the TLS Redis"
+    );
+    // A revocation published over TLS reaches the listener and evicts the cached record.
+    direct.revoke(&issued.record().id).await.unwrap();
+    until("the revocation message", || listener.received() >= 1).await;
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The bundled roots do not know the private CA: refused, not downgraded.
+    let unknown = Client::open(redis.url.as_str()).unwrap();
+    assert!(RedisKeyStore::<ForgScope>::connect_client(unknown)
+        .await
+        .is_err());
+    // Plain TCP to the TLS port is no Redis either.
+    let plain = Client::open(redis.url.replacen("rediss://", "redis://", 1).as_str()).unwrap();
+    assert!(tokio::time::timeout(
+        Duration::from_secs(5),
+        RedisKeyStore::<ForgScope>::connect_client(plain)
+    )
+    .await
+    .map_or(true, |connected| connected.is_err()));
+}

@@ -2,6 +2,8 @@
 //! scripted key stores, and helpers to send a request through a service.
 #![allow(dead_code)]
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub mod certificates;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 pub mod proxy;

@@ -21,23 +21,6 @@ pub struct Postgres {
     ca_pem: Option<String>,
 }
 
-/// A CA and a server certificate it issued for `localhost` and `127.0.0.1`, made now:
-/// `(ca, server certificate, server key)`, PEM.
-pub fn test_certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca.pem(), server.pem(), key.serialize_pem())
-}
-
 /// The directory with `initdb` and `postgres`: `PG_BIN`, else Debian's newest.
 fn bin_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
@@ -132,7 +115,7 @@ impl Postgres {
             ));
         }
         // TLS: the key must belong to the server user and be private to it.
-        let (ca_pem, cert_pem, key_pem) = test_certificates();
+        let (ca_pem, cert_pem, key_pem) = super::certificates::test_certificates();
         for (name, pem) in [("server.crt", &cert_pem), ("server.key", &key_pem)] {
             let path = dir.join(name);
             std::fs::write(&path, pem).map_err(|e| e.to_string())?;

@@ -12,6 +12,8 @@ pub struct Redis {
     dir: PathBuf,
     pub url: String,
     durable: bool,
+    /// For a TLS server: the PEM of the CA that issued its certificate.
+    pub ca_pem: Option<String>,
 }
 
 impl Redis {
@@ -35,6 +37,7 @@ impl Redis {
                 dir: PathBuf::new(),
                 url,
                 durable,
+                ca_pem: None,
             });
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -50,6 +53,7 @@ impl Redis {
             dir,
             url: format!("redis://127.0.0.1:{port}"),
             durable,
+            ca_pem: None,
         };
         match redis.spawn() {
             Ok(()) => Some(redis),
@@ -64,16 +68,61 @@ impl Redis {
         }
     }
 
+    /// A private server that speaks only TLS (`rediss://`), with a certificate for
+    /// `localhost` and `127.0.0.1` from a CA made now; `None` with `REDIS_URL` (its TLS
+    /// setup is unknown).
+    pub fn start_tls() -> Option<Self> {
+        if std::env::var("REDIS_URL").is_ok() {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("tak-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, cert, key) = super::certificates::test_certificates();
+        for (name, pem) in [("ca.crt", &ca), ("server.crt", &cert), ("server.key", &key)] {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            url: format!("rediss://127.0.0.1:{port}"),
+            durable: false,
+            ca_pem: Some(ca),
+        };
+        redis.spawn().expect("redis-server with TLS");
+        Some(redis)
+    }
+
     pub fn spawn(&mut self) -> std::io::Result<()> {
+        let port = self.port.to_string();
+        let tls = self.ca_pem.is_some();
+        let listen: Vec<std::ffi::OsString> = if tls {
+            let file = |name: &str| self.dir.join(name).into_os_string();
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.as_str().into(),
+                "--tls-cert-file".into(),
+                file("server.crt"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+        } else {
+            vec!["--port".into(), port.as_str().into()]
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync"])
             .arg(if self.durable { "always" } else { "everysec" })
             .arg("--dir")
