@@ -25,7 +25,7 @@ pub(crate) struct Key {
     hint: String,
     environment: Environment,
     scopes: Vec<String>,
-    status: Status,
+    status: KeyStatus,
     #[schema(value_type = String, format = DateTime)]
     created_at: Rfc3339,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -35,16 +35,6 @@ pub(crate) struct Key {
     #[schema(value_type = Option<String>, format = DateTime)]
     last_used_at: Option<Rfc3339>,
     metadata: BTreeMap<String, String>,
-}
-
-/// A key's status at the time of the answer.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Status {
-    Active,
-    Revoked,
-    Expired,
-    Disabled,
 }
 
 impl Key {
@@ -60,12 +50,7 @@ impl Key {
                 .iter()
                 .map(|s| s.as_str().to_owned())
                 .collect(),
-            status: match record.status_at(now) {
-                KeyStatus::Active => Status::Active,
-                KeyStatus::Revoked => Status::Revoked,
-                KeyStatus::Expired => Status::Expired,
-                KeyStatus::Disabled => Status::Disabled,
-            },
+            status: record.status_at(now),
             created_at: Rfc3339(record.created_at),
             expires_at: record.expires_at.map(Rfc3339),
             revoked_at: record.revoked_at.map(Rfc3339),

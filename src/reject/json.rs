@@ -82,13 +82,14 @@ impl<'a> ErrorBody<'a> {
     }
 }
 
-/// The body. A kind with one message has one body, serialised once and then shared:
-/// rejecting the frequent kinds (401, 429, 503) costs no serialisation.
+/// The body. A kind with one message and no per-request field has one body, serialised
+/// once and then shared: rejecting the frequent kinds (401, 429, 503) costs no
+/// serialisation.
 pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
     static CONSTANT: [OnceLock<Bytes>; RejectionKind::ALL.len()] =
         [const { OnceLock::new() }; RejectionKind::ALL.len()];
     let kind = rejection.kind();
-    if kind.constant_message().is_some() && !matches!(kind, RejectionKind::SpendCapExceeded) {
+    if kind.constant_message().is_some() && rejection.resets_at().is_none() {
         return CONSTANT[kind.index()]
             .get_or_init(|| serialized(rejection))
             .clone();
@@ -99,9 +100,7 @@ pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
 fn serialized(rejection: &AuthRejection) -> Bytes {
     let message = rejection.message();
     let mut body = ErrorBody::new(rejection.status(), rejection.code(), &message);
-    if let AuthRejection::SpendCapExceeded { resets_at, .. } = rejection {
-        body.resets_at = Some(crate::timestamp::Rfc3339(*resets_at));
-    }
+    body.resets_at = rejection.resets_at().map(crate::timestamp::Rfc3339);
     body.to_bytes()
 }
 

@@ -364,6 +364,14 @@ impl AuthRejection {
         }
     }
 
+    /// When a spent budget is whole again, on 402 (the body's `resets_at`).
+    pub(crate) fn resets_at(&self) -> Option<SystemTime> {
+        match self {
+            Self::SpendCapExceeded { resets_at, .. } => Some(*resets_at),
+            _ => None,
+        }
+    }
+
     /// The RFC 6750 challenge, on 401 and 403.
     pub fn www_authenticate(&self) -> Option<HeaderValue> {
         let challenge = match self {

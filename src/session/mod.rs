@@ -72,11 +72,10 @@ mod cookie;
 mod csrf;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::BoxFuture;
 use http::header::{HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
 pub(crate) use self::cookie::protect;
@@ -91,8 +90,6 @@ use crate::scope::{Scope, ScopeSet};
 use crate::store::{
     KeyId, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError, ManageKeys, NewKey,
 };
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The CSRF token header, `x-csrf-token`.
 pub const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");

@@ -95,8 +95,10 @@ impl From<KeyId> for String {
 #[error("a key id is 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
 pub struct InvalidKeyId;
 
-/// Whether a key is usable at a given time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Whether a key is usable at a given time (`"active"`, `"revoked"`, ... on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum KeyStatus {
     /// Accepted.
