@@ -130,6 +130,8 @@ pub mod key;
 pub mod manage;
 pub mod principal;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_connection;
 pub mod reject;
 pub mod require;
 pub mod scope;
@@ -145,6 +147,8 @@ pub use auth::{AuthLayer, AuthService};
 pub use environment::Environment;
 pub use forg::ForgScope;
 pub use principal::Principal;
+#[cfg(feature = "redis")]
+pub use redis_connection::RedisConnection;
 pub use reject::AuthRejection;
 pub use require::{require, require_any};
 pub use scope::{Scope, ScopeSet};

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::log::{ActivityStore, LoggedRequest, Recent};
 use crate::activity::{ActivityEvent, ActivityObserver};
+use crate::redis_connection::{subject_key, Subject};
 use crate::store::{KeyId, StoreError, StoreErrorKind};
+use crate::RedisConnection;
 
-/// One stream per key, `{<namespace>}:activity:<key id>`, trimmed to about `per_key`
+/// One stream per key, `<namespace>:{k:<key id>}:activity` (tagged per key, so a Redis
+/// Cluster spreads the streams over its masters), trimmed to about `per_key`
 /// entries (`XADD … MAXLEN ~`) and expiring 30 days after its last entry. Events are
 /// written by a background task through a bounded queue (10,000 events): the request path
 /// never waits for Redis, and when Redis is slow or down, events beyond the queue are
@@ -26,7 +28,7 @@ pub struct RedisActivityLog {
 }
 
 struct Shared {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     namespace: String,
     queue: mpsc::Sender<(KeyId, Vec<(&'static str, String)>)>,
     dropped: AtomicU64,
@@ -43,18 +45,18 @@ const QUEUE: usize = 10_000;
 const TTL_SECS: i64 = 30 * 86_400;
 
 impl RedisActivityLog {
-    /// Writes through `connection`, under `{namespace}:activity:`, about `per_key` entries
+    /// Writes through `connection`, under `namespace:`, about `per_key` entries
     /// per key.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn new(connection: ConnectionManager, namespace: &str, per_key: usize) -> Self {
+    pub fn new(connection: RedisConnection, namespace: &str, per_key: usize) -> Self {
         let (queue, mut events) = mpsc::channel::<(KeyId, Vec<(&'static str, String)>)>(QUEUE);
         let mut writer = connection.clone();
-        let prefix = format!("{{{namespace}}}:activity:");
+        let namespace_of_task = namespace.to_owned();
         let task = tokio::spawn(async move {
             while let Some((key, fields)) = events.recv().await {
-                let stream = format!("{prefix}{key}");
+                let stream = stream_key(&namespace_of_task, &key);
                 let written: redis::RedisResult<()> = redis::pipe()
                     .cmd("XADD")
                     .arg(&stream)
@@ -122,6 +124,14 @@ impl ActivityObserver for RedisActivityLog {
     }
 }
 
+fn stream_key(namespace: &str, key: &KeyId) -> String {
+    subject_key(
+        namespace,
+        Subject::Key(key.as_str()),
+        format_args!("activity"),
+    )
+}
+
 fn seq_of(id: &str) -> Option<u64> {
     let (ms, n) = id.split_once('-')?;
     Some(ms.parse::<u64>().ok()? * 1024 + n.parse::<u64>().ok()?.min(1023))
@@ -130,7 +140,7 @@ fn seq_of(id: &str) -> Option<u64> {
 impl ActivityStore for RedisActivityLog {
     fn recent<'a>(&'a self, key: &'a KeyId, limit: usize, before: Option<u64>) -> Recent<'a> {
         Box::pin(async move {
-            let stream = format!("{{{}}}:activity:{key}", self.shared.namespace);
+            let stream = stream_key(&self.shared.namespace, key);
             let end = before.map_or("+".to_owned(), |seq| {
                 format!("({}-{}", seq / 1024, seq % 1024)
             });

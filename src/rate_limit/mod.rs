@@ -57,7 +57,7 @@ mod layer;
 mod limits;
 mod quota;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;

@@ -4,17 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
 use super::Quota;
 use super::RateClass;
+use crate::redis_connection::{subject_key, Subject};
+use crate::RedisConnection;
 
 /// GCRA in one atomic step on the server's clock. KEYS: the state key. ARGV: emission
 /// interval and window in microseconds. Returns allowed (0/1), remaining, retry-after and
 /// reset in microseconds.
-const GCRA: &str = r"
+pub(crate) const GCRA: &str = r"
 local period = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local time = redis.call('TIME')
@@ -32,14 +33,16 @@ return {1, math.floor((now + window - next_tat) / period), 0, next_tat - now}
 
 /// The decision for every instance at once: GCRA as a Lua script in Redis, one round trip
 /// per request (`EVALSHA`), no read-modify-write from the client. State keys are namespaced
-/// (`{<namespace>}:rl:<class>:<quota>:<key>`) and expire by themselves once the bucket is
+/// and tagged per subject (`<namespace>:{k:<key id>}:rl:<class>:<quota>`, `{ip:<address>}`,
+/// `{o:<owner>}`), so on a Redis Cluster the buckets spread over every master; they
+/// expire by themselves once the bucket is
 /// full again. Time is Redis's own (`TIME`), so instances need no synchronised clocks.
 ///
 /// A connection failure is a [`BackendError`]; the layer then follows its
 /// [`OnBackendError`](super::OnBackendError) policy (allow by default).
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     namespace: Arc<str>,
     script: Arc<Script>,
 }
@@ -50,16 +53,14 @@ impl RedisRateLimiter {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url).map_err(BackendError::new)?;
-        let connection = client
-            .get_connection_manager()
+        let connection = RedisConnection::open(url)
             .await
             .map_err(BackendError::new)?;
         Ok(Self::new(connection))
     }
 
-    /// Uses an existing connection manager.
-    pub fn new(connection: ConnectionManager) -> Self {
+    /// Uses `connection` (standalone or cluster), namespace `tak`.
+    pub fn new(connection: RedisConnection) -> Self {
         Self {
             connection,
             namespace: Arc::from("tak"),
@@ -100,17 +101,24 @@ impl RateLimitBackend for RedisRateLimiter {
         key: LimitKey<'_>,
         quota: Quota,
     ) -> Result<Decision, BackendError> {
-        let subject = match key {
-            LimitKey::ApiKey(id) => format!("k:{id}"),
-            LimitKey::ClientIp(ip) => format!("ip:{ip}"),
-            LimitKey::Owner { owner, environment } => format!("o:{environment}:{owner}"),
+        let (requests, window) = (quota.requests().get(), quota.window().as_secs());
+        let state_key = match key {
+            LimitKey::ApiKey(id) => subject_key(
+                &self.namespace,
+                Subject::Key(id.as_str()),
+                format_args!("rl:{class}:{requests}/{window}"),
+            ),
+            LimitKey::ClientIp(ip) => subject_key(
+                &self.namespace,
+                Subject::Client(ip),
+                format_args!("rl:{class}:{requests}/{window}"),
+            ),
+            LimitKey::Owner { owner, environment } => subject_key(
+                &self.namespace,
+                Subject::Owner(owner),
+                format_args!("rl:{class}:{requests}/{window}:{environment}"),
+            ),
         };
-        let requests = quota.requests().get();
-        let state_key = format!(
-            "{{{}}}:rl:{class}:{requests}/{}:{subject}",
-            self.namespace,
-            quota.window().as_secs()
-        );
         let period = micros(quota.interval()).max(1);
         let mut connection = self.connection.clone();
         let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self

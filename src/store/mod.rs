@@ -45,7 +45,7 @@ mod policy;
 mod reconnect;
 mod record;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 

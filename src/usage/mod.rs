@@ -77,7 +77,7 @@ mod budget;
 mod period;
 mod plan;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 mod spend;
 
 pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT};

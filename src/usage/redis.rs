@@ -2,31 +2,35 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::backend::{Charge, Counter, Spent, UsageBackend, MAX_AMOUNT};
 use super::budget::BudgetPer;
 use crate::clock::Clock;
 use crate::rate_limit::BackendError;
+use crate::redis_connection::{subject_key, Subject};
+use crate::RedisConnection;
 
 /// One charge, atomically, on Redis's clock (or on `ARGV[5]`, Unix milliseconds, when the
 /// backend was given a clock). The window (UTC hour or calendar month) is computed here
 /// from `TIME` with the same civil-calendar algorithm as `Period::window`, so instances with
-/// skewed clocks still agree on when a period ends. KEYS: the counter's prefix (the
-/// window's index is appended; same hash slot). ARGV: cost, cap (both at most 2^53 − 1, so
-/// exact as Lua numbers), `reserve` or the end of the period a refund belongs to (Unix
-/// seconds), `hour` or `month`, and the optional time. Returns allowed (0/1), spent, the
-/// window's end (Unix seconds) and the milliseconds left until then. Amounts are written
+/// skewed clocks still agree on when a period ends. KEYS: the counter of the window the
+/// client expects (its name ends with that window's index). ARGV: cost, cap (both at most
+/// 2^53 − 1, so exact as Lua numbers), `reserve` or the end of the period a refund belongs
+/// to (Unix seconds), `hour` or `month`, the time or "", and the expected index. Returns
+/// allowed (0/1), spent, the window's end (Unix seconds) and the milliseconds left until
+/// then; or -1 and the window's index when the client expected another window (its clock
+/// and Redis's disagree near a boundary): the client asks again with that counter, so the
+/// script touches only the key it was given. Amounts are written
 /// with `%.0f`, never through Lua's `%.14g` number-to-string conversion. Counters expire an
 /// hour after their period ends, counted from `now` (`EX`), so a given clock works too.
-const CHARGE: &str = r"
+pub(crate) const CHARGE: &str = r"
 local cost = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local now, micros
-if ARGV[5] then
+if ARGV[5] ~= '' then
   local ms = tonumber(ARGV[5])
   now = math.floor(ms / 1000)
   micros = (ms - now * 1000) * 1000
@@ -58,7 +62,8 @@ else
   local de = ye * 365 + math.floor(ye / 4) - math.floor(ye / 100) + math.floor((153 * mq + 2) / 5)
   finish = (e * 146097 + de - 719468) * 86400
 end
-local key = KEYS[1] .. ':' .. index
+if index ~= tonumber(ARGV[6]) then return {-1, string.format('%.0f', index), 0, 0} end
+local key = KEYS[1]
 local spent = tonumber(redis.call('GET', key)) or 0
 local allowed = true
 if ARGV[3] == 'reserve' then
@@ -75,21 +80,22 @@ return {allowed and 1 or 0, string.format('%.0f', spent), finish, (finish - now)
 ";
 
 /// Spend counters in Redis: one script per charge (one round trip), atomic, on the
-/// server's clock, so every instance shares each budget exactly. Counters live under
-/// `{<namespace>}:spend:` and expire an hour after their period ends.
+/// server's clock, so every instance shares each budget exactly. Counters are tagged per
+/// subject (`<namespace>:{k:<key id>}:spend:…` or `{o:<owner>}`), so on a Redis Cluster
+/// they spread over every master, and expire an hour after their period ends.
 ///
 /// A connection failure is a [`BackendError`]; the layer then follows its
 /// [`OnBackendError`](crate::rate_limit::OnBackendError) policy (503 by default).
 #[derive(Clone)]
 pub struct RedisUsage {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     namespace: Arc<str>,
     script: Arc<Script>,
     /// `None`: Redis's own clock (`TIME`), which every instance shares.
     clock: Option<Arc<dyn Clock>>,
 }
 
-fn unix_seconds(at: std::time::SystemTime) -> u64 {
+fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -99,16 +105,14 @@ impl RedisUsage {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url).map_err(BackendError::new)?;
-        let connection = client
-            .get_connection_manager()
+        let connection = RedisConnection::open(url)
             .await
             .map_err(BackendError::new)?;
         Ok(Self::new(connection))
     }
 
-    /// Uses an existing connection manager.
-    pub fn new(connection: ConnectionManager) -> Self {
+    /// Uses `connection` (standalone or cluster), namespace `tak`.
+    pub fn new(connection: RedisConnection) -> Self {
         Self {
             connection,
             namespace: Arc::from("tak"),
@@ -126,7 +130,7 @@ impl RedisUsage {
         self
     }
 
-    /// Counters live under `{namespace}:spend:` (default `tak`).
+    /// Counters live under `namespace:` (default `tak`).
     #[must_use]
     pub fn with_namespace(mut self, namespace: &str) -> Self {
         self.namespace = Arc::from(namespace);
@@ -150,45 +154,64 @@ impl UsageBackend for RedisUsage {
         cap: u64,
         charge: Charge,
     ) -> Result<Spent, BackendError> {
-        let per = match counter.per {
-            BudgetPer::Owner => "o",
-            BudgetPer::Key => "k",
+        let subject = match counter.per {
+            BudgetPer::Owner => Subject::Owner(counter.subject),
+            BudgetPer::Key => Subject::Key(counter.subject),
         };
-        let prefix = format!(
-            "{{{}}}:spend:{}:{per}:{}:{}",
-            self.namespace,
-            counter.environment,
-            counter.period.as_str(),
-            counter.subject
-        );
-        let mut connection = self.connection.clone();
-        let mut invocation = self.script.key(prefix);
-        invocation
-            .arg(cost.min(MAX_AMOUNT))
-            .arg(cap.min(MAX_AMOUNT));
-        match charge {
-            Charge::Reserve => invocation.arg("reserve"),
-            Charge::Refund { period_ends } => invocation.arg(unix_seconds(period_ends)),
-        };
-        invocation.arg(counter.period.as_str());
-        if let Some(clock) = &self.clock {
-            invocation.arg(
-                clock
-                    .now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        let now_ms = self.clock.as_ref().map(|clock| {
+            clock
+                .now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock.now());
+        // The window this instance expects; Redis's clock decides, and names another one
+        // near a boundary when the clocks disagree (then, once more, with that one).
+        let mut index = counter.period.window(now).index;
+        for _ in 0..2 {
+            let key = subject_key(
+                &self.namespace,
+                subject,
+                format_args!(
+                    "spend:{}:{}:{index}",
+                    counter.environment,
+                    counter.period.as_str()
+                ),
             );
+            let mut connection = self.connection.clone();
+            let mut invocation = self.script.key(key);
+            invocation
+                .arg(cost.min(MAX_AMOUNT))
+                .arg(cap.min(MAX_AMOUNT));
+            match charge {
+                Charge::Reserve => invocation.arg("reserve"),
+                Charge::Refund { period_ends } => invocation.arg(unix_seconds(period_ends)),
+            };
+            invocation
+                .arg(counter.period.as_str())
+                .arg(now_ms.map_or(String::new(), |ms| ms.to_string()))
+                .arg(index);
+            let (allowed, spent, finish, reset_ms): (i64, u64, i64, i64) = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(BackendError::new)?;
+            if allowed == -1 {
+                index = spent;
+                continue;
+            }
+            let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
+            return Ok(Spent {
+                allowed: allowed == 1,
+                spent,
+                resets_at: UNIX_EPOCH + Duration::from_secs(non_negative(finish)),
+                reset_after: Duration::from_millis(non_negative(reset_ms)),
+            });
         }
-        let (allowed, spent, finish, reset_ms): (i64, u64, i64, i64) = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(BackendError::new)?;
-        let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(Spent {
-            allowed: allowed == 1,
-            spent,
-            resets_at: UNIX_EPOCH + Duration::from_secs(non_negative(finish)),
-            reset_after: Duration::from_millis(non_negative(reset_ms)),
-        })
+        Err(BackendError::new(std::io::Error::other(
+            "Redis and this instance kept disagreeing about the spend period",
+        )))
     }
 }

@@ -14,19 +14,13 @@ use tower_api_key::activity::ActivityLayer;
 use tower_api_key::activity::{ActivityStore, RedisActivityLog};
 use tower_api_key::key::KeyFamily;
 use tower_api_key::store::KeyId;
-use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
+use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey, RedisConnection};
 
 #[tokio::test]
 async fn one_instance_writes_another_reads_newest_first_and_bounded() {
     let Some(redis) = Redis::start() else { return };
     let ns = format!("a{}", KeyId::generate().unwrap().as_str());
-    let connect = || async {
-        redis::Client::open(redis.url.as_str())
-            .unwrap()
-            .get_connection_manager()
-            .await
-            .unwrap()
-    };
+    let connect = || async { RedisConnection::open(&redis.url).await.unwrap() };
     let writer = RedisActivityLog::new(connect().await, &ns, 20);
     let reader = RedisActivityLog::new(connect().await, &ns, 20);
 
@@ -66,7 +60,7 @@ async fn one_instance_writes_another_reads_newest_first_and_bounded() {
 
     let mut connection = redis.connection().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("{{{ns}}}:activity:{id}"))
+        .arg(format!("{ns}:{{k:{id}}}:activity"))
         .query_async(&mut connection)
         .await
         .unwrap();

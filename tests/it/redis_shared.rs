@@ -30,7 +30,7 @@ use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
-use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
+use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, RedisConnection};
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap())
@@ -653,23 +653,21 @@ async fn rediss_with_a_private_ca() {
         .unwrap()
     };
     let ns = namespace();
-    let store = RedisKeyStore::<ForgScope>::connect_client(client())
-        .await
-        .expect("TLS with the private CA")
-        .with_namespace(&ns);
+    let connection = || async {
+        RedisConnection::from_client(client())
+            .await
+            .expect("TLS with the private CA")
+    };
+    let store = RedisKeyStore::<ForgScope>::new(connection().await).with_namespace(&ns);
     let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
     let listener = RevocationListener::spawn(Arc::clone(&cache));
     until("the subscription over TLS", || listener.connects() == 1).await;
-    let direct = RedisKeyStore::<ForgScope>::connect_client(client())
-        .await
-        .unwrap()
-        .with_namespace(&ns);
+    let direct = RedisKeyStore::<ForgScope>::new(connection().await).with_namespace(&ns);
     let issued = direct
         .issue(NewKey::new("org", "tls", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
         .await
         .unwrap();
-    let limiter =
-        RedisRateLimiter::new(client().get_connection_manager().await.unwrap()).with_namespace(&ns);
+    let limiter = RedisRateLimiter::new(connection().await).with_namespace(&ns);
     let probe = Probe::new();
     let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
     let service = AuthLayer::new(Arc::clone(&cache)).layer(
@@ -697,15 +695,12 @@ async fn rediss_with_a_private_ca() {
 
     // The bundled roots do not know the private CA: refused, not downgraded.
     let unknown = Client::open(redis.url.as_str()).unwrap();
-    assert!(RedisKeyStore::<ForgScope>::connect_client(unknown)
-        .await
-        .is_err());
+    assert!(RedisConnection::from_client(unknown).await.is_err());
     // Plain TCP to the TLS port is no Redis either.
     let plain = Client::open(redis.url.replacen("rediss://", "redis://", 1).as_str()).unwrap();
-    assert!(tokio::time::timeout(
-        Duration::from_secs(5),
-        RedisKeyStore::<ForgScope>::connect_client(plain)
-    )
-    .await
-    .map_or(true, |connected| connected.is_err()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), RedisConnection::from_client(plain))
+            .await
+            .map_or(true, |connected| connected.is_err())
+    );
 }

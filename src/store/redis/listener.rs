@@ -24,6 +24,10 @@ use crate::store::{CachedKeyStore, KeyId};
 /// of the server answering again, clears the cache again (messages sent meanwhile were
 /// lost) and caching resumes.
 ///
+/// On a Redis Cluster it subscribes through one of the connection's seed nodes (a
+/// revocation published on any node reaches subscribers on all of them) and moves to the
+/// next seed each time it reconnects, so losing that node costs one reconnect.
+///
 /// A half-open connection (behind a NAT or a paused server) is found by a heartbeat: the
 /// listener publishes one on the channel every `heartbeat` (default 5 s) and drops a
 /// subscription on which nothing was heard for two.
@@ -59,10 +63,12 @@ impl RevocationListener {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
         cache.listener_lost(); // until subscribed
+        let mut attempt = 0_usize;
         let task = tokio::spawn(reconnecting(heartbeat, move || {
             let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
+            attempt = attempt.wrapping_add(1);
             async move {
-                let Some(subscription) = subscribe(&cache, heartbeat).await else {
+                let Some(subscription) = subscribe(&cache, attempt, heartbeat).await else {
                     return false;
                 };
                 cache.listener_connected();
@@ -93,18 +99,22 @@ impl RevocationListener {
     }
 }
 
-/// A fresh subscription and a connection of its own to publish heartbeats on (so that a
-/// stalled heartbeat never shares a connection with the store's lookups), or `None` when
-/// the server cannot be reached or does not answer within a heartbeat.
+/// A fresh subscription through the `attempt`th seed node (round robin) and a connection
+/// of its own to that node to publish heartbeats on (so that a stalled heartbeat never
+/// shares a connection with the store's lookups), or `None` when the node cannot be
+/// reached or does not answer within a heartbeat.
 async fn subscribe<S: Scope>(
     cache: &CachedKeyStore<RedisKeyStore<S>>,
+    attempt: usize,
     heartbeat: Duration,
 ) -> Option<(redis::aio::PubSub, redis::aio::MultiplexedConnection)> {
     let store = cache.inner();
+    let seeds = store.connection.seeds();
+    let node = seeds.get(attempt % seeds.len().max(1))?;
     let subscribed = tokio::time::timeout(heartbeat, async {
-        let mut pubsub = store.client.get_async_pubsub().await.ok()?;
+        let mut pubsub = node.get_async_pubsub().await.ok()?;
         pubsub.subscribe(store.revocation_channel()).await.ok()?;
-        let publisher = store.client.get_multiplexed_async_connection().await.ok()?;
+        let publisher = node.get_multiplexed_async_connection().await.ok()?;
         Some((pubsub, publisher))
     });
     subscribed.await.ok().flatten()

@@ -5,8 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
@@ -14,9 +13,10 @@ use super::{
 };
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
+use crate::RedisConnection;
 
 mod listener;
-mod scripts;
+pub(crate) mod scripts;
 
 pub use listener::RevocationListener;
 use scripts::{DELETE, ISSUE, PURGE, REVOKE, SET_DISABLED, TOUCH};
@@ -42,7 +42,8 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 /// Key records in Redis, by digest (never the plaintext), shared by every instance that
 /// points at the same server and namespace.
 ///
-/// Layout, all under the hash tag `{<namespace>}` so one Lua script may touch them together:
+/// Layout, all under the hash tag `{<namespace>}` so one Lua script may touch them together
+/// (on a Redis Cluster they share one slot, see below):
 /// `{ns}:digest:<hex>` (hash: `record` JSON, `revoked_at`, `last_used_at`),
 /// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids, for listing),
 /// `{ns}:active:<owner>` (ids that may still be active, for the owner limit),
@@ -54,10 +55,18 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 ///
 /// A lookup is one round trip (`HGETALL`); put a [`CachedKeyStore`](super::CachedKeyStore) in front to make hits
 /// free. Connection failures are store errors: the layer answers 503 (fail closed), and the
-/// connection manager reconnects by itself.
+/// connection reconnects by itself.
+///
+/// **On a Redis Cluster** the records stay in the one slot of their hash tag, on one
+/// master: a lookup has only the digest, so the record cannot be placed by owner, and
+/// issuing must count the owner's keys and write the record and its indexes atomically.
+/// That is sound because writes are rare (issue, revoke) and lookups of known keys are
+/// answered by the cache; what reaches that master per request is a cache miss (a new
+/// key, an unknown or mistyped key: one `HGETALL` each). The per-request state (rate
+/// limits, spend, activity) is tagged per key, owner or address and spreads over every
+/// slot. Every script gets its keys in `KEYS`.
 pub struct RedisKeyStore<S: Scope> {
-    client: redis::Client,
-    connection: ConnectionManager,
+    connection: RedisConnection,
     namespace: String,
     hasher: KeyHasher,
     policy: KeyPolicy,
@@ -75,22 +84,19 @@ struct Scripts {
 }
 
 impl<S: Scope> RedisKeyStore<S> {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`), namespace `tak`.
+    /// Connects to one server at `url` (e.g. `redis://127.0.0.1:6379`), namespace `tak`.
     ///
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_client(redis::Client::open(url).map_err(redis_error)?).await
+        Ok(Self::new(
+            RedisConnection::open(url).await.map_err(redis_error)?,
+        ))
     }
 
-    /// Connects with `client`.
-    ///
-    /// # Errors
-    /// When the server cannot be reached.
-    pub async fn connect_client(client: redis::Client) -> Result<Self, StoreError> {
-        let connection = client.get_connection_manager().await.map_err(redis_error)?;
-        Ok(Self {
-            client,
+    /// A store on `connection` (standalone or cluster), namespace `tak`.
+    pub fn new(connection: RedisConnection) -> Self {
+        Self {
             connection,
             namespace: "tak".to_owned(),
             hasher: KeyHasher::sha256(),
@@ -104,7 +110,12 @@ impl<S: Scope> RedisKeyStore<S> {
                 purge: Script::new(PURGE),
             }),
             scope: PhantomData,
-        })
+        }
+    }
+
+    /// The connection, for a readiness probe ([`RedisConnection::ping`]).
+    pub fn connection(&self) -> &RedisConnection {
+        &self.connection
     }
 
     /// Keys live under `{namespace}:` (default `tak`); instances sharing keys share it.
@@ -138,12 +149,19 @@ impl<S: Scope> RedisKeyStore<S> {
         format!("{}revocations", self.prefix())
     }
 
-    fn record_key(&self, digest: &KeyDigest) -> String {
+    /// A record's hash, by its digest (lower-case hex, as its id key holds it).
+    fn record_key(&self, digest: impl fmt::Display) -> String {
         format!("{}digest:{digest}", self.prefix())
     }
 
-    fn id_key(&self, id: &KeyId) -> String {
+    fn id_key(&self, id: &str) -> String {
         format!("{}id:{id}", self.prefix())
+    }
+
+    /// The digest `id`'s id key holds: the name of its record.
+    async fn digest_of(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection.get(self.id_key(id)).await.map_err(redis_error)
     }
 
     fn owner_key(&self, owner: &str) -> String {
@@ -212,12 +230,17 @@ impl<S: Scope> RedisKeyStore<S> {
     }
 
     async fn revoke_script(&self, id: &KeyId, revocation: Revocation) -> Result<bool, ManageError> {
+        let Some(record) = self.get(id).await? else {
+            return Ok(false);
+        };
         let mut connection = self.connection.clone();
         let found: i64 = self
             .scripts
             .revoke
-            .key(self.id_key(id))
-            .arg(self.prefix())
+            .key(self.id_key(id.as_str()))
+            .key(self.record_key(record.digest))
+            .key(self.refused_key(&record.owner))
+            .arg(record.digest.to_string())
             .arg(millis(revocation.at()))
             .arg(self.revocation_channel())
             .arg(id.as_str())
@@ -229,7 +252,35 @@ impl<S: Scope> RedisKeyStore<S> {
             .map_err(redis_error)?;
         Ok(found == 1)
     }
+
+    /// Adds an (id key, record hash) pair per id to `invocation`, and returns the digests
+    /// (`""` for an id key that was missing, whose pair names a record hash never used).
+    async fn declare_records(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let keys: Vec<String> = ids.iter().map(|id| self.id_key(id)).collect();
+        let digests: Vec<Option<String>> = connection.mget(&keys).await.map_err(redis_error)?;
+        Ok(keys
+            .into_iter()
+            .zip(digests)
+            .map(|(id_key, digest)| {
+                let digest = digest.unwrap_or_default();
+                invocation.key(id_key).key(self.record_key(&digest));
+                digest
+            })
+            .collect())
+    }
 }
+
+/// How often issuing reads an owner's active keys again when they changed between the read
+/// and the script (another instance issued or revoked for the same owner meanwhile).
+const ISSUE_ATTEMPTS: usize = 8;
 
 impl<S: Scope> KeyStore for RedisKeyStore<S> {
     type Scope = S;
@@ -264,30 +315,57 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             ),
             None => ("", String::new(), flag(false)),
         };
-        let mut connection = self.connection.clone();
-        let outcome: i64 = self
-            .scripts
-            .issue
-            .key(self.owner_key(&record.owner))
-            .key(self.record_key(&record.digest))
-            .key(self.id_key(&record.id))
-            .key(self.active_key(&record.owner))
-            .key(self.refused_key(&record.owner))
-            .arg(json)
-            .arg(record.id.as_str())
-            .arg(insert.max_active().get())
-            .arg(millis(insert.now()))
-            .arg(self.prefix())
-            .arg(insert.frees_slot_of().map_or("", KeyId::as_str))
-            .arg(record.digest.to_string())
-            .arg(replaced)
-            .arg(replaced_at)
-            .arg(immediate)
-            .arg(self.revocation_channel())
-            .arg(self.retention_ms())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
+        let replaced_digest = match &replaced_id {
+            Some(id) => match self.digest_of(id.as_str()).await? {
+                Some(digest) => digest,
+                None => return Err(ManageError::NotFound(id.clone())),
+            },
+            None => String::new(),
+        };
+        let mut outcome = -3;
+        for _ in 0..ISSUE_ATTEMPTS {
+            let mut connection = self.connection.clone();
+            let active: Vec<String> = connection
+                .smembers(self.active_key(&record.owner))
+                .await
+                .map_err(redis_error)?;
+            let mut invocation = self.scripts.issue.prepare_invoke();
+            invocation
+                .key(self.owner_key(&record.owner))
+                .key(self.record_key(record.digest))
+                .key(self.id_key(record.id.as_str()))
+                .key(self.active_key(&record.owner))
+                .key(self.refused_key(&record.owner));
+            let digests = self.declare_records(&mut invocation, &active).await?;
+            if !replaced_digest.is_empty() {
+                invocation
+                    .key(self.id_key(replaced))
+                    .key(self.record_key(&replaced_digest));
+            }
+            invocation
+                .arg(&json)
+                .arg(record.id.as_str())
+                .arg(insert.max_active().get())
+                .arg(millis(insert.now()))
+                .arg(insert.frees_slot_of().map_or("", KeyId::as_str))
+                .arg(replaced)
+                .arg(&replaced_at)
+                .arg(immediate)
+                .arg(self.revocation_channel())
+                .arg(self.retention_ms())
+                .arg(&replaced_digest)
+                .arg(record.digest.to_string())
+                .arg(active.len())
+                .arg(&active)
+                .arg(&digests);
+            outcome = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if outcome != -3 {
+                break;
+            }
+        }
         match outcome {
             1 => Ok(Arc::new(insert.into_record())),
             0 => Err(ManageError::KeyLimitReached {
@@ -297,13 +375,17 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
                 Some(id) => Err(ManageError::NotFound(id)),
                 None => Err(ManageError::Duplicate),
             },
+            -3 => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the owner's keys kept changing while issuing; try again",
+            )
+            .into()),
             _ => Err(ManageError::Duplicate),
         }
     }
 
     async fn get(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord<S>>>, ManageError> {
-        let mut connection = self.connection.clone();
-        let digest: Option<String> = connection.get(self.id_key(id)).await.map_err(redis_error)?;
+        let digest = self.digest_of(id.as_str()).await?;
         let Some(digest) = digest.and_then(|d| d.parse::<KeyDigest>().ok()) else {
             return Ok(None);
         };
@@ -345,12 +427,16 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         id: &KeyId,
         disabled: bool,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let Some(digest) = self.digest_of(id.as_str()).await? else {
+            return Err(ManageError::NotFound(id.clone()));
+        };
         let mut connection = self.connection.clone();
         let found: i64 = self
             .scripts
             .set_disabled
-            .key(self.id_key(id))
-            .arg(self.prefix())
+            .key(self.id_key(id.as_str()))
+            .key(self.record_key(&digest))
+            .arg(&digest)
             .arg(flag(disabled))
             .arg(self.revocation_channel())
             .arg(id.as_str())
@@ -374,11 +460,12 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         let found: i64 = self
             .scripts
             .delete
-            .key(self.id_key(id))
+            .key(self.id_key(id.as_str()))
+            .key(self.record_key(record.digest))
             .key(self.owner_key(&record.owner))
             .key(self.active_key(&record.owner))
             .key(self.refused_key(&record.owner))
-            .arg(self.prefix())
+            .arg(record.digest.to_string())
             .arg(id.as_str())
             .arg(self.revocation_channel())
             .invoke_async(&mut connection)
@@ -390,30 +477,56 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         }
     }
 
-    /// One script over the owner's refused set: the work is what is deleted.
+    /// Batches of the owner's refused set, each read and then deleted by one script: the
+    /// work is what is deleted.
     async fn purge(&self, owner: &str, before: SystemTime) -> Result<usize, ManageError> {
-        let mut connection = self.connection.clone();
-        let purged: usize = self
-            .scripts
-            .purge
-            .key(self.refused_key(owner))
-            .key(self.owner_key(owner))
-            .key(self.active_key(owner))
-            .arg(self.prefix())
-            .arg(millis(before))
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        Ok(purged)
+        const BATCH: usize = 100;
+        let before = millis(before);
+        let mut purged = 0;
+        loop {
+            let mut connection = self.connection.clone();
+            let due: Vec<String> = connection
+                .zrangebyscore_limit(
+                    self.refused_key(owner),
+                    "-inf",
+                    format!("({before}"),
+                    0,
+                    BATCH as isize,
+                )
+                .await
+                .map_err(redis_error)?;
+            if due.is_empty() {
+                return Ok(purged);
+            }
+            let mut invocation = self.scripts.purge.prepare_invoke();
+            invocation
+                .key(self.refused_key(owner))
+                .key(self.owner_key(owner))
+                .key(self.active_key(owner));
+            let digests = self.declare_records(&mut invocation, &due).await?;
+            let batch: usize = invocation
+                .arg(before)
+                .arg(due.len())
+                .arg(&due)
+                .arg(&digests)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            purged += batch;
+        }
     }
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        let Some(digest) = self.digest_of(id.as_str()).await? else {
+            return Ok(());
+        };
         let mut connection = self.connection.clone();
         let _found: i64 = self
             .scripts
             .touch
-            .key(self.id_key(id))
-            .arg(self.prefix())
+            .key(self.id_key(id.as_str()))
+            .key(self.record_key(&digest))
+            .arg(&digest)
             .arg(millis(at))
             .invoke_async(&mut connection)
             .await
