@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value};
 
 /// A connection to Redis, standalone or cluster, chosen when it is made; cheap to clone
@@ -141,8 +142,8 @@ impl RedisConnection {
         matches!(self.kind, Kind::Cluster(_))
     }
 
-    /// Asks the server (every master, on a cluster) to answer a `PING`, for a readiness
-    /// probe: `Ok` with the time it took, or the error.
+    /// Asks the server (on a cluster, every master the slot map names) to answer a
+    /// `PING`, for a readiness probe: `Ok` with the time it took, or the error.
     ///
     /// # Errors
     /// When a server does not answer (within the connection's response timeout) or
@@ -157,17 +158,29 @@ impl RedisConnection {
                     .await?
             }
             Kind::Cluster(cluster) => {
-                use redis::cluster_routing::{
-                    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
-                };
-                let all = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                cluster
-                    .clone()
-                    .route_command(redis::cmd("PING"), all)
+                // Each master by address: a multi-node route skips the nodes it has no
+                // connection to, so a dead master would go unnoticed.
+                let mut cluster = cluster.clone();
+                let slots = cluster
+                    .route_command(
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                    )
                     .await?;
+                let mut masters = masters_of(slots);
+                masters.sort();
+                masters.dedup();
+                if masters.is_empty() {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::ClusterConnectionNotFound,
+                        "CLUSTER SLOTS named no master",
+                    )));
+                }
+                for (host, port) in masters {
+                    let address =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    cluster.route_command(redis::cmd("PING"), address).await?;
+                }
             }
         }
         Ok(started.elapsed())
@@ -220,6 +233,30 @@ impl fmt::Debug for RedisConnection {
             .field("nodes", &nodes)
             .finish()
     }
+}
+
+/// The (host, port) of each slot range's master in a `CLUSTER SLOTS` reply: entries are
+/// `[start, end, [host, port, id, …], replicas…]`.
+fn masters_of(slots: Value) -> Vec<(String, u16)> {
+    let Value::Array(ranges) = slots else {
+        return Vec::new();
+    };
+    ranges
+        .into_iter()
+        .filter_map(|range| match range {
+            Value::Array(parts) => match parts.into_iter().nth(2) {
+                Some(Value::Array(master)) => match master.as_slice() {
+                    [Value::BulkString(host), Value::Int(port), ..] => Some((
+                        String::from_utf8_lossy(host).into_owned(),
+                        u16::try_from(*port).ok()?,
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whose per-request state a Redis key holds: its hash tag.

@@ -26,6 +26,7 @@ mod postgres_store;
 mod properties;
 mod quickstart;
 mod rate_limit;
+mod redis_cluster;
 mod redis_shared;
 mod require;
 mod scopes;

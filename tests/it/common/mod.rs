@@ -8,6 +8,8 @@ pub mod certificates;
 pub mod postgres_server;
 pub mod proxy;
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 
 use std::convert::Infallible;

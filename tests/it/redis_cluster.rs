@@ -1,0 +1,389 @@
+//! The Redis-backed types on a real three-master Redis Cluster (started by the tests): the
+//! key-store and spend suites, one quota and one failed-auth budget across instances
+//! connected through different nodes, the spend cap under concurrency, revocations heard
+//! through another node, state spread over the masters, and a master restarted under the
+//! clients.
+#![cfg(feature = "redis")]
+
+use crate::common;
+use crate::conformance;
+use crate::conformance_suite;
+use crate::usage_conformance;
+use crate::usage_suite;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_cluster::RedisCluster;
+use common::{bearer, from, send, until, Probe};
+use http::StatusCode;
+use tower::Layer;
+use tower_api_key::clock::ManualClock;
+use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
+use tower_api_key::key::{Environment, KeyFamily};
+use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits, RedisRateLimiter};
+use tower_api_key::store::{
+    CachedKeyStore, KeyId, KeyPolicy, ManageKeys, RedisKeyStore, RevocationListener,
+};
+use tower_api_key::usage::{Budgets, RedisUsage, SpendCaps};
+use tower_api_key::{AuthLayer, ForgScope, NewKey, RedisConnection};
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap())
+}
+
+/// A namespace per test: tests share the cluster.
+fn namespace() -> String {
+    format!("c{}", KeyId::generate().unwrap().as_str())
+}
+
+async fn store(connection: RedisConnection, ns: &str) -> RedisKeyStore<ForgScope> {
+    RedisKeyStore::new(connection).with_namespace(ns)
+}
+
+struct ClusterStores(&'static RedisCluster);
+
+impl conformance::Fixture for ClusterStores {
+    type Store = RedisKeyStore<ForgScope>;
+
+    fn login_cycles(&self) -> usize {
+        1_200 // past the SQL sweep's 1,024 inserts; each cycle is several round trips
+    }
+
+    async fn store(&self, policy: KeyPolicy) -> Arc<Self::Store> {
+        let store = store(self.0.connection().await, &namespace()).await;
+        Arc::new(store.with_policy(policy))
+    }
+}
+
+mod key_store_on_a_cluster {
+    use super::*;
+    conformance_suite!(RedisCluster::shared().map(ClusterStores));
+}
+
+struct ClusterUsage(&'static RedisCluster);
+
+impl usage_conformance::Fixture for ClusterUsage {
+    type Backend = RedisUsage;
+
+    async fn backend(&self, clock: ManualClock) -> RedisUsage {
+        RedisUsage::new(self.0.connection().await)
+            .with_namespace(&namespace())
+            .with_clock(clock)
+    }
+}
+
+mod spend_on_a_cluster {
+    use super::*;
+    usage_suite!(RedisCluster::shared().map(ClusterUsage));
+}
+
+#[tokio::test]
+async fn instances_through_different_nodes_share_one_quota() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let issuer = store(cluster.connection().await, &ns).await;
+    let class = RateClass::per_key(ClassName::from_static("shared"), per_minute(5));
+    let probe = Probe::new();
+    let mut instances = Vec::new();
+    for node in 0..3 {
+        let connection = cluster.connection_through(node).await;
+        let store = Arc::new(store(connection.clone(), &ns).await);
+        let limiter = RedisRateLimiter::new(connection).with_namespace(&ns);
+        instances.push(
+            AuthLayer::new(store).layer(
+                RateLimits::with_backend(limiter)
+                    .layer(class.clone())
+                    .layer(probe.service::<String>()),
+            ),
+        );
+    }
+    // Keys whose buckets land on different masters: one quota each, whichever instance.
+    for k in 0..3 {
+        let issued = issuer
+            .issue(
+                NewKey::new("org", format!("k{k}"), &KeyFamily::FOS).scopes(ForgScope::ReadRules),
+            )
+            .await
+            .unwrap();
+        let key = issued.key().expose_secret();
+        let mut allowed = 0;
+        for i in 0..12 {
+            match send(instances[i % 3].clone(), bearer(key)).await.status {
+                StatusCode::OK => allowed += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(allowed, 5, "key {k}: three instances grant the quota once");
+    }
+    assert_eq!(probe.calls(), 15);
+}
+
+#[tokio::test]
+async fn instances_through_different_nodes_share_one_failed_authentication_budget() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let budget = 3;
+    let probe = Probe::new();
+    let mut instances = Vec::new();
+    for node in 0..2 {
+        let connection = cluster.connection_through(node).await;
+        let limiter = RedisRateLimiter::new(connection.clone()).with_namespace(&ns);
+        let failures = FailureLimit::with_backend(limiter, per_minute(budget));
+        let store = Arc::new(store(connection, &ns).await);
+        instances.push(
+            FailureLimitLayer::new(failures)
+                .layer(AuthLayer::new(store).layer(probe.service::<String>())),
+        );
+    }
+    let mut refused = 0;
+    let mut limited = [false, false];
+    for attempt in 0..20u32 {
+        let i = (attempt % 2) as usize;
+        let guess = from("198.51.100.9", bearer(&format!("fos_{attempt:064x}")));
+        match send(instances[i].clone(), guess).await.status {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited[i] = true,
+            other => panic!("unexpected {other}"),
+        }
+        if limited == [true, true] {
+            break;
+        }
+        // The failure is counted off the response path: let it land.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(limited, [true, true], "both instances refuse the address");
+    assert!(
+        (budget as usize..=budget as usize + 2).contains(&refused),
+        "{refused} refused guesses"
+    );
+    assert_eq!(probe.calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_never_spend_past_the_cap() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let keys = Arc::new(tower_api_key::MemoryKeyStore::<ForgScope>::new());
+    let issued = keys
+        .issue(NewKey::new("org", "spender", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let budgets = Budgets::new().default_cap(Environment::Live, 25);
+    let probe = Probe::new();
+    let mut instances = Vec::new();
+    for node in 0..3 {
+        let usage = RedisUsage::new(cluster.connection_through(node).await).with_namespace(&ns);
+        let caps = SpendCaps::with_backend(budgets.clone(), usage);
+        instances.push(
+            AuthLayer::new(Arc::clone(&keys)).layer(caps.layer(1).layer(probe.service::<String>())),
+        );
+    }
+    let key = issued.key().expose_secret();
+    let answers = futures_util::future::join_all(
+        (0..90).map(|i| send(instances[i % 3].clone(), bearer(key))),
+    )
+    .await;
+    let allowed = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::PAYMENT_REQUIRED)
+        .count();
+    assert_eq!(
+        (allowed, refused),
+        (25, 65),
+        "90 at once against a cap of 25"
+    );
+    assert_eq!(probe.calls(), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_heard_through_another_node() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    // Instance A knows only node 0, instance B only node 2: each subscribes there, and the
+    // revocation is published on whichever master holds the key store's slot.
+    let cache_a = Arc::new(CachedKeyStore::new(Arc::new(
+        store(cluster.connection_through(0).await, &ns).await,
+    )));
+    let cache_b = Arc::new(CachedKeyStore::new(Arc::new(
+        store(cluster.connection_through(2).await, &ns).await,
+    )));
+    let listener_a = RevocationListener::spawn(Arc::clone(&cache_a));
+    let listener_b = RevocationListener::spawn(Arc::clone(&cache_b));
+    until("both subscriptions", || {
+        listener_a.connects() == 1 && listener_b.connects() == 1
+    })
+    .await;
+    let issued = cache_a
+        .inner()
+        .issue(NewKey::new("org", "revoke me", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service_b = AuthLayer::new(Arc::clone(&cache_b)).layer(probe.service::<String>());
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service_b.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+
+    cache_a.inner().revoke(&issued.record().id).await.unwrap();
+    until("B hears the revocation", || listener_b.received() >= 1).await;
+    assert_eq!(
+        send(service_b, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(probe.calls(), 1);
+}
+
+/// 1,000 keys through the limiter, spend caps and failed-auth limit: their state lands on
+/// every master, none holding more than half of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_state_spreads_over_every_master() {
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let connection = cluster.connection().await;
+    let store = Arc::new(
+        store(connection.clone(), &ns)
+            .await
+            .with_policy(KeyPolicy::default()),
+    );
+    let class = RateClass::per_key(ClassName::from_static("spread"), per_minute(100));
+    let caps = SpendCaps::with_backend(
+        Budgets::new().default_cap(Environment::Test, 1_000),
+        RedisUsage::new(connection.clone()).with_namespace(&ns),
+    );
+    let failures = FailureLimit::with_backend(
+        RedisRateLimiter::new(connection.clone()).with_namespace(&ns),
+        per_minute(100),
+    );
+    let probe = Probe::new();
+    let service = FailureLimitLayer::new(failures).layer(
+        AuthLayer::new(Arc::clone(&store)).layer(
+            RateLimits::with_backend(RedisRateLimiter::new(connection).with_namespace(&ns))
+                .layer(class)
+                .layer(caps.layer(1).layer(probe.service::<String>())),
+        ),
+    );
+    let mut keys = Vec::new();
+    for k in 0..1_000 {
+        let issued = store
+            .issue(NewKey::new(format!("owner{k}"), "k", &KeyFamily::FORG_TEST))
+            .await
+            .unwrap();
+        keys.push(issued.key().expose_secret().to_owned());
+    }
+    for chunk in keys.chunks(50) {
+        futures_util::future::join_all(chunk.iter().enumerate().map(|(i, key)| {
+            let service = service.clone();
+            async move {
+                let answer = send(service.clone(), from("192.0.2.1", bearer(key))).await;
+                assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+                // A wrong key from an address of its own: a failed-auth counter.
+                let guess = from(
+                    &format!("203.0.{}.{}", i % 250, key.len() % 250),
+                    bearer("fos_0000000000000000000000000000000000000000000000000000000000000000"),
+                );
+                assert_eq!(send(service, guess).await.status, StatusCode::UNAUTHORIZED);
+            }
+        }))
+        .await;
+    }
+    assert_eq!(probe.calls(), 1_000);
+    let counts = cluster.keys_per_master(&format!("{ns}:{{*")).await;
+    let total: usize = counts.iter().sum();
+    assert!(
+        total >= 2_000,
+        "a bucket and a spend counter per key: {counts:?}"
+    );
+    for count in &counts {
+        assert!(*count > 0, "every master holds some: {counts:?}");
+        assert!(*count <= total / 2, "none holds more than half: {counts:?}");
+    }
+}
+
+/// A master killed and started again: while it is down the requests that need it fail
+/// closed (503), the others go on; once it is back, every request is answered again
+/// without reconnecting anything by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_survive_a_master_restart() {
+    let Some(cluster) = RedisCluster::start() else {
+        eprintln!("needs a private cluster (REDIS_CLUSTER_NODES is set): skipped");
+        return;
+    };
+    let ns = namespace();
+    let connection = cluster.connection().await;
+    let store = Arc::new(store(connection.clone(), &ns).await);
+    let issued = store
+        .issue(NewKey::new("org", "k", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let class = RateClass::per_key(ClassName::from_static("restart"), per_minute(1_000));
+    let service = AuthLayer::new(Arc::clone(&store)).layer(
+        RateLimits::with_backend(RedisRateLimiter::new(connection.clone()).with_namespace(&ns))
+            .layer(class)
+            .layer(probe.service::<String>()),
+    );
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+
+    // The master holding the key store's records.
+    let slot_owner = {
+        let mut owner = None;
+        for node in 0..3 {
+            let mut c = cluster.node(node).await;
+            let found: usize = redis::cmd("EXISTS")
+                .arg(format!("{{{ns}}}:id:{}", issued.record().id))
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            if found == 1 {
+                owner = Some(node);
+            }
+        }
+        owner.expect("one master holds the record")
+    };
+    cluster.kill(slot_owner);
+    let down = send(service.clone(), bearer(key)).await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "fail closed");
+    assert_eq!(probe.calls(), 1);
+    assert!(connection.ping().await.is_err(), "readiness says not ready");
+
+    cluster.spawn(slot_owner).unwrap();
+    cluster.wait_until_ok().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = send(service.clone(), bearer(key)).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused 30 s after the master came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(connection.ping().await.is_ok(), "ready again");
+    assert_eq!(probe.calls(), 2);
+}
