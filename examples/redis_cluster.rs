@@ -1,12 +1,13 @@
-//! Two instances of one API on two ports, sharing keys, quotas and revocations through one
-//! Redis.
+//! Two instances of one API on two ports, sharing keys, quotas and revocations through a
+//! Redis Cluster of three masters, each instance seeded with a different node.
 //!
 //! ```text
 //! cargo run --example redis_cluster --features redis
 //! ```
 //!
-//! Uses `REDIS_URL` when set, else a server on 127.0.0.1:6379, else starts a private
-//! `redis-server` (Debian: `apt-get install redis-server`) on port 6390 for the demo.
+//! Uses `REDIS_CLUSTER_NODES` (comma-separated URLs of some nodes) when set, else starts a
+//! private cluster for the demo on ports 7101–7103 from `redis-server` and `redis-cli`
+//! (Debian: `apt-get install redis-server`), stopped when the demo ends.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -26,7 +27,7 @@ use serde_json::{json, Value};
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{RateLimits, RedisRateLimiter};
 use tower_api_key::store::{CachedKeyStore, KeyId, RedisKeyStore, RevocationListener};
-use tower_api_key::{require, AuthLayer, ForgScope, NewKey, Principal};
+use tower_api_key::{require, AuthLayer, ForgScope, NewKey, Principal, RedisConnection};
 
 type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
 
@@ -84,56 +85,90 @@ async fn revoke(
     }
 }
 
-/// The Redis to use, and the demo server this process started, if any.
-async fn redis_url() -> Result<(String, Option<Child>), Box<dyn std::error::Error>> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok((url, None));
+/// The cluster's node URLs, and the demo nodes this process started, if any.
+async fn cluster_nodes() -> Result<(Vec<String>, Vec<Child>), Box<dyn std::error::Error>> {
+    if let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") {
+        return Ok((nodes.split(',').map(str::to_owned).collect(), Vec::new()));
     }
-    if tokio::net::TcpStream::connect("127.0.0.1:6379")
-        .await
-        .is_ok()
-    {
-        return Ok(("redis://127.0.0.1:6379".into(), None));
+    let dir = std::env::temp_dir().join(format!("tak-demo-cluster-{}", std::process::id()));
+    let ports = [7101u16, 7102, 7103];
+    let mut children = Vec::new();
+    for port in ports {
+        let node_dir = dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir)?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start redis-server ({e}); install it or set REDIS_CLUSTER_NODES")
+            })?;
+        children.push(child);
     }
-    let child = Command::new("redis-server")
-        .args(["--port", "6390", "--bind", "127.0.0.1", "--save", ""])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "no Redis found and cannot start redis-server ({e}); install it or set REDIS_URL"
-            )
-        })?;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect("127.0.0.1:6390")
+    for port in ports {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_ok()
+            .is_err()
         {
-            return Ok(("redis://127.0.0.1:6390".into(), Some(child)));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Err("redis-server did not start".into())
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .status()?;
+    if !created.success() {
+        return Err("redis-cli --cluster create failed".into());
+    }
+    // Until the nodes agree that every slot is served.
+    let probe = redis::Client::open(format!("redis://{}", nodes[0]))?;
+    let mut connection = probe.get_multiplexed_async_connection().await?;
+    loop {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut connection)
+            .await?;
+        if info.contains("cluster_state:ok") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((
+        nodes.iter().map(|n| format!("redis://{n}")).collect(),
+        children,
+    ))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (url, mut demo_redis) = redis_url().await?;
+    let (nodes, mut demo_nodes) = cluster_nodes().await?;
     let namespace = format!("demo{}", std::process::id());
     let mut servers = Vec::new();
     let mut listeners = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut first_store = None;
-    for port in [8081u16, 8082] {
+    // A through the first node, B through the last: each learns the cluster from it, and
+    // B hears A's revocations on its own node.
+    for (port, seed) in [(8081u16, &nodes[0]), (8082, &nodes[nodes.len() - 1])] {
+        let redis = RedisConnection::cluster([seed]).await?;
         let store = Arc::new(CachedKeyStore::new(Arc::new(
-            RedisKeyStore::connect(&url)
-                .await?
-                .with_namespace(namespace.clone()),
+            RedisKeyStore::new(redis.clone()).with_namespace(namespace.clone()),
         )));
         listeners.push(RevocationListener::spawn(Arc::clone(&store)));
-        let limiter = RedisRateLimiter::connect(&url)
-            .await?
-            .with_namespace(&namespace);
+        let limiter = RedisRateLimiter::new(redis).with_namespace(&namespace);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         addrs.push(listener.local_addr()?);
         first_store.get_or_insert_with(|| Arc::clone(&store));
@@ -158,7 +193,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("http://{}", addrs[1]),
     );
     let (live_key, admin_key) = (live.key().expose_secret(), admin.key().expose_secret());
-    println!("two instances sharing {url} (namespace {namespace}): A = {a}, B = {b}\n");
+    println!(
+        "two instances sharing the Redis Cluster at {} (namespace {namespace}): A = {a}, B = {b}\n",
+        nodes.join(", ")
+    );
     println!("Shared quota: 10 AI requests a minute per key, wherever they land:");
     println!("  for i in $(seq 6); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {a}/v1/reviews -H 'Authorization: Bearer {live_key}'; \\");
     println!("    curl -s -o /dev/null -w '%{{http_code}} ' -X POST {b}/v1/reviews -H 'Authorization: Bearer {live_key}'; done; echo");
@@ -176,8 +214,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for server in servers {
         server.abort();
     }
-    if let Some(child) = demo_redis.as_mut() {
+    for child in &mut demo_nodes {
         let _ = child.kill();
+    }
+    if !demo_nodes.is_empty() {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("tak-demo-cluster-{}", std::process::id())),
+        );
     }
     Ok(())
 }

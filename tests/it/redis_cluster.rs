@@ -308,6 +308,7 @@ async fn per_request_state_spreads_over_every_master() {
     assert_eq!(probe.calls(), 1_000);
     let counts = cluster.keys_per_master(&format!("{ns}:{{*")).await;
     let total: usize = counts.iter().sum();
+    eprintln!("per-request keys per master: {counts:?}");
     assert!(
         total >= 2_000,
         "a bucket and a spend counter per key: {counts:?}"
