@@ -286,6 +286,7 @@ pub fn app(demo: &Demo) -> Router {
         .route("/auth/register-agent", post(register_agent))
         .route_layer(limits.layer(forg::AUTH))
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .route("/dashboard", get(dashboard))
         .with_state(demo.clone());
 
@@ -487,6 +488,34 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: 200 when the key store and the session store answer (each within 1 s), 503
+/// naming the one that does not. With networked stores this is a `PING` or `SELECT 1`.
+async fn ready(State(demo): State<Demo>) -> (StatusCode, Json<Value>) {
+    use tower_api_key::KeyStore;
+    async fn check(
+        ready: impl std::future::Future<Output = Result<(), impl std::fmt::Display>>,
+    ) -> &'static str {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), ready).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(_)) => "unavailable",
+            Err(_) => "timeout",
+        }
+    }
+    let keys = check(demo.keys.ready()).await;
+    let sessions = check(demo.sessions.store().ready()).await;
+    let ready = keys == "ok" && sessions == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": { "keys": keys, "sessions": sessions },
+    });
+    (status, Json(body))
+}
+
 async fn sessions(identity: Principal) -> Json<Value> {
     Json(json!({
         "data": [{ "id": "ses_1", "events": 42 }],
@@ -566,6 +595,10 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
     let csrf = "CSRF=$(awk '$6==\"forge_csrf\"{print $7}' cookies.txt)";
     let tries = [
         ("public".to_owned(), format!("curl -i {base}/health")),
+        (
+            "readiness (the stores answer)".to_owned(),
+            format!("curl -i {base}/health/ready"),
+        ),
         ("200: live key, read:sessions".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
         ("200: fos_ key in the ForgeOS header".to_owned(), format!("curl -i {base}/v1/rules -H 'X-ForgeOS-API-Key: {fos}'")),
         ("403 insufficient_scope: write:rules required".to_owned(), format!("curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {live}'")),

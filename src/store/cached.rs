@@ -11,7 +11,7 @@ use moka::future::Cache;
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
-    ManageKeys, Revocation, StoreError,
+    ManageKeys, Revocation, StoreError, StoreErrorKind,
 };
 use crate::clock::Clock;
 use crate::key::{KeyDigest, KeyHasher};
@@ -47,6 +47,11 @@ enum Miss {
 /// - A record that is no longer accepted (revoked, expired) is kept only as long as an
 ///   unknown digest, so the store calls a refused key causes do not tell whether it exists.
 ///
+/// - Stale-if-error, when configured ([`CachedKeyStoreBuilder::stale_if_error`], off by
+///   default): while the store fails or does not answer in time, a key whose record was
+///   last fetched active within the window is answered from that record; see
+///   [`StaleIfError`] for what is never served stale.
+///
 /// TTLs are checked against the inner store's policy [`Clock`] (or
 /// [`CachedKeyStoreBuilder::clock`]), so they can be tested on a
 /// [`ManualClock`](crate::clock::ManualClock).
@@ -73,6 +78,63 @@ pub struct CachedKeyStore<St: KeyStore> {
     /// False while a revocation listener watching this cache is disconnected: revocations
     /// made elsewhere may be missed, so nothing is answered from the cache.
     synced: AtomicBool,
+    /// Stale-if-error: its settings and the last known-good record per digest.
+    stale: Option<Stale<St::Scope>>,
+}
+
+/// When the store fails, how long a key's last known-good record may still answer
+/// (RFC 5861's `stale-if-error`, for keys): for [`CachedKeyStoreBuilder::stale_if_error`].
+///
+/// A stale answer is given only when the store fails (an error, or no answer within the
+/// patience) and only from a record that:
+/// - was fetched from the store, active, at most `window` ago (on the cache's clock);
+/// - is still active now: a record revoked, expired or disabled when it was fetched is
+///   never served, and one whose revocation or expiry time has passed since is refused;
+/// - was not invalidated since (a revocation message, [`CachedKeyStore::invalidate`], a
+///   rotation or deletion through the cache, [`CachedKeyStore::invalidate_all`]), and was
+///   fetched after the revocation listener last reconnected (messages may have been missed
+///   while it was away).
+///
+/// Unknown keys stay unknown: nothing is invented for a digest the store never answered.
+/// Every stale answer is counted ([`CachedKeyStore::stale_answers`]) and, with feature
+/// `tracing`, logged as a warning with the key id and the record's age. The cost is that
+/// a key revoked *in the store* while that store is unreachable from this instance (so
+/// no message arrives) keeps working here until the window ends; SECURITY.md weighs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleIfError {
+    window: Duration,
+    patience: Duration,
+}
+
+impl StaleIfError {
+    /// Records fetched at most `window` ago may answer while the store fails; the store
+    /// gets 500 ms before it counts as failing.
+    pub const fn within(window: Duration) -> Self {
+        Self {
+            window,
+            patience: Duration::from_millis(500),
+        }
+    }
+
+    /// How long a lookup waits for the store before answering stale (default 500 ms;
+    /// keep it below the layer's lookup timeout, 2 s by default, or the layer answers 503
+    /// first).
+    #[must_use]
+    pub const fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+}
+
+/// Stale-if-error's state.
+struct Stale<S: Scope> {
+    settings: StaleIfError,
+    /// The last record fetched active, per digest; bounded like the records.
+    last_good: Cache<KeyDigest, Cached<S>>,
+    /// Records fetched before this epoch never answer stale: set when the listener comes
+    /// back (messages may have been missed) and by `invalidate_all`.
+    floor: AtomicU64,
+    answers: AtomicU64,
 }
 
 /// Builds a [`CachedKeyStore`]; see [`CachedKeyStore::builder`].
@@ -85,6 +147,7 @@ pub struct CachedKeyStoreBuilder<St: KeyStore> {
     negative_ttl: Duration,
     /// `None`: the inner store's policy clock.
     clock: Option<Arc<dyn Clock>>,
+    stale_if_error: Option<StaleIfError>,
 }
 
 impl<St: KeyStore> fmt::Debug for CachedKeyStoreBuilder<St> {
@@ -94,6 +157,7 @@ impl<St: KeyStore> fmt::Debug for CachedKeyStoreBuilder<St> {
             .field("negative_capacity", &self.negative_capacity)
             .field("ttl", &self.ttl)
             .field("negative_ttl", &self.negative_ttl)
+            .field("stale_if_error", &self.stale_if_error)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +195,13 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
         self
     }
 
+    /// Answer from a key's last known-good record while the store fails (off by
+    /// default); see [`StaleIfError`].
+    pub fn stale_if_error(mut self, stale: StaleIfError) -> Self {
+        self.stale_if_error = Some(stale);
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> CachedKeyStore<St> {
         let ids: Arc<DashMap<KeyId, KeyDigest>> = Arc::new(DashMap::new());
@@ -162,6 +233,15 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             negative_ttl: self.negative_ttl,
             clock: self.clock,
             synced: AtomicBool::new(true),
+            stale: self.stale_if_error.map(|settings| Stale {
+                settings,
+                last_good: Cache::builder()
+                    .max_capacity(self.max_capacity)
+                    .time_to_live(settings.window.max(Duration::from_nanos(1)))
+                    .build(),
+                floor: AtomicU64::new(0),
+                answers: AtomicU64::new(0),
+            }),
         }
     }
 }
@@ -181,6 +261,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             clock: None,
+            stale_if_error: None,
         }
     }
 
@@ -199,13 +280,14 @@ impl<St: KeyStore> CachedKeyStore<St> {
         if self.invalidated.insert(id.clone(), (epoch, now)).is_none() {
             self.invalidated_len.fetch_add(1, Ordering::SeqCst);
         }
-        // Entries older than the TTL can go (no record that old is served); swept each
+        // Entries older than the TTL (or the stale window) can go (no record that old is
+        // served); swept each
         // time the map has doubled, so an invalidation costs O(1) amortised, not a scan.
         if self
             .sweep_invalidated_at
             .due(self.invalidated_len.load(Ordering::SeqCst))
         {
-            let ttl = self.ttl;
+            let ttl = self.remembered();
             self.invalidated.retain(|_, (_, at)| {
                 let keep = now.duration_since(*at).map_or(true, |age| age <= ttl);
                 if !keep {
@@ -218,6 +300,9 @@ impl<St: KeyStore> CachedKeyStore<St> {
         }
         if let Some((_, digest)) = self.ids.remove(id) {
             self.records.invalidate(&digest).await;
+            if let Some(stale) = &self.stale {
+                stale.last_good.invalidate(&digest).await;
+            }
         }
     }
 
@@ -226,10 +311,21 @@ impl<St: KeyStore> CachedKeyStore<St> {
     /// A fetch in flight when this is called may still insert what it read; such a record
     /// is never served (it belongs to an older epoch).
     pub fn invalidate_all(&self) {
+        let epoch = self.forget_cached();
+        if let Some(stale) = &self.stale {
+            stale.floor.store(epoch, Ordering::SeqCst);
+            stale.last_good.invalidate_all();
+        }
+    }
+
+    /// Forgets what the cache answers from (not the last known-good records); returns the
+    /// new epoch.
+    fn forget_cached(&self) -> u64 {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.all_invalidated.store(epoch, Ordering::SeqCst);
         self.records.invalidate_all();
         self.unknown.invalidate_all();
+        epoch
     }
 
     /// A revocation listener lost its connection (or has not connected yet): from now on,
@@ -239,7 +335,9 @@ impl<St: KeyStore> CachedKeyStore<St> {
     #[cfg(any(feature = "redis", feature = "postgres"))]
     pub(crate) fn listener_lost(&self) {
         self.synced.store(false, Ordering::SeqCst);
-        self.invalidate_all();
+        // The last known-good records stay: messages up to the loss were heard, and the
+        // store they would come from is what stale answers stand in for.
+        self.forget_cached();
     }
 
     /// A revocation listener (re)connected: messages from now on arrive, so what was
@@ -257,6 +355,72 @@ impl<St: KeyStore> CachedKeyStore<St> {
     /// then: that window is the bound on how stale an answer can be.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst)
+    }
+
+    /// How many lookups were answered from a stale record because the store failed
+    /// (always 0 without [`CachedKeyStoreBuilder::stale_if_error`]).
+    pub fn stale_answers(&self) -> u64 {
+        self.stale
+            .as_ref()
+            .map_or(0, |stale| stale.answers.load(Ordering::Relaxed))
+    }
+
+    /// How long an invalidation must be remembered: as long as a record may answer.
+    fn remembered(&self) -> Duration {
+        self.stale
+            .as_ref()
+            .map_or(self.ttl, |stale| self.ttl.max(stale.settings.window))
+    }
+
+    /// Whether `cached` was invalidated after it was fetched: by id, or by everything
+    /// since `floor`.
+    fn invalidated_since(&self, cached: &Cached<St::Scope>, floor: u64) -> bool {
+        cached.epoch < floor
+            || (self.invalidated_len.load(Ordering::SeqCst) > 0
+                && self
+                    .invalidated
+                    .get(&cached.record.id)
+                    .is_some_and(|entry| entry.0 > cached.epoch))
+    }
+
+    /// The last known-good record of `digest`, when the store failed with `error` and
+    /// [`StaleIfError`] allows it.
+    async fn stale_answer(
+        &self,
+        digest: &KeyDigest,
+        _error: &StoreError,
+    ) -> Option<Arc<KeyRecord<St::Scope>>> {
+        let stale = self.stale.as_ref()?;
+        let cached = stale.last_good.get(digest).await?;
+        let now = self.now();
+        let age = now.duration_since(cached.fetched_at).unwrap_or_default();
+        if age > stale.settings.window
+            || cached.record.status_at(now) != KeyStatus::Active
+            || self.invalidated_since(&cached, stale.floor.load(Ordering::SeqCst))
+        {
+            return None;
+        }
+        stale.answers.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "tower_api_key::store",
+            key_id = cached.record.id.as_str(),
+            age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            error = %_error,
+            "the key store failed; answered from the key's last known-good record"
+        );
+        Some(cached.record)
+    }
+
+    /// Keeps (or forgets) `cached` as the last known-good record of `digest`.
+    async fn remember(&self, digest: KeyDigest, cached: Option<&Cached<St::Scope>>) {
+        let Some(stale) = &self.stale else { return };
+        match cached {
+            Some(cached) if cached.record.status_at(cached.fetched_at) == KeyStatus::Active => {
+                stale.last_good.insert(digest, cached.clone()).await;
+            }
+            _ => stale.last_good.invalidate(&digest).await,
+        }
     }
 
     /// How many records and unknown digests are cached (after pending maintenance).
@@ -288,13 +452,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         let expired = now
             .duration_since(cached.fetched_at)
             .is_ok_and(|age| age >= lifetime);
-        expired
-            || cached.epoch < self.all_invalidated.load(Ordering::SeqCst)
-            || (self.invalidated_len.load(Ordering::SeqCst) > 0
-                && self
-                    .invalidated
-                    .get(&cached.record.id)
-                    .is_some_and(|entry| entry.0 > cached.epoch))
+        expired || self.invalidated_since(cached, self.all_invalidated.load(Ordering::SeqCst))
     }
 
     /// A fresh cached answer, if any.
@@ -337,20 +495,33 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let fetched_at = self.now();
         let inner = Arc::clone(&self.inner);
-        let fetched = self
-            .records
-            .try_get_with(digest, async move {
-                match inner.lookup(&digest).await {
-                    Ok(Some(record)) => Ok(Cached {
-                        record,
-                        fetched_at,
-                        epoch,
-                    }),
-                    Ok(None) => Err(Miss::Unknown),
-                    Err(error) => Err(Miss::Store(error)),
-                }
-            })
-            .await;
+        let patience = self.stale.as_ref().map(|stale| stale.settings.patience);
+        let fetched =
+            self.records
+                .try_get_with(digest, async move {
+                    let lookup = inner.lookup(&digest);
+                    let answer = match patience {
+                        None => lookup.await,
+                        Some(patience) => tokio::time::timeout(patience, lookup)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(StoreError::new(
+                                StoreErrorKind::Timeout,
+                                "the key store did not answer within the stale-if-error patience",
+                            ))
+                            }),
+                    };
+                    match answer {
+                        Ok(Some(record)) => Ok(Cached {
+                            record,
+                            fetched_at,
+                            epoch,
+                        }),
+                        Ok(None) => Err(Miss::Unknown),
+                        Err(error) => Err(Miss::Store(error)),
+                    }
+                })
+                .await;
         match fetched {
             // Coalesced with a fetch that began before the key was invalidated, while this
             // lookup began after: that answer may be the one revocation was meant to stop.
@@ -360,15 +531,20 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
             }
             Ok(cached) => {
                 self.ids.insert(cached.record.id.clone(), digest);
+                self.remember(digest, Some(&cached)).await;
                 Ok(Some(cached.record))
             }
             Err(miss) => match &*miss {
                 Miss::Unknown => {
                     self.unknown.insert(digest, fetched_at).await;
+                    self.remember(digest, None).await;
                     Ok(None)
                 }
-                // Shared by every coalesced caller, so it is rebuilt rather than moved.
-                Miss::Store(error) => Err(StoreError::new(error.kind(), error.to_string())),
+                Miss::Store(error) => match self.stale_answer(&digest, error).await {
+                    Some(record) => Ok(Some(record)),
+                    // Shared by every coalesced caller, so it is rebuilt rather than moved.
+                    None => Err(StoreError::new(error.kind(), error.to_string())),
+                },
             },
         }
     }
@@ -390,6 +566,11 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
 
     fn policy(&self) -> &KeyPolicy {
         self.inner.policy()
+    }
+
+    /// The inner store's readiness: a cache answering stale is not a ready store.
+    fn ready(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        self.inner.ready()
     }
 }
 

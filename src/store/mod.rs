@@ -58,7 +58,7 @@ use std::sync::Arc;
 pub use self::redis::{RedisKeyStore, RevocationListener};
 pub use allowlist::{AllowedNetworks, InvalidNetworks};
 #[cfg(feature = "cache")]
-pub use cached::{CachedKeyStore, CachedKeyStoreBuilder};
+pub use cached::{CachedKeyStore, CachedKeyStoreBuilder, StaleIfError};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
 pub use metadata::{is_plain_text, InvalidMetadata, Metadata};
@@ -107,6 +107,13 @@ pub trait KeyStore: Send + Sync + 'static {
     fn policy(&self) -> &KeyPolicy {
         KeyPolicy::default_ref()
     }
+
+    /// Whether the store can answer now, for a readiness probe: `Ok` when its backend is
+    /// reachable, the error otherwise. Networked stores ask their server (Redis `PING` on
+    /// every master, SQL `SELECT 1`); the default, for stores in process, is always ready.
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 impl<T: KeyStore> KeyStore for Arc<T> {
@@ -126,6 +133,10 @@ impl<T: KeyStore> KeyStore for Arc<T> {
 
     fn policy(&self) -> &KeyPolicy {
         (**self).policy()
+    }
+
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).ready()
     }
 }
 

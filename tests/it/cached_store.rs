@@ -338,3 +338,151 @@ async fn a_fetch_in_flight_during_invalidate_all_is_not_served() {
     assert_eq!(fresh.status_at(race.revoked_at), KeyStatus::Revoked);
     assert_eq!(race.counting.lookups(), 2);
 }
+
+/// Stale-if-error on a fake clock: while the store fails, a key whose record was fetched
+/// active answers 200 until the window ends, then 503; revoked, disabled, invalidated,
+/// expired and never-seen keys never get a stale 200.
+#[tokio::test]
+async fn stale_if_error_answers_known_good_keys_for_the_window_only() {
+    use tower_api_key::store::StaleIfError;
+    let (keys, clock) = store_with_clock();
+    let good = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let revoked = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let disabled = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let invalidated = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let expiring = memory(
+        keys.issue(
+            tower_api_key::NewKey::new("org_1", "expiring", &KeyFamily::FOS)
+                .expires_in(Duration::from_secs(120)),
+        ),
+    )
+    .unwrap();
+    let never_seen = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let scripted = ScriptedStore::new(Arc::clone(&keys), Script::Delegate);
+    let cache = Arc::new(
+        CachedKeyStore::builder(Arc::clone(&scripted))
+            .ttl(Duration::from_secs(60))
+            .stale_if_error(StaleIfError::within(Duration::from_secs(300)))
+            .build(),
+    );
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let status = |key: &tower_api_key::store::IssuedKey<ForgScope>| {
+        let service = service.clone();
+        let key = key.key().expose_secret().to_owned();
+        async move { send(service, bearer(&key)).await.status }
+    };
+
+    memory(keys.revoke(&revoked.record().id)).unwrap();
+    memory(keys.set_disabled(&disabled.record().id, true)).unwrap();
+    for (key, expected) in [
+        (&good, StatusCode::OK),
+        (&revoked, StatusCode::UNAUTHORIZED),
+        (&disabled, StatusCode::UNAUTHORIZED),
+        (&invalidated, StatusCode::OK),
+        (&expiring, StatusCode::OK),
+    ] {
+        assert_eq!(status(key).await, expected);
+    }
+    cache.invalidate(&invalidated.record().id).await;
+    assert_eq!(probe.calls(), 3);
+
+    // The store goes away; the cached answers expire.
+    scripted.set(Script::Fail);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(status(&good).await, StatusCode::OK, "known good: stale");
+    assert_eq!(status(&expiring).await, StatusCode::OK, "not expired yet");
+    assert_eq!(cache.stale_answers(), 2);
+    for key in [&revoked, &disabled, &invalidated, &never_seen] {
+        assert_eq!(status(key).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Expiry passes during the outage: refused, even stale.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(status(&expiring).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status(&good).await, StatusCode::OK);
+    // A revocation message still evicts the record.
+    let other = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    scripted.set(Script::Delegate);
+    assert_eq!(status(&other).await, StatusCode::OK);
+    scripted.set(Script::Fail);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(status(&other).await, StatusCode::OK, "stale");
+    cache.invalidate(&other.record().id).await;
+    assert_eq!(
+        status(&other).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "evicted"
+    );
+    // The window ends 300 s after the last successful fetch.
+    clock.advance(Duration::from_secs(300 - 182));
+    assert_eq!(
+        status(&good).await,
+        StatusCode::OK,
+        "at 300 s: the window's last moment"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        status(&good).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "after the window"
+    );
+    assert_eq!(cache.stale_answers(), 5);
+    assert_eq!(
+        probe.calls(),
+        3 + 1 + 5,
+        "3 fresh, then 1 fresh and 5 stale"
+    );
+}
+
+/// Without `stale_if_error` a failing store is a 503 once the cached answer expires.
+#[tokio::test]
+async fn without_stale_if_error_a_failing_store_is_a_503() {
+    let (keys, clock) = store_with_clock();
+    let good = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let scripted = ScriptedStore::new(Arc::clone(&keys), Script::Delegate);
+    let cache = Arc::new(CachedKeyStore::new(Arc::clone(&scripted)));
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let key = good.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    scripted.set(Script::Fail);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(cache.stale_answers(), 0);
+    assert_eq!(probe.calls(), 1);
+}
+
+/// A store that does not answer counts as failing after the patience, well before the
+/// layer's 2 s timeout (tokio's paused clock: no real waiting).
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_answers_stale_after_the_patience() {
+    use tower_api_key::store::StaleIfError;
+    let (keys, clock) = store_with_clock();
+    let good = issue(&keys, &KeyFamily::FOS, ForgScope::ReadRules);
+    let scripted = ScriptedStore::new(Arc::clone(&keys), Script::Delegate);
+    let cache = Arc::new(
+        CachedKeyStore::builder(Arc::clone(&scripted))
+            .stale_if_error(
+                StaleIfError::within(Duration::from_secs(300)).patience(Duration::from_millis(250)),
+            )
+            .build(),
+    );
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(Probe::new().service::<String>());
+    let key = good.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    scripted.set(Script::Hang);
+    clock.advance(Duration::from_secs(61));
+    let started = tokio::time::Instant::now();
+    assert_eq!(send(service, bearer(key)).await.status, StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+    assert_eq!(cache.stale_answers(), 1);
+}

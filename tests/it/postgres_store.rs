@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tower::Layer;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::store::{
-    CachedKeyStore, KeyPolicy, ManageKeys, PgRevocationListener, SqlKeyStore,
+    CachedKeyStore, KeyPolicy, KeyStore, ManageKeys, PgRevocationListener, SqlKeyStore,
 };
 use tower_api_key::{AuthLayer, ForgScope, NewKey};
 
@@ -313,6 +313,21 @@ async fn tls_with_a_private_ca_verifies_the_server() {
     let store = Arc::new(store);
     // Issued and looked up over TLS: the key authenticates.
     accepted_key(&*store, Arc::clone(&store)).await;
+    assert!(store.ready().await.is_ok(), "readiness: SELECT 1 answers");
+    // A server that is not there: not ready (within the pool's acquire timeout).
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&format!("postgres://tak@{nowhere}/postgres"))
+        .unwrap();
+    let unreachable = Store::new(unreachable).with_table(&table()).unwrap();
+    assert!(
+        unreachable.ready().await.is_err(),
+        "readiness: nobody answers"
+    );
 
     let unknown_ca = PgConnectOptions::from_str(&server.url)
         .unwrap()

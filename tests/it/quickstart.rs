@@ -84,6 +84,13 @@ async fn quickstart_serves_the_printed_curl_lines() {
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    // Readiness asks both stores, without a credential.
+    let (status, _, body) = s.call(Method::GET, "/health/ready", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({ "status": "ready", "checks": { "keys": "ok", "sessions": "ok" } })
+    );
 
     let (status, _, body) = s.call(Method::GET, "/v1/sessions", live()).await;
     assert_eq!(status, StatusCode::OK);

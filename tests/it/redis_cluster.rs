@@ -7,9 +7,7 @@
 
 use crate::common;
 use crate::conformance;
-use crate::conformance_suite;
 use crate::usage_conformance;
-use crate::usage_suite;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

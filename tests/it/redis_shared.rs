@@ -29,7 +29,9 @@ use tower_api_key::clock::ManualClock;
 use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::{OnBackendError, RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore, RevocationListener};
+use tower_api_key::store::{
+    CachedKeyStore, KeyPolicy, KeyStore, RedisKeyStore, RevocationListener,
+};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, RedisConnection};
 
 fn per_minute(n: u32) -> Quota {
@@ -703,4 +705,92 @@ async fn rediss_with_a_private_ca() {
             .await
             .map_or(true, |connected| connected.is_err())
     );
+}
+
+/// Stale-if-error against a real outage: `redis-server` killed behind a cached store with
+/// its revocation listener. Known-good keys answer 200 for the window (on the cache's fake
+/// clock) and 503 after it; a key revoked before the outage never answers 200; and
+/// readiness says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_is_served_through_by_stale_if_error_for_the_window_only() {
+    use tower_api_key::store::StaleIfError;
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    if !redis.owned() {
+        eprintln!("needs its own redis-server, not REDIS_URL: skipped");
+        return;
+    }
+    let ns = namespace();
+    let clock = ManualClock::new(std::time::SystemTime::now());
+    let store = store(&redis.url, &ns).await;
+    let connection = store.connection().clone();
+    let cache = Arc::new(
+        CachedKeyStore::builder(Arc::new(store))
+            .clock(clock.clone())
+            .ttl(Duration::from_secs(60))
+            .stale_if_error(
+                StaleIfError::within(Duration::from_secs(120)).patience(Duration::from_millis(300)),
+            )
+            .build(),
+    );
+    let listener = RevocationListener::spawn(Arc::clone(&cache));
+    until("the subscription", || listener.connects() == 1).await;
+    let good = cache
+        .inner()
+        .issue(NewKey::new("org", "good", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let revoked = cache
+        .inner()
+        .issue(NewKey::new("org", "revoked", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(probe.service::<String>());
+    let (good, revoked) = (
+        good.key().expose_secret(),
+        (
+            revoked.record().id.clone(),
+            revoked.key().expose_secret().to_owned(),
+        ),
+    );
+    assert_eq!(
+        send(service.clone(), bearer(good)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service.clone(), bearer(&revoked.1)).await.status,
+        StatusCode::OK
+    );
+    cache.inner().revoke(&revoked.0).await.unwrap();
+    until("the revocation message", || listener.received() >= 1).await;
+    assert!(connection.ping().await.is_ok(), "ready");
+
+    assert!(cache.ready().await.is_ok(), "the store is ready");
+    redis.kill();
+    assert!(connection.ping().await.is_err(), "not ready");
+    assert!(
+        cache.ready().await.is_err(),
+        "a cache answering stale is no ready store"
+    );
+    clock.advance(Duration::from_secs(61));
+    for _ in 0..3 {
+        assert_eq!(
+            send(service.clone(), bearer(good)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(service.clone(), bearer(&revoked.1)).await.status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(cache.stale_answers(), 3);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        send(service.clone(), bearer(good)).await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "past the window"
+    );
+    assert_eq!(probe.calls(), 2 + 3);
 }

@@ -296,6 +296,11 @@ impl<S: Scope> KeyStore for RedisKeyStore<S> {
     fn policy(&self) -> &KeyPolicy {
         &self.policy
     }
+
+    /// `PING` (on a cluster, every master).
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.connection.ping().await.map(drop).map_err(redis_error)
+    }
 }
 
 /// Issue (with the owner limit and a rotation's revocation), revoke, delete and last use

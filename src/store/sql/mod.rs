@@ -371,6 +371,15 @@ macro_rules! impl_sql_store {
             fn policy(&self) -> &$crate::store::KeyPolicy {
                 &self.policy
             }
+
+            /// `SELECT 1` on a pooled connection.
+            async fn ready(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map(drop)
+                    .map_err(super::store_error)
+            }
         }
 
         impl<S: $crate::scope::Scope> $crate::store::ManageKeys for $crate::store::SqlKeyStore<S, $db> {
