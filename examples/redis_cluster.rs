@@ -6,14 +6,13 @@
 //! ```
 //!
 //! Uses `REDIS_CLUSTER_NODES` (comma-separated URLs of some nodes) when set, else starts a
-//! private cluster for the demo on ports 7101–7103 from `redis-server` and `redis-cli`
-//! (Debian: `apt-get install redis-server`), stopped when the demo ends.
+//! private three-master cluster on free loopback ports from `redis-server` and `redis-cli`
+//! (Debian: `apt-get install redis-server`), the one the tests use, stopped when the demo
+//! ends.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 use tower_api_key::forg;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
@@ -85,76 +84,22 @@ async fn revoke(
     }
 }
 
-/// The cluster's node URLs, and the demo nodes this process started, if any.
-async fn cluster_nodes() -> Result<(Vec<String>, Vec<Child>), Box<dyn std::error::Error>> {
-    if let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") {
-        return Ok((nodes.split(',').map(str::to_owned).collect(), Vec::new()));
-    }
-    let dir = std::env::temp_dir().join(format!("tak-demo-cluster-{}", std::process::id()));
-    let ports = [7101u16, 7102, 7103];
-    let mut children = Vec::new();
-    for port in ports {
-        let node_dir = dir.join(port.to_string());
-        std::fs::create_dir_all(&node_dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--cluster-enabled",
-                "yes",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&node_dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start redis-server ({e}); install it or set REDIS_CLUSTER_NODES")
-            })?;
-        children.push(child);
-    }
-    for port in ports {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&nodes)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .stdout(Stdio::null())
-        .status()?;
-    if !created.success() {
-        return Err("redis-cli --cluster create failed".into());
-    }
-    // Until the nodes agree that every slot is served.
-    let probe = redis::Client::open(format!("redis://{}", nodes[0]))?;
-    let mut connection = probe.get_multiplexed_async_connection().await?;
-    loop {
-        let info: String = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async(&mut connection)
-            .await?;
-        if info.contains("cluster_state:ok") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok((
-        nodes.iter().map(|n| format!("redis://{n}")).collect(),
-        children,
-    ))
-}
+/// The cluster the tests start (three masters on free loopback ports, stopped when the
+/// demo ends), unless `REDIS_CLUSTER_NODES` names one.
+#[path = "../tests/it/common/redis_cluster.rs"]
+mod test_cluster;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (nodes, mut demo_nodes) = cluster_nodes().await?;
+    let demo_cluster;
+    let nodes = match std::env::var("REDIS_CLUSTER_NODES") {
+        Ok(nodes) => nodes.split(',').map(str::to_owned).collect(),
+        Err(_) => {
+            demo_cluster = test_cluster::RedisCluster::start(false)
+                .ok_or("set REDIS_CLUSTER_NODES, or install redis-server")?;
+            demo_cluster.urls.clone()
+        }
+    };
     let namespace = format!("demo{}", std::process::id());
     let mut servers = Vec::new();
     let mut listeners = Vec::new();
@@ -213,14 +158,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(listeners);
     for server in servers {
         server.abort();
-    }
-    for child in &mut demo_nodes {
-        let _ = child.kill();
-    }
-    if !demo_nodes.is_empty() {
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("tak-demo-cluster-{}", std::process::id())),
-        );
     }
     Ok(())
 }

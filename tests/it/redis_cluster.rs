@@ -322,7 +322,7 @@ async fn per_request_state_spreads_over_every_master() {
 /// without reconnecting anything by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_survive_a_master_restart() {
-    let Some(cluster) = RedisCluster::start() else {
+    let Some(cluster) = RedisCluster::start(true) else {
         eprintln!("needs a private cluster (REDIS_CLUSTER_NODES is set): skipped");
         return;
     };

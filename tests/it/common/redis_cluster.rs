@@ -21,6 +21,9 @@ pub struct RedisCluster {
     pub urls: Vec<String>,
     dir: PathBuf,
     owned: bool,
+    /// Whether every write is fsynced (`appendfsync always`), for a test that kills a
+    /// node and expects its data back; else once a second.
+    durable: bool,
 }
 
 fn free_port() -> u16 {
@@ -44,9 +47,10 @@ impl RedisCluster {
                         urls: nodes.split(',').map(str::to_owned).collect(),
                         dir: PathBuf::new(),
                         owned: false,
+                        durable: false,
                     });
                 }
-                match Self::launch(false) {
+                match Self::launch(false, false) {
                     Ok(cluster) => Some(cluster),
                     Err(error)
                         if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") =>
@@ -65,19 +69,20 @@ impl RedisCluster {
     }
 
     /// A private cluster, stopped when dropped; `None` with `REDIS_CLUSTER_NODES` or when
-    /// told to skip.
-    pub fn start() -> Option<Self> {
+    /// told to skip. `durable`: every write is fsynced before it is answered (for a test
+    /// that kills a node), else once a second (faster).
+    pub fn start(durable: bool) -> Option<Self> {
         if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
             return None;
         }
-        match Self::launch(true) {
+        match Self::launch(true, durable) {
             Ok(cluster) => Some(cluster),
             Err(_) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => None,
             Err(error) => panic!("cannot start a Redis Cluster: {error}"),
         }
     }
 
-    fn launch(owned: bool) -> Result<Self, String> {
+    fn launch(owned: bool, durable: bool) -> Result<Self, String> {
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let dir =
             std::env::temp_dir().join(format!("tak-cluster-{}-{}", std::process::id(), ports[0]));
@@ -90,6 +95,7 @@ impl RedisCluster {
             ports,
             dir,
             owned,
+            durable,
         };
         // A watchdog stops the nodes (by their pid files, so restarted nodes too) and
         // removes the directory once this test process is gone.
