@@ -35,7 +35,9 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCert
 /// - **Standalone**: redis-rs's `ConnectionManager` (one multiplexed connection that
 ///   reconnects after a failure).
 /// - **Cluster**: redis-rs's cluster connection: it learns the slot map from any node,
-///   follows `MOVED` and `ASK` redirections, and refreshes the map after a failover.
+///   follows `MOVED` and `ASK` redirections, and refreshes the map after a failover. A node
+///   that does not answer within 500 ms fails the command, as a standalone connection's
+///   default.
 ///
 /// Every command the crate sends names its keys, and each script's keys share one hash
 /// tag, so both kinds serve the same types with the same API. Revocation messages use
@@ -126,7 +128,10 @@ impl RedisConnection {
                 None => redis::Client::open(node.clone()),
             })
             .collect::<RedisResult<Vec<_>>>()?;
-        let mut builder = ClusterClientBuilder::new(nodes);
+        // As a standalone connection's default: a node that does not answer within 500 ms
+        // fails the command (the layers' own timeouts still bound every request).
+        let mut builder =
+            ClusterClientBuilder::new(nodes).response_timeout(Duration::from_millis(500));
         if let Some(certificates) = certificates {
             builder = builder.certs(certificates);
         }

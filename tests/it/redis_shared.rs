@@ -56,58 +56,63 @@ async fn store(url: &str, ns: &str) -> RedisKeyStore<ForgScope> {
 #[tokio::test]
 async fn two_instances_grant_exactly_one_quota() {
     let Some(redis) = Redis::start() else { return };
+    let connect = || async { RedisConnection::open(&redis.url).await.unwrap() };
+    one_quota(vec![connect().await, connect().await], 1).await;
+}
+
+/// Instances, one per connection, each with its own key store and limiter: for each of
+/// `keys` keys, requests sent to the instances in turn are granted the quota of 5 once,
+/// with the policy and `Retry-After` headers (here and on a cluster, with instances seeded
+/// by different nodes and keys whose buckets land on different masters).
+pub(crate) async fn one_quota(connections: Vec<RedisConnection>, keys: usize) {
     let ns = namespace();
-    let (store_a, store_b) = (store(&redis.url, &ns).await, store(&redis.url, &ns).await);
-    let issued = store_a
-        .issue(NewKey::new("org", "shared", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
-        .await
-        .unwrap();
+    let issuer = RedisKeyStore::<ForgScope>::new(connections[0].clone()).with_namespace(&ns);
     let class = RateClass::per_key(ClassName::from_static("shared"), per_minute(5));
     let probe = Probe::new();
-    let instance = |store: RedisKeyStore<ForgScope>, limiter: RedisRateLimiter| {
-        AuthLayer::new(Arc::new(store)).layer(
-            RateLimits::with_backend(limiter)
-                .layer(class.clone())
-                .layer(probe.service::<String>()),
-        )
-    };
-    let a = instance(
-        store_a,
-        RedisRateLimiter::connect(&redis.url)
+    let instances: Vec<_> = connections
+        .into_iter()
+        .map(|connection| {
+            let store = RedisKeyStore::<ForgScope>::new(connection.clone()).with_namespace(&ns);
+            AuthLayer::new(Arc::new(store)).layer(
+                RateLimits::with_backend(RedisRateLimiter::new(connection).with_namespace(&ns))
+                    .layer(class.clone())
+                    .layer(probe.service::<String>()),
+            )
+        })
+        .collect();
+    for k in 0..keys {
+        let issued = issuer
+            .issue(
+                NewKey::new("org", format!("shared {k}"), &KeyFamily::FORG_LIVE)
+                    .scopes(ForgScope::ReadRules),
+            )
             .await
-            .unwrap()
-            .with_namespace(&ns),
-    );
-    let b = instance(
-        store_b,
-        RedisRateLimiter::connect(&redis.url)
-            .await
-            .unwrap()
-            .with_namespace(&ns),
-    );
-    let key = issued.key().expose_secret();
-
-    let mut allowed = 0;
-    for i in 0..12 {
-        let service = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let answer = send(service, bearer(key)).await;
-        match answer.status {
-            StatusCode::OK => {
-                allowed += 1;
-                assert_eq!(
-                    answer.header("ratelimit-policy"),
-                    Some(r#""shared";q=5;w=60"#)
-                );
+            .unwrap();
+        let key = issued.key().expose_secret();
+        let mut allowed = 0;
+        for i in 0..12 {
+            let answer = send(instances[i % instances.len()].clone(), bearer(key)).await;
+            match answer.status {
+                StatusCode::OK => {
+                    allowed += 1;
+                    assert_eq!(
+                        answer.header("ratelimit-policy"),
+                        Some(r#""shared";q=5;w=60"#)
+                    );
+                }
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+                    assert!((1..=12).contains(&retry), "{retry}");
+                }
+                other => panic!("unexpected {other}"),
             }
-            StatusCode::TOO_MANY_REQUESTS => {
-                let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
-                assert!((1..=12).contains(&retry), "{retry}");
-            }
-            other => panic!("unexpected {other}"),
         }
+        assert_eq!(
+            allowed, 5,
+            "key {k}: the instances together grant the quota once"
+        );
     }
-    assert_eq!(allowed, 5, "two instances together grant the quota once");
-    assert_eq!(probe.calls(), 5);
+    assert_eq!(probe.calls(), 5 * keys);
 }
 
 #[tokio::test]
@@ -484,17 +489,22 @@ async fn the_owner_limit_walks_active_keys_only() {
 #[tokio::test]
 async fn two_instances_share_one_failed_authentication_budget() {
     let Some(redis) = Redis::start() else { return };
+    let connect = || async { RedisConnection::open(&redis.url).await.unwrap() };
+    one_failed_authentication_budget([connect().await, connect().await]).await;
+}
+
+/// Two instances, each on its own connection, guessing keys from one address in turn:
+/// one budget between them (here and on a cluster, with instances seeded by different
+/// nodes).
+pub(crate) async fn one_failed_authentication_budget(connections: [RedisConnection; 2]) {
     let ns = namespace();
     let budget = 3;
     let probe = Probe::new();
     let mut instances = Vec::new();
-    for _ in 0..2 {
-        let limiter = RedisRateLimiter::connect(&redis.url)
-            .await
-            .unwrap()
-            .with_namespace(&ns);
+    for connection in connections {
+        let limiter = RedisRateLimiter::new(connection.clone()).with_namespace(&ns);
         let failures = FailureLimit::with_backend(limiter, per_minute(budget));
-        let store = Arc::new(store(&redis.url, &ns).await);
+        let store = Arc::new(RedisKeyStore::<ForgScope>::new(connection).with_namespace(&ns));
         instances.push(
             FailureLimitLayer::new(failures)
                 .layer(AuthLayer::new(store).layer(probe.service::<String>())),

@@ -17,6 +17,9 @@ use tower_api_key::RedisConnection;
 pub struct RedisCluster {
     /// The masters' ports (empty for `REDIS_CLUSTER_NODES`).
     pub ports: Vec<u16>,
+    /// Their cluster bus ports: chosen free too, as the default (port + 10,000) may be
+    /// taken or past 65,535 for a port from the ephemeral range.
+    bus_ports: Vec<u16>,
     /// The masters' URLs.
     pub urls: Vec<String>,
     dir: PathBuf,
@@ -24,14 +27,19 @@ pub struct RedisCluster {
     /// Whether every write is fsynced (`appendfsync always`), for a test that kills a
     /// node and expects its data back; else once a second.
     durable: bool,
+    /// For a cluster that speaks only TLS (clients and bus): the PEM of the CA that issued
+    /// its certificate.
+    pub ca_pem: Option<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free loopback ports (held together while chosen, so none repeats).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 impl RedisCluster {
@@ -44,13 +52,15 @@ impl RedisCluster {
                 if let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") {
                     return Some(RedisCluster {
                         ports: Vec::new(),
+                        bus_ports: Vec::new(),
                         urls: nodes.split(',').map(str::to_owned).collect(),
                         dir: PathBuf::new(),
                         owned: false,
                         durable: false,
+                        ca_pem: None,
                     });
                 }
-                match Self::launch(false, false) {
+                match Self::launch(false, false, None) {
                     Ok(cluster) => Some(cluster),
                     Err(error)
                         if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") =>
@@ -75,31 +85,71 @@ impl RedisCluster {
         if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
             return None;
         }
-        match Self::launch(true, durable) {
+        match Self::launch(true, durable, None) {
             Ok(cluster) => Some(cluster),
             Err(_) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => None,
             Err(error) => panic!("cannot start a Redis Cluster: {error}"),
         }
     }
 
-    fn launch(owned: bool, durable: bool) -> Result<Self, String> {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    /// A private cluster that speaks only TLS, to clients and on its bus
+    /// (`--tls-cluster yes`), with `certificates` (CA, server certificate and key, PEM: see
+    /// `certificates::test_certificates`); `None` with `REDIS_CLUSTER_NODES` or when told
+    /// to skip.
+    pub fn start_tls(certificates: (String, String, String)) -> Option<Self> {
+        if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
+            return None;
+        }
+        match Self::launch(true, false, Some(certificates)) {
+            Ok(cluster) => Some(cluster),
+            Err(_) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => None,
+            Err(error) => panic!("cannot start a TLS Redis Cluster: {error}"),
+        }
+    }
+
+    /// `redis-cli`, speaking TLS with the cluster's CA when the cluster does.
+    fn cli(&self) -> Command {
+        let mut cli = Command::new("redis-cli");
+        if self.ca_pem.is_some() {
+            cli.arg("--tls")
+                .arg("--cacert")
+                .arg(self.dir.join("ca.crt"));
+        }
+        cli
+    }
+
+    /// `tls`: the CA, server certificate and key (PEM) for a TLS-only cluster.
+    fn launch(
+        owned: bool,
+        durable: bool,
+        tls: Option<(String, String, String)>,
+    ) -> Result<Self, String> {
+        let mut ports = free_ports(6);
+        let bus_ports = ports.split_off(3);
         let dir =
             std::env::temp_dir().join(format!("tak-cluster-{}-{}", std::process::id(), ports[0]));
         let _ = std::fs::remove_dir_all(&dir);
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
         let cluster = RedisCluster {
             urls: ports
                 .iter()
-                .map(|port| format!("redis://127.0.0.1:{port}"))
+                .map(|port| format!("{scheme}://127.0.0.1:{port}"))
                 .collect(),
             ports,
+            bus_ports,
             dir,
             owned,
             durable,
+            ca_pem: tls.as_ref().map(|(ca, _, _)| ca.clone()),
         };
         // A watchdog stops the nodes (by their pid files, so restarted nodes too) and
         // removes the directory once this test process is gone.
         std::fs::create_dir_all(&cluster.dir).map_err(|e| e.to_string())?;
+        if let Some((ca, cert, key)) = &tls {
+            for (name, pem) in [("ca.crt", ca), ("server.crt", cert), ("server.key", key)] {
+                std::fs::write(cluster.dir.join(name), pem).map_err(|e| e.to_string())?;
+            }
+        }
         let script = format!(
             "while kill -0 {parent} 2>/dev/null; do sleep 0.2; done
              for pid in '{dir}'/*.pid; do kill -9 $(cat \"$pid\") 2>/dev/null; done
@@ -123,7 +173,8 @@ impl RedisCluster {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let created = Command::new("redis-cli")
+        let created = cluster
+            .cli()
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -132,8 +183,9 @@ impl RedisCluster {
             .map_err(|e| format!("redis-cli: {e}"))?;
         if !created.status.success() {
             return Err(format!(
-                "redis-cli --cluster create: {}",
-                String::from_utf8_lossy(&created.stdout)
+                "redis-cli --cluster create: {}{}",
+                String::from_utf8_lossy(&created.stdout),
+                String::from_utf8_lossy(&created.stderr)
             ));
         }
         cluster.wait_until_ok()?;
@@ -150,9 +202,32 @@ impl RedisCluster {
         let port = self.ports[node];
         let dir = self.node_dir(node);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let listen: Vec<std::ffi::OsString> = if self.ca_pem.is_some() {
+            let file = |name: &str| self.dir.join(name).into_os_string();
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string().into(),
+                "--tls-cluster".into(),
+                "yes".into(),
+                "--tls-cert-file".into(),
+                file("server.crt"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.crt"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+        } else {
+            vec!["--port".into(), port.to_string().into()]
+        };
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-port", &self.bus_ports[node].to_string()])
             .args([
                 "--save",
                 "",
@@ -198,7 +273,7 @@ impl RedisCluster {
     pub fn wait_until_ok(&self) -> Result<(), String> {
         for _ in 0..200 {
             let ok = self.ports.iter().all(|port| {
-                Command::new("redis-cli")
+                self.cli()
                     .args(["-p", &port.to_string(), "cluster", "info"])
                     .output()
                     .is_ok_and(|out| {
