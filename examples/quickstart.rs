@@ -26,6 +26,7 @@ use argon2::Argon2;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use dashmap::DashMap;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use tower_api_key::activity::ActivityLog;
 use tower_api_key::forg;
@@ -167,6 +168,8 @@ pub struct Demo {
     pub accounts: Accounts,
     pub budgets: Budgets,
     pub activity: ActivityLog,
+    /// What `GET /metrics` renders (Prometheus text format): the recorder `main` installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl Demo {
@@ -182,6 +185,7 @@ impl Demo {
             accounts: Accounts::with_demo(),
             budgets: demo_keys.budgets(),
             activity: ActivityLog::default(),
+            metrics: None,
         }
     }
 }
@@ -287,6 +291,7 @@ pub fn app(demo: &Demo) -> Router {
         .route_layer(limits.layer(forg::AUTH))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(prometheus))
         .route("/dashboard", get(dashboard))
         .with_state(demo.clone());
 
@@ -488,6 +493,23 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// The crate's metrics (and any other the process records) in Prometheus' text format,
+/// without a credential, as Prometheus scrapes; in production serve it on an internal
+/// listener instead of the public one.
+async fn prometheus(State(demo): State<Demo>) -> Response {
+    match &demo.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Readiness: 200 when the key store and the session store answer (each within 1 s), 503
 /// naming the one that does not. With networked stores this is a `PING` or `SELECT 1`.
 async fn ready(State(demo): State<Demo>) -> (StatusCode, Json<Value>) {
@@ -599,6 +621,10 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             "readiness (the stores answer)".to_owned(),
             format!("curl -i {base}/health/ready"),
         ),
+        (
+            "metrics, Prometheus text format (serve on an internal port in production)".to_owned(),
+            format!("curl -s {base}/metrics | grep tower_api_key"),
+        ),
         ("200: live key, read:sessions".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {live}'")),
         ("200: fos_ key in the ForgeOS header".to_owned(), format!("curl -i {base}/v1/rules -H 'X-ForgeOS-API-Key: {fos}'")),
         ("403 insufficient_scope: write:rules required".to_owned(), format!("curl -i -X POST {base}/v1/rules -H 'Authorization: Bearer {live}'")),
@@ -640,7 +666,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listen_address()?;
     let store = Arc::new(MemoryKeyStore::new());
     let keys = issue_demo_keys(&store).await?;
-    let demo = Demo::new(store, &keys);
+    let mut demo = Demo::new(store, &keys);
+    // Lookup latency as a histogram (buckets from 0.5 ms to 2.5 s), so dashboards can add
+    // instances up; the rest are counters.
+    let lookups = Matcher::Full(tower_api_key::metrics::STORE_LOOKUP_DURATION.to_owned());
+    let buckets = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ];
+    let recorder = PrometheusBuilder::new().set_buckets_for_metric(lookups, &buckets)?;
+    demo.metrics = Some(recorder.install_recorder()?);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_banner(listener.local_addr()?, &keys);
     axum::serve(

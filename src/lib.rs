@@ -128,6 +128,7 @@ mod header_text;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod manage;
+pub mod metrics;
 pub mod principal;
 pub mod rate_limit;
 #[cfg(feature = "redis")]

@@ -120,6 +120,7 @@ impl ActivityObserver for RedisActivityLog {
         ];
         if self.shared.queue.try_send((key.clone(), fields)).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::activity_dropped("redis");
         }
     }
 }

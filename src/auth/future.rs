@@ -1,13 +1,115 @@
-use http::Request;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use super::verify::Config;
+use crate::body::ResponseBody;
+use crate::gate::GateFuture;
 use crate::store::KeyStore;
 
-crate::gate::response_future! {
+pin_project! {
     /// Response future of [`AuthService`](super::AuthService).
     ///
     /// When the store answers at once ([`KeyStore::lookup_now`]) this is the inner
-    /// service's future or a ready rejection: nothing boxed.
-    ResponseFuture<S, St, ReqBody>, Request<ReqBody>, Config<St>
-    where St: KeyStore,
+    /// service's future or a ready rejection: nothing boxed. With feature `tracing` it
+    /// polls inside the request's span ([`request_span`]).
+    pub struct ResponseFuture<S, St, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        St: KeyStore,
+    {
+        #[pin]
+        inner: GateFuture<S, Request<ReqBody>, Config<St>>,
+        span: RequestSpan,
+    }
+}
+
+impl<S, St, ReqBody> ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    St: KeyStore,
+{
+    pub(crate) fn new(
+        inner: GateFuture<S, Request<ReqBody>, Config<St>>,
+        span: RequestSpan,
+    ) -> Self {
+        Self { inner, span }
+    }
+}
+
+impl<S, St, ReqBody, ResBody> Future for ResponseFuture<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: KeyStore,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = entered(this.span);
+        this.inner.poll(cx)
+    }
+}
+
+/// The span a request is authenticated and served in: `tower_api_key.auth` at INFO, with
+/// `credential.kind`, `key.id`, `owner` and `outcome` recorded as they become known, so
+/// the inner service's events and spans carry them.
+#[cfg(feature = "tracing")]
+pub(crate) type RequestSpan = tracing::Span;
+/// Without `tracing`: nothing (a unit struct, so the call sites stay the same).
+#[cfg(not(feature = "tracing"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestSpan;
+
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn request_span() -> RequestSpan {
+    tracing::info_span!(
+        target: "tower_api_key",
+        "tower_api_key.auth",
+        credential.kind = tracing::field::Empty,
+        key.id = tracing::field::Empty,
+        owner = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn request_span() -> RequestSpan {
+    RequestSpan
+}
+
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn entered(span: &RequestSpan) -> tracing::span::Entered<'_> {
+    span.enter()
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn entered(_: &RequestSpan) -> RequestSpan {
+    RequestSpan
+}
+
+/// Records the accepted principal on the current request span.
+#[inline]
+pub(crate) fn record_principal(_kind: &'static str, _key_id: &str, _owner: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::Span::current()
+        .record("credential.kind", _kind)
+        .record("key.id", _key_id)
+        .record("owner", _owner);
+}
+
+/// Records how the request ended on the current request span.
+#[inline]
+pub(crate) fn record_outcome(_outcome: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::Span::current().record("outcome", _outcome);
 }

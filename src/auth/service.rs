@@ -5,10 +5,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{entered, request_span, ResponseFuture};
 use super::verify::Config;
 use crate::body::ResponseBody;
-use crate::gate::{caught, decided, deferred};
+use crate::gate::{caught, decided, deferred, GateFuture};
 use crate::store::{KeyStore, StoreError, StoreErrorKind};
 
 /// The service [`AuthLayer`](super::AuthLayer) wraps around the inner service.
@@ -58,19 +58,31 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let span = request_span();
+        let future = {
+            let _entered = entered(&span);
+            self.gate(request)
+        };
+        ResponseFuture::new(future, span)
+    }
+}
+
+impl<S, St: KeyStore> AuthService<S, St> {
+    /// Steps 1 to 6, inside the request's span.
+    #[inline]
+    fn gate<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> GateFuture<S, Request<ReqBody>, Config<St>>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let config = &self.config;
         let prepared = match config.prepare(request.headers()) {
             Ok(prepared) => prepared,
-            Err(rejection) => {
-                return ResponseFuture::new(decided(
-                    config,
-                    &mut self.inner,
-                    request,
-                    Err(rejection),
-                ))
-            }
+            Err(rejection) => return decided(config, &mut self.inner, request, Err(rejection)),
         };
-        let future = match caught(|| config.lookup_now(&prepared)) {
+        match caught(|| config.lookup_now(&prepared)) {
             Ok(Some(found)) => {
                 let verdict = config.verify(found, &prepared);
                 decided(config, &mut self.inner, request, verdict)
@@ -84,7 +96,6 @@ where
                     config.verify(Err(StoreError::bare(StoreErrorKind::Panicked)), &prepared);
                 decided(config, &mut self.inner, request, verdict)
             }
-        };
-        ResponseFuture::new(future)
+        }
     }
 }

@@ -164,6 +164,15 @@ impl<St: KeyStore> Config<St> {
         }
     }
 
+    /// The name of the store `prepared` is looked up in, for metrics.
+    #[inline]
+    fn backend(&self, prepared: &Prepared) -> &'static str {
+        match self.session_store(prepared) {
+            Some(sessions) => sessions.backend(),
+            None => self.store.backend(),
+        }
+    }
+
     /// The lookup, when the store can answer without waiting.
     #[inline]
     pub(crate) fn lookup_now(&self, prepared: &Prepared) -> Option<LookupResult<St::Scope>> {
@@ -182,6 +191,8 @@ impl<St: KeyStore> Config<St> {
                     None => self.store.lookup(&prepared.digest).await,
                 }
             };
+            #[cfg(feature = "metrics")]
+            let started = std::time::Instant::now();
             let found = guarded(self.lookup_timeout, lookup)
                 .await
                 .unwrap_or_else(|unanswered| {
@@ -190,6 +201,8 @@ impl<St: KeyStore> Config<St> {
                         Unanswered::Panicked => StoreErrorKind::Panicked,
                     }))
                 });
+            #[cfg(feature = "metrics")]
+            crate::metrics::lookup_waited(self.backend(&prepared), started.elapsed());
             self.verify(found, &prepared)
         })
     }
@@ -201,6 +214,12 @@ impl<St: KeyStore> Config<St> {
         found: LookupResult<St::Scope>,
         prepared: &Prepared,
     ) -> Verdict<St::Scope> {
+        let result = match &found {
+            Ok(Some(_)) => "found",
+            Ok(None) => "unknown",
+            Err(_) => "error",
+        };
+        crate::metrics::lookup(self.backend(prepared), result);
         let found = match found {
             Ok(found) => found,
             Err(error) => {
@@ -264,7 +283,8 @@ impl<St: KeyStore> Config<St> {
 /// Step 6: protect the key headers and attach the principal, or render the rejection.
 impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     type Verdict = Verdict<St::Scope>;
-    type After = ();
+    /// The accepted credential's kind, for the request's metrics (`None`: anonymous).
+    type After = Option<CredentialKind>;
 
     #[allow(clippy::result_large_err)]
     #[inline]
@@ -272,7 +292,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         self: &Arc<Self>,
         verdict: Self::Verdict,
         request: &mut Request<B>,
-    ) -> Result<(), Response<Bytes>> {
+    ) -> Result<Self::After, Response<Bytes>> {
         let verified = verdict
             .and_then(|verified| allowed_here(verified, request))
             .and_then(|verified| self.csrf_checked(verified, request));
@@ -284,9 +304,13 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
                 ..
             }) if self.optional => {
                 request.extensions_mut().insert(crate::principal::Anonymous);
-                return Ok(());
+                return Ok(None);
             }
-            Err(rejection) => return Err(respond(&*self.renderer, rejection, request.headers())),
+            Err(rejection) => {
+                crate::metrics::request("none", rejection.code());
+                super::future::record_outcome(rejection.code());
+                return Err(respond(&*self.renderer, rejection, request.headers()));
+            }
         };
         let kind = match source {
             Source::Header(index) => {
@@ -303,13 +327,23 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         if let Some(ticket) = extensions.get::<ActivityTicket>() {
             ticket.authenticated(&record.id);
         }
+        super::future::record_principal(kind.as_str(), record.id.as_str(), &record.owner);
         extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
         extensions.insert(Principal::new(record, kind));
-        Ok(())
+        Ok(Some(kind))
     }
 
+    /// Counts the request by how it ended: a refusal further in (a scope, a rate limit)
+    /// left its rejection in the response.
     #[inline]
-    fn finish<R>(_: (), _: &mut Response<R>) {}
+    fn finish<R>(kind: Option<CredentialKind>, response: &mut Response<R>) {
+        let outcome = response
+            .extensions()
+            .get::<AuthRejection>()
+            .map_or("ok", AuthRejection::code);
+        crate::metrics::request(kind.map_or("none", CredentialKind::as_str), outcome);
+        super::future::record_outcome(outcome);
+    }
 }
 
 impl<St: KeyStore> Config<St> {

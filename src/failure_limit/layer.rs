@@ -110,7 +110,12 @@ impl<B> Gate<Request<B>> for Shared {
     ) -> Result<Self::After, Response<Bytes>> {
         match admitted {
             Ok(client) => Ok((Arc::clone(self), client)),
-            Err(rejection) => Err(respond(&*self.renderer, rejection, request.headers())),
+            Err(rejection) => {
+                if rejection.kind() == crate::reject::RejectionKind::RateLimited {
+                    crate::metrics::counted(crate::metrics::FAILED_AUTH_BLOCKS);
+                }
+                Err(respond(&*self.renderer, rejection, request.headers()))
+            }
         }
     }
 

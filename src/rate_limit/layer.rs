@@ -37,6 +37,8 @@ pub(crate) struct LayerShared<B: RateLimitBackend> {
     /// `RateLimit` values by remaining count, for allowed requests under the class quota.
     pub(super) states: Vec<HeaderValue>,
     pub(super) limits: RateLimits<B>,
+    /// The class name as a metrics label, made once.
+    pub(super) label: Arc<str>,
 }
 
 impl<B: RateLimitBackend> Clone for RateLimitLayer<B> {
@@ -201,6 +203,12 @@ pub(crate) enum Outcome {
 
 impl<B: RateLimitBackend> LayerShared<B> {
     fn outcome(&self, result: Result<Decision, BackendError>) -> Outcome {
+        let label = match &result {
+            Ok(decision) if decision.is_allowed() => "allowed",
+            Ok(_) => "limited",
+            Err(_) => "error",
+        };
+        crate::metrics::rate_limit(&self.label, label);
         match result {
             Ok(decision) if decision.is_allowed() => Outcome::Call(self.headers_for(&decision)),
             Ok(decision) => Outcome::Reject(

@@ -111,6 +111,7 @@ impl<B: RateLimitBackend> RateLimits<B> {
                 handle: self.backend.register(&class),
                 policy: policy_header(&class, class.quota()),
                 states: state_headers(&class),
+                label: Arc::from(class.name().as_str()),
                 class,
                 limits: self.clone(),
             }),

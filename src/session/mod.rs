@@ -405,6 +405,8 @@ pub(crate) trait SessionStore<Sc: Scope>: Send + Sync + 'static {
     fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<Sc>>;
     fn lookup<'a>(&'a self, digest: &'a KeyDigest) -> BoxFuture<'a, LookupResult<Sc>>;
     fn now(&self) -> SystemTime;
+    /// The store's metrics label ([`KeyStore::backend`]).
+    fn backend(&self) -> &'static str;
     /// Records activity on session `id` (for idle timeouts), failures logged.
     fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()>;
 }
@@ -428,6 +430,10 @@ impl<St: ManageKeys> SessionStore<St::Scope> for St {
 
     fn now(&self) -> SystemTime {
         self.policy().now()
+    }
+
+    fn backend(&self) -> &'static str {
+        KeyStore::backend(self)
     }
 
     fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()> {

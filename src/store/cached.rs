@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use dashmap::DashMap;
 use futures_util::FutureExt;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
@@ -210,8 +211,13 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             .max_capacity(self.max_capacity)
             .time_to_live(self.ttl)
             .eviction_listener(
-                move |digest: Arc<KeyDigest>, cached: Cached<St::Scope>, _| {
+                move |digest: Arc<KeyDigest>, cached: Cached<St::Scope>, cause| {
                     evicted.remove_if(&cached.record.id, |_, d| d == &*digest);
+                    match cause {
+                        RemovalCause::Expired => crate::metrics::cache_eviction("expired"),
+                        RemovalCause::Size => crate::metrics::cache_eviction("size"),
+                        RemovalCause::Explicit | RemovalCause::Replaced => {}
+                    }
                 },
             )
             .build();
@@ -401,6 +407,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
             return None;
         }
         stale.answers.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::counted(crate::metrics::CACHE_STALE_ANSWERS);
         #[cfg(feature = "tracing")]
         tracing::warn!(
             target: "tower_api_key::store",
@@ -467,6 +474,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         let now = self.now();
         if let Some(cached) = record {
             if !self.is_stale(&cached, now) {
+                crate::metrics::counted(crate::metrics::CACHE_HITS);
                 return Some(Some(cached.record));
             }
         }
@@ -474,6 +482,9 @@ impl<St: KeyStore> CachedKeyStore<St> {
             now.duration_since(at)
                 .map_or(true, |age| age < self.negative_ttl)
         });
+        if fresh_unknown {
+            crate::metrics::counted(crate::metrics::CACHE_HITS);
+        }
         fresh_unknown.then_some(None)
     }
 }
@@ -492,6 +503,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
         if let Some(answer) = self.hit(cached, self.unknown.get(&digest).await) {
             return Ok(answer);
         }
+        crate::metrics::counted(crate::metrics::CACHE_MISSES);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let fetched_at = self.now();
         let inner = Arc::clone(&self.inner);
@@ -571,6 +583,10 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
     /// The inner store's readiness: a cache answering stale is not a ready store.
     fn ready(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
         self.inner.ready()
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
     }
 }
 

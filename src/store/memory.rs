@@ -279,6 +279,10 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
 }
 
 impl<S: Scope> KeyStore for MemoryKeyStore<S> {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
     type Scope = S;
 
     async fn lookup(&self, digest: &KeyDigest) -> LookupResult<S> {

@@ -114,6 +114,13 @@ pub trait KeyStore: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(Ok(()))
     }
+
+    /// A short name for the kind of store, the `backend` label of its
+    /// [metrics](crate::metrics) (`memory`, `redis`, `postgres`, `sqlite`; a cache says its
+    /// store's). Default: `custom`.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
 }
 
 impl<T: KeyStore> KeyStore for Arc<T> {
@@ -137,6 +144,10 @@ impl<T: KeyStore> KeyStore for Arc<T> {
 
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).ready()
+    }
+
+    fn backend(&self) -> &'static str {
+        (**self).backend()
     }
 }
 

@@ -22,6 +22,7 @@ mod hyper_server;
 mod keys;
 mod manage;
 mod manage_redis;
+mod metrics;
 mod postgres_store;
 mod properties;
 mod quickstart;

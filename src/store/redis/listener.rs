@@ -72,9 +72,15 @@ impl RevocationListener {
                     return false;
                 };
                 cache.listener_connected();
-                counted.connects.fetch_add(1, Ordering::SeqCst);
+                if counted.connects.fetch_add(1, Ordering::SeqCst) > 0 {
+                    crate::metrics::by_backend(crate::metrics::REVOCATION_RECONNECTS, "redis");
+                }
                 if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await {
                     counted.stalls.fetch_add(1, Ordering::SeqCst);
+                    crate::metrics::by_backend(
+                        crate::metrics::REVOCATION_HEARTBEATS_MISSED,
+                        "redis",
+                    );
                 }
                 cache.listener_lost();
                 true
@@ -140,6 +146,7 @@ async fn listen<S: Scope>(
                 if let Some(id) = id {
                     cache.invalidate(&id).await;
                     counters.received.fetch_add(1, Ordering::SeqCst);
+                    crate::metrics::by_backend(crate::metrics::REVOCATION_MESSAGES, "redis");
                 }
             }
             _ = ticks.tick() => {

@@ -297,6 +297,10 @@ impl<S: Scope> KeyStore for RedisKeyStore<S> {
         &self.policy
     }
 
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     /// `PING` (on a cluster, every master).
     async fn ready(&self) -> Result<(), StoreError> {
         self.connection.ping().await.map(drop).map_err(redis_error)

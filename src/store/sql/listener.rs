@@ -66,9 +66,15 @@ impl PgRevocationListener {
                     return false;
                 };
                 cache.listener_connected();
-                counted.connects.fetch_add(1, Ordering::SeqCst);
+                if counted.connects.fetch_add(1, Ordering::SeqCst) > 0 {
+                    crate::metrics::by_backend(crate::metrics::REVOCATION_RECONNECTS, "postgres");
+                }
                 if let Ended::Stalled = listen(&cache, listener, heartbeat, &counted).await {
                     counted.stalls.fetch_add(1, Ordering::SeqCst);
+                    crate::metrics::by_backend(
+                        crate::metrics::REVOCATION_HEARTBEATS_MISSED,
+                        "postgres",
+                    );
                 }
                 cache.listener_lost();
                 true
@@ -138,6 +144,7 @@ async fn listen<S: Scope>(
                 cache.invalidate(&id).await;
             }
             counters.received.fetch_add(1, Ordering::SeqCst);
+            crate::metrics::by_backend(crate::metrics::REVOCATION_MESSAGES, "postgres");
         }
         Ended::Closed
     };

@@ -267,7 +267,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 /// defines `begin_for_owner` (a transaction serialised per owner) and `announce` (tell
 /// other instances a key changed, inside the transaction) and invokes this.
 macro_rules! impl_sql_store {
-    ($db:ty) => {
+    ($db:ty, $backend:literal) => {
         impl<S: $crate::scope::Scope> $crate::store::SqlKeyStore<S, $db> {
             /// Applies the shipped migration (idempotent: `IF NOT EXISTS` throughout).
             ///
@@ -370,6 +370,10 @@ macro_rules! impl_sql_store {
 
             fn policy(&self) -> &$crate::store::KeyPolicy {
                 &self.policy
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
             }
 
             /// `SELECT 1` on a pooled connection.

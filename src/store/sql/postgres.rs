@@ -46,4 +46,4 @@ async fn announce(
     Ok(())
 }
 
-super::impl_sql_store!(Postgres);
+super::impl_sql_store!(Postgres, "postgres");

@@ -28,4 +28,4 @@ async fn announce(
     Ok(())
 }
 
-super::impl_sql_store!(Sqlite);
+super::impl_sql_store!(Sqlite, "sqlite");

@@ -154,7 +154,12 @@ impl<B> Gate<Request<B>> for Shared {
         let refusal = match verdict {
             Ok(true) => return Ok(()),
             Ok(false) => match request.extensions().get::<Principal>() {
-                Some(principal) => AuthRejection::PlanRequired(principal.environment()),
+                Some(principal) => {
+                    let environment = principal.environment();
+                    let label = environment.as_str();
+                    crate::metrics::by_environment(crate::metrics::PLAN_REFUSALS, label, 1);
+                    AuthRejection::PlanRequired(environment)
+                }
                 None => crate::principal::absent(request.extensions()),
             },
             Err(rejection) => rejection,

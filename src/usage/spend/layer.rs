@@ -15,7 +15,7 @@ use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
 use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::rate_limit::{BackendError, OnBackendError};
-use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
+use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
 use crate::usage::backend::{Charge, Counter, Spent, UsageBackend};
 use crate::usage::budget::BudgetPer;
 
@@ -320,6 +320,12 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
                 }))
             }
             Verdict::Refused(rejection, header) => {
+                if let (RejectionKind::SpendCapExceeded, Some(principal)) =
+                    (rejection.kind(), request.extensions().get::<Principal>())
+                {
+                    let environment = principal.environment().as_str();
+                    crate::metrics::by_environment(crate::metrics::SPEND_REFUSALS, environment, 1);
+                }
                 let mut response = respond(&*self.caps.renderer, rejection, request.headers());
                 if let Some(header) = header {
                     response.headers_mut().insert(SPEND_CAP, header);
@@ -346,6 +352,11 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
             );
         }
         admitted.refund = most - reported.min(most);
+        let charged = admitted.shared.reservation() - admitted.refund;
+        if charged > 0 {
+            let environment = admitted.principal.environment().as_str();
+            crate::metrics::by_environment(crate::metrics::SPEND_CHARGED, environment, charged);
+        }
         if admitted.refund > 0 {
             // Given back by the response future, which may have to wait for the backend.
             response.extensions_mut().insert(admitted);
