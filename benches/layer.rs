@@ -136,6 +136,33 @@ fn layers(c: &mut Criterion) {
         StatusCode::OK,
     );
 
+    // The same with a metrics recorder installed (Prometheus, as the quickstart): what the
+    // `metrics` feature adds per request once an application records (without a recorder
+    // the facade's calls find none and return).
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        // Fresh layers: handles bind to the recorder current at their first request.
+        let auth = AuthLayer::new(Arc::clone(&store));
+        bench(
+            c,
+            "layer/auth_scope_rate_limit_recorded",
+            auth.layer(
+                limits
+                    .layer(class.clone())
+                    .layer(require(ForgScope::ReadSessions).layer(bare())),
+            ),
+            &bearer,
+            StatusCode::OK,
+        );
+        let rendered = recorder.handle().render();
+        assert!(
+            rendered.contains("tower_api_key_requests{credential=\"api_key\",outcome=\"ok\"}"),
+            "{rendered}"
+        );
+    }
+
     // The rate-limit layer alone: the identity is already in the request, as the auth layer
     // would have left it (same construction for the bare baseline of this pair).
     let seen: Arc<std::sync::Mutex<http::Extensions>> = Arc::default();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::service::AuthService;
-use super::verify::Config;
+use super::verify::{AuthMetrics, Config};
 use crate::credential::CredentialSources;
 use crate::key::Environment;
 use crate::reject::{DefaultRenderer, RenderRejection, RetryAfter};
@@ -36,6 +36,7 @@ impl<St: KeyStore> AuthLayer<St> {
                 renderer: Arc::new(DefaultRenderer),
                 sessions: None,
                 optional: false,
+                metrics: AuthMetrics::default(),
             }),
         }
     }

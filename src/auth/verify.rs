@@ -14,11 +14,12 @@ use crate::client_ip::client_ip_of;
 use crate::credential::{CredentialError, CredentialSources};
 use crate::gate::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
+use crate::metrics::{LookupCounters, RequestCounters};
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::is_grpc;
 use crate::reject::{
-    respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RenderRejection, RetryAfter,
-    Unavailable,
+    respond, AuthRejection, InvalidKeyReason, InvalidRequestReason, RejectionKind, RenderRejection,
+    RetryAfter, Unavailable,
 };
 use crate::scope::ScopeSet;
 use crate::session::{SessionAuth, SessionStore};
@@ -57,6 +58,15 @@ pub(crate) struct Config<St: KeyStore> {
     pub(crate) renderer: Arc<dyn RenderRejection>,
     pub(crate) sessions: Option<SessionAuth<St::Scope>>,
     pub(crate) optional: bool,
+    pub(crate) metrics: AuthMetrics,
+}
+
+/// The layer's metric handles (see [`crate::metrics`]).
+#[derive(Clone, Default)]
+pub(crate) struct AuthMetrics {
+    requests: RequestCounters,
+    key_lookups: LookupCounters,
+    session_lookups: LookupCounters,
 }
 
 impl<St: KeyStore> Clone for Config<St> {
@@ -71,6 +81,7 @@ impl<St: KeyStore> Clone for Config<St> {
             renderer: Arc::clone(&self.renderer),
             sessions: self.sessions.clone(),
             optional: self.optional,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -173,6 +184,15 @@ impl<St: KeyStore> Config<St> {
         }
     }
 
+    /// The lookup metrics of the store `prepared` is looked up in.
+    #[inline]
+    fn lookups(&self, prepared: &Prepared) -> &LookupCounters {
+        match prepared.source {
+            Source::Cookie => &self.metrics.session_lookups,
+            Source::Header(_) => &self.metrics.key_lookups,
+        }
+    }
+
     /// The lookup, when the store can answer without waiting.
     #[inline]
     pub(crate) fn lookup_now(&self, prepared: &Prepared) -> Option<LookupResult<St::Scope>> {
@@ -202,7 +222,8 @@ impl<St: KeyStore> Config<St> {
                     }))
                 });
             #[cfg(feature = "metrics")]
-            crate::metrics::lookup_waited(self.backend(&prepared), started.elapsed());
+            self.lookups(&prepared)
+                .waited(self.backend(&prepared), started.elapsed());
             self.verify(found, &prepared)
         })
     }
@@ -215,11 +236,12 @@ impl<St: KeyStore> Config<St> {
         prepared: &Prepared,
     ) -> Verdict<St::Scope> {
         let result = match &found {
-            Ok(Some(_)) => "found",
-            Ok(None) => "unknown",
-            Err(_) => "error",
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(_) => 2,
         };
-        crate::metrics::lookup(self.backend(prepared), result);
+        self.lookups(prepared)
+            .record(self.backend(prepared), result);
         let found = match found {
             Ok(found) => found,
             Err(error) => {
@@ -283,8 +305,8 @@ impl<St: KeyStore> Config<St> {
 /// Step 6: protect the key headers and attach the principal, or render the rejection.
 impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     type Verdict = Verdict<St::Scope>;
-    /// The accepted credential's kind, for the request's metrics (`None`: anonymous).
-    type After = Option<CredentialKind>;
+    /// The layer (for its metrics) and the accepted credential's kind (`None`: anonymous).
+    type After = (Arc<Self>, Option<CredentialKind>);
 
     #[allow(clippy::result_large_err)]
     #[inline]
@@ -304,10 +326,10 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
                 ..
             }) if self.optional => {
                 request.extensions_mut().insert(crate::principal::Anonymous);
-                return Ok(None);
+                return Ok((Arc::clone(self), None));
             }
             Err(rejection) => {
-                crate::metrics::request("none", rejection.code());
+                self.metrics.requests.record(None, Some(rejection.kind()));
                 super::future::record_outcome(rejection.code());
                 return Err(respond(&*self.renderer, rejection, request.headers()));
             }
@@ -330,19 +352,19 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         super::future::record_principal(kind.as_str(), record.id.as_str(), &record.owner);
         extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
         extensions.insert(Principal::new(record, kind));
-        Ok(Some(kind))
+        Ok((Arc::clone(self), Some(kind)))
     }
 
     /// Counts the request by how it ended: a refusal further in (a scope, a rate limit)
     /// left its rejection in the response.
     #[inline]
-    fn finish<R>(kind: Option<CredentialKind>, response: &mut Response<R>) {
+    fn finish<R>((layer, kind): Self::After, response: &mut Response<R>) {
         let outcome = response
             .extensions()
             .get::<AuthRejection>()
-            .map_or("ok", AuthRejection::code);
-        crate::metrics::request(kind.map_or("none", CredentialKind::as_str), outcome);
-        super::future::record_outcome(outcome);
+            .map(AuthRejection::kind);
+        layer.metrics.requests.record(kind, outcome);
+        super::future::record_outcome(outcome.map_or("ok", RejectionKind::code));
     }
 }
 

@@ -37,8 +37,9 @@ pub(crate) struct LayerShared<B: RateLimitBackend> {
     /// `RateLimit` values by remaining count, for allowed requests under the class quota.
     pub(super) states: Vec<HeaderValue>,
     pub(super) limits: RateLimits<B>,
-    /// The class name as a metrics label, made once.
+    /// The class name as a metrics label, made once, and the decisions' handles.
     pub(super) label: Arc<str>,
+    pub(super) decisions: crate::metrics::DecisionCounters,
 }
 
 impl<B: RateLimitBackend> Clone for RateLimitLayer<B> {
@@ -203,12 +204,12 @@ pub(crate) enum Outcome {
 
 impl<B: RateLimitBackend> LayerShared<B> {
     fn outcome(&self, result: Result<Decision, BackendError>) -> Outcome {
-        let label = match &result {
-            Ok(decision) if decision.is_allowed() => "allowed",
-            Ok(_) => "limited",
-            Err(_) => "error",
+        let outcome = match &result {
+            Ok(decision) if decision.is_allowed() => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
         };
-        crate::metrics::rate_limit(&self.label, label);
+        self.decisions.record(&self.label, outcome);
         match result {
             Ok(decision) if decision.is_allowed() => Outcome::Call(self.headers_for(&decision)),
             Ok(decision) => Outcome::Reject(

@@ -112,6 +112,7 @@ impl<B: RateLimitBackend> RateLimits<B> {
                 policy: policy_header(&class, class.quota()),
                 states: state_headers(&class),
                 label: Arc::from(class.name().as_str()),
+                decisions: crate::metrics::DecisionCounters::default(),
                 class,
                 limits: self.clone(),
             }),

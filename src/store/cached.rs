@@ -81,6 +81,7 @@ pub struct CachedKeyStore<St: KeyStore> {
     synced: AtomicBool,
     /// Stale-if-error: its settings and the last known-good record per digest.
     stale: Option<Stale<St::Scope>>,
+    metrics: crate::metrics::CacheCounters,
 }
 
 /// When the store fails, how long a key's last known-good record may still answer
@@ -248,6 +249,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
                 floor: AtomicU64::new(0),
                 answers: AtomicU64::new(0),
             }),
+            metrics: crate::metrics::CacheCounters::default(),
         }
     }
 }
@@ -474,7 +476,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         let now = self.now();
         if let Some(cached) = record {
             if !self.is_stale(&cached, now) {
-                crate::metrics::counted(crate::metrics::CACHE_HITS);
+                self.metrics.hit();
                 return Some(Some(cached.record));
             }
         }
@@ -483,7 +485,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
                 .map_or(true, |age| age < self.negative_ttl)
         });
         if fresh_unknown {
-            crate::metrics::counted(crate::metrics::CACHE_HITS);
+            self.metrics.hit();
         }
         fresh_unknown.then_some(None)
     }
@@ -503,7 +505,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
         if let Some(answer) = self.hit(cached, self.unknown.get(&digest).await) {
             return Ok(answer);
         }
-        crate::metrics::counted(crate::metrics::CACHE_MISSES);
+        self.metrics.miss();
         let epoch = self.epoch.load(Ordering::SeqCst);
         let fetched_at = self.now();
         let inner = Arc::clone(&self.inner);

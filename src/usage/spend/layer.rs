@@ -31,6 +31,7 @@ pub(crate) struct Shared<B: UsageBackend> {
     cost: u64,
     /// The most a handler may report on top ([`ReportedCost`]), reserved at admission.
     reported_up_to: u64,
+    charged: crate::metrics::SpendCounters,
 }
 
 impl<B: UsageBackend> Shared<B> {
@@ -47,6 +48,7 @@ impl<B: UsageBackend> SpendCapLayer<B> {
                 caps,
                 cost,
                 reported_up_to: 0,
+                charged: crate::metrics::SpendCounters::default(),
             }),
         }
     }
@@ -63,6 +65,7 @@ impl<B: UsageBackend> SpendCapLayer<B> {
                 caps: self.shared.caps.clone(),
                 cost: self.shared.cost,
                 reported_up_to: most,
+                charged: crate::metrics::SpendCounters::default(),
             }),
         }
     }
@@ -354,8 +357,8 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
         admitted.refund = most - reported.min(most);
         let charged = admitted.shared.reservation() - admitted.refund;
         if charged > 0 {
-            let environment = admitted.principal.environment().as_str();
-            crate::metrics::by_environment(crate::metrics::SPEND_CHARGED, environment, charged);
+            let environment = admitted.principal.environment();
+            admitted.shared.charged.charged(environment, charged);
         }
         if admitted.refund > 0 {
             // Given back by the response future, which may have to wait for the backend.
