@@ -21,11 +21,19 @@
 //! });
 //! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 //!
-//! let (key, _, _, value) = snapshotter.snapshot().into_vec().pop().unwrap();
-//! assert_eq!(key.key().name(), tower_api_key::metrics::REQUESTS);
-//! let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
-//! assert_eq!(labels, ["credential=none", "outcome=invalid_api_key"]);
-//! assert_eq!(value, DebugValue::Counter(1));
+//! // Every (credential, outcome) pair is registered at the first request; this one counted.
+//! let counted: Vec<(String, DebugValue)> = snapshotter
+//!     .snapshot()
+//!     .into_vec()
+//!     .into_iter()
+//!     .filter(|(key, ..)| key.key().name() == tower_api_key::metrics::REQUESTS)
+//!     .map(|(key, _, _, value)| {
+//!         let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+//!         (labels.join(","), value)
+//!     })
+//!     .filter(|(_, value)| *value != DebugValue::Counter(0))
+//!     .collect();
+//! assert_eq!(counted, [("credential=none,outcome=invalid_api_key".to_owned(), DebugValue::Counter(1))]);
 //! ```
 //!
 //! Install the recorder before the first request: each layer and cache registers its

@@ -350,39 +350,7 @@ async fn a_tls_cluster_with_a_private_ca() {
         through(2).await.unwrap(),
     );
     assert!(b.ping().await.is_ok(), "every master answers over TLS");
-    let ns = namespace();
-    let issuer = store(a, &ns).await;
-    let cache = Arc::new(CachedKeyStore::new(Arc::new(store(b.clone(), &ns).await)));
-    let listener = RevocationListener::spawn(Arc::clone(&cache));
-    until("the subscription over TLS", || listener.connects() == 1).await;
-    let issued = issuer
-        .issue(NewKey::new("org", "tls", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
-        .await
-        .unwrap();
-    let probe = Probe::new();
-    let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
-    let service = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(RedisRateLimiter::new(b).with_namespace(&ns))
-            .layer(class)
-            .layer(probe.service::<String>()),
-    );
-    let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "the quota is counted in the TLS cluster"
-    );
-    issuer.revoke(&issued.record().id).await.unwrap();
-    until("the revocation over TLS", || listener.received() >= 1).await;
-    assert_eq!(
-        send(service, bearer(key)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(probe.calls(), 1);
+    crate::redis_shared::store_limiter_and_revocations_work(a, b).await;
 
     // The bundled roots do not know the private CA: refused, not downgraded.
     assert!(RedisConnection::cluster([cluster.urls[0].as_str()])

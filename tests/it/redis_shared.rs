@@ -641,6 +641,49 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     until("the resubscription", || listener.connects() >= 2).await;
 }
 
+/// Over `instance` (a connection to a TLS server here, to a TLS cluster elsewhere): the
+/// key store behind a cache, its revocation listener and the rate limiter work, and a
+/// revocation made through `revoking` reaches the listener and evicts the record.
+pub(crate) async fn store_limiter_and_revocations_work(
+    revoking: RedisConnection,
+    instance: RedisConnection,
+) {
+    let ns = namespace();
+    let direct = RedisKeyStore::<ForgScope>::new(revoking).with_namespace(&ns);
+    let store = RedisKeyStore::<ForgScope>::new(instance.clone()).with_namespace(&ns);
+    let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
+    let listener = RevocationListener::spawn(Arc::clone(&cache));
+    until("the subscription", || listener.connects() == 1).await;
+    let issued = direct
+        .issue(NewKey::new("org", "tls", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
+        .await
+        .unwrap();
+    let probe = Probe::new();
+    let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
+    let service = AuthLayer::new(Arc::clone(&cache)).layer(
+        RateLimits::with_backend(RedisRateLimiter::new(instance).with_namespace(&ns))
+            .layer(class)
+            .layer(probe.service::<String>()),
+    );
+    let key = issued.key().expose_secret();
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the quota is counted in Redis"
+    );
+    direct.revoke(&issued.record().id).await.unwrap();
+    until("the revocation message", || listener.received() >= 1).await;
+    assert_eq!(
+        send(service, bearer(key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(probe.calls(), 1);
+}
+
 /// Issue 23.3: `rediss://` with the crate's features as shipped (redis on rustls, ring
 /// provider): a server that speaks only TLS, whose certificate comes from a private CA
 /// given as PEM. The key store, its revocation listener and the rate limiter work over it;
@@ -664,46 +707,12 @@ async fn rediss_with_a_private_ca() {
         )
         .unwrap()
     };
-    let ns = namespace();
     let connection = || async {
         RedisConnection::from_client(client())
             .await
             .expect("TLS with the private CA")
     };
-    let store = RedisKeyStore::<ForgScope>::new(connection().await).with_namespace(&ns);
-    let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
-    let listener = RevocationListener::spawn(Arc::clone(&cache));
-    until("the subscription over TLS", || listener.connects() == 1).await;
-    let direct = RedisKeyStore::<ForgScope>::new(connection().await).with_namespace(&ns);
-    let issued = direct
-        .issue(NewKey::new("org", "tls", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
-        .await
-        .unwrap();
-    let limiter = RedisRateLimiter::new(connection().await).with_namespace(&ns);
-    let probe = Probe::new();
-    let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
-    let service = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(limiter)
-            .layer(class)
-            .layer(probe.service::<String>()),
-    );
-    let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        send(service.clone(), bearer(key)).await.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "the quota is counted in the TLS Redis"
-    );
-    // A revocation published over TLS reaches the listener and evicts the cached record.
-    direct.revoke(&issued.record().id).await.unwrap();
-    until("the revocation message", || listener.received() >= 1).await;
-    assert_eq!(
-        send(service, bearer(key)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    store_limiter_and_revocations_work(connection().await, connection().await).await;
 
     // The bundled roots do not know the private CA: refused, not downgraded.
     let unknown = Client::open(redis.url.as_str()).unwrap();
