@@ -86,6 +86,67 @@ impl Alphabet {
     }
 }
 
+/// A checksum at the end of every key of a family, so that a secret scanner can tell a
+/// real key from a look-alike offline and a mistyped key is refused before it is hashed
+/// (as GitHub's token format does). Set with [`KeyFamilyBuilder::checksum`]; the FORG and
+/// ForgeOS families keep their documented formats, without one.
+///
+/// ```
+/// use tower_api_key::key::{Alphabet, Checksum, Environment, KeyFamilies, KeyFamily, MalformedKey};
+///
+/// let acme = KeyFamily::builder("acme_", Environment::Live)
+///     .alphabet(Alphabet::Base62)
+///     .secret_len(30..=30)
+///     .checksum(Checksum::Crc32Base62)
+///     .build()
+///     .unwrap();
+/// let key = acme.generate().unwrap();
+/// assert_eq!(key.expose_secret().len(), "acme_".len() + 30 + 6);
+/// let families = KeyFamilies::only([acme.clone()]).unwrap();
+/// assert!(families.parse(key.expose_secret()).is_ok());
+///
+/// // One character changed: refused as malformed, before anything is hashed.
+/// let mut typo = key.expose_secret().to_owned();
+/// let last = typo.pop().unwrap();
+/// typo.push(if last == 'a' { 'b' } else { 'a' });
+/// assert_eq!(families.parse(&typo).unwrap_err(), MalformedKey::Checksum);
+/// // What a secret scanner matches:
+/// assert_eq!(acme.pattern(), "acme_[0-9A-Za-z]{30}[0-9A-Za-z]{6}");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Checksum {
+    /// CRC-32 (IEEE) of the prefix and the secret, as 6 base62 characters
+    /// (`0-9A-Za-z`, most significant first, zero-padded) after the secret. It detects
+    /// every one-character change and is no secret: anyone can compute it.
+    Crc32Base62,
+}
+
+impl Checksum {
+    /// How many characters it adds.
+    pub const fn len(self) -> usize {
+        match self {
+            Checksum::Crc32Base62 => 6,
+        }
+    }
+
+    /// Never empty; for clippy's `len` without `is_empty` rule.
+    pub const fn is_empty(self) -> bool {
+        false
+    }
+
+    /// The checksum of `body` (prefix and secret).
+    fn of(self, body: &[u8]) -> [u8; 6] {
+        let mut n = crc32fast::hash(body);
+        let mut out = [b'0'; 6];
+        for slot in out.iter_mut().rev() {
+            *slot = BASE62[(n % 62) as usize];
+            n /= 62;
+        }
+        out
+    }
+}
+
 /// A kind of key: its prefix, secret alphabet and length, and its [`Environment`].
 ///
 /// The three families of the FORG and ForgeOS documents are built in
@@ -113,6 +174,7 @@ pub struct KeyFamily {
     min_len: usize,
     max_len: usize,
     generated_len: usize,
+    checksum: Option<Checksum>,
 }
 
 impl KeyFamily {
@@ -130,6 +192,7 @@ impl KeyFamily {
             min_len,
             max_len,
             generated_len,
+            checksum: None,
         }
     }
 
@@ -145,6 +208,7 @@ impl KeyFamily {
             alphabet: Alphabet::LowerHex,
             secret_len: 32..=32,
             generated_len: None,
+            checksum: None,
         }
     }
 
@@ -173,35 +237,75 @@ impl KeyFamily {
         self.generated_len
     }
 
+    /// The checksum after the secret, if the family has one.
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.checksum
+    }
+
+    /// The regular expression a secret scanner matches this family's keys with, e.g.
+    /// `forg_live_[0-9a-f]{32}` (no anchors; the prefix's `.` escaped). A scanner then
+    /// verifies the [`Checksum`] when there is one.
+    pub fn pattern(&self) -> String {
+        let class = match self.alphabet {
+            Alphabet::LowerHex => "[0-9a-f]",
+            Alphabet::Base62 => "[0-9A-Za-z]",
+        };
+        let prefix = self.prefix.replace('.', "\\.");
+        let secret = if self.min_len == self.max_len {
+            format!("{class}{{{}}}", self.min_len)
+        } else {
+            format!("{class}{{{},{}}}", self.min_len, self.max_len)
+        };
+        match self.checksum {
+            Some(checksum) => format!("{prefix}{secret}[0-9A-Za-z]{{{}}}", checksum.len()),
+            None => format!("{prefix}{secret}"),
+        }
+    }
+
     /// Generates a new key of this family from the operating system's CSPRNG.
     ///
     /// # Errors
     /// When the operating system has no randomness to give (practically never after boot).
     pub fn generate(&self) -> Result<PlaintextKey, GenerateError> {
         // Exact capacity: the string never reallocates, so no unzeroized copy is left behind.
-        let mut key = String::with_capacity(self.prefix.len() + self.generated_len);
+        let checksum_len = self.checksum.map_or(0, Checksum::len);
+        let mut key = String::with_capacity(self.prefix.len() + self.generated_len + checksum_len);
         key.push_str(&self.prefix);
         let mut key = zeroize::Zeroizing::new(key);
         self.alphabet.generate(self.generated_len, &mut key)?;
+        if let Some(checksum) = self.checksum {
+            let sum = checksum.of(key.as_bytes());
+            key.extend(sum.iter().map(|&b| char::from(b)));
+        }
         Ok(PlaintextKey::new(key, self.prefix.len()))
     }
 
     /// Checks the part after the prefix. Every byte is looked at, in order; the first
     /// failure ends the check (the input is the caller's own, so there is nothing to hide).
+    /// With a checksum, `key` (prefix included) is what it covers.
     #[inline]
-    pub(crate) fn check_secret(&self, secret: &[u8]) -> Result<(), MalformedKey> {
-        if secret.len() < self.min_len || secret.len() > self.max_len {
+    pub(crate) fn check_secret(&self, key: &[u8], secret: &[u8]) -> Result<(), MalformedKey> {
+        let checksum_len = self.checksum.map_or(0, Checksum::len);
+        let Some(random_len) = secret.len().checked_sub(checksum_len) else {
+            return Err(MalformedKey::Length);
+        };
+        if random_len < self.min_len || random_len > self.max_len {
             return Err(MalformedKey::Length);
         }
-        if self.alphabet.contains_all(secret) {
-            Ok(())
-        } else {
-            Err(MalformedKey::Character)
+        let (random, sum) = secret.split_at(random_len);
+        if !self.alphabet.contains_all(random) || !Alphabet::Base62.contains_all(sum) {
+            return Err(MalformedKey::Character);
+        }
+        match self.checksum {
+            Some(checksum) if checksum.of(&key[..key.len() - sum.len()]) != sum => {
+                Err(MalformedKey::Checksum)
+            }
+            _ => Ok(()),
         }
     }
 
     fn max_total_len(&self) -> usize {
-        self.prefix.len() + self.max_len
+        self.prefix.len() + self.max_len + self.checksum.map_or(0, Checksum::len)
     }
 }
 
@@ -228,9 +332,17 @@ pub struct KeyFamilyBuilder {
     alphabet: Alphabet,
     secret_len: RangeInclusive<usize>,
     generated_len: Option<usize>,
+    checksum: Option<Checksum>,
 }
 
 impl KeyFamilyBuilder {
+    /// A checksum after the secret (default none); it does not count in
+    /// [`secret_len`](Self::secret_len) or in the key's entropy.
+    pub fn checksum(mut self, checksum: Checksum) -> Self {
+        self.checksum = Some(checksum);
+        self
+    }
+
     /// The alphabet of the secret part (default [`Alphabet::LowerHex`]).
     pub fn alphabet(mut self, alphabet: Alphabet) -> Self {
         self.alphabet = alphabet;
@@ -284,6 +396,7 @@ impl KeyFamilyBuilder {
             min_len,
             max_len,
             generated_len,
+            checksum: self.checksum,
         })
     }
 }
@@ -418,7 +531,7 @@ impl KeyFamilies {
             .iter()
             .find(|f| bytes.starts_with(f.prefix.as_bytes()))
             .ok_or(MalformedKey::UnknownPrefix)?;
-        family.check_secret(&bytes[family.prefix.len()..])?;
+        family.check_secret(bytes, &bytes[family.prefix.len()..])?;
         Ok(ParsedKey { family, key })
     }
 }

@@ -40,7 +40,9 @@ use zeroize::Zeroizing;
 pub use crate::environment::Environment;
 pub(crate) use digest::BuildDigestHasher;
 pub use digest::{KeyDigest, KeyHasher, ParseDigestError, PepperError};
-pub use family::{Alphabet, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey};
+pub use family::{
+    Alphabet, Checksum, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey,
+};
 
 /// Why a string is not a key. The input itself is never repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -58,6 +60,10 @@ pub enum MalformedKey {
     /// A character is outside the family's alphabet (upper-case hex, whitespace, non-ASCII).
     #[error("key has a character outside its family's alphabet")]
     Character,
+    /// The key's checksum does not match the rest of it: mistyped or truncated
+    /// ([`Checksum`]).
+    #[error("key checksum does not match")]
+    Checksum,
 }
 
 /// The operating system's random number generator failed.

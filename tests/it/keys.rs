@@ -279,3 +279,83 @@ fn base62_family_round_trips() {
         .parse(&format!("acme_sk_{}", "a-".repeat(20)))
         .is_err());
 }
+
+/// A checksummed family (issue 25.6): generated keys carry a CRC-32 in six base62
+/// characters and parse; every one-character change anywhere after the prefix is refused
+/// as malformed (checksum, or character for a change outside the alphabet), so the layer
+/// answers 401 without a lookup; and each family's documented pattern matches its keys.
+#[test]
+fn checksummed_families_refuse_every_one_character_change() {
+    use tower_api_key::key::Checksum;
+    let acme = KeyFamily::builder("acme_", Environment::Live)
+        .alphabet(Alphabet::Base62)
+        .secret_len(30..=30)
+        .checksum(Checksum::Crc32Base62)
+        .build()
+        .unwrap();
+    let families = KeyFamilies::only([acme.clone()]).unwrap();
+    let alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    for _ in 0..20 {
+        let key = acme.generate().unwrap();
+        let key = key.expose_secret();
+        assert_eq!(key.len(), 5 + 30 + 6);
+        assert!(families.parse(key).is_ok());
+        for position in 5..key.len() {
+            for replacement in alphabet.chars().chain(['_', '-', ' ']) {
+                let mut changed: Vec<char> = key.chars().collect();
+                if changed[position] == replacement {
+                    continue;
+                }
+                changed[position] = replacement;
+                let changed: String = changed.into_iter().collect();
+                let refused = families.parse(&changed).unwrap_err();
+                assert!(
+                    matches!(refused, MalformedKey::Checksum | MalformedKey::Character),
+                    "{position}: {refused:?}"
+                );
+            }
+        }
+        // Truncated or extended: the length is checked first.
+        assert_eq!(
+            families.parse(&key[..key.len() - 1]).unwrap_err(),
+            MalformedKey::Length
+        );
+        assert_eq!(
+            families.parse(&format!("{key}0")).unwrap_err(),
+            MalformedKey::Length
+        );
+    }
+    // Without a checksum, a one-character change is another well-formed key: the reason
+    // for checksums.
+    let plain = KeyFamily::FORG_LIVE.generate().unwrap();
+    let mut changed = plain.expose_secret().to_owned();
+    let last = changed.pop().unwrap();
+    changed.push(if last == '0' { '1' } else { '0' });
+    assert!(KeyFamilies::default().parse(&changed).is_ok());
+}
+
+/// The regular expressions the README documents for secret scanners, one per family,
+/// match every generated key in full.
+#[test]
+fn each_familys_pattern_matches_its_keys() {
+    use tower_api_key::key::Checksum;
+    let acme = KeyFamily::builder("acme.v1_", Environment::Live)
+        .alphabet(Alphabet::Base62)
+        .secret_len(30..=30)
+        .checksum(Checksum::Crc32Base62)
+        .build()
+        .unwrap();
+    for (family, documented) in [
+        (KeyFamily::FORG_LIVE, "forg_live_[0-9a-f]{32}"),
+        (KeyFamily::FORG_TEST, "forg_test_[0-9a-f]{32}"),
+        (KeyFamily::FOS, "fos_[0-9a-f]{32,128}"),
+        (acme, r"acme\.v1_[0-9A-Za-z]{30}[0-9A-Za-z]{6}"),
+    ] {
+        assert_eq!(family.pattern(), documented);
+        let whole = regex::Regex::new(&format!("^{documented}$")).unwrap();
+        for _ in 0..50 {
+            let key = family.generate().unwrap();
+            assert!(whole.is_match(key.expose_secret()), "{documented}");
+        }
+    }
+}
