@@ -71,6 +71,10 @@
 //! | where keys live and their lifecycle | [`store`], [`manage`] (HTTP, with its OpenAPI document) |
 //! | the FORG / ForgeOS presets | [`forg`] |
 //!
+//! Beside the path: [`metrics`] (what every step counts, feature `metrics`) and, with
+//! `redis`, `RedisConnection` (one handle to a Redis server or Redis Cluster, taken by every
+//! Redis-backed type).
+//!
 //! A layer that only works outside the [`AuthLayer`] ([`failure_limit`], [`activity`])
 //! reports being put inside it: an error-level `tracing` event and, in debug builds, a
 //! failed assertion on the first authenticated request it sees.
@@ -89,8 +93,9 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | extractors for [`Principal`] and [`ScopeSet`] (and their `Option`s), `IntoResponse` for [`AuthRejection`], the key management API ([`manage`]) |
-//! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key) |
-//! | `redis` | no | [`RedisKeyStore`](store::RedisKeyStore) (`rediss://` by rustls), [`RedisRateLimiter`](rate_limit::RedisRateLimiter) and [`RevocationListener`](store::RevocationListener): keys, quotas and revocations shared by several instances (implies `cache`) |
+//! | `tracing` | yes | `tracing` events for rejections and store failures (key id and reason, never the key), and a span per request |
+//! | `metrics` | yes | counters and a histogram through the `metrics` facade ([`metrics`]): requests by outcome, lookups, cache, rate limits, spend, revocations |
+//! | `redis` | no | `RedisConnection` (standalone or Redis Cluster, `rediss://` by rustls), [`RedisKeyStore`](store::RedisKeyStore), [`RedisRateLimiter`](rate_limit::RedisRateLimiter), `RedisUsage`, `RedisActivityLog` and [`RevocationListener`](store::RevocationListener): keys, quotas, spend and revocations shared by several instances (implies `cache`) |
 //! | `postgres` | no | [`SqlKeyStore`](store::SqlKeyStore) on PostgreSQL (sqlx; TLS by rustls, `sslmode` in the URL) and [`PgRevocationListener`](store::PgRevocationListener) (LISTEN/NOTIFY; implies `cache`) |
 //! | `sqlite` | no | [`SqlKeyStore`](store::SqlKeyStore) on SQLite (sqlx, bundled) |
 //! | `cache` | no | [`CachedKeyStore`](store::CachedKeyStore): a bounded TTL cache (moka) with single-flight lookups in front of a slow store |

@@ -1,7 +1,7 @@
-//! Key families: [`KeyFamily`] (prefix, alphabet, length, environment), its builder, and
-//! [`KeyFamilies`], which parses a key against all of them in one pass. One file of about
-//! 470 lines, most of it documentation and examples: the three types share one parsing rule
-//! and its length bounds, which splitting would scatter.
+//! Key families: [`KeyFamily`] (prefix, alphabet, length, environment, optional
+//! [`Checksum`]), its builder, and [`KeyFamilies`], which parses a key against all of them
+//! in one pass. One file of about 570 lines, most of it documentation and examples: the
+//! types share one parsing rule and its length bounds, which splitting would scatter.
 
 use std::borrow::Cow;
 use std::fmt;
