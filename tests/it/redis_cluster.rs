@@ -14,16 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis_cluster::RedisCluster;
-use common::{bearer, from, send, until, Probe};
+use common::{bearer, from, send, Probe};
 use http::StatusCode;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits, RedisRateLimiter};
-use tower_api_key::store::{
-    CachedKeyStore, KeyId, KeyPolicy, ManageKeys, RedisKeyStore, RevocationListener,
-};
+use tower_api_key::store::{KeyId, KeyPolicy, ManageKeys, RedisKeyStore};
 use tower_api_key::usage::{Budgets, RedisUsage, SpendCaps};
 use tower_api_key::{AuthLayer, ForgScope, NewKey, RedisConnection};
 
@@ -150,41 +148,13 @@ async fn a_revocation_is_heard_through_another_node() {
     let Some(cluster) = RedisCluster::shared() else {
         return;
     };
-    let ns = namespace();
     // Instance A knows only node 0, instance B only node 2: each subscribes there, and the
     // revocation is published on whichever master holds the key store's slot.
-    let cache_a = Arc::new(CachedKeyStore::new(Arc::new(
-        store(cluster.connection_through(0).await, &ns).await,
-    )));
-    let cache_b = Arc::new(CachedKeyStore::new(Arc::new(
-        store(cluster.connection_through(2).await, &ns).await,
-    )));
-    let listener_a = RevocationListener::spawn(Arc::clone(&cache_a));
-    let listener_b = RevocationListener::spawn(Arc::clone(&cache_b));
-    until("both subscriptions", || {
-        listener_a.connects() == 1 && listener_b.connects() == 1
-    })
+    crate::redis_shared::a_revocation_reaches_the_other_instance(
+        cluster.connection_through(0).await,
+        cluster.connection_through(2).await,
+    )
     .await;
-    let issued = cache_a
-        .inner()
-        .issue(NewKey::new("org", "revoke me", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
-        .await
-        .unwrap();
-    let probe = Probe::new();
-    let service_b = AuthLayer::new(Arc::clone(&cache_b)).layer(probe.service::<String>());
-    let key = issued.key().expose_secret();
-    assert_eq!(
-        send(service_b.clone(), bearer(key)).await.status,
-        StatusCode::OK
-    );
-
-    cache_a.inner().revoke(&issued.record().id).await.unwrap();
-    until("B hears the revocation", || listener_b.received() >= 1).await;
-    assert_eq!(
-        send(service_b, bearer(key)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(probe.calls(), 1);
 }
 
 /// 1,000 keys through the limiter, spend caps and failed-auth limit: their state lands on

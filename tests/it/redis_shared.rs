@@ -118,9 +118,23 @@ pub(crate) async fn one_quota(connections: Vec<RedisConnection>, keys: usize) {
 #[tokio::test]
 async fn a_revocation_on_one_instance_is_seen_by_the_other() {
     let Some(redis) = Redis::start() else { return };
+    let connect = || async { RedisConnection::open(&redis.url).await.unwrap() };
+    a_revocation_reaches_the_other_instance(connect().await, connect().await).await;
+}
+
+/// Two cached instances, A on connection `a` and B on `b`, each with its listener: a key
+/// both have cached, revoked through A, is refused by B (and A) as soon as the message
+/// arrives (here on one server; on a cluster with A and B seeded by different nodes).
+pub(crate) async fn a_revocation_reaches_the_other_instance(
+    a: RedisConnection,
+    b: RedisConnection,
+) {
     let ns = namespace();
-    let cache_a = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
-    let cache_b = Arc::new(CachedKeyStore::new(Arc::new(store(&redis.url, &ns).await)));
+    let cached = |connection| {
+        let store = RedisKeyStore::<ForgScope>::new(connection).with_namespace(&ns);
+        Arc::new(CachedKeyStore::new(Arc::new(store)))
+    };
+    let (cache_a, cache_b) = (cached(a), cached(b));
     let (listener_a, listener_b) = (
         RevocationListener::spawn(Arc::clone(&cache_a)),
         RevocationListener::spawn(Arc::clone(&cache_b)),
