@@ -32,6 +32,30 @@ pub struct RedisCluster {
     pub ca_pem: Option<String>,
 }
 
+/// How a `redis-server` listens on `port`: plain, or (`tls`) only TLS with `server.crt`,
+/// `server.key` and `ca.crt` from `dir`, clients not asked for certificates. Shared with
+/// the single-server harness (this file stands alone in the example and the bench).
+pub fn listen_args(dir: &std::path::Path, port: u16, tls: bool) -> Vec<std::ffi::OsString> {
+    if !tls {
+        return vec!["--port".into(), port.to_string().into()];
+    }
+    let file = |name: &str| dir.join(name).into_os_string();
+    vec![
+        "--port".into(),
+        "0".into(),
+        "--tls-port".into(),
+        port.to_string().into(),
+        "--tls-cert-file".into(),
+        file("server.crt"),
+        "--tls-key-file".into(),
+        file("server.key"),
+        "--tls-ca-cert-file".into(),
+        file("ca.crt"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
+}
+
 /// `n` distinct free loopback ports (held together while chosen, so none repeats).
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -202,27 +226,10 @@ impl RedisCluster {
         let port = self.ports[node];
         let dir = self.node_dir(node);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let listen: Vec<std::ffi::OsString> = if self.ca_pem.is_some() {
-            let file = |name: &str| self.dir.join(name).into_os_string();
-            vec![
-                "--port".into(),
-                "0".into(),
-                "--tls-port".into(),
-                port.to_string().into(),
-                "--tls-cluster".into(),
-                "yes".into(),
-                "--tls-cert-file".into(),
-                file("server.crt"),
-                "--tls-key-file".into(),
-                file("server.key"),
-                "--tls-ca-cert-file".into(),
-                file("ca.crt"),
-                "--tls-auth-clients".into(),
-                "no".into(),
-            ]
-        } else {
-            vec!["--port".into(), port.to_string().into()]
-        };
+        let mut listen = listen_args(&self.dir, port, self.ca_pem.is_some());
+        if self.ca_pem.is_some() {
+            listen.extend(["--tls-cluster".into(), "yes".into()]);
+        }
         Command::new("redis-server")
             .args(listen)
             .args(["--bind", "127.0.0.1"])

@@ -99,27 +99,7 @@ impl Redis {
     }
 
     pub fn spawn(&mut self) -> std::io::Result<()> {
-        let port = self.port.to_string();
-        let tls = self.ca_pem.is_some();
-        let listen: Vec<std::ffi::OsString> = if tls {
-            let file = |name: &str| self.dir.join(name).into_os_string();
-            vec![
-                "--port".into(),
-                "0".into(),
-                "--tls-port".into(),
-                port.as_str().into(),
-                "--tls-cert-file".into(),
-                file("server.crt"),
-                "--tls-key-file".into(),
-                file("server.key"),
-                "--tls-ca-cert-file".into(),
-                file("ca.crt"),
-                "--tls-auth-clients".into(),
-                "no".into(),
-            ]
-        } else {
-            vec!["--port".into(), port.as_str().into()]
-        };
+        let listen = super::redis_cluster::listen_args(&self.dir, self.port, self.ca_pem.is_some());
         let child = Command::new("redis-server")
             .args(listen)
             .args(["--bind", "127.0.0.1", "--save", ""])
