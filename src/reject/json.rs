@@ -46,7 +46,7 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) error: &'a str,
     pub(crate) code: &'a str,
     pub(crate) status: u16,
-    /// When a spent budget is whole again (402).
+    /// When a spent budget is whole again (402; absent for credits, which never are).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
     pub(crate) resets_at: Option<crate::timestamp::Rfc3339>,
@@ -89,6 +89,7 @@ pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
     static CONSTANT: [OnceLock<Bytes>; RejectionKind::ALL.len()] =
         [const { OnceLock::new() }; RejectionKind::ALL.len()];
     let kind = rejection.kind();
+    // A 402 without `resets_at` (spent credits) has one body too.
     if kind.constant_message().is_some() && rejection.resets_at().is_none() {
         return CONSTANT[kind.index()]
             .get_or_init(|| serialized(rejection))

@@ -191,10 +191,12 @@ pub enum AuthRejection {
     /// 402 `spend_cap_exceeded`: the budget of the period is spent.
     #[non_exhaustive]
     SpendCapExceeded {
-        /// Until the period ends.
-        retry_after: RetryAfter,
-        /// When the period ends (in the body as `resets_at`, RFC 3339).
-        resets_at: SystemTime,
+        /// Until the period ends; `None` for a budget that never resets
+        /// ([`Period::Lifetime`](crate::usage::Period::Lifetime)).
+        retry_after: Option<RetryAfter>,
+        /// When the period ends (in the body as `resets_at`, RFC 3339); `None` for a
+        /// budget that never resets.
+        resets_at: Option<SystemTime>,
     },
     /// 403 `ip_not_allowed`: the key may not be used from the client's address.
     IpNotAllowed,
@@ -250,8 +252,17 @@ impl AuthRejection {
     /// 402 `spend_cap_exceeded`, until `resets_at`.
     pub fn spend_cap_exceeded(retry_after: RetryAfter, resets_at: SystemTime) -> Self {
         Self::SpendCapExceeded {
-            retry_after,
-            resets_at,
+            retry_after: Some(retry_after),
+            resets_at: Some(resets_at),
+        }
+    }
+
+    /// 402 `spend_cap_exceeded` for a budget that never resets (one-time credits): no
+    /// `Retry-After`, no `resets_at`.
+    pub fn credits_spent() -> Self {
+        Self::SpendCapExceeded {
+            retry_after: None,
+            resets_at: None,
         }
     }
 
@@ -346,6 +357,9 @@ impl AuthRejection {
                     format!("Insufficient scope: {missing} required").into()
                 }
             }
+            Self::SpendCapExceeded {
+                resets_at: None, ..
+            } => "AI spend cap exceeded: these credits do not reset; upgrade plan".into(),
             Self::MissingLayer(what) => {
                 format!("Server misconfigured: {what} is missing for this route").into()
             }
@@ -357,9 +371,10 @@ impl AuthRejection {
     /// When to retry, on 402, 429 and 503.
     pub fn retry_after(&self) -> Option<RetryAfter> {
         match self {
-            Self::RateLimited { retry_after }
-            | Self::Unavailable { retry_after, .. }
-            | Self::SpendCapExceeded { retry_after, .. } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            Self::SpendCapExceeded { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -367,7 +382,7 @@ impl AuthRejection {
     /// When a spent budget is whole again, on 402 (the body's `resets_at`).
     pub(crate) fn resets_at(&self) -> Option<SystemTime> {
         match self {
-            Self::SpendCapExceeded { resets_at, .. } => Some(*resets_at),
+            Self::SpendCapExceeded { resets_at, .. } => *resets_at,
             _ => None,
         }
     }

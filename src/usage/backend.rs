@@ -41,8 +41,8 @@ pub enum Charge {
     /// reservation's [`Spent::resets_at`]) is still the current one: a refund never credits
     /// a later period.
     Refund {
-        /// When the reservation's period ends.
-        period_ends: SystemTime,
+        /// When the reservation's period ends (`None`: a lifetime budget, which has one).
+        period_ends: Option<SystemTime>,
     },
 }
 
@@ -59,10 +59,11 @@ pub struct Spent {
     pub allowed: bool,
     /// The period's total after the charge.
     pub spent: u64,
-    /// When the period ends, on the backend's clock.
-    pub resets_at: SystemTime,
-    /// Time left until then, on the backend's clock.
-    pub reset_after: Duration,
+    /// When the period ends, on the backend's clock (`None`: never, a
+    /// [`Period::Lifetime`] budget).
+    pub resets_at: Option<SystemTime>,
+    /// Time left until then, on the backend's clock (`None`: never).
+    pub reset_after: Option<Duration>,
 }
 
 /// Where spend counters live: atomic per counter, so that instances sharing a backend
@@ -89,6 +90,16 @@ pub trait UsageBackend: Clone + Send + Sync + 'static {
         let _ = (counter, cost, cap, charge);
         None
     }
+
+    /// What `counter` has spent in its current period, without charging anything (a
+    /// reservation of zero, which writes nothing): for reports such as the management
+    /// API's `GET /billing/spend`.
+    fn read(
+        &self,
+        counter: Counter<'_>,
+    ) -> impl Future<Output = Result<Spent, BackendError>> + Send {
+        self.charge(counter, 0, MAX_AMOUNT, Charge::Reserve)
+    }
 }
 
 /// Spend counters in this process, on a [`Clock`] (fake in tests). Counters of past periods
@@ -97,7 +108,7 @@ pub trait UsageBackend: Clone + Send + Sync + 'static {
 pub struct MemoryUsage {
     /// One map per (environment, per, period), so a counter is found by its subject as a
     /// `&str`, without allocating: (window index, spent).
-    counters: Arc<[Counters; 8]>,
+    counters: Arc<[Counters; 16]>,
     /// The size at which the next sweep runs: doubles with the live counters.
     sweep_at: Arc<SweepAt>,
     clock: Arc<dyn Clock>,
@@ -161,19 +172,15 @@ impl fmt::Debug for MemoryUsage {
 /// Subject -> (window index, spent).
 type Counters = DashMap<Box<str>, (u64, u64), foldhash::fast::RandomState>;
 
-/// The index of `counter`'s map: environment, per, period as three bits.
+/// The index of `counter`'s map: environment, per (a bit each) and period (two bits).
 fn slot_of(counter: Counter<'_>) -> usize {
-    counter.environment.slot() * 4
-        + usize::from(counter.per == BudgetPer::Key) * 2
-        + usize::from(counter.period == Period::Monthly)
+    counter.environment.slot() * 8
+        + usize::from(counter.per == BudgetPer::Key) * 4
+        + counter.period.slot()
 }
 
 fn period_of_slot(slot: usize) -> Period {
-    if slot % 2 == 1 {
-        Period::Monthly
-    } else {
-        Period::Hourly
-    }
+    Period::ALL[slot % 4]
 }
 
 impl UsageBackend for MemoryUsage {

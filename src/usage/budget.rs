@@ -7,6 +7,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 
+use super::period::Period;
 use crate::key::Environment;
 use crate::principal::Principal;
 use crate::store::KeyId;
@@ -23,12 +24,30 @@ pub enum BudgetPer {
     Key,
 }
 
+/// A principal's budget: the cap, and the period it is counted in when that is not the
+/// environment's (see [`SpendCaps::period`](super::SpendCaps::period)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Allowance {
+    /// The most the period may spend, in the application's cost units.
+    pub cap: u64,
+    /// The period (`None`: the environment's).
+    pub period: Option<Period>,
+}
+
 /// The cap, in the application's cost units (cents, tokens, credits), for a principal's
 /// requests per period; `None` means uncapped (nothing is counted). Asked on every request:
 /// keep it a lookup.
 pub trait BudgetPolicy: Send + Sync + 'static {
     /// The cap for `principal`.
     fn cap(&self, principal: &Principal) -> Option<u64>;
+
+    /// The cap for `principal` and, when it differs from the environment's, the period
+    /// (one-time credits: [`Period::Lifetime`]). What the layer asks; the default is
+    /// [`cap`](Self::cap) in the environment's period.
+    fn allowance(&self, principal: &Principal) -> Option<Allowance> {
+        self.cap(principal)
+            .map(|cap| Allowance { cap, period: None })
+    }
 }
 
 impl<F> BudgetPolicy for F
@@ -42,7 +61,9 @@ where
 
 /// Caps by environment, with overrides per owner (the plan's amount) and per key, which
 /// the application can change at run time (clones share the table): a key override wins
-/// over its owner's, which wins over the environment's default.
+/// over its owner's, which wins over the environment's default. A key override may be
+/// one-time credits ([`set_key_credits`](Self::set_key_credits)): a total that never
+/// resets.
 ///
 /// ```
 /// use tower_api_key::key::Environment;
@@ -65,7 +86,7 @@ struct Table {
     defaults: [Option<u64>; 2],
     // foldhash (seeded per map): the table is read on every request.
     owners: [DashMap<String, Option<u64>, RandomState>; 2],
-    keys: DashMap<KeyId, Option<u64>, RandomState>,
+    keys: DashMap<KeyId, Option<Allowance>, RandomState>,
 }
 
 impl Budgets {
@@ -91,9 +112,22 @@ impl Budgets {
         self.table.owners[environment.slot()].insert(owner.into(), cap);
     }
 
-    /// `key`'s cap from now on (`None`: uncapped), over its owner's.
+    /// `key`'s cap from now on (`None`: uncapped), over its owner's, in the environment's
+    /// period.
     pub fn set_key_cap(&self, key: KeyId, cap: Option<u64>) {
-        self.table.keys.insert(key, cap);
+        let allowance = cap.map(|cap| Allowance { cap, period: None });
+        self.table.keys.insert(key, allowance);
+    }
+
+    /// `key` may spend `total` units over its whole life, never reset (a trial key's
+    /// credits): [`Period::Lifetime`]. Counted on the key's own counter with
+    /// [`BudgetPer::Key`], on its owner's lifetime counter with [`BudgetPer::Owner`].
+    pub fn set_key_credits(&self, key: KeyId, total: u64) {
+        let allowance = Allowance {
+            cap: total,
+            period: Some(Period::Lifetime),
+        };
+        self.table.keys.insert(key, Some(allowance));
     }
 
     /// Removes `owner`'s overrides (every environment); its keys' overrides stay.
@@ -106,15 +140,20 @@ impl Budgets {
 
 impl BudgetPolicy for Budgets {
     fn cap(&self, principal: &Principal) -> Option<u64> {
+        self.allowance(principal).map(|allowance| allowance.cap)
+    }
+
+    fn allowance(&self, principal: &Principal) -> Option<Allowance> {
         let table = &*self.table;
-        if let Some(cap) = table.keys.get(principal.key_id()) {
-            return *cap;
+        if let Some(allowance) = table.keys.get(principal.key_id()) {
+            return *allowance;
         }
         let slot = principal.environment().slot();
-        match table.owners[slot].get(principal.owner()) {
+        let cap = match table.owners[slot].get(principal.owner()) {
             Some(cap) => *cap,
             None => table.defaults[slot],
-        }
+        };
+        cap.map(|cap| Allowance { cap, period: None })
     }
 }
 

@@ -81,7 +81,7 @@ pub(crate) mod redis;
 mod spend;
 
 pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT};
-pub use budget::{BudgetPer, BudgetPolicy, Budgets};
+pub use budget::{Allowance, BudgetPer, BudgetPolicy, Budgets};
 
 pub use period::{Period, Window};
 pub use plan::{Plan, PlanAnswer, PlanLayer, PlanPolicy, PlanService, PlanTable};

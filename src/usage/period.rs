@@ -1,4 +1,4 @@
-//! [`Period`]: the calendar window a budget is counted in, in UTC.
+//! [`Period`]: the calendar window a budget is counted in, in UTC, or none at all.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,15 +8,22 @@ use crate::key::Environment;
 use crate::timestamp::LATEST;
 
 /// How long a budget lasts before it is whole again: calendar windows in UTC, so every
-/// instance (and Redis) agrees on when a period ends whatever its time zone.
+/// instance (and Redis) agrees on when a period ends whatever its time zone; or never
+/// ([`Lifetime`](Self::Lifetime): one-time credits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Period {
     /// From the top of one UTC hour to the next (the FORG sandbox: "budget counters reset
     /// every hour").
     Hourly,
+    /// From 00:00 UTC to the next midnight.
+    Daily,
     /// From the first of a UTC month, 00:00, to the first of the next.
     Monthly,
+    /// One window that never ends: the budget is a total that is never whole again
+    /// (one-time credits, e.g. 1,000 units for a trial key). Its 402 has no `Retry-After`
+    /// and no `resets_at`.
+    Lifetime,
 }
 
 impl Period {
@@ -37,9 +44,22 @@ impl Period {
                 Window {
                     index,
                     start: index * 3600,
-                    end: (index + 1) * 3600,
+                    end: Some((index + 1) * 3600),
                 }
             }
+            Self::Daily => {
+                let index = secs / 86_400;
+                Window {
+                    index,
+                    start: index * 86_400,
+                    end: Some((index + 1) * 86_400),
+                }
+            }
+            Self::Lifetime => Window {
+                index: 0,
+                start: 0,
+                end: None,
+            },
             Self::Monthly => {
                 let date = OffsetDateTime::from_unix_timestamp(secs.min(LATEST) as i64)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -54,17 +74,37 @@ impl Period {
                 Window {
                     index: year as u64 * 12 + u64::from(u8::from(month) - 1),
                     start: first_of(year, month),
-                    end: first_of(next_year, month.next()),
+                    end: Some(first_of(next_year, month.next())),
                 }
             }
         }
     }
 
-    /// A short name: `"hour"` or `"month"`.
+    /// A short name: `"hour"`, `"day"`, `"month"` or `"lifetime"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Hourly => "hour",
+            Self::Daily => "day",
             Self::Monthly => "month",
+            Self::Lifetime => "lifetime",
+        }
+    }
+
+    /// Whether the budget is whole again at the end of each window (every period but
+    /// [`Lifetime`](Self::Lifetime)).
+    pub const fn resets(self) -> bool {
+        !matches!(self, Self::Lifetime)
+    }
+
+    pub(crate) const ALL: [Self; 4] = [Self::Hourly, Self::Daily, Self::Monthly, Self::Lifetime];
+
+    /// The position in [`ALL`](Self::ALL).
+    pub(crate) const fn slot(self) -> usize {
+        match self {
+            Self::Hourly => 0,
+            Self::Daily => 1,
+            Self::Monthly => 2,
+            Self::Lifetime => 3,
         }
     }
 }
@@ -77,19 +117,21 @@ pub struct Window {
     pub index: u64,
     /// The first second, since the Unix epoch.
     pub start: u64,
-    /// The first second of the next window.
-    pub end: u64,
+    /// The first second of the next window; `None` when there is none
+    /// ([`Period::Lifetime`]).
+    pub end: Option<u64>,
 }
 
 impl Window {
-    /// When the next window starts.
-    pub fn resets_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.end)
+    /// When the next window starts (`None`: never).
+    pub fn resets_at(&self) -> Option<SystemTime> {
+        self.end.map(|end| UNIX_EPOCH + Duration::from_secs(end))
     }
 
-    /// Time from `now` to the reset (zero once past it).
-    pub fn reset_after(&self, now: SystemTime) -> Duration {
-        self.resets_at().duration_since(now).unwrap_or_default()
+    /// Time from `now` to the reset (zero once past it; `None`: never).
+    pub fn reset_after(&self, now: SystemTime) -> Option<Duration> {
+        self.resets_at()
+            .map(|at| at.duration_since(now).unwrap_or_default())
     }
 }
 
@@ -108,6 +150,10 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    fn end(window: Window) -> u64 {
+        window.end.expect("calendar windows end")
+    }
+
     fn rfc3339(secs: u64) -> String {
         crate::timestamp::Rfc3339(at(secs)).to_string()
     }
@@ -117,18 +163,18 @@ mod tests {
         // 2026-01-31T23:59:59Z: a 31-day month ends at February's first second.
         let january = Period::Monthly.window(at(1_769_903_999));
         assert_eq!(rfc3339(january.start), "2026-01-01T00:00:00Z");
-        assert_eq!(rfc3339(january.end), "2026-02-01T00:00:00Z");
-        let february = Period::Monthly.window(at(january.end));
+        assert_eq!(rfc3339(end(january)), "2026-02-01T00:00:00Z");
+        let february = Period::Monthly.window(at(end(january)));
         assert_ne!(february.index, january.index);
-        assert_eq!(february.end - february.start, 28 * 86_400);
-        assert_eq!(rfc3339(february.end), "2026-03-01T00:00:00Z");
+        assert_eq!(end(february) - february.start, 28 * 86_400);
+        assert_eq!(rfc3339(end(february)), "2026-03-01T00:00:00Z");
         // A leap February, and December into January.
         let leap = Period::Monthly.window(at(1_709_164_800)); // 2024-02-29T00:00:00Z
-        assert_eq!(leap.end - leap.start, 29 * 86_400);
+        assert_eq!(end(leap) - leap.start, 29 * 86_400);
         let december = Period::Monthly.window(at(1_798_761_599)); // 2026-12-31T23:59:59Z
-        assert_eq!(rfc3339(december.end), "2027-01-01T00:00:00Z");
+        assert_eq!(rfc3339(end(december)), "2027-01-01T00:00:00Z");
         assert_eq!(
-            Period::Monthly.window(at(december.end)).index,
+            Period::Monthly.window(at(end(december))).index,
             december.index + 1
         );
     }
@@ -137,21 +183,50 @@ mod tests {
     fn hours_end_at_the_top_of_the_next() {
         let window = Period::Hourly.window(at(1_767_225_600 + 3599));
         assert_eq!(rfc3339(window.start), "2026-01-01T00:00:00Z");
-        assert_eq!(rfc3339(window.end), "2026-01-01T01:00:00Z");
+        assert_eq!(rfc3339(end(window)), "2026-01-01T01:00:00Z");
         assert_eq!(
             window.reset_after(at(1_767_225_600 + 3599)),
-            Duration::from_secs(1)
+            Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn days_end_at_the_next_utc_midnight() {
+        // 2026-03-01T00:00:00Z, and the last second of 2026-02-28.
+        let march_first = Period::Daily.window(at(1_772_323_200));
+        assert_eq!(rfc3339(march_first.start), "2026-03-01T00:00:00Z");
+        assert_eq!(rfc3339(end(march_first)), "2026-03-02T00:00:00Z");
+        let before = Period::Daily.window(at(1_772_323_199));
+        assert_eq!(rfc3339(end(before)), "2026-03-01T00:00:00Z");
+        assert_eq!(before.index + 1, march_first.index);
+        assert_eq!(
+            before.reset_after(at(1_772_323_199)),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_lifetime_is_one_window_that_never_ends() {
+        let first = Period::Lifetime.window(at(0));
+        let much_later = Period::Lifetime.window(at(u64::MAX / 4));
+        assert_eq!(first, much_later);
+        assert_eq!(first.resets_at(), None);
+        assert_eq!(first.reset_after(at(12)), None);
+        assert!(!Period::Lifetime.resets());
+        assert!(Period::ALL
+            .iter()
+            .enumerate()
+            .all(|(slot, period)| period.slot() == slot));
     }
 
     #[test]
     fn every_month_of_four_centuries_follows_the_last() {
         let mut window = Period::Monthly.window(at(0));
         for _ in 0..12 * 400 {
-            let next = Period::Monthly.window(at(window.end));
-            assert_eq!(next.start, window.end);
+            let next = Period::Monthly.window(at(end(window)));
+            assert_eq!(next.start, end(window));
             assert_eq!(next.index, window.index + 1);
-            assert!((28 * 86_400..=31 * 86_400).contains(&(next.end - next.start)));
+            assert!((28 * 86_400..=31 * 86_400).contains(&(end(next) - next.start)));
             window = next;
         }
         assert_eq!(rfc3339(window.start), "2370-01-01T00:00:00Z");
@@ -161,13 +236,13 @@ mod tests {
     fn the_last_month_rfc_3339_writes_has_an_end() {
         let last = Period::Monthly.window(at(u64::MAX / 4));
         assert_eq!(rfc3339(last.start), "9999-12-01T00:00:00Z");
-        assert_eq!(last.end, LATEST + 1);
+        assert_eq!(last.end, Some(LATEST + 1));
     }
 
     #[test]
     fn times_before_the_epoch_are_clamped() {
         let window = Period::Monthly.window(UNIX_EPOCH - Duration::from_secs(10));
         assert_eq!(window.start, 0);
-        assert_eq!(rfc3339(window.end), "1970-02-01T00:00:00Z");
+        assert_eq!(rfc3339(end(window)), "1970-02-01T00:00:00Z");
     }
 }

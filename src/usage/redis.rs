@@ -14,18 +14,20 @@ use crate::redis_connection::{subject_key, Subject};
 use crate::RedisConnection;
 
 /// One charge, atomically, on Redis's clock (or on `ARGV[5]`, Unix milliseconds, when the
-/// backend was given a clock). The window (UTC hour or calendar month) is computed here
-/// from `TIME` with the same civil-calendar algorithm as `Period::window`, so instances with
-/// skewed clocks still agree on when a period ends. KEYS: the counter of the window the
-/// client expects (its name ends with that window's index). ARGV: cost, cap (both at most
-/// 2^53 − 1, so exact as Lua numbers), `reserve` or the end of the period a refund belongs
-/// to (Unix seconds), `hour` or `month`, the time or "", and the expected index. Returns
-/// allowed (0/1), spent, the window's end (Unix seconds) and the milliseconds left until
-/// then; or -1 and the window's index when the client expected another window (its clock
-/// and Redis's disagree near a boundary): the client asks again with that counter, so the
-/// script touches only the key it was given. Amounts are written
+/// backend was given a clock). The window (UTC hour, day or calendar month, or the one
+/// lifetime window) is computed here from `TIME` with the same civil-calendar algorithm as
+/// `Period::window`, so instances with skewed clocks still agree on when a period ends.
+/// KEYS: the counter of the window the client expects (its name ends with that window's
+/// index). ARGV: cost, cap (both at most 2^53 − 1, so exact as Lua numbers), `reserve` or
+/// the end of the period a refund belongs to (Unix seconds, `never` for a lifetime budget),
+/// `hour`, `day`, `month` or `lifetime`, the time or "", and the expected index. Returns
+/// allowed (0/1), spent, the window's end (Unix seconds, -1: never) and the milliseconds
+/// left until then (-1: never); or -1 and the window's index when the client expected
+/// another window (its clock and Redis's disagree near a boundary): the client asks again
+/// with that counter, so the script touches only the key it was given. Amounts are written
 /// with `%.0f`, never through Lua's `%.14g` number-to-string conversion. Counters expire an
-/// hour after their period ends, counted from `now` (`EX`), so a given clock works too.
+/// hour after their period ends, counted from `now` (`EX`), so a given clock works too; a
+/// lifetime counter never expires (it is the credit's whole history).
 pub(crate) const CHARGE: &str = r"
 local cost = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
@@ -43,6 +45,11 @@ local index, finish
 if ARGV[4] == 'hour' then
   index = math.floor(now / 3600)
   finish = (index + 1) * 3600
+elseif ARGV[4] == 'day' then
+  index = math.floor(now / 86400)
+  finish = (index + 1) * 86400
+elseif ARGV[4] == 'lifetime' then
+  index = 0
 else
   local z = math.floor(now / 86400) + 719468
   local era = math.floor(z / 146097)
@@ -65,17 +72,25 @@ end
 if index ~= tonumber(ARGV[6]) then return {-1, string.format('%.0f', index), 0, 0} end
 local key = KEYS[1]
 local spent = tonumber(redis.call('GET', key)) or 0
+local function store()
+  if finish then
+    redis.call('SET', key, string.format('%.0f', spent), 'EX', finish + 3600 - now)
+  else
+    redis.call('SET', key, string.format('%.0f', spent))
+  end
+end
 local allowed = true
 if ARGV[3] == 'reserve' then
   if cost == 0 then allowed = spent < cap else allowed = spent + cost <= cap end
   if allowed and cost > 0 then
     spent = spent + cost
-    redis.call('SET', key, string.format('%.0f', spent), 'EX', finish + 3600 - now)
+    store()
   end
-elseif tonumber(ARGV[3]) == finish and spent > 0 and cost > 0 then
+elseif (finish and tonumber(ARGV[3]) == finish or not finish and ARGV[3] == 'never') and spent > 0 and cost > 0 then
   spent = math.max(spent - cost, 0)
-  redis.call('SET', key, string.format('%.0f', spent), 'EX', finish + 3600 - now)
+  store()
 end
+if not finish then return {allowed and 1 or 0, string.format('%.0f', spent), -1, -1} end
 return {allowed and 1 or 0, string.format('%.0f', spent), finish, (finish - now) * 1000 - math.floor(micros / 1000)}
 ";
 
@@ -188,7 +203,10 @@ impl UsageBackend for RedisUsage {
                 .arg(cap.min(MAX_AMOUNT));
             match charge {
                 Charge::Reserve => invocation.arg("reserve"),
-                Charge::Refund { period_ends } => invocation.arg(unix_seconds(period_ends)),
+                Charge::Refund {
+                    period_ends: Some(at),
+                } => invocation.arg(unix_seconds(at)),
+                Charge::Refund { period_ends: None } => invocation.arg("never"),
             };
             invocation
                 .arg(counter.period.as_str())
@@ -202,12 +220,14 @@ impl UsageBackend for RedisUsage {
                 index = spent;
                 continue;
             }
-            let non_negative = |n: i64| u64::try_from(n).unwrap_or(0);
+            // -1: a lifetime budget, which never resets.
             return Ok(Spent {
                 allowed: allowed == 1,
                 spent,
-                resets_at: UNIX_EPOCH + Duration::from_secs(non_negative(finish)),
-                reset_after: Duration::from_millis(non_negative(reset_ms)),
+                resets_at: u64::try_from(finish)
+                    .ok()
+                    .map(|secs| UNIX_EPOCH + Duration::from_secs(secs)),
+                reset_after: u64::try_from(reset_ms).ok().map(Duration::from_millis),
             });
         }
         Err(BackendError::new(std::io::Error::other(

@@ -100,7 +100,7 @@ async fn a_spent_budget_is_402_until_the_month_ends_then_whole_again() {
     assert_eq!(budget.period(), Period::Monthly);
     assert_eq!(
         budget.resets_at(),
-        UNIX_EPOCH + Duration::from_secs(JANUARY_LAST_HOUR + 3600)
+        Some(UNIX_EPOCH + Duration::from_secs(JANUARY_LAST_HOUR + 3600))
     );
     assert_eq!(
         send(service.clone(), bearer(key)).await.status,
@@ -464,3 +464,74 @@ impl usage_conformance::Fixture for MemoryFixture {
 }
 
 usage_suite!(Some(MemoryFixture));
+
+#[tokio::test]
+async fn a_daily_period_resets_at_utc_midnight() {
+    let (store, clock) = store_with_clock();
+    // 2026-01-31T23:00:00Z: an hour before the day ends.
+    clock.set(UNIX_EPOCH + Duration::from_secs(JANUARY_LAST_HOUR));
+    let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let handler = Metered::default();
+    let caps = caps(&clock, 8, 0).period(Environment::Live, Period::Daily);
+    let service = AuthLayer::new(store).layer(caps.layer(4).layer(handler.service()));
+    let key = key.key().expose_secret();
+    for left in [4, 0] {
+        let response = send(service.clone(), bearer(key)).await;
+        assert_eq!(
+            response.header("spend-cap"),
+            Some(&*format!("limit=8, remaining={left}, reset=3600"))
+        );
+    }
+    let over = send(service.clone(), bearer(key)).await;
+    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(over.header("retry-after"), Some("3600"));
+    assert_eq!(over.json()["resets_at"], "2026-02-01T00:00:00Z");
+    assert_eq!(handler.calls(), 2);
+    clock.advance(Duration::from_secs(3600));
+    let next_day = send(service.clone(), bearer(key)).await;
+    assert_eq!(next_day.status, StatusCode::OK);
+    assert_eq!(
+        next_day.header("spend-cap"),
+        Some("limit=8, remaining=4, reset=86400")
+    );
+}
+
+#[tokio::test]
+async fn credits_are_spent_once_and_their_402_names_no_reset() {
+    let (store, clock) = store_with_clock();
+    clock.set(UNIX_EPOCH + Duration::from_secs(JANUARY_LAST_HOUR));
+    let trial = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let other = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
+    budgets.set_key_credits(trial.record().id.clone(), 1000);
+    let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
+        .per(BudgetPer::Key);
+    let handler = Metered::default();
+    let service = AuthLayer::new(store).layer(caps.layer(400).layer(handler.service()));
+    let key = trial.key().expose_secret();
+    for left in [600, 200] {
+        let response = send(service.clone(), bearer(key)).await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(
+            response.header("spend-cap"),
+            Some(&*format!("limit=1000, remaining={left}")),
+            "no reset: credits never come back"
+        );
+    }
+    let budget = handler.seen.lock().unwrap().expect("the budget is in the request");
+    assert_eq!((budget.period(), budget.resets_at()), (Period::Lifetime, None));
+    // A month later, nothing came back.
+    clock.advance(Duration::from_secs(40 * 86_400));
+    let over = send(service.clone(), bearer(key)).await;
+    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(over.json()["code"], "spend_cap_exceeded");
+    assert!(over.json().get("resets_at").is_none(), "{}", over.json());
+    assert_eq!(over.header("retry-after"), None);
+    assert_eq!(over.header("spend-cap"), Some("limit=1000, remaining=200"));
+    assert!(over.json()["error"].as_str().unwrap().contains("do not reset"));
+    assert_eq!(handler.calls(), 2);
+    // Another key of the same owner keeps the monthly default.
+    let response = send(service.clone(), bearer(other.key().expose_secret())).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(response.header("spend-cap").unwrap().contains("reset="));
+}

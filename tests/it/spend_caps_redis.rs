@@ -76,11 +76,11 @@ async fn two_instances_share_one_budget_exactly() {
         .expect("25 were refused");
     assert_eq!(
         refused.json()["resets_at"],
-        rfc3339(month.end),
+        rfc3339(month.end.unwrap()),
         "the month ends where the in-process calendar says"
     );
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    let expected = month.end - now_secs();
+    let expected = month.end.unwrap() - now_secs();
     assert!(retry.abs_diff(expected) <= 2, "{retry} vs {expected}");
 
     // Test keys: hourly, and their own counter.
@@ -94,7 +94,7 @@ async fn two_instances_share_one_budget_exactly() {
     let over = send(instances[0].clone(), bearer(test)).await;
     assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED);
     let hour = Period::Hourly.window(SystemTime::now());
-    assert_eq!(over.json()["resets_at"], rfc3339(hour.end));
+    assert_eq!(over.json()["resets_at"], rfc3339(hour.end.unwrap()));
 }
 
 #[tokio::test]
@@ -285,4 +285,56 @@ fn rfc3339(secs: u64) -> String {
         left -= length;
         year += 1;
     }
+}
+
+#[tokio::test]
+async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let trial = store
+        .issue(NewKey::new("org", "trial", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
+    budgets.set_key_credits(trial.record().id.clone(), 5);
+    let probe = Probe::new();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let caps = SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
+            .per(tower_api_key::usage::BudgetPer::Key);
+        instances.push(
+            AuthLayer::new(store.clone()).layer(caps.layer(1).layer(probe.service::<String>())),
+        );
+    }
+    let key = trial.key().expose_secret();
+    for i in 0..5 {
+        let answer = send(instances[i % 2].clone(), bearer(key)).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(
+            answer.header("spend-cap"),
+            Some(&*format!("limit=5, remaining={}", 4 - i))
+        );
+    }
+    let over = send(instances[1].clone(), bearer(key)).await;
+    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(over.json().get("resets_at").is_none(), "{}", over.json());
+    assert_eq!(over.header("retry-after"), None);
+    assert_eq!(probe.calls(), 5);
+    // The counter never expires.
+    let mut connection = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let counter = format!(
+        "{ns}:{{k:{}}}:spend:live:lifetime:0",
+        trial.record().id.as_str()
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&counter)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1, "{counter} has no expiry");
 }

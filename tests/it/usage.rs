@@ -126,3 +126,72 @@ async fn the_service_builder_stacks_plans_and_spend_caps() {
     assert_eq!(spent.status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(probe.calls(), 1);
 }
+
+/// "New accounts receive a 14-day Pro trial. After the trial, accounts revert to the Free
+/// tier." On one fake clock: issue, rotation and every request follow the trial's end.
+#[tokio::test]
+async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
+    use tower_api_key::clock::ManualClock;
+    use tower_api_key::store::{KeyPolicy, ManageError};
+    use tower_api_key::usage::{Plan, PlanTable};
+    use tower_api_key::{ManageKeys, MemoryKeyStore, NewKey};
+
+    let clock = ManualClock::new(start_time());
+    let plans = PlanTable::new(Plan::Free)
+        .require(Environment::Live, Plan::Pro)
+        .clock(clock.clone());
+    let store = Arc::new(
+        MemoryKeyStore::<ForgScope>::new()
+            .with_policy(KeyPolicy::default().clock(clock.clone()).plans(plans.clone())),
+    );
+    let fourteen_days = Duration::from_secs(14 * 86_400);
+    let ends = plans.start_trial("agent_1", Plan::Pro, fourteen_days);
+    assert_eq!(ends, start_time() + fourteen_days);
+    assert_eq!(plans.trial_ends_at("agent_1"), Some(ends));
+    let live = store
+        .issue(NewKey::new("agent_1", "bot", &KeyFamily::FORG_LIVE))
+        .await
+        .expect("the trial's plan allows live keys");
+    let probe = Probe::new();
+    let service = AuthLayer::new(Arc::clone(&store)).layer(
+        PlanLayer::new(plans.clone())
+            .cache_ttl(Duration::from_secs(60))
+            .clock(clock.clone())
+            .layer(probe.service::<String>()),
+    );
+    let key = live.key().expose_secret();
+    assert_eq!(send(service.clone(), bearer(key)).await.status, StatusCode::OK);
+
+    // One second before the end: still Pro. At the end: Free.
+    clock.advance(fourteen_days - Duration::from_secs(1));
+    assert_eq!(plans.plan_of("agent_1"), Plan::Pro);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(plans.plan_of("agent_1"), Plan::Free);
+    assert_eq!(plans.trial_ends_at("agent_1"), None);
+    // The layer's cached answer lives its TTL, then the key is refused.
+    clock.advance(Duration::from_secs(60));
+    let refused = send(service.clone(), bearer(key)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["code"], "plan_required");
+    assert_eq!(probe.calls(), 1);
+    // Neither a new live key nor a rotation of the old one; test keys still.
+    assert!(matches!(
+        store
+            .issue(NewKey::new("agent_1", "again", &KeyFamily::FORG_LIVE))
+            .await,
+        Err(ManageError::PlanRequired(Environment::Live))
+    ));
+    assert!(matches!(
+        store.rotate(&live.record().id, None).await,
+        Err(ManageError::PlanRequired(Environment::Live))
+    ));
+    assert!(store
+        .issue(NewKey::new("agent_1", "ci", &KeyFamily::FORG_TEST))
+        .await
+        .is_ok());
+    // An upgrade: allowed again once the cached refusal ages out.
+    plans.set_owner("agent_1", Plan::Team);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(send(service, bearer(key)).await.status, StatusCode::OK);
+    assert_eq!(probe.calls(), 2);
+}

@@ -18,6 +18,7 @@ use crate::rate_limit::{BackendError, OnBackendError};
 use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
 use crate::usage::backend::{Charge, Counter, Spent, UsageBackend};
 use crate::usage::budget::BudgetPer;
+use crate::usage::period::Period;
 
 /// Charges a route class's requests to their budget; made by [`SpendCaps::layer`].
 #[must_use]
@@ -132,8 +133,8 @@ impl<S: fmt::Debug, B: UsageBackend> fmt::Debug for SpendCapService<S, B> {
 pub(crate) enum Verdict {
     /// Uncapped, or the backend failed and the policy allows: no counting.
     Pass,
-    /// Charged; whose budget, its cap, and the budget after the charge.
-    Admitted(Principal, u64, Spent),
+    /// Charged; whose budget, its cap and period, and the budget after the charge.
+    Admitted(Principal, u64, Period, Spent),
     /// Refused, with the `spend-cap` header when headers are on.
     Refused(AuthRejection, Option<http::HeaderValue>),
 }
@@ -145,39 +146,43 @@ pub(crate) struct Admitted<B: UsageBackend> {
     shared: Arc<Shared<B>>,
     principal: Principal,
     cap: u64,
+    period: Period,
     spent: Spent,
     refund: u64,
 }
 
 impl<B: UsageBackend> Shared<B> {
-    /// `principal`'s counter.
-    fn counter<'p>(&self, principal: &'p Principal) -> Counter<'p> {
-        let environment = principal.environment();
+    /// `principal`'s counter of `period`.
+    fn counter<'p>(&self, principal: &'p Principal, period: Period) -> Counter<'p> {
         let subject = match self.caps.per {
             BudgetPer::Owner => principal.owner(),
             BudgetPer::Key => principal.key_id().as_str(),
         };
         Counter {
-            environment,
+            environment: principal.environment(),
             per: self.caps.per,
             subject,
-            period: self.caps.period_of(environment),
+            period,
         }
     }
 
     fn verdict(
         &self,
         principal: &Principal,
-        cap: u64,
+        (cap, period): (u64, Period),
         result: Result<Spent, BackendError>,
     ) -> Verdict {
         match result {
-            Ok(spent) if spent.allowed => Verdict::Admitted(principal.clone(), cap, spent),
+            Ok(spent) if spent.allowed => {
+                Verdict::Admitted(principal.clone(), cap, period, spent)
+            }
             Ok(spent) => Verdict::Refused(
-                AuthRejection::spend_cap_exceeded(
-                    RetryAfter::from_duration(spent.reset_after),
-                    spent.resets_at,
-                ),
+                match (spent.reset_after, spent.resets_at) {
+                    (Some(after), Some(at)) => {
+                        AuthRejection::spend_cap_exceeded(RetryAfter::from_duration(after), at)
+                    }
+                    _ => AuthRejection::credits_spent(),
+                },
                 self.caps
                     .headers
                     .then(|| header_value(cap, spent.spent, spent.reset_after)),
@@ -198,13 +203,17 @@ impl<B: UsageBackend> Shared<B> {
         }
     }
 
-    fn reserve_later(self: Arc<Self>, principal: Principal, cap: u64) -> Deferred<Verdict> {
+    fn reserve_later(
+        self: Arc<Self>,
+        principal: Principal,
+        (cap, period): (u64, Period),
+    ) -> Deferred<Verdict> {
         Box::pin(async move {
-            let counter = self.counter(&principal);
+            let counter = self.counter(&principal, period);
             let result = self
                 .charge_guarded(counter, self.reservation(), cap, Charge::Reserve)
                 .await;
-            self.verdict(&principal, cap, result)
+            self.verdict(&principal, (cap, period), result)
         })
     }
 
@@ -258,14 +267,14 @@ impl<B: UsageBackend> Admitted<B> {
         self,
     ) -> Result<Option<http::HeaderValue>, Deferred<Option<http::HeaderValue>>> {
         let shared = Arc::clone(&self.shared);
-        let counter = shared.counter(&self.principal);
+        let counter = shared.counter(&self.principal, self.period);
         let refund = Charge::Refund {
             period_ends: self.spent.resets_at,
         };
         match shared.charge_now(counter, self.refund, self.cap, refund) {
             Some(result) => Ok(self.header_after(result)),
             None => Err(Box::pin(async move {
-                let counter = shared.counter(&self.principal);
+                let counter = shared.counter(&self.principal, self.period);
                 let result = shared
                     .charge_guarded(counter, self.refund, self.cap, refund)
                     .await;
@@ -307,17 +316,18 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
     ) -> Result<Self::After, Response<Bytes>> {
         match verdict {
             Verdict::Pass => Ok(None),
-            Verdict::Admitted(principal, cap, spent) => {
+            Verdict::Admitted(principal, cap, period, spent) => {
                 request.extensions_mut().insert(Budget {
                     cap,
                     spent: spent.spent,
-                    period: self.caps.period_of(principal.environment()),
+                    period,
                     resets_at: spent.resets_at,
                 });
                 Ok(Some(Admitted {
                     shared: Arc::clone(self),
                     principal,
                     cap,
+                    period,
                     spent,
                     refund: 0,
                 }))
@@ -390,21 +400,26 @@ where
                 crate::principal::absent(request.extensions()),
                 None,
             )),
-            Some(principal) => match shared.caps.budgets.cap(principal) {
+            Some(principal) => match shared.caps.budgets.allowance(principal) {
                 None => Ok(Verdict::Pass),
-                Some(cap) => {
-                    let counter = shared.counter(principal);
-                    match shared.charge_now(counter, shared.reservation(), cap, Charge::Reserve) {
-                        Some(result) => Ok(shared.verdict(principal, cap, result)),
-                        None => Err((principal.clone(), cap)),
+                Some(allowance) => {
+                    let period = allowance
+                        .period
+                        .unwrap_or_else(|| shared.caps.period_of(principal.environment()));
+                    let budget = (allowance.cap, period);
+                    let counter = shared.counter(principal, period);
+                    let cost = shared.reservation();
+                    match shared.charge_now(counter, cost, allowance.cap, Charge::Reserve) {
+                        Some(result) => Ok(shared.verdict(principal, budget, result)),
+                        None => Err((principal.clone(), budget)),
                     }
                 }
             },
         };
         let future = match now {
             Ok(verdict) => decided(shared, &mut self.inner, request, verdict),
-            Err((principal, cap)) => {
-                let reserve = Arc::clone(shared).reserve_later(principal, cap);
+            Err((principal, budget)) => {
+                let reserve = Arc::clone(shared).reserve_later(principal, budget);
                 deferred(shared, &mut self.inner, request, reserve)
             }
         };

@@ -23,7 +23,8 @@ use crate::reject::{DefaultRenderer, RenderRejection};
 
 /// The response header that shows the client its budget: a structured-field dictionary
 /// `limit=<cap>, remaining=<left>, reset=<seconds until the period ends>`, in the
-/// application's cost units, e.g. `spend-cap: limit=1000, remaining=250, reset=3600`.
+/// application's cost units, e.g. `spend-cap: limit=1000, remaining=250, reset=3600`
+/// (credits, which never reset, have no `reset`).
 pub const SPEND_CAP: http::HeaderName = http::HeaderName::from_static("spend-cap");
 
 /// What a handler reports it spent, as a response extension, on a route whose layer
@@ -49,7 +50,7 @@ pub struct Budget {
     cap: u64,
     spent: u64,
     period: Period,
-    resets_at: SystemTime,
+    resets_at: Option<SystemTime>,
 }
 
 impl Budget {
@@ -73,8 +74,8 @@ impl Budget {
         self.period
     }
 
-    /// When the period ends and the budget is whole again.
-    pub fn resets_at(&self) -> SystemTime {
+    /// When the period ends and the budget is whole again (`None`: never, credits).
+    pub fn resets_at(&self) -> Option<SystemTime> {
         self.resets_at
     }
 }
@@ -191,16 +192,20 @@ impl<B: UsageBackend + fmt::Debug> fmt::Debug for SpendCaps<B> {
     }
 }
 
-/// `limit=…, remaining=…, reset=…`, written on the stack.
-fn header_value(cap: u64, spent: u64, reset_after: Duration) -> HeaderValue {
-    let reset = crate::reject::RetryAfter::from_duration(reset_after).as_secs();
-    HeaderText::new()
+/// `limit=…, remaining=…, reset=…` (no `reset` for credits, which never reset), written
+/// on the stack.
+fn header_value(cap: u64, spent: u64, reset_after: Option<Duration>) -> HeaderValue {
+    let text = HeaderText::new()
         .text("limit=")
         .number(cap)
         .text(", remaining=")
-        .number(cap.saturating_sub(spent))
-        .text(", reset=")
-        .number(reset)
-        .value()
+        .number(cap.saturating_sub(spent));
+    let text = match reset_after {
+        Some(after) => text
+            .text(", reset=")
+            .number(crate::reject::RetryAfter::from_duration(after).as_secs()),
+        None => text,
+    };
+    text.value()
         .expect("digits, commas and spaces in 78 bytes are a valid header value")
 }

@@ -34,6 +34,8 @@ macro_rules! usage_suite {
             refunds_never_go_below_zero,
             a_new_period_starts_whole_and_old_refunds_are_ignored,
             concurrent_reservations_never_exceed_the_cap,
+            days_end_at_utc_midnight,
+            lifetime_credits_never_reset,
         );
     };
     (@tests $fixture:expr; $($test:ident),* $(,)?) => {
@@ -99,10 +101,10 @@ pub async fn zero_costs_pass_while_something_is_left<F: Fixture>(fixture: &F) {
     assert_eq!((spent.allowed, spent.spent), (false, 10), "nothing left");
     assert_eq!(
         spent.resets_at,
-        UNIX_EPOCH + Duration::from_secs(START + 1800),
+        Some(UNIX_EPOCH + Duration::from_secs(START + 1800)),
         "April 1st"
     );
-    assert_eq!(spent.reset_after, Duration::from_secs(1800));
+    assert_eq!(spent.reset_after, Some(Duration::from_secs(1800)));
 }
 
 pub async fn huge_costs_and_caps_saturate_alike<F: Fixture>(fixture: &F) {
@@ -172,7 +174,10 @@ pub async fn a_new_period_starts_whole_and_old_refunds_are_ignored<F: Fixture>(f
         (true, 40),
         "a new hour, whole again"
     );
-    assert_eq!(april.resets_at, march.resets_at + Duration::from_secs(3600));
+    assert_eq!(
+        april.resets_at,
+        march.resets_at.map(|at| at + Duration::from_secs(3600))
+    );
     let late = hourly(100, refund(&march)).await;
     assert_eq!(
         late.spent, 40,
@@ -208,5 +213,62 @@ pub async fn concurrent_reservations_never_exceed_the_cap<F: Fixture>(fixture: &
     assert!(admitted >= 10, "{admitted}");
     assert!(spent.spent <= 100, "spent {}", spent.spent);
     assert_eq!(spent.spent, admitted as u64 * 7);
-    let _: SystemTime = spent.resets_at;
+    let _: Option<SystemTime> = spent.resets_at;
+}
+
+pub async fn days_end_at_utc_midnight<F: Fixture>(fixture: &F) {
+    let (backend, clock, who) = setup(fixture).await;
+    let daily = |cost, charge| {
+        let (backend, who) = (backend.clone(), who.clone());
+        async move {
+            backend
+                .charge(counter(&who, Period::Daily), cost, 50, charge)
+                .await
+                .unwrap()
+        }
+    };
+    let march = daily(50, Charge::Reserve).await;
+    assert_eq!((march.allowed, march.spent), (true, 50));
+    // START is 23:30 UTC: the day ends in half an hour, at April 1st's midnight.
+    assert_eq!(
+        march.resets_at,
+        Some(UNIX_EPOCH + Duration::from_secs(START + 1800))
+    );
+    assert_eq!(march.reset_after, Some(Duration::from_secs(1800)));
+    assert!(!daily(1, Charge::Reserve).await.allowed, "the day is spent");
+    clock.advance(Duration::from_secs(1800));
+    let april = daily(1, Charge::Reserve).await;
+    assert_eq!((april.allowed, april.spent), (true, 1), "a new day, whole again");
+    assert_eq!(
+        april.resets_at,
+        Some(UNIX_EPOCH + Duration::from_secs(START + 1800 + 86_400))
+    );
+}
+
+pub async fn lifetime_credits_never_reset<F: Fixture>(fixture: &F) {
+    let (backend, clock, who) = setup(fixture).await;
+    let credits = |cost, charge| {
+        let (backend, who) = (backend.clone(), who.clone());
+        async move {
+            backend
+                .charge(counter(&who, Period::Lifetime), cost, 1000, charge)
+                .await
+                .unwrap()
+        }
+    };
+    let first = credits(600, Charge::Reserve).await;
+    assert_eq!((first.allowed, first.spent), (true, 600));
+    assert_eq!((first.resets_at, first.reset_after), (None, None));
+    // Months and years pass: nothing comes back.
+    clock.advance(Duration::from_secs(400 * 86_400));
+    let later = credits(500, Charge::Reserve).await;
+    assert_eq!((later.allowed, later.spent), (false, 600));
+    assert_eq!((later.resets_at, later.reset_after), (None, None));
+    // A refund of a lifetime reservation is given back, whenever it comes.
+    let back = credits(100, refund(&first)).await;
+    assert_eq!(back.spent, 500);
+    let last = credits(500, Charge::Reserve).await;
+    assert_eq!((last.allowed, last.spent), (true, 1000));
+    assert!(!credits(0, Charge::Reserve).await.allowed, "nothing left, ever");
+    assert_eq!(backend.read(counter(&who, Period::Lifetime)).await.unwrap().spent, 1000);
 }
