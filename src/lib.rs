@@ -149,7 +149,7 @@ mod timestamp;
 pub mod usage;
 mod wiring;
 
-pub use auth::{AuthLayer, AuthService};
+pub use auth::{AuthLayer, AuthService, API_KEY_EXPIRES};
 pub use environment::Environment;
 pub use forg::ForgScope;
 pub use principal::Principal;

@@ -36,6 +36,7 @@ impl<St: KeyStore> AuthLayer<St> {
                 renderer: Arc::new(DefaultRenderer),
                 sessions: None,
                 optional: false,
+                expiry_notice: None,
                 metrics: AuthMetrics::default(),
             }),
         }
@@ -102,6 +103,14 @@ impl<St: KeyStore> AuthLayer<St> {
     /// [`require`](crate::require()) still refuses anonymous requests on the routes it guards.
     pub fn optional(mut self) -> Self {
         self.config().optional = true;
+        self
+    }
+
+    /// Responses to requests authenticated by an API key that expires within `window`
+    /// carry [`API_KEY_EXPIRES`](super::API_KEY_EXPIRES) with the key's expiry, so clients
+    /// can warn before it stops working (default: off). Read on the store's clock.
+    pub fn expiry_notice(mut self, window: Duration) -> Self {
+        self.config().expiry_notice = Some(window);
         self
     }
 

@@ -66,3 +66,13 @@ mod verify;
 pub use future::ResponseFuture;
 pub use layer::AuthLayer;
 pub use service::AuthService;
+
+/// The response header that warns a client its key expires soon
+/// ([`AuthLayer::expiry_notice`]): the key's expiry as an HTTP-date (RFC 9110's
+/// IMF-fixdate), e.g. `api-key-expires: Thu, 10 Dec 2026 00:00:00 GMT`, on every response
+/// to a request authenticated by a key that expires within the configured window.
+///
+/// Not `Sunset` (RFC 8594): that field says the *URI* will stop answering, which clients,
+/// caches and API tooling act on for the resource itself; here the resource stays and the
+/// credential ends, as with GitHub's `github-authentication-token-expiration`.
+pub const API_KEY_EXPIRES: http::HeaderName = http::HeaderName::from_static("api-key-expires");

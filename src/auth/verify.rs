@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -58,6 +58,8 @@ pub(crate) struct Config<St: KeyStore> {
     pub(crate) renderer: Arc<dyn RenderRejection>,
     pub(crate) sessions: Option<SessionAuth<St::Scope>>,
     pub(crate) optional: bool,
+    /// Announce a key's expiry this long before it.
+    pub(crate) expiry_notice: Option<Duration>,
     pub(crate) metrics: AuthMetrics,
 }
 
@@ -81,6 +83,7 @@ impl<St: KeyStore> Clone for Config<St> {
             renderer: Arc::clone(&self.renderer),
             sessions: self.sessions.clone(),
             optional: self.optional,
+            expiry_notice: self.expiry_notice,
             metrics: self.metrics.clone(),
         }
     }
@@ -96,6 +99,7 @@ impl<St: KeyStore> fmt::Debug for Config<St> {
             .field("strip_credentials", &self.strip_credentials)
             .field("sessions", &self.sessions)
             .field("optional", &self.optional)
+            .field("expiry_notice", &self.expiry_notice)
             .finish_non_exhaustive()
     }
 }
@@ -305,8 +309,9 @@ impl<St: KeyStore> Config<St> {
 /// Step 6: protect the key headers and attach the principal, or render the rejection.
 impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     type Verdict = Verdict<St::Scope>;
-    /// The layer (for its metrics) and the accepted credential's kind (`None`: anonymous).
-    type After = (Arc<Self>, Option<CredentialKind>);
+    /// The layer (for its metrics), the accepted credential's kind (`None`: anonymous)
+    /// and the key's expiry when it is to be announced.
+    type After = (Arc<Self>, Option<CredentialKind>, Option<SystemTime>);
 
     #[allow(clippy::result_large_err)]
     #[inline]
@@ -326,7 +331,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
                 ..
             }) if self.optional => {
                 request.extensions_mut().insert(crate::principal::Anonymous);
-                return Ok((Arc::clone(self), None));
+                return Ok((Arc::clone(self), None, None));
             }
             Err(rejection) => {
                 self.metrics.requests.record(None, Some(rejection.kind()));
@@ -350,15 +355,30 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
             ticket.authenticated(&record.id);
         }
         super::future::record_principal(kind.as_str(), record.id.as_str(), &record.owner);
+        let expiring = match (self.expiry_notice, record.expires_at, kind) {
+            (Some(window), Some(expires), CredentialKind::ApiKey) => {
+                let soon = self.store.policy().now().checked_add(window);
+                soon.is_none_or(|soon| expires <= soon).then_some(expires)
+            }
+            _ => None,
+        };
         extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
         extensions.insert(Principal::new(record, kind));
-        Ok((Arc::clone(self), Some(kind)))
+        Ok((Arc::clone(self), Some(kind), expiring))
     }
 
     /// Counts the request by how it ended: a refusal further in (a scope, a rate limit)
     /// left its rejection in the response.
     #[inline]
-    fn finish<R>((layer, kind): Self::After, response: &mut Response<R>) {
+    fn finish<R>((layer, kind, expiring): Self::After, response: &mut Response<R>) {
+        if let Some(expires) = expiring {
+            // httpdate panics outside 1970..=9999; an active key's expiry is after now.
+            let latest = std::time::UNIX_EPOCH + Duration::from_secs(crate::timestamp::LATEST);
+            let date = httpdate::fmt_http_date(expires.clamp(std::time::UNIX_EPOCH, latest));
+            if let Ok(value) = http::HeaderValue::try_from(date) {
+                response.headers_mut().insert(super::API_KEY_EXPIRES, value);
+            }
+        }
         let outcome = response
             .extensions()
             .get::<AuthRejection>()

@@ -114,7 +114,7 @@ pub(super) async fn create<St: ManageKeys>(
         new = new.expires_at(at);
     }
     let key = api.store.issue(new).await?;
-    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, now))).into_response())
+    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response())
 }
 
 pub(super) async fn list<St: ManageKeys>(
@@ -122,13 +122,13 @@ pub(super) async fn list<St: ManageKeys>(
     caller: Principal,
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
-    let now = api.store.policy().now();
     let mut records = api.store.list(caller.owner()).await?;
     records.reverse(); // newest first
+    let policy = api.store.policy();
     let data = records
         .iter()
         .filter(|record| sees(&caller, record))
-        .map(|record| Key::of(record, now))
+        .map(|record| Key::of(record, policy))
         .collect();
     Ok(Json(KeyList { data }).into_response())
 }
@@ -140,7 +140,7 @@ pub(super) async fn show<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
     let record = api.owned(&caller, &id).await?;
-    let data = Key::of(&record, api.store.policy().now());
+    let data = Key::of(&record, api.store.policy());
     Ok(Json(KeyData { data }).into_response())
 }
 
@@ -159,7 +159,7 @@ where
     api.authorize(caller)?;
     let record = api.owned(caller, id).await?;
     let changed = action(Arc::clone(&api.store), record.id.clone()).await?;
-    let data = Key::of(&changed, api.store.policy().now());
+    let data = Key::of(&changed, api.store.policy());
     Ok(Json(KeyData { data }).into_response())
 }
 
@@ -222,11 +222,11 @@ pub(super) async fn rotate<St: ManageKeys>(
             ),
         ));
     }
-    let now = api.store.policy().now();
     // The old key is revoked now, or after the grace period; never left alive.
     let grace = Duration::from_secs(grace.unwrap_or(0));
     let key = api.store.rotate(&record.id, Some(grace)).await?;
-    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, now))).into_response())
+    let policy = api.store.policy();
+    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response())
 }
 
 pub(super) async fn activity<St: ManageKeys>(

@@ -2,14 +2,13 @@
 //! OpenAPI document's schemas are derived from (so the two cannot drift).
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::activity::LoggedRequest;
 use crate::key::Environment;
-use crate::store::{IssuedKey as Issued, KeyRecord, KeyStatus};
+use crate::store::{IssuedKey as Issued, KeyPolicy, KeyRecord, KeyStatus};
 use crate::timestamp::Rfc3339;
 
 /// The longest rotation grace period, 30 days.
@@ -34,11 +33,14 @@ pub(crate) struct Key {
     revoked_at: Option<Rfc3339>,
     #[schema(value_type = Option<String>, format = DateTime)]
     last_used_at: Option<Rfc3339>,
+    /// Active and older than the store's rotation age (e.g. 90 days): rotate it.
+    rotation_due: bool,
     metadata: BTreeMap<String, String>,
 }
 
 impl Key {
-    pub(crate) fn of<S: crate::scope::Scope>(record: &KeyRecord<S>, now: SystemTime) -> Self {
+    pub(crate) fn of<S: crate::scope::Scope>(record: &KeyRecord<S>, policy: &KeyPolicy) -> Self {
+        let now = policy.now();
         Self {
             id: record.id.as_str().to_owned(),
             name: record.name.clone(),
@@ -55,6 +57,7 @@ impl Key {
             expires_at: record.expires_at.map(Rfc3339),
             revoked_at: record.revoked_at.map(Rfc3339),
             last_used_at: record.last_used_at.map(Rfc3339),
+            rotation_due: policy.rotation_due(record, now),
             metadata: record
                 .metadata
                 .iter()
@@ -73,10 +76,10 @@ pub(crate) struct IssuedKey {
 }
 
 impl IssuedKey {
-    pub(crate) fn of<S: crate::scope::Scope>(issued: &Issued<S>, now: SystemTime) -> Self {
+    pub(crate) fn of<S: crate::scope::Scope>(issued: &Issued<S>, policy: &KeyPolicy) -> Self {
         Self {
             key: issued.key().expose_secret().to_owned(),
-            record: Key::of(issued.record(), now),
+            record: Key::of(issued.record(), policy),
         }
     }
 }

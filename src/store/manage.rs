@@ -272,7 +272,8 @@ pub trait ManageKeys: KeyStore {
             if let Some(before) = policy.purge_before(now) {
                 self.purge(new.owner(), before).await?;
             }
-            let (key, record) = new.issue(self.hasher(), now)?;
+            let (key, mut record) = new.issue(self.hasher(), now)?;
+            record.expires_at = policy.expiry(now, record.expires_at);
             let insert = Insert {
                 record,
                 now,
@@ -364,7 +365,8 @@ pub trait ManageKeys: KeyStore {
             if let Some(before) = policy.purge_before(now) {
                 self.purge(&old.owner, before).await?;
             }
-            let (key, record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
+            let (key, mut record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
+            record.expires_at = policy.expiry(now, record.expires_at);
             let insert = Insert {
                 record,
                 now,

@@ -36,6 +36,8 @@ pub struct KeyPolicy {
     clock: Arc<dyn Clock>,
     plans: Option<Arc<dyn PlanPolicy>>,
     retention: Duration,
+    rotation_age: Option<Duration>,
+    max_lifetime: Option<Duration>,
 }
 
 /// How long a revoked or expired key stays listed (for the audit view) before its store
@@ -58,6 +60,8 @@ impl Default for KeyPolicy {
             clock: Arc::new(SystemClock),
             plans: None,
             retention: KEY_RETENTION,
+            rotation_age: None,
+            max_lifetime: None,
         }
     }
 }
@@ -80,6 +84,8 @@ impl KeyPolicy {
             clock: Arc::new(SystemClock),
             plans: None,
             retention: Duration::ZERO,
+            rotation_age: None,
+            max_lifetime: None,
         }
     }
 
@@ -127,6 +133,46 @@ impl KeyPolicy {
         self
     }
 
+    /// Keys older than `age` are due for rotation ("Rotate keys every 90 days"): the
+    /// management API marks them `rotation_due` and the dashboard shows it. Nothing is
+    /// refused for it (default: never due).
+    pub fn rotation_age(mut self, age: Duration) -> Self {
+        self.rotation_age = Some(age);
+        self
+    }
+
+    /// No key lives longer than `lifetime`: a key issued or rotated without an expiry, or
+    /// with a later one, expires `lifetime` after it was issued (default: no limit).
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Whether `record` is active at `now` and older than the [rotation
+    /// age](Self::rotation_age).
+    pub fn rotation_due<S: crate::scope::Scope>(
+        &self,
+        record: &super::KeyRecord<S>,
+        now: SystemTime,
+    ) -> bool {
+        self.rotation_age.is_some_and(|age| {
+            record.status_at(now) == super::KeyStatus::Active
+                && now
+                    .duration_since(record.created_at)
+                    .is_ok_and(|old| old >= age)
+        })
+    }
+
+    /// The expiry of a key issued at `now` that asked for `requested`: the earlier of it
+    /// and the [maximum lifetime](Self::max_lifetime).
+    pub(crate) fn expiry(&self, now: SystemTime, requested: Option<SystemTime>) -> Option<SystemTime> {
+        let latest = self.max_lifetime.and_then(|max| now.checked_add(max));
+        match (requested, latest) {
+            (Some(requested), Some(latest)) => Some(requested.min(latest)),
+            (requested, latest) => requested.or(latest),
+        }
+    }
+
     /// The retention period.
     pub fn retention_period(&self) -> Duration {
         self.retention
@@ -166,6 +212,8 @@ impl fmt::Debug for KeyPolicy {
             .field("max_active", &self.max_active)
             .field("plans", &self.plans.is_some())
             .field("retention", &self.retention)
+            .field("rotation_age", &self.rotation_age)
+            .field("max_lifetime", &self.max_lifetime)
             .finish_non_exhaustive()
     }
 }

@@ -30,6 +30,7 @@ mod rate_limit;
 mod redis_cluster;
 mod redis_shared;
 mod require;
+mod rotation;
 mod scopes;
 mod sessions;
 mod sessions_redis;
