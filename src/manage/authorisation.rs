@@ -8,32 +8,13 @@ use axum::http::StatusCode;
 use super::error::ApiError;
 use super::routes::KeysApi;
 use crate::principal::{CredentialKind, Principal};
-use crate::scope::ScopeSet;
+use crate::scope::{Scope, ScopeSet};
 use crate::store::{KeyId, KeyRecord, ManageKeys};
 
 impl<St: ManageKeys> KeysApi<St> {
     /// The caller's scopes, if it may manage keys at all.
     pub(super) fn authorize(&self, caller: &Principal) -> Result<ScopeSet<St::Scope>, ApiError> {
-        let scopes = caller.scopes::<St::Scope>().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "This credential cannot manage these keys",
-            )
-        })?;
-        let allowed = match caller.kind() {
-            CredentialKind::Session => true,
-            _ => self.keys_with.is_some_and(|scope| scopes.contains(scope)),
-        };
-        if allowed {
-            Ok(scopes)
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "session_required",
-                "Keys are managed from a logged-in session (Dashboard or API after session auth)",
-            ))
-        }
+        authorize(caller, self.keys_with)
     }
 
     /// The caller's owner's key `id`, if the caller may see it ([`sees`]); any other is
@@ -54,7 +35,35 @@ impl<St: ManageKeys> KeysApi<St> {
 /// Whether `caller` may see and act on `record`: its owner's keys only, and for a key
 /// caller only keys of its own environment (a test key never touches a live key). A
 /// session manages both environments of its owner.
-pub(super) fn sees<S: crate::scope::Scope>(caller: &Principal, record: &KeyRecord<S>) -> bool {
+pub(super) fn sees<S: Scope>(caller: &Principal, record: &KeyRecord<S>) -> bool {
     record.owner == caller.owner()
         && (caller.kind() == CredentialKind::Session || record.environment == caller.environment())
+}
+
+/// The caller's scopes, if it may use the management API at all: a session, or a key with
+/// `keys_with`.
+pub(super) fn authorize<S: Scope>(
+    caller: &Principal,
+    keys_with: Option<S>,
+) -> Result<ScopeSet<S>, ApiError> {
+    let scopes = caller.scopes::<S>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This credential cannot manage these keys",
+        )
+    })?;
+    let allowed = match caller.kind() {
+        CredentialKind::Session => true,
+        _ => keys_with.is_some_and(|scope| scopes.contains(scope)),
+    };
+    if allowed {
+        Ok(scopes)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "Keys are managed from a logged-in session (Dashboard or API after session auth)",
+        ))
+    }
 }

@@ -55,10 +55,12 @@ mod authorisation;
 mod error;
 mod handlers;
 mod routes;
+mod spend;
 mod views;
 
 pub use error::{ApiError, ApiJson};
 pub use routes::KeysApi;
+pub use spend::SpendApi;
 
 use crate::key::KeyFamily;
 use crate::scope::Scope;

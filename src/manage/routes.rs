@@ -22,7 +22,9 @@ use utoipa::openapi::{
 use utoipa::{IntoParams, ToSchema};
 
 use super::handlers;
-use super::views::{ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey};
+use super::views::{
+    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage,
+};
 use crate::activity::ActivityStore;
 use crate::reject::ErrorBody;
 use crate::store::ManageKeys;
@@ -119,54 +121,80 @@ impl<St: ManageKeys> KeysApi<St> {
         for route in routes::<St>() {
             paths.add_path_operation(route.path, vec![route.method], route.operation);
         }
-        // Each body's schema and every schema it refers to.
         let mut schemas = Vec::new();
-        fn with_dependencies<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-            schemas.push((T::name().into_owned(), T::schema()));
-            T::schemas(schemas);
-        }
         with_dependencies::<IssuedKey>(&mut schemas);
         with_dependencies::<KeyData>(&mut schemas);
         with_dependencies::<KeyList>(&mut schemas);
         with_dependencies::<ActivityPage>(&mut schemas);
         with_dependencies::<CreateKey>(&mut schemas);
         with_dependencies::<RotateKey>(&mut schemas);
-        with_dependencies::<ErrorBody<'static>>(&mut schemas);
-        let components = ComponentsBuilder::new()
-            .schemas_from_iter(schemas)
-            .security_scheme(
-                "session",
-                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("forge_session"))),
-            )
-            .security_scheme(
-                "csrf",
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRF-Token"))),
-            )
-            .security_scheme(
-                "bearer",
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-            )
-            .build();
-        OpenApiBuilder::new()
-            .info(
-                InfoBuilder::new()
-                    .title("tower-api-key management API")
-                    .version(env!("CARGO_PKG_VERSION"))
-                    .description(Some(
-                        "Key lifecycle for the caller's own owner. Mount under any prefix; \
-                         authenticate with the session cookie (unsafe methods need \
-                         X-CSRF-Token) or, where configured, an API key with the chosen scope.",
-                    )),
-            )
-            .paths(paths)
-            .components(Some(components))
-            .security(Some([
-                SecurityRequirement::new("session", Vec::<String>::new())
-                    .add("csrf", Vec::<String>::new()),
-                SecurityRequirement::new("bearer", Vec::<String>::new()),
-            ]))
-            .build()
+        document(paths, schemas)
     }
+}
+
+/// `T`'s schema and every schema it refers to.
+fn with_dependencies<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+}
+
+/// The document of [`SpendApi`](super::SpendApi): its one route at `path`.
+pub(super) fn spend_document(path: &str) -> OpenApi {
+    let mut paths = Paths::new();
+    let operation = operation(
+        "getSpend",
+        "The caller's owner's budgets in their current periods",
+    )
+    .answers::<SpendPage>("200", "Budgets")
+    .error(
+        "503",
+        "auth_unavailable: the store or the usage backend failed",
+    )
+    .authorized();
+    paths.add_path_operation(path, vec![HttpMethod::Get], operation);
+    let mut schemas = Vec::new();
+    with_dependencies::<SpendPage>(&mut schemas);
+    document(paths, schemas)
+}
+
+/// A document of `paths`, with `schemas`, the error body and the security schemes.
+fn document(paths: Paths, mut schemas: Vec<(String, RefOr<Schema>)>) -> OpenApi {
+    with_dependencies::<ErrorBody<'static>>(&mut schemas);
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("forge_session"))),
+        )
+        .security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRF-Token"))),
+        )
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("tower-api-key management API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Key lifecycle (KeysApi) and spend (SpendApi) for the caller's own owner. \
+                     Mount each under any prefix (the quickstart: keys under /v1, spend under \
+                     /api); authenticate with the session cookie (unsafe methods need \
+                     X-CSRF-Token) or, where configured, an API key with the chosen scope.",
+                )),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .security(Some([
+            SecurityRequirement::new("session", Vec::<String>::new())
+                .add("csrf", Vec::<String>::new()),
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]))
+        .build()
 }
 
 /// One route: where, its handler, and its description.
@@ -338,15 +366,21 @@ impl Described {
         self.answers::<ErrorBody<'static>>(status, description)
     }
 
+    /// The errors of a route about one key, and of every route.
     fn build(self) -> Operation {
+        self.error("404", "key_not_found: unknown, or another owner's key")
+            .error("503", "auth_unavailable: the store failed")
+            .authorized()
+    }
+
+    /// The errors of every route: no credential, or one not allowed.
+    fn authorized(self) -> Operation {
         self.error("401", "No valid credential (key or session)")
             .error(
                 "403",
                 "Not allowed: session_required, insufficient_scope, environment_not_allowed, \
                  plan_required or csrf_failed",
             )
-            .error("404", "key_not_found: unknown, or another owner's key")
-            .error("503", "auth_unavailable: the store failed")
             .0
             .build()
     }

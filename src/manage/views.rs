@@ -145,3 +145,65 @@ pub(crate) struct Page {
     /// A `seq` from `next_before`: entries older than it.
     pub(crate) before: Option<u64>,
 }
+
+/// `GET /billing/spend`: the caller's owner's budgets in their current periods.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SpendPage {
+    pub(crate) data: Spend,
+}
+
+/// An owner's budgets.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Spend {
+    pub(crate) owner: String,
+    /// One per environment (budgets per owner) or per active key (budgets per key);
+    /// uncapped principals are not listed.
+    pub(crate) budgets: Vec<BudgetView>,
+}
+
+/// One budget in its current period, in the application's cost units.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Budget)]
+pub(crate) struct BudgetView {
+    environment: Environment,
+    /// `owner`: every key and session of the environment spends from it; `key`: one key's.
+    #[schema(value_type = String, example = "owner")]
+    per: &'static str,
+    /// The key, when budgets are per key.
+    key_id: Option<String>,
+    /// The key's name, when budgets are per key.
+    key_name: Option<String>,
+    /// `hour`, `day`, `month`, or `lifetime` (credits that never reset).
+    #[schema(value_type = String, example = "month")]
+    period: &'static str,
+    spent: u64,
+    cap: u64,
+    remaining: u64,
+    /// The period's first second (absent for credits).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    period_start: Option<Rfc3339>,
+    /// When the budget is whole again (absent for credits, which never are).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    period_end: Option<Rfc3339>,
+}
+
+impl BudgetView {
+    pub(crate) fn of(status: &crate::usage::spend::report::BudgetStatus) -> Self {
+        let key = status.key.as_ref();
+        Self {
+            environment: status.environment,
+            per: match status.per {
+                crate::usage::BudgetPer::Owner => "owner",
+                crate::usage::BudgetPer::Key => "key",
+            },
+            key_id: key.map(|principal| principal.key_id().as_str().to_owned()),
+            key_name: key.map(|principal| principal.name().to_owned()),
+            period: status.period.as_str(),
+            spent: status.spent,
+            cap: status.cap,
+            remaining: status.cap.saturating_sub(status.spent),
+            period_start: status.window.map(|(start, _)| Rfc3339(start)),
+            period_end: status.window.map(|(_, end)| Rfc3339(end)),
+        }
+    }
+}

@@ -165,7 +165,11 @@ impl KeyPolicy {
 
     /// The expiry of a key issued at `now` that asked for `requested`: the earlier of it
     /// and the [maximum lifetime](Self::max_lifetime).
-    pub(crate) fn expiry(&self, now: SystemTime, requested: Option<SystemTime>) -> Option<SystemTime> {
+    pub(crate) fn expiry(
+        &self,
+        now: SystemTime,
+        requested: Option<SystemTime>,
+    ) -> Option<SystemTime> {
         let latest = self.max_lifetime.and_then(|max| now.checked_add(max));
         match (requested, latest) {
             (Some(requested), Some(latest)) => Some(requested.min(latest)),

@@ -78,7 +78,7 @@ mod period;
 mod plan;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-mod spend;
+pub(crate) mod spend;
 
 pub use backend::{Charge, Counter, MemoryUsage, Spent, UsageBackend, MAX_AMOUNT};
 pub use budget::{Allowance, BudgetPer, BudgetPolicy, Budgets};

@@ -36,6 +36,7 @@ mod sessions;
 mod sessions_redis;
 mod spend_caps;
 mod spend_caps_redis;
+mod spend_report;
 mod sqlite_store;
 mod store;
 mod tonic_server;

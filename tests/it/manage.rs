@@ -903,13 +903,16 @@ async fn names_and_metadata_with_bidi_or_invisible_characters_are_refused() {
     assert_eq!(status, StatusCode::CREATED, "ordinary Unicode is fine");
 }
 
-/// Issue 22: `docs/openapi.json` is what `KeysApi::openapi` generates from the route table
-/// and the body types, so its schemas cannot drift from the code. Regenerate it with
-/// `UPDATE_OPENAPI=1 cargo test --test it openapi`.
+/// Issue 22: `docs/openapi.json` is what `KeysApi::openapi` and `SpendApi::openapi`
+/// generate from the route tables and the body types, so its schemas cannot drift from the
+/// code. Regenerate it with `UPDATE_OPENAPI=1 cargo test --test it openapi`.
 #[test]
 fn the_committed_openapi_document_is_the_generated_one() {
-    let api = KeysApi::new(Arc::new(Store::new()));
-    let generated = api.openapi().to_pretty_json().unwrap() + "\n";
+    let store = Arc::new(Store::new());
+    let caps = tower_api_key::usage::SpendCaps::new(tower_api_key::usage::Budgets::new());
+    let mut document = KeysApi::new(Arc::clone(&store)).openapi();
+    document.merge(tower_api_key::manage::SpendApi::new(store, &caps).openapi());
+    let generated = document.to_pretty_json().unwrap() + "\n";
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(path, &generated).unwrap();
@@ -917,7 +920,7 @@ fn the_committed_openapi_document_is_the_generated_one() {
     let committed = std::fs::read_to_string(path).unwrap();
     assert!(
         committed == generated,
-        "docs/openapi.json differs from KeysApi::openapi(): run UPDATE_OPENAPI=1 cargo test --test it openapi"
+        "docs/openapi.json differs from KeysApi::openapi() + SpendApi::openapi(): run UPDATE_OPENAPI=1 cargo test --test it openapi"
     );
     let spec: Value = serde_json::from_str(&generated).unwrap();
     assert_eq!(spec["openapi"].as_str().map(|v| &v[..2]), Some("3."));
@@ -929,6 +932,10 @@ fn the_committed_openapi_document_is_the_generated_one() {
         spec["components"]["schemas"]["NewKey"]["additionalProperties"],
         false
     );
+    assert_eq!(key["rotation_due"]["type"], "boolean");
+    let budget = &spec["components"]["schemas"]["Budget"]["properties"];
+    assert_eq!(budget["period_end"]["format"], "date-time");
+    assert!(spec["paths"]["/billing/spend"]["get"].is_object());
     // Every reference resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {

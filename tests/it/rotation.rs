@@ -54,7 +54,9 @@ async fn keys_past_the_rotation_age_are_due_in_the_management_api() {
             .unwrap()
             .iter()
             .map(|k| {
-                let due = k["rotation_due"].as_bool().expect("rotation_due is a boolean");
+                let due = k["rotation_due"]
+                    .as_bool()
+                    .expect("rotation_due is a boolean");
                 (k["name"].as_str().unwrap().to_owned(), due)
             })
             .collect()
@@ -74,7 +76,11 @@ async fn keys_past_the_rotation_age_are_due_in_the_management_api() {
         due(&list),
         [("younger".to_owned(), false), ("admin".to_owned(), true)]
     );
-    let one = send(app.clone(), get(&format!("/keys/{}", admin.record().id), key)).await;
+    let one = send(
+        app.clone(),
+        get(&format!("/keys/{}", admin.record().id), key),
+    )
+    .await;
     assert_eq!(one.json()["data"]["rotation_due"], true);
     // A revoked key is not due: it is gone.
     store.revoke(&younger.record().id).await.unwrap();
@@ -100,14 +106,21 @@ async fn without_a_rotation_age_nothing_is_due() {
     let app = AuthLayer::new(Arc::clone(&store)).layer(api);
     let list = send(app, get("/keys", admin.key().expose_secret())).await;
     assert_eq!(list.json()["data"][0]["rotation_due"], false);
-    assert_eq!(list.json()["data"][0]["expires_at"], serde_json::Value::Null);
+    assert_eq!(
+        list.json()["data"][0]["expires_at"],
+        serde_json::Value::Null
+    );
 }
 
 #[tokio::test]
 async fn a_maximum_lifetime_gives_every_new_key_an_expiry() {
     let (store, clock) = store(KeyPolicy::default().max_lifetime(365 * DAY));
     let forever = store
-        .issue(NewKey::new("org_1", "no expiry asked", &KeyFamily::FORG_LIVE))
+        .issue(NewKey::new(
+            "org_1",
+            "no expiry asked",
+            &KeyFamily::FORG_LIVE,
+        ))
         .await
         .unwrap();
     assert_eq!(forever.record().expires_at, Some(start_time() + 365 * DAY));
@@ -170,11 +183,18 @@ async fn a_key_that_expires_within_the_window_is_announced_on_every_response() {
     let never = send(app.clone(), bearer(never.key().expose_secret())).await;
     assert_eq!(never.header("api-key-expires"), None);
     // A refused request says nothing about keys.
-    let refused = send(app.clone(), bearer("forg_live_0000000000000000000000000000000000")).await;
+    let refused = send(
+        app.clone(),
+        bearer("forg_live_0000000000000000000000000000000000"),
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.header("api-key-expires"), None);
     // Off by default.
     let quiet = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
-    assert_eq!(send(quiet, bearer(key)).await.header("api-key-expires"), None);
+    assert_eq!(
+        send(quiet, bearer(key)).await.header("api-key-expires"),
+        None
+    );
     assert_eq!(probe.calls(), 4, "every request but the refused one");
 }

@@ -518,8 +518,15 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
             "no reset: credits never come back"
         );
     }
-    let budget = handler.seen.lock().unwrap().expect("the budget is in the request");
-    assert_eq!((budget.period(), budget.resets_at()), (Period::Lifetime, None));
+    let budget = handler
+        .seen
+        .lock()
+        .unwrap()
+        .expect("the budget is in the request");
+    assert_eq!(
+        (budget.period(), budget.resets_at()),
+        (Period::Lifetime, None)
+    );
     // A month later, nothing came back.
     clock.advance(Duration::from_secs(40 * 86_400));
     let over = send(service.clone(), bearer(key)).await;
@@ -528,7 +535,10 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
     assert!(over.json().get("resets_at").is_none(), "{}", over.json());
     assert_eq!(over.header("retry-after"), None);
     assert_eq!(over.header("spend-cap"), Some("limit=1000, remaining=200"));
-    assert!(over.json()["error"].as_str().unwrap().contains("do not reset"));
+    assert!(over.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("do not reset"));
     assert_eq!(handler.calls(), 2);
     // Another key of the same owner keeps the monthly default.
     let response = send(service.clone(), bearer(other.key().expose_secret())).await;

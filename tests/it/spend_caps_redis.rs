@@ -338,3 +338,49 @@ async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
         .unwrap();
     assert_eq!(ttl, -1, "{counter} has no expiry");
 }
+
+/// `GET /billing/spend` on one instance reads what another charged (issue 25.1).
+#[tokio::test]
+async fn the_spend_report_reads_what_other_instances_charged() {
+    use axum::body::Body;
+    use tower_api_key::manage::SpendApi;
+
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let admin = store
+        .issue(NewKey::new("org", "admin", &KeyFamily::FORG_LIVE).scopes(ForgScope::Admin))
+        .await
+        .unwrap();
+    let budgets = Budgets::new().default_cap(Environment::Live, 100);
+    let charging = SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await);
+    let probe = Probe::new();
+    let instance =
+        AuthLayer::new(store.clone()).layer(charging.layer(7).layer(probe.service::<String>()));
+    for _ in 0..3 {
+        let answer = send(instance.clone(), bearer(admin.key().expose_secret())).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let reading = SpendCaps::with_backend(budgets, usage(&redis, &ns).await);
+    let api = SpendApi::new(store.clone(), &reading)
+        .allow_keys_with(ForgScope::Admin)
+        .router::<()>();
+    let other = AuthLayer::new(store).layer(api);
+    let request = Request::get("/billing/spend")
+        .header(
+            "authorization",
+            format!("Bearer {}", admin.key().expose_secret()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(other, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let budget = &answer.json()["data"]["budgets"][0];
+    assert_eq!(
+        (&budget["spent"], &budget["remaining"]),
+        (&21.into(), &79.into())
+    );
+    let month = Period::Monthly.window(SystemTime::now());
+    assert_eq!(budget["period_start"], rfc3339(month.start));
+    assert_eq!(budget["period_end"], rfc3339(month.end.unwrap()));
+}

@@ -141,8 +141,11 @@ async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
         .require(Environment::Live, Plan::Pro)
         .clock(clock.clone());
     let store = Arc::new(
-        MemoryKeyStore::<ForgScope>::new()
-            .with_policy(KeyPolicy::default().clock(clock.clone()).plans(plans.clone())),
+        MemoryKeyStore::<ForgScope>::new().with_policy(
+            KeyPolicy::default()
+                .clock(clock.clone())
+                .plans(plans.clone()),
+        ),
     );
     let fourteen_days = Duration::from_secs(14 * 86_400);
     let ends = plans.start_trial("agent_1", Plan::Pro, fourteen_days);
@@ -160,7 +163,10 @@ async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
             .layer(probe.service::<String>()),
     );
     let key = live.key().expose_secret();
-    assert_eq!(send(service.clone(), bearer(key)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(service.clone(), bearer(key)).await.status,
+        StatusCode::OK
+    );
 
     // One second before the end: still Pro. At the end: Free.
     clock.advance(fourteen_days - Duration::from_secs(1));

@@ -173,9 +173,7 @@ impl<B: UsageBackend> Shared<B> {
         result: Result<Spent, BackendError>,
     ) -> Verdict {
         match result {
-            Ok(spent) if spent.allowed => {
-                Verdict::Admitted(principal.clone(), cap, period, spent)
-            }
+            Ok(spent) if spent.allowed => Verdict::Admitted(principal.clone(), cap, period, spent),
             Ok(spent) => Verdict::Refused(
                 match (spent.reset_after, spent.resets_at) {
                     (Some(after), Some(at)) => {

@@ -3,6 +3,8 @@
 
 mod future;
 mod layer;
+#[cfg(feature = "axum")]
+pub(crate) mod report;
 
 use std::fmt;
 use std::sync::Arc;

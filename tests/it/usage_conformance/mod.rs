@@ -238,7 +238,11 @@ pub async fn days_end_at_utc_midnight<F: Fixture>(fixture: &F) {
     assert!(!daily(1, Charge::Reserve).await.allowed, "the day is spent");
     clock.advance(Duration::from_secs(1800));
     let april = daily(1, Charge::Reserve).await;
-    assert_eq!((april.allowed, april.spent), (true, 1), "a new day, whole again");
+    assert_eq!(
+        (april.allowed, april.spent),
+        (true, 1),
+        "a new day, whole again"
+    );
     assert_eq!(
         april.resets_at,
         Some(UNIX_EPOCH + Duration::from_secs(START + 1800 + 86_400))
@@ -269,6 +273,16 @@ pub async fn lifetime_credits_never_reset<F: Fixture>(fixture: &F) {
     assert_eq!(back.spent, 500);
     let last = credits(500, Charge::Reserve).await;
     assert_eq!((last.allowed, last.spent), (true, 1000));
-    assert!(!credits(0, Charge::Reserve).await.allowed, "nothing left, ever");
-    assert_eq!(backend.read(counter(&who, Period::Lifetime)).await.unwrap().spent, 1000);
+    assert!(
+        !credits(0, Charge::Reserve).await.allowed,
+        "nothing left, ever"
+    );
+    assert_eq!(
+        backend
+            .read(counter(&who, Period::Lifetime))
+            .await
+            .unwrap()
+            .spent,
+        1000
+    );
 }
