@@ -5,8 +5,9 @@
 //! cargo run --example quickstart -- --addr 127.0.0.1:3000
 //! ```
 //!
-//! At start it issues three keys (a live key with `read:sessions read:reports`, a test key
-//! with `admin`, a `fos_` key with `read:rules`) and a demo account for the browser flow
+//! At start it issues four keys (a live key with `read:sessions read:reports`, a test key
+//! with `admin`, a `fos_` key with `read:rules`, a live "trial" key with 20 units of
+//! one-time credits) and a demo account for the browser flow
 //! (`POST /auth/login` sets the `forge_session` and `forge_csrf` cookies; passwords are
 //! hashed with Argon2id), and prints them with curl lines to try. The cookies are not
 //! `Secure` here because the demo serves plain HTTP on localhost: keep them `Secure` in
@@ -16,7 +17,14 @@
 //! `POST /auth/login`; 20 refused keys per minute from one address block that address.
 //! The AI route also has a spend cap: each review reports a cost of 10 units; live keys
 //! may spend 10,000 a month and test keys 1,000 an hour, except the demo live key, capped
-//! at 30 so that its fourth review gets 402 `spend_cap_exceeded`.
+//! at 30 so that its fourth review gets 402 `spend_cap_exceeded`, and the trial key, whose
+//! 20 units never reset. `GET /api/billing/spend` shows every budget.
+//!
+//! Plans: live keys (`fos_` ones too) need Pro or higher; `org_acme` is on Team, and each
+//! registered agent starts on a 14-day Pro trial, then Free: its `fos_` key is refused with
+//! 403 `plan_required` (its browser session still works). Keys are due for rotation at 90
+//! days (`rotation_due`), live at most a year, and responses to a key expiring within 14
+//! days carry `api-key-expires`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +37,9 @@ use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use tower_api_key::activity::ActivityLog;
+use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::forg;
-use tower_api_key::manage::{agent_key, ApiError, ApiJson, KeysApi};
+use tower_api_key::manage::{agent_key, ApiError, ApiJson, KeysApi, SpendApi};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
@@ -49,7 +58,9 @@ use tower_api_key::failure_limit::FailureLimit;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::RateLimits;
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
-use tower_api_key::usage::{BudgetPer, Budgets, ReportedCost, SpendCaps};
+use tower_api_key::usage::{
+    BudgetPer, Budgets, MemoryUsage, Plan, PlanLayer, PlanTable, ReportedCost, SpendCaps,
+};
 use tower_api_key::{
     require, AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ServiceBuilderExt,
 };
@@ -66,6 +77,24 @@ pub const MIN_PASSWORD: usize = 12;
 
 /// Keys and sessions live in stores of the same kind: two instances.
 pub type Store = MemoryKeyStore<ForgScope>;
+
+/// "Rotate keys every 90 days": older keys are marked `rotation_due`.
+pub const ROTATION_AGE: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+/// No key lives longer than a year.
+pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+/// "New accounts receive a 14-day Pro trial."
+pub const TRIAL: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+/// The one-time credits of an agent's key, in AI units.
+pub const AGENT_CREDITS: u64 = 1_000;
+
+/// The key store: rotation due at 90 days, at most a year's lifetime, on `clock`.
+pub fn key_store(clock: impl Clock) -> Arc<Store> {
+    let policy = KeyPolicy::default()
+        .rotation_age(ROTATION_AGE)
+        .max_lifetime(MAX_LIFETIME)
+        .clock(clock);
+    Arc::new(Store::new().with_policy(policy))
+}
 
 /// A user or agent account: its password's Argon2id hash (PHC string), its owner id and
 /// the scopes its sessions get.
@@ -167,6 +196,12 @@ pub struct Demo {
     pub sessions: Sessions<Store>,
     pub accounts: Accounts,
     pub budgets: Budgets,
+    /// The AI route's spend caps (per key), read by `GET /api/billing/spend`.
+    pub spend: SpendCaps,
+    /// Owners' plans and trials.
+    pub plans: PlanTable,
+    /// The per-request plan check, on the demo's clock.
+    pub plan_check: PlanLayer,
     pub activity: ActivityLog,
     /// What `GET /metrics` renders (Prometheus text format): the recorder `main` installed.
     pub metrics: Option<PrometheusHandle>,
@@ -174,39 +209,65 @@ pub struct Demo {
 
 impl Demo {
     /// The demo around `keys` (with `demo_keys` issued in it): a session store, the demo
-    /// account, the AI route's budgets.
+    /// account, the AI route's budgets, the plans; on the system clock.
     pub fn new(keys: Arc<Store>, demo_keys: &DemoKeys) -> Self {
+        Self::with_clock(keys, demo_keys, SystemClock)
+    }
+
+    /// The demo with trials, spend periods and plan answers on `clock` (fake in tests).
+    pub fn with_clock(keys: Arc<Store>, demo_keys: &DemoKeys, clock: impl Clock + Clone) -> Self {
         let session_store = Arc::new(Store::new().with_policy(KeyPolicy::sessions()));
         let secret = CsrfSecret::generate().expect("the OS has randomness");
+        let budgets = demo_keys.budgets();
+        let usage = MemoryUsage::with_clock(clock.clone());
+        let spend = SpendCaps::with_backend(budgets.clone(), usage).per(BudgetPer::Key);
+        // Live keys need Pro; fos_ keys are live keys too.
+        let plans = PlanTable::new(Plan::Free)
+            .require(Environment::Live, Plan::Pro)
+            .owner(OWNER, Plan::Team)
+            .clock(clock.clone());
         Self {
             keys,
             // Plain HTTP on localhost: cookies without `Secure`. Never in production.
             sessions: Sessions::new(session_store, secret).secure(false),
             accounts: Accounts::with_demo(),
-            budgets: demo_keys.budgets(),
+            budgets,
+            spend,
+            plan_check: PlanLayer::new(plans.clone()).clock(clock),
+            plans,
             activity: ActivityLog::default(),
             metrics: None,
         }
     }
 }
 
-/// The three keys issued at start.
+/// The four keys issued at start.
 pub struct DemoKeys {
     pub live: IssuedKey<ForgScope>,
     pub test: IssuedKey<ForgScope>,
     pub fos: IssuedKey<ForgScope>,
+    /// A live key with 20 units of one-time credits.
+    pub trial: IssuedKey<ForgScope>,
 }
 
+/// The trial key's credits: two reviews, never reset.
+pub const TRIAL_CREDITS: u64 = 20;
+
 impl DemoKeys {
-    /// The AI route's budgets: per key, with the demo live key capped low.
+    /// The AI route's budgets: per key, with the demo live key capped low and the trial
+    /// key on credits.
     pub fn budgets(&self) -> Budgets {
         let budgets = Budgets::new()
             .default_cap(Environment::Live, 10_000)
             .default_cap(Environment::Test, 1_000);
         budgets.set_key_cap(self.live.record().id.clone(), Some(30));
+        budgets.set_key_credits(self.trial.record().id.clone(), TRIAL_CREDITS);
         budgets
     }
 }
+
+/// Responses to a key that expires within this carry `api-key-expires`.
+pub const EXPIRY_NOTICE: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
 
 /// What one AI review costs, reported by the handler after it ran.
 pub const REVIEW_COST: u64 = 10;
@@ -228,6 +289,12 @@ pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKe
         fos: store
             .issue(NewKey::new(OWNER, "mcp server", &KeyFamily::FOS).scopes(ForgScope::ReadRules))
             .await?,
+        trial: store
+            .issue(
+                NewKey::new(OWNER, "trial credits", &KeyFamily::FORG_LIVE)
+                    .scopes(ForgScope::ReadRules),
+            )
+            .await?,
     })
 }
 
@@ -245,7 +312,7 @@ pub fn app(demo: &Demo) -> Router {
         log.observe(event);
         recorder.observe(event);
     };
-    let spend = SpendCaps::new(demo.budgets.clone()).per(BudgetPer::Key);
+    let spend = &demo.spend;
     let standard = Router::new()
         .route(
             "/v1/sessions",
@@ -271,6 +338,13 @@ pub fn app(demo: &Demo) -> Router {
                 .activity(demo.activity.clone())
                 .router(),
         )
+        // "Monitor your usage via GET /api/billing/spend": sessions and admin keys.
+        .nest(
+            "/api",
+            SpendApi::new(Arc::clone(&store), spend)
+                .allow_keys_with(ForgScope::Admin)
+                .router(),
+        )
         .route_layer(limits.layer(forg::STANDARD));
     let ai = Router::new()
         .route("/v1/reviews", post(review))
@@ -283,7 +357,12 @@ pub fn app(demo: &Demo) -> Router {
         ServiceBuilder::new()
             .layer(ActivityLayer::new(observe)) // activity log, last use, tracing
             .limit_failures(FailureLimit::default())
-            .layer(AuthLayer::new(store).sessions(demo.sessions.clone())),
+            .layer(
+                AuthLayer::new(store)
+                    .sessions(demo.sessions.clone())
+                    .expiry_notice(EXPIRY_NOTICE),
+            )
+            .layer(demo.plan_check.clone()), // 403 plan_required once a trial ends
     );
     let public = Router::new()
         .route("/auth/login", post(login))
@@ -382,8 +461,15 @@ async fn logout(State(demo): State<Demo>, identity: Principal) -> Response {
     }
 }
 
-async fn me(identity: Principal) -> Json<Value> {
-    Json(json!({ "data": caller(&identity) }))
+/// The caller, and its owner's plan (with the trial's end while one runs).
+async fn me(State(demo): State<Demo>, identity: Principal) -> Json<Value> {
+    let owner = identity.owner();
+    let plan = demo.plans.plan_of(owner).as_str();
+    let trial_ends_at = demo.plans.trial_ends_at(owner).map(rfc3339);
+    let mut data = caller(&identity);
+    data["plan"] = json!(plan);
+    data["trial_ends_at"] = json!(trial_ends_at);
+    Json(json!({ "data": data }))
 }
 
 /// The documented body is `{"email", "password"}`; `name` (the key's) is optional.
@@ -431,13 +517,6 @@ async fn register_agent(
         Ok(new) => new,
         Err(error) => return error.into_response(),
     };
-    if demo.accounts.taken(&agent.email) {
-        return error(
-            StatusCode::CONFLICT,
-            "email_taken",
-            "An account with this email already exists",
-        );
-    }
     if demo.accounts.taken(email) {
         return error(
             StatusCode::CONFLICT,
@@ -463,15 +542,22 @@ async fn register_agent(
             "An account with this email already exists",
         );
     }
+    // A new account: 14 days of Pro, then Free.
+    let trial_ends_at = demo.plans.start_trial(agent_id.clone(), Plan::Pro, TRIAL);
     // The agent owns its key; who registered it is kept on the record.
     let new = new.scopes(scopes);
     match demo.keys.issue(new).await {
         Ok(issued) => {
+            let key_id = issued.record().id.clone();
+            demo.budgets.set_key_credits(key_id.clone(), AGENT_CREDITS);
             let body = json!({ "data": {
                 "agent_id": agent_id,
                 "key": issued.key().expose_secret(),
-                "key_id": issued.record().id.as_str(),
+                "key_id": key_id.as_str(),
                 "scopes": scopes,
+                "plan": Plan::Pro.as_str(),
+                "trial_ends_at": rfc3339(trial_ends_at),
+                "credits": AGENT_CREDITS,
             }});
             (StatusCode::CREATED, Json(body)).into_response()
         }
@@ -595,6 +681,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
     let live = keys.live.key().expose_secret();
     let test = keys.test.key().expose_secret();
     let fos = keys.fos.key().expose_secret();
+    let trial = keys.trial.key().expose_secret();
     let live_id = &keys.live.record().id;
     let test_id = &keys.test.record().id;
     println!("tower-api-key quickstart listening on {base}\n");
@@ -603,6 +690,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         ("live", &keys.live),
         ("test", &keys.test),
         ("fos ", &keys.fos),
+        ("trial", &keys.trial),
     ] {
         let record = issued.record();
         println!(
@@ -640,15 +728,23 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
             format!("for i in $(seq 4); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'; done; echo"),
         ),
         ("402 spend_cap_exceeded, Retry-After up to the month's end, Spend-Cap header".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {live}'")),
+        (
+            format!("200 x2, then 402: the trial key's {TRIAL_CREDITS} units of one-time credits"),
+            format!("for i in $(seq 3); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST {base}/v1/reviews -H 'Authorization: Bearer {trial}'; done; echo"),
+        ),
+        ("402 without Retry-After or resets_at: credits never reset (Spend-Cap: limit=20, remaining=0)".to_owned(), format!("curl -i -X POST {base}/v1/reviews -H 'Authorization: Bearer {trial}'")),
+        ("spend monitoring: the test keys' budgets (the test key has admin)".to_owned(), format!("curl -i {base}/api/billing/spend -H 'Authorization: Bearer {test}'")),
         ("log in: forge_session (HttpOnly) and forge_csrf cookies into cookies.txt".to_owned(), format!("curl -i -c cookies.txt -X POST {base}/auth/login -H 'Content-Type: application/json' -d '{login}'")),
-        ("200: the session cookie authenticates".to_owned(), format!("curl -i -b cookies.txt {base}/v1/me")),
+        ("200: the session cookie authenticates (and shows the owner's plan)".to_owned(), format!("curl -i -b cookies.txt {base}/v1/me")),
+        ("every budget of the owner, each with its period and reset (the dashboard draws them as bars)".to_owned(), format!("curl -i -b cookies.txt {base}/api/billing/spend")),
         ("403 csrf_failed: a state-changing request without the CSRF header".to_owned(), format!("curl -i -b cookies.txt -X POST {base}/v1/rules")),
         ("201: with the forge_csrf cookie's value in X-CSRF-Token".to_owned(), format!("{csrf}; curl -i -b cookies.txt -X POST {base}/v1/rules -H \"X-CSRF-Token: $CSRF\"")),
         ("log out: the session ends now, cookies cleared".to_owned(), format!("curl -i -b cookies.txt -c cookies.txt -X POST {base}/auth/logout -H \"X-CSRF-Token: $CSRF\"")),
         (
-            "201: register an agent, get a fos_ key scoped to it (409 if the email is taken, 422 if the password is short)".to_owned(),
-            format!(r#"curl -i -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password"}}'"#),
+            "201: register an agent: a 14-day Pro trial (trial_ends_at) and a fos_ key scoped to it, with 1,000 AI units of credits (409 if the email is taken, 422 if the password is short)".to_owned(),
+            format!(r#"AGENT=$(curl -s -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password"}}' | sed 's/.*"key":"\([^"]*\)".*/\1/'); echo $AGENT"#),
         ),
+        ("the agent's plan: pro, until trial_ends_at; then free, and its fos_ key gets 403 plan_required".to_owned(), format!("curl -i {base}/v1/me -H \"X-ForgeOS-API-Key: $AGENT\"")),
         ("the dashboard: log in with the demo account, create, rotate and revoke keys".to_owned(), format!("open {base}/dashboard")),
         ("the management API: the owner's keys, newest first (keys with admin may manage)".to_owned(), format!("curl -i {base}/v1/keys -H 'Authorization: Bearer {test}'")),
         ("404: a test key never sees, rotates or revokes a live key".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
@@ -664,7 +760,7 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listen_address()?;
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = key_store(SystemClock);
     let keys = issue_demo_keys(&store).await?;
     let mut demo = Demo::new(store, &keys);
     // Lookup latency as a histogram (buckets from 0.5 ms to 2.5 s), so dashboards can add

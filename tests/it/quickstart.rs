@@ -727,3 +727,161 @@ async fn the_minimal_example_protects_its_route() {
     );
     server.abort();
 }
+
+/// Issue 25 through the quickstart on a fake clock: an agent's 14-day Pro trial and its
+/// end (its key refused, its session not), one-time credits that end in a 402 without a
+/// reset, spend monitoring, and keys due for rotation at 90 days.
+#[tokio::test]
+async fn trials_credits_spend_and_rotation_through_the_quickstart() {
+    use axum::extract::ConnectInfo;
+    use std::time::{Duration, UNIX_EPOCH};
+    use tower::ServiceExt;
+    use tower_api_key::clock::ManualClock;
+
+    let start = UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01T00:00:00Z
+    let clock = ManualClock::new(start);
+    let store = quickstart::key_store(clock.clone());
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
+    let app = quickstart::app(&quickstart::Demo::with_clock(store, &keys, clock.clone()));
+    let next_ip = std::sync::atomic::AtomicU8::new(1);
+    let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        // A client address per request: the per-address limits are not the point.
+        let ip = next_ip.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 1, ip], 5000))));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let json = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+            (parts.status, parts.headers, json)
+        }
+    };
+
+    // Registration starts a 14-day Pro trial and gives the key 1,000 units of credits.
+    let (status, _, body) = call(
+        "POST",
+        "/auth/register-agent",
+        &[],
+        r#"{"email": "bot@example.com", "password": "a long agent password"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["plan"], "pro");
+    assert_eq!(body["data"]["trial_ends_at"], "2026-01-15T00:00:00Z");
+    assert_eq!(body["data"]["credits"], 1000);
+    let agent = body["data"]["key"].as_str().unwrap().to_owned();
+    let agent_header = [("x-forgeos-api-key", agent.as_str())];
+    let (status, _, me) = call("GET", "/v1/me", &agent_header, "").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(
+        (&me["data"]["plan"], &me["data"]["trial_ends_at"]),
+        (&Value::from("pro"), &Value::from("2026-01-15T00:00:00Z"))
+    );
+    let (status, headers, _) = call("POST", "/v1/reviews", &agent_header, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["spend-cap"], "limit=1000, remaining=990");
+
+    // The demo trial key: 20 units, two reviews, then 402 with nothing to wait for.
+    let trial = format!("Bearer {}", keys.trial.key().expose_secret());
+    let trial_header = [("authorization", trial.as_str())];
+    for _ in 0..2 {
+        assert_eq!(
+            call("POST", "/v1/reviews", &trial_header, "").await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, headers, body) = call("POST", "/v1/reviews", &trial_header, "").await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert!(body.get("resets_at").is_none(), "{body}");
+    assert!(headers.get("retry-after").is_none());
+    assert_eq!(headers["spend-cap"], "limit=20, remaining=0");
+
+    // Spend monitoring, as the test key (admin) and as the demo account's session.
+    let test = format!("Bearer {}", keys.test.key().expose_secret());
+    let (status, _, body) = call(
+        "GET",
+        "/api/billing/spend",
+        &[("authorization", test.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let budgets = body["data"]["budgets"].as_array().unwrap();
+    assert_eq!(
+        budgets.len(),
+        1,
+        "a test key sees the test budgets: {budgets:?}"
+    );
+    assert_eq!(budgets[0]["period_end"], "2026-01-01T01:00:00Z");
+    let login = format!(
+        r#"{{"email":"{}","password":"{}"}}"#,
+        quickstart::DEMO_EMAIL,
+        quickstart::DEMO_PASSWORD
+    );
+    let (status, headers, _) = call("POST", "/auth/login", &[], &login).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookies: Vec<&str> = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap())
+        .collect();
+    let cookie = cookies.join("; ");
+    let (status, _, body) = call("GET", "/api/billing/spend", &[("cookie", &cookie)], "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let trial_budget = body["data"]["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["key_name"] == "trial credits")
+        .expect("the trial key's budget is listed")
+        .clone();
+    assert_eq!(
+        (
+            &trial_budget["period"],
+            &trial_budget["remaining"],
+            &trial_budget["period_end"]
+        ),
+        (&Value::from("lifetime"), &Value::from(0), &Value::Null)
+    );
+
+    // The trial ends: the agent's live key is refused (after the layer's 60 s cache), its
+    // browser session is not.
+    clock.advance(Duration::from_secs(14 * 86_400 + 60));
+    let (status, _, body) = call("GET", "/v1/me", &agent_header, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "plan_required");
+    let agent_login = r#"{"email":"bot@example.com","password":"a long agent password"}"#;
+    let (status, headers, _) = call("POST", "/auth/login", &[], agent_login).await;
+    assert_eq!(status, StatusCode::OK);
+    let agent_cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (status, _, me) = call("GET", "/v1/me", &[("cookie", &agent_cookie)], "").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(
+        (&me["data"]["plan"], &me["data"]["trial_ends_at"]),
+        (&Value::from("free"), &Value::Null)
+    );
+
+    // 90 days after issue the demo keys are due for rotation; a year after, expired.
+    let (_, _, list) = call("GET", "/v1/keys", &[("authorization", test.as_str())], "").await;
+    assert_eq!(list["data"][0]["rotation_due"], false);
+    assert_eq!(list["data"][0]["expires_at"], "2027-01-01T00:00:00Z");
+    clock.advance(Duration::from_secs(76 * 86_400));
+    let (_, _, list) = call("GET", "/v1/keys", &[("authorization", test.as_str())], "").await;
+    assert_eq!(list["data"][0]["rotation_due"], true, "{list}");
+}

@@ -22,7 +22,9 @@ use crate::reject::{
 };
 
 /// Asks a [`PlanPolicy`] whether the authenticated owner's plan still allows the key's
-/// environment, per request; put it inside the [`AuthLayer`](crate::AuthLayer). Answers
+/// environment, per request; put it inside the [`AuthLayer`](crate::AuthLayer). Browser
+/// sessions pass: the rule is about which keys an owner may use, and a Free owner still
+/// logs in to manage its test keys. Answers
 /// are cached per owner and environment for a TTL (default 60 s; at most 10,000 entries
 /// per environment),
 /// so a downgrade takes effect within the TTL. A failing, slow (1 s) or panicking policy is
@@ -213,6 +215,10 @@ where
             let missing = Err(crate::principal::absent(request.extensions()));
             return ResponseFuture::new(decided(shared, &mut self.inner, request, missing));
         };
+        // The plan rule is about keys; a browser session is a login, not a key.
+        if principal.kind() == crate::principal::CredentialKind::Session {
+            return ResponseFuture::new(decided(shared, &mut self.inner, request, Ok(true)));
+        }
         let (owner, environment) = (principal.owner(), principal.environment());
         let future = match shared.cached(owner, environment) {
             Some(allowed) => decided(shared, &mut self.inner, request, Ok(allowed)),

@@ -45,6 +45,18 @@ pub enum Plan {
     Enterprise,
 }
 
+impl Plan {
+    /// A short name: `"free"`, `"pro"`, `"team"` or `"enterprise"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Pro => "pro",
+            Self::Team => "team",
+            Self::Enterprise => "enterprise",
+        }
+    }
+}
+
 /// A table-driven [`PlanPolicy`]: each owner's plan (unlisted owners are on `default`),
 /// trials that end at a time, and the least plan each environment requires. Clones share
 /// one table, which the application changes while serving (an upgrade, a new account's
