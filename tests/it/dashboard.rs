@@ -14,13 +14,11 @@ use crate::examples::quickstart;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use tower_api_key::MemoryKeyStore;
 
 /// A ChromeDriver of this test, killed on drop.
 struct ChromeDriver {
@@ -76,16 +74,30 @@ fn chromedriver() -> Option<ChromeDriver> {
 async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
 
-    let store = Arc::new(MemoryKeyStore::new());
+    // The key store's clock, moved past the rotation age once the demo keys exist.
+    let clock = tower_api_key::clock::ManualClock::new(std::time::SystemTime::now());
+    let store = quickstart::key_store(clock.clone());
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
+    clock.advance(quickstart::ROTATION_AGE);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = quickstart::app(&quickstart::Demo::new(store, &keys))
         .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    // One review with the live key: 10 of its 30 units.
+    let review = reqwest::Client::new()
+        .post(format!("{base}/v1/reviews"))
+        .header(
+            "authorization",
+            format!("Bearer {}", keys.live.key().expose_secret()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(review.status(), 200);
 
     let mut capabilities = serde_json::Map::new();
-    let mut chrome = json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"] });
+    let mut chrome = json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"] });
     if std::path::Path::new("/usr/bin/chromium").exists() {
         chrome["binary"] = json!("/usr/bin/chromium");
     }
@@ -128,7 +140,63 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .find_all(Locator::Css("#keys tbody tr"))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3, "the three demo keys");
+    assert_eq!(rows.len(), 4, "the four demo keys");
+    let due = browser
+        .find_all(Locator::Css("#keys tbody tr .rotation-due"))
+        .await
+        .unwrap();
+    assert_eq!(
+        due.len(),
+        4,
+        "90 days old: every demo key is due for rotation"
+    );
+
+    // The spend bars: one per key (budgets are per key), with what is spent and the reset.
+    wait()
+        .for_element(Locator::Css("#spend .budget"))
+        .await
+        .expect("the spend bars");
+    let bars = browser
+        .find_all(Locator::Css("#spend .budget"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 4, "a budget per demo key");
+    let live = browser
+        .find(Locator::Css(&format!(
+            "#spend .budget[data-key='{}']",
+            keys.live.record().id
+        )))
+        .await
+        .unwrap();
+    let meter = live.find(Locator::Css("[role=meter]")).await.unwrap();
+    assert_eq!(
+        meter.attr("aria-valuenow").await.unwrap().as_deref(),
+        Some("10")
+    );
+    assert_eq!(
+        meter.attr("aria-valuemax").await.unwrap().as_deref(),
+        Some("30")
+    );
+    let width = meter
+        .find(Locator::Css("div"))
+        .await
+        .unwrap()
+        .attr("style")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(width.contains("33.3"), "a third of the bar: {width}");
+    let text = live.text().await.unwrap();
+    assert!(text.contains("10 / 30 per month"), "{text}");
+    assert!(text.contains("resets "), "{text}");
+    let trial = browser
+        .find(Locator::Css(&format!(
+            "#spend .budget[data-key='{}'] .reset",
+            keys.trial.record().id
+        )))
+        .await
+        .unwrap();
+    assert_eq!(trial.text().await.unwrap(), "never resets (credits)");
 
     // Create a key and read it, once, from the page.
     browser
@@ -158,6 +226,21 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .expect("the new key");
     let key = shown.text().await.unwrap();
     assert!(key.starts_with("forg_test_"), "{key:?}");
+    let fresh = browser
+        .find(Locator::XPath(
+            "//tbody/tr[td[1][normalize-space()='browser key']]",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        fresh.find(Locator::Css(".rotation-due")).await.is_err(),
+        "a new key is not due"
+    );
+    let bars = browser
+        .find_all(Locator::Css("#spend .budget"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 5, "the new key's budget is drawn too");
     let curl = browser
         .find(Locator::Id("curl-line"))
         .await
