@@ -26,18 +26,25 @@
 //! With the `tracing` feature the layer also emits one event per request on the target
 //! `tower_api_key::activity` (DEBUG), with the same fields.
 
+mod daily;
 mod future;
 mod last_used;
 mod layer;
 mod log;
 #[cfg(feature = "redis")]
+mod redis_daily;
+#[cfg(feature = "redis")]
 mod redis_log;
 
+pub(crate) use daily::zero_days;
+pub use daily::{DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use future::ResponseFuture;
 pub use last_used::LastUsedRecorder;
 pub(crate) use layer::ActivityTicket;
 pub use layer::{ActivityLayer, ActivityService};
 pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
+#[cfg(feature = "redis")]
+pub use redis_daily::RedisDailyUsage;
 #[cfg(feature = "redis")]
 pub use redis_log::RedisActivityLog;
 
@@ -78,6 +85,9 @@ pub struct ActivityEvent {
     pub client: Option<IpAddr>,
     /// When it happened, on the layer's clock.
     pub at: SystemTime,
+    /// What the request was charged, in the spend caps' units (0 without a
+    /// [`SpendCapLayer`](crate::usage::SpendCapLayer), or when nothing was spent).
+    pub spent: u64,
 }
 
 impl ActivityEvent {
@@ -98,6 +108,7 @@ impl ActivityEvent {
             path: path.to_owned(),
             client,
             at,
+            spent: 0,
         }
     }
 
@@ -183,9 +194,13 @@ pub(crate) struct PendingActivity {
 }
 
 impl PendingActivity {
-    /// Takes the status and, when a layer refused the request, its rejection.
+    /// Takes the status, what the request was charged and, when a layer refused the
+    /// request, its rejection.
     pub(crate) fn answered<B>(&mut self, response: &Response<B>) {
         self.event.status = Some(response.status());
+        if let Some(charged) = response.extensions().get::<crate::usage::Charged>() {
+            self.event.spent = charged.0;
+        }
         if let Some(rejection) = response.extensions().get::<AuthRejection>() {
             self.event.outcome = Outcome::of(rejection);
             if let AuthRejection::InvalidApiKey { reason, key_id } = rejection {

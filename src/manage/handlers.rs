@@ -13,8 +13,10 @@ use super::authorisation::sees;
 use super::error::{ApiError, ApiJson};
 use super::routes::KeysApi;
 use super::views::{
-    ActivityPage, CreateKey, IssuedKey, Key, KeyData, KeyList, Page, RotateKey, MAX_GRACE_SECONDS,
+    ActivityPage, CreateKey, IssuedKey, Key, KeyData, KeyList, Page, RotateKey, UsagePage,
+    MAX_GRACE_SECONDS,
 };
+use crate::activity::UsageDay;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::ScopeSet;
@@ -252,4 +254,48 @@ pub(super) async fn activity<St: ManageKeys>(
         next_before: next,
     })
     .into_response())
+}
+
+/// The last 30 days of `keys`, summed (zeros without a history).
+async fn days<St: ManageKeys>(
+    api: &KeysApi<St>,
+    keys: &[KeyId],
+) -> Result<Vec<UsageDay>, ApiError> {
+    let today = api.store.policy().now();
+    let Some(history) = &api.history else {
+        return Ok(crate::activity::zero_days(today));
+    };
+    let mut total = crate::activity::zero_days(today);
+    for key in keys {
+        for (sum, day) in total.iter_mut().zip(history.days(key, today).await?) {
+            sum.add(&day);
+        }
+    }
+    Ok(total)
+}
+
+pub(super) async fn key_usage<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    api.authorize(&caller)?;
+    let record = api.owned(&caller, &id).await?;
+    let data = days(&api, std::slice::from_ref(&record.id)).await?;
+    Ok(Json(UsagePage { data }).into_response())
+}
+
+pub(super) async fn owner_usage<St: ManageKeys>(
+    State(api): State<Arc<KeysApi<St>>>,
+    caller: Principal,
+) -> Result<Response, ApiError> {
+    api.authorize(&caller)?;
+    let records = api.store.list(caller.owner()).await?;
+    let keys: Vec<KeyId> = records
+        .iter()
+        .filter(|record| sees(&caller, record))
+        .map(|record| record.id.clone())
+        .collect();
+    let data = days(&api, &keys).await?;
+    Ok(Json(UsagePage { data }).into_response())
 }

@@ -23,9 +23,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::handlers;
 use super::views::{
-    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage,
+    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage, UsagePage,
 };
-use crate::activity::ActivityStore;
+use crate::activity::{ActivityStore, UsageHistory};
 use crate::reject::ErrorBody;
 use crate::store::ManageKeys;
 
@@ -34,6 +34,7 @@ pub struct KeysApi<St: ManageKeys> {
     pub(super) store: Arc<St>,
     pub(super) keys_with: Option<St::Scope>,
     pub(super) log: Option<Arc<dyn ActivityStore>>,
+    pub(super) history: Option<Arc<dyn UsageHistory>>,
     body_limit: usize,
 }
 
@@ -43,6 +44,7 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             store: Arc::clone(&self.store),
             keys_with: self.keys_with,
             log: self.log.clone(),
+            history: self.history.clone(),
             body_limit: self.body_limit,
         }
     }
@@ -64,6 +66,7 @@ impl<St: ManageKeys> KeysApi<St> {
             store,
             keys_with: None,
             log: None,
+            history: None,
             body_limit: 16 * 1024,
         }
     }
@@ -80,6 +83,16 @@ impl<St: ManageKeys> KeysApi<St> {
     #[must_use]
     pub fn activity(mut self, log: impl ActivityStore) -> Self {
         self.log = Some(Arc::new(log));
+        self
+    }
+
+    /// Serves `history` at `GET /keys/{id}/usage` and `GET /usage` (the owner's keys
+    /// summed): requests, refusals by kind and spend per UTC day, the last 30 days (without
+    /// one: zeros). A [`DailyUsage`](crate::activity::DailyUsage), or a `RedisDailyUsage`
+    /// shared by instances; the same value observes the [`ActivityLayer`](crate::activity::ActivityLayer).
+    #[must_use]
+    pub fn usage(mut self, history: impl UsageHistory) -> Self {
+        self.history = Some(Arc::new(history));
         self
     }
 
@@ -128,6 +141,7 @@ impl<St: ManageKeys> KeysApi<St> {
         with_dependencies::<ActivityPage>(&mut schemas);
         with_dependencies::<CreateKey>(&mut schemas);
         with_dependencies::<RotateKey>(&mut schemas);
+        with_dependencies::<UsagePage>(&mut schemas);
         document(paths, schemas)
     }
 }
@@ -295,6 +309,29 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
                 .answers::<ActivityPage>("200", "Entries")
                 .error("422", "validation_failed: a bad query")
                 .build(),
+        },
+        Route {
+            method: Get,
+            path: "/keys/{id}/usage",
+            handler: get(handlers::key_usage::<St>),
+            operation: operation(
+                "keyUsage",
+                "Requests, refusals by kind and spend per UTC day, the last 30 days",
+            )
+            .id()
+            .answers::<UsagePage>("200", "Days, oldest first")
+            .build(),
+        },
+        Route {
+            method: Get,
+            path: "/usage",
+            handler: get(handlers::owner_usage::<St>),
+            operation: operation(
+                "ownerUsage",
+                "The caller's keys' use per UTC day, summed, the last 30 days",
+            )
+            .answers::<UsagePage>("200", "Days, oldest first")
+            .build(),
         },
     ]
 }

@@ -104,6 +104,12 @@ pub(crate) struct ActivityPage {
     pub(crate) next_before: Option<u64>,
 }
 
+/// A key's (or an owner's) use per UTC day, the last 30 days, oldest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UsagePage {
+    pub(crate) data: Vec<crate::activity::UsageDay>,
+}
+
 /// `POST /keys`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -41,5 +41,6 @@ mod sqlite_store;
 mod store;
 mod tonic_server;
 mod usage;
+mod usage_history;
 mod vocabulary;
 mod wiring;

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
+use super::{header_value, Budget, Charged, ReportedCost, SpendCaps, SPEND_CAP};
 use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::rate_limit::{BackendError, OnBackendError};
@@ -367,6 +367,13 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
         if charged > 0 {
             let environment = admitted.principal.environment();
             admitted.shared.charged.charged(environment, charged);
+            let extensions = response.extensions_mut();
+            match extensions.get_mut::<Charged>() {
+                Some(total) => total.0 = total.0.saturating_add(charged),
+                None => {
+                    extensions.insert(Charged(charged));
+                }
+            }
         }
         if admitted.refund > 0 {
             // Given back by the response future, which may have to wait for the backend.

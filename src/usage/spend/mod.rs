@@ -45,6 +45,11 @@ pub const SPEND_CAP: http::HeaderName = http::HeaderName::from_static("spend-cap
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReportedCost(pub u64);
 
+/// What a request was charged, as a response extension set by [`SpendCapLayer`] (summed
+/// when several are stacked), for the activity layer's [`ActivityEvent::spent`](crate::activity::ActivityEvent::spent).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Charged(pub(crate) u64);
+
 /// The budget a request was admitted under, as a request extension (after its fixed cost
 /// was charged), for handlers that want to show or plan for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,269 @@
+//! [`DailyUsage`]: each key's requests, refusals by kind and spend per UTC day, for the
+//! last [`DAYS`] days, and [`UsageHistory`], where the management API reads them from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use super::{ActivityEvent, ActivityObserver, Outcome};
+use crate::reject::RejectionKind;
+use crate::store::{KeyId, StoreError};
+use crate::sweep::SweepAt;
+
+/// How many days of use are kept, today included.
+pub const DAYS: usize = 30;
+
+/// One key's (or owner's) use on one UTC day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+pub struct UsageDay {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Requests made with the key, refused ones included.
+    pub requests: u64,
+    /// The refused ones, by rejection code (`rate_limited`, `spend_cap_exceeded`, ...);
+    /// kinds that did not happen are left out.
+    #[cfg_attr(feature = "axum", schema(value_type = BTreeMap<String, u64>))]
+    pub refused: BTreeMap<&'static str, u64>,
+    /// What the day's requests were charged, in the spend caps' units.
+    pub spent: u64,
+}
+
+impl UsageDay {
+    /// Adds `other`'s counts to this day's (an owner's day is its keys' summed).
+    pub fn add(&mut self, other: &UsageDay) {
+        self.requests += other.requests;
+        self.spent += other.spent;
+        for (kind, n) in &other.refused {
+            *self.refused.entry(kind).or_default() += n;
+        }
+    }
+}
+
+/// What [`UsageHistory::days`] answers.
+pub type History<'a> = Pin<Box<dyn Future<Output = Result<Vec<UsageDay>, StoreError>> + Send + 'a>>;
+
+/// Where the management API reads a key's daily use from: [`DailyUsage`] (in process) or
+/// `RedisDailyUsage` (feature `redis`, shared by instances).
+pub trait UsageHistory: Send + Sync + 'static {
+    /// `key`'s last [`DAYS`] days up to the day of `today`, oldest first; days without
+    /// use are zeros.
+    fn days<'a>(&'a self, key: &'a KeyId, today: SystemTime) -> History<'a>;
+}
+
+/// The day number (days since 1970-01-01, UTC) of `at`.
+pub(crate) fn day_of(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 86_400
+}
+
+/// The [`DAYS`] day numbers up to `today`'s, oldest first.
+pub(crate) fn window(today: SystemTime) -> impl Iterator<Item = u64> {
+    let today = day_of(today);
+    (0..DAYS as u64)
+        .rev()
+        .map(move |back| today.saturating_sub(back))
+}
+
+/// The [`DAYS`] days up to `today`'s, oldest first, with nothing used.
+pub(crate) fn zero_days(today: SystemTime) -> Vec<UsageDay> {
+    window(today)
+        .map(|day| UsageDay {
+            date: date(day),
+            ..UsageDay::default()
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` of day number `day`.
+pub(crate) fn date(day: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(day.saturating_mul(86_400));
+    crate::timestamp::Rfc3339(at).to_string()[..10].to_owned()
+}
+
+/// Each key's use per UTC day, in this process, for the last [`DAYS`] days: an
+/// [`ActivityObserver`] (give it to the [`ActivityLayer`](super::ActivityLayer)) and a
+/// [`UsageHistory`] (give it to `KeysApi::usage`).
+///
+/// Bounded: a ring of [`DAYS`] days per key (about 2 KiB), for at most
+/// [`capacity`](Self::with_capacity) keys (default 10,000); keys unused for [`DAYS`] days
+/// are swept as the map grows, and events of keys beyond the capacity are dropped and
+/// counted ([`dropped`](Self::dropped)).
+///
+/// ```
+/// use std::time::SystemTime;
+/// use tower_api_key::activity::{ActivityObserver, DailyUsage, UsageHistory};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let usage = DailyUsage::default();
+/// let key = tower_api_key::store::KeyId::generate().unwrap();
+/// let days = usage.days(&key, SystemTime::now()).await.unwrap();
+/// assert_eq!(days.len(), 30);
+/// assert_eq!(days.iter().map(|day| day.requests).sum::<u64>(), 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DailyUsage {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    keys: DashMap<KeyId, Box<[Day; DAYS]>, foldhash::fast::RandomState>,
+    capacity: usize,
+    dropped: AtomicU64,
+    sweep_at: SweepAt,
+}
+
+/// One slot of a key's ring: the day it holds and its counts.
+#[derive(Clone, Copy, Default)]
+struct Day {
+    day: u64,
+    requests: u64,
+    refused: [u32; RejectionKind::ALL.len()],
+    spent: u64,
+}
+
+impl DailyUsage {
+    /// At most 10,000 keys.
+    pub fn new() -> Self {
+        Self::with_capacity(10_000)
+    }
+
+    /// At most `keys` keys.
+    pub fn with_capacity(keys: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                keys: DashMap::default(),
+                capacity: keys,
+                dropped: AtomicU64::new(0),
+                sweep_at: SweepAt::new(),
+            }),
+        }
+    }
+
+    /// Events not recorded because the capacity was reached.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many keys are tracked.
+    pub fn tracked(&self) -> usize {
+        self.shared.keys.len()
+    }
+
+    /// Drops the keys with no use in the last [`DAYS`] days before `now`.
+    pub fn housekeeping(&self, now: SystemTime) {
+        let oldest = day_of(now).saturating_sub(DAYS as u64 - 1);
+        let keys = &self.shared.keys;
+        keys.retain(|_, days| {
+            days.iter()
+                .any(|slot| slot.day >= oldest && slot.requests > 0)
+        });
+        self.shared.sweep_at.swept(keys.len());
+    }
+}
+
+impl Default for DailyUsage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for DailyUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DailyUsage")
+            .field("tracked", &self.tracked())
+            .field("capacity", &self.shared.capacity)
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl ActivityObserver for DailyUsage {
+    fn observe(&self, event: &ActivityEvent) {
+        let Some(key) = &event.key_id else { return };
+        let shared = &*self.shared;
+        let day = day_of(event.at);
+        let mut days = match shared.keys.get_mut(key) {
+            Some(days) => days,
+            None => {
+                if shared.sweep_at.due(shared.keys.len()) {
+                    self.housekeeping(event.at);
+                }
+                if shared.keys.len() >= shared.capacity {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                shared
+                    .keys
+                    .entry(key.clone())
+                    .or_insert_with(|| Box::new([Day::default(); DAYS]))
+            }
+        };
+        let slot = &mut days[(day % DAYS as u64) as usize];
+        if slot.day != day {
+            *slot = Day {
+                day,
+                ..Day::default()
+            };
+        }
+        slot.requests += 1;
+        if let Outcome::Refused(kind) = event.outcome {
+            slot.refused[kind.index()] = slot.refused[kind.index()].saturating_add(1);
+        }
+        slot.spent = slot.spent.saturating_add(event.spent);
+    }
+}
+
+impl UsageHistory for DailyUsage {
+    fn days<'a>(&'a self, key: &'a KeyId, today: SystemTime) -> History<'a> {
+        let ring = self.shared.keys.get(key).map(|days| **days);
+        let days = window(today)
+            .zip(zero_days(today))
+            .map(|(day, mut usage)| {
+                let slot = ring.as_ref().map(|ring| ring[(day % DAYS as u64) as usize]);
+                if let Some(slot) = slot.filter(|slot| slot.day == day) {
+                    usage.requests = slot.requests;
+                    usage.spent = slot.spent;
+                    for kind in RejectionKind::ALL {
+                        let n = slot.refused[kind.index()];
+                        if n > 0 {
+                            usage.refused.insert(kind.code(), u64::from(n));
+                        }
+                    }
+                }
+                usage
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(days)))
+    }
+}
+
+impl<T: UsageHistory> UsageHistory for Arc<T> {
+    fn days<'a>(&'a self, key: &'a KeyId, today: SystemTime) -> History<'a> {
+        (**self).days(key, today)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(20_454), "2026-01-01");
+        let noon = UNIX_EPOCH + Duration::from_secs(20_454 * 86_400 + 43_200);
+        assert_eq!(day_of(noon), 20_454);
+        let days: Vec<u64> = window(noon).collect();
+        assert_eq!(days.len(), DAYS);
+        assert_eq!((days[0], days[DAYS - 1]), (20_425, 20_454));
+    }
+}
