@@ -53,7 +53,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tower::ServiceBuilder;
-use tower_api_key::activity::{ActivityEvent, ActivityLayer, ActivityObserver, LastUsedRecorder};
+use tower_api_key::activity::{
+    ActivityEvent, ActivityLayer, ActivityObserver, DailyUsage, LastUsedRecorder,
+};
 use tower_api_key::failure_limit::FailureLimit;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::RateLimits;
@@ -203,6 +205,8 @@ pub struct Demo {
     /// The per-request plan check, on the demo's clock.
     pub plan_check: PlanLayer,
     pub activity: ActivityLog,
+    /// Requests, refusals and spend per key per day, for the dashboard's charts.
+    pub daily: DailyUsage,
     /// What `GET /metrics` renders (Prometheus text format): the recorder `main` installed.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -236,6 +240,7 @@ impl Demo {
             plan_check: PlanLayer::new(plans.clone()).clock(clock),
             plans,
             activity: ActivityLog::default(),
+            daily: DailyUsage::default(),
             metrics: None,
         }
     }
@@ -307,9 +312,10 @@ pub fn app(demo: &Demo) -> Router {
     let limits = RateLimits::new();
     // Every outcome goes to the dashboard's activity log, and last use to the store (batched).
     let recorder = LastUsedRecorder::spawn(Arc::clone(&store), std::time::Duration::from_secs(1));
-    let log = demo.activity.clone();
+    let (log, daily) = (demo.activity.clone(), demo.daily.clone());
     let observe = move |event: &ActivityEvent| {
         log.observe(event);
+        daily.observe(event);
         recorder.observe(event);
     };
     let spend = &demo.spend;
@@ -336,6 +342,7 @@ pub fn app(demo: &Demo) -> Router {
             KeysApi::new(Arc::clone(&store))
                 .allow_keys_with(ForgScope::Admin)
                 .activity(demo.activity.clone())
+                .usage(demo.daily.clone())
                 .router(),
         )
         // "Monitor your usage via GET /api/billing/spend": sessions and admin keys.

@@ -74,11 +74,12 @@ fn chromedriver() -> Option<ChromeDriver> {
 async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
 
-    // The key store's clock, moved past the rotation age once the demo keys exist.
-    let clock = tower_api_key::clock::ManualClock::new(std::time::SystemTime::now());
+    // The demo keys issued a rotation age ago, on the key store's clock; then back to now.
+    let now = std::time::SystemTime::now();
+    let clock = tower_api_key::clock::ManualClock::new(now - quickstart::ROTATION_AGE);
     let store = quickstart::key_store(clock.clone());
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
-    clock.advance(quickstart::ROTATION_AGE);
+    clock.set(now);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = quickstart::app(&quickstart::Demo::new(store, &keys))
@@ -197,6 +198,39 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(trial.text().await.unwrap(), "never resets (credits)");
+
+    // The usage chart beside the live key: today's one review, drawn as a bar.
+    let chart = wait()
+        .for_element(Locator::Css(&format!(
+            "#keys tbody tr[data-id='{}'] svg.usage-chart",
+            keys.live.record().id
+        )))
+        .await
+        .expect("the live key's usage chart");
+    assert_eq!(
+        chart.attr("data-today").await.unwrap().as_deref(),
+        Some("1")
+    );
+    let bars = chart.find_all(Locator::Css("rect.ok")).await.unwrap();
+    assert_eq!(bars.len(), 1, "one day with requests");
+    let title = chart.find(Locator::Css("title")).await.unwrap();
+    let title = title.prop("textContent").await.unwrap().unwrap_or_default();
+    assert!(
+        title.contains("1 requests") && title.contains("10 spent"),
+        "{title}"
+    );
+    let owner = wait()
+        .for_element(Locator::Css("#owner-usage svg.usage-chart"))
+        .await
+        .expect("the owner's chart");
+    let owner_today: u64 = owner
+        .attr("data-today")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(owner_today >= 1, "{owner_today}");
 
     // Create a key and read it, once, from the page.
     browser
