@@ -36,6 +36,7 @@ mod redis_daily;
 #[cfg(feature = "redis")]
 mod redis_log;
 
+#[cfg(feature = "axum")]
 pub(crate) use daily::zero_days;
 pub use daily::{DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use future::ResponseFuture;

@@ -999,5 +999,5 @@ async fn every_documented_operation_is_routed() {
             }
         }
     }
-    assert_eq!(operations, 9);
+    assert_eq!(operations, 11);
 }
