@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -16,18 +17,35 @@ use crate::gate::{decided, Gate};
 use crate::store::KeyId;
 use crate::wiring::OutsideAuth;
 
-/// Set by the authentication layer when it verifies a credential, so that the activity
-/// layer outside it learns the key id. Present only when an activity layer is.
+/// Set by the layers inside as the request passes, so that the activity layer outside
+/// learns what they found: the key id (the authentication layer, when it verifies a
+/// credential) and what the request was charged (the spend-cap layer). Present only when
+/// an activity layer is; one allocation per request, made by that layer.
 #[derive(Clone, Default)]
-pub(crate) struct ActivityTicket(Arc<OnceLock<KeyId>>);
+pub(crate) struct ActivityTicket(Arc<Ticket>);
+
+#[derive(Default)]
+pub(crate) struct Ticket {
+    key_id: OnceLock<KeyId>,
+    spent: AtomicU64,
+}
 
 impl ActivityTicket {
     pub(crate) fn authenticated(&self, id: &KeyId) {
-        let _first_wins = self.0.set(id.clone());
+        let _first_wins = self.0.key_id.set(id.clone());
     }
 
     pub(crate) fn key_id(&self) -> Option<&KeyId> {
-        self.0.get()
+        self.0.key_id.get()
+    }
+
+    /// The request was charged `amount` (stacked spend-cap layers add up).
+    pub(crate) fn charged(&self, amount: u64) {
+        self.0.spent.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub(crate) fn spent(&self) -> u64 {
+        self.0.spent.load(Ordering::Relaxed)
     }
 }
 

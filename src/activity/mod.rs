@@ -35,6 +35,8 @@ mod log;
 mod redis_daily;
 #[cfg(feature = "redis")]
 mod redis_log;
+#[cfg(feature = "redis")]
+mod redis_queue;
 
 #[cfg(feature = "axum")]
 pub(crate) use daily::zero_days;
@@ -195,13 +197,9 @@ pub(crate) struct PendingActivity {
 }
 
 impl PendingActivity {
-    /// Takes the status, what the request was charged and, when a layer refused the
-    /// request, its rejection.
+    /// Takes the status and, when a layer refused the request, its rejection.
     pub(crate) fn answered<B>(&mut self, response: &Response<B>) {
         self.event.status = Some(response.status());
-        if let Some(charged) = response.extensions().get::<crate::usage::Charged>() {
-            self.event.spent = charged.0;
-        }
         if let Some(rejection) = response.extensions().get::<AuthRejection>() {
             self.event.outcome = Outcome::of(rejection);
             if let AuthRejection::InvalidApiKey { reason, key_id } = rejection {
@@ -218,6 +216,7 @@ impl Drop for PendingActivity {
             self.event.authenticated = true;
             self.event.key_id = Some(id.clone());
         }
+        self.event.spent = self.ticket.spent();
         // May run while a panic unwinds through the service: a panicking observer must not
         // turn that into an abort.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

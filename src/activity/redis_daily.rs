@@ -2,13 +2,11 @@
 //! (feature `redis`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-
 use super::daily::{window, zero_days, History, UsageHistory, DAYS};
+use super::redis_queue::RedisQueue;
 use super::{ActivityEvent, ActivityObserver, Outcome};
 use crate::redis_connection::{subject_key, Subject};
 use crate::reject::RejectionKind;
@@ -31,18 +29,8 @@ pub struct RedisDailyUsage {
 struct Shared {
     connection: RedisConnection,
     namespace: String,
-    queue: mpsc::Sender<Increment>,
-    dropped: AtomicU64,
-    task: tokio::task::JoinHandle<()>,
+    writes: RedisQueue<Increment>,
 }
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-const QUEUE: usize = 10_000;
 
 /// One event's counts: the key, the event's time (Unix seconds), its refusal, its spend.
 type Increment = (KeyId, u64, Option<RejectionKind>, u64);
@@ -53,11 +41,11 @@ impl RedisDailyUsage {
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn new(connection: RedisConnection, namespace: &str) -> Self {
-        let (queue, mut events) = mpsc::channel::<Increment>(QUEUE);
-        let mut writer = connection.clone();
         let ns = namespace.to_owned();
-        let task = tokio::spawn(async move {
-            while let Some((key, at, refused, spent)) = events.recv().await {
+        let writes = RedisQueue::spawn(
+            connection.clone(),
+            "daily usage",
+            move |(key, at, refused, spent): Increment| {
                 let day = at / 86_400;
                 let hash = day_key(&ns, &key, day);
                 let mut pipe = redis::pipe();
@@ -80,27 +68,21 @@ impl RedisDailyUsage {
                 // Kept until the day leaves the window: its start plus DAYS + 1 days.
                 let ttl = (day + DAYS as u64 + 1) * 86_400 - at;
                 pipe.cmd("EXPIRE").arg(&hash).arg(ttl).ignore();
-                let written: redis::RedisResult<()> = pipe.query_async(&mut writer).await;
-                if let Err(_error) = written {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(target: "tower_api_key", error = %_error, "writing daily usage to Redis failed");
-                }
-            }
-        });
+                pipe
+            },
+        );
         Self {
             shared: Arc::new(Shared {
                 connection,
                 namespace: namespace.to_owned(),
-                queue,
-                dropped: AtomicU64::new(0),
-                task,
+                writes,
             }),
         }
     }
 
     /// Events dropped because the queue was full (Redis slow or down).
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.writes.dropped()
     }
 }
 
@@ -124,10 +106,7 @@ impl ActivityObserver for RedisDailyUsage {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let entry = (key.clone(), at, refused, event.spent);
-        if self.shared.queue.try_send(entry).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::activity_dropped("redis");
-        }
+        self.shared.writes.push(entry);
     }
 }
 

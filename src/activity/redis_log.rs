@@ -2,13 +2,11 @@
 //! (feature `redis`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
-
 use super::log::{ActivityStore, LoggedRequest, Recent};
+use super::redis_queue::RedisQueue;
 use crate::activity::{ActivityEvent, ActivityObserver};
 use crate::redis_connection::{subject_key, Subject};
 use crate::store::{KeyId, StoreError, StoreErrorKind};
@@ -30,18 +28,9 @@ pub struct RedisActivityLog {
 struct Shared {
     connection: RedisConnection,
     namespace: String,
-    queue: mpsc::Sender<(KeyId, Vec<(&'static str, String)>)>,
-    dropped: AtomicU64,
-    task: tokio::task::JoinHandle<()>,
+    writes: RedisQueue<(KeyId, Vec<(&'static str, String)>)>,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-const QUEUE: usize = 10_000;
 const TTL_SECS: i64 = 30 * 86_400;
 
 impl RedisActivityLog {
@@ -51,47 +40,36 @@ impl RedisActivityLog {
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn new(connection: RedisConnection, namespace: &str, per_key: usize) -> Self {
-        let (queue, mut events) = mpsc::channel::<(KeyId, Vec<(&'static str, String)>)>(QUEUE);
-        let mut writer = connection.clone();
-        let namespace_of_task = namespace.to_owned();
-        let task = tokio::spawn(async move {
-            while let Some((key, fields)) = events.recv().await {
-                let stream = stream_key(&namespace_of_task, &key);
-                let written: redis::RedisResult<()> = redis::pipe()
-                    .cmd("XADD")
-                    .arg(&stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(per_key.max(1))
-                    .arg("*")
-                    .arg(&fields)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&stream)
-                    .arg(TTL_SECS)
-                    .ignore()
-                    .query_async(&mut writer)
-                    .await;
-                if let Err(_error) = written {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(target: "tower_api_key", error = %_error, "writing activity to Redis failed");
-                }
-            }
+        let ns = namespace.to_owned();
+        let writes = RedisQueue::spawn(connection.clone(), "activity", move |(key, fields)| {
+            let stream = stream_key(&ns, &key);
+            let mut pipe = redis::pipe();
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(per_key.max(1))
+                .arg("*")
+                .arg(&fields)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&stream)
+                .arg(TTL_SECS)
+                .ignore();
+            pipe
         });
         Self {
             shared: Arc::new(Shared {
                 connection,
                 namespace: namespace.to_owned(),
-                queue,
-                dropped: AtomicU64::new(0),
-                task,
+                writes,
             }),
         }
     }
 
     /// Events dropped because the queue was full (Redis slow or down).
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.writes.dropped()
     }
 }
 
@@ -118,10 +96,7 @@ impl ActivityObserver for RedisActivityLog {
                 event.client.map_or(String::new(), |ip| ip.to_string()),
             ),
         ];
-        if self.shared.queue.try_send((key.clone(), fields)).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::activity_dropped("redis");
-        }
+        self.shared.writes.push((key.clone(), fields));
     }
 }
 

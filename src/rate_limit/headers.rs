@@ -21,7 +21,15 @@ pub(crate) fn policy_header(class: &RateClass, quota: Quota) -> HeaderValue {
         quota.window().as_secs()
     );
     // Class names are validated to a-z 0-9 _ -, so this is always a valid header value.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    shared(HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")))
+}
+
+/// `value`, cloned once so that its bytes are shared: a value made from a copied buffer
+/// allocates the shared counter at its first clone, which would otherwise fall on the
+/// first request to use it.
+fn shared(value: HeaderValue) -> HeaderValue {
+    drop(value.clone());
+    value
 }
 
 /// Written per request for quotas above [`PRECOMPUTED_STATES`], on the stack.
@@ -58,6 +66,7 @@ pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
     let period = quota.interval();
     (0..=requests)
         .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
+        .map(shared)
         .collect()
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -170,11 +171,16 @@ impl<B: RateLimitBackend> LayerShared<B> {
         }
         let requests = quota.requests().get();
         let used = requests.saturating_sub(decision.remaining());
+        // The header shows whole seconds, rounded up: the value made at start is the same
+        // text whenever the reset rounds to the same second (not only at exact periods).
+        let whole_seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
         let precomputed = decision
             .is_allowed()
             .then(|| self.states.get(decision.remaining() as usize))
             .flatten()
-            .filter(|_| decision.reset_after() == quota.interval() * used);
+            .filter(|_| {
+                whole_seconds(decision.reset_after()) == whole_seconds(quota.interval() * used)
+            });
         let state = match precomputed {
             Some(state) => state.clone(),
             None => state_header(&self.class, decision.remaining(), decision.reset_after())?,

@@ -87,7 +87,6 @@ pub use period::{Period, Window};
 pub use plan::{Plan, PlanAnswer, PlanLayer, PlanPolicy, PlanService, PlanTable};
 #[cfg(feature = "redis")]
 pub use redis::RedisUsage;
-pub(crate) use spend::Charged;
 pub use spend::{Budget, ReportedCost, SpendCapLayer, SpendCapService, SpendCaps, SPEND_CAP};
 
 /// Response futures of the usage layers.

@@ -69,7 +69,7 @@ fn caps(clock: &ManualClock, live: u64, test: u64) -> SpendCaps {
     let budgets = Budgets::new()
         .default_cap(Environment::Live, live)
         .default_cap(Environment::Test, test);
-    SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
+    SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone())).budget_in_request(true)
 }
 
 #[tokio::test]
@@ -505,7 +505,8 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
     let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
     budgets.set_key_credits(trial.record().id.clone(), 1000);
     let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
-        .per(BudgetPer::Key);
+        .per(BudgetPer::Key)
+        .budget_in_request(true);
     let handler = Metered::default();
     let service = AuthLayer::new(store).layer(caps.layer(400).layer(handler.service()));
     let key = trial.key().expose_secret();
@@ -544,4 +545,24 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
     let response = send(service.clone(), bearer(other.key().expose_secret())).await;
     assert_eq!(response.status, StatusCode::OK);
     assert!(response.header("spend-cap").unwrap().contains("reset="));
+}
+
+/// The `Budget` extension costs an allocation per request: only when asked for.
+#[tokio::test]
+async fn the_budget_is_in_the_request_only_when_asked_for() {
+    let (store, clock) = store_with_clock();
+    let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let budgets = Budgets::new().default_cap(Environment::Live, 10);
+    let handler = Metered::default();
+    let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()));
+    let service = AuthLayer::new(store).layer(caps.layer(4).layer(handler.service()));
+    let answer = send(service, bearer(key.key().expose_secret())).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.header("spend-cap"),
+        Some("limit=10, remaining=6, reset=2678400"),
+        "charged all the same"
+    );
+    assert_eq!(handler.calls(), 1);
+    assert_eq!(*handler.seen.lock().unwrap(), None);
 }

@@ -11,7 +11,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::{header_value, Budget, Charged, ReportedCost, SpendCaps, SPEND_CAP};
+use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
+use crate::activity::ActivityTicket;
 use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::rate_limit::{BackendError, OnBackendError};
@@ -149,6 +150,8 @@ pub(crate) struct Admitted<B: UsageBackend> {
     period: Period,
     spent: Spent,
     refund: u64,
+    /// The activity layer's, to tell it what the request was charged.
+    ticket: Option<ActivityTicket>,
 }
 
 impl<B: UsageBackend> Shared<B> {
@@ -315,12 +318,15 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
         match verdict {
             Verdict::Pass => Ok(None),
             Verdict::Admitted(principal, cap, period, spent) => {
-                request.extensions_mut().insert(Budget {
-                    cap,
-                    spent: spent.spent,
-                    period,
-                    resets_at: spent.resets_at,
-                });
+                if self.caps.budget_in_request {
+                    request.extensions_mut().insert(Budget {
+                        cap,
+                        spent: spent.spent,
+                        period,
+                        resets_at: spent.resets_at,
+                    });
+                }
+                let ticket = request.extensions().get::<ActivityTicket>().cloned();
                 Ok(Some(Admitted {
                     shared: Arc::clone(self),
                     principal,
@@ -328,6 +334,7 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
                     period,
                     spent,
                     refund: 0,
+                    ticket,
                 }))
             }
             Verdict::Refused(rejection, header) => {
@@ -367,12 +374,8 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
         if charged > 0 {
             let environment = admitted.principal.environment();
             admitted.shared.charged.charged(environment, charged);
-            let extensions = response.extensions_mut();
-            match extensions.get_mut::<Charged>() {
-                Some(total) => total.0 = total.0.saturating_add(charged),
-                None => {
-                    extensions.insert(Charged(charged));
-                }
+            if let Some(ticket) = &admitted.ticket {
+                ticket.charged(charged);
             }
         }
         if admitted.refund > 0 {

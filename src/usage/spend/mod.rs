@@ -45,13 +45,10 @@ pub const SPEND_CAP: http::HeaderName = http::HeaderName::from_static("spend-cap
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReportedCost(pub u64);
 
-/// What a request was charged, as a response extension set by [`SpendCapLayer`] (summed
-/// when several are stacked), for the activity layer's [`ActivityEvent::spent`](crate::activity::ActivityEvent::spent).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Charged(pub(crate) u64);
-
 /// The budget a request was admitted under, as a request extension (after its fixed cost
-/// was charged), for handlers that want to show or plan for it.
+/// was charged), for handlers that want to show or plan for it; only when the application
+/// asks for it ([`SpendCaps::budget_in_request`]), since inserting it costs an allocation
+/// per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     cap: u64,
@@ -103,6 +100,7 @@ pub struct SpendCaps<B: UsageBackend = MemoryUsage> {
     per: BudgetPer,
     periods: [Period; 2],
     headers: bool,
+    budget_in_request: bool,
     backend_timeout: Duration,
     on_backend_error: OnBackendError,
     renderer: Arc<dyn RenderRejection>,
@@ -124,6 +122,7 @@ impl<B: UsageBackend> SpendCaps<B> {
             per: BudgetPer::Owner,
             periods: [Period::Monthly, Period::Hourly],
             headers: true,
+            budget_in_request: false,
             backend_timeout: Duration::from_secs(1),
             on_backend_error: OnBackendError::Deny,
             renderer: Arc::new(DefaultRenderer),
@@ -140,6 +139,13 @@ impl<B: UsageBackend> SpendCaps<B> {
     /// test keys, as FORG documents).
     pub fn period(mut self, environment: Environment, period: Period) -> Self {
         self.periods[environment.slot()] = period;
+        self
+    }
+
+    /// Whether handlers find the [`Budget`] a request was admitted under in its extensions
+    /// (default: no; it costs an allocation per request).
+    pub fn budget_in_request(mut self, enabled: bool) -> Self {
+        self.budget_in_request = enabled;
         self
     }
 
@@ -194,6 +200,7 @@ impl<B: UsageBackend + fmt::Debug> fmt::Debug for SpendCaps<B> {
             .field("per", &self.per)
             .field("periods", &self.periods)
             .field("headers", &self.headers)
+            .field("budget_in_request", &self.budget_in_request)
             .field("on_backend_error", &self.on_backend_error)
             .finish_non_exhaustive()
     }

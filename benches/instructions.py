@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Both deterministic tables of benches/README.md, regenerated in one go (issue 26).
+
+1. Instructions per request: `benches/per_request.rs` (release) under
+   `valgrind --tool=callgrind` at 10,000 and 30,000 requests of each variant; the
+   difference divided by 20,000 cancels start-up. Shown over `bare`, less one SHA-256 of the
+   key (valgrind runs SHA-256 in software, so a ratio to it would flatter every row).
+2. Heap allocations per request: `cargo test --release --test allocations`, its table.
+
+Usage: python3 benches/instructions.py   (needs valgrind; about 3 minutes on 2 cores)
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL, LARGE = 10_000, 30_000
+
+# (variant, label, subtract one SHA-256, target over bare less SHA-256)
+ROWS = [
+    ("floor_auth", "`floor/auth` (by hand, `http` types only)", True, None),
+    ("floor_reject", "`floor/reject` (by hand, `http` types only)", False, None),
+    ("auth", "auth, valid key", True, 1300),
+    ("auth_malformed", "malformed key refused", False, 1450),
+    ("auth_scope", "auth + scope", True, "auth + 200"),
+    ("auth_scope_rate_limit", "auth + scope + rate limit (100/min), headers on", True, 2700),
+    ("auth_session", "session (cookie) instead of a key", True, None),
+    ("auth_spend_cap", "auth + spend cap, no header", True, None),
+    ("auth_spend_cap_headers", "auth + spend cap, `Spend-Cap` header", True, None),
+]
+
+
+def binary():
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "per_request", "--no-run", "--message-format=json"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    for line in out.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message.get("executable") \
+                and message["target"]["name"] == "per_request":
+            return message["executable"]
+    sys.exit("per_request was not built")
+
+
+def instructions(exe, variant, n):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", exe, variant, str(n)],
+            check=True, capture_output=True,
+        )
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    sys.exit(f"no total for {variant}")
+
+
+def per_request(exe, variant):
+    return (instructions(exe, variant, LARGE) - instructions(exe, variant, SMALL)) / (LARGE - SMALL)
+
+
+def main():
+    exe = binary()
+    measured = {v: per_request(exe, v) for v in ["bare", "sha256"] + [r[0] for r in ROWS]}
+    bare, sha = measured["bare"], measured["sha256"]
+    auth = None
+    print(f"Instructions per request (callgrind; `bare` {bare:,.0f}, one SHA-256 of the key {sha:,.0f}):\n")
+    print("| path | instructions over `bare` | less one SHA-256 | target | |")
+    print("|---|---|---|---|---|")
+    for variant, label, hashes, target in ROWS:
+        over = measured[variant] - bare
+        less = over - sha if hashes else over
+        if variant == "auth":
+            auth = less
+        if target == "auth + 200":
+            goal = auth + 200
+        else:
+            goal = target
+        verdict = "" if goal is None else ("met" if less <= goal else "missed")
+        shown = "" if goal is None else (f"≤ {goal:,.0f}" if target != "auth + 200" else f"≤ auth + 200 ({goal:,.0f})")
+        print(f"| {label} | {over:,.0f} | **{less:,.0f}** | {shown} | {verdict} |")
+    print()
+    tests = subprocess.run(
+        ["cargo", "test", "--release", "--test", "allocations", "--", "--nocapture"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    table = [l for l in tests.stdout.splitlines() if l.startswith("|")]
+    print("Heap allocations per request (`tests/allocations.rs`, counting allocator):\n")
+    print("\n".join(table))
+    if tests.returncode != 0:
+        print("\n(the allocation test failed:)\n" + tests.stdout[-2000:] + tests.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+//! One variant of the request path, `n` times, for `valgrind --tool=callgrind`:
+//! `per_request <variant> <n>`. `benches/instructions.py` runs every variant at 10,000 and
+//! 30,000 requests and divides the difference by 20,000, which cancels start-up (store,
+//! key, first-request set-up) and gives deterministic instructions per request. Without
+//! arguments (as `cargo bench` runs it) it runs each variant 1,000 times and prints
+//! nothing.
+//!
+//! The rate limit uses the documented quota (100 a minute) on a manual clock moved 0.6 s
+//! per request, so every request is allowed, as in steady traffic at the quota.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service, ServiceExt};
+use tower_api_key::clock::ManualClock;
+use tower_api_key::key::{Environment, KeyFamily};
+use tower_api_key::rate_limit::{ClassName, GovernorBackend, Quota, RateClass, RateLimits};
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::KeyPolicy;
+use tower_api_key::usage::{Budgets, SpendCaps};
+use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
+
+type Body = http_body_util::Empty<bytes::Bytes>;
+
+/// Every variant, in the order of the table.
+const VARIANTS: [&str; 11] = [
+    "bare",
+    "sha256",
+    "floor_auth",
+    "floor_reject",
+    "auth",
+    "auth_malformed",
+    "auth_scope",
+    "auth_scope_rate_limit",
+    "auth_session",
+    "auth_spend_cap",
+    "auth_spend_cap_headers",
+];
+
+fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
+    tower::service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(Body::new()))))
+}
+
+fn drive<S, B>(
+    mut service: S,
+    make: impl Fn() -> Request<()>,
+    n: usize,
+    expect: StatusCode,
+    tick: &dyn Fn(),
+) where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        tick();
+        let ready = service.ready().now_or_never().expect("ready").expect("ok");
+        let response = ready
+            .call(make())
+            .now_or_never()
+            .expect("answers at once")
+            .expect("ok");
+        assert_eq!(response.status(), expect);
+        black_box(response);
+    }
+}
+
+fn run(variant: &str, n: usize) {
+    let store = Arc::new(MemoryKeyStore::new());
+    let issued = store
+        .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
+        .now_or_never()
+        .expect("at once")
+        .expect("issue");
+    let secret = issued.key().expose_secret().to_owned();
+    let key = HeaderValue::try_from(format!("Bearer {secret}")).expect("header");
+    let malformed = HeaderValue::from_static("Bearer forg_live_not-a-key");
+    let with = |value: &HeaderValue| {
+        let value = value.clone();
+        move || {
+            let mut request = Request::new(());
+            *request.uri_mut() = http::Uri::from_static("/v1/sessions");
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, value.clone());
+            request
+        }
+    };
+    let auth = AuthLayer::new(Arc::clone(&store));
+    let nothing = || {};
+    match variant {
+        "bare" => drive(bare(), with(&key), n, StatusCode::OK, &nothing),
+        "sha256" => {
+            for _ in 0..n {
+                black_box(Sha256::digest(black_box(secret.as_bytes())));
+            }
+        }
+        "floor_auth" => {
+            let records = Arc::new(std::collections::HashMap::from([(
+                *issued.record().digest.as_bytes(),
+                Arc::clone(issued.record()),
+            )]));
+            let floor = tower::service_fn(move |mut request: Request<()>| {
+                let found = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+                    .map(|key| <[u8; 32]>::from(Sha256::digest(key)))
+                    .and_then(|digest| records.get(&digest).cloned());
+                let mut response = Response::new(Body::new());
+                match found {
+                    Some(record) => {
+                        request.extensions_mut().insert(record.scopes);
+                        request.extensions_mut().insert(record);
+                    }
+                    None => *response.status_mut() = StatusCode::UNAUTHORIZED,
+                }
+                std::future::ready(Ok::<_, Infallible>(response))
+            });
+            drive(floor, with(&key), n, StatusCode::OK, &nothing)
+        }
+        "floor_reject" => {
+            #[derive(Clone)]
+            struct Rejected;
+            let floor = tower::service_fn(|request: Request<()>| {
+                let malformed = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+                    .is_none_or(|key| key.len() != 42);
+                assert!(malformed);
+                let mut response = Response::new(Body::new());
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                response.extensions_mut().insert(Rejected);
+                std::future::ready(Ok::<_, Infallible>(response))
+            });
+            drive(
+                floor,
+                with(&malformed),
+                n,
+                StatusCode::UNAUTHORIZED,
+                &nothing,
+            )
+        }
+        "auth" => drive(auth.layer(bare()), with(&key), n, StatusCode::OK, &nothing),
+        "auth_malformed" => drive(
+            auth.layer(bare()),
+            with(&malformed),
+            n,
+            StatusCode::UNAUTHORIZED,
+            &nothing,
+        ),
+        "auth_scope" => drive(
+            auth.layer(require(ForgScope::ReadSessions).layer(bare())),
+            with(&key),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
+        "auth_scope_rate_limit" => {
+            let clock = ManualClock::default();
+            let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone()));
+            let class = RateClass::per_key(
+                ClassName::from_static("standard"),
+                Quota::per_minute(NonZeroU32::new(100).expect("not zero")),
+            );
+            let tick = move || clock.advance(Duration::from_millis(600));
+            drive(
+                auth.layer(
+                    limits
+                        .layer(class)
+                        .layer(require(ForgScope::ReadSessions).layer(bare())),
+                ),
+                with(&key),
+                n,
+                StatusCode::OK,
+                &tick,
+            )
+        }
+        "auth_session" => {
+            let sessions = Sessions::new(
+                Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+                CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
+            );
+            let started = sessions
+                .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
+                .now_or_never()
+                .expect("at once")
+                .expect("start");
+            let cookie = HeaderValue::try_from(started.cookies().cookie_header()).expect("header");
+            let make = move || {
+                let mut request = Request::new(());
+                request.headers_mut().insert(header::COOKIE, cookie.clone());
+                request
+            };
+            drive(
+                AuthLayer::new(Arc::clone(&store))
+                    .sessions(sessions)
+                    .layer(bare()),
+                make,
+                n,
+                StatusCode::OK,
+                &nothing,
+            )
+        }
+        "auth_spend_cap" | "auth_spend_cap_headers" => {
+            let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Live, u64::MAX))
+                .headers(variant == "auth_spend_cap_headers");
+            drive(
+                auth.layer(caps.layer(1).layer(bare())),
+                with(&key),
+                n,
+                StatusCode::OK,
+                &nothing,
+            )
+        }
+        other => panic!("unknown variant {other}; one of {VARIANTS:?}"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [variant, n] if VARIANTS.contains(&variant.as_str()) => {
+            run(variant, n.parse().expect("a count"));
+        }
+        // `cargo bench` passes `--bench`: run each briefly.
+        _ => {
+            for variant in VARIANTS {
+                run(variant, 1_000);
+            }
+        }
+    }
+}
