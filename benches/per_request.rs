@@ -26,6 +26,9 @@ use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
+#[path = "floors.rs"]
+mod floors;
+
 type Body = http_body_util::Empty<bytes::Bytes>;
 
 /// Every variant, in the order of the table.
@@ -100,62 +103,20 @@ fn run(variant: &str, n: usize) {
                 black_box(Sha256::digest(black_box(secret.as_bytes())));
             }
         }
-        "floor_auth" => {
-            let records = Arc::new(std::collections::HashMap::from([(
-                *issued.record().digest.as_bytes(),
-                Arc::clone(issued.record()),
-            )]));
-            let floor = tower::service_fn(move |mut request: Request<()>| {
-                let found = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-                    .map(|key| <[u8; 32]>::from(Sha256::digest(key)))
-                    .and_then(|digest| records.get(&digest).cloned());
-                let mut response = Response::new(Body::new());
-                match found {
-                    Some(record) => {
-                        request.extensions_mut().insert(record.scopes);
-                        request.extensions_mut().insert(record);
-                    }
-                    None => *response.status_mut() = StatusCode::UNAUTHORIZED,
-                }
-                std::future::ready(Ok::<_, Infallible>(response))
-            });
-            drive(floor, with(&key), n, StatusCode::OK, &nothing)
-        }
-        "floor_reject" => {
-            #[derive(Clone)]
-            struct Rejected;
-            let floor = tower::service_fn(|request: Request<()>| {
-                let malformed = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-                    .is_none_or(|key| key.len() != 42);
-                assert!(malformed);
-                let mut response = Response::new(Body::new());
-                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
-                response.extensions_mut().insert(Rejected);
-                std::future::ready(Ok::<_, Infallible>(response))
-            });
-            drive(
-                floor,
-                with(&malformed),
-                n,
-                StatusCode::UNAUTHORIZED,
-                &nothing,
-            )
-        }
+        "floor_auth" => drive(
+            floors::auth::<Body>(issued.record()),
+            with(&key),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
+        "floor_reject" => drive(
+            floors::reject::<Body>(),
+            with(&malformed),
+            n,
+            StatusCode::UNAUTHORIZED,
+            &nothing,
+        ),
         "auth" => drive(auth.layer(bare()), with(&key), n, StatusCode::OK, &nothing),
         "auth_malformed" => drive(
             auth.layer(bare()),

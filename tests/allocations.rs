@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use sha2::Digest;
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits};
@@ -61,6 +60,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+#[path = "../benches/floors.rs"]
+mod floors;
 
 type Body = http_body_util::Empty<bytes::Bytes>;
 
@@ -160,51 +162,17 @@ fn allocations_per_request() {
         })
     };
     // The floors: the same work by hand with `http` types only.
-    let records = Arc::new(std::collections::HashMap::from([(
-        *issued.record().digest.as_bytes(),
-        Arc::clone(issued.record()),
-    )]));
-    let mut floor_auth = tower::service_fn(move |mut request: Request<()>| {
-        let found = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-            .map(|key| <[u8; 32]>::from(sha2::Sha256::digest(key)))
-            .and_then(|digest| records.get(&digest).cloned());
-        let mut response = Response::new(Body::new());
-        match found {
-            Some(record) => {
-                request.extensions_mut().insert(record.scopes);
-                request.extensions_mut().insert(record);
-            }
-            None => *response.status_mut() = StatusCode::UNAUTHORIZED,
-        }
-        std::future::ready(Ok::<_, Infallible>(response))
-    });
     row(
         "`floor/auth` (by hand: one lookup, SHA-256, two extensions)",
-        allocations(&mut floor_auth, &bearer(&key), StatusCode::OK),
+        allocations(
+            &mut floors::auth::<Body>(issued.record()),
+            &bearer(&key),
+            StatusCode::OK,
+        ),
         None,
         4,
     );
-    // The rejection's facts (kind, reason, key id) in the response: not a unit struct,
-    // which `Box` would not allocate for.
-    #[derive(Clone)]
-    struct Rejected(#[allow(dead_code)] &'static str);
-    let mut floor_reject = tower::service_fn(|_: Request<()>| {
-        let mut response = Response::new(Body::new());
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
-            .extensions_mut()
-            .insert(Rejected("invalid_api_key"));
-        std::future::ready(Ok::<_, Infallible>(response))
-    });
+    let mut floor_reject = floors::reject::<Body>();
     row(
         "`floor/reject` (by hand: two headers, the rejection kept)",
         allocations(

@@ -2,8 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use time::{Date, Month, OffsetDateTime};
-
 use crate::key::Environment;
 use crate::timestamp::LATEST;
 
@@ -61,20 +59,19 @@ impl Period {
                 end: None,
             },
             Self::Monthly => {
-                let date = OffsetDateTime::from_unix_timestamp(secs.min(LATEST) as i64)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-                    .date();
-                let (year, month) = (date.year(), date.month());
-                let next_year = if month == Month::December {
-                    year + 1
+                // Integer calendar arithmetic, the same as the Redis script's: no date type
+                // on the request path. Up to 9999-12-31T23:59:59Z, the last second RFC 3339
+                // writes; that month ends at 10000-01-01T00:00:00Z.
+                let (year, month) = civil_from_days(secs.min(LATEST) / 86_400);
+                let (next_year, next_month) = if month == 12 {
+                    (year + 1, 1)
                 } else {
-                    year
+                    (year, month + 1)
                 };
-                // Years are 1970..=9999 here, so every value below fits.
                 Window {
-                    index: year as u64 * 12 + u64::from(u8::from(month) - 1),
-                    start: first_of(year, month),
-                    end: Some(first_of(next_year, month.next())),
+                    index: year * 12 + (month - 1),
+                    start: days_from_civil(year, month) * 86_400,
+                    end: Some(days_from_civil(next_year, next_month) * 86_400),
                 }
             }
         }
@@ -135,11 +132,28 @@ impl Window {
     }
 }
 
-/// The first second of `month` in `year`, in Unix seconds.
-fn first_of(year: i32, month: Month) -> u64 {
-    Date::from_calendar_date(year, month, 1).map_or(LATEST + 1, |date| {
-        date.midnight().assume_utc().unix_timestamp().unsigned_abs()
-    })
+/// The year and month (1 to 12) of day `days` since 1970-01-01, in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`, for days from the epoch on).
+fn civil_from_days(days: u64) -> (u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month)
+}
+
+/// Days from 1970-01-01 to the first of `month` (1 to 12) in `year` (1970 and later).
+fn days_from_civil(year: u64, month: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let yoe = year - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * mp + 2) / 5;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -230,6 +244,26 @@ mod tests {
             window = next;
         }
         assert_eq!(rfc3339(window.start), "2370-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_integer_calendar_agrees_with_the_time_crate() {
+        use time::{Date, Month, OffsetDateTime};
+        // Every first of a month from 1970 to 9999, and the day before it.
+        for year in 1970..=9999 {
+            for month in 1..=12u8 {
+                let date = Date::from_calendar_date(year, Month::try_from(month).unwrap(), 1);
+                let first = date.unwrap().midnight().assume_utc().unix_timestamp() as u64;
+                let days = first / 86_400;
+                assert_eq!(days_from_civil(year as u64, u64::from(month)), days);
+                assert_eq!(civil_from_days(days), (year as u64, u64::from(month)));
+                if days > 0 {
+                    let before = OffsetDateTime::from_unix_timestamp(first as i64 - 1).unwrap();
+                    let expected = (before.year() as u64, u64::from(u8::from(before.month())));
+                    assert_eq!(civil_from_days(days - 1), expected);
+                }
+            }
+        }
     }
 
     #[test]
