@@ -17,10 +17,10 @@ use http_body_util::Full;
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::rate_limit::{BackendError, OnBackendError};
+use tower_api_key::rate_limit::OnBackendError;
 use tower_api_key::usage::{
     Budget, BudgetPer, Budgets, Charge, Counter, MemoryUsage, Period, ReportedCost, SpendCaps,
-    Spent, UsageBackend,
+    UsageBackend,
 };
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, NewKey};
 
@@ -347,27 +347,6 @@ async fn owner_and_key_overrides_change_the_cap_at_run_time() {
     );
 }
 
-/// A backend that fails, or panics.
-#[derive(Clone)]
-struct Broken {
-    panics: bool,
-}
-
-impl UsageBackend for Broken {
-    async fn charge(
-        &self,
-        _: Counter<'_>,
-        _: u64,
-        _: u64,
-        _: Charge,
-    ) -> Result<Spent, BackendError> {
-        if self.panics {
-            panic!("usage backend bug");
-        }
-        Err(BackendError::new("connection refused"))
-    }
-}
-
 #[tokio::test]
 async fn a_backend_outage_is_503_by_default_or_a_pass_when_allowed() {
     let (store, _clock) = store_with_clock();
@@ -377,7 +356,7 @@ async fn a_backend_outage_is_503_by_default_or_a_pass_when_allowed() {
     let handler = Metered::default();
 
     for panics in [false, true] {
-        let deny = SpendCaps::with_backend(budgets(), Broken { panics });
+        let deny = SpendCaps::with_backend(budgets(), BrokenUsage { panics });
         let service = AuthLayer::new(store.clone()).layer(deny.layer(1).layer(handler.service()));
         let answer = send(service, bearer(key)).await;
         assert_eq!(
@@ -390,7 +369,7 @@ async fn a_backend_outage_is_503_by_default_or_a_pass_when_allowed() {
     }
     assert_eq!(handler.calls(), 0);
 
-    let allow = SpendCaps::with_backend(budgets(), Broken { panics: false })
+    let allow = SpendCaps::with_backend(budgets(), BrokenUsage { panics: false })
         .on_backend_error(OnBackendError::Allow);
     let service = AuthLayer::new(store).layer(allow.layer(1).layer(handler.service()));
     let answer = send(service, bearer(key)).await;

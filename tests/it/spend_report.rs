@@ -16,11 +16,8 @@ use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::SpendApi;
-use tower_api_key::rate_limit::BackendError;
 use tower_api_key::store::{KeyId, KeyPolicy};
-use tower_api_key::usage::{
-    BudgetPer, Budgets, Charge, Counter, MemoryUsage, SpendCaps, Spent, UsageBackend,
-};
+use tower_api_key::usage::{BudgetPer, Budgets, MemoryUsage, SpendCaps, UsageBackend};
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
 /// 2026-01-31T23:00:00Z: an hour before January ends.
@@ -197,25 +194,9 @@ async fn keys_without_the_scope_and_other_credentials_are_refused() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
-/// A backend that always fails.
-#[derive(Clone)]
-struct Down;
-
-impl UsageBackend for Down {
-    async fn charge(
-        &self,
-        _: Counter<'_>,
-        _: u64,
-        _: u64,
-        _: Charge,
-    ) -> Result<Spent, BackendError> {
-        Err(BackendError::new("down"))
-    }
-}
-
 #[tokio::test]
 async fn a_failing_usage_backend_is_503() {
-    let f = fixture(BudgetPer::Owner, |_| Down);
+    let f = fixture(BudgetPer::Owner, |_| BrokenUsage { panics: false });
     let key = f.issue("org_1", "prod", &KeyFamily::FORG_LIVE).await;
     let answer = f.call("GET", "/api/billing/spend", &key).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -428,3 +428,26 @@ where
     assert_eq!(status, StatusCode::OK);
     (issued, service)
 }
+
+/// A usage backend that fails, or panics.
+#[derive(Clone)]
+pub struct BrokenUsage {
+    pub panics: bool,
+}
+
+impl tower_api_key::usage::UsageBackend for BrokenUsage {
+    async fn charge(
+        &self,
+        _: tower_api_key::usage::Counter<'_>,
+        _: u64,
+        _: u64,
+        _: tower_api_key::usage::Charge,
+    ) -> Result<tower_api_key::usage::Spent, tower_api_key::rate_limit::BackendError> {
+        if self.panics {
+            panic!("usage backend bug");
+        }
+        Err(tower_api_key::rate_limit::BackendError::new(
+            "connection refused",
+        ))
+    }
+}
