@@ -8,7 +8,9 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use tower_api_key::rate_limit::ClassName;
+use std::time::Duration;
+use tower_api_key::clock::ManualClock;
+use tower_api_key::rate_limit::{ClassName, GovernorBackend};
 use tower_api_key::store::ManageKeys;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -64,7 +66,8 @@ fn request(bearer: &HeaderValue) -> Request<()> {
     request
 }
 
-/// Never limits within a benchmark: the quota is far above what a run sends.
+/// Never limits within a benchmark: the quota is far above what a run sends, so its
+/// `RateLimit` values are above the precomputed range and written per request.
 fn roomy() -> RateClass {
     RateClass::per_key(
         ClassName::from_static("bench"),
@@ -72,19 +75,51 @@ fn roomy() -> RateClass {
     )
 }
 
-fn bench<S, B>(
+/// The documented quota (100 a minute) on a manual clock: each request moves the clock by
+/// 0.6 s, one request period, so every request is allowed with the same `remaining`, as
+/// `benches/per_request.rs` does.
+fn documented() -> (
+    RateLimits<GovernorBackend<ManualClock>>,
+    RateClass,
+    impl Fn() + Clone,
+) {
+    let clock = ManualClock::default();
+    let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())).headers(true);
+    let class = RateClass::per_key(
+        ClassName::from_static("bench"),
+        Quota::per_minute(NonZeroU32::new(100).expect("not zero")),
+    );
+    (limits, class, move || {
+        clock.advance(Duration::from_millis(600))
+    })
+}
+
+fn bench<S, B>(c: &mut Criterion, name: &str, service: S, bearer: &HeaderValue, expect: StatusCode)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    bench_ticking(c, name, service, bearer, expect, || {});
+}
+
+/// [`bench`], with `tick` run before each request (a manual clock's step).
+fn bench_ticking<S, B>(
     c: &mut Criterion,
     name: &str,
     mut service: S,
     bearer: &HeaderValue,
     expect: StatusCode,
+    tick: impl Fn(),
 ) where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     assert_eq!(run(&mut service, request(bearer)), expect, "{name}");
     c.bench_function(name, |b| {
-        b.iter(|| black_box(run(&mut service, request(bearer))))
+        b.iter(|| {
+            tick();
+            black_box(run(&mut service, request(bearer)))
+        })
     });
 }
 
@@ -124,9 +159,22 @@ fn layers(c: &mut Criterion) {
         &bearer,
         StatusCode::OK,
     );
-    bench(
+    let (documented_limits, documented_class, tick) = documented();
+    bench_ticking(
         c,
         "layer/auth_scope_rate_limit",
+        auth.layer(
+            documented_limits
+                .layer(documented_class.clone())
+                .layer(require(ForgScope::ReadSessions).layer(bare())),
+        ),
+        &bearer,
+        StatusCode::OK,
+        tick.clone(),
+    );
+    bench(
+        c,
+        "layer/auth_scope_rate_limit_large_quota",
         auth.layer(
             limits
                 .layer(class.clone())
@@ -145,16 +193,17 @@ fn layers(c: &mut Criterion) {
         let _recording = metrics::set_default_local_recorder(&recorder);
         // Fresh layers: handles bind to the recorder current at their first request.
         let auth = AuthLayer::new(Arc::clone(&store));
-        bench(
+        bench_ticking(
             c,
             "layer/auth_scope_rate_limit_recorded",
             auth.layer(
-                limits
-                    .layer(class.clone())
+                documented_limits
+                    .layer(documented_class)
                     .layer(require(ForgScope::ReadSessions).layer(bare())),
             ),
             &bearer,
             StatusCode::OK,
+            tick,
         );
         let rendered = recorder.handle().render();
         assert!(
@@ -247,7 +296,7 @@ fn layers(c: &mut Criterion) {
     c.bench_function("layer/spend_cap", |b| {
         b.iter(|| black_box(run(&mut spend_capped, with_identity(request(&bearer)))))
     });
-    // The decision alone: no `Spend-Cap` header (the `Budget` extension is still inserted).
+    // The decision alone: no `Spend-Cap` header (and no `Budget` extension, not asked for).
     let mut spend_capped_quiet = caps.clone().headers(false).layer(1).layer(bare());
     c.bench_function("layer/spend_cap_no_headers", |b| {
         b.iter(|| {

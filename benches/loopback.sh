@@ -3,7 +3,7 @@
 # wrk on 127.0.0.1 only, in alternating pairs. Prints each run and the ratio with / without
 # of mean requests per second.
 #
-#   bash benches/loopback.sh [pairs] [seconds] [mode]   (defaults: 5 pairs of 8 s runs, mode full)
+#   bash benches/loopback.sh [pairs] [seconds] [mode]   (defaults: 6 pairs of 8 s runs, mode full)
 #
 # mode is `full` (auth + scope + rate limit) or `auth` (auth + scope).
 #
@@ -13,7 +13,7 @@
 # Needs wrk (Debian: apt-get install wrk); installs it when run as root with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pairs=${1:-5}
+pairs=${1:-6}
 seconds=${2:-8}
 mode=${3:-full}
 (( seconds <= 10 )) || { echo "runs are at most 10 s"; exit 2; }
@@ -57,5 +57,13 @@ for i in $(seq "$pairs"); do
   echo "pair $i: bare $b req/s, $mode $f req/s"
   results="$results $b $f"
 done
-echo "$results" | awk -v m="$mode" '{ for (i = 1; i <= NF; i += 2) { b += $i; f += $(i + 1) } }
-  END { printf "mean bare %.0f req/s, mean %s %.0f req/s, %s/bare = %.3f\n", b / (NF / 2), m, f / (NF / 2), m, f / b }'
+# The figure is the median of the pairs' ratios: a pair shares the machine's state of the
+# moment, so its ratio moves less than either run.
+echo "$results" | awk -v m="$mode" '{
+    n = NF / 2
+    for (i = 1; i <= NF; i += 2) { b += $i; f += $(i + 1); r[(i + 1) / 2] = $(i + 1) / $i }
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+    median = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+    printf "mean bare %.0f req/s, mean %s %.0f req/s, %s/bare: mean %.3f, median of %d pairs %.3f\n",
+      b / n, m, f / n, m, f / b, n, median
+  }'

@@ -210,12 +210,16 @@ impl MemoryUsage {
         let now = self.clock.now();
         let window = counter.period.window(now);
         let counters = &self.counters[slot_of(counter)];
+        let mut inserted = false;
         let (allowed, spent) = {
             let mut entry = match counters.get_mut(counter.subject) {
                 Some(entry) => entry,
-                None => counters
-                    .entry(Box::from(counter.subject))
-                    .or_insert((window.index, 0)),
+                None => {
+                    inserted = true;
+                    counters
+                        .entry(Box::from(counter.subject))
+                        .or_insert((window.index, 0))
+                }
             };
             let (index, spent) = &mut *entry;
             if *index != window.index {
@@ -238,8 +242,9 @@ impl MemoryUsage {
             }
             (allowed, *spent)
         };
-        // Amortised: a sweep each time the map has doubled since the last one.
-        if self.sweep_at.due(counters.len()) {
+        // Amortised: a sweep each time the map has doubled since the last one. Only an
+        // insert grows the map, so only an insert can make it due (`len` locks every shard).
+        if inserted && self.sweep_at.due(counters.len()) {
             self.housekeeping();
         }
         Spent {

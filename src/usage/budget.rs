@@ -2,6 +2,7 @@
 //! table-driven one.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -87,6 +88,31 @@ struct Table {
     // foldhash (seeded per map): the table is read on every request.
     owners: [DashMap<String, Option<u64>, RandomState>; 2],
     keys: DashMap<KeyId, Option<Allowance>, RandomState>,
+    // Whether each map was ever written: most applications set defaults or owner caps
+    // only, and a lookup in an empty `DashMap` still hashes and locks a shard.
+    owners_written: [Written; 2],
+    keys_written: Written,
+}
+
+/// Set before a map's first insert, never cleared: a request that finds it unset runs
+/// before any override exists (an insert concurrent with the request races either way).
+#[derive(Default)]
+struct Written(AtomicBool);
+
+impl Written {
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Clone for Written {
+    fn clone(&self) -> Self {
+        Self(AtomicBool::new(self.get()))
+    }
 }
 
 impl Budgets {
@@ -109,6 +135,7 @@ impl Budgets {
         environment: Environment,
         cap: Option<u64>,
     ) {
+        self.table.owners_written[environment.slot()].set();
         self.table.owners[environment.slot()].insert(owner.into(), cap);
     }
 
@@ -116,6 +143,7 @@ impl Budgets {
     /// period.
     pub fn set_key_cap(&self, key: KeyId, cap: Option<u64>) {
         let allowance = cap.map(|cap| Allowance { cap, period: None });
+        self.table.keys_written.set();
         self.table.keys.insert(key, allowance);
     }
 
@@ -127,6 +155,7 @@ impl Budgets {
             cap: total,
             period: Some(Period::Lifetime),
         };
+        self.table.keys_written.set();
         self.table.keys.insert(key, Some(allowance));
     }
 
@@ -145,11 +174,17 @@ impl BudgetPolicy for Budgets {
 
     fn allowance(&self, principal: &Principal) -> Option<Allowance> {
         let table = &*self.table;
-        if let Some(allowance) = table.keys.get(principal.key_id()) {
-            return *allowance;
+        if table.keys_written.get() {
+            if let Some(allowance) = table.keys.get(principal.key_id()) {
+                return *allowance;
+            }
         }
         let slot = principal.environment().slot();
-        let cap = match table.owners[slot].get(principal.owner()) {
+        let owner = table.owners_written[slot]
+            .get()
+            .then(|| table.owners[slot].get(principal.owner()))
+            .flatten();
+        let cap = match owner {
             Some(cap) => *cap,
             None => table.defaults[slot],
         };

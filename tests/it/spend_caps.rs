@@ -430,6 +430,45 @@ fn memory_counters_of_past_periods_are_dropped() {
     assert_eq!(over.spent, 0);
 }
 
+#[test]
+fn memory_counters_of_past_periods_are_swept_as_the_map_grows() {
+    let clock = ManualClock::new(start_time());
+    let usage = MemoryUsage::with_clock(clock.clone());
+    let charge = |subject: &str| {
+        let counter = Counter {
+            environment: Environment::Live,
+            per: BudgetPer::Key,
+            subject,
+            period: Period::Hourly,
+        };
+        let spent = usage
+            .charge_now(counter, 1, 10, Charge::Reserve)
+            .unwrap()
+            .unwrap();
+        assert!(spent.allowed);
+    };
+    // The first sweep runs at 1,024 counters and keeps them all (this hour's): the next is
+    // due at 2,048.
+    for i in 0..1024 {
+        charge(&format!("key_{i}"));
+    }
+    assert_eq!(usage.tracked(), 1024);
+    // Charging the same counters again inserts nothing and sweeps nothing.
+    for i in 0..1024 {
+        charge(&format!("key_{i}"));
+    }
+    assert_eq!(usage.tracked(), 1024);
+    // An hour later, 1,024 other subjects: the 2,048th counter sweeps last hour's away,
+    // without a call to `housekeeping`.
+    clock.advance(Duration::from_secs(3600));
+    for i in 0..1023 {
+        charge(&format!("other_{i}"));
+    }
+    assert_eq!(usage.tracked(), 2047, "not due yet");
+    charge("other_1023");
+    assert_eq!(usage.tracked(), 1024, "last hour's counters swept");
+}
+
 use crate::usage_conformance;
 
 struct MemoryFixture;
