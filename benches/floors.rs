@@ -1,5 +1,6 @@
 //! The floors under the layer: the work of its two commonest paths written by hand with
-//! `http` types only, measured beside it (`benches/per_request.rs`, `tests/allocations.rs`).
+//! `http` types only, measured beside it (`benches/per_request.rs`, `benches/layer.rs`,
+//! `tests/allocations.rs`).
 //!
 //! - [`auth`]: read `Authorization` (one lookup), strip `Bearer `, SHA-256, one map lookup,
 //!   the two extension inserts the layer makes (the record and its scopes), answer.
@@ -18,6 +19,23 @@ use tower_api_key::store::KeyRecord;
 use tower_api_key::ForgScope;
 
 type Answer<B> = std::future::Ready<Result<Response<B>, Infallible>>;
+
+/// The request every variant is measured with: `/v1/sessions` with `Authorization: value`.
+pub fn request(value: &HeaderValue) -> Request<()> {
+    let mut request = Request::new(());
+    *request.uri_mut() = http::Uri::from_static("/v1/sessions");
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, value.clone());
+    request
+}
+
+/// [`request`] made anew each time, as a server would receive it.
+#[allow(dead_code)] // `benches/layer.rs` includes this file and builds requests itself
+pub fn request_with(value: &HeaderValue) -> impl Fn() -> Request<()> + Clone {
+    let value = value.clone();
+    move || request(&value)
+}
 
 /// Authentication by hand against the one `record`.
 pub fn auth<B: Default>(

@@ -27,6 +27,10 @@ use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
+#[path = "floors.rs"]
+mod floors;
+use floors::request;
+
 const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
 
 // tower_governor needs `Response<axum::body::Body>: From<GovernorError>`, so every variant
@@ -57,13 +61,6 @@ where
         .expect("completes at once")
         .expect("ok");
     response.status()
-}
-
-fn request(bearer: &HeaderValue) -> Request<()> {
-    let mut request = Request::new(());
-    *request.uri_mut() = http::Uri::from_static("/v1/sessions");
-    request.headers_mut().insert(AUTHORIZATION, bearer.clone());
-    request
 }
 
 /// Never limits within a benchmark: the quota is far above what a run sends, so its
@@ -385,76 +382,20 @@ fn layers(c: &mut Criterion) {
     floors(c, &bearer, &malformed, issued.record());
 }
 
-/// What the `http` types alone cost for the same work, written by hand with nothing else:
-/// the floor under `layer/auth` and `layer/auth_malformed`.
-///
-/// `floor/auth`: read `Authorization` (one lookup), strip `Bearer `, SHA-256, one map
-/// lookup, two extension inserts (the record and a scope bitset), call the inner service.
-/// `floor/reject`: read `Authorization` and see the key has the wrong length, then the 401
-/// as the crate answers it: a static JSON body, `Content-Type` and `WWW-Authenticate`, and
-/// the rejection kept in the response's extensions.
+/// What the `http` types alone cost for the same work, written by hand with nothing else
+/// (`benches/floors.rs`): the floor under `layer/auth` and `layer/auth_malformed`.
 fn floors(
     c: &mut Criterion,
     bearer: &HeaderValue,
     malformed: &HeaderValue,
     record: &tower_api_key::store::KeyRecord<ForgScope>,
 ) {
-    use std::collections::HashMap;
-
-    let record = Arc::new(record.clone());
-    let records: Arc<HashMap<[u8; 32], Arc<tower_api_key::store::KeyRecord<ForgScope>>>> = Arc::new(
-        HashMap::from([(*record.digest.as_bytes(), Arc::clone(&record))]),
-    );
-    let mut floor_auth = tower::service_fn(move |mut request: Request<()>| {
-        let found = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-            .map(|key| <[u8; 32]>::from(Sha256::digest(key)))
-            .and_then(|digest| records.get(&digest).cloned());
-        let status = match found {
-            Some(record) => {
-                request.extensions_mut().insert(record.scopes);
-                request.extensions_mut().insert(record);
-                StatusCode::OK
-            }
-            None => StatusCode::UNAUTHORIZED,
-        };
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = status;
-        std::future::ready(Ok::<_, Infallible>(response))
-    });
+    let mut floor_auth = floors::auth::<Body>(&Arc::new(record.clone()));
     assert_eq!(run(&mut floor_auth, request(bearer)), StatusCode::OK);
     c.bench_function("floor/auth", |b| {
         b.iter(|| black_box(run(&mut floor_auth, request(bearer))))
     });
-
-    #[derive(Clone)]
-    struct Rejected;
-    let mut floor_reject = tower::service_fn(|request: Request<()>| {
-        // Knowing the key is malformed takes reading it: one lookup and a length check.
-        let malformed = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-            .is_none_or(|key| key.len() != LIVE.len());
-        assert!(malformed);
-        let mut response = Response::new(Body::from(
-            &br#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#[..],
-        ));
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        );
-        response.extensions_mut().insert(Rejected);
-        std::future::ready(Ok::<_, Infallible>(response))
-    });
+    let mut floor_reject = floors::reject::<Body>();
     assert_eq!(
         run(&mut floor_reject, request(malformed)),
         StatusCode::UNAUTHORIZED

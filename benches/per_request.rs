@@ -83,17 +83,7 @@ fn run(variant: &str, n: usize) {
     let secret = issued.key().expose_secret().to_owned();
     let key = HeaderValue::try_from(format!("Bearer {secret}")).expect("header");
     let malformed = HeaderValue::from_static("Bearer forg_live_not-a-key");
-    let with = |value: &HeaderValue| {
-        let value = value.clone();
-        move || {
-            let mut request = Request::new(());
-            *request.uri_mut() = http::Uri::from_static("/v1/sessions");
-            request
-                .headers_mut()
-                .insert(header::AUTHORIZATION, value.clone());
-            request
-        }
-    };
+    let with = floors::request_with;
     let auth = AuthLayer::new(Arc::clone(&store));
     let nothing = || {};
     match variant {

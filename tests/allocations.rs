@@ -108,17 +108,6 @@ where
     response.status()
 }
 
-fn bearer(value: &HeaderValue) -> impl Fn() -> Request<()> + '_ {
-    move || {
-        let mut request = Request::new(());
-        *request.uri_mut() = http::Uri::from_static("/v1/sessions");
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, value.clone());
-        request
-    }
-}
-
 /// The documented quotas: 100 a minute on standard routes.
 fn standard() -> RateClass {
     RateClass::per_key(
@@ -149,9 +138,12 @@ fn allocations_per_request() {
     let unknown = HeaderValue::from_static("Bearer forg_live_0123456789abcdef0123456789abcdef");
     let auth = AuthLayer::new(Arc::clone(&store));
 
-    let bare_count = allocations(&mut bare(), &bearer(&key), StatusCode::OK);
-    let valid_key =
-        allocations(&mut auth.layer(bare()), &bearer(&key), StatusCode::OK) - bare_count;
+    let bare_count = allocations(&mut bare(), &floors::request_with(&key), StatusCode::OK);
+    let valid_key = allocations(
+        &mut auth.layer(bare()),
+        &floors::request_with(&key),
+        StatusCode::OK,
+    ) - bare_count;
     let mut rows = Vec::new();
     let mut row = |path, count: u64, target, now| {
         rows.push(Row {
@@ -166,7 +158,7 @@ fn allocations_per_request() {
         "`floor/auth` (by hand: one lookup, SHA-256, two extensions)",
         allocations(
             &mut floors::auth::<Body>(issued.record()),
-            &bearer(&key),
+            &floors::request_with(&key),
             StatusCode::OK,
         ),
         None,
@@ -177,7 +169,7 @@ fn allocations_per_request() {
         "`floor/reject` (by hand: two headers, the rejection kept)",
         allocations(
             &mut floor_reject,
-            &bearer(&malformed),
+            &floors::request_with(&malformed),
             StatusCode::UNAUTHORIZED,
         ),
         None,
@@ -185,7 +177,11 @@ fn allocations_per_request() {
     );
     row(
         "auth, valid key",
-        allocations(&mut auth.layer(bare()), &bearer(&key), StatusCode::OK),
+        allocations(
+            &mut auth.layer(bare()),
+            &floors::request_with(&key),
+            StatusCode::OK,
+        ),
         Some(4),
         4,
     );
@@ -193,7 +189,7 @@ fn allocations_per_request() {
         "auth, malformed key refused",
         allocations(
             &mut auth.layer(bare()),
-            &bearer(&malformed),
+            &floors::request_with(&malformed),
             StatusCode::UNAUTHORIZED,
         ),
         Some(4),
@@ -203,7 +199,7 @@ fn allocations_per_request() {
         "auth, unknown key refused",
         allocations(
             &mut auth.layer(bare()),
-            &bearer(&unknown),
+            &floors::request_with(&unknown),
             StatusCode::UNAUTHORIZED,
         ),
         Some(4),
@@ -213,7 +209,7 @@ fn allocations_per_request() {
         "auth + scope",
         allocations(
             &mut auth.layer(require(ForgScope::ReadSessions).layer(bare())),
-            &bearer(&key),
+            &floors::request_with(&key),
             StatusCode::OK,
         ),
         Some(4),
@@ -228,7 +224,7 @@ fn allocations_per_request() {
                     .layer(standard())
                     .layer(require(ForgScope::ReadSessions).layer(bare())),
             ),
-            &bearer(&key),
+            &floors::request_with(&key),
             StatusCode::OK,
         ),
         Some(5),
@@ -268,7 +264,7 @@ fn allocations_per_request() {
     let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Live, u64::MAX));
     let spend = allocations(
         &mut auth.layer(caps.clone().headers(false).layer(1).layer(bare())),
-        &bearer(&key),
+        &floors::request_with(&key),
         StatusCode::OK,
     );
     row(
@@ -279,7 +275,7 @@ fn allocations_per_request() {
     );
     let spend_headers = allocations(
         &mut auth.layer(caps.layer(1).layer(bare())),
-        &bearer(&key),
+        &floors::request_with(&key),
         StatusCode::OK,
     );
     row(
