@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             rotate_at_the_limit_needs_immediate_revocation,
             delete_removes_the_record_and_frees_the_slot,
             touch_keeps_the_latest_use,
+            concurrent_changes_to_one_key_are_all_kept,
             disable_and_enable_are_reversible_and_keep_the_slot,
             metadata_and_networks_round_trip_and_survive_rotation,
             only_the_policys_families_are_issued_and_rotated,
@@ -492,6 +493,56 @@ pub async fn unknown_and_hostile_ids_are_not_found<F: Fixture>(fixture: &F) {
         "key_' OR '1'='1".parse::<KeyId>().is_err(),
         "ids are validated before any store"
     );
+}
+
+/// A revocation, a disable and last-use stamps sent at once to each of ten keys: none of
+/// them is lost to another (each change reads the record and writes it back), and a lookup
+/// by digest sees what a read by id sees.
+pub async fn concurrent_changes_to_one_key_are_all_kept<F: Fixture>(fixture: &F)
+where
+    F::Store: 'static,
+{
+    let (store, _clock) = on_clock(fixture).await;
+    let mut keys = Vec::new();
+    for _ in 0..10 {
+        keys.push(store.issue(new_key("org_1")).await.unwrap());
+    }
+    let last_use = start() + Duration::from_secs(60 * 5);
+    let mut tasks = Vec::new();
+    for key in &keys {
+        let id = key.record().id.clone();
+        let store_ = Arc::clone(&store);
+        let id_ = id.clone();
+        tasks.push(tokio::spawn(
+            async move { store_.revoke(&id_).await.map(drop) },
+        ));
+        let store_ = Arc::clone(&store);
+        let id_ = id.clone();
+        tasks.push(tokio::spawn(
+            async move { store_.disable(&id_).await.map(drop) },
+        ));
+        for minute in 1..=5 {
+            let store_ = Arc::clone(&store);
+            let id_ = id.clone();
+            tasks.push(tokio::spawn(async move {
+                store_
+                    .touch(&id_, start() + Duration::from_secs(60 * minute))
+                    .await
+                    .map_err(ManageError::Store)
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    for key in &keys {
+        let by_id = store.get(&key.record().id).await.unwrap().unwrap();
+        assert!(by_id.revoked, "the revocation kept");
+        assert!(by_id.disabled, "the disable kept");
+        assert_eq!(by_id.last_used_at, Some(last_use), "the latest use kept");
+        let by_digest = store.lookup(&key.record().digest).await.unwrap().unwrap();
+        assert_eq!(*by_digest, *by_id, "both indexes agree");
+    }
 }
 
 pub async fn disable_and_enable_are_reversible_and_keep_the_slot<F: Fixture>(fixture: &F) {
