@@ -28,6 +28,7 @@ ROWS = [
     ("auth_malformed", "malformed key refused", False, 1450),
     ("auth_scope", "auth + scope", True, "auth + 200"),
     ("auth_scope_rate_limit", "auth + scope + rate limit (100/min), headers on", True, 2700),
+    ("auth_scope_rate_limit_large_quota", "the same with 1,000,000/hour", True, None),
     ("auth_session", "session (cookie) instead of a key", True, None),
     ("auth_spend_cap", "auth + spend cap, no header", True, None),
     ("auth_spend_cap_headers", "auth + spend cap, `Spend-Cap` header", True, None),

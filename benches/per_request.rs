@@ -6,7 +6,8 @@
 //! nothing.
 //!
 //! The rate limit uses the documented quota (100 a minute) on a manual clock moved 0.6 s
-//! per request, so every request is allowed, as in steady traffic at the quota.
+//! per request, so every request is allowed, as in steady traffic at the quota (and a
+//! quota of 1,000,000 an hour the same way, for a quota above 4,096).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -32,7 +33,7 @@ mod floors;
 type Body = http_body_util::Empty<bytes::Bytes>;
 
 /// Every variant, in the order of the table.
-const VARIANTS: [&str; 11] = [
+const VARIANTS: [&str; 12] = [
     "bare",
     "sha256",
     "floor_auth",
@@ -41,6 +42,7 @@ const VARIANTS: [&str; 11] = [
     "auth_malformed",
     "auth_scope",
     "auth_scope_rate_limit",
+    "auth_scope_rate_limit_large_quota",
     "auth_session",
     "auth_spend_cap",
     "auth_spend_cap_headers",
@@ -122,14 +124,21 @@ fn run(variant: &str, n: usize) {
             StatusCode::OK,
             &nothing,
         ),
-        "auth_scope_rate_limit" => {
+        "auth_scope_rate_limit" | "auth_scope_rate_limit_large_quota" => {
             let clock = ManualClock::default();
             let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone()));
-            let class = RateClass::per_key(
-                ClassName::from_static("standard"),
-                Quota::per_minute(NonZeroU32::new(100).expect("not zero")),
-            );
-            let tick = move || clock.advance(Duration::from_millis(600));
+            // The documented 100 a minute, or 1,000,000 an hour; the clock moves one
+            // request period per request, so every request is allowed.
+            let (quota, period) = if variant == "auth_scope_rate_limit" {
+                let requests = NonZeroU32::new(100).expect("not zero");
+                (Quota::per_minute(requests), Duration::from_millis(600))
+            } else {
+                let requests = NonZeroU32::new(1_000_000).expect("not zero");
+                let hour = NonZeroU32::new(3600).expect("not zero");
+                (Quota::new(requests, hour), Duration::from_micros(3600))
+            };
+            let class = RateClass::per_key(ClassName::from_static("standard"), quota);
+            let tick = move || clock.advance(period);
             drive(
                 auth.layer(
                     limits

@@ -230,6 +230,29 @@ fn allocations_per_request() {
         Some(5),
         6,
     );
+    // A quota far above 4,096: its first 4,096 requests used have their values made at
+    // start too (before issue 26, every value of such a quota was written per request: 7).
+    let large = RateClass::per_key(
+        ClassName::from_static("bulk"),
+        Quota::new(
+            NonZeroU32::new(1_000_000).unwrap(),
+            NonZeroU32::new(3600).unwrap(),
+        ),
+    );
+    row(
+        "auth + scope + rate limit (1,000,000/hour), headers on",
+        allocations(
+            &mut auth.layer(
+                limits
+                    .layer(large)
+                    .layer(require(ForgScope::ReadSessions).layer(bare())),
+            ),
+            &floors::request_with(&key),
+            StatusCode::OK,
+        ),
+        Some(5),
+        6,
+    );
 
     // A browser session instead of a key.
     let sessions = Sessions::new(

@@ -32,7 +32,8 @@ fn shared(value: HeaderValue) -> HeaderValue {
     value
 }
 
-/// Written per request for quotas above [`PRECOMPUTED_STATES`], on the stack.
+/// Written per request, on the stack, when no precomputed value fits (past
+/// [`PRECOMPUTED_STATES`] requests used, a refusal, a per-key quota override).
 pub(crate) fn state_header(
     class: &RateClass,
     remaining: u32,
@@ -52,20 +53,20 @@ pub(crate) fn state_header(
         .value()
 }
 
-/// Quotas up to this many requests get their `RateLimit` values made once, at start.
+/// How many requests used get their `RateLimit` values made once, at start, whatever the
+/// quota: all of a quota up to this size, and the first this many of a larger one (a
+/// class's table is at most ~330 KB).
 const PRECOMPUTED_STATES: u32 = 4096;
 
-/// The `RateLimit` value of an allowed request for each `remaining`, under the class's own
-/// quota, when the reset time follows from it (`(quota - remaining)` request periods).
+/// The `RateLimit` value of an allowed request by requests used (`quota - remaining`),
+/// under the class's own quota, when the reset time follows from it (`used` request
+/// periods).
 pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
     let quota = class.quota();
     let requests = quota.requests().get();
-    if requests > PRECOMPUTED_STATES {
-        return Vec::new();
-    }
     let period = quota.interval();
-    (0..=requests)
-        .map_while(|remaining| state_header(class, remaining, period * (requests - remaining)))
+    (0..=requests.min(PRECOMPUTED_STATES))
+        .map_while(|used| state_header(class, requests - used, period * used))
         .map(shared)
         .collect()
 }

@@ -35,7 +35,8 @@ pub(crate) struct LayerShared<B: RateLimitBackend> {
     pub(super) class: RateClass,
     pub(super) handle: B::Class,
     pub(super) policy: HeaderValue,
-    /// `RateLimit` values by remaining count, for allowed requests under the class quota.
+    /// `RateLimit` values by requests used (`quota - remaining`), for allowed requests
+    /// under the class quota, up to `headers::PRECOMPUTED_STATES` used.
     pub(super) states: Vec<HeaderValue>,
     pub(super) limits: RateLimits<B>,
     /// The class name as a metrics label, made once, and the decisions' handles.
@@ -169,17 +170,19 @@ impl<B: RateLimitBackend> LayerShared<B> {
             let state = state_header(&self.class, decision.remaining(), decision.reset_after())?;
             return Some([policy, state]);
         }
-        let requests = quota.requests().get();
-        let used = requests.saturating_sub(decision.remaining());
         // The header shows whole seconds, rounded up: the value made at start is the same
         // text whenever the reset rounds to the same second (not only at exact periods).
         let whole_seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        let precomputed = decision
-            .is_allowed()
-            .then(|| self.states.get(decision.remaining() as usize))
-            .flatten()
-            .filter(|_| {
-                whole_seconds(decision.reset_after()) == whole_seconds(quota.interval() * used)
+        let precomputed = quota
+            .requests()
+            .get()
+            .checked_sub(decision.remaining())
+            .filter(|_| decision.is_allowed())
+            .and_then(|used| {
+                let value = self.states.get(used as usize)?;
+                let same =
+                    whole_seconds(decision.reset_after()) == whole_seconds(quota.interval() * used);
+                same.then_some(value)
             });
         let state = match precomputed {
             Some(state) => state.clone(),

@@ -49,6 +49,50 @@ fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).unwrap())
 }
 
+/// A quota above the 4,096 requests whose values are made at start: the values from the
+/// table (up to 4,096 used) and those written per request (past it) say the same.
+#[tokio::test]
+async fn a_large_quotas_ratelimit_values_are_exact_on_both_sides_of_the_table() {
+    let (store, _) = store_with_clock();
+    let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
+    let (limits, clock) = fake_limits();
+    // 10,000 per 10 s: a request period of 1 ms.
+    let bulk = RateClass::per_key(
+        ClassName::from_static("bulk"),
+        Quota::new(
+            NonZeroU32::new(10_000).unwrap(),
+            NonZeroU32::new(10).unwrap(),
+        ),
+    );
+    let service = AuthLayer::new(store).layer(limits.layer(bulk).layer(Probe::new().service()));
+    let key = issued.key().expose_secret();
+    let state = |answer: &Answer| answer.header("ratelimit").map(str::to_owned);
+
+    let first = send(service.clone(), bearer(key)).await;
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some(r#""bulk";q=10000;w=10"#)
+    );
+    assert_eq!(state(&first).as_deref(), Some(r#""bulk";r=9999;t=1"#));
+    let mut last = first;
+    for _ in 1..5_000 {
+        last = send(service.clone(), bearer(key)).await;
+    }
+    assert_eq!(last.status, StatusCode::OK);
+    assert_eq!(
+        state(&last).as_deref(),
+        Some(r#""bulk";r=5000;t=5"#),
+        "5,000 used: past the table"
+    );
+    clock.advance(Duration::from_millis(2_500));
+    let refilled = send(service.clone(), bearer(key)).await;
+    assert_eq!(
+        state(&refilled).as_deref(),
+        Some(r#""bulk";r=7499;t=3"#),
+        "2,501 used: from the table"
+    );
+}
+
 #[tokio::test]
 async fn burst_then_exact_retry_after_then_allowed_again() {
     let (store, _) = store_with_clock();
