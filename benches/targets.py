@@ -52,7 +52,7 @@ def targets(m: dict) -> list:
          over_sha("layer/auth_scope", bare), auth + 0.3, "auth + 0.3"),
         ("auth + scope + rate limit (100/min), headers on",
          "(layer/auth_scope_rate_limit − bare) / SHA-256", full, 6.0, "6.0"),
-        ("the same with a quota above the precomputed range (no goal)",
+        ("the same with a `u32::MAX` quota a second (no goal)",
          "(layer/auth_scope_rate_limit_large_quota − bare) / SHA-256",
          over_sha("layer/auth_scope_rate_limit_large_quota", bare), None, ""),
         ("spend-cap layer", "(layer/spend_cap − layer/bare_with_identity) / SHA-256",
