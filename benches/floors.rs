@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use tower::Service;
-use tower_api_key::store::KeyRecord;
-use tower_api_key::ForgScope;
+use tower_api_key::session::{CsrfSecret, Sessions};
+use tower_api_key::store::{KeyPolicy, KeyRecord};
+use tower_api_key::{ForgScope, MemoryKeyStore};
 
 type Answer<B> = std::future::Ready<Result<Response<B>, Infallible>>;
 
@@ -35,6 +37,35 @@ pub fn request(value: &HeaderValue) -> Request<()> {
 pub fn request_with(value: &HeaderValue) -> impl Fn() -> Request<()> + Clone {
     let value = value.clone();
     move || request(&value)
+}
+
+/// A browser session, started: what the layer is given and what the browser sends.
+pub struct Session {
+    pub sessions: Sessions<MemoryKeyStore<ForgScope>>,
+    /// The `Cookie` header (session and CSRF cookies).
+    pub cookie: HeaderValue,
+    /// The `X-CSRF-Token` header.
+    #[allow(dead_code)] // only `benches/layer.rs` measures the CSRF check
+    pub csrf: HeaderValue,
+}
+
+/// One session of `user` with `read:sessions`, in a memory store of its own.
+pub fn session() -> Session {
+    let sessions = Sessions::new(
+        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+        CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
+    );
+    let started = sessions
+        .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
+        .now_or_never()
+        .expect("the memory store answers at once")
+        .expect("start");
+    let cookies = started.cookies();
+    Session {
+        cookie: HeaderValue::try_from(cookies.cookie_header()).expect("header"),
+        csrf: HeaderValue::try_from(cookies.csrf_token().expect("token")).expect("header"),
+        sessions,
+    }
 }
 
 /// Authentication by hand against the one `record`.

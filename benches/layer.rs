@@ -22,8 +22,6 @@ use tower_api_key::key::Environment;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::rate_limit::{RateClass, RateLimits};
-use tower_api_key::session::{CsrfSecret, Sessions};
-use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
@@ -244,18 +242,11 @@ fn layers(c: &mut Criterion) {
 
     // Browser sessions through the same layer: a GET with the cookie, and a POST that
     // passes the CSRF check (same-site, token = HMAC of the session digest).
-    let sessions = Sessions::new(
-        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
-        CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
-    );
-    let started = sessions
-        .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
-        .now_or_never()
-        .expect("the memory store answers at once")
-        .expect("start");
-    let cookie = HeaderValue::try_from(started.cookies().cookie_header()).expect("header");
-    let csrf =
-        HeaderValue::try_from(started.cookies().csrf_token().expect("token")).expect("header");
+    let floors::Session {
+        sessions,
+        cookie,
+        csrf,
+    } = floors::session();
     let with_session = AuthLayer::new(Arc::clone(&store)).sessions(sessions);
     let session_get = || {
         let mut request = Request::new(());

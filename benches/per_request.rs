@@ -22,8 +22,6 @@ use tower::{Layer, Service, ServiceExt};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{ClassName, GovernorBackend, Quota, RateClass, RateLimits};
-use tower_api_key::session::{CsrfSecret, Sessions};
-use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
@@ -152,16 +150,9 @@ fn run(variant: &str, n: usize) {
             )
         }
         "auth_session" => {
-            let sessions = Sessions::new(
-                Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
-                CsrfSecret::from_bytes(&[7; 32]).expect("32 bytes"),
-            );
-            let started = sessions
-                .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
-                .now_or_never()
-                .expect("at once")
-                .expect("start");
-            let cookie = HeaderValue::try_from(started.cookies().cookie_header()).expect("header");
+            let floors::Session {
+                sessions, cookie, ..
+            } = floors::session();
             let make = move || {
                 let mut request = Request::new(());
                 request.headers_mut().insert(header::COOKIE, cookie.clone());

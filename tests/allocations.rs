@@ -18,8 +18,6 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits};
-use tower_api_key::session::{CsrfSecret, Sessions};
-use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
@@ -255,16 +253,9 @@ fn allocations_per_request() {
     );
 
     // A browser session instead of a key.
-    let sessions = Sessions::new(
-        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
-        CsrfSecret::from_bytes(&[7; 32]).unwrap(),
-    );
-    let started = sessions
-        .start(&http::HeaderMap::new(), "user", ForgScope::ReadSessions)
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let cookie = HeaderValue::try_from(started.cookies().cookie_header()).unwrap();
+    let floors::Session {
+        sessions, cookie, ..
+    } = floors::session();
     let session = move || {
         let mut request = Request::new(());
         request.headers_mut().insert(header::COOKIE, cookie.clone());
