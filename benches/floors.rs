@@ -74,7 +74,7 @@ pub fn auth<B: Default>(
 ) -> impl Service<Request<()>, Response = Response<B>, Error = Infallible, Future = Answer<B>> + Clone
 {
     let records = Arc::new(HashMap::from([(
-        *record.digest.as_bytes(),
+        *record.digest().as_bytes(),
         Arc::clone(record),
     )]));
     tower::service_fn(move |mut request: Request<()>| {
@@ -87,7 +87,7 @@ pub fn auth<B: Default>(
         let mut response = Response::new(B::default());
         match found {
             Some(record) => {
-                request.extensions_mut().insert(record.scopes);
+                request.extensions_mut().insert(record.scopes());
                 request.extensions_mut().insert(record);
             }
             None => *response.status_mut() = StatusCode::UNAUTHORIZED,

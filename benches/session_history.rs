@@ -26,7 +26,7 @@ fn cycle(sessions: &Sessions<Store>, keep: bool) {
         .now_or_never()
         .expect("the memory store never waits")
         .unwrap();
-    let id = &started.record().id;
+    let id = &started.record().id();
     let store = sessions.store();
     let ended = if keep {
         store.revoke(id).now_or_never()

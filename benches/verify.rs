@@ -67,13 +67,13 @@ fn store_with(n: usize) -> (MemoryKeyStore<ForgScope>, Vec<KeyDigest>) {
         .map(|i| {
             let new = NewKey::new(format!("o{}", i / 10), "k", &KeyFamily::FORG_LIVE)
                 .scopes(ForgScope::ReadRules);
-            store
+            *store
                 .issue(new)
                 .now_or_never()
                 .expect("the memory store answers at once")
                 .expect("issue")
                 .record()
-                .digest
+                .digest()
         })
         .collect();
     (store, digests)
@@ -94,7 +94,7 @@ fn verify(c: &mut Criterion) {
         let parsed = families.parse(key).ok()?;
         let digest = store.hasher().digest(parsed.expose_secret());
         let record = store.lookup_now(&digest)?.ok()??;
-        bool::from(record.digest.ct_eq(&digest)).then_some(record)
+        bool::from(record.digest().ct_eq(&digest)).then_some(record)
     };
     let mut group = c.benchmark_group("verify");
     group.bench_function("hit", |b| b.iter(|| verify(black_box(&known)).is_some()));

@@ -265,8 +265,8 @@ impl DemoKeys {
         let budgets = Budgets::new()
             .default_cap(Environment::Live, 10_000)
             .default_cap(Environment::Test, 1_000);
-        budgets.set_key_cap(self.live.record().id.clone(), Some(30));
-        budgets.set_key_credits(self.trial.record().id.clone(), TRIAL_CREDITS);
+        budgets.set_key_cap(self.live.record().id().clone(), Some(30));
+        budgets.set_key_credits(self.trial.record().id().clone(), TRIAL_CREDITS);
         budgets
     }
 }
@@ -439,7 +439,7 @@ async fn login(
                 "owner": account.owner,
                 "scopes": account.scopes,
                 "csrf_token": started.cookies().csrf_token(),
-                "expires_at": started.record().expires_at.map(rfc3339),
+                "expires_at": started.record().expires_at().map(rfc3339),
             }});
             (started.into_cookies(), Json(body)).into_response()
         }
@@ -555,7 +555,7 @@ async fn register_agent(
     let new = new.scopes(scopes);
     match demo.keys.issue(new).await {
         Ok(issued) => {
-            let key_id = issued.record().id.clone();
+            let key_id = issued.record().id().clone();
             demo.budgets.set_key_credits(key_id.clone(), AGENT_CREDITS);
             let body = json!({ "data": {
                 "agent_id": agent_id,
@@ -689,8 +689,8 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
     let test = keys.test.key().expose_secret();
     let fos = keys.fos.key().expose_secret();
     let trial = keys.trial.key().expose_secret();
-    let live_id = &keys.live.record().id;
-    let test_id = &keys.test.record().id;
+    let live_id = &keys.live.record().id();
+    let test_id = &keys.test.record().id();
     println!("tower-api-key quickstart listening on {base}\n");
     println!("Keys, shown once (the store keeps only their SHA-256 digests):");
     for (label, issued) in [
@@ -703,8 +703,8 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         println!(
             "  {label}  {}\n        id {}  scopes: {}",
             issued.key().expose_secret(),
-            record.id,
-            record.scopes
+            record.id(),
+            record.scopes()
         );
     }
     println!("\nDemo login (browser sessions): {DEMO_EMAIL} / {DEMO_PASSWORD}");

@@ -70,7 +70,7 @@ async fn revoke(
         return (StatusCode::NOT_FOUND, Json(json!({ "code": "not_found" })));
     };
     match store.inner().get(&id).await {
-        Ok(Some(record)) if record.owner == identity.owner() => {
+        Ok(Some(record)) if record.owner() == identity.owner() => {
             match store.inner().revoke(&id).await {
                 // Every instance's listener now drops the key from its cache.
                 Ok(_) => (StatusCode::OK, Json(json!({ "revoked": id.as_str() }))),
@@ -150,7 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -s {b}/v1/sessions -H 'Authorization: Bearer {live_key}'      # 200 (now cached on B)");
     println!(
         "  curl -s -X POST {a}/v1/keys/{}/revoke -H 'Authorization: Bearer {admin_key}'",
-        live.record().id
+        live.record().id()
     );
     println!("  curl -i {b}/v1/sessions -H 'Authorization: Bearer {live_key}'      # 401\n");
     println!("serving until Ctrl-C");

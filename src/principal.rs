@@ -102,31 +102,31 @@ trait ErasedRecord: Send + Sync + 'static {
 
 impl<S: Scope> ErasedRecord for KeyRecord<S> {
     fn id(&self) -> &KeyId {
-        &self.id
+        self.id()
     }
     fn owner(&self) -> &str {
-        &self.owner
+        self.owner()
     }
     fn name(&self) -> &str {
-        &self.name
+        self.name()
     }
     fn prefix(&self) -> &str {
-        &self.prefix
+        self.prefix()
     }
     fn environment(&self) -> Environment {
-        self.environment
+        self.environment()
     }
     fn rate_limits(&self) -> &BTreeMap<ClassName, Quota> {
-        &self.rate_limits
+        self.rate_limits()
     }
     fn metadata(&self) -> &Metadata {
-        &self.metadata
+        self.metadata()
     }
     fn fmt_scopes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.scopes, f)
+        fmt::Display::fmt(&self.scopes(), f)
     }
     fn scope_names(&self) -> Vec<&'static str> {
-        self.scopes.iter().map(Scope::as_str).collect()
+        self.scopes().iter().map(Scope::as_str).collect()
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -199,7 +199,7 @@ impl Principal {
     /// The granted scopes, when `S` is the vocabulary of the store that authenticated the
     /// request; `None` for any other vocabulary.
     pub fn scopes<S: Scope>(&self) -> Option<ScopeSet<S>> {
-        self.record::<S>().map(|record| record.scopes)
+        self.record::<S>().map(|record| record.scopes())
     }
 
     /// The names of the granted scopes, whatever the vocabulary: for responses and logs

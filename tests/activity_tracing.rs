@@ -40,7 +40,7 @@ async fn activity_is_traced_with_the_same_fields() {
         .find(|l| l.contains("api key activity") && l.contains("outcome=\"ok\""))
         .expect(&logs);
     assert!(
-        ok_line.contains(&format!("key_id=\"{}\"", good.record().id)),
+        ok_line.contains(&format!("key_id=\"{}\"", good.record().id())),
         "{ok_line}"
     );
     assert!(

@@ -92,7 +92,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
     requests.push(both);
     requests.push(call(
         "POST",
-        &format!("/v1/keys/{}/revoke", keys.live.record().id),
+        &format!("/v1/keys/{}/revoke", keys.live.record().id()),
         bearer_of(&secrets[1]),
     ));
     requests.push(call("GET", "/v1/sessions", bearer_of(&secrets[0])));

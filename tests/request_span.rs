@@ -43,7 +43,7 @@ async fn the_inner_service_runs_inside_the_request_span() {
     .await;
 
     let logs = capture.text();
-    let id = good.record().id.as_str();
+    let id = good.record().id().as_str();
     let inner_line = logs
         .lines()
         .find(|l| l.contains("inner service ran"))

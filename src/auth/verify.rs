@@ -258,7 +258,9 @@ impl<St: KeyStore> Config<St> {
             }
         };
         // One constant-time comparison whether or not a record came back: no early return.
-        let stored = found.as_deref().map_or(&NO_RECORD, |record| &record.digest);
+        let stored = found
+            .as_deref()
+            .map_or(&NO_RECORD, |record| record.digest());
         let matches: bool =
             (stored.ct_eq(&prepared.digest) & Choice::from(u8::from(found.is_some()))).into();
         #[cfg(test)]
@@ -268,7 +270,7 @@ impl<St: KeyStore> Config<St> {
             Some(record) => {
                 return Err(AuthRejection::invalid_key(
                     InvalidKeyReason::DigestMismatch,
-                    Some(record.id.clone()),
+                    Some(record.id().clone()),
                 ))
             }
             None => return Err(AuthRejection::invalid_key(InvalidKeyReason::Unknown, None)),
@@ -286,20 +288,26 @@ impl<St: KeyStore> Config<St> {
                 KeyStatus::Disabled => Some(InvalidKeyReason::Disabled),
             };
             if let Some(reason) = reason {
-                return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+                return Err(AuthRejection::invalid_key(
+                    reason,
+                    Some(record.id().clone()),
+                ));
             }
             if let (Some(sessions), Source::Cookie) = (&self.sessions, prepared.source) {
                 if sessions.idle_expired(&record, now) {
                     let reason = InvalidKeyReason::Expired;
-                    return Err(AuthRejection::invalid_key(reason, Some(record.id.clone())));
+                    return Err(AuthRejection::invalid_key(
+                        reason,
+                        Some(record.id().clone()),
+                    ));
                 }
                 sessions.seen(&record, now);
             }
         }
-        if record.environment != prepared.environment {
+        if record.environment() != prepared.environment {
             return Err(AuthRejection::invalid_key(
                 InvalidKeyReason::EnvironmentMismatch,
-                Some(record.id.clone()),
+                Some(record.id().clone()),
             ));
         }
         Ok((record, prepared.source))
@@ -352,17 +360,17 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         };
         let extensions = request.extensions_mut();
         if let Some(ticket) = extensions.get::<ActivityTicket>() {
-            ticket.authenticated(&record.id);
+            ticket.authenticated(record.id());
         }
-        super::future::record_principal(kind.as_str(), record.id.as_str(), &record.owner);
-        let expiring = match (self.expiry_notice, record.expires_at, kind) {
+        super::future::record_principal(kind.as_str(), record.id().as_str(), record.owner());
+        let expiring = match (self.expiry_notice, record.expires_at(), kind) {
             (Some(window), Some(expires), CredentialKind::ApiKey) => {
                 let soon = self.store.policy().now().checked_add(window);
                 soon.is_none_or(|soon| expires <= soon).then_some(expires)
             }
             _ => None,
         };
-        extensions.insert::<ScopeSet<St::Scope>>(record.scopes);
+        extensions.insert::<ScopeSet<St::Scope>>(record.scopes());
         extensions.insert(Principal::new(record, kind));
         Ok((Arc::clone(self), Some(kind), expiring))
     }
@@ -396,7 +404,7 @@ impl<St: KeyStore> Config<St> {
         request: &Request<B>,
     ) -> Verdict<St::Scope> {
         if let (Some(sessions), Source::Cookie) = (&self.sessions, source) {
-            sessions.check_csrf(request, &record.digest)?;
+            sessions.check_csrf(request, record.digest())?;
         }
         Ok((record, source))
     }
@@ -407,9 +415,9 @@ fn allowed_here<Sc: crate::scope::Scope, B>(
     (record, source): (Arc<KeyRecord<Sc>>, Source),
     request: &Request<B>,
 ) -> Verdict<Sc> {
-    if !record.allowed_networks.is_empty() {
+    if !record.allowed_networks().is_empty() {
         let client = client_ip_of(request.headers(), request.extensions())?;
-        if !record.allowed_networks.allows(client) {
+        if !record.allowed_networks().allows(client) {
             return Err(AuthRejection::IpNotAllowed);
         }
     }

@@ -217,6 +217,11 @@ impl KeyFamily {
         &self.prefix
     }
 
+    /// The prefix as held: borrowed for a family made from a `'static` prefix.
+    pub(crate) fn prefix_cow(&self) -> &Cow<'static, str> {
+        &self.prefix
+    }
+
     /// The environment every key of this family belongs to.
     pub fn environment(&self) -> Environment {
         self.environment

@@ -36,8 +36,9 @@ impl<St: ManageKeys> KeysApi<St> {
 /// caller only keys of its own environment (a test key never touches a live key). A
 /// session manages both environments of its owner.
 pub(super) fn sees<S: Scope>(caller: &Principal, record: &KeyRecord<S>) -> bool {
-    record.owner == caller.owner()
-        && (caller.kind() == CredentialKind::Session || record.environment == caller.environment())
+    record.owner() == caller.owner()
+        && (caller.kind() == CredentialKind::Session
+            || record.environment() == caller.environment())
 }
 
 /// The caller's scopes, if it may use the management API at all: a session, or a key with

@@ -160,7 +160,7 @@ where
 {
     api.authorize(caller)?;
     let record = api.owned(caller, id).await?;
-    let changed = action(Arc::clone(&api.store), record.id.clone()).await?;
+    let changed = action(Arc::clone(&api.store), record.id().clone()).await?;
     let data = Key::of(&changed, api.store.policy());
     Ok(Json(KeyData { data }).into_response())
 }
@@ -214,19 +214,19 @@ pub(super) async fn rotate<St: ManageKeys>(
     }
     let record = api.owned(&caller, &id).await?;
     // Rotation keeps the scopes: nobody gets a fresh key with scopes they lack.
-    if !caller_scopes.contains_all(record.scopes) {
+    if !caller_scopes.contains_all(record.scopes()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             format!(
                 "Rotating this key needs {}",
-                caller_scopes.missing(record.scopes)
+                caller_scopes.missing(record.scopes())
             ),
         ));
     }
     // The old key is revoked now, or after the grace period; never left alive.
     let grace = Duration::from_secs(grace.unwrap_or(0));
-    let key = api.store.rotate(&record.id, Some(grace)).await?;
+    let key = api.store.rotate(record.id(), Some(grace)).await?;
     let policy = api.store.policy();
     Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response())
 }
@@ -243,7 +243,7 @@ pub(super) async fn activity<St: ManageKeys>(
     let record = api.owned(&caller, &id).await?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
     let data = match &api.log {
-        Some(log) => log.recent(&record.id, limit, page.before).await?,
+        Some(log) => log.recent(record.id(), limit, page.before).await?,
         None => Vec::new(),
     };
     let next = (data.len() == limit)
@@ -281,7 +281,7 @@ pub(super) async fn key_usage<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
     let record = api.owned(&caller, &id).await?;
-    let data = days(&api, std::slice::from_ref(&record.id)).await?;
+    let data = days(&api, std::slice::from_ref(record.id())).await?;
     Ok(Json(UsagePage { data }).into_response())
 }
 
@@ -294,7 +294,7 @@ pub(super) async fn owner_usage<St: ManageKeys>(
     let keys: Vec<KeyId> = records
         .iter()
         .filter(|record| sees(&caller, record))
-        .map(|record| record.id.clone())
+        .map(|record| record.id().clone())
         .collect();
     let data = days(&api, &keys).await?;
     Ok(Json(UsagePage { data }).into_response())

@@ -42,24 +42,24 @@ impl Key {
     pub(crate) fn of<S: crate::scope::Scope>(record: &KeyRecord<S>, policy: &KeyPolicy) -> Self {
         let now = policy.now();
         Self {
-            id: record.id.as_str().to_owned(),
-            name: record.name.clone(),
-            prefix: record.prefix.clone(),
-            hint: record.hint.clone(),
-            environment: record.environment,
+            id: record.id().as_str().to_owned(),
+            name: record.name().to_owned(),
+            prefix: record.prefix().to_owned(),
+            hint: record.hint(),
+            environment: record.environment(),
             scopes: record
-                .scopes
+                .scopes()
                 .iter()
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             status: record.status_at(now),
-            created_at: Rfc3339(record.created_at),
-            expires_at: record.expires_at.map(Rfc3339),
-            revoked_at: record.revoked_at.map(Rfc3339),
-            last_used_at: record.last_used_at.map(Rfc3339),
+            created_at: Rfc3339(record.created_at()),
+            expires_at: record.expires_at().map(Rfc3339),
+            revoked_at: record.revoked_at().map(Rfc3339),
+            last_used_at: record.last_used_at().map(Rfc3339),
             rotation_due: policy.rotation_due(record, now),
             metadata: record
-                .metadata
+                .metadata()
                 .iter()
                 .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect(),

@@ -175,7 +175,7 @@ impl<St: ManageKeys> Sessions<St> {
     ) -> Result<StartedSession<St::Scope>, ManageError> {
         let settings = &*self.settings;
         if let Ok(Some(previous)) = self.current(request_headers).await {
-            self.end_record(&previous.id).await?;
+            self.end_record(previous.id()).await?;
         }
         let new = NewKey::new(owner, "session", &KeyFamily::SESSION)
             .scopes(scopes)
@@ -188,7 +188,7 @@ impl<St: ManageKeys> Sessions<St> {
             issued => issued?,
         };
         let (token, record) = issued.into_parts();
-        let csrf = settings.csrf.secret.token(&record.digest);
+        let csrf = settings.csrf.secret.token(record.digest());
         let cookies = SessionCookies {
             values: settings
                 .cookies
@@ -235,7 +235,7 @@ impl<St: ManageKeys> Sessions<St> {
                 ended += 1;
             }
             // Expired ones go too: nothing of a session is kept once it cannot be used.
-            self.end_record(&record.id).await?;
+            self.end_record(record.id()).await?;
         }
         Ok(ended)
     }
@@ -248,9 +248,9 @@ impl<St: ManageKeys> Sessions<St> {
             .await?
             .into_iter()
             .filter(|record| record.status_at(now) == KeyStatus::Active)
-            .min_by_key(|record| record.created_at);
+            .min_by_key(|record| record.created_at());
         if let Some(oldest) = oldest {
-            self.end_record(&oldest.id).await?;
+            self.end_record(oldest.id()).await?;
         }
         Ok(())
     }
@@ -370,7 +370,7 @@ impl<St: ManageKeys> Sessions<St> {
             return None;
         }
         let record = principal.record::<St::Scope>()?;
-        Some(self.settings.csrf.secret.token(&record.digest))
+        Some(self.settings.csrf.secret.token(record.digest()))
     }
 
     /// The session cookie's value in `headers`, as the layer reads it: every `Cookie`
@@ -497,7 +497,7 @@ impl<Sc: Scope> SessionAuth<Sc> {
     /// Whether `record` has been idle too long at `now`.
     pub(crate) fn idle_expired(&self, record: &KeyRecord<Sc>, now: SystemTime) -> bool {
         self.settings.idle_timeout.is_some_and(|idle| {
-            let seen = record.last_used_at.unwrap_or(record.created_at);
+            let seen = record.last_used_at().unwrap_or(record.created_at());
             now.duration_since(seen).is_ok_and(|quiet| quiet >= idle)
         })
     }
@@ -508,13 +508,13 @@ impl<Sc: Scope> SessionAuth<Sc> {
         let Some(idle) = self.settings.idle_timeout else {
             return;
         };
-        let seen = record.last_used_at.unwrap_or(record.created_at);
+        let seen = record.last_used_at().unwrap_or(record.created_at());
         if now
             .duration_since(seen)
             .is_ok_and(|quiet| quiet >= idle / 4)
         {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(Arc::clone(&self.store).touch(record.id.clone(), now));
+                runtime.spawn(Arc::clone(&self.store).touch(record.id().clone(), now));
             }
         }
     }

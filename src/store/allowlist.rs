@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
-// A boxed slice: two words in every stored record, not three.
-pub struct AllowedNetworks(Box<[IpNet]>);
+pub struct AllowedNetworks(Vec<IpNet>);
 
 /// A network is not CIDR or an address, or there are more than 32.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +52,11 @@ impl AllowedNetworks {
                 return Err(InvalidNetworks(format!("#{}", Self::MAX + 1)));
             }
         }
-        Ok(Self(parsed.into_boxed_slice()))
+        Ok(Self(parsed))
     }
+
+    /// Every address allowed.
+    pub(crate) const EMPTY: Self = Self(Vec::new());
 
     /// Whether `ip` may use the key.
     pub fn allows(&self, ip: IpAddr) -> bool {

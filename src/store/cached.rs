@@ -213,7 +213,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             .time_to_live(self.ttl)
             .eviction_listener(
                 move |digest: Arc<KeyDigest>, cached: Cached<St::Scope>, cause| {
-                    evicted.remove_if(&cached.record.id, |_, d| d == &*digest);
+                    evicted.remove_if(cached.record.id(), |_, d| d == &*digest);
                     match cause {
                         RemovalCause::Expired => crate::metrics::cache_eviction("expired"),
                         RemovalCause::Size => crate::metrics::cache_eviction("size"),
@@ -387,7 +387,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
             || (self.invalidated_len.load(Ordering::SeqCst) > 0
                 && self
                     .invalidated
-                    .get(&cached.record.id)
+                    .get(cached.record.id())
                     .is_some_and(|entry| entry.0 > cached.epoch))
     }
 
@@ -413,7 +413,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         #[cfg(feature = "tracing")]
         tracing::warn!(
             target: "tower_api_key::store",
-            key_id = cached.record.id.as_str(),
+            key_id = cached.record.id().as_str(),
             age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
             error = %_error,
             "the key store failed; answered from the key's last known-good record"
@@ -544,7 +544,7 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
                 self.inner.lookup(&digest).await
             }
             Ok(cached) => {
-                self.ids.insert(cached.record.id.clone(), digest);
+                self.ids.insert(cached.record.id().clone(), digest);
                 self.remember(digest, Some(&cached)).await;
                 Ok(Some(cached.record))
             }

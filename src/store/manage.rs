@@ -60,14 +60,16 @@ impl Revocation {
     /// `record` with this revocation applied: the earlier time wins, and an immediate
     /// revocation sets [`KeyRecord::revoked`]. `None` when nothing changes.
     pub fn apply<S: crate::scope::Scope>(&self, record: &KeyRecord<S>) -> Option<KeyRecord<S>> {
-        let earlier = record.revoked_at.is_none_or(|existing| existing > self.at);
-        let newly = self.immediate && !record.revoked;
+        let earlier = record
+            .revoked_at()
+            .is_none_or(|existing| existing > self.at);
+        let newly = self.immediate && !record.revoked();
         (earlier || newly).then(|| {
             let mut revoked = record.clone();
             if earlier {
-                revoked.revoked_at = Some(self.at);
+                revoked.set_revoked_at(Some(self.at));
             }
-            revoked.revoked |= self.immediate;
+            revoked.set_revoked(revoked.revoked() || self.immediate);
             revoked
         })
     }
@@ -129,7 +131,7 @@ impl<S: crate::scope::Scope> Insert<S> {
     /// Whether `record` counts against the owner limit at `now`: neither revoked nor
     /// expired (a disabled key keeps its slot).
     pub fn counts(&self, record: &KeyRecord<S>) -> bool {
-        Some(&record.id) != self.frees_slot_of()
+        Some(record.id()) != self.frees_slot_of()
             && matches!(
                 record.status_at(self.now),
                 KeyStatus::Active | KeyStatus::Disabled
@@ -159,9 +161,9 @@ impl<S: crate::scope::Scope> Insert<S> {
 ///     .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_TEST).scopes(ForgScope::ReadRules))
 ///     .await
 ///     .unwrap();
-/// let successor = store.rotate(&issued.record().id, Some(std::time::Duration::ZERO)).await.unwrap();
-/// assert_eq!(successor.record().scopes, issued.record().scopes);
-/// let old = store.get(&issued.record().id).await.unwrap().unwrap();
+/// let successor = store.rotate(issued.record().id(), Some(std::time::Duration::ZERO)).await.unwrap();
+/// assert_eq!(successor.record().scopes(), issued.record().scopes());
+/// let old = store.get(issued.record().id()).await.unwrap().unwrap();
 /// assert_eq!(old.status_at(std::time::SystemTime::now()), KeyStatus::Revoked);
 /// # });
 /// ```
@@ -238,7 +240,7 @@ pub trait ManageKeys: KeyStore {
             let mut purged = 0;
             for record in self.records_of(owner).await? {
                 if record.refused_since().is_some_and(|at| at < before) {
-                    match self.delete(&record.id).await {
+                    match self.delete(record.id()).await {
                         Ok(_) => purged += 1,
                         Err(ManageError::NotFound(_)) => {} // deleted meanwhile
                         Err(error) => return Err(error),
@@ -273,7 +275,7 @@ pub trait ManageKeys: KeyStore {
                 self.purge(new.owner(), before).await?;
             }
             let (key, mut record) = new.issue(self.hasher(), now)?;
-            record.expires_at = policy.expiry(now, record.expires_at);
+            record.set_expires_at(policy.expiry(now, record.expires_at()));
             let insert = Insert {
                 record,
                 now,
@@ -292,7 +294,7 @@ pub trait ManageKeys: KeyStore {
     ) -> impl Future<Output = Result<Vec<Arc<KeyRecord<Self::Scope>>>, ManageError>> + Send {
         async move {
             let mut records = self.records_of(owner).await?;
-            records.sort_by_key(|record| (record.created_at, record.id.clone()));
+            records.sort_by_key(|record| (record.created_at(), record.id().clone()));
             Ok(records)
         }
     }
@@ -358,15 +360,15 @@ pub trait ManageKeys: KeyStore {
                 .ok_or_else(|| ManageError::NotFound(id.clone()))?;
             let family = policy
                 .accepted_families()
-                .find(&old.prefix)
+                .find(old.prefix())
                 .cloned()
-                .ok_or_else(|| ManageError::FamilyNotAccepted(old.prefix.clone()))?;
-            plan_allows(policy, &old.owner, old.environment).await?;
+                .ok_or_else(|| ManageError::FamilyNotAccepted(old.prefix().to_owned()))?;
+            plan_allows(policy, old.owner(), old.environment()).await?;
             if let Some(before) = policy.purge_before(now) {
-                self.purge(&old.owner, before).await?;
+                self.purge(old.owner(), before).await?;
             }
             let (key, mut record) = NewKey::successor(&old, family).issue(self.hasher(), now)?;
-            record.expires_at = policy.expiry(now, record.expires_at);
+            record.set_expires_at(policy.expiry(now, record.expires_at()));
             let insert = Insert {
                 record,
                 now,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
 use super::{
@@ -35,7 +36,8 @@ pub struct MemoryKeyStore<S: Scope> {
     // 150 bytes less per stored key at a million keys.
     by_digest: DashMap<ByDigest<S>, (), BuildDigestHasher>,
     by_id: DashMap<ById<S>, ()>,
-    by_owner: DashMap<String, Vec<KeyId>>,
+    // One copy of each owner's name, shared by the owner's records.
+    by_owner: DashMap<Arc<str>, Vec<KeyId>>,
     /// Held while a record is replaced in (or removed from) both indexes, so that two
     /// changes to one record (a revocation and a last-use stamp, say) never lose each other.
     changing: Mutex<()>,
@@ -56,13 +58,13 @@ macro_rules! index_key {
             // The same as the field's own, which `Borrow` requires.
             #[inline]
             fn hash<H: Hasher>(&self, state: &mut H) {
-                self.0.$field.hash(state)
+                self.0.$field().hash(state)
             }
         }
 
         impl<S: Scope> PartialEq for $index<S> {
             fn eq(&self, other: &Self) -> bool {
-                self.0.$field == other.0.$field
+                self.0.$field() == other.0.$field()
             }
         }
 
@@ -71,7 +73,7 @@ macro_rules! index_key {
         impl<S: Scope> Borrow<$key> for $index<S> {
             #[inline]
             fn borrow(&self) -> &$key {
-                &self.0.$field
+                self.0.$field()
             }
         }
     };
@@ -125,7 +127,10 @@ impl<S: Scope> MemoryKeyStore<S> {
     /// [`ManageError::KeyLimitReached`] when it is active and its owner is at the limit.
     pub fn restore(&self, record: KeyRecord<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
         let now = self.policy.now();
-        let mut owned = self.by_owner.entry(record.owner.clone()).or_default();
+        let mut owned = self
+            .by_owner
+            .entry(Arc::clone(record.owner_shared()))
+            .or_default();
         if record.status_at(now) == KeyStatus::Active {
             let active = owned
                 .iter()
@@ -158,9 +163,10 @@ impl<S: Scope> MemoryKeyStore<S> {
     /// Inserts into the id and digest maps; the caller holds the owner's entry.
     fn insert_unlocked(
         &self,
-        owned: &mut Vec<KeyId>,
-        record: KeyRecord<S>,
+        owned: &mut RefMut<'_, Arc<str>, Vec<KeyId>>,
+        mut record: KeyRecord<S>,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        record.share_owner(Arc::clone(owned.key()));
         let record = Arc::new(record);
         match self.by_id.entry(ById(Arc::clone(&record))) {
             Entry::Occupied(_) => return Err(ManageError::Duplicate),
@@ -175,7 +181,7 @@ impl<S: Scope> MemoryKeyStore<S> {
         // Exact growth: an owner holds a handful of keys, and doubling left a third of
         // each list empty (10 ids took room for 16).
         owned.reserve_exact(1);
-        owned.push(record.id.clone());
+        owned.push(record.id().clone());
         Ok(record)
     }
 
@@ -214,13 +220,13 @@ impl<S: Scope> MemoryKeyStore<S> {
 
     fn remove(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
         let not_found = || ManageError::NotFound(id.clone());
-        let owner = self.record(id).ok_or_else(not_found)?.owner.clone();
+        let owner = Arc::clone(self.record(id).ok_or_else(not_found)?.owner_shared());
         // Under the owner's lock, as inserts are.
         let mut owned = self.by_owner.entry(owner).or_default();
         let record = {
             let _changing = self.lock_changes();
             let (ById(record), ()) = self.by_id.remove(id).ok_or_else(not_found)?;
-            self.by_digest.remove(&record.digest);
+            self.by_digest.remove(record.digest());
             record
         };
         owned.retain(|owned_id| owned_id != id);
@@ -243,7 +249,7 @@ impl<S: Scope> MemoryKeyStore<S> {
             .by_digest
             .iter()
             .filter(|entry| entry.key().0.refused_since().is_some_and(|at| at < before))
-            .map(|entry| entry.key().0.id.clone())
+            .map(|entry| entry.key().0.id().clone())
             .collect();
         let swept = expired.iter().filter(|id| self.remove(id).is_ok()).count();
         self.sweep_at.swept(self.len());
@@ -256,7 +262,7 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
         // The owner's entry is locked until the key is in: count and insert are one step.
         let mut owned = self
             .by_owner
-            .entry(insert.record().owner.clone())
+            .entry(Arc::clone(insert.record().owner_shared()))
             .or_default();
         let active = owned
             .iter()
@@ -315,9 +321,9 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
         disabled: bool,
     ) -> Result<Arc<KeyRecord<S>>, ManageError> {
         self.update(id, |record| {
-            (record.disabled != disabled).then(|| {
+            (record.disabled() != disabled).then(|| {
                 let mut changed = record.clone();
-                changed.disabled = disabled;
+                changed.set_disabled(disabled);
                 changed
             })
         })
@@ -330,9 +336,9 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
         self.update(id, |record| {
-            record.last_used_at.is_none_or(|last| last < at).then(|| {
+            record.last_used_at().is_none_or(|last| last < at).then(|| {
                 let mut used = record.clone();
-                used.last_used_at = Some(at);
+                used.set_last_used_at(Some(at));
                 used
             })
         });

@@ -28,10 +28,7 @@ const MAX_VALUE_LEN: usize = Metadata::MAX_VALUE_LEN;
     try_from = "BTreeMap<String, String>",
     into = "BTreeMap<String, String>"
 )]
-// Boxed, and absent when empty (most keys): one pointer in every stored record instead
-// of the map's three words; the extra allocation is only for keys that have metadata.
-#[allow(clippy::box_collection)]
-pub struct Metadata(Option<Box<BTreeMap<String, String>>>);
+pub struct Metadata(BTreeMap<String, String>);
 
 /// Why a metadata map was refused; names the offending entry, cut to
 /// [`Metadata::MAX_NAME_LEN`] characters.
@@ -57,6 +54,9 @@ impl Metadata {
     /// Values: at most 256 bytes of UTF-8 plain text ([`is_plain_text`]).
     pub const MAX_VALUE_LEN: usize = 256;
 
+    /// No entries.
+    pub(crate) const EMPTY: Self = Self(BTreeMap::new());
+
     /// Validates `entries`.
     ///
     /// # Errors
@@ -74,20 +74,17 @@ impl Metadata {
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.as_ref()?.get(name).map(String::as_str)
+        self.0.get(name).map(String::as_str)
     }
 
     /// The entries, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .flat_map(|entries| entries.iter())
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Whether there is no entry.
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.0.is_empty()
     }
 }
 
@@ -112,7 +109,7 @@ impl TryFrom<BTreeMap<String, String>> for Metadata {
                 return Err(InvalidMetadata::Value(shown(name)));
             }
         }
-        Ok(Self((!entries.is_empty()).then(|| Box::new(entries))))
+        Ok(Self(entries))
     }
 }
 
@@ -149,7 +146,7 @@ pub fn is_plain_text(text: &str) -> bool {
 
 impl From<Metadata> for BTreeMap<String, String> {
     fn from(metadata: Metadata) -> Self {
-        metadata.0.map(|entries| *entries).unwrap_or_default()
+        metadata.0
     }
 }
 

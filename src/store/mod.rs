@@ -15,10 +15,10 @@
 //!     .unwrap();
 //! let digest = store.hasher().digest(issued.key().expose_secret());
 //! let record = store.lookup(&digest).await.unwrap().unwrap();
-//! assert_eq!(record.id, issued.record().id);
+//! assert_eq!(record.id(), issued.record().id());
 //!
-//! store.revoke(&record.id).await.unwrap();
-//! assert!(store.get(&record.id).await.unwrap().unwrap().revoked_at.is_some());
+//! store.revoke(record.id()).await.unwrap();
+//! assert!(store.get(record.id()).await.unwrap().unwrap().revoked_at().is_some());
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)

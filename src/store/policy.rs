@@ -158,7 +158,7 @@ impl KeyPolicy {
         self.rotation_age.is_some_and(|age| {
             record.status_at(now) == super::KeyStatus::Active
                 && now
-                    .duration_since(record.created_at)
+                    .duration_since(record.created_at())
                     .is_ok_and(|old| old >= age)
         })
     }

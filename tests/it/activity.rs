@@ -31,7 +31,7 @@ async fn observer_sees_every_outcome_and_never_the_key() {
     let (store, clock) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let revoked = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
     let events: Arc<Mutex<Vec<ActivityEvent>>> = Arc::default();
     let sink = Arc::clone(&events);
@@ -96,7 +96,7 @@ async fn observer_sees_every_outcome_and_never_the_key() {
             (
                 "ok",
                 None,
-                Some(good.record().id.clone()),
+                Some(good.record().id().clone()),
                 Some("192.0.2.1".to_owned()),
                 Some(200),
                 true
@@ -104,7 +104,7 @@ async fn observer_sees_every_outcome_and_never_the_key() {
             (
                 "invalid_api_key",
                 Some("revoked"),
-                Some(revoked.record().id.clone()),
+                Some(revoked.record().id().clone()),
                 Some("192.0.2.2".to_owned()),
                 Some(401),
                 false
@@ -187,7 +187,7 @@ async fn refusals_inside_the_layer_are_the_outcome_with_the_status_sent() {
             )
         })
         .collect();
-    let (reader, writer) = (reader.record().id.clone(), writer.record().id.clone());
+    let (reader, writer) = (reader.record().id().clone(), writer.record().id().clone());
     assert_eq!(
         seen,
         vec![
@@ -362,20 +362,20 @@ async fn last_used_is_written_once_per_key_per_interval() {
     settle(|| touch.writes.load(Ordering::SeqCst) == 2).await;
     assert_eq!(
         store
-            .get(&a.record().id)
+            .get(a.record().id())
             .await
             .unwrap()
             .unwrap()
-            .last_used_at,
+            .last_used_at(),
         Some(start_time())
     );
     assert_eq!(
         store
-            .get(&b.record().id)
+            .get(b.record().id())
             .await
             .unwrap()
             .unwrap()
-            .last_used_at,
+            .last_used_at(),
         Some(start_time())
     );
 
@@ -396,11 +396,11 @@ async fn last_used_is_written_once_per_key_per_interval() {
     );
     assert_eq!(
         store
-            .get(&a.record().id)
+            .get(a.record().id())
             .await
             .unwrap()
             .unwrap()
-            .last_used_at,
+            .last_used_at(),
         Some(start_time() + Duration::from_secs(60))
     );
 }
@@ -410,7 +410,7 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
     let (store, clock) = store_with_clock();
     let writer = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::WriteRules);
     let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
     let recorder = LastUsedRecorder::spawn(Arc::clone(&store), Duration::from_secs(60));
     let probe = Probe::new();
     let service = ActivityLayer::new(recorder).clock(clock.clone()).layer(
@@ -424,22 +424,22 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
 
     settle(|| {
         store
-            .get(&writer.record().id)
+            .get(writer.record().id())
             .now_or_never()
             .expect("the memory store answers at once")
             .unwrap()
             .unwrap()
-            .last_used_at
+            .last_used_at()
             .is_some()
     })
     .await;
     assert_eq!(
         store
-            .get(&writer.record().id)
+            .get(writer.record().id())
             .await
             .unwrap()
             .unwrap()
-            .last_used_at,
+            .last_used_at(),
         Some(start_time())
     );
     for _ in 0..10 {
@@ -447,11 +447,11 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
     }
     assert_eq!(
         store
-            .get(&revoked.record().id)
+            .get(revoked.record().id())
             .await
             .unwrap()
             .unwrap()
-            .last_used_at,
+            .last_used_at(),
         None,
         "a revoked key was not used"
     );

@@ -60,7 +60,7 @@ async fn valid_bearer_key_reaches_inner_service_with_identity_and_scopes() {
         .extensions
         .get::<Principal>()
         .expect("identity in extensions");
-    assert_eq!(identity.key_id(), &issued.record().id);
+    assert_eq!(identity.key_id(), issued.record().id());
     assert_eq!(identity.owner(), "org_1");
     assert_eq!(identity.environment(), Environment::Live);
     assert_eq!(identity.prefix(), "forg_live_");
@@ -113,7 +113,7 @@ async fn forgeos_header_and_scheme_variants_are_accepted() {
 async fn missing_malformed_unknown_revoked_and_expired_keys_get_one_identical_401() {
     let (store, clock) = store_with_clock();
     let revoked = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::Admin);
-    store.revoke(&revoked.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
     let expiring = store
         .issue(
             NewKey::new("org_1", "short", &KeyFamily::FORG_LIVE)
@@ -186,7 +186,7 @@ async fn revocation_takes_effect_on_the_next_request() {
         send(service.clone(), bearer(key)).await.status,
         StatusCode::OK
     );
-    store.revoke(&issued.record().id).await.unwrap();
+    store.revoke(issued.record().id()).await.unwrap();
     let answer = send(service, bearer(key)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     match answer.extensions.get::<AuthRejection>() {
@@ -195,7 +195,7 @@ async fn revocation_takes_effect_on_the_next_request() {
             key_id,
             ..
         }) => {
-            assert_eq!(key_id.as_ref(), Some(&issued.record().id));
+            assert_eq!(key_id.as_ref(), Some(issued.record().id()));
         }
         other => panic!("unexpected rejection {other:?}"),
     }
@@ -489,7 +489,7 @@ async fn asynchronous_store_path_authenticates() {
     let seen = probe.last();
     assert_eq!(
         seen.extensions.get::<Principal>().unwrap().key_id(),
-        &issued.record().id
+        issued.record().id()
     );
     assert!(seen.headers["authorization"].is_sensitive());
 
@@ -537,7 +537,7 @@ async fn record_environment_must_match_the_key_family() {
         ForgScope::Admin.into(),
         start_time(),
     );
-    record.expires_at = None;
+    record.set_expires_at(None);
     store.restore(record).unwrap();
     let probe = Probe::new();
     let answer = send(
@@ -556,13 +556,13 @@ async fn peppered_store_is_verified_with_its_own_hasher() {
     let store = Arc::new(MemoryKeyStore::new().with_hasher(hasher.clone()));
     let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     assert_ne!(
-        issued.record().digest,
-        digest_of(&issued),
+        issued.record().digest(),
+        &digest_of(&issued),
         "peppered digest differs from SHA-256"
     );
     assert_eq!(
-        issued.record().digest,
-        hasher.digest(issued.key().expose_secret())
+        issued.record().digest(),
+        &hasher.digest(issued.key().expose_secret())
     );
 
     let probe = Probe::new();
@@ -691,7 +691,7 @@ async fn works_as_axum_router_layer() {
         .unwrap();
     let answer = send(app.clone(), request).await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.body, issued.record().id.to_string());
+    assert_eq!(answer.body, issued.record().id().to_string());
 
     let request = Request::get("/v1/me")
         .body(axum::body::Body::empty())
@@ -721,7 +721,7 @@ async fn a_disabled_key_gets_the_same_401_until_enabled_and_metadata_reaches_the
     )
     .await;
 
-    store.disable(&issued.record().id).await.unwrap();
+    store.disable(issued.record().id()).await.unwrap();
     let disabled = send(service.clone(), bearer(key)).await;
     assert_eq!(disabled.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -741,7 +741,7 @@ async fn a_disabled_key_gets_the_same_401_until_enabled_and_metadata_reaches_the
     ));
     assert_eq!(probe.calls(), 0);
 
-    store.enable(&issued.record().id).await.unwrap();
+    store.enable(issued.record().id()).await.unwrap();
     assert_eq!(send(service, bearer(key)).await.status, StatusCode::OK);
     let principal = probe.last().extensions.get::<Principal>().cloned().unwrap();
     assert_eq!(principal.metadata().get("team"), Some("billing"));

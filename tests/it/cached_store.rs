@@ -54,15 +54,15 @@ async fn positive_hits_skip_the_store_until_the_ttl() {
         "a miss goes the asynchronous way"
     );
     assert_eq!(
-        cache.lookup(&digest).await.unwrap().unwrap().id,
-        issued.record().id
+        cache.lookup(&digest).await.unwrap().unwrap().id(),
+        issued.record().id()
     );
     for _ in 0..10 {
         let hit = cache
             .lookup_now(&digest)
             .expect("answered from memory")
             .unwrap();
-        assert_eq!(hit.unwrap().id, issued.record().id);
+        assert_eq!(hit.unwrap().id(), issued.record().id());
         cache.lookup(&digest).await.unwrap().unwrap();
     }
     assert_eq!(counting.lookups(), 1);
@@ -116,11 +116,11 @@ async fn concurrent_misses_make_one_store_call() {
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let cache = Arc::clone(&cache);
-            tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap().id.clone() })
+            tokio::spawn(async move { cache.lookup(&digest).await.unwrap().unwrap().id().clone() })
         })
         .collect();
     for task in tasks {
-        assert_eq!(task.await.unwrap(), issued.record().id);
+        assert_eq!(&task.await.unwrap(), issued.record().id());
     }
     assert_eq!(counting.lookups(), 1);
 
@@ -178,7 +178,7 @@ async fn revoking_through_the_wrapper_is_immediate() {
         send(service.clone(), bearer(key)).await.status,
         StatusCode::OK
     );
-    cache.revoke(&issued.record().id).await.unwrap();
+    cache.revoke(issued.record().id()).await.unwrap();
     assert_eq!(
         send(service, bearer(key)).await.status,
         StatusCode::UNAUTHORIZED
@@ -220,9 +220,9 @@ async fn revoked_during_a_fetch(forget: Forget) -> RevokedDuringFetch {
     };
     tokio::task::yield_now().await;
     // ... and the key is revoked and invalidated while the fetch sleeps.
-    let revoked = memory.revoke(&issued.record().id).await.unwrap();
+    let revoked = memory.revoke(issued.record().id()).await.unwrap();
     match forget {
-        Forget::Key => cache.invalidate(&issued.record().id).await,
+        Forget::Key => cache.invalidate(issued.record().id()).await,
         Forget::All => cache.invalidate_all(),
     }
     RevokedDuringFetch {
@@ -230,7 +230,7 @@ async fn revoked_during_a_fetch(forget: Forget) -> RevokedDuringFetch {
         cache,
         digest,
         early,
-        revoked_at: revoked.revoked_at.unwrap(),
+        revoked_at: revoked.revoked_at().unwrap(),
     }
 }
 
@@ -239,7 +239,7 @@ async fn a_fetch_in_flight_during_revocation_is_not_served() {
     let race = revoked_during_a_fetch(Forget::Key).await;
     // The fetch completes with the old record and caches it ...
     let stale = race.early.await.unwrap();
-    assert_eq!(stale.revoked_at, None);
+    assert_eq!(stale.revoked_at(), None);
     // ... but that entry is not served.
     assert!(
         race.cache.lookup_now(&race.digest).is_none(),
@@ -259,7 +259,7 @@ async fn a_lookup_after_revocation_does_not_join_an_older_fetch() {
     let late = race.cache.lookup(&race.digest).await.unwrap().unwrap();
     assert_eq!(late.status_at(race.revoked_at), KeyStatus::Revoked);
     assert_eq!(
-        race.early.await.unwrap().revoked_at,
+        race.early.await.unwrap().revoked_at(),
         None,
         "the early caller began before"
     );
@@ -285,7 +285,7 @@ async fn cache_uses_the_inner_hasher() {
 async fn revoked_expired_and_unknown_keys_cost_the_same_store_calls() {
     let (memory, clock) = store_with_clock();
     let revoked = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    memory.revoke(&revoked.record().id).await.unwrap();
+    memory.revoke(revoked.record().id()).await.unwrap();
     let expiring = memory
         .issue(
             tower_api_key::NewKey::new("org_1", "short", &KeyFamily::FORG_LIVE)
@@ -327,14 +327,14 @@ async fn revoked_expired_and_unknown_keys_cost_the_same_store_calls() {
 async fn a_fetch_in_flight_during_invalidate_all_is_not_served() {
     let race = revoked_during_a_fetch(Forget::All).await;
     let stale = race.early.await.unwrap();
-    assert_eq!(stale.revoked_at, None, "the fetch read the old record");
+    assert_eq!(stale.revoked_at(), None, "the fetch read the old record");
     assert!(
         race.cache.lookup_now(&race.digest).is_none(),
         "the stale entry is not served"
     );
     race.counting.set(Script::Delegate);
     let fresh = race.cache.lookup(&race.digest).await.unwrap().unwrap();
-    assert!(fresh.revoked);
+    assert!(fresh.revoked());
     assert_eq!(fresh.status_at(race.revoked_at), KeyStatus::Revoked);
     assert_eq!(race.counting.lookups(), 2);
 }
@@ -373,8 +373,8 @@ async fn stale_if_error_answers_known_good_keys_for_the_window_only() {
         async move { send(service, bearer(&key)).await.status }
     };
 
-    memory(keys.revoke(&revoked.record().id)).unwrap();
-    memory(keys.set_disabled(&disabled.record().id, true)).unwrap();
+    memory(keys.revoke(revoked.record().id())).unwrap();
+    memory(keys.set_disabled(disabled.record().id(), true)).unwrap();
     for (key, expected) in [
         (&good, StatusCode::OK),
         (&revoked, StatusCode::UNAUTHORIZED),
@@ -384,7 +384,7 @@ async fn stale_if_error_answers_known_good_keys_for_the_window_only() {
     ] {
         assert_eq!(status(key).await, expected);
     }
-    cache.invalidate(&invalidated.record().id).await;
+    cache.invalidate(invalidated.record().id()).await;
     assert_eq!(probe.calls(), 3);
 
     // The store goes away; the cached answers expire.
@@ -407,7 +407,7 @@ async fn stale_if_error_answers_known_good_keys_for_the_window_only() {
     scripted.set(Script::Fail);
     clock.advance(Duration::from_secs(61));
     assert_eq!(status(&other).await, StatusCode::OK, "stale");
-    cache.invalidate(&other.record().id).await;
+    cache.invalidate(other.record().id()).await;
     assert_eq!(
         status(&other).await,
         StatusCode::SERVICE_UNAVAILABLE,

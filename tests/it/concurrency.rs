@@ -63,7 +63,7 @@ async fn run<St: ManageKeys<Scope = ForgScope>>(store: Arc<St>) {
         let (store, revoked, id) = (
             Arc::clone(&store),
             Arc::clone(&revoked),
-            issued.record().id.clone(),
+            issued.record().id().clone(),
         );
         tasks.push(tokio::spawn(async move {
             tokio::task::yield_now().await;
@@ -168,7 +168,7 @@ async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
                 .expect("the memory store answers at once")
                 .unwrap()
                 .record()
-                .id
+                .id()
                 .clone()
         })
         .collect();

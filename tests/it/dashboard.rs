@@ -165,7 +165,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     let live = browser
         .find(Locator::Css(&format!(
             "#spend .budget[data-key='{}']",
-            keys.live.record().id
+            keys.live.record().id()
         )))
         .await
         .unwrap();
@@ -193,7 +193,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     let trial = browser
         .find(Locator::Css(&format!(
             "#spend .budget[data-key='{}'] .reset",
-            keys.trial.record().id
+            keys.trial.record().id()
         )))
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     let chart = wait()
         .for_element(Locator::Css(&format!(
             "#keys tbody tr[data-id='{}'] svg.usage-chart",
-            keys.live.record().id
+            keys.live.record().id()
         )))
         .await
         .expect("the live key's usage chart");

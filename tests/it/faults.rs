@@ -125,7 +125,7 @@ async fn revoked_mid_stream() {
 
     for i in 0..20 {
         if i == 10 {
-            memory.revoke(&issued.record().id).await.unwrap();
+            memory.revoke(issued.record().id()).await.unwrap();
         }
         let expected = if i < 10 {
             StatusCode::OK

@@ -24,7 +24,7 @@ async fn hostile_requests_get_their_documented_answer() {
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let fos = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let revoked = issue(&store, &KeyFamily::FORG_TEST, ForgScope::ReadRules);
-    store.revoke(&revoked.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
     let key = good.key().expose_secret().to_owned();
     let secret = key["forg_live_".len()..].to_owned();
     let fos_key = fos.key().expose_secret().to_owned();

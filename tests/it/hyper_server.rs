@@ -52,7 +52,7 @@ async fn hyper_server_authenticates_scopes_and_limits() {
 
     let (status, headers, body) = call(Some(("authorization", format!("Bearer {key}")))).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["caller"]["key_id"], issued.record().id.as_str());
+    assert_eq!(body["caller"]["key_id"], issued.record().id().as_str());
     assert_eq!(
         body["caller"]["scopes"],
         serde_json::json!(["read:sessions"])

@@ -327,7 +327,7 @@ async fn authorization_cannot_be_talked_around() {
     let (status, _) = alice
         .call(
             "POST",
-            &format!("/keys/{}/rotate", admin_key.record().id),
+            &format!("/keys/{}/rotate", admin_key.record().id()),
             None,
         )
         .await;
@@ -594,12 +594,12 @@ async fn the_activity_log_stays_bounded() {
     }
     assert_eq!(log.keys(), 50, "at most 50 keys are kept");
     assert_eq!(
-        log.recent(&issued[199].record().id, 100, None).len(),
+        log.recent(issued[199].record().id(), 100, None).len(),
         3,
         "3 entries per key"
     );
     assert!(
-        log.recent(&issued[0].record().id, 100, None).is_empty(),
+        log.recent(issued[0].record().id(), 100, None).is_empty(),
         "the stalest key was forgotten"
     );
 }
@@ -641,7 +641,7 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
         assert!(
             environments
                 .iter()
-                .all(|e| *e == caller.record().environment.as_str()),
+                .all(|e| *e == caller.record().environment().as_str()),
             "{listed}"
         );
         for (method, path) in [
@@ -655,14 +655,20 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
         ] {
             let at = |id: &str| path.replace("{id}", id);
             let unknown = with_key(&server, key, method, &at("key_unknown"), None).await;
-            let other_env =
-                with_key(&server, key, method, &at(other.record().id.as_str()), None).await;
+            let other_env = with_key(
+                &server,
+                key,
+                method,
+                &at(other.record().id().as_str()),
+                None,
+            )
+            .await;
             assert_eq!(unknown.0, StatusCode::NOT_FOUND);
             assert_eq!(other_env, unknown, "{method} {path}: like an unknown id");
         }
         // Nothing changed on the other environment's key.
-        let untouched = server.keys.get(&other.record().id).await.unwrap().unwrap();
-        assert!(!untouched.revoked && !untouched.disabled && untouched.revoked_at.is_none());
+        let untouched = server.keys.get(other.record().id()).await.unwrap().unwrap();
+        assert!(!untouched.revoked() && !untouched.disabled() && untouched.revoked_at().is_none());
         assert_eq!(
             with_key(
                 &server,
@@ -676,7 +682,7 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
             StatusCode::OK
         );
         // The caller's own environment is still managed, on every endpoint.
-        let id = own.record().id.as_str();
+        let id = own.record().id().as_str();
         for (method, path, expected) in [
             ("GET", format!("/api/keys/{id}"), StatusCode::OK),
             ("GET", format!("/api/keys/{id}/activity"), StatusCode::OK),
@@ -685,7 +691,7 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
             // Last: the caller rotates itself (revoked at once).
             (
                 "POST",
-                format!("/api/keys/{}/rotate", caller.record().id),
+                format!("/api/keys/{}/rotate", caller.record().id()),
                 StatusCode::CREATED,
             ),
         ] {
@@ -711,7 +717,7 @@ async fn a_key_never_sees_or_touches_keys_of_the_other_environment() {
         let (status, _) = alice
             .call(
                 "POST",
-                &format!("/keys/{}/revoke", target.record().id),
+                &format!("/keys/{}/revoke", target.record().id()),
                 None,
             )
             .await;

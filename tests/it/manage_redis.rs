@@ -35,7 +35,7 @@ async fn one_instance_writes_another_reads_newest_first_and_bounded() {
     for _ in 0..60 {
         send(service.clone(), bearer(issued.key().expose_secret())).await;
     }
-    let id = &issued.record().id;
+    let id = &issued.record().id();
     let mut entries = Vec::new();
     for _ in 0..2_000 {
         entries = reader.recent(id, 100, None).await.unwrap();

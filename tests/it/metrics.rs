@@ -394,7 +394,7 @@ async fn no_label_carries_a_secret() {
         .iter()
         .chain(
             [
-                issued.record().id.as_str().to_owned(),
+                issued.record().id().as_str().to_owned(),
                 "user".to_owned(),
                 "org_1".to_owned(),
             ]
@@ -703,7 +703,7 @@ mod on_redis {
             .issue(NewKey::new("org", "k", &KeyFamily::FOS))
             .await
             .unwrap();
-        direct.revoke(&issued.record().id).await.unwrap();
+        direct.revoke(issued.record().id()).await.unwrap();
         until("the message", || listener.received() == 1).await;
         proxy.set(Mode::Silent);
         until("the stall", || listener.stalls() >= 1).await;

@@ -110,7 +110,7 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
         );
     }
 
-    a.revoke(&issued.record().id).await.unwrap();
+    a.revoke(issued.record().id()).await.unwrap();
     assert_eq!(
         send(service_a, bearer(key)).await.status,
         StatusCode::UNAUTHORIZED,
@@ -133,7 +133,7 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
         send(service_b.clone(), bearer(other_key)).await.status,
         StatusCode::OK
     );
-    a.disable(&other.record().id).await.unwrap();
+    a.disable(other.record().id()).await.unwrap();
     until("the second notification on B", || {
         listener_b.received() >= 2
     })
@@ -231,7 +231,7 @@ async fn a_silently_dead_listener_connection_is_noticed_and_the_cache_cleared() 
     let key = issued.key().expose_secret();
 
     proxy.set(Mode::Silent);
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     until("the stall to be noticed", || listener.stalls() >= 1).await;
     assert_eq!(listener.received(), 0, "the notification was lost");
     assert_ne!(
@@ -267,7 +267,7 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     // The revocation comes once the listener knows it is away: one made in the moment
     // between the drop and its detection is the window `is_synced` documents.
     until("the loss is noticed", || !cache.is_synced()).await;
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);
     refused_from_now_on(&service, key).await;

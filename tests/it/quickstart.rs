@@ -94,7 +94,7 @@ async fn quickstart_serves_the_printed_curl_lines() {
 
     let (status, _, body) = s.call(Method::GET, "/v1/sessions", live()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["caller"]["key_id"], keys.live.record().id.as_str());
+    assert_eq!(body["caller"]["key_id"], keys.live.record().id().as_str());
     assert_eq!(body["caller"]["environment"], "live");
     assert_eq!(
         body["caller"]["scopes"],
@@ -193,7 +193,7 @@ async fn quickstart_serves_the_printed_curl_lines() {
 
     // Through the management API, only keys with admin may revoke (besides sessions), and
     // only keys of their own environment: a test key's view of a live key is a 404.
-    let revoke = format!("/v1/keys/{}/revoke", keys.live.record().id);
+    let revoke = format!("/v1/keys/{}/revoke", keys.live.record().id());
     let (status, _, body) = s.call(Method::POST, &revoke, fos()).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -207,10 +207,10 @@ async fn quickstart_serves_the_printed_curl_lines() {
     let (status, _, _) = s.call(Method::GET, "/v1/sessions", live()).await;
     assert_eq!(status, StatusCode::OK, "the live key is untouched");
     // The revocation holds from the next request on.
-    let revoke = format!("/v1/keys/{}/revoke", keys.test.record().id);
+    let revoke = format!("/v1/keys/{}/revoke", keys.test.record().id());
     let (status, _, body) = s.call(Method::POST, &revoke, test()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["data"]["id"], keys.test.record().id.as_str());
+    assert_eq!(body["data"]["id"], keys.test.record().id().as_str());
     assert_eq!(body["data"]["status"], "revoked");
     let (status, _, _) = s.call(Method::GET, "/v1/me", test()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -438,7 +438,7 @@ mod hostile_requests {
                         .issue(NewKey::new(owner.as_str(), "own", &KeyFamily::FORG_TEST))
                         .await
                         .unwrap();
-                    id = id.replace("{own}", own.record().id.as_str());
+                    id = id.replace("{own}", own.record().id().as_str());
                     let started = app
                         .demo
                         .sessions

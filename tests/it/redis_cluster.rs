@@ -263,7 +263,7 @@ async fn the_clients_survive_a_master_restart() {
         for node in 0..3 {
             let mut c = cluster.node(node).await;
             let found: usize = redis::cmd("EXISTS")
-                .arg(format!("{{{ns}}}:id:{}", issued.record().id))
+                .arg(format!("{{{ns}}}:id:{}", issued.record().id()))
                 .query_async(&mut c)
                 .await
                 .unwrap_or(0);

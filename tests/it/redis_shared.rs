@@ -158,7 +158,7 @@ pub(crate) async fn a_revocation_reaches_the_other_instance(
         assert_eq!(send(a.clone(), bearer(key)).await.status, StatusCode::OK);
         assert_eq!(send(b.clone(), bearer(key)).await.status, StatusCode::OK);
     }
-    cache_a.inner().revoke(&issued.record().id).await.unwrap();
+    cache_a.inner().revoke(issued.record().id()).await.unwrap();
     until("the revocation on B", || listener_b.received() >= 1).await;
     assert_eq!(
         send(b.clone(), bearer(key)).await.status,
@@ -381,7 +381,7 @@ async fn instances_with_clocks_30_s_apart_both_refuse_a_revoked_key() {
         }
         instances[revoker]
             .0
-            .revoke(&issued.record().id)
+            .revoke(issued.record().id())
             .await
             .unwrap();
         for (i, (_, listener)) in instances.iter().enumerate() {
@@ -415,7 +415,7 @@ async fn the_revoking_instance_refuses_the_key_as_soon_as_revoke_returns() {
             send(service.clone(), bearer(key)).await.status,
             StatusCode::OK
         );
-        cache.revoke(&issued.record().id).await.unwrap();
+        cache.revoke(issued.record().id()).await.unwrap();
         assert_eq!(
             send(service.clone(), bearer(key)).await.status,
             StatusCode::UNAUTHORIZED,
@@ -437,7 +437,7 @@ async fn an_unreadable_revocation_fails_closed() {
     let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
     let key = issued.key().expose_secret();
     let mut connection = redis.connection().await;
-    let hash = format!("{{{ns}}}:digest:{}", issued.record().digest);
+    let hash = format!("{{{ns}}}:digest:{}", issued.record().digest());
     for (field, garbage) in [("revoked_at", "yesterday"), ("revoked", "maybe")] {
         let _: () = redis::cmd("HSET")
             .arg(&hash)
@@ -472,7 +472,7 @@ async fn the_owner_limit_walks_active_keys_only() {
             .issue(NewKey::new("churn", format!("k{i}"), &KeyFamily::FOS))
             .await
             .unwrap();
-        store.revoke(&issued.record().id).await.unwrap();
+        store.revoke(issued.record().id()).await.unwrap();
     }
     let mut connection = redis.connection().await;
     let active: usize = redis::cmd("SCARD")
@@ -572,7 +572,7 @@ async fn a_silently_dead_revocation_channel_is_noticed_and_the_cache_cleared() {
 
     // The channel dies without closing; a revocation published now never arrives.
     proxy.set(Mode::Silent);
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     until("the stall to be noticed", || listener.stalls() >= 1).await;
     assert_eq!(listener.received(), 0, "the message was lost");
     // From the moment the loss is noticed, the cache answers nothing: the store, silent
@@ -614,7 +614,7 @@ async fn a_killed_subscriber_connection_resubscribes_and_clears_the_cache() {
         .unwrap();
     assert!(killed >= 1, "the subscriber was connected");
     until("the resubscription", || listener.connects() >= 2).await;
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     until("the revocation message", || listener.received() >= 1).await;
     assert_eq!(
         send(service, bearer(key)).await.status,
@@ -648,7 +648,7 @@ async fn a_revocation_made_while_the_listener_was_away_is_never_missed() {
     // The revocation comes once the listener knows it is away: one made in the moment
     // between the drop and its detection is the window `is_synced` documents.
     until("the loss is noticed", || !cache.is_synced()).await;
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     never_accepted_for(&service, key, std::time::Duration::from_millis(1500)).await;
     proxy.set(Mode::Forward);
     refused_from_now_on(&service, key).await;
@@ -689,7 +689,7 @@ pub(crate) async fn store_limiter_and_revocations_work(
         StatusCode::TOO_MANY_REQUESTS,
         "the quota is counted in Redis"
     );
-    direct.revoke(&issued.record().id).await.unwrap();
+    direct.revoke(issued.record().id()).await.unwrap();
     until("the revocation message", || listener.received() >= 1).await;
     assert_eq!(
         send(service, bearer(key)).await.status,
@@ -784,7 +784,7 @@ async fn a_killed_redis_is_served_through_by_stale_if_error_for_the_window_only(
     let (good, revoked) = (
         good.key().expose_secret(),
         (
-            revoked.record().id.clone(),
+            revoked.record().id().clone(),
             revoked.key().expose_secret().to_owned(),
         ),
     );

@@ -199,7 +199,7 @@ async fn axum_extractors_and_their_options() {
     let answer = send(app.clone(), with_key("/v1/me")).await;
     assert_eq!(
         answer.body,
-        format!("{} live read:sessions read:reports", issued.record().id)
+        format!("{} live read:sessions read:reports", issued.record().id())
     );
     assert_eq!(
         send(app.clone(), with_key("/v1/maybe")).await.body,

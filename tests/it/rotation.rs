@@ -78,12 +78,12 @@ async fn keys_past_the_rotation_age_are_due_in_the_management_api() {
     );
     let one = send(
         app.clone(),
-        get(&format!("/keys/{}", admin.record().id), key),
+        get(&format!("/keys/{}", admin.record().id()), key),
     )
     .await;
     assert_eq!(one.json()["data"]["rotation_due"], true);
     // A revoked key is not due: it is gone.
-    store.revoke(&younger.record().id).await.unwrap();
+    store.revoke(younger.record().id()).await.unwrap();
     clock.advance(60 * DAY);
     let list = send(app.clone(), get("/keys", key)).await;
     assert_eq!(
@@ -123,22 +123,28 @@ async fn a_maximum_lifetime_gives_every_new_key_an_expiry() {
         ))
         .await
         .unwrap();
-    assert_eq!(forever.record().expires_at, Some(start_time() + 365 * DAY));
+    assert_eq!(
+        forever.record().expires_at(),
+        Some(start_time() + 365 * DAY)
+    );
     let too_long = store
         .issue(NewKey::new("org_1", "two years", &KeyFamily::FORG_LIVE).expires_in(730 * DAY))
         .await
         .unwrap();
-    assert_eq!(too_long.record().expires_at, Some(start_time() + 365 * DAY));
+    assert_eq!(
+        too_long.record().expires_at(),
+        Some(start_time() + 365 * DAY)
+    );
     let short = store
         .issue(NewKey::new("org_1", "a week", &KeyFamily::FORG_LIVE).expires_in(7 * DAY))
         .await
         .unwrap();
-    assert_eq!(short.record().expires_at, Some(start_time() + 7 * DAY));
+    assert_eq!(short.record().expires_at(), Some(start_time() + 7 * DAY));
     // A rotation 100 days in: the successor's expiry counts from its own issue.
     clock.advance(100 * DAY);
-    let successor = store.rotate(&forever.record().id, None).await.unwrap();
+    let successor = store.rotate(forever.record().id(), None).await.unwrap();
     assert_eq!(
-        successor.record().expires_at,
+        successor.record().expires_at(),
         Some(start_time() + 465 * DAY)
     );
     // The key stops working at its expiry.

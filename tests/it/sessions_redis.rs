@@ -148,7 +148,7 @@ async fn keys_and_sessions_can_live_in_stores_of_different_types() {
         .await
         .unwrap();
     assert!(
-        keys.get(&login.record().id).await.unwrap().is_none(),
+        keys.get(login.record().id()).await.unwrap().is_none(),
         "not in SQL"
     );
     let cookie = login.cookies().cookie_header();
@@ -168,8 +168,8 @@ async fn keys_and_sessions_can_live_in_stores_of_different_types() {
     // The touch is spawned: poll the store for it (bounded).
     let mut touched = false;
     for _ in 0..1_000 {
-        let record = sessions_store.get(&login.record().id).await.unwrap();
-        if record.is_some_and(|record| record.last_used_at.is_some()) {
+        let record = sessions_store.get(login.record().id()).await.unwrap();
+        if record.is_some_and(|record| record.last_used_at().is_some()) {
             touched = true;
             break;
         }

@@ -332,7 +332,7 @@ async fn owner_and_key_overrides_change_the_cap_at_run_time() {
         upgraded.header("spend-cap"),
         Some("limit=3, remaining=1, reset=2678400")
     );
-    budgets.set_key_cap(key.record().id.clone(), None);
+    budgets.set_key_cap(key.record().id().clone(), None);
     let uncapped = send(service.clone(), bearer(secret)).await;
     assert_eq!(uncapped.status, StatusCode::OK);
     assert_eq!(
@@ -340,7 +340,7 @@ async fn owner_and_key_overrides_change_the_cap_at_run_time() {
         None,
         "an uncapped key is not counted"
     );
-    budgets.set_key_cap(key.record().id.clone(), Some(2));
+    budgets.set_key_cap(key.record().id().clone(), Some(2));
     assert_eq!(
         send(service, bearer(secret)).await.status,
         StatusCode::PAYMENT_REQUIRED
@@ -521,7 +521,7 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
     let trial = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let other = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
-    budgets.set_key_credits(trial.record().id.clone(), 1000);
+    budgets.set_key_credits(trial.record().id().clone(), 1000);
     let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
         .per(BudgetPer::Key)
         .budget_in_request(true);

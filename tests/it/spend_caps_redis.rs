@@ -297,7 +297,7 @@ async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
         .await
         .unwrap();
     let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
-    budgets.set_key_credits(trial.record().id.clone(), 5);
+    budgets.set_key_credits(trial.record().id().clone(), 5);
     let probe = Probe::new();
     let mut instances = Vec::new();
     for _ in 0..2 {
@@ -329,7 +329,7 @@ async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
         .unwrap();
     let counter = format!(
         "{ns}:{{k:{}}}:spend:live:lifetime:0",
-        trial.record().id.as_str()
+        trial.record().id().as_str()
     );
     let ttl: i64 = redis::cmd("TTL")
         .arg(&counter)

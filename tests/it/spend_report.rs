@@ -67,7 +67,7 @@ impl Fixture {
             .issue(NewKey::new(owner, name, family).scopes(ForgScope::Admin))
             .await
             .unwrap();
-        let id = issued.record().id.clone();
+        let id = issued.record().id().clone();
         (issued.key().expose_secret().to_owned(), id)
     }
 

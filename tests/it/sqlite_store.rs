@@ -74,7 +74,7 @@ async fn the_layer_authenticates_against_sqlite() {
         send(service.clone(), bearer(key)).await.status,
         StatusCode::OK
     );
-    store.revoke(&issued.record().id).await.unwrap();
+    store.revoke(issued.record().id()).await.unwrap();
     assert_eq!(
         send(service, bearer(key)).await.status,
         StatusCode::UNAUTHORIZED

@@ -45,9 +45,9 @@ fn restore_then_delete() {
         Err(ManageError::Duplicate)
     ));
     assert_eq!(store.len(), 1);
-    let deleted = memory(store.delete(&record.id)).unwrap();
-    assert_eq!(deleted.id, record.id);
-    assert!(memory(store.get(&record.id)).unwrap().is_none());
+    let deleted = memory(store.delete(record.id())).unwrap();
+    assert_eq!(deleted.id(), record.id());
+    assert!(memory(store.get(record.id())).unwrap().is_none());
     assert!(store.is_empty());
 }
 
@@ -65,7 +65,7 @@ fn restore_respects_the_owner_limit() {
         Err(ManageError::KeyLimitReached { limit: 10 })
     ));
     let mut revoked = record;
-    revoked.revoked_at = Some(start_time());
+    revoked.set_revoked_at(Some(start_time()));
     assert!(
         store.restore(revoked).is_ok(),
         "a revoked record takes no slot"
@@ -83,7 +83,7 @@ fn key_record_serde_round_trip() {
         )
         .issue(&KeyHasher::sha256(), start_time())
         .unwrap();
-    record.expires_at = Some(start_time() + Duration::from_millis(1500));
+    record.set_expires_at(Some(start_time() + Duration::from_millis(1500)));
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["created_at"], 1_767_225_600_000i64);
     assert_eq!(json["expires_at"], 1_767_225_601_500i64);
@@ -129,7 +129,7 @@ fn rotating_a_key_of_a_family_the_policy_no_longer_accepts_says_so() {
     let (_key, record) = NewKey::<ForgScope>::new("org_1", "old", &KeyFamily::FORG_TEST)
         .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
         .unwrap();
-    let id = store.restore(record).unwrap().id.clone();
+    let id = store.restore(record).unwrap().id().clone();
     assert!(matches!(
         memory(store.rotate(&id, None)),
         Err(ManageError::FamilyNotAccepted(prefix)) if prefix == "forg_test_"
@@ -153,13 +153,13 @@ fn the_owners_plan_decides_which_environments_may_be_issued_and_rotated() {
     assert!(store.is_empty(), "nothing issued");
     assert!(memory(store.issue(NewKey::new("org_free", "ci", &KeyFamily::FORG_TEST))).is_ok());
     let live = memory(store.issue(NewKey::new("org_team", "prod", &KeyFamily::FORG_LIVE))).unwrap();
-    assert!(memory(store.rotate(&live.record().id, None)).is_ok());
+    assert!(memory(store.rotate(live.record().id(), None)).is_ok());
 
     // A live key restored for an owner since downgraded cannot be rotated into a new one.
     let (_key, record) = NewKey::<ForgScope>::new("org_free", "old", &KeyFamily::FORG_LIVE)
         .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
         .unwrap();
-    let id = store.restore(record).unwrap().id.clone();
+    let id = store.restore(record).unwrap().id().clone();
     assert!(matches!(
         memory(store.rotate(&id, None)),
         Err(ManageError::PlanRequired(Environment::Live))

@@ -54,7 +54,7 @@ async fn grpc_statuses_for_every_outcome() {
     let reply = tonic_server::call_who_am_i(addr, &[("authorization", &bearer)])
         .await
         .unwrap();
-    assert_eq!(reply.key_id, good.record().id.to_string());
+    assert_eq!(reply.key_id, good.record().id().to_string());
     assert_eq!(reply.owner, "org_acme");
     assert_eq!(reply.environment, "live");
     assert_eq!(
@@ -65,7 +65,7 @@ async fn grpc_statuses_for_every_outcome() {
     let reply = tonic_server::call_who_am_i(addr, &[("x-forgeos-api-key", key)])
         .await
         .unwrap();
-    assert_eq!(reply.key_id, good.record().id.to_string());
+    assert_eq!(reply.key_id, good.record().id().to_string());
 
     let status = tonic_server::call_who_am_i(addr, &[]).await.unwrap_err();
     assert_eq!(

@@ -188,7 +188,7 @@ async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
         Err(ManageError::PlanRequired(Environment::Live))
     ));
     assert!(matches!(
-        store.rotate(&live.record().id, None).await,
+        store.rotate(live.record().id(), None).await,
         Err(ManageError::PlanRequired(Environment::Live))
     ));
     assert!(store

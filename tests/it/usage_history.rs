@@ -41,7 +41,7 @@ async fn issue(store: &Store, owner: &str, name: &str, admin: bool) -> (String, 
         .unwrap();
     (
         issued.key().expose_secret().to_owned(),
-        issued.record().id.clone(),
+        issued.record().id().clone(),
     )
 }
 

@@ -209,13 +209,13 @@ impl<S: Scope> RedisKeyStore<S> {
         Ok(record.map(|mut record| {
             let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
             if let Some(ms) = revoked_at {
-                record.revoked_at = Some(at(ms));
+                record.set_revoked_at(Some(at(ms)));
             }
             if let Some(ms) = last_used_at {
-                record.last_used_at = Some(at(ms));
+                record.set_last_used_at(Some(at(ms)));
             }
-            record.revoked |= revoked;
-            record.disabled |= disabled;
+            record.set_revoked(record.revoked() || revoked);
+            record.set_disabled(record.disabled() || disabled);
             Arc::new(record)
         }))
     }
@@ -238,9 +238,9 @@ impl<S: Scope> RedisKeyStore<S> {
             .scripts
             .revoke
             .key(self.id_key(id.as_str()))
-            .key(self.record_key(record.digest))
-            .key(self.refused_key(&record.owner))
-            .arg(record.digest.to_string())
+            .key(self.record_key(record.digest()))
+            .key(self.refused_key(record.owner()))
+            .arg(record.digest().to_string())
             .arg(millis(revocation.at()))
             .arg(self.revocation_channel())
             .arg(id.as_str())
@@ -335,16 +335,16 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         for _ in 0..ISSUE_ATTEMPTS {
             let mut connection = self.connection.clone();
             let active: Vec<String> = connection
-                .smembers(self.active_key(&record.owner))
+                .smembers(self.active_key(record.owner()))
                 .await
                 .map_err(redis_error)?;
             let mut invocation = self.scripts.issue.prepare_invoke();
             invocation
-                .key(self.owner_key(&record.owner))
-                .key(self.record_key(record.digest))
-                .key(self.id_key(record.id.as_str()))
-                .key(self.active_key(&record.owner))
-                .key(self.refused_key(&record.owner));
+                .key(self.owner_key(record.owner()))
+                .key(self.record_key(record.digest()))
+                .key(self.id_key(record.id().as_str()))
+                .key(self.active_key(record.owner()))
+                .key(self.refused_key(record.owner()));
             let digests = self.declare_records(&mut invocation, &active).await?;
             if !replaced_digest.is_empty() {
                 invocation
@@ -353,7 +353,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             }
             invocation
                 .arg(&json)
-                .arg(record.id.as_str())
+                .arg(record.id().as_str())
                 .arg(insert.max_active().get())
                 .arg(millis(insert.now()))
                 .arg(insert.frees_slot_of().map_or("", KeyId::as_str))
@@ -363,7 +363,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
                 .arg(self.revocation_channel())
                 .arg(self.retention_ms())
                 .arg(&replaced_digest)
-                .arg(record.digest.to_string())
+                .arg(record.digest().to_string())
                 .arg(active.len())
                 .arg(&active)
                 .arg(&digests);
@@ -470,11 +470,11 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .scripts
             .delete
             .key(self.id_key(id.as_str()))
-            .key(self.record_key(record.digest))
-            .key(self.owner_key(&record.owner))
-            .key(self.active_key(&record.owner))
-            .key(self.refused_key(&record.owner))
-            .arg(record.digest.to_string())
+            .key(self.record_key(record.digest()))
+            .key(self.owner_key(record.owner()))
+            .key(self.active_key(record.owner()))
+            .key(self.refused_key(record.owner()))
+            .arg(record.digest().to_string())
             .arg(id.as_str())
             .arg(self.revocation_channel())
             .invoke_async(&mut connection)

@@ -143,7 +143,7 @@ impl Queries {
 /// store.migrate().await.unwrap(); // idempotent
 /// let issued = store.issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE)).await.unwrap();
 /// let digest = store.hasher().digest(issued.key().expose_secret());
-/// assert_eq!(store.lookup(&digest).await.unwrap().unwrap().id, issued.record().id);
+/// assert_eq!(store.lookup(&digest).await.unwrap().unwrap().id(), issued.record().id());
 /// # }
 /// # #[cfg(not(feature = "sqlite"))]
 /// # fn main() {}
@@ -395,7 +395,7 @@ macro_rules! impl_sql_store {
                 let record = insert.record();
                 let row = super::row::Row::of(record)?;
                 let error = |e| ManageError::Store(super::store_error(e));
-                let mut tx = begin_for_owner(&self.pool, &record.owner).await.map_err(error)?;
+                let mut tx = begin_for_owner(&self.pool, &record.owner()).await.map_err(error)?;
                 let freed = insert.frees_slot_of().map_or("", KeyId::as_str).to_owned();
                 let active: i64 = sqlx::query_scalar(self.queries.count_active.as_str())
                     .bind(row.owner.clone())

@@ -49,23 +49,23 @@ impl Row {
     /// A row for `record`.
     pub(crate) fn of<S: Scope>(record: &KeyRecord<S>) -> Result<Self, StoreError> {
         Ok(Self {
-            id: record.id.as_str().to_owned(),
-            digest: record.digest.as_bytes().to_vec(),
-            owner: record.owner.clone(),
-            name: record.name.clone(),
-            prefix: record.prefix.clone(),
-            environment: record.environment.as_str().to_owned(),
-            hint: record.hint.clone(),
-            scopes: record.scopes.to_string(),
-            rate_limits: json(&record.rate_limits)?,
-            created_at: millis(record.created_at),
-            expires_at: record.expires_at.map(millis),
-            revoked_at: record.revoked_at.map(millis),
-            revoked: record.revoked,
-            disabled: record.disabled,
-            metadata: json(&record.metadata)?,
-            allowed_networks: json(&record.allowed_networks)?,
-            last_used_at: record.last_used_at.map(millis),
+            id: record.id().as_str().to_owned(),
+            digest: record.digest().as_bytes().to_vec(),
+            owner: record.owner().to_owned(),
+            name: record.name().to_owned(),
+            prefix: record.prefix().to_owned(),
+            environment: record.environment().as_str().to_owned(),
+            hint: record.hint(),
+            scopes: record.scopes().to_string(),
+            rate_limits: json(&record.rate_limits())?,
+            created_at: millis(record.created_at()),
+            expires_at: record.expires_at().map(millis),
+            revoked_at: record.revoked_at().map(millis),
+            revoked: record.revoked(),
+            disabled: record.disabled(),
+            metadata: json(&record.metadata())?,
+            allowed_networks: json(&record.allowed_networks())?,
+            last_used_at: record.last_used_at().map(millis),
         })
     }
 
@@ -97,16 +97,19 @@ impl Row {
                 .map_err(|_| corrupt("scopes"))?,
             time(self.created_at),
         );
-        record.expires_at = self.expires_at.map(time);
-        record.revoked_at = self.revoked_at.map(time);
-        record.last_used_at = self.last_used_at.map(time);
-        record.revoked = self.revoked;
-        record.disabled = self.disabled;
-        record.metadata = serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?;
-        record.allowed_networks = serde_json::from_str(&self.allowed_networks)
-            .map_err(|_| corrupt("allowed networks"))?;
-        record.rate_limits =
-            serde_json::from_str(&self.rate_limits).map_err(|_| corrupt("rate limits"))?;
+        record.set_expires_at(self.expires_at.map(time));
+        record.set_revoked_at(self.revoked_at.map(time));
+        record.set_last_used_at(self.last_used_at.map(time));
+        record.set_revoked(self.revoked);
+        record.set_disabled(self.disabled);
+        record.set_metadata(serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?);
+        record.set_allowed_networks(
+            serde_json::from_str(&self.allowed_networks)
+                .map_err(|_| corrupt("allowed networks"))?,
+        );
+        record.set_rate_limits(
+            serde_json::from_str(&self.rate_limits).map_err(|_| corrupt("rate limits"))?,
+        );
         Ok(record)
     }
 }

@@ -97,19 +97,19 @@ pub async fn issue_stores_only_the_digest_and_returns_the_plaintext_once<F: Fixt
     let issued = store.issue(new_key("org_1")).await.unwrap();
     let record = issued.record();
     assert_eq!(
-        record.digest,
-        store.hasher().digest(issued.key().expose_secret())
+        record.digest(),
+        &store.hasher().digest(issued.key().expose_secret())
     );
-    assert_eq!(record.owner, "org_1");
-    assert_eq!(record.name, "ci");
-    assert_eq!(record.prefix, "forg_live_");
-    assert_eq!(record.environment, Environment::Live);
-    assert_eq!(record.created_at, start());
-    assert_eq!(record.scopes.to_string(), "read:rules read:reports");
-    assert!(record.id.as_str().starts_with("key_"));
+    assert_eq!(record.owner(), "org_1");
+    assert_eq!(record.name(), "ci");
+    assert_eq!(record.prefix(), "forg_live_");
+    assert_eq!(record.environment(), Environment::Live);
+    assert_eq!(record.created_at(), start());
+    assert_eq!(record.scopes().to_string(), "read:rules read:reports");
+    assert!(record.id().as_str().starts_with("key_"));
     let secret = issued.key().expose_secret();
     assert_eq!(
-        record.hint,
+        record.hint(),
         format!("forg_live_…{}", &secret[secret.len() - 4..])
     );
 
@@ -118,9 +118,9 @@ pub async fn issue_stores_only_the_digest_and_returns_the_plaintext_once<F: Fixt
     assert!(!serialized.contains(&secret[10..]));
     assert!(!format!("{record:?} {store:?}").contains(&secret[10..]));
 
-    let found = store.lookup(&record.digest).await.unwrap().unwrap();
-    assert_eq!(found.id, record.id);
-    let got = store.get(&record.id).await.unwrap().unwrap();
+    let found = store.lookup(record.digest()).await.unwrap().unwrap();
+    assert_eq!(found.id(), record.id());
+    let got = store.get(record.id()).await.unwrap().unwrap();
     assert_eq!(*got, **record, "the stored record round-trips whole");
     assert!(store
         .lookup(&KeyHasher::sha256().digest("fos_nope"))
@@ -135,16 +135,16 @@ pub async fn list_shows_an_owners_keys_oldest_first<F: Fixture>(fixture: &F) {
     clock.advance(Duration::from_secs(1));
     let b = store.issue(new_key("org_1")).await.unwrap();
     store.issue(new_key("org_2")).await.unwrap();
-    store.revoke(&a.record().id).await.unwrap();
+    store.revoke(a.record().id()).await.unwrap();
 
     let listed: Vec<_> = store
         .list("org_1")
         .await
         .unwrap()
         .iter()
-        .map(|r| r.id.clone())
+        .map(|r| r.id().clone())
         .collect();
-    assert_eq!(listed, [a.record().id.clone(), b.record().id.clone()]);
+    assert_eq!(listed, [a.record().id().clone(), b.record().id().clone()]);
     assert_eq!(store.list("org_2").await.unwrap().len(), 1);
     assert!(store.list("nobody").await.unwrap().is_empty());
 }
@@ -152,16 +152,16 @@ pub async fn list_shows_an_owners_keys_oldest_first<F: Fixture>(fixture: &F) {
 pub async fn revoke_is_immediate_idempotent_and_seen_by_the_next_lookup<F: Fixture>(fixture: &F) {
     let (store, clock) = on_clock(fixture).await;
     let issued = store.issue(new_key("org_1")).await.unwrap();
-    let id = &issued.record().id;
-    let digest = issued.record().digest;
+    let id = &issued.record().id();
+    let digest = issued.record().digest();
     // Looked up once first, so a cache in front holds the record.
-    let before = store.lookup(&digest).await.unwrap().unwrap();
-    assert_eq!(before.revoked_at, None);
+    let before = store.lookup(digest).await.unwrap().unwrap();
+    assert_eq!(before.revoked_at(), None);
 
     let revoked = store.revoke(id).await.unwrap();
-    assert_eq!(revoked.revoked_at, Some(start()));
+    assert_eq!(revoked.revoked_at(), Some(start()));
     assert_eq!(revoked.status_at(start()), KeyStatus::Revoked);
-    let seen = store.lookup(&digest).await.unwrap().unwrap();
+    let seen = store.lookup(digest).await.unwrap().unwrap();
     assert_eq!(
         seen.status_at(start()),
         KeyStatus::Revoked,
@@ -170,7 +170,7 @@ pub async fn revoke_is_immediate_idempotent_and_seen_by_the_next_lookup<F: Fixtu
 
     clock.advance(Duration::from_secs(10));
     assert_eq!(
-        store.revoke(id).await.unwrap().revoked_at,
+        store.revoke(id).await.unwrap().revoked_at(),
         Some(start()),
         "first revocation time kept"
     );
@@ -184,34 +184,34 @@ pub async fn an_immediate_revocation_holds_whatever_the_clock_says<F: Fixture>(f
     let (store, clock) = on_clock(fixture).await;
     let revoked = store.issue(new_key("org_1")).await.unwrap();
     let rotated = store.issue(new_key("org_1")).await.unwrap();
-    store.revoke(&revoked.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
     store
-        .rotate(&rotated.record().id, Some(Duration::from_secs(300)))
+        .rotate(rotated.record().id(), Some(Duration::from_secs(300)))
         .await
         .unwrap();
     // Another instance's clock 30 s behind, or this one stepping back an hour.
     for behind in [Duration::from_secs(30), Duration::from_secs(3600)] {
         let earlier = start() - behind;
         let record = store
-            .lookup(&revoked.record().digest)
+            .lookup(revoked.record().digest())
             .await
             .unwrap()
             .unwrap();
-        assert!(record.revoked);
+        assert!(record.revoked());
         assert_eq!(record.status_at(earlier), KeyStatus::Revoked, "{behind:?}");
-        let scheduled = store.get(&rotated.record().id).await.unwrap().unwrap();
-        assert!(!scheduled.revoked, "a grace period is a time, not a flag");
+        let scheduled = store.get(rotated.record().id()).await.unwrap().unwrap();
+        assert!(!scheduled.revoked(), "a grace period is a time, not a flag");
         assert_eq!(scheduled.status_at(earlier), KeyStatus::Active);
     }
     clock.set(start() - Duration::from_secs(3600));
     assert!(matches!(
-        store.rotate(&revoked.record().id, None).await,
+        store.rotate(revoked.record().id(), None).await,
         Err(ManageError::NotFound(_))
     ));
     // Revoking during the grace period makes it immediate.
-    store.revoke(&rotated.record().id).await.unwrap();
-    let now_revoked = store.get(&rotated.record().id).await.unwrap().unwrap();
-    assert!(now_revoked.revoked);
+    store.revoke(rotated.record().id()).await.unwrap();
+    let now_revoked = store.get(rotated.record().id()).await.unwrap().unwrap();
+    assert!(now_revoked.revoked());
 }
 
 pub async fn expiry_follows_the_clock<F: Fixture>(fixture: &F) {
@@ -220,8 +220,11 @@ pub async fn expiry_follows_the_clock<F: Fixture>(fixture: &F) {
         .issue(new_key("org_1").expires_in(Duration::from_secs(3600)))
         .await
         .unwrap();
-    let record = store.get(&issued.record().id).await.unwrap().unwrap();
-    assert_eq!(record.expires_at, Some(start() + Duration::from_secs(3600)));
+    let record = store.get(issued.record().id()).await.unwrap().unwrap();
+    assert_eq!(
+        record.expires_at(),
+        Some(start() + Duration::from_secs(3600))
+    );
     assert_eq!(
         record.status_at(start() + Duration::from_secs(3599)),
         KeyStatus::Active
@@ -235,7 +238,7 @@ pub async fn expiry_follows_the_clock<F: Fixture>(fixture: &F) {
         .await
         .unwrap();
     assert_eq!(
-        at.record().expires_at,
+        at.record().expires_at(),
         Some(start() + Duration::from_secs(5))
     );
 }
@@ -254,7 +257,7 @@ pub async fn at_most_ten_active_keys_per_owner_by_default<F: Fixture>(fixture: &
         store.issue(new_key("org_2")).await.is_ok(),
         "limits are per owner"
     );
-    store.revoke(&keys[0].record().id).await.unwrap();
+    store.revoke(keys[0].record().id()).await.unwrap();
     assert!(
         store.issue(new_key("org_1")).await.is_ok(),
         "revoked keys free their slot"
@@ -322,41 +325,48 @@ pub async fn rotate_keeps_settings_and_the_old_key_until_revoked<F: Fixture>(fix
         .await
         .unwrap();
     clock.advance(Duration::from_secs(86_400));
-    let new = store.rotate(&old.record().id, None).await.unwrap();
+    let new = store.rotate(old.record().id(), None).await.unwrap();
     let (o, n) = (old.record(), new.record());
-    assert_ne!(n.id, o.id);
-    assert_ne!(n.digest, o.digest);
+    assert_ne!(n.id(), o.id());
+    assert_ne!(n.digest(), o.digest());
     assert_ne!(new.key().expose_secret(), old.key().expose_secret());
     assert_eq!(
-        (n.owner.as_str(), n.name.as_str(), n.prefix.as_str()),
+        (n.owner(), n.name(), n.prefix()),
         ("org_1", "ci", "forg_live_")
     );
-    assert_eq!(n.scopes, o.scopes);
-    assert_eq!(n.rate_limits, o.rate_limits);
-    assert_eq!(n.created_at, start() + Duration::from_secs(86_400));
+    assert_eq!(n.scopes(), o.scopes());
+    assert_eq!(n.rate_limits(), o.rate_limits());
+    assert_eq!(n.created_at(), start() + Duration::from_secs(86_400));
     assert_eq!(
-        n.expires_at,
-        Some(n.created_at + Duration::from_secs(90 * 86_400)),
+        n.expires_at(),
+        Some(n.created_at() + Duration::from_secs(90 * 86_400)),
         "same lifetime again"
     );
     assert_eq!(
-        store.get(&o.id).await.unwrap().unwrap().revoked_at,
+        store.get(o.id()).await.unwrap().unwrap().revoked_at(),
         None,
         "old key valid until revoked"
     );
-    let stored = store.get(&n.id).await.unwrap().unwrap();
-    assert_eq!(stored.rate_limits, o.rate_limits, "overrides are stored");
+    let stored = store.get(n.id()).await.unwrap().unwrap();
+    assert_eq!(
+        stored.rate_limits(),
+        o.rate_limits(),
+        "overrides are stored"
+    );
 }
 
 pub async fn rotate_with_grace_revokes_the_old_key_later<F: Fixture>(fixture: &F) {
     let (store, clock) = on_clock(fixture).await;
     let old = store.issue(new_key("org_1")).await.unwrap();
     store
-        .rotate(&old.record().id, Some(Duration::from_secs(300)))
+        .rotate(old.record().id(), Some(Duration::from_secs(300)))
         .await
         .unwrap();
-    let record = store.get(&old.record().id).await.unwrap().unwrap();
-    assert_eq!(record.revoked_at, Some(start() + Duration::from_secs(300)));
+    let record = store.get(old.record().id()).await.unwrap().unwrap();
+    assert_eq!(
+        record.revoked_at(),
+        Some(start() + Duration::from_secs(300))
+    );
     assert_eq!(
         record.status_at(start() + Duration::from_secs(299)),
         KeyStatus::Active
@@ -367,11 +377,14 @@ pub async fn rotate_with_grace_revokes_the_old_key_later<F: Fixture>(fixture: &F
     );
     // Revoking during the grace period brings it forward.
     clock.advance(Duration::from_secs(10));
-    let revoked = store.revoke(&old.record().id).await.unwrap();
-    assert_eq!(revoked.revoked_at, Some(start() + Duration::from_secs(10)));
+    let revoked = store.revoke(old.record().id()).await.unwrap();
+    assert_eq!(
+        revoked.revoked_at(),
+        Some(start() + Duration::from_secs(10))
+    );
     // A revoked key cannot be rotated.
     assert!(matches!(
-        store.rotate(&old.record().id, None).await,
+        store.rotate(old.record().id(), None).await,
         Err(ManageError::NotFound(_))
     ));
 }
@@ -382,13 +395,13 @@ pub async fn rotate_at_the_limit_needs_immediate_revocation<F: Fixture>(fixture:
     for _ in 0..10 {
         keys.push(store.issue(new_key("org_1")).await.unwrap());
     }
-    let id = &keys[0].record().id;
+    let id = &keys[0].record().id();
     assert!(matches!(
         store.rotate(id, None).await,
         Err(ManageError::KeyLimitReached { .. })
     ));
     assert_eq!(
-        store.get(id).await.unwrap().unwrap().revoked_at,
+        store.get(id).await.unwrap().unwrap().revoked_at(),
         None,
         "a refused rotation changes nothing"
     );
@@ -412,14 +425,14 @@ pub async fn delete_removes_the_record_and_frees_the_slot<F: Fixture>(fixture: &
     let (store, _clock) = on_clock(fixture).await;
     let issued = store.issue(new_key("org_1")).await.unwrap();
     let record = issued.record();
-    store.lookup(&record.digest).await.unwrap().unwrap();
-    let deleted = store.delete(&record.id).await.unwrap();
-    assert_eq!(deleted.id, record.id);
-    assert!(store.get(&record.id).await.unwrap().is_none());
-    assert!(store.lookup(&record.digest).await.unwrap().is_none());
+    store.lookup(record.digest()).await.unwrap().unwrap();
+    let deleted = store.delete(record.id()).await.unwrap();
+    assert_eq!(deleted.id(), record.id());
+    assert!(store.get(record.id()).await.unwrap().is_none());
+    assert!(store.lookup(record.digest()).await.unwrap().is_none());
     assert!(store.list("org_1").await.unwrap().is_empty());
     assert!(matches!(
-        store.delete(&record.id).await,
+        store.delete(record.id()).await,
         Err(ManageError::NotFound(_))
     ));
 }
@@ -427,7 +440,7 @@ pub async fn delete_removes_the_record_and_frees_the_slot<F: Fixture>(fixture: &
 pub async fn touch_keeps_the_latest_use<F: Fixture>(fixture: &F) {
     let (store, _clock) = on_clock(fixture).await;
     let issued = store.issue(new_key("org_1")).await.unwrap();
-    let id = &issued.record().id;
+    let id = &issued.record().id();
     let used = start() + Duration::from_secs(60);
     store.touch(id, used).await.unwrap();
     store
@@ -435,7 +448,7 @@ pub async fn touch_keeps_the_latest_use<F: Fixture>(fixture: &F) {
         .await
         .unwrap();
     assert_eq!(
-        store.get(id).await.unwrap().unwrap().last_used_at,
+        store.get(id).await.unwrap().unwrap().last_used_at(),
         Some(used),
         "last use only moves forward"
     );
@@ -459,7 +472,7 @@ pub async fn only_the_policys_families_are_issued_and_rotated<F: Fixture>(fixtur
     ));
     assert!(store.list("org_1").await.unwrap().is_empty());
     let issued = store.issue(new_key("org_1")).await.unwrap();
-    assert!(store.rotate(&issued.record().id, None).await.is_ok());
+    assert!(store.rotate(issued.record().id(), None).await.is_ok());
 }
 
 pub async fn unknown_and_hostile_ids_are_not_found<F: Fixture>(fixture: &F) {
@@ -510,7 +523,7 @@ where
     let last_use = start() + Duration::from_secs(60 * 5);
     let mut tasks = Vec::new();
     for key in &keys {
-        let id = key.record().id.clone();
+        let id = key.record().id().clone();
         let store_ = Arc::clone(&store);
         let id_ = id.clone();
         tasks.push(tokio::spawn(
@@ -536,11 +549,11 @@ where
         task.await.unwrap().unwrap();
     }
     for key in &keys {
-        let by_id = store.get(&key.record().id).await.unwrap().unwrap();
-        assert!(by_id.revoked, "the revocation kept");
-        assert!(by_id.disabled, "the disable kept");
-        assert_eq!(by_id.last_used_at, Some(last_use), "the latest use kept");
-        let by_digest = store.lookup(&key.record().digest).await.unwrap().unwrap();
+        let by_id = store.get(key.record().id()).await.unwrap().unwrap();
+        assert!(by_id.revoked(), "the revocation kept");
+        assert!(by_id.disabled(), "the disable kept");
+        assert_eq!(by_id.last_used_at(), Some(last_use), "the latest use kept");
+        let by_digest = store.lookup(key.record().digest()).await.unwrap().unwrap();
         assert_eq!(*by_digest, *by_id, "both indexes agree");
     }
 }
@@ -552,12 +565,12 @@ pub async fn disable_and_enable_are_reversible_and_keep_the_slot<F: Fixture>(fix
         keys.push(store.issue(new_key("org_1")).await.unwrap());
     }
     let key = &keys[0];
-    let digest = key.record().digest;
-    store.lookup(&digest).await.unwrap().unwrap();
+    let digest = key.record().digest();
+    store.lookup(digest).await.unwrap().unwrap();
 
-    let disabled = store.disable(&key.record().id).await.unwrap();
-    assert!(disabled.disabled);
-    let seen = store.lookup(&digest).await.unwrap().unwrap();
+    let disabled = store.disable(key.record().id()).await.unwrap();
+    assert!(disabled.disabled());
+    let seen = store.lookup(digest).await.unwrap().unwrap();
     assert_eq!(
         seen.status_at(start()),
         KeyStatus::Disabled,
@@ -571,15 +584,15 @@ pub async fn disable_and_enable_are_reversible_and_keep_the_slot<F: Fixture>(fix
         "a disabled key keeps its slot"
     );
 
-    store.enable(&key.record().id).await.unwrap();
-    let seen = store.lookup(&digest).await.unwrap().unwrap();
+    store.enable(key.record().id()).await.unwrap();
+    let seen = store.lookup(digest).await.unwrap().unwrap();
     assert_eq!(seen.status_at(start()), KeyStatus::Active);
-    assert!(!seen.disabled);
+    assert!(!seen.disabled());
 
-    store.disable(&key.record().id).await.unwrap();
-    store.revoke(&key.record().id).await.unwrap();
-    store.enable(&key.record().id).await.unwrap();
-    let record = store.get(&key.record().id).await.unwrap().unwrap();
+    store.disable(key.record().id()).await.unwrap();
+    store.revoke(key.record().id()).await.unwrap();
+    store.enable(key.record().id()).await.unwrap();
+    let record = store.get(key.record().id()).await.unwrap().unwrap();
     assert_eq!(
         record.status_at(start()),
         KeyStatus::Revoked,
@@ -608,19 +621,19 @@ pub async fn metadata_and_networks_round_trip_and_survive_rotation<F: Fixture>(f
         )
         .await
         .unwrap();
-    let stored = store.get(&issued.record().id).await.unwrap().unwrap();
-    assert_eq!(stored.metadata, metadata);
-    assert_eq!(stored.allowed_networks, networks);
+    let stored = store.get(issued.record().id()).await.unwrap().unwrap();
+    assert_eq!(stored.metadata(), &metadata);
+    assert_eq!(stored.allowed_networks(), &networks);
     let found = store
-        .lookup(&issued.record().digest)
+        .lookup(issued.record().digest())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(found.metadata.get("team"), Some("billing"));
-    let successor = store.rotate(&issued.record().id, None).await.unwrap();
-    let stored = store.get(&successor.record().id).await.unwrap().unwrap();
-    assert_eq!(stored.metadata, metadata, "the successor keeps it");
-    assert_eq!(stored.allowed_networks, networks);
+    assert_eq!(found.metadata().get("team"), Some("billing"));
+    let successor = store.rotate(issued.record().id(), None).await.unwrap();
+    let stored = store.get(successor.record().id()).await.unwrap().unwrap();
+    assert_eq!(stored.metadata(), &metadata, "the successor keeps it");
+    assert_eq!(stored.allowed_networks(), &networks);
 }
 
 /// Issue 21.6: revoked and expired keys stay listed for the retention period (30 days by
@@ -636,8 +649,8 @@ pub async fn records_refused_past_retention_are_deleted<F: Fixture>(fixture: &F)
         .unwrap();
     let disabled = store.issue(new_key("org_1")).await.unwrap();
     let active = store.issue(new_key("org_1")).await.unwrap();
-    store.revoke(&revoked.record().id).await.unwrap();
-    store.disable(&disabled.record().id).await.unwrap();
+    store.revoke(revoked.record().id()).await.unwrap();
+    store.disable(disabled.record().id()).await.unwrap();
 
     clock.advance(day * 29);
     store.issue(new_key("org_1")).await.unwrap();
@@ -653,16 +666,20 @@ pub async fn records_refused_past_retention_are_deleted<F: Fixture>(fixture: &F)
         .await
         .unwrap()
         .iter()
-        .map(|record| record.id.clone())
+        .map(|record| record.id().clone())
         .collect();
     assert_eq!(listed.len(), 4, "{listed:?}");
     for gone in [&revoked, &expiring] {
-        assert!(!listed.contains(&gone.record().id));
-        assert!(store.get(&gone.record().id).await.unwrap().is_none());
-        assert!(store.lookup(&gone.record().digest).await.unwrap().is_none());
+        assert!(!listed.contains(gone.record().id()));
+        assert!(store.get(gone.record().id()).await.unwrap().is_none());
+        assert!(store
+            .lookup(gone.record().digest())
+            .await
+            .unwrap()
+            .is_none());
     }
     for kept in [&disabled, &active] {
-        assert!(listed.contains(&kept.record().id));
+        assert!(listed.contains(kept.record().id()));
     }
 }
 
