@@ -39,6 +39,30 @@ pub fn request_with(value: &HeaderValue) -> impl Fn() -> Request<()> + Clone {
     move || request(&value)
 }
 
+/// What `auth` leaves in `request` when it lets it through (the principal and its scopes):
+/// the rate-limit layer's input when it is measured alone.
+#[allow(dead_code)] // `tests/allocations.rs` does not measure the rate-limit layer alone
+pub fn identity(
+    auth: &tower_api_key::AuthLayer<MemoryKeyStore<ForgScope>>,
+    request: Request<()>,
+) -> http::Extensions {
+    use tower::Layer;
+    let seen: Arc<std::sync::Mutex<http::Extensions>> = Arc::default();
+    let keep = Arc::clone(&seen);
+    let mut capture = auth.layer(tower::service_fn(move |request: Request<()>| {
+        *keep.lock().expect("lock") = request.extensions().clone();
+        std::future::ready(Ok::<_, Infallible>(Response::new(())))
+    }));
+    let response = capture
+        .call(request)
+        .now_or_never()
+        .expect("the memory store answers at once")
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK, "the key is valid");
+    let identity = seen.lock().expect("lock").clone();
+    identity
+}
+
 /// A browser session, started: what the layer is given and what the browser sends.
 pub struct Session {
     pub sessions: Sessions<MemoryKeyStore<ForgScope>>,

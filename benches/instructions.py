@@ -5,6 +5,9 @@
    `valgrind --tool=callgrind` at 10,000 and 30,000 requests of each variant; the
    difference divided by 20,000 cancels start-up. Shown over `bare`, less one SHA-256 of the
    key (valgrind runs SHA-256 in software, so a ratio to it would flatter every row).
+   Then the rate-limit layer alone against tower_governor, headers off, each over
+   `bare_with_identity` (the same request, principal in place): both run on real clocks and
+   sweep idle state on the wall clock, so each is the median of three runs.
 2. Heap allocations per request: `cargo test --release --test allocations`, its table.
 
 Usage: python3 benches/instructions.py   (needs valgrind; about 3 minutes on 2 cores)
@@ -66,6 +69,10 @@ def per_request(exe, variant):
     return (instructions(exe, variant, LARGE) - instructions(exe, variant, SMALL)) / (LARGE - SMALL)
 
 
+def median_of_three(exe, variant):
+    return sorted(per_request(exe, variant) for _ in range(3))[1]
+
+
 def main():
     exe = binary()
     measured = {v: per_request(exe, v) for v in ["bare", "sha256"] + [r[0] for r in ROWS]}
@@ -86,6 +93,16 @@ def main():
         verdict = "" if goal is None else ("met" if less <= goal else "missed")
         shown = "" if goal is None else (f"≤ {goal:,.0f}" if target != "auth + 200" else f"≤ auth + 200 ({goal:,.0f})")
         print(f"| {label} | {over:,.0f} | **{less:,.0f}** | {shown} | {verdict} |")
+    print()
+    base = per_request(exe, "bare_with_identity")
+    ours = median_of_three(exe, "rate_limit_no_headers") - base
+    peer = median_of_three(exe, "peer_tower_governor") - base
+    verdict = "met" if ours <= peer else "missed"
+    print(f"Rate limit alone, headers off, over `bare_with_identity` ({base:,.0f}; medians of three runs):\n")
+    print("| path | instructions | ratio | target | |")
+    print("|---|---|---|---|---|")
+    print(f"| `RateLimits` layer | {ours:,.0f} | **{ours / peer:.2f}** | ≤ 1.00 | {verdict} |")
+    print(f"| tower_governor (keyed by `Authorization`) | {peer:,.0f} | 1.00 | | |")
     print()
     tests = subprocess.run(
         ["cargo", "test", "--release", "--test", "allocations", "--", "--nocapture"],

@@ -27,6 +27,8 @@ use tower_api_key::{require, AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 
 #[path = "floors.rs"]
 mod floors;
+#[path = "peers.rs"]
+mod peers;
 use floors::request;
 
 const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
@@ -209,14 +211,7 @@ fn layers(c: &mut Criterion) {
 
     // The rate-limit layer alone: the identity is already in the request, as the auth layer
     // would have left it (same construction for the bare baseline of this pair).
-    let seen: Arc<std::sync::Mutex<http::Extensions>> = Arc::default();
-    let keep = Arc::clone(&seen);
-    let mut capture = auth.layer(tower::service_fn(move |req: Request<()>| {
-        *keep.lock().expect("lock") = req.extensions().clone();
-        std::future::ready(Ok::<_, Infallible>(Response::new(Body::empty())))
-    }));
-    assert_eq!(run(&mut capture, request(&bearer)), StatusCode::OK);
-    let identity = seen.lock().expect("lock").clone();
+    let identity = floors::identity(&auth, request(&bearer));
     let with_identity = |r: Request<()>| {
         let (mut parts, body) = r.into_parts();
         parts.extensions = identity.clone();
@@ -316,18 +311,7 @@ fn layers(c: &mut Criterion) {
         StatusCode::OK,
     );
 
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(u32::MAX)
-        .key_extractor(HeaderKey)
-        .finish()
-        .expect("config");
-    let governor = tower_governor::GovernorLayer::new(Arc::new(config)).error_handler(|_| {
-        Response::builder()
-            .status(429)
-            .body(Body::empty())
-            .unwrap_or_default()
-    });
+    let governor = peers::tower_governor();
     bench(
         c,
         "peer/tower_governor_header_key",
@@ -344,19 +328,7 @@ fn layers(c: &mut Criterion) {
     });
 
     // With its `x-ratelimit-*` headers, the peer of our default (headers on).
-    let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .per_nanosecond(1)
-        .burst_size(u32::MAX)
-        .key_extractor(HeaderKey)
-        .use_headers()
-        .finish()
-        .expect("config");
-    let governor = tower_governor::GovernorLayer::new(Arc::new(config)).error_handler(|_| {
-        Response::builder()
-            .status(429)
-            .body(Body::empty())
-            .unwrap_or_default()
-    });
+    let governor = peers::tower_governor_with_headers();
     bench(
         c,
         "peer/tower_governor_header_key_with_headers",
@@ -394,22 +366,6 @@ fn floors(
     c.bench_function("floor/reject", |b| {
         b.iter(|| black_box(run(&mut floor_reject, request(malformed))))
     });
-}
-
-/// tower_governor keyed by the `Authorization` header's value.
-#[derive(Clone)]
-struct HeaderKey;
-
-impl tower_governor::key_extractor::KeyExtractor for HeaderKey {
-    type Key = String;
-
-    fn extract<T>(&self, req: &Request<T>) -> Result<String, tower_governor::GovernorError> {
-        req.headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or(tower_governor::GovernorError::UnableToExtractKey)
-    }
 }
 
 criterion_group!(benches, layers);

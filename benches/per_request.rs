@@ -27,11 +27,13 @@ use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, N
 
 #[path = "floors.rs"]
 mod floors;
+#[path = "peers.rs"]
+mod peers;
 
 type Body = http_body_util::Empty<bytes::Bytes>;
 
 /// Every variant, in the order of the table.
-const VARIANTS: [&str; 12] = [
+const VARIANTS: [&str; 15] = [
     "bare",
     "sha256",
     "floor_auth",
@@ -44,12 +46,41 @@ const VARIANTS: [&str; 12] = [
     "auth_session",
     "auth_spend_cap",
     "auth_spend_cap_headers",
+    "bare_with_identity",
+    "rate_limit_no_headers",
+    "peer_tower_governor",
 ];
 
 fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
     tower::service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(Body::new()))))
 }
 
+/// The rate-limit layer's input: a request that carries what the authentication layer
+/// leaves in it (the principal and its scopes), made anew each time.
+fn with_identity(
+    auth: &AuthLayer<MemoryKeyStore<ForgScope>>,
+    make: impl Fn() -> Request<()>,
+) -> impl Fn() -> Request<()> {
+    let identity = floors::identity(auth, make());
+    move || {
+        let (mut parts, body) = make().into_parts();
+        parts.extensions = identity.clone();
+        Request::from_parts(parts, body)
+    }
+}
+
+/// [`bare`] answering with axum's body, which tower_governor's rejection needs; the three
+/// variants of the rate-limit pair use it.
+fn bare_axum(
+) -> impl Service<Request<()>, Response = Response<axum::body::Body>, Error = Infallible> + Clone {
+    tower::service_fn(|_: Request<()>| {
+        std::future::ready(Ok(Response::new(axum::body::Body::empty())))
+    })
+}
+
+// Never inlined: each variant's loop is then its own function, compiled the same whatever
+// the other variants are, so a row moves only with the code it measures.
+#[inline(never)]
 fn drive<S, B>(
     mut service: S,
     make: impl Fn() -> Request<()>,
@@ -174,6 +205,41 @@ fn run(variant: &str, n: usize) {
             drive(
                 auth.layer(caps.layer(1).layer(bare())),
                 with(&key),
+                n,
+                StatusCode::OK,
+                &nothing,
+            )
+        }
+        // The rate-limit layer alone against tower_governor, both on the same input and
+        // with their own real clocks and a quota no run reaches (`benches/layer.rs`'s pair).
+        "bare_with_identity" => drive(
+            bare_axum(),
+            with_identity(&auth, with(&key)),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
+        "rate_limit_no_headers" => {
+            let roomy = RateClass::per_key(
+                ClassName::from_static("bench"),
+                Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
+            );
+            drive(
+                RateLimits::new()
+                    .headers(false)
+                    .layer(roomy)
+                    .layer(bare_axum()),
+                with_identity(&auth, with(&key)),
+                n,
+                StatusCode::OK,
+                &nothing,
+            )
+        }
+        "peer_tower_governor" => {
+            let governor = peers::tower_governor();
+            drive(
+                governor.layer(bare_axum()),
+                with_identity(&auth, with(&key)),
                 n,
                 StatusCode::OK,
                 &nothing,
