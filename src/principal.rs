@@ -142,12 +142,19 @@ impl<S: Scope> ErasedRecord for KeyRecord<S> {
 pub struct Principal {
     record: Arc<dyn ErasedRecord>,
     kind: CredentialKind,
+    /// Whether the record overrides any rate-limit quota: read once where the record's type
+    /// is known, so the rate-limit layer's common case makes no call through the `dyn`.
+    overrides_quotas: bool,
 }
 
 impl Principal {
     /// The principal of a credential of `kind` whose record is `record`.
     pub(crate) fn new<S: Scope>(record: Arc<KeyRecord<S>>, kind: CredentialKind) -> Self {
-        Self { record, kind }
+        Self {
+            overrides_quotas: !record.rate_limits().is_empty(),
+            record,
+            kind,
+        }
     }
 
     /// The id of the credential the request came with (the key id): use it for logs,
@@ -189,11 +196,10 @@ impl Principal {
     /// This credential's own quota for rate-limit class `class`, if it overrides the
     /// class's default.
     pub fn quota_override(&self, class: &ClassName) -> Option<Quota> {
-        let overrides = self.record.rate_limits();
-        if overrides.is_empty() {
+        if !self.overrides_quotas {
             return None;
         }
-        overrides.get(class).copied()
+        self.record.rate_limits().get(class).copied()
     }
 
     /// The granted scopes, when `S` is the vocabulary of the store that authenticated the

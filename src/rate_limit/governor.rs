@@ -158,6 +158,8 @@ enum ClassLimiters<C: Clock + Clone> {
 struct Limiters<K: Hash + Eq + Clone, C: Clock + Clone> {
     clock: C,
     default: Limiter<K, C>,
+    /// The default quota's [`Quota::interval`], divided once here rather than per request.
+    default_interval: Duration,
     overrides: DashMap<Quota, Limiter<K, C>>,
 }
 
@@ -174,19 +176,26 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiters<K, C> {
         Self {
             clock: clock.clone(),
             default: limiter(quota, clock),
+            default_interval: quota.interval(),
             overrides: DashMap::new(),
         }
     }
 
     fn check(&self, key: &K, default: Quota, quota: Quota) -> Decision {
         if quota == default {
-            decide(&self.default, key, quota, &self.clock)
+            decide(
+                &self.default,
+                key,
+                quota,
+                self.default_interval,
+                &self.clock,
+            )
         } else {
             let limiter = self
                 .overrides
                 .entry(quota)
                 .or_insert_with(|| limiter(quota, &self.clock));
-            decide(&limiter, key, quota, &self.clock)
+            decide(&limiter, key, quota, quota.interval(), &self.clock)
         }
     }
 
@@ -220,9 +229,9 @@ pub(super) fn decide<K: Hash + Eq + Clone, C: Clock + Clone>(
     limiter: &Limiter<K, C>,
     key: &K,
     quota: Quota,
+    per_request: Duration,
     clock: &C,
 ) -> Decision {
-    let per_request = quota.interval();
     match limiter.check_key(key) {
         Ok(state) => {
             let remaining = state.remaining_burst_capacity();
