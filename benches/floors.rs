@@ -39,13 +39,13 @@ pub fn request_with(value: &HeaderValue) -> impl Fn() -> Request<()> + Clone {
     move || request(&value)
 }
 
-/// What `auth` leaves in `request` when it lets it through (the principal and its scopes):
-/// the rate-limit layer's input when it is measured alone.
+/// Puts in a request what `auth` leaves in `request` when it lets it through (the principal
+/// and its scopes): the rate-limit layer's input when it is measured alone.
 #[allow(dead_code)] // `tests/allocations.rs` does not measure the rate-limit layer alone
-pub fn identity(
+pub fn with_identity(
     auth: &tower_api_key::AuthLayer<MemoryKeyStore<ForgScope>>,
     request: Request<()>,
-) -> http::Extensions {
+) -> impl Fn(Request<()>) -> Request<()> {
     use tower::Layer;
     let seen: Arc<std::sync::Mutex<http::Extensions>> = Arc::default();
     let keep = Arc::clone(&seen);
@@ -60,7 +60,11 @@ pub fn identity(
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::OK, "the key is valid");
     let identity = seen.lock().expect("lock").clone();
-    identity
+    move |request| {
+        let (mut parts, body) = request.into_parts();
+        parts.extensions = identity.clone();
+        Request::from_parts(parts, body)
+    }
 }
 
 /// A browser session, started: what the layer is given and what the browser sends.

@@ -4,7 +4,6 @@
 //! `ValidateRequestHeaderLayer` with a custom bearer check, and tower_governor keyed by a
 //! header.
 
-use std::convert::Infallible;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -36,12 +35,7 @@ const LIVE: &str = "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
 // tower_governor needs `Response<axum::body::Body>: From<GovernorError>`, so every variant
 // answers with axum's body.
 type Body = axum::body::Body;
-
-fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
-    tower::service_fn(|_req: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(Response::new(Body::empty())))
-    })
-}
+use peers::{bare, roomy};
 
 /// One request through `service`, ready at once (every variant here completes on its
 /// first poll).
@@ -61,15 +55,6 @@ where
         .expect("completes at once")
         .expect("ok");
     response.status()
-}
-
-/// Never limits within a benchmark: the quota is far above what a run sends, so its
-/// `RateLimit` values are above the precomputed range and written per request.
-fn roomy() -> RateClass {
-    RateClass::per_key(
-        ClassName::from_static("bench"),
-        Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
-    )
 }
 
 /// The documented quota (100 a minute) on a manual clock: each request moves the clock by
@@ -211,12 +196,7 @@ fn layers(c: &mut Criterion) {
 
     // The rate-limit layer alone: the identity is already in the request, as the auth layer
     // would have left it (same construction for the bare baseline of this pair).
-    let identity = floors::identity(&auth, request(&bearer));
-    let with_identity = |r: Request<()>| {
-        let (mut parts, body) = r.into_parts();
-        parts.extensions = identity.clone();
-        Request::from_parts(parts, body)
-    };
+    let with_identity = floors::with_identity(&auth, request(&bearer));
     let mut rate_limited = limits.layer(class.clone()).layer(bare());
     let mut rate_limited_quiet = RateLimits::new().headers(false).layer(class).layer(bare());
     let mut baseline = bare();

@@ -61,21 +61,8 @@ fn with_identity(
     auth: &AuthLayer<MemoryKeyStore<ForgScope>>,
     make: impl Fn() -> Request<()>,
 ) -> impl Fn() -> Request<()> {
-    let identity = floors::identity(auth, make());
-    move || {
-        let (mut parts, body) = make().into_parts();
-        parts.extensions = identity.clone();
-        Request::from_parts(parts, body)
-    }
-}
-
-/// [`bare`] answering with axum's body, which tower_governor's rejection needs; the three
-/// variants of the rate-limit pair use it.
-fn bare_axum(
-) -> impl Service<Request<()>, Response = Response<axum::body::Body>, Error = Infallible> + Clone {
-    tower::service_fn(|_: Request<()>| {
-        std::future::ready(Ok(Response::new(axum::body::Body::empty())))
-    })
+    let attach = floors::with_identity(auth, make());
+    move || attach(make())
 }
 
 // Never inlined: each variant's loop is then its own function, compiled the same whatever
@@ -218,32 +205,26 @@ fn run(variant: &str, n: usize) {
         // The rate-limit layer alone against tower_governor, both on the same input and
         // with their own real clocks and a quota no run reaches (`benches/layer.rs`'s pair).
         "bare_with_identity" => drive(
-            bare_axum(),
+            peers::bare(),
             with_identity(&auth, with(&key)),
             n,
             StatusCode::OK,
             &nothing,
         ),
-        "rate_limit_no_headers" => {
-            let roomy = RateClass::per_key(
-                ClassName::from_static("bench"),
-                Quota::new(NonZeroU32::MAX, NonZeroU32::MIN),
-            );
-            drive(
-                RateLimits::new()
-                    .headers(false)
-                    .layer(roomy)
-                    .layer(bare_axum()),
-                with_identity(&auth, with(&key)),
-                n,
-                StatusCode::OK,
-                &nothing,
-            )
-        }
+        "rate_limit_no_headers" => drive(
+            RateLimits::new()
+                .headers(false)
+                .layer(peers::roomy())
+                .layer(peers::bare()),
+            with_identity(&auth, with(&key)),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
         "peer_tower_governor" => {
             let governor = peers::tower_governor();
             drive(
-                governor.layer(bare_axum()),
+                governor.layer(peers::bare()),
                 with_identity(&auth, with(&key)),
                 n,
                 StatusCode::OK,
