@@ -51,8 +51,10 @@ pub struct LoggedRequest {
 }
 
 /// The last `per_key` outcomes of each key (default 100), for at most `keys` keys (default
-/// 10,000: past that, the key whose last event is oldest is forgotten), so memory stays
-/// bounded under a flood of requests with distinct keys. An [`ActivityObserver`]: give it
+/// 10,000), so memory stays bounded under a flood of requests with distinct keys. Past
+/// `keys`, a key that has seen no event since it was last passed over is forgotten (the
+/// "second chance" of the CLOCK algorithm: close to least recently used, and O(1) per
+/// event, amortised, whatever the number of keys). An [`ActivityObserver`]: give it
 /// to the [`ActivityLayer`](crate::activity::ActivityLayer); the management API serves it
 /// at `GET /keys/{id}/activity`. Clones share the log.
 #[derive(Clone)]
@@ -61,10 +63,21 @@ pub struct ActivityLog {
 }
 
 struct Inner {
-    rings: DashMap<KeyId, Mutex<VecDeque<LoggedRequest>>>,
+    rings: DashMap<KeyId, Mutex<Ring>>,
+    /// Every key in `rings`, in the order the eviction hand passes them.
+    hand: Mutex<VecDeque<KeyId>>,
     per_key: usize,
     keys: usize,
     seq: AtomicU64,
+    #[cfg(test)]
+    visited: AtomicU64,
+}
+
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<LoggedRequest>,
+    /// An event arrived since the hand last passed this key.
+    touched: bool,
 }
 
 impl Default for ActivityLog {
@@ -82,6 +95,9 @@ impl ActivityLog {
                 per_key: per_key.max(1),
                 keys: keys.max(1),
                 seq: AtomicU64::new(0),
+                hand: Mutex::new(VecDeque::new()),
+                #[cfg(test)]
+                visited: AtomicU64::new(0),
             }),
         }
     }
@@ -92,10 +108,9 @@ impl ActivityLog {
         let Some(ring) = self.inner.rings.get(key) else {
             return Vec::new();
         };
-        let ring = ring
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        ring.iter()
+        let ring = lock(&ring);
+        ring.entries
+            .iter()
             .rev()
             .filter(|entry| before.is_none_or(|before| entry.seq < before))
             .take(limit)
@@ -108,20 +123,38 @@ impl ActivityLog {
         self.inner.rings.len()
     }
 
-    fn forget_stalest(&self) {
-        let stalest = self
-            .inner
-            .rings
-            .iter()
-            .filter_map(|entry| {
-                let ring = entry.value().lock().ok()?;
-                Some((ring.back().map_or(0, |last| last.seq), entry.key().clone()))
-            })
-            .min();
-        if let Some((_, key)) = stalest {
-            self.inner.rings.remove(&key);
+    /// Forgets one key: the first the hand finds untouched since it last passed, giving
+    /// each touched key a second chance. Each key passed over had an event since, so the
+    /// work is O(1) per event, amortised (at most two turns of the hand in the worst case).
+    fn forget_one(&self) {
+        let inner = &*self.inner;
+        let mut hand = lock(&inner.hand);
+        let mut turns = 2 * hand.len() + 1;
+        while let Some(key) = hand.pop_front() {
+            #[cfg(test)]
+            inner.visited.fetch_add(1, Ordering::Relaxed);
+            let touched = inner.rings.get(&key).map(|ring| {
+                let mut ring = lock(&ring);
+                std::mem::replace(&mut ring.touched, false)
+            });
+            turns -= 1;
+            match touched {
+                Some(true) if turns > 0 => hand.push_back(key),
+                Some(_) => {
+                    inner.rings.remove(&key);
+                    return;
+                }
+                // Not in the log any more: nothing to forget for this one.
+                None => {}
+            }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ActivityStore for ActivityLog {
@@ -136,9 +169,6 @@ impl ActivityObserver for ActivityLog {
     fn observe(&self, event: &ActivityEvent) {
         let Some(key) = &event.key_id else { return };
         let inner = &*self.inner;
-        if !inner.rings.contains_key(key) && inner.rings.len() >= inner.keys {
-            self.forget_stalest();
-        }
         let entry = LoggedRequest {
             seq: inner.seq.fetch_add(1, Ordering::Relaxed),
             at: event.at,
@@ -148,15 +178,34 @@ impl ActivityObserver for ActivityLog {
             path: event.path.chars().take(256).collect(),
             client: event.client,
         };
-        let ring = inner.rings.entry(key.clone()).or_default();
-        let mut ring = ring
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ring.len() >= inner.per_key {
-            ring.pop_front();
+        if let Some(ring) = inner.rings.get(key) {
+            let mut ring = lock(&ring);
+            ring.touched = true;
+            push(&mut ring.entries, entry, inner.per_key);
+            return;
         }
-        ring.push_back(entry);
+        if inner.rings.len() >= inner.keys {
+            self.forget_one();
+        }
+        let mut created = false;
+        {
+            let ring = inner.rings.entry(key.clone()).or_insert_with(|| {
+                created = true;
+                Mutex::default()
+            });
+            push(&mut lock(&ring).entries, entry, inner.per_key);
+        }
+        if created {
+            lock(&inner.hand).push_back(key.clone());
+        }
     }
+}
+
+fn push(entries: &mut VecDeque<LoggedRequest>, entry: LoggedRequest, per_key: usize) {
+    if entries.len() >= per_key {
+        entries.pop_front();
+    }
+    entries.push_back(entry);
 }
 
 impl std::fmt::Debug for ActivityLog {
@@ -165,5 +214,50 @@ impl std::fmt::Debug for ActivityLog {
             .field("keys", &self.keys())
             .field("per_key", &self.inner.per_key)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::ActivityEvent;
+    use http::Method;
+
+    fn event(key: &KeyId) -> ActivityEvent {
+        let mut event = ActivityEvent::arrived(&Method::GET, "/", None, SystemTime::UNIX_EPOCH);
+        event.key_id = Some(key.clone());
+        event
+    }
+
+    /// Issue 36.3: with the log full, every event of a new key scanned all rings (100,000
+    /// of them here, locking each). Now the hand visits O(1) rings per event, amortised.
+    #[test]
+    fn a_full_log_forgets_in_constant_time_per_event() {
+        let capacity = 100_000;
+        let log = ActivityLog::new(1, capacity);
+        let keys: Vec<KeyId> = (0..2 * capacity)
+            .map(|i| KeyId::new(format!("key_{i:024x}")).unwrap())
+            .collect();
+        for key in &keys[..capacity] {
+            log.observe(&event(key));
+        }
+        // Half the keys in the log are used again: they get their second chance.
+        for key in keys[..capacity].iter().step_by(2) {
+            log.observe(&event(key));
+        }
+        let before = log.inner.visited.load(Ordering::Relaxed);
+        for key in &keys[capacity..] {
+            log.observe(&event(key));
+        }
+        let visited = log.inner.visited.load(Ordering::Relaxed) - before;
+        assert_eq!(log.keys(), capacity);
+        assert!(
+            visited <= 2 * capacity as u64,
+            "{visited} rings visited for {capacity} evictions"
+        );
+        // The untouched keys went first; the touched ones outlived them.
+        assert!(log.recent(&keys[capacity - 1], 1, None).is_empty());
+        assert!(!log.recent(&keys[capacity - 2], 1, None).is_empty());
+        assert!(!log.recent(&keys[2 * capacity - 1], 1, None).is_empty());
     }
 }
