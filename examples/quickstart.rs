@@ -357,6 +357,8 @@ pub fn app(demo: &Demo) -> Router {
         .route("/v1/reviews", post(review))
         .route_layer(
             ServiceBuilder::new()
+                // Paid AI: Pro or higher for every credential, sessions included.
+                .layer(demo.plan_check.clone().require(Plan::Pro))
                 .layer(limits.layer(forg::AI))
                 .layer(spend.layer(0).reports_at_most(REVIEW_COST)), // the handler reports its cost
         );

@@ -213,6 +213,9 @@ pub enum AuthRejection {
     },
     /// 403 `plan_required`: the owner's plan does not allow keys of this environment.
     PlanRequired(Environment),
+    /// 403 `plan_required`: the route requires this plan or higher
+    /// ([`PlanLayer::require`](crate::usage::PlanLayer::require)), whatever the credential.
+    RoutePlanRequired(crate::usage::Plan),
     /// 429 `rate_limited`.
     #[non_exhaustive]
     RateLimited {
@@ -295,7 +298,7 @@ impl AuthRejection {
             Self::InsufficientScope { .. } => RejectionKind::InsufficientScope,
             Self::IpNotAllowed => RejectionKind::IpNotAllowed,
             Self::CsrfFailed { .. } => RejectionKind::CsrfFailed,
-            Self::PlanRequired(_) => RejectionKind::PlanRequired,
+            Self::PlanRequired(_) | Self::RoutePlanRequired(_) => RejectionKind::PlanRequired,
             Self::RateLimited { .. } => RejectionKind::RateLimited,
             Self::MissingLayer(_) => RejectionKind::InternalError,
             Self::Unavailable { .. } => RejectionKind::Unavailable,
@@ -339,6 +342,11 @@ impl AuthRejection {
             Self::PlanRequired(env) => format!(
                 "{} keys require a higher plan: upgrade to use them",
                 capitalised(*env)
+            )
+            .into(),
+            Self::RoutePlanRequired(plan) => format!(
+                "This endpoint requires the {} plan or higher: upgrade to use it",
+                plan.title()
             )
             .into(),
             Self::EnvironmentNotAllowed(env) => format!(

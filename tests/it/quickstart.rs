@@ -876,6 +876,22 @@ async fn trials_credits_spend_and_rotation_through_the_quickstart() {
         (&me["data"]["plan"], &me["data"]["trial_ends_at"]),
         (&Value::from("free"), &Value::Null)
     );
+    // Issue 36.1: the session reaches no paid AI its owner's key is refused (it did: 200).
+    let csrf = agent_cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("forge_csrf="))
+        .unwrap()
+        .to_owned();
+    let session_headers = [("cookie", agent_cookie.as_str()), ("x-csrf-token", &csrf)];
+    let (status, _, body) = call("POST", "/v1/reviews", &session_headers, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        body["error"],
+        "This endpoint requires the Pro plan or higher: upgrade to use it"
+    );
+    // The management API stays usable on Free: the owner upgrades from there.
+    let (status, _, body) = call("GET", "/v1/keys", &[("cookie", &agent_cookie)], "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // 90 days after issue the demo keys are due for rotation; a year after, expired.
     let (_, _, list) = call("GET", "/v1/keys", &[("authorization", test.as_str())], "").await;

@@ -11,24 +11,41 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::PlanPolicy;
+use super::{Plan, PlanPolicy};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
 use crate::gate::{decided, deferred, guarded, Deferred, Gate};
 use crate::key::Environment;
-use crate::principal::Principal;
+use crate::principal::{CredentialKind, Principal};
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
 };
 
-/// Asks a [`PlanPolicy`] whether the authenticated owner's plan still allows the key's
-/// environment, per request; put it inside the [`AuthLayer`](crate::AuthLayer). Browser
-/// sessions pass: the rule is about which keys an owner may use, and a Free owner still
-/// logs in to manage its test keys. Answers
-/// are cached per owner and environment for a TTL (default 60 s; at most 10,000 entries
-/// per environment),
-/// so a downgrade takes effect within the TTL. A failing, slow (1 s) or panicking policy is
-/// a 503, never a pass.
+/// Asks a [`PlanPolicy`] whether the authenticated owner's plan allows the request; put it
+/// inside the [`AuthLayer`](crate::AuthLayer). Two rules, each answered per owner:
+///
+/// - **Keys**: the owner's plan must allow the key's environment ("live keys require Team",
+///   [`PlanPolicy::allows`]). Browser sessions are not keys and skip this rule, so a Free
+///   owner still logs in to manage its keys and upgrade.
+/// - **The route**: with [`require`](Self::require), the owner's plan must be at least the
+///   given plan ([`PlanPolicy::meets`]), **for every credential**: keys, sessions, agents.
+///   Gate paid features this way; a session never gets past a plan its owner's key fails.
+///
+/// Answers are cached per owner for a TTL (default 60 s; at most 10,000 entries per
+/// rule), so a downgrade or the end of a trial takes effect within the TTL. A failing,
+/// slow (1 s) or panicking policy is a 503, never a pass.
+///
+/// ```
+/// use tower_api_key::key::Environment;
+/// use tower_api_key::usage::{Plan, PlanLayer, PlanTable};
+///
+/// let plans = PlanTable::new(Plan::Free).require(Environment::Live, Plan::Team);
+/// // Every /v1 route: live keys need Team.
+/// let keys = PlanLayer::new(plans.clone());
+/// // The AI routes: Pro or higher, whatever the credential (sessions too).
+/// let ai = PlanLayer::new(plans).require(Plan::Pro);
+/// # let _ = (keys, ai);
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct PlanLayer {
@@ -37,8 +54,11 @@ pub struct PlanLayer {
 
 pub(crate) struct Shared {
     plans: Arc<dyn PlanPolicy>,
-    /// Answers by environment (live, test), then owner: looked up without allocating.
-    answers: [DashMap<String, (bool, SystemTime)>; 2],
+    /// The route's plan, asked of every credential.
+    required: Option<Plan>,
+    /// Answers by question (live keys, test keys, the route's plan), then owner: looked up
+    /// without allocating.
+    answers: [DashMap<String, (bool, SystemTime)>; 3],
     ttl: Duration,
     clock: Arc<dyn Clock>,
     renderer: Arc<dyn RenderRejection>,
@@ -46,21 +66,57 @@ pub(crate) struct Shared {
 
 const MAX_ANSWERS: usize = 10_000;
 
+/// One rule a request must pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Question {
+    /// May the owner hold keys of this environment?
+    Environment(Environment),
+    /// Is the owner on this plan or higher?
+    Plan(Plan),
+}
+
+impl Question {
+    fn slot(self) -> usize {
+        match self {
+            Self::Environment(environment) => environment.slot(),
+            Self::Plan(_) => 2,
+        }
+    }
+
+    fn rejection(self) -> AuthRejection {
+        match self {
+            Self::Environment(environment) => {
+                let label = environment.as_str();
+                crate::metrics::by_environment(crate::metrics::PLAN_REFUSALS, label, 1);
+                AuthRejection::PlanRequired(environment)
+            }
+            Self::Plan(plan) => AuthRejection::RoutePlanRequired(plan),
+        }
+    }
+}
+
 impl PlanLayer {
     /// Checks with `plans`.
     pub fn new(plans: impl PlanPolicy) -> Self {
         Self::build(
             Arc::new(plans),
+            None,
             Duration::from_secs(60),
             Arc::new(SystemClock),
         )
     }
 
-    fn build(plans: Arc<dyn PlanPolicy>, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+    fn build(
+        plans: Arc<dyn PlanPolicy>,
+        required: Option<Plan>,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 plans,
-                answers: [DashMap::new(), DashMap::new()],
+                required,
+                answers: Default::default(),
                 ttl,
                 clock,
                 renderer: Arc::new(DefaultRenderer),
@@ -68,22 +124,39 @@ impl PlanLayer {
         }
     }
 
+    fn rebuild(
+        self,
+        change: impl FnOnce(&mut Option<Plan>, &mut Duration, &mut Arc<dyn Clock>),
+    ) -> Self {
+        let shared = &self.shared;
+        let (mut required, mut ttl, mut clock) =
+            (shared.required, shared.ttl, Arc::clone(&shared.clock));
+        change(&mut required, &mut ttl, &mut clock);
+        Self::build(Arc::clone(&shared.plans), required, ttl, clock)
+    }
+
+    /// The routes this layer wraps require `plan` or higher, for every credential (keys
+    /// and sessions alike): 403 `plan_required` otherwise. The policy must implement
+    /// [`PlanPolicy::meets`] ([`PlanTable`](super::PlanTable) does).
+    pub fn require(self, plan: Plan) -> Self {
+        self.rebuild(|required, _, _| *required = Some(plan))
+    }
+
     /// How long an answer is reused (default 60 s).
     pub fn cache_ttl(self, ttl: Duration) -> Self {
-        let shared = &self.shared;
-        Self::build(Arc::clone(&shared.plans), ttl, Arc::clone(&shared.clock))
+        self.rebuild(|_, old, _| *old = ttl)
     }
 
     /// The clock the TTL runs on (default: the system clock).
     pub fn clock(self, clock: impl Clock) -> Self {
-        let shared = &self.shared;
-        Self::build(Arc::clone(&shared.plans), shared.ttl, Arc::new(clock))
+        self.rebuild(|_, _, old| *old = Arc::new(clock))
     }
 }
 
 impl fmt::Debug for PlanLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PlanLayer")
+            .field("required", &self.shared.required)
             .field("ttl", &self.shared.ttl)
             .finish_non_exhaustive()
     }
@@ -100,16 +173,15 @@ impl<S> Layer<S> for PlanLayer {
     }
 }
 
-/// What the check found: allowed, refused, or the policy's failure.
-pub(crate) type Verdict = Result<bool, AuthRejection>;
+/// What the checks found: passed (`None`), the rule that refused, or the policy's failure.
+pub(crate) type Verdict = Result<Option<Question>, AuthRejection>;
+
+/// The rules one request must pass, in order.
+type Questions = [Option<Question>; 2];
 
 impl Shared {
-    fn answers(&self, environment: Environment) -> &DashMap<String, (bool, SystemTime)> {
-        &self.answers[environment.slot()]
-    }
-
-    fn cached(&self, owner: &str, environment: Environment) -> Option<bool> {
-        let (allowed, at) = *self.answers(environment).get(owner)?;
+    fn cached(&self, owner: &str, question: Question) -> Option<bool> {
+        let (allowed, at) = *self.answers[question.slot()].get(owner)?;
         let fresh = self
             .clock
             .now()
@@ -118,28 +190,59 @@ impl Shared {
         fresh.then_some(allowed)
     }
 
-    fn ask(self: Arc<Self>, owner: String, environment: Environment) -> Deferred<Verdict> {
-        Box::pin(async move {
-            let answer = guarded(
-                Duration::from_secs(1),
-                self.plans.allows(&owner, environment),
-            )
-            .await;
-            match answer {
-                Ok(Ok(allowed)) => {
-                    let answers = self.answers(environment);
-                    if answers.len() >= MAX_ANSWERS {
-                        answers.clear();
-                    }
-                    answers.insert(owner, (allowed, self.clock.now()));
-                    Ok(allowed)
-                }
-                _ => Err(AuthRejection::unavailable(
-                    Unavailable::PlanPolicy,
-                    RetryAfter::from_duration(Duration::from_secs(5)),
-                )),
+    fn questions(&self, principal: &Principal) -> Questions {
+        // The environment rule is about keys; a browser session is a login, not a key.
+        let environment = (principal.kind() != CredentialKind::Session)
+            .then(|| Question::Environment(principal.environment()));
+        [environment, self.required.map(Question::Plan)]
+    }
+
+    /// The verdict from cached answers alone, if they suffice.
+    fn cached_verdict(&self, owner: &str, questions: Questions) -> Option<Verdict> {
+        for question in questions.into_iter().flatten() {
+            match self.cached(owner, question)? {
+                true => {}
+                false => return Some(Ok(Some(question))),
             }
+        }
+        Some(Ok(None))
+    }
+
+    fn ask(self: Arc<Self>, owner: String, questions: Questions) -> Deferred<Verdict> {
+        Box::pin(async move {
+            for question in questions.into_iter().flatten() {
+                let allowed = match self.cached(&owner, question) {
+                    Some(allowed) => allowed,
+                    None => self.ask_one(&owner, question).await?,
+                };
+                if !allowed {
+                    return Ok(Some(question));
+                }
+            }
+            Ok(None)
         })
+    }
+
+    async fn ask_one(&self, owner: &str, question: Question) -> Result<bool, AuthRejection> {
+        let answer = match question {
+            Question::Environment(environment) => self.plans.allows(owner, environment),
+            Question::Plan(plan) => self.plans.meets(owner, plan),
+        };
+        match guarded(Duration::from_secs(1), answer).await {
+            Ok(Ok(allowed)) => {
+                let answers = &self.answers[question.slot()];
+                if answers.len() >= MAX_ANSWERS {
+                    // Amortised O(1): one clear per 10,000 answers.
+                    answers.clear();
+                }
+                answers.insert(owner.to_owned(), (allowed, self.clock.now()));
+                Ok(allowed)
+            }
+            _ => Err(AuthRejection::unavailable(
+                Unavailable::PlanPolicy,
+                RetryAfter::from_duration(Duration::from_secs(5)),
+            )),
+        }
     }
 }
 
@@ -154,16 +257,8 @@ impl<B> Gate<Request<B>> for Shared {
         request: &mut Request<B>,
     ) -> Result<(), Response<Bytes>> {
         let refusal = match verdict {
-            Ok(true) => return Ok(()),
-            Ok(false) => match request.extensions().get::<Principal>() {
-                Some(principal) => {
-                    let environment = principal.environment();
-                    let label = environment.as_str();
-                    crate::metrics::by_environment(crate::metrics::PLAN_REFUSALS, label, 1);
-                    AuthRejection::PlanRequired(environment)
-                }
-                None => crate::principal::absent(request.extensions()),
-            },
+            Ok(None) => return Ok(()),
+            Ok(Some(question)) => question.rejection(),
             Err(rejection) => rejection,
         };
         Err(respond(&*self.renderer, refusal, request.headers()))
@@ -215,15 +310,12 @@ where
             let missing = Err(crate::principal::absent(request.extensions()));
             return ResponseFuture::new(decided(shared, &mut self.inner, request, missing));
         };
-        // The plan rule is about keys; a browser session is a login, not a key.
-        if principal.kind() == crate::principal::CredentialKind::Session {
-            return ResponseFuture::new(decided(shared, &mut self.inner, request, Ok(true)));
-        }
-        let (owner, environment) = (principal.owner(), principal.environment());
-        let future = match shared.cached(owner, environment) {
-            Some(allowed) => decided(shared, &mut self.inner, request, Ok(allowed)),
+        let questions = shared.questions(principal);
+        let owner = principal.owner();
+        let future = match shared.cached_verdict(owner, questions) {
+            Some(verdict) => decided(shared, &mut self.inner, request, verdict),
             None => {
-                let ask = Arc::clone(shared).ask(owner.to_owned(), environment);
+                let ask = Arc::clone(shared).ask(owner.to_owned(), questions);
                 deferred(shared, &mut self.inner, request, ask)
             }
         };

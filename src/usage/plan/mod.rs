@@ -23,12 +23,25 @@ use crate::store::StoreError;
 /// What a plan check answers.
 pub type PlanAnswer<'a> = Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send + 'a>>;
 
-/// Whether `owner`'s plan allows keys of `environment`. The application implements it over
-/// its billing data (cache it there: it is asked once per issue or rotation); a failure is a
-/// store failure, so nothing is issued.
+/// Whether `owner`'s plan allows keys of `environment`, and whether it is at least a given
+/// [`Plan`]. The application implements it over its billing data (cache it there: it is
+/// asked once per issue or rotation, and by [`PlanLayer`] once per cache TTL); a failure is
+/// a store failure, so nothing is issued and the request is 503.
 pub trait PlanPolicy: Send + Sync + 'static {
     /// `Ok(true)` when `owner` may hold keys of `environment`.
     fn allows<'a>(&'a self, owner: &'a str, environment: Environment) -> PlanAnswer<'a>;
+
+    /// `Ok(true)` when `owner` is on `plan` or higher: what a route that
+    /// [requires](PlanLayer::require) a plan asks, for every credential. The default fails
+    /// (so such a route answers 503, never lets a request through unchecked): implement it
+    /// where the policy knows plans.
+    fn meets<'a>(&'a self, owner: &'a str, plan: Plan) -> PlanAnswer<'a> {
+        let _ = (owner, plan);
+        Box::pin(std::future::ready(Err(StoreError::new(
+            crate::store::StoreErrorKind::Other,
+            "this PlanPolicy does not rank plans: implement PlanPolicy::meets",
+        ))))
+    }
 }
 
 /// A plan tier, ordered: `Free < Pro < Team < Enterprise`.
@@ -53,6 +66,16 @@ impl Plan {
             Self::Pro => "pro",
             Self::Team => "team",
             Self::Enterprise => "enterprise",
+        }
+    }
+
+    /// The name as a title: `"Free"`, `"Pro"`, `"Team"` or `"Enterprise"`.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::Free => "Free",
+            Self::Pro => "Pro",
+            Self::Team => "Team",
+            Self::Enterprise => "Enterprise",
         }
     }
 }
@@ -211,5 +234,9 @@ impl PlanPolicy for PlanTable {
             .get(&environment)
             .is_none_or(|required| self.plan_of(owner) >= *required);
         Box::pin(std::future::ready(Ok(allowed)))
+    }
+
+    fn meets<'a>(&'a self, owner: &'a str, plan: Plan) -> PlanAnswer<'a> {
+        Box::pin(std::future::ready(Ok(self.plan_of(owner) >= plan)))
     }
 }
