@@ -89,6 +89,7 @@ pub(crate) fn absent(extensions: &http::Extensions) -> crate::reject::AuthReject
 /// The part of a stored record every layer may read, whatever its scope vocabulary.
 trait ErasedRecord: Send + Sync + 'static {
     fn id(&self) -> &KeyId;
+    fn lineage(&self) -> &KeyId;
     fn owner(&self) -> &str;
     fn name(&self) -> &str;
     fn prefix(&self) -> &str;
@@ -103,6 +104,9 @@ trait ErasedRecord: Send + Sync + 'static {
 impl<S: Scope> ErasedRecord for KeyRecord<S> {
     fn id(&self) -> &KeyId {
         self.id()
+    }
+    fn lineage(&self) -> &KeyId {
+        self.lineage()
     }
     fn owner(&self) -> &str {
         self.owner()
@@ -161,6 +165,14 @@ impl Principal {
     /// metrics and rate limiting.
     pub fn key_id(&self) -> &KeyId {
         self.record.id()
+    }
+
+    /// The id of the first key of this key's rotation chain
+    /// ([`KeyRecord::lineage`](crate::store::KeyRecord::lineage)): what per-key budgets,
+    /// credits and rate limits count under, so a rotated key continues its predecessor's.
+    /// A session's own id (policies count sessions under their owner, not this).
+    pub fn lineage(&self) -> &KeyId {
+        self.record.lineage()
     }
 
     /// Who the credential belongs to (a user, an organisation, an agent).

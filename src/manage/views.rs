@@ -172,7 +172,9 @@ pub(crate) struct Spend {
 #[schema(as = Budget)]
 pub(crate) struct BudgetView {
     environment: Environment,
-    /// `owner`: every key and session of the environment spends from it; `key`: one key's.
+    /// `owner`: the owner's budget of the environment, which every credential spends from
+    /// when budgets are per owner, and browser sessions spend from when they are per key;
+    /// `key`: one key's (and the keys rotated from it).
     #[schema(value_type = String, example = "owner")]
     per: &'static str,
     /// The key, when budgets are per key.

@@ -151,7 +151,9 @@ impl<B: RateLimitBackend> LayerShared<B> {
                 let quota = principal
                     .quota_override(self.class.name())
                     .unwrap_or(self.class.quota());
-                Ok((LimitKey::ApiKey(principal.key_id()), quota))
+                // The lineage: a rotated key (during its grace too) shares its
+                // predecessor's state, not a fresh one.
+                Ok((LimitKey::ApiKey(principal.lineage()), quota))
             }
             KeyedBy::ClientIp => {
                 let key = client_key_of(request.headers(), request.extensions())?;

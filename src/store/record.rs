@@ -205,6 +205,8 @@ struct Rare {
     rate_limits: BTreeMap<ClassName, Quota>,
     // A hint that is not `prefix…tail` (a store's own form).
     hint: Option<Box<str>>,
+    // The first key of the rotation chain, when it is not this one.
+    lineage: Option<KeyId>,
 }
 
 impl Rare {
@@ -213,6 +215,7 @@ impl Rare {
         allowed_networks: AllowedNetworks::EMPTY,
         rate_limits: BTreeMap::new(),
         hint: None,
+        lineage: None,
     };
 }
 
@@ -458,6 +461,21 @@ impl<S: Scope> KeyRecord<S> {
         });
     }
 
+    /// The id of the first key of this key's rotation chain (its own id when it was issued,
+    /// not rotated into): the subject its budgets, credits and rate limits are counted
+    /// under, so that rotation changes the secret, not the account. A successor inherits
+    /// its predecessor's lineage.
+    #[inline]
+    pub fn lineage(&self) -> &KeyId {
+        self.rare().lineage.as_ref().unwrap_or(&self.id)
+    }
+
+    /// Makes the record continue `lineage` (a store reading its own form).
+    pub fn set_lineage(&mut self, lineage: KeyId) {
+        let own = lineage == self.id;
+        self.rare_mut(own, |rare| rare.lineage = (!own).then_some(lineage));
+    }
+
     #[inline]
     fn rare(&self) -> &Rare {
         self.rare.as_deref().unwrap_or(&NO_RARE)
@@ -528,6 +546,7 @@ impl<S: Scope> fmt::Debug for KeyRecord<S> {
             .field("allowed_networks", self.allowed_networks())
             .field("last_used_at", &self.last_used_at())
             .field("rate_limits", self.rate_limits())
+            .field("lineage", self.lineage())
             .finish()
     }
 }
@@ -562,6 +581,8 @@ struct WireOut<'a, S: Scope> {
     last_used_at: Option<SystemTime>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     rate_limits: &'a BTreeMap<ClassName, Quota>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lineage: Option<&'a KeyId>,
 }
 
 /// The serde form, read.
@@ -594,6 +615,8 @@ struct WireIn<S: Scope> {
     last_used_at: Option<SystemTime>,
     #[serde(default)]
     rate_limits: BTreeMap<ClassName, Quota>,
+    #[serde(default)]
+    lineage: Option<KeyId>,
 }
 
 impl<S: Scope> Serialize for KeyRecord<S> {
@@ -616,6 +639,7 @@ impl<S: Scope> Serialize for KeyRecord<S> {
             allowed_networks: self.allowed_networks(),
             last_used_at: self.last_used_at(),
             rate_limits: self.rate_limits(),
+            lineage: self.rare().lineage.as_ref(),
         }
         .serialize(serializer)
     }
@@ -645,6 +669,9 @@ impl<'de, S: Scope> Deserialize<'de> for KeyRecord<S> {
         record.set_metadata(wire.metadata);
         record.set_allowed_networks(wire.allowed_networks);
         record.set_rate_limits(wire.rate_limits);
+        if let Some(lineage) = wire.lineage {
+            record.set_lineage(lineage);
+        }
         Ok(record)
     }
 }
@@ -684,6 +711,7 @@ pub struct NewKey<S: Scope> {
     rate_limits: BTreeMap<ClassName, Quota>,
     metadata: Metadata,
     allowed_networks: AllowedNetworks,
+    lineage: Option<KeyId>,
 }
 
 impl<S: Scope> NewKey<S> {
@@ -698,6 +726,7 @@ impl<S: Scope> NewKey<S> {
             rate_limits: BTreeMap::new(),
             metadata: Metadata::default(),
             allowed_networks: AllowedNetworks::default(),
+            lineage: None,
         }
     }
 
@@ -778,6 +807,9 @@ impl<S: Scope> NewKey<S> {
         record.set_rate_limits(self.rate_limits);
         record.set_metadata(self.metadata);
         record.set_allowed_networks(self.allowed_networks);
+        if let Some(lineage) = self.lineage {
+            record.set_lineage(lineage);
+        }
         Ok((key, record))
     }
 
@@ -796,6 +828,7 @@ impl<S: Scope> NewKey<S> {
             rate_limits: old.rate_limits().clone(),
             metadata: old.metadata().clone(),
             allowed_networks: old.allowed_networks().clone(),
+            lineage: Some(old.lineage().clone()),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::budget::BudgetPer;
 use super::period::Period;
 use crate::clock::{Clock, SystemClock};
 use crate::key::Environment;
+use crate::principal::{CredentialKind, Principal};
 use crate::rate_limit::BackendError;
 use crate::sweep::SweepAt;
 
@@ -26,6 +27,27 @@ pub struct Counter<'a> {
     pub subject: &'a str,
     /// The period the counter is kept for.
     pub period: Period,
+}
+
+impl<'a> Counter<'a> {
+    /// The counter `principal` spends from in `period`: the policy subject. Per key, a
+    /// key's lineage (a rotated key continues its predecessor's counter); a browser
+    /// session is no key, so it spends from its owner's budget of its environment, as do
+    /// all credentials with [`BudgetPer::Owner`]. A new login never opens a new budget.
+    pub(crate) fn of(per: BudgetPer, principal: &'a Principal, period: Period) -> Self {
+        let (per, subject) = match (per, principal.kind()) {
+            (BudgetPer::Key, CredentialKind::ApiKey) => {
+                (BudgetPer::Key, principal.lineage().as_str())
+            }
+            _ => (BudgetPer::Owner, principal.owner()),
+        };
+        Self {
+            environment: principal.environment(),
+            per,
+            subject,
+            period,
+        }
+    }
 }
 
 /// How a charge is made.

@@ -140,7 +140,8 @@ impl Budgets {
     }
 
     /// `key`'s cap from now on (`None`: uncapped), over its owner's, in the environment's
-    /// period.
+    /// period. It holds for the keys rotated from `key` too (its lineage,
+    /// [`KeyRecord::lineage`](crate::store::KeyRecord::lineage)).
     pub fn set_key_cap(&self, key: KeyId, cap: Option<u64>) {
         let allowance = cap.map(|cap| Allowance { cap, period: None });
         self.table.keys_written.set();
@@ -148,7 +149,8 @@ impl Budgets {
     }
 
     /// `key` may spend `total` units over its whole life, never reset (a trial key's
-    /// credits): [`Period::Lifetime`]. Counted on the key's own counter with
+    /// credits): [`Period::Lifetime`]. Rotation does not refill them: the keys rotated
+    /// from `key` spend from the same credits. Counted on the key's own counter with
     /// [`BudgetPer::Key`], on its owner's lifetime counter with [`BudgetPer::Owner`].
     pub fn set_key_credits(&self, key: KeyId, total: u64) {
         let allowance = Allowance {
@@ -175,7 +177,15 @@ impl BudgetPolicy for Budgets {
     fn allowance(&self, principal: &Principal) -> Option<Allowance> {
         let table = &*self.table;
         if table.keys_written.get() {
-            if let Some(allowance) = table.keys.get(principal.key_id()) {
+            // The key's own override, else its lineage's: a rotated key keeps the
+            // overrides and credits set on any key before it.
+            let lineage = principal.lineage();
+            let found = table.keys.get(principal.key_id()).or_else(|| {
+                (lineage != principal.key_id())
+                    .then(|| table.keys.get(lineage))
+                    .flatten()
+            });
+            if let Some(allowance) = found {
                 return *allowance;
             }
         }

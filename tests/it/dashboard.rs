@@ -161,7 +161,13 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .find_all(Locator::Css("#spend .budget"))
         .await
         .unwrap();
-    assert_eq!(bars.len(), 4, "a budget per demo key");
+    // Issue 36.1: and the owner's live budget, which its sessions spend from (it was
+    // missing from the report).
+    assert_eq!(bars.len(), 5, "a budget per demo key, and the account's");
+    browser
+        .find(Locator::Css("#spend .budget[data-key='live']"))
+        .await
+        .expect("the account's live budget");
     let live = browser
         .find(Locator::Css(&format!(
             "#spend .budget[data-key='{}']",
@@ -274,7 +280,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .find_all(Locator::Css("#spend .budget"))
         .await
         .unwrap();
-    assert_eq!(bars.len(), 5, "the new key's budget is drawn too");
+    assert_eq!(bars.len(), 6, "the new key's budget is drawn too");
     let curl = browser
         .find(Locator::Id("curl-line"))
         .await

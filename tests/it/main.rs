@@ -23,6 +23,7 @@ mod keys;
 mod manage;
 mod manage_redis;
 mod metrics;
+mod policy_subject;
 mod postgres_store;
 mod properties;
 mod quickstart;

@@ -349,3 +349,55 @@ async fn tls_with_a_private_ca_verifies_the_server() {
         .expect("sslmode=require");
     assert!(encrypted(required).await);
 }
+
+/// Issue 36.5: four replicas starting at once on a fresh database all migrate it. Failed
+/// before (one exited with `23505 duplicate key value violates unique constraint
+/// "pg_type_typname_nsp_index"`): `CREATE ... IF NOT EXISTS` is not safe concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_migrate_one_fresh_database_at_once() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    for _ in 0..3 {
+        // A fresh schema too: `CREATE SCHEMA IF NOT EXISTS` races the same way.
+        let name = format!("s{}.{}", table(), table());
+        let mut stores = Vec::new();
+        for _ in 0..4 {
+            stores.push(Store::new(pool(server).await).with_table(&name).unwrap());
+        }
+        let results =
+            futures_util::future::join_all(stores.iter().map(|store| store.migrate())).await;
+        for result in results {
+            result.expect("every instance migrates");
+        }
+        let issued = stores[3]
+            .issue(NewKey::new("org_1", "k", &KeyFamily::FORG_LIVE))
+            .await
+            .unwrap();
+        assert!(stores[0].get(issued.record().id()).await.unwrap().is_some());
+    }
+}
+
+/// A table made by the first shipped migration alone gets the lineage column (issue
+/// 36.1) from `migrate`, and keeps its rows.
+#[tokio::test]
+async fn migrate_upgrades_a_table_of_the_first_migration() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let name = table();
+    let pool = pool(server).await;
+    let first =
+        include_str!("../../migrations/postgres/0001_api_keys.sql").replace("api_keys", &name);
+    sqlx::raw_sql(&first).execute(&pool).await.unwrap();
+    let store = Arc::new(Store::new(pool).with_table(&name).unwrap());
+    store.migrate().await.unwrap();
+    store.migrate().await.expect("idempotent");
+    let old = store
+        .issue(NewKey::new("org_1", "k", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let new = store.rotate(old.record().id(), None).await.unwrap();
+    let stored = store.get(new.record().id()).await.unwrap().unwrap();
+    assert_eq!(stored.lineage(), old.record().id());
+}

@@ -126,6 +126,45 @@ async fn per_owner_each_environment_is_one_budget_with_its_period() {
     assert_eq!(f.budgets(&live).await["budgets"][0]["spent"], 30);
 }
 
+/// Issue 36.1: with budgets per owner and one key on credits, the report showed only the
+/// credits (`{"period":"lifetime","spent":0,"cap":50}`); the monthly budget the other keys
+/// spend from was missing. Every budget any credential spends from is listed.
+#[tokio::test]
+async fn per_owner_a_key_on_credits_does_not_hide_the_monthly_budget() {
+    let f = fixture(BudgetPer::Owner, |clock| {
+        MemoryUsage::with_clock(clock.clone())
+    });
+    let (trial, trial_id) = f
+        .issue_with_id("org_1", "trial", &KeyFamily::FORG_LIVE)
+        .await;
+    f.budgets.set_key_credits(trial_id, 50);
+    let live = f.issue("org_1", "prod", &KeyFamily::FORG_LIVE).await;
+    for _ in 0..3 {
+        assert_eq!(f.call("POST", "/v1/ai", &live).await.status, StatusCode::OK);
+    }
+    let data = f.budgets(&trial).await;
+    let budgets = data["budgets"].as_array().unwrap();
+    let by_period = |period: &str| {
+        budgets
+            .iter()
+            .find(|b| b["period"] == period)
+            .unwrap_or_else(|| panic!("no {period} budget in {budgets:?}"))
+            .clone()
+    };
+    assert_eq!(budgets.len(), 2, "{budgets:?}");
+    assert_eq!(
+        (&by_period("month")["spent"], &by_period("month")["cap"]),
+        (&json!(30), &json!(100))
+    );
+    assert_eq!(
+        (
+            &by_period("lifetime")["spent"],
+            &by_period("lifetime")["cap"]
+        ),
+        (&json!(0), &json!(50))
+    );
+}
+
 #[tokio::test]
 async fn per_key_every_active_key_has_its_budget_and_credits_have_no_end() {
     let f = fixture(BudgetPer::Key, |clock| {

@@ -23,6 +23,9 @@ use crate::store::{KeyPolicy, StoreError, StoreErrorKind};
 pub trait SqlDatabase: sqlx::Database + private::Sealed {
     /// The shipped migration, for the default table name `api_keys`.
     const MIGRATION: &'static str;
+    /// The columns added after it: each column's name and the statement that adds it
+    /// (applied when the column is missing).
+    const UPGRADES: &'static [(&'static str, &'static str)];
     /// `min` of two values in this dialect.
     const LEAST: &'static str;
 }
@@ -72,7 +75,7 @@ pub(crate) struct Queries {
 /// schedule, with no task to spawn.
 pub(crate) const SWEEP_EVERY: u64 = 1024;
 
-const COLUMNS: &str = "id, digest, owner, name, prefix, environment, hint, scopes, rate_limits, created_at, expires_at, revoked_at, revoked, disabled, metadata, allowed_networks, last_used_at";
+const COLUMNS: &str = "id, digest, owner, name, prefix, environment, hint, scopes, rate_limits, created_at, expires_at, revoked_at, revoked, disabled, metadata, allowed_networks, last_used_at, lineage";
 
 impl Queries {
     fn new<DB: SqlDatabase>(schema: Option<&str>, bare: &str) -> Self {
@@ -91,7 +94,7 @@ impl Queries {
                    AND (expires_at IS NULL OR expires_at > $2)"
             ),
             insert: format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING"
+                "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING"
             ),
             // The earlier time wins; an immediate revocation sets `revoked`.
             revoke: format!(
@@ -116,13 +119,17 @@ impl Queries {
 
     /// The shipped migration, for this table.
     fn migration<DB: SqlDatabase>(&self) -> String {
-        let migration = DB::MIGRATION
-            .replace("api_keys_", &format!("{}_", self.bare))
-            .replace("api_keys", &self.table);
+        let migration = self.for_table(DB::MIGRATION);
         match &self.schema {
             Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n{migration}"),
             None => migration,
         }
+    }
+
+    /// A shipped statement, for this table.
+    fn for_table(&self, sql: &str) -> String {
+        sql.replace("api_keys_", &format!("{}_", self.bare))
+            .replace("api_keys", &self.table)
     }
 }
 
@@ -269,13 +276,16 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 macro_rules! impl_sql_store {
     ($db:ty, $backend:literal) => {
         impl<S: $crate::scope::Scope> $crate::store::SqlKeyStore<S, $db> {
-            /// Applies the shipped migration (idempotent: `IF NOT EXISTS` throughout).
+            /// Applies the shipped migrations: idempotent, and safe when several instances
+            /// start together on a fresh database (PostgreSQL: under an advisory lock, as
+            /// `CREATE TABLE IF NOT EXISTS` is not safe concurrently; SQLite: in one
+            /// `BEGIN IMMEDIATE` transaction).
             ///
             /// # Errors
             /// [`StoreError`](crate::store::StoreError) when the database refuses.
             pub async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                let mut tx = begin_migration(&self.pool).await.map_err(super::store_error)?;
                 let migration = self.queries.migration::<$db>();
-                let mut connection = self.pool.acquire().await.map_err(super::store_error)?;
                 for statement in migration.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                     let statement: String = statement
                         .lines()
@@ -283,11 +293,20 @@ macro_rules! impl_sql_store {
                         .collect::<Vec<_>>()
                         .join("\n");
                     sqlx::raw_sql(&statement)
-                        .execute(&mut *connection)
+                        .execute(&mut *tx)
                         .await
                         .map_err(super::store_error)?;
                 }
-                Ok(())
+                for (column, statement) in <$db as super::SqlDatabase>::UPGRADES {
+                    if !has_column(&mut tx, &self.queries, column).await.map_err(super::store_error)? {
+                        let statement = self.queries.for_table(statement);
+                        sqlx::raw_sql(&statement)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(super::store_error)?;
+                    }
+                }
+                tx.commit().await.map_err(super::store_error)
             }
 
             async fn select(
@@ -440,6 +459,7 @@ macro_rules! impl_sql_store {
                     .bind(row.metadata)
                     .bind(row.allowed_networks)
                     .bind(row.last_used_at)
+                    .bind(row.lineage)
                     .execute(&mut *tx)
                     .await
                     .map_err(error)?

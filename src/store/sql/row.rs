@@ -26,6 +26,8 @@ pub(crate) struct Row {
     pub(crate) metadata: String,
     pub(crate) allowed_networks: String,
     pub(crate) last_used_at: Option<i64>,
+    /// `None`: the key is the first of its rotation chain.
+    pub(crate) lineage: Option<String>,
 }
 
 pub(crate) fn millis(t: SystemTime) -> i64 {
@@ -66,6 +68,8 @@ impl Row {
             metadata: json(&record.metadata())?,
             allowed_networks: json(&record.allowed_networks())?,
             last_used_at: record.last_used_at().map(millis),
+            lineage: (record.lineage() != record.id())
+                .then(|| record.lineage().as_str().to_owned()),
         })
     }
 
@@ -110,6 +114,9 @@ impl Row {
         record.set_rate_limits(
             serde_json::from_str(&self.rate_limits).map_err(|_| corrupt("rate limits"))?,
         );
+        if let Some(lineage) = self.lineage {
+            record.set_lineage(KeyId::new(lineage).map_err(|_| corrupt("lineage"))?);
+        }
         Ok(record)
     }
 }

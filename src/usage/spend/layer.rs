@@ -18,7 +18,6 @@ use crate::principal::Principal;
 use crate::rate_limit::{BackendError, OnBackendError};
 use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
 use crate::usage::backend::{Charge, Counter, Spent, UsageBackend};
-use crate::usage::budget::BudgetPer;
 use crate::usage::period::Period;
 
 /// Charges a route class's requests to their budget; made by [`SpendCaps::layer`].
@@ -157,16 +156,7 @@ pub(crate) struct Admitted<B: UsageBackend> {
 impl<B: UsageBackend> Shared<B> {
     /// `principal`'s counter of `period`.
     fn counter<'p>(&self, principal: &'p Principal, period: Period) -> Counter<'p> {
-        let subject = match self.caps.per {
-            BudgetPer::Owner => principal.owner(),
-            BudgetPer::Key => principal.key_id().as_str(),
-        };
-        Counter {
-            environment: principal.environment(),
-            per: self.caps.per,
-            subject,
-            period,
-        }
+        Counter::of(self.caps.per, principal, period)
     }
 
     fn verdict(

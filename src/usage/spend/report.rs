@@ -31,9 +31,10 @@ pub(crate) type Report<'a> =
 
 /// [`SpendCaps`] without its backend's type, for the management API.
 pub(crate) trait SpendReport: Send + Sync + 'static {
-    /// The budgets `principals` spend from, each once: per owner, one per environment
-    /// (its cap as the first of them of that environment is given); per key, one per key.
-    /// Uncapped principals are left out.
+    /// Every budget `principals` spend from, each once (the counter each spends from, see
+    /// `Counter::of`; its cap as the first of them to spend from it is given): per owner,
+    /// one per environment and period; per key, one per key lineage, and the owner's
+    /// budget its sessions spend from. Uncapped principals are left out.
     fn report(&self, principals: Vec<Principal>) -> Report<'_>;
 }
 
@@ -41,34 +42,23 @@ impl<B: UsageBackend> SpendReport for SpendCaps<B> {
     fn report(&self, principals: Vec<Principal>) -> Report<'_> {
         Box::pin(async move {
             let mut statuses: Vec<BudgetStatus> = Vec::new();
-            for principal in principals {
-                // Per key, a session has no budget a report can name.
-                let session = principal.kind() == crate::principal::CredentialKind::Session;
-                if self.per == BudgetPer::Key && session {
-                    continue;
-                }
-                let environment = principal.environment();
-                let per_owner_seen = self.per == BudgetPer::Owner
-                    && statuses.iter().any(|s| s.environment == environment);
-                if per_owner_seen {
-                    continue;
-                }
-                let Some(allowance) = self.budgets.allowance(&principal) else {
+            // Every counter any of the principals spends from, once: a key on credits does
+            // not hide the periodic budget the owner's other credentials spend from.
+            let mut seen: Vec<(Environment, BudgetPer, &str, Period)> = Vec::new();
+            for principal in &principals {
+                let Some(allowance) = self.budgets.allowance(principal) else {
                     continue;
                 };
+                let environment = principal.environment();
                 let period = allowance
                     .period
                     .unwrap_or_else(|| self.period_of(environment));
-                let subject = match self.per {
-                    BudgetPer::Owner => principal.owner(),
-                    BudgetPer::Key => principal.key_id().as_str(),
-                };
-                let counter = Counter {
-                    environment,
-                    per: self.per,
-                    subject,
-                    period,
-                };
+                let counter = Counter::of(self.per, principal, period);
+                let id = (environment, counter.per, counter.subject, period);
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
                 let spent = self.backend.read(counter).await?;
                 // The window that ends where the backend says, so both ends are on its clock.
                 let window = spent.resets_at.map(|end| {
@@ -77,8 +67,8 @@ impl<B: UsageBackend> SpendReport for SpendCaps<B> {
                 });
                 statuses.push(BudgetStatus {
                     environment,
-                    per: self.per,
-                    key: (self.per == BudgetPer::Key).then_some(principal.clone()),
+                    per: counter.per,
+                    key: (counter.per == BudgetPer::Key).then(|| principal.clone()),
                     period,
                     cap: allowance.cap,
                     spent: spent.spent,

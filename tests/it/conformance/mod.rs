@@ -353,6 +353,15 @@ pub async fn rotate_keeps_settings_and_the_old_key_until_revoked<F: Fixture>(fix
         o.rate_limits(),
         "overrides are stored"
     );
+    // Issue 36.1: the successor continues the key's lineage, as stored and as looked up,
+    // and a second rotation keeps the first key's.
+    assert_eq!(o.lineage(), o.id());
+    assert_eq!(stored.lineage(), o.id(), "the lineage is stored");
+    let looked_up = store.lookup(n.digest()).await.unwrap().unwrap();
+    assert_eq!(looked_up.lineage(), o.id());
+    let third = store.rotate(n.id(), None).await.unwrap();
+    let third = store.get(third.record().id()).await.unwrap().unwrap();
+    assert_eq!(third.lineage(), o.id(), "the chain's first key");
 }
 
 pub async fn rotate_with_grace_revokes_the_old_key_later<F: Fixture>(fixture: &F) {
