@@ -13,6 +13,11 @@ use time::OffsetDateTime;
 /// The latest time RFC 3339 can write: 9999-12-31T23:59:59Z.
 pub(crate) const LATEST: u64 = 253_402_300_799;
 
+/// [`LATEST`] as a time: where configured durations that would pass it saturate.
+pub(crate) fn latest() -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(LATEST)
+}
+
 /// `at`, formatted as RFC 3339 in UTC. Times before 1970 print as the epoch, times past
 /// [`LATEST`] as it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -39,10 +39,11 @@ pub struct UsageDay {
 impl UsageDay {
     /// Adds `other`'s counts to this day's (an owner's day is its keys' summed).
     pub fn add(&mut self, other: &UsageDay) {
-        self.requests += other.requests;
-        self.spent += other.spent;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.spent = self.spent.saturating_add(other.spent);
         for (kind, n) in &other.refused {
-            *self.refused.entry(kind).or_default() += n;
+            let sum = self.refused.entry(kind).or_default();
+            *sum = sum.saturating_add(*n);
         }
     }
 }
@@ -214,7 +215,7 @@ impl ActivityObserver for DailyUsage {
                 ..Day::default()
             };
         }
-        slot.requests += 1;
+        slot.requests = slot.requests.saturating_add(1);
         if let Outcome::Refused(kind) = event.outcome {
             slot.refused[kind.index()] = slot.refused[kind.index()].saturating_add(1);
         }

@@ -381,7 +381,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     fn finish<R>((layer, kind, expiring): Self::After, response: &mut Response<R>) {
         if let Some(expires) = expiring {
             // httpdate panics outside 1970..=9999; an active key's expiry is after now.
-            let latest = std::time::UNIX_EPOCH + Duration::from_secs(crate::timestamp::LATEST);
+            let latest = crate::timestamp::latest();
             let date = httpdate::fmt_http_date(expires.clamp(std::time::UNIX_EPOCH, latest));
             if let Ok(value) = http::HeaderValue::try_from(date) {
                 response.headers_mut().insert(super::API_KEY_EXPIRES, value);

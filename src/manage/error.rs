@@ -196,9 +196,9 @@ fn refused(path: String, error: serde_json::Error) -> ApiError {
             "The body is not valid JSON",
         );
     }
-    // serde's message, without the position and without any value it quotes.
+    // The field from serde's message (its own words around the name), never any value:
+    // what the client is told comes from a closed set of phrases.
     let text = error.to_string();
-    let text = text.rfind(" at line ").map_or(&*text, |at| &text[..at]);
     let named = |marker: &str| {
         let rest = text.strip_prefix(marker)?;
         rest.split('`').next().map(str::to_owned)
@@ -208,18 +208,49 @@ fn refused(path: String, error: serde_json::Error) -> ApiError {
     } else if let Some(field) = named("unknown field `") {
         (field, "unknown field".to_owned())
     } else {
-        let expected = text
-            .find(", expected ")
-            .map(|at| &text[at + 2..])
-            .unwrap_or("invalid value");
         let field = if path == "." { "body".to_owned() } else { path };
-        (field, expected.chars().take(200).collect())
+        let words = expected(&field, &text);
+        (field, format!("expected {words}"))
     };
     // A field's name is the client's own input: shown, but never at any length.
     let field: String = field.chars().take(64).collect();
     let mut refused = ApiError::invalid([(field.clone(), message.clone())]);
     refused.message = format!("Validation failed: {message} `{field}`");
     refused
+}
+
+/// What `field` takes, in words a client understands: the API's own fields by name, any
+/// other by the kind of value serde expected (read from the end of its message, after the
+/// value it may quote, and mapped to a fixed phrase, so the value is never repeated).
+fn expected(field: &str, serde_text: &str) -> &'static str {
+    let last = field.rsplit(['.', '[']).next().unwrap_or(field);
+    let known = match last {
+        "grace_seconds" => Some("a whole number of seconds, from 0 to 2592000 (30 days)"),
+        "before" => Some("a whole number (a `seq` from `next_before`)"),
+        "limit" => Some("a whole number from 1 to 100"),
+        "expires_at" => Some("an RFC 3339 date-time such as 2030-01-01T00:00:00Z"),
+        "scopes" => Some("a list of scope names"),
+        "metadata" => Some("an object of text values"),
+        "name" | "environment" | "email" | "password" => Some("text"),
+        _ => None,
+    };
+    if let Some(words) = known {
+        return words;
+    }
+    let kind = serde_text
+        .rfind(", expected ")
+        .map_or("", |at| &serde_text[at + ", expected ".len()..]);
+    let kind = kind.split(" at line ").next().unwrap_or(kind);
+    match kind {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128"
+        | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a character" => "text",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        _ if kind.starts_with("a map") || kind.starts_with("struct ") => "an object",
+        _ => "a valid value",
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

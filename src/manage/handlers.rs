@@ -49,17 +49,15 @@ pub(super) async fn create<St: ManageKeys>(
         }
     };
     let mut scopes = ScopeSet::<St::Scope>::empty();
-    for name in &body.scopes {
+    for (index, name) in body.scopes.iter().enumerate() {
         match name.parse::<ScopeSet<St::Scope>>() {
             Ok(parsed) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
                 scopes = scopes.union(parsed)
             }
             _ => fields.push((
                 "scopes".into(),
-                format!(
-                    "unknown scope `{}`",
-                    name.chars().take(64).collect::<String>()
-                ),
+                // Never the value sent: which item, and what is expected.
+                format!("item {index} is not a known scope name (see the documented scopes)"),
             )),
         }
     }

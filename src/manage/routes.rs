@@ -254,7 +254,10 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Delete,
             path: "/keys/{id}",
             handler: delete(handlers::revoke::<St>),
-            operation: operation("deleteKey", "Revoke a key now")
+            operation: operation(
+                "deleteKey",
+                "Revoke a key now (the product's \"delete\"): like POST /keys/{id}/revoke, the key stays listed as revoked, with its activity and usage, until the store's retention period ends (30 days by default); then it is 404 on every route",
+            )
                 .id()
                 .answers::<KeyData>("200", "Revoked")
                 .build(),

@@ -122,9 +122,10 @@ pub(crate) struct CreateKey {
     pub(crate) environment: String,
     #[serde(default)]
     pub(crate) scopes: Vec<String>,
-    /// RFC 3339, in the future, at most 9999-12-31T23:59:59Z (parsed by the handler, so
-    /// that the 422 says what is expected).
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// RFC 3339, **in the future** (a time in the past is 422), at most
+    /// 9999-12-31T23:59:59Z; a later time than the store's maximum key lifetime allows is cut to it
+    /// (parsed by the handler, so that the 422 says what is expected).
+    #[schema(value_type = Option<String>, format = DateTime, example = "2030-01-01T00:00:00Z")]
     pub(crate) expires_at: Option<String>,
     #[serde(default)]
     pub(crate) metadata: BTreeMap<String, String>,
@@ -135,9 +136,37 @@ pub(crate) struct CreateKey {
 #[serde(deny_unknown_fields)]
 #[schema(as = Rotation)]
 pub(crate) struct RotateKey {
-    /// How long the old key keeps working, at most 30 days.
+    /// How long the old key keeps working, at most 30 days. A JSON Schema integer: `501`
+    /// and `501.0` are the same.
     #[schema(minimum = 0, maximum = 2_592_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub(crate) grace_seconds: Option<u64>,
+}
+
+/// A JSON Schema `integer`: a number with no fractional part, however it is written (`5`,
+/// `5.0`, `5e0`), as client generators send it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_u64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        // 2^53: where every whole f64 is still exact.
+        Some(f) if f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&f) =>
+        {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(Some(f as u64))
+        }
+        _ => Err(D::Error::invalid_value(
+            Unexpected::Other("number"),
+            &"a whole number",
+        )),
+    }
 }
 
 /// `GET /keys/{id}/activity`'s query.

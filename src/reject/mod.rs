@@ -395,9 +395,16 @@ impl AuthRejection {
         }
     }
 
-    /// The RFC 6750 challenge, on 401 and 403.
+    /// The RFC 6750 challenge, on 401 and 403. A request with no credential at all gets
+    /// the bare `Bearer` challenge, without an error code (§3.1: the client sent no
+    /// authentication information, so there is nothing to hide); every credential that
+    /// was sent and refused gets the same `invalid_token`.
     pub fn www_authenticate(&self) -> Option<HeaderValue> {
         let challenge = match self {
+            Self::InvalidApiKey {
+                reason: InvalidKeyReason::Missing,
+                ..
+            } => return Some(HeaderValue::from_static("Bearer")),
             Self::InvalidApiKey { .. } => {
                 return Some(HeaderValue::from_static(r#"Bearer error="invalid_token""#))
             }

@@ -210,7 +210,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
         let evicted = Arc::clone(&ids);
         let records = Cache::builder()
             .max_capacity(self.max_capacity)
-            .time_to_live(self.ttl)
+            .time_to_live(moka_ttl(self.ttl))
             .eviction_listener(
                 move |digest: Arc<KeyDigest>, cached: Cached<St::Scope>, cause| {
                     evicted.remove_if(cached.record.id(), |_, d| d == &*digest);
@@ -224,7 +224,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             .build();
         let unknown = Cache::builder()
             .max_capacity(self.negative_capacity)
-            .time_to_live(self.negative_ttl.max(Duration::from_nanos(1)))
+            .time_to_live(moka_ttl(self.negative_ttl))
             .build();
         CachedKeyStore {
             inner: self.inner,
@@ -244,7 +244,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
                 settings,
                 last_good: Cache::builder()
                     .max_capacity(self.max_capacity)
-                    .time_to_live(settings.window.max(Duration::from_nanos(1)))
+                    .time_to_live(moka_ttl(settings.window))
                     .build(),
                 floor: AtomicU64::new(0),
                 answers: AtomicU64::new(0),
@@ -252,6 +252,14 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
             metrics: crate::metrics::CacheCounters::default(),
         }
     }
+}
+
+/// The longest time to live moka keeps (it panics past 1,000 years): longer TTLs and windows
+/// are taken as 100 years, which no cache entry outlives; zero is taken as 1 ns.
+const MOKA_LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+fn moka_ttl(ttl: Duration) -> Duration {
+    ttl.clamp(Duration::from_nanos(1), MOKA_LONGEST)
 }
 
 impl<St: KeyStore> CachedKeyStore<St> {

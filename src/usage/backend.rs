@@ -260,7 +260,7 @@ impl MemoryUsage {
                 }
             };
             if allowed && charge == Charge::Reserve {
-                *spent += cost;
+                *spent = spent.saturating_add(cost);
             }
             (allowed, *spent)
         };

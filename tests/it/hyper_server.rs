@@ -69,8 +69,8 @@ async fn hyper_server_authenticates_scopes_and_limits() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["code"], "invalid_api_key");
     assert_eq!(
-        headers["www-authenticate"],
-        r#"Bearer error="invalid_token""#
+        headers["www-authenticate"], "Bearer",
+        "no credential, no error code"
     );
 
     let (status, _, _) = call(Some(("authorization", format!("Bearer {key}")))).await;

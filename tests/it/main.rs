@@ -14,6 +14,7 @@ mod activity;
 mod auth;
 mod cached_store;
 mod concurrency;
+mod configuration;
 mod dashboard;
 mod faults;
 mod fuzz_corpus;

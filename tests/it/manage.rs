@@ -866,6 +866,81 @@ async fn json_with_a_wrong_field_is_422_naming_the_field() {
     }
 }
 
+/// Issue 36.4: a 422 never repeats the value sent and speaks in a client's words.
+/// Failed before: `{"grace_seconds": "1, expected hunter2-SECRET"}` answered
+/// `expected hunter2-SECRET", expected u64` (serde's text searched for `", expected "`,
+/// which matched inside the quoted value); and `501.0`, a JSON Schema integer, was refused.
+#[tokio::test]
+async fn a_422_names_the_field_in_words_and_never_repeats_the_value() {
+    let server = serve(|api| api).await;
+    let alice = User::login(&server, "org_a", "read:rules").await;
+    let (_, created) = alice
+        .call(
+            "POST",
+            "/keys",
+            Some(json!({ "name": "k", "environment": "test" })),
+        )
+        .await;
+    let id = created["record"]["id"].as_str().unwrap().to_owned();
+    let rotate = format!("/keys/{id}/rotate");
+    let rotate = rotate.as_str();
+    let secret = "1, expected hunter2-SECRET";
+    for (path, body, field, words) in [
+        (
+            rotate,
+            json!({ "grace_seconds": secret }),
+            "grace_seconds",
+            "a whole number of seconds",
+        ),
+        (
+            rotate,
+            json!({ "grace_seconds": 1.5 }),
+            "grace_seconds",
+            "a whole number of seconds",
+        ),
+        (
+            "/keys",
+            json!({ "name": ["hunter2-SECRET"], "environment": "test" }),
+            "name",
+            "text",
+        ),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "scopes": [secret] }),
+            "scopes",
+            "item 0 is not a known scope name",
+        ),
+        (
+            "/keys",
+            json!({ "name": "k", "environment": "test", "metadata": { "team": [secret] } }),
+            "metadata.team",
+            "text",
+        ),
+    ] {
+        let (status, answer) = alice.call("POST", path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        let text = answer.to_string();
+        assert!(!text.contains("hunter2"), "the value is repeated: {text}");
+        assert!(
+            !text.contains("u64") && !text.contains("a sequence"),
+            "Rust words: {text}"
+        );
+        assert_eq!(answer["fields"][0]["field"], field, "{text}");
+        assert!(
+            answer["fields"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(words),
+            "{text}"
+        );
+    }
+    // An integral number written with a fraction is the integer the schema says.
+    let (status, answer) = alice
+        .call("POST", rotate, Some(json!({ "grace_seconds": 501.0 })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
 /// Issue 21.8: bidi controls and invisible characters in names and metadata are refused
 /// like control characters, so a name cannot display as another key's.
 #[tokio::test]

@@ -171,14 +171,21 @@ impl PlanTable {
     }
 
     /// `owner` is on `plan` for `length` from now ("New accounts receive a 14-day Pro
-    /// trial"), then on the default plan. Answers when the trial ends.
+    /// trial"), then on the default plan. Answers when the trial ends (a `length` past
+    /// 9999-12-31T23:59:59Z ends it then).
     pub fn start_trial(
         &self,
         owner: impl Into<String>,
         plan: Plan,
         length: std::time::Duration,
     ) -> SystemTime {
-        let ends = self.table.clock.now() + length;
+        let latest = crate::timestamp::latest();
+        let ends = self
+            .table
+            .clock
+            .now()
+            .checked_add(length)
+            .map_or(latest, |ends| ends.min(latest));
         let assignment = Assignment {
             plan,
             ends: Some(ends),
