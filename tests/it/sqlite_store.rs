@@ -133,6 +133,14 @@ async fn a_failing_database_is_a_503_and_a_corrupt_row_an_error() {
         store.lookup(&digest).await.is_err(),
         "a corrupt row is an error, not a miss"
     );
+    // ... but one unreadable row does not take its owner's listing down (issue 36.5).
+    let good = store
+        .issue(NewKey::new("org", "fine", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let listed = store.list("org").await.expect("the listing answers");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id(), good.record().id());
 
     let probe = Probe::new();
     let service = AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>());
@@ -141,4 +149,54 @@ async fn a_failing_database_is_a_503_and_a_corrupt_row_an_error() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json()["code"], "auth_unavailable");
     assert_eq!(probe.calls(), 0);
+}
+
+/// Issue 36.5: the README's setup, a session store of the same kind on the same database.
+/// Failed before: sessions landed in `api_keys`, `GET /keys` answered 503 for their owner
+/// (a row of a prefix the key store does not know failed the whole listing) and sessions
+/// counted against the 10-key limit. Now they get `api_sessions`; and where a table is
+/// shared on purpose, a key store still never reads a session as a key.
+#[tokio::test]
+async fn sessions_and_keys_on_one_database_never_mix() {
+    use tower_api_key::session::{CsrfSecret, Sessions};
+    let pool = pool().await;
+    let keys = Store::new(pool.clone());
+    let sessions_store = Store::new(pool.clone()).with_policy(KeyPolicy::sessions());
+    assert_eq!(keys.table(), "api_keys");
+    assert_eq!(
+        sessions_store.table(),
+        "api_sessions",
+        "a table of their own"
+    );
+
+    let shared = Store::new(pool.clone()).with_table("shared").unwrap();
+    let shared_sessions = Store::new(pool)
+        .with_table("shared")
+        .unwrap()
+        .with_policy(KeyPolicy::sessions());
+    for (keys, sessions_store) in [(keys, sessions_store), (shared, shared_sessions)] {
+        keys.migrate().await.unwrap();
+        sessions_store.migrate().await.unwrap();
+        let sessions = Sessions::new(Arc::new(sessions_store), CsrfSecret::generate().unwrap());
+        let mut started = Vec::new();
+        for _ in 0..12 {
+            let session = sessions
+                .start(&http::HeaderMap::new(), "org_1", ForgScope::ReadRules)
+                .await
+                .unwrap();
+            started.push(session.record().id().clone());
+        }
+        // The owner's listing reads keys only, and the limit counts keys only.
+        assert!(keys.list("org_1").await.unwrap().is_empty());
+        for i in 0..10 {
+            keys.issue(NewKey::new("org_1", format!("k{i}"), &KeyFamily::FORG_LIVE))
+                .await
+                .expect("sessions take no key slot");
+        }
+        assert_eq!(keys.list("org_1").await.unwrap().len(), 10);
+        assert!(
+            keys.get(&started[0]).await.unwrap().is_none(),
+            "a session is no key"
+        );
+    }
 }

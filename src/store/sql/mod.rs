@@ -89,7 +89,7 @@ impl Queries {
             by_id: format!("SELECT {COLUMNS} FROM {table} WHERE id = $1"),
             by_owner: format!("SELECT {COLUMNS} FROM {table} WHERE owner = $1"),
             count_active: format!(
-                "SELECT count(*) FROM {table} WHERE owner = $1 AND id <> $3 AND NOT revoked
+                "SELECT prefix FROM {table} WHERE owner = $1 AND id <> $3 AND NOT revoked
                    AND (revoked_at IS NULL OR revoked_at > $2)
                    AND (expires_at IS NULL OR expires_at > $2)"
             ),
@@ -196,6 +196,11 @@ impl<S: Scope, DB: SqlDatabase> Clone for SqlKeyStore<S, DB> {
     }
 }
 
+/// Where keys are kept unless [`SqlKeyStore::with_table`] says otherwise.
+const DEFAULT_TABLE: &str = "api_keys";
+/// Where a store of sessions ([`KeyPolicy::sessions`]) keeps them by default.
+const SESSIONS_TABLE: &str = "api_sessions";
+
 impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
     /// Keys in table `api_keys` of `pool`'s database, with the default [`KeyPolicy`] and
     /// plain SHA-256 digests. Call [`migrate`](Self::migrate) once (or run the SQL in
@@ -203,7 +208,7 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
     pub fn new(pool: sqlx::Pool<DB>) -> Self {
         Self {
             pool,
-            queries: Arc::new(Queries::new::<DB>(None, "api_keys")),
+            queries: Arc::new(Queries::new::<DB>(None, DEFAULT_TABLE)),
             hasher: KeyHasher::sha256(),
             policy: KeyPolicy::default(),
             _scope: PhantomData,
@@ -227,8 +232,20 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
     }
 
     /// The families, owner limit, clock and plans (default [`KeyPolicy::default`]).
+    ///
+    /// A store for browser sessions ([`KeyPolicy::sessions`]) on the default table moves
+    /// to its own default table, `api_sessions`: sessions never share the keys' table
+    /// unless [`with_table`](Self::with_table) says so (and even then a key store never
+    /// reads a session as a key). Run [`migrate`](Self::migrate) on it too.
     #[must_use]
     pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
+        let sessions_only = policy
+            .accepted_families()
+            .iter()
+            .all(|family| family.prefix() == crate::key::KeyFamily::SESSION.prefix());
+        if sessions_only && self.queries.table == DEFAULT_TABLE {
+            self.queries = Arc::new(Queries::new::<DB>(None, SESSIONS_TABLE));
+        }
         self.policy = policy;
         self
     }
@@ -314,6 +331,7 @@ macro_rules! impl_sql_store {
                 statement: &str,
                 value: &[u8],
                 text: Option<&str>,
+                listing: bool,
             ) -> Result<Vec<std::sync::Arc<$crate::store::KeyRecord<S>>>, $crate::store::StoreError> {
                 let query = sqlx::query_as::<$db, super::row::Row>(statement);
                 let query = match text {
@@ -322,9 +340,26 @@ macro_rules! impl_sql_store {
                 };
                 let rows = query.fetch_all(&self.pool).await.map_err(super::store_error)?;
                 let families = self.policy.accepted_families();
-                rows.into_iter()
-                    .map(|row| row.record(families).map(std::sync::Arc::new))
-                    .collect()
+                let mut records = Vec::with_capacity(rows.len());
+                for row in rows {
+                    // A row of a family this store does not accept (a session in a shared
+                    // table) is not one of its records: absent, never an error.
+                    if families.find(&row.prefix).is_none() {
+                        continue;
+                    }
+                    match row.record(families) {
+                        Ok(record) => records.push(std::sync::Arc::new(record)),
+                        // One unreadable row does not take an owner's listing down; a
+                        // lookup of that very row still fails closed.
+                        Err(error) if listing => {
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(target: "tower_api_key", error = %error, "unreadable key row left out of a listing");
+                            let _ = error;
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(records)
             }
 
             /// Runs one `UPDATE`/`DELETE` of key `id` with `announce`, in a transaction.
@@ -379,7 +414,7 @@ macro_rules! impl_sql_store {
             type Scope = S;
 
             async fn lookup(&self, digest: &$crate::key::KeyDigest) -> $crate::store::LookupResult<S> {
-                let mut found = self.select(&self.queries.by_digest, digest.as_bytes(), None).await?;
+                let mut found = self.select(&self.queries.by_digest, digest.as_bytes(), None, false).await?;
                 Ok(found.pop())
             }
 
@@ -416,15 +451,18 @@ macro_rules! impl_sql_store {
                 let error = |e| ManageError::Store(super::store_error(e));
                 let mut tx = begin_for_owner(&self.pool, &record.owner()).await.map_err(error)?;
                 let freed = insert.frees_slot_of().map_or("", KeyId::as_str).to_owned();
-                let active: i64 = sqlx::query_scalar(self.queries.count_active.as_str())
+                // Only this store's families count: a session row in the same table is no key.
+                let prefixes: Vec<String> = sqlx::query_scalar(self.queries.count_active.as_str())
                     .bind(row.owner.clone())
                     .bind(super::row::millis(insert.now()))
                     .bind(freed)
-                    .fetch_one(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(error)?;
+                let families = self.policy.accepted_families();
+                let active = prefixes.iter().filter(|p| families.find(p).is_some()).count();
                 let limit = insert.max_active().get();
-                if usize::try_from(active).unwrap_or(usize::MAX) >= limit {
+                if active >= limit {
                     return Err(ManageError::KeyLimitReached { limit });
                 }
                 if let Some((id, revocation)) = insert.replacing() {
@@ -480,14 +518,14 @@ macro_rules! impl_sql_store {
                 &self,
                 id: &$crate::store::KeyId,
             ) -> Result<Option<std::sync::Arc<$crate::store::KeyRecord<S>>>, $crate::store::ManageError> {
-                Ok(self.select(&self.queries.by_id, &[], Some(id.as_str())).await?.pop())
+                Ok(self.select(&self.queries.by_id, &[], Some(id.as_str()), false).await?.pop())
             }
 
             async fn records_of(
                 &self,
                 owner: &str,
             ) -> Result<Vec<std::sync::Arc<$crate::store::KeyRecord<S>>>, $crate::store::ManageError> {
-                Ok(self.select(&self.queries.by_owner, &[], Some(owner)).await?)
+                Ok(self.select(&self.queries.by_owner, &[], Some(owner), true).await?)
             }
 
             async fn revoke_at(
