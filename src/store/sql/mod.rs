@@ -181,6 +181,8 @@ pub struct SqlKeyStore<S: Scope, DB: SqlDatabase> {
     queries: Arc<Queries>,
     hasher: KeyHasher,
     policy: KeyPolicy,
+    /// Whether `with_table` named the table (then sessions stay where it says).
+    named_table: bool,
     _scope: PhantomData<fn() -> S>,
 }
 
@@ -191,6 +193,7 @@ impl<S: Scope, DB: SqlDatabase> Clone for SqlKeyStore<S, DB> {
             queries: Arc::clone(&self.queries),
             hasher: self.hasher.clone(),
             policy: self.policy.clone(),
+            named_table: self.named_table,
             _scope: PhantomData,
         }
     }
@@ -211,6 +214,7 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
             queries: Arc::new(Queries::new::<DB>(None, DEFAULT_TABLE)),
             hasher: KeyHasher::sha256(),
             policy: KeyPolicy::default(),
+            named_table: false,
             _scope: PhantomData,
         }
     }
@@ -228,14 +232,15 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
             return Err(InvalidTableName(table.to_owned()));
         }
         self.queries = Arc::new(Queries::new::<DB>(schema, bare));
+        self.named_table = true;
         Ok(self)
     }
 
     /// The families, owner limit, clock and plans (default [`KeyPolicy::default`]).
     ///
-    /// A store for browser sessions ([`KeyPolicy::sessions`]) on the default table moves
-    /// to its own default table, `api_sessions`: sessions never share the keys' table
-    /// unless [`with_table`](Self::with_table) says so (and even then a key store never
+    /// A store for browser sessions ([`KeyPolicy::sessions`]) without a table named by
+    /// [`with_table`](Self::with_table) uses its own default table, `api_sessions`:
+    /// sessions never share the keys' table unless `with_table` says so (and even then a key store never
     /// reads a session as a key). Run [`migrate`](Self::migrate) on it too.
     #[must_use]
     pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
@@ -243,7 +248,7 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
             .accepted_families()
             .iter()
             .all(|family| family.prefix() == crate::key::KeyFamily::SESSION.prefix());
-        if sessions_only && self.queries.table == DEFAULT_TABLE {
+        if sessions_only && !self.named_table {
             self.queries = Arc::new(Queries::new::<DB>(None, SESSIONS_TABLE));
         }
         self.policy = policy;
