@@ -17,15 +17,14 @@ use tower_api_key::forg;
 use tower_api_key::rate_limit::Quota;
 use tower_api_key::store::ManageKeys;
 
-use axum::extract::{Path, State};
 use axum::handler::Handler;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::key::KeyFamily;
+use tower_api_key::manage::KeysApi;
 use tower_api_key::rate_limit::{RateLimits, RedisRateLimiter};
-use tower_api_key::store::{CachedKeyStore, KeyId, RedisKeyStore, RevocationListener};
+use tower_api_key::store::{CachedKeyStore, RedisKeyStore, RevocationListener};
 use tower_api_key::{require, AuthLayer, ForgScope, NewKey, Principal, RedisConnection};
 
 type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
@@ -41,11 +40,14 @@ pub fn instance(store: Arc<Store>, limiter: RedisRateLimiter) -> Router {
             "/v1/sessions",
             get(sessions.layer(require(ForgScope::ReadSessions))),
         )
-        .route(
-            "/v1/keys/{id}/revoke",
-            post(revoke.layer(require(ForgScope::Admin))),
+        // The management API, revoking through the cache (never around it): only the
+        // caller's own owner's keys of its own environment, as everywhere else.
+        .nest(
+            "/v1",
+            KeysApi::new(Arc::clone(&store))
+                .allow_keys_with(ForgScope::Admin)
+                .router(),
         )
-        .with_state(Arc::clone(&store))
         .route_layer(limits.layer(forg::STANDARD));
     let reviews = Router::new()
         .route("/v1/reviews", post(review))
@@ -59,29 +61,6 @@ async fn sessions(identity: Principal) -> Json<Value> {
 
 async fn review(identity: Principal) -> Json<Value> {
     Json(json!({ "data": { "score": 0.9 }, "caller": identity.key_id().as_str() }))
-}
-
-async fn revoke(
-    State(store): State<Arc<Store>>,
-    identity: Principal,
-    Path(id): Path<String>,
-) -> (StatusCode, Json<Value>) {
-    let Ok(id) = id.parse::<KeyId>() else {
-        return (StatusCode::NOT_FOUND, Json(json!({ "code": "not_found" })));
-    };
-    match store.inner().get(&id).await {
-        Ok(Some(record)) if record.owner() == identity.owner() => {
-            match store.inner().revoke(&id).await {
-                // Every instance's listener now drops the key from its cache.
-                Ok(_) => (StatusCode::OK, Json(json!({ "revoked": id.as_str() }))),
-                Err(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({ "code": "auth_unavailable" })),
-                ),
-            }
-        }
-        _ => (StatusCode::NOT_FOUND, Json(json!({ "code": "not_found" }))),
-    }
 }
 
 /// The cluster the tests start (three masters on free loopback ports, stopped when the
@@ -125,10 +104,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = first_store.ok_or("no instance")?;
     let admin = store
         .inner()
-        .issue(NewKey::new("org_acme", "admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
+        // A live admin key: a key acts only on keys of its own environment.
+        .issue(NewKey::new("org_acme", "admin", &KeyFamily::FORG_LIVE).scopes(ForgScope::Admin))
         .await?;
     let live = store
-        .inner()
         .issue(
             NewKey::new("org_acme", "app", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions),
         )

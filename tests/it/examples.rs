@@ -14,3 +14,7 @@ pub mod hyper_server;
 
 #[path = "../../examples/tonic_server.rs"]
 pub mod tonic_server;
+
+#[cfg(feature = "redis")]
+#[path = "../../examples/redis_cluster.rs"]
+pub mod redis_cluster;

@@ -327,3 +327,90 @@ async fn a_tls_cluster_with_a_private_ca() {
         .await
         .is_err());
 }
+
+/// Issue 36.4: the example's revoke goes through `KeysApi` and the cache. Failed before: it
+/// checked only the owner, so the demo's `forg_test_` admin key revoked the live key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_revokes_through_the_management_api_only_within_an_environment() {
+    use crate::examples::redis_cluster::instance;
+    use tower_api_key::store::{CachedKeyStore, RevocationListener};
+    let Some(cluster) = RedisCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let mut apps = Vec::new();
+    let mut listeners = Vec::new();
+    let mut stores = Vec::new();
+    for node in [0, 2] {
+        let connection = cluster.connection_through(node).await;
+        let store = Arc::new(CachedKeyStore::new(Arc::new(
+            store(connection.clone(), &ns).await,
+        )));
+        listeners.push(RevocationListener::spawn(Arc::clone(&store)));
+        apps.push(instance(
+            Arc::clone(&store),
+            RedisRateLimiter::new(connection).with_namespace(&ns),
+        ));
+        stores.push(store);
+    }
+    let issue = |family: KeyFamily, scope: ForgScope| {
+        let store = Arc::clone(&stores[0]);
+        async move {
+            store
+                .issue(NewKey::new("org_acme", "k", &family).scopes(scope))
+                .await
+                .unwrap()
+        }
+    };
+    let live = issue(KeyFamily::FORG_LIVE, ForgScope::ReadSessions).await;
+    let test_admin = issue(KeyFamily::FORG_TEST, ForgScope::Admin).await;
+    let live_admin = issue(KeyFamily::FORG_LIVE, ForgScope::Admin).await;
+    let call = |app: &axum::Router, method: &str, path: String, key: &str| {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(String::new())
+            .unwrap();
+        send(app.clone(), from("203.0.113.9", request))
+    };
+    let sessions = |app| {
+        call(
+            app,
+            "GET",
+            "/v1/sessions".into(),
+            live.key().expose_secret(),
+        )
+    };
+    assert_eq!(
+        sessions(&apps[1]).await.status,
+        StatusCode::OK,
+        "cached on B"
+    );
+    let revoke = format!("/v1/keys/{}/revoke", live.record().id());
+    let answer = call(
+        &apps[0],
+        "POST",
+        revoke.clone(),
+        test_admin.key().expose_secret(),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::NOT_FOUND,
+        "a test key never touches a live key"
+    );
+    assert_eq!(sessions(&apps[1]).await.status, StatusCode::OK);
+    let answer = call(&apps[0], "POST", revoke, live_admin.key().expose_secret()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // B hears the revocation through its own node (a message, within a round trip).
+    let mut refused = false;
+    for _ in 0..500 {
+        if sessions(&apps[1]).await.status == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "B refuses the revoked key");
+}
