@@ -15,6 +15,8 @@ pub mod hyper_server;
 #[path = "../../examples/tonic_server.rs"]
 pub mod tonic_server;
 
+// The example brings its own copy of the test cluster harness (it runs alone too).
 #[cfg(feature = "redis")]
+#[allow(clippy::duplicate_mod)]
 #[path = "../../examples/redis_cluster.rs"]
 pub mod redis_cluster;
