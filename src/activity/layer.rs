@@ -26,17 +26,18 @@ pub(crate) struct ActivityTicket(Arc<Ticket>);
 
 #[derive(Default)]
 pub(crate) struct Ticket {
-    key_id: OnceLock<KeyId>,
+    credential: OnceLock<(KeyId, Arc<str>)>,
     spent: AtomicU64,
 }
 
 impl ActivityTicket {
-    pub(crate) fn authenticated(&self, id: &KeyId) {
-        let _first_wins = self.0.key_id.set(id.clone());
+    /// The verified credential's id and owner (shared, not copied).
+    pub(crate) fn authenticated(&self, id: &KeyId, owner: &Arc<str>) {
+        let _first_wins = self.0.credential.set((id.clone(), Arc::clone(owner)));
     }
 
-    pub(crate) fn key_id(&self) -> Option<&KeyId> {
-        self.0.key_id.get()
+    pub(crate) fn credential(&self) -> Option<&(KeyId, Arc<str>)> {
+        self.0.credential.get()
     }
 
     /// The request was charged `amount` (stacked spend-cap layers add up).

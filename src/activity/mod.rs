@@ -67,6 +67,8 @@ use crate::store::KeyId;
 pub struct ActivityEvent {
     /// The key's id, when a stored record was involved.
     pub key_id: Option<KeyId>,
+    /// Whom the credential belongs to, when it was verified.
+    pub owner: Option<Arc<str>>,
     /// Whether a credential was verified (the request then got past the authentication
     /// layer, whatever a layer inside decided).
     pub authenticated: bool,
@@ -103,6 +105,7 @@ impl ActivityEvent {
     ) -> Self {
         Self {
             key_id: None,
+            owner: None,
             authenticated: false,
             outcome: Outcome::Ok,
             reason: None,
@@ -212,9 +215,10 @@ impl PendingActivity {
 
 impl Drop for PendingActivity {
     fn drop(&mut self) {
-        if let Some(id) = self.ticket.key_id() {
+        if let Some((id, owner)) = self.ticket.credential() {
             self.event.authenticated = true;
             self.event.key_id = Some(id.clone());
+            self.event.owner = Some(Arc::clone(owner));
         }
         self.event.spent = self.ticket.spent();
         // May run while a panic unwinds through the service: a panicking observer must not

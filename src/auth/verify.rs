@@ -360,7 +360,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         };
         let extensions = request.extensions_mut();
         if let Some(ticket) = extensions.get::<ActivityTicket>() {
-            ticket.authenticated(record.id());
+            ticket.authenticated(record.id(), record.owner_shared());
         }
         super::future::record_principal(kind.as_str(), record.id().as_str(), record.owner());
         let expiring = match (self.expiry_notice, record.expires_at(), kind) {
