@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{ActivityEvent, ActivityObserver};
 use crate::store::{KeyId, ManageKeys};
+use crate::sweep::SweepAt;
 
 /// Records `last_used_at` at most once per key per interval, off the request path.
 ///
@@ -15,11 +16,13 @@ use crate::store::{KeyId, ManageKeys};
 /// passed it queues one write (never blocking: a full queue drops the write, the next
 /// interval retries), and a task it spawned writes through [`ManageKeys::touch`]. A busy key costs
 /// one store write per interval. The task ends when the last clone of the recorder is
-/// dropped.
+/// dropped. Bounded: a key is remembered for one interval after its last write (swept as
+/// the map grows, O(1) per event amortised), after which its next use is due anyway.
 #[derive(Clone)]
 pub struct LastUsedRecorder {
     interval: Duration,
-    last: Arc<DashMap<KeyId, SystemTime>>,
+    last: Arc<DashMap<KeyId, SystemTime, foldhash::fast::RandomState>>,
+    sweep_at: Arc<SweepAt>,
     queue: mpsc::Sender<(KeyId, SystemTime)>,
 }
 
@@ -41,13 +44,32 @@ impl LastUsedRecorder {
         });
         Self {
             interval,
-            last: Arc::new(DashMap::new()),
+            last: Arc::new(DashMap::default()),
+            sweep_at: Arc::new(SweepAt::new()),
             queue,
         }
     }
 
+    /// How many keys are remembered.
+    pub fn tracked(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Forgets the keys whose last write is an interval old or more at `now`.
+    fn sweep(&self, now: SystemTime) {
+        self.last.retain(|_, last| {
+            now.duration_since(*last)
+                .is_ok_and(|since| since < self.interval)
+                || *last > now
+        });
+        self.sweep_at.swept(self.last.len());
+    }
+
     fn due(&self, id: &KeyId, at: SystemTime) -> bool {
         use dashmap::mapref::entry::Entry;
+        if !self.last.contains_key(id) && self.sweep_at.due(self.last.len()) {
+            self.sweep(at);
+        }
         match self.last.entry(id.clone()) {
             Entry::Vacant(slot) => {
                 slot.insert(at);
@@ -93,5 +115,35 @@ impl fmt::Debug for LastUsedRecorder {
             .field("interval", &self.interval)
             .field("keys", &self.last.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryKeyStore;
+    use crate::ForgScope;
+
+    /// Issue 36.3: the recorder remembered every key it ever saw (a map that only grew).
+    /// Now a key is forgotten an interval after its last write, swept as the map grows.
+    #[tokio::test]
+    async fn the_last_use_recorder_stays_bounded() {
+        let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+        let recorder = LastUsedRecorder::spawn(store, Duration::from_secs(60));
+        let mut at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        for round in 0..20u64 {
+            for i in 0..5_000u64 {
+                let mut event = ActivityEvent::arrived(&http::Method::GET, "/", None, at);
+                event.key_id = Some(KeyId::new(format!("key_{:024x}", round * 5_000 + i)).unwrap());
+                event.authenticated = true;
+                recorder.observe(&event);
+            }
+            at += Duration::from_secs(61);
+        }
+        assert!(
+            recorder.tracked() < 20_000,
+            "{} keys remembered of 100,000 seen",
+            recorder.tracked()
+        );
     }
 }

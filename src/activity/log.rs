@@ -63,7 +63,8 @@ pub struct ActivityLog {
 }
 
 struct Inner {
-    rings: DashMap<KeyId, Mutex<Ring>>,
+    // foldhash (seeded per map): looked up on every event.
+    rings: DashMap<KeyId, Mutex<Ring>, foldhash::fast::RandomState>,
     /// Every key in `rings`, in the order the eviction hand passes them.
     hand: Mutex<VecDeque<KeyId>>,
     per_key: usize,
@@ -91,7 +92,7 @@ impl ActivityLog {
     pub fn new(per_key: usize, keys: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                rings: DashMap::new(),
+                rings: DashMap::default(),
                 per_key: per_key.max(1),
                 keys: keys.max(1),
                 seq: AtomicU64::new(0),
