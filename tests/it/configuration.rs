@@ -3,6 +3,7 @@
 //! Failed before: `PlanTable::start_trial(.., Duration::MAX)` ("overflow when adding
 //! duration to instant") and `StaleIfError::within(Duration::MAX)` (moka: "time_to_live is
 //! longer than 1000 years").
+#![cfg(feature = "cache")]
 
 use crate::common;
 
