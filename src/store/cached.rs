@@ -128,14 +128,37 @@ impl StaleIfError {
     }
 }
 
+/// `store`'s answer for `digest`, waiting at most `patience` when one is set.
+async fn patiently<St: KeyStore>(
+    store: &St,
+    digest: &KeyDigest,
+    patience: Option<Duration>,
+) -> LookupResult<St::Scope> {
+    let lookup = store.lookup(digest);
+    match patience {
+        None => lookup.await,
+        Some(patience) => tokio::time::timeout(patience, lookup)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    "the key store did not answer within the stale-if-error patience",
+                ))
+            }),
+    }
+}
+
 /// Stale-if-error's state.
 struct Stale<S: Scope> {
     settings: StaleIfError,
     /// The last record fetched active, per digest; bounded like the records.
     last_good: Cache<KeyDigest, Cached<S>>,
     /// Records fetched before this epoch never answer stale: set when the listener comes
-    /// back (messages may have been missed) and by `invalidate_all`.
+    /// back (messages may have been missed), when it is lost while the store answers (a
+    /// revocation may be missed before the store fails), and by `invalidate_all`.
     floor: AtomicU64,
+    /// The store's last answer was a failure: an outage is under way.
+    failing: AtomicBool,
     answers: AtomicU64,
 }
 
@@ -247,6 +270,7 @@ impl<St: KeyStore> CachedKeyStoreBuilder<St> {
                     .time_to_live(moka_ttl(settings.window))
                     .build(),
                 floor: AtomicU64::new(0),
+                failing: AtomicBool::new(false),
                 answers: AtomicU64::new(0),
             }),
             metrics: crate::metrics::CacheCounters::default(),
@@ -349,11 +373,32 @@ impl<St: KeyStore> CachedKeyStore<St> {
     /// cache, and what was cached is forgotten. Every lookup asks the store, and fails
     /// closed when the store is unreachable too.
     #[cfg(any(feature = "redis", feature = "postgres"))]
-    pub(crate) fn listener_lost(&self) {
+    pub(crate) async fn listener_lost(&self) {
+        let epoch = self.listener_away();
+        // A record answers stale only if the listener stayed connected from its fetch to
+        // the start of the outage. Lost in an outage (the usual case: one server, or the
+        // store already failing), the last known-good records stay: messages up to the loss
+        // were heard. Lost while the store still answers, a revocation may now be missed
+        // before the store fails: none of them may answer stale (and nothing fetched until
+        // the listener is back is kept, see `remember`).
+        if let Some(stale) = &self.stale {
+            let outage = stale.failing.load(Ordering::SeqCst)
+                || !matches!(
+                    tokio::time::timeout(stale.settings.patience, self.inner.ready()).await,
+                    Ok(Ok(()))
+                );
+            if !outage {
+                stale.floor.store(epoch, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// The listener is not (yet) connected: the cache answers nothing. Returns the new
+    /// epoch.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    pub(crate) fn listener_away(&self) -> u64 {
         self.synced.store(false, Ordering::SeqCst);
-        // The last known-good records stay: messages up to the loss were heard, and the
-        // store they would come from is what stale answers stand in for.
-        self.forget_cached();
+        self.forget_cached()
     }
 
     /// A revocation listener (re)connected: messages from now on arrive, so what was
@@ -407,6 +452,7 @@ impl<St: KeyStore> CachedKeyStore<St> {
         _error: &StoreError,
     ) -> Option<Arc<KeyRecord<St::Scope>>> {
         let stale = self.stale.as_ref()?;
+        stale.failing.store(true, Ordering::SeqCst);
         let cached = stale.last_good.get(digest).await?;
         let now = self.now();
         let age = now.duration_since(cached.fetched_at).unwrap_or_default();
@@ -432,8 +478,13 @@ impl<St: KeyStore> CachedKeyStore<St> {
     /// Keeps (or forgets) `cached` as the last known-good record of `digest`.
     async fn remember(&self, digest: KeyDigest, cached: Option<&Cached<St::Scope>>) {
         let Some(stale) = &self.stale else { return };
+        stale.failing.store(false, Ordering::SeqCst);
+        // Fetched while the listener was away: a later revocation may never be heard.
+        let heard = self.synced.load(Ordering::SeqCst);
         match cached {
-            Some(cached) if cached.record.status_at(cached.fetched_at) == KeyStatus::Active => {
+            Some(cached)
+                if heard && cached.record.status_at(cached.fetched_at) == KeyStatus::Active =>
+            {
                 stale.last_good.insert(digest, cached.clone()).await;
             }
             _ => stale.last_good.invalidate(&digest).await,
@@ -470,6 +521,31 @@ impl<St: KeyStore> CachedKeyStore<St> {
             .duration_since(cached.fetched_at)
             .is_ok_and(|age| age >= lifetime);
         expired || self.invalidated_since(cached, self.all_invalidated.load(Ordering::SeqCst))
+    }
+
+    /// While a revocation listener is away: the store's answer, never cached (a revocation
+    /// made elsewhere meanwhile would not be heard), and a stale one only as
+    /// [`StaleIfError`] allows.
+    async fn ask_uncached(&self, digest: KeyDigest) -> LookupResult<St::Scope> {
+        let patience = self.stale.as_ref().map(|stale| stale.settings.patience);
+        match patiently(&*self.inner, &digest, patience).await {
+            Ok(found) => {
+                if let Some(stale) = &self.stale {
+                    stale.failing.store(false, Ordering::SeqCst);
+                    if found
+                        .as_ref()
+                        .is_none_or(|record| record.status_at(self.now()) != KeyStatus::Active)
+                    {
+                        stale.last_good.invalidate(&digest).await;
+                    }
+                }
+                Ok(found)
+            }
+            Err(error) => match self.stale_answer(&digest, &error).await {
+                Some(record) => Ok(Some(record)),
+                None => Err(error),
+            },
+        }
     }
 
     /// A fresh cached answer, if any.
@@ -514,36 +590,27 @@ impl<St: KeyStore> KeyStore for CachedKeyStore<St> {
             return Ok(answer);
         }
         self.metrics.miss();
+        if !self.synced.load(Ordering::SeqCst) {
+            return self.ask_uncached(digest).await;
+        }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let fetched_at = self.now();
         let inner = Arc::clone(&self.inner);
         let patience = self.stale.as_ref().map(|stale| stale.settings.patience);
-        let fetched =
-            self.records
-                .try_get_with(digest, async move {
-                    let lookup = inner.lookup(&digest);
-                    let answer = match patience {
-                        None => lookup.await,
-                        Some(patience) => tokio::time::timeout(patience, lookup)
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(StoreError::new(
-                                StoreErrorKind::Timeout,
-                                "the key store did not answer within the stale-if-error patience",
-                            ))
-                            }),
-                    };
-                    match answer {
-                        Ok(Some(record)) => Ok(Cached {
-                            record,
-                            fetched_at,
-                            epoch,
-                        }),
-                        Ok(None) => Err(Miss::Unknown),
-                        Err(error) => Err(Miss::Store(error)),
-                    }
-                })
-                .await;
+        let fetched = self
+            .records
+            .try_get_with(digest, async move {
+                match patiently(&*inner, &digest, patience).await {
+                    Ok(Some(record)) => Ok(Cached {
+                        record,
+                        fetched_at,
+                        epoch,
+                    }),
+                    Ok(None) => Err(Miss::Unknown),
+                    Err(error) => Err(Miss::Store(error)),
+                }
+            })
+            .await;
         match fetched {
             // Coalesced with a fetch that began before the key was invalidated, while this
             // lookup began after: that answer may be the one revocation was meant to stop.
@@ -672,3 +739,7 @@ impl<St: KeyStore + fmt::Debug> fmt::Debug for CachedKeyStore<St> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, any(feature = "redis", feature = "postgres")))]
+#[path = "cached_stale_tests.rs"]
+mod stale_tests;

@@ -62,7 +62,7 @@ impl RevocationListener {
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
-        cache.listener_lost(); // until subscribed
+        cache.listener_away(); // until subscribed
         let mut attempt = 0_usize;
         let task = tokio::spawn(reconnecting(heartbeat, move || {
             let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
@@ -82,7 +82,7 @@ impl RevocationListener {
                         "redis",
                     );
                 }
-                cache.listener_lost();
+                cache.listener_lost().await;
                 true
             }
         }));

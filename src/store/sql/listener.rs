@@ -58,7 +58,7 @@ impl PgRevocationListener {
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let counted = Arc::clone(&counters);
-        cache.listener_lost(); // until listening
+        cache.listener_away(); // until listening
         let task = tokio::spawn(reconnecting(heartbeat, move || {
             let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
             async move {
@@ -76,7 +76,7 @@ impl PgRevocationListener {
                         "postgres",
                     );
                 }
-                cache.listener_lost();
+                cache.listener_lost().await;
                 true
             }
         }));
