@@ -1,8 +1,16 @@
-//! What the revocation listeners (Redis pub/sub, PostgreSQL `LISTEN`) share: the reconnect
-//! loop, the heartbeat message and how a connection's life ended.
+//! What the revocation listeners (Redis pub/sub, PostgreSQL `LISTEN`) share, written once:
+//! the reconnect loop, one connection's life (invalidations, the heartbeat, silence checked
+//! at its deadline), the heartbeat message, counters and metrics.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::store::{CachedKeyStore, KeyId, KeyStore};
 
 /// The first wait after a connection is lost or refused; it doubles up to the heartbeat.
 const FIRST_WAIT: Duration = Duration::from_millis(50);
@@ -12,6 +20,7 @@ const FIRST_WAIT: Duration = Duration::from_millis(50);
 pub(crate) const HEARTBEAT: &str = "~heartbeat";
 
 /// How one connection's life ended.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended {
     /// The server closed it, or it failed.
     Closed,
@@ -39,6 +48,126 @@ where
         tracing::warn!(target: "tower_api_key", "revocation channel lost; reconnecting");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(longest_wait);
+    }
+}
+
+/// What a listener counts (its public `received`, `connects` and `stalls`).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) connects: AtomicU64,
+    pub(crate) stalls: AtomicU64,
+}
+
+/// Spawns a listener for `cache`: `connect(attempt)` opens a subscription (its messages'
+/// payloads, and how to publish a heartbeat on it), or `None`; every life of a connection
+/// runs [`listen`], the cache following it (`listener_connected`, `listener_lost`).
+pub(crate) fn spawn_listener<St, C, CF, M, P, PF>(
+    cache: Arc<CachedKeyStore<St>>,
+    heartbeat: Duration,
+    backend: &'static str,
+    counters: Arc<Counters>,
+    mut connect: C,
+) -> tokio::task::JoinHandle<()>
+where
+    St: KeyStore,
+    C: FnMut(usize) -> CF + Send + 'static,
+    CF: Future<Output = Option<(M, P)>> + Send + 'static,
+    M: Stream<Item = String> + Unpin + Send + 'static,
+    P: FnMut() -> PF + Send + 'static,
+    PF: Future<Output = ()> + Send,
+{
+    cache.listener_away(); // until connected
+    let mut attempt = 0_usize;
+    tokio::spawn(reconnecting(heartbeat, move || {
+        let (cache, counters) = (Arc::clone(&cache), Arc::clone(&counters));
+        attempt = attempt.wrapping_add(1);
+        let connected = connect(attempt);
+        async move {
+            let Some((messages, publish)) = connected.await else {
+                return false;
+            };
+            cache.listener_connected();
+            if counters.connects.fetch_add(1, Ordering::SeqCst) > 0 {
+                crate::metrics::by_backend(crate::metrics::REVOCATION_RECONNECTS, backend);
+            }
+            let invalidate = |payload: String| {
+                let (cache, counters) = (&cache, &counters);
+                async move {
+                    if let Ok(id) = KeyId::new(payload) {
+                        cache.invalidate(&id).await;
+                    }
+                    counters.received.fetch_add(1, Ordering::SeqCst);
+                    crate::metrics::by_backend(crate::metrics::REVOCATION_MESSAGES, backend);
+                }
+            };
+            if listen(messages, heartbeat, publish, invalidate).await == Ended::Stalled {
+                counters.stalls.fetch_add(1, Ordering::SeqCst);
+                crate::metrics::by_backend(crate::metrics::REVOCATION_HEARTBEATS_MISSED, backend);
+            }
+            cache.listener_lost().await;
+            true
+        }
+    }))
+}
+
+/// One connection's life: `handle` gets every message but heartbeats; `publish` sends a
+/// heartbeat every `heartbeat`, never holding up the rest (bounded by a heartbeat); and the
+/// connection is dropped as stalled **at the deadline**, two heartbeats after the last
+/// message heard (not at the next tick after it, which came a third heartbeat late).
+pub(crate) async fn listen<M, P, PF, H, HF>(
+    mut messages: M,
+    heartbeat: Duration,
+    mut publish: P,
+    mut handle: H,
+) -> Ended
+where
+    M: Stream<Item = String> + Unpin,
+    P: FnMut() -> PF,
+    PF: Future<Output = ()>,
+    H: FnMut(String) -> HF,
+    HF: Future<Output = ()>,
+{
+    let start = Instant::now();
+    let silence = heartbeat.saturating_mul(2);
+    // When the last message was heard, in nanoseconds since `start`: shared by the three
+    // halves below, which run in this one task.
+    let heard = AtomicU64::new(0);
+    let since_start = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let receive = async {
+        while let Some(payload) = messages.next().await {
+            heard.store(since_start(), Ordering::SeqCst);
+            if payload != HEARTBEAT {
+                handle(payload).await;
+            }
+        }
+        Ended::Closed
+    };
+    let beat = async {
+        let mut ticks = tokio::time::interval(heartbeat.max(Duration::from_millis(1)));
+        loop {
+            ticks.tick().await;
+            // Best effort, bounded: a failed heartbeat shows as silence.
+            let _ = tokio::time::timeout(heartbeat, publish()).await;
+        }
+    };
+    let watch = async {
+        loop {
+            let last = heard.load(Ordering::SeqCst);
+            let deadline = (start + Duration::from_nanos(last)).checked_add(silence);
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending::<()>().await,
+            }
+            if heard.load(Ordering::SeqCst) == last {
+                return Ended::Stalled;
+            }
+        }
+    };
+    tokio::select! {
+        ended = receive => ended,
+        ended = watch => ended,
+        () = beat => Ended::Closed,
     }
 }
 
@@ -76,5 +205,66 @@ mod tests {
             .collect();
         assert_eq!(gaps[..9], [50, 100, 200, 300, 300, 300, 300, 50, 100]);
         assert!(gaps.iter().all(|gap| *gap <= 300), "{gaps:?}");
+    }
+
+    /// Issue 36.2, the bound itself on tokio's paused clock: heartbeats are heard a few
+    /// milliseconds after each tick; once the connection goes silent, it is dropped two
+    /// heartbeats after the last one heard, to the millisecond. Failed before (both
+    /// listeners checked silence only at a tick: dropped at the third, 14.5 s after a
+    /// revocation on PostgreSQL with a 5 s heartbeat, documented 10 s).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_dropped_at_two_heartbeats_not_three() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use super::{listen, Ended, HEARTBEAT};
+
+        let heartbeat = Duration::from_secs(5);
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let publish = {
+            let (alive, sender) = (Arc::clone(&alive), sender.clone());
+            move || {
+                let (alive, sender) = (Arc::clone(&alive), sender.clone());
+                async move {
+                    // The round trip: the heartbeat comes back 7 ms after it was sent.
+                    tokio::time::sleep(Duration::from_millis(7)).await;
+                    if alive.load(Ordering::SeqCst) {
+                        let _ = sender.send(HEARTBEAT.to_owned());
+                    }
+                }
+            }
+        };
+        let handled = Arc::clone(&heard);
+        let start = Instant::now();
+        let listening = tokio::spawn(listen(
+            tokio_stream_of(receiver),
+            heartbeat,
+            publish,
+            move |payload| {
+                handled.lock().unwrap().push(payload);
+                async {}
+            },
+        ));
+        // A revocation message, then silence from 12 s on (after the heartbeat of 10 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sender.send("key_000000000000000000000001".into()).unwrap();
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        alive.store(false, Ordering::SeqCst);
+        let ended = listening.await.unwrap();
+        assert_eq!(ended, Ended::Stalled);
+        // The last heartbeat heard: sent at 10 s, heard at 10.007 s; dropped at 20.007 s.
+        assert_eq!((Instant::now() - start).as_millis(), 20_007);
+        assert_eq!(*heard.lock().unwrap(), ["key_000000000000000000000001"]);
+    }
+
+    /// An mpsc receiver as a stream of payloads.
+    fn tokio_stream_of(
+        receiver: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> impl futures_util::Stream<Item = String> + Unpin {
+        Box::pin(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|payload| (payload, receiver)) },
+        ))
     }
 }

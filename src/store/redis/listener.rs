@@ -1,16 +1,18 @@
 //! [`RevocationListener`]: revocations from any instance, as cache invalidations here.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::RedisKeyStore;
 use crate::scope::Scope;
-use crate::store::reconnect::{reconnecting, Ended, HEARTBEAT};
-use crate::store::{CachedKeyStore, KeyId};
+use crate::store::reconnect::{spawn_listener, Counters, HEARTBEAT};
+use crate::store::CachedKeyStore;
 
 /// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
 /// instance: it subscribes to the store's revocation channel and invalidates each revoked
@@ -36,13 +38,6 @@ pub struct RevocationListener {
     counters: Arc<Counters>,
 }
 
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    connects: AtomicU64,
-    stalls: AtomicU64,
-}
-
 impl RevocationListener {
     /// Spawns the listener on the current Tokio runtime, with a 5 s heartbeat.
     ///
@@ -61,31 +56,17 @@ impl RevocationListener {
         heartbeat: Duration,
     ) -> Self {
         let counters = Arc::new(Counters::default());
-        let counted = Arc::clone(&counters);
-        cache.listener_away(); // until subscribed
-        let mut attempt = 0_usize;
-        let task = tokio::spawn(reconnecting(heartbeat, move || {
-            let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
-            attempt = attempt.wrapping_add(1);
-            async move {
-                let Some(subscription) = subscribe(&cache, attempt, heartbeat).await else {
-                    return false;
-                };
-                cache.listener_connected();
-                if counted.connects.fetch_add(1, Ordering::SeqCst) > 0 {
-                    crate::metrics::by_backend(crate::metrics::REVOCATION_RECONNECTS, "redis");
-                }
-                if let Ended::Stalled = listen(&cache, subscription, heartbeat, &counted).await {
-                    counted.stalls.fetch_add(1, Ordering::SeqCst);
-                    crate::metrics::by_backend(
-                        crate::metrics::REVOCATION_HEARTBEATS_MISSED,
-                        "redis",
-                    );
-                }
-                cache.listener_lost().await;
-                true
-            }
-        }));
+        let store = Arc::clone(&cache);
+        let task = spawn_listener(
+            cache,
+            heartbeat,
+            "redis",
+            Arc::clone(&counters),
+            move |attempt| {
+                let store = Arc::clone(&store);
+                async move { subscribe(store.inner(), attempt, heartbeat).await }
+            },
+        );
         Self { task, counters }
     }
 
@@ -105,60 +86,41 @@ impl RevocationListener {
     }
 }
 
-/// A fresh subscription through the `attempt`th seed node (round robin) and a connection
-/// of its own to that node to publish heartbeats on (so that a stalled heartbeat never
-/// shares a connection with the store's lookups), or `None` when the node cannot be
-/// reached or does not answer within a heartbeat.
+/// How a heartbeat is published: through a connection of the listener's own to the
+/// subscribed node, so that a stalled heartbeat never shares a connection with the store's
+/// lookups.
+type Publish = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+
+/// A fresh subscription through the `attempt`th seed node (round robin): its payloads, and
+/// how to publish a heartbeat; or `None` when the node cannot be reached or does not
+/// answer within a heartbeat.
 async fn subscribe<S: Scope>(
-    cache: &CachedKeyStore<RedisKeyStore<S>>,
+    store: &RedisKeyStore<S>,
     attempt: usize,
     heartbeat: Duration,
-) -> Option<(redis::aio::PubSub, redis::aio::MultiplexedConnection)> {
-    let store = cache.inner();
+) -> Option<(BoxStream<'static, String>, Publish)> {
     let seeds = store.connection.seeds();
     let node = seeds.get(attempt % seeds.len().max(1))?;
+    let channel = store.revocation_channel();
     let subscribed = tokio::time::timeout(heartbeat, async {
         let mut pubsub = node.get_async_pubsub().await.ok()?;
-        pubsub.subscribe(store.revocation_channel()).await.ok()?;
+        pubsub.subscribe(&channel).await.ok()?;
         let publisher = node.get_multiplexed_async_connection().await.ok()?;
         Some((pubsub, publisher))
     });
-    subscribed.await.ok().flatten()
-}
-
-/// Invalidates each revoked key until the subscription closes or stalls.
-async fn listen<S: Scope>(
-    cache: &CachedKeyStore<RedisKeyStore<S>>,
-    (mut pubsub, mut publisher): (redis::aio::PubSub, redis::aio::MultiplexedConnection),
-    heartbeat: Duration,
-    counters: &Counters,
-) -> Ended {
-    let channel = cache.inner().revocation_channel();
-    let mut messages = pubsub.on_message();
-    let mut ticks = tokio::time::interval(heartbeat);
-    let mut last_heard = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else { return Ended::Closed };
-                last_heard = tokio::time::Instant::now();
-                let id = message.get_payload::<String>().ok().and_then(|id| KeyId::new(id).ok());
-                if let Some(id) = id {
-                    cache.invalidate(&id).await;
-                    counters.received.fetch_add(1, Ordering::SeqCst);
-                    crate::metrics::by_backend(crate::metrics::REVOCATION_MESSAGES, "redis");
-                }
-            }
-            _ = ticks.tick() => {
-                if last_heard.elapsed() > heartbeat * 2 {
-                    return Ended::Stalled;
-                }
-                // Best effort, bounded: a failed heartbeat shows as silence.
-                let publish = redis::AsyncCommands::publish::<_, _, ()>(&mut publisher, &channel, HEARTBEAT);
-                let _ = tokio::time::timeout(heartbeat, publish).await;
-            }
-        }
-    }
+    let (pubsub, publisher) = subscribed.await.ok().flatten()?;
+    let messages = pubsub
+        .into_on_message()
+        .map(|message| message.get_payload::<String>().unwrap_or_default())
+        .boxed();
+    let publish: Publish = Box::new(move || {
+        let (mut publisher, channel) = (publisher.clone(), channel.clone());
+        Box::pin(async move {
+            let _ = redis::AsyncCommands::publish::<_, _, ()>(&mut publisher, &channel, HEARTBEAT)
+                .await;
+        })
+    });
+    Some((messages, publish))
 }
 
 impl Drop for RevocationListener {

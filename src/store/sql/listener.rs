@@ -1,17 +1,20 @@
 //! [`PgRevocationListener`]: `NOTIFY`s from any instance, as cache invalidations here.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use sqlx::postgres::PgListener;
 use sqlx::Postgres;
 
 use super::SqlKeyStore;
 use crate::scope::Scope;
-use crate::store::reconnect::{reconnecting, Ended, HEARTBEAT};
-use crate::store::{CachedKeyStore, KeyId};
+use crate::store::reconnect::{spawn_listener, Counters, HEARTBEAT};
+use crate::store::CachedKeyStore;
 
 /// Keeps a [`CachedKeyStore`] over a PostgreSQL [`SqlKeyStore`] in step with revocations,
 /// disablings and deletions made by any instance: it `LISTEN`s on the table's channel
@@ -29,13 +32,6 @@ use crate::store::{CachedKeyStore, KeyId};
 pub struct PgRevocationListener {
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    connects: AtomicU64,
-    stalls: AtomicU64,
 }
 
 impl PgRevocationListener {
@@ -57,29 +53,17 @@ impl PgRevocationListener {
         heartbeat: Duration,
     ) -> Self {
         let counters = Arc::new(Counters::default());
-        let counted = Arc::clone(&counters);
-        cache.listener_away(); // until listening
-        let task = tokio::spawn(reconnecting(heartbeat, move || {
-            let (cache, counted) = (Arc::clone(&cache), Arc::clone(&counted));
-            async move {
-                let Some(listener) = subscribe(&cache, heartbeat).await else {
-                    return false;
-                };
-                cache.listener_connected();
-                if counted.connects.fetch_add(1, Ordering::SeqCst) > 0 {
-                    crate::metrics::by_backend(crate::metrics::REVOCATION_RECONNECTS, "postgres");
-                }
-                if let Ended::Stalled = listen(&cache, listener, heartbeat, &counted).await {
-                    counted.stalls.fetch_add(1, Ordering::SeqCst);
-                    crate::metrics::by_backend(
-                        crate::metrics::REVOCATION_HEARTBEATS_MISSED,
-                        "postgres",
-                    );
-                }
-                cache.listener_lost().await;
-                true
-            }
-        }));
+        let store = Arc::clone(&cache);
+        let task = spawn_listener(
+            cache,
+            heartbeat,
+            "postgres",
+            Arc::clone(&counters),
+            move |_| {
+                let store = Arc::clone(&store);
+                async move { subscribe(store.inner(), heartbeat).await }
+            },
+        );
         Self { task, counters }
     }
 
@@ -99,77 +83,45 @@ impl PgRevocationListener {
     }
 }
 
-/// A connection listening on the store's channel, or `None` when the server cannot be
-/// reached or does not answer within a heartbeat.
+/// How a heartbeat is published: `NOTIFY` through the store's pool.
+type Publish = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+
+/// A connection listening on the store's channel (its payloads, ending when the connection
+/// is lost: a gap is never papered over by sqlx reconnecting behind us), and how to publish
+/// a heartbeat; or `None` when the server cannot be reached or does not answer within a
+/// heartbeat.
 async fn subscribe<S: Scope>(
-    cache: &CachedKeyStore<SqlKeyStore<S, Postgres>>,
+    store: &SqlKeyStore<S, Postgres>,
     heartbeat: Duration,
-) -> Option<PgListener> {
-    let store = cache.inner();
+) -> Option<(BoxStream<'static, String>, Publish)> {
+    let channel = store.queries.channel();
     let connected = tokio::time::timeout(heartbeat, async {
         let mut listener = PgListener::connect_with(store.pool()).await.ok()?;
-        // Lost is lost: this task reconnects (and clears the cache), not sqlx behind it.
         listener.eager_reconnect(false);
-        listener.listen(&store.queries.channel()).await.ok()?;
+        listener.listen(&channel).await.ok()?;
         Some(listener)
     });
-    connected.await.ok().flatten()
-}
-
-/// Invalidates each key named until the connection closes or stalls.
-async fn listen<S: Scope>(
-    cache: &CachedKeyStore<SqlKeyStore<S, Postgres>>,
-    mut listener: PgListener,
-    heartbeat: Duration,
-    counters: &Counters,
-) -> Ended {
-    let store = cache.inner();
-    let channel = store.queries.channel();
-    let start = tokio::time::Instant::now();
-    // Milliseconds since `start` of the last message: shared by the two halves below.
-    let last_heard = AtomicU64::new(0);
-    let heard = || {
-        let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        last_heard.store(ms, Ordering::SeqCst);
-    };
-    // One receiving future for the connection's whole life, never cancelled midway.
-    let receive = async {
-        // `None` when the connection was lost: a gap.
-        while let Ok(Some(notification)) = listener.try_recv().await {
-            heard();
-            if notification.payload() == HEARTBEAT {
-                continue;
-            }
-            if let Ok(id) = KeyId::new(notification.payload()) {
-                cache.invalidate(&id).await;
-            }
-            counters.received.fetch_add(1, Ordering::SeqCst);
-            crate::metrics::by_backend(crate::metrics::REVOCATION_MESSAGES, "postgres");
+    let listener = connected.await.ok().flatten()?;
+    let messages = futures_util::stream::unfold(listener, |mut listener| async move {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => Some((notification.payload().to_owned(), listener)),
+            // `None`: the connection was lost.
+            _ => None,
         }
-        Ended::Closed
-    };
-    let watch = async {
-        let mut ticks = tokio::time::interval(heartbeat);
-        loop {
-            ticks.tick().await;
-            let quiet = start
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last_heard.load(Ordering::SeqCst)));
-            if quiet > heartbeat * 2 {
-                return Ended::Stalled;
-            }
-            // Best effort, bounded: a failed heartbeat shows as silence.
-            let notify = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&channel)
+    })
+    .boxed();
+    let pool = store.pool().clone();
+    let publish: Publish = Box::new(move || {
+        let (pool, channel) = (pool.clone(), channel.clone());
+        Box::pin(async move {
+            let _ = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
                 .bind(HEARTBEAT)
-                .execute(store.pool());
-            let _ = tokio::time::timeout(heartbeat, notify).await;
-        }
-    };
-    tokio::select! {
-        ended = receive => ended,
-        ended = watch => ended,
-    }
+                .execute(&pool)
+                .await;
+        })
+    });
+    Some((messages, publish))
 }
 
 impl Drop for PgRevocationListener {
