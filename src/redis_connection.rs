@@ -191,6 +191,44 @@ impl RedisConnection {
         Ok(started.elapsed())
     }
 
+    /// On a cluster, publishes on `channel` through each master by address (a message
+    /// published on any master crosses the cluster bus to every subscriber, as a
+    /// revocation published by a script on its slot's master does), the payload naming
+    /// the master (`payload(origin)`, `origin` = `host:port`); answers the masters it
+    /// reached. `None` on one server.
+    pub(crate) async fn publish_on_every_master(
+        &self,
+        channel: &str,
+        payload: impl Fn(&str) -> String,
+    ) -> Option<Vec<String>> {
+        let Kind::Cluster(cluster) = &self.kind else {
+            return None;
+        };
+        let mut cluster = cluster.clone();
+        let slots = cluster
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await;
+        let mut masters = slots.map(masters_of).unwrap_or_default();
+        masters.sort();
+        masters.dedup();
+        let mut reached = Vec::with_capacity(masters.len());
+        for (host, port) in masters {
+            let origin = format!("{host}:{port}");
+            let publish = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload(&origin))
+                .clone();
+            let address = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            if cluster.route_command(publish, address).await.is_ok() {
+                reached.push(origin);
+            }
+        }
+        Some(reached)
+    }
+
     /// The seed nodes' clients, for connections of their own (pub/sub).
     pub(crate) fn seeds(&self) -> &[redis::Client] {
         &self.seeds

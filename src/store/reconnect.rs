@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -75,7 +75,7 @@ where
     CF: Future<Output = Option<(M, P)>> + Send + 'static,
     M: Stream<Item = String> + Unpin + Send + 'static,
     P: FnMut() -> PF + Send + 'static,
-    PF: Future<Output = ()> + Send,
+    PF: Future<Output = Vec<String>> + Send,
 {
     cache.listener_away(); // until connected
     let mut attempt = 0_usize;
@@ -112,9 +112,13 @@ where
 }
 
 /// One connection's life: `handle` gets every message but heartbeats; `publish` sends a
-/// heartbeat every `heartbeat`, never holding up the rest (bounded by a heartbeat); and the
-/// connection is dropped as stalled **at the deadline**, two heartbeats after the last
-/// message heard (not at the next tick after it, which came a third heartbeat late).
+/// heartbeat every `heartbeat`, never holding up the rest (bounded by a heartbeat), and
+/// answers the origins it was sent from (see [`heartbeat_origin`]); the connection is
+/// dropped as stalled **at the deadline**: two heartbeats after the last message heard
+/// (not at the next tick after it, which came a third heartbeat late), or two heartbeats
+/// after the last heartbeat heard from any origin the heartbeat is sent from (on a Redis
+/// Cluster, every master: a subscriber whose node is cut off the cluster bus hears its
+/// own node's heartbeats, never the others', as it would never hear their revocations).
 pub(crate) async fn listen<M, P, PF, H, HF>(
     mut messages: M,
     heartbeat: Duration,
@@ -124,21 +128,23 @@ pub(crate) async fn listen<M, P, PF, H, HF>(
 where
     M: Stream<Item = String> + Unpin,
     P: FnMut() -> PF,
-    PF: Future<Output = ()>,
+    PF: Future<Output = Vec<String>>,
     H: FnMut(String) -> HF,
     HF: Future<Output = ()>,
 {
-    let start = Instant::now();
     let silence = heartbeat.saturating_mul(2);
-    // When the last message was heard, in nanoseconds since `start`: shared by the three
-    // halves below, which run in this one task.
-    let heard = AtomicU64::new(0);
-    let since_start = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    // What was heard when, shared by the three halves below (one task: never contended,
+    // never held across an await).
+    let heard = Mutex::new(Heard::new(Instant::now()));
     let receive = async {
         while let Some(payload) = messages.next().await {
-            heard.store(since_start(), Ordering::SeqCst);
-            if payload != HEARTBEAT {
-                handle(payload).await;
+            let now = Instant::now();
+            match heartbeat_origin(&payload) {
+                Some(origin) => lock(&heard).heard(now, Some(origin)),
+                None => {
+                    lock(&heard).heard(now, None);
+                    handle(payload).await;
+                }
             }
         }
         Ended::Closed
@@ -148,18 +154,22 @@ where
         loop {
             ticks.tick().await;
             // Best effort, bounded: a failed heartbeat shows as silence.
-            let _ = tokio::time::timeout(heartbeat, publish()).await;
+            if let Ok(origins) = tokio::time::timeout(heartbeat, publish()).await {
+                lock(&heard).expect(Instant::now(), origins);
+            }
         }
     };
     let watch = async {
         loop {
-            let last = heard.load(Ordering::SeqCst);
-            let deadline = (start + Duration::from_nanos(last)).checked_add(silence);
+            let deadline = lock(&heard).deadline(silence);
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
                 None => std::future::pending::<()>().await,
             }
-            if heard.load(Ordering::SeqCst) == last {
+            if lock(&heard)
+                .deadline(silence)
+                .is_some_and(|d| d <= Instant::now())
+            {
                 return Ended::Stalled;
             }
         }
@@ -169,6 +179,68 @@ where
         ended = watch => ended,
         () = beat => Ended::Closed,
     }
+}
+
+/// The origin of a heartbeat (`~heartbeat`: `""`; `~heartbeat@<origin>`: `<origin>`), or
+/// `None` for any other message.
+pub(crate) fn heartbeat_origin(payload: &str) -> Option<&str> {
+    let rest = payload.strip_prefix(HEARTBEAT)?;
+    match rest.strip_prefix('@') {
+        Some(origin) => Some(origin),
+        None => rest.is_empty().then_some(""),
+    }
+}
+
+/// When the listener last heard anything, and each origin's heartbeat.
+struct Heard {
+    any: Instant,
+    /// Origin -> when it was last heard, or first expected if never heard since.
+    origins: Vec<(String, Instant)>,
+}
+
+impl Heard {
+    fn new(now: Instant) -> Self {
+        Self {
+            any: now,
+            origins: Vec::new(),
+        }
+    }
+
+    fn heard(&mut self, now: Instant, origin: Option<&str>) {
+        self.any = now;
+        if let Some(origin) = origin {
+            if let Some(entry) = self.origins.iter_mut().find(|(o, _)| o == origin) {
+                entry.1 = now;
+            }
+        }
+    }
+
+    /// The heartbeat was just sent from `origins`: those are what must be heard.
+    fn expect(&mut self, now: Instant, origins: Vec<String>) {
+        self.origins.retain(|(origin, _)| origins.contains(origin));
+        for origin in origins {
+            if !self.origins.iter().any(|(o, _)| *o == origin) {
+                self.origins.push((origin, now));
+            }
+        }
+    }
+
+    /// The earliest time the connection counts as stalled.
+    fn deadline(&self, silence: Duration) -> Option<Instant> {
+        let oldest = self
+            .origins
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+            .unwrap_or(self.any);
+        oldest.min(self.any).checked_add(silence)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -232,6 +304,7 @@ mod tests {
                     if alive.load(Ordering::SeqCst) {
                         let _ = sender.send(HEARTBEAT.to_owned());
                     }
+                    vec![String::new()]
                 }
             }
         };

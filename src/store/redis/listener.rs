@@ -32,7 +32,12 @@ use crate::store::CachedKeyStore;
 ///
 /// A half-open connection (behind a NAT or a paused server) is found by a heartbeat: the
 /// listener publishes one on the channel every `heartbeat` (default 5 s) and drops a
-/// subscription on which nothing was heard for two.
+/// subscription on which nothing was heard for two, checked at that deadline. On a
+/// cluster the heartbeat goes out through every master, naming it (a revocation is
+/// published by the master of its slot and crosses the cluster bus to the subscriber's
+/// node), and a subscription that stops hearing any master's heartbeat for two heartbeats
+/// is dropped too: a node cut off the cluster bus, which would never pass a revocation
+/// on, is noticed like a half-open connection.
 pub struct RevocationListener {
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
@@ -86,10 +91,11 @@ impl RevocationListener {
     }
 }
 
-/// How a heartbeat is published: through a connection of the listener's own to the
-/// subscribed node, so that a stalled heartbeat never shares a connection with the store's
-/// lookups.
-type Publish = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+/// How a heartbeat is published, answering the origins it was sent from. On one server:
+/// through a connection of the listener's own, so that a stalled heartbeat never shares a
+/// connection with the store's lookups. On a cluster: through every master, as
+/// revocations may come from any of them across the cluster bus.
+type Publish = Box<dyn FnMut() -> BoxFuture<'static, Vec<String>> + Send>;
 
 /// A fresh subscription through the `attempt`th seed node (round robin): its payloads, and
 /// how to publish a heartbeat; or `None` when the node cannot be reached or does not
@@ -113,11 +119,21 @@ async fn subscribe<S: Scope>(
         .into_on_message()
         .map(|message| message.get_payload::<String>().unwrap_or_default())
         .boxed();
+    let connection = store.connection.clone();
     let publish: Publish = Box::new(move || {
         let (mut publisher, channel) = (publisher.clone(), channel.clone());
+        let connection = connection.clone();
         Box::pin(async move {
-            let _ = redis::AsyncCommands::publish::<_, _, ()>(&mut publisher, &channel, HEARTBEAT)
+            let every_master = connection
+                .publish_on_every_master(&channel, |origin| format!("{HEARTBEAT}@{origin}"))
                 .await;
+            if let Some(origins) = every_master {
+                return origins;
+            }
+            let published =
+                redis::AsyncCommands::publish::<_, _, ()>(&mut publisher, &channel, HEARTBEAT)
+                    .await;
+            published.map_or_else(|_| Vec::new(), |()| vec![String::new()])
         })
     });
     Some((messages, publish))

@@ -84,7 +84,7 @@ impl PgRevocationListener {
 }
 
 /// How a heartbeat is published: `NOTIFY` through the store's pool.
-type Publish = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+type Publish = Box<dyn FnMut() -> BoxFuture<'static, Vec<String>> + Send>;
 
 /// A connection listening on the store's channel (its payloads, ending when the connection
 /// is lost: a gap is never papered over by sqlx reconnecting behind us), and how to publish
@@ -114,11 +114,13 @@ async fn subscribe<S: Scope>(
     let publish: Publish = Box::new(move || {
         let (pool, channel) = (pool.clone(), channel.clone());
         Box::pin(async move {
-            let _ = sqlx::query("SELECT pg_notify($1, $2)")
+            let notified = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(channel)
                 .bind(HEARTBEAT)
                 .execute(&pool)
                 .await;
+            // One origin: the server.
+            notified.map_or_else(|_| Vec::new(), |_| vec![String::new()])
         })
     });
     Some((messages, publish))

@@ -30,6 +30,9 @@ pub struct RedisCluster {
     /// For a cluster that speaks only TLS (clients and bus): the PEM of the CA that issued
     /// its certificate.
     pub ca_pem: Option<String>,
+    /// A master that announces another cluster bus port than its own (a proxy's, so a
+    /// test can cut the bus to it): the node and the announced port.
+    announced_bus: Option<(usize, u16)>,
 }
 
 /// How a `redis-server` listens on `port`: plain, or (`tls`) only TLS with `server.crt`,
@@ -82,6 +85,7 @@ impl RedisCluster {
                         owned: false,
                         durable: false,
                         ca_pem: None,
+                        announced_bus: None,
                     });
                 }
                 match Self::launch(false, false, None) {
@@ -110,6 +114,21 @@ impl RedisCluster {
             return None;
         }
         match Self::launch(true, durable, None) {
+            Ok(cluster) => Some(cluster),
+            Err(_) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => None,
+            Err(error) => panic!("cannot start a Redis Cluster: {error}"),
+        }
+    }
+
+    /// A private cluster whose master `node` listens for the cluster bus on `bus_port` but
+    /// announces `announced` (a proxy to `bus_port`): the other masters reach it through
+    /// the proxy, which a test can cut. Slots stay served while a master is unreachable
+    /// (`cluster-require-full-coverage no`). Blocks while the cluster starts.
+    pub fn start_with_announced_bus(node: usize, bus_port: u16, announced: u16) -> Option<Self> {
+        if std::env::var("REDIS_CLUSTER_NODES").is_ok() {
+            return None;
+        }
+        match Self::launch_with(true, false, None, Some((node, bus_port, announced))) {
             Ok(cluster) => Some(cluster),
             Err(_) if std::env::var("TOWER_API_KEY_SKIP_REDIS").as_deref() == Ok("1") => None,
             Err(error) => panic!("cannot start a Redis Cluster: {error}"),
@@ -148,8 +167,21 @@ impl RedisCluster {
         durable: bool,
         tls: Option<(String, String, String)>,
     ) -> Result<Self, String> {
+        Self::launch_with(owned, durable, tls, None)
+    }
+
+    /// `bus`: a master's own bus port and the port it announces instead.
+    fn launch_with(
+        owned: bool,
+        durable: bool,
+        tls: Option<(String, String, String)>,
+        bus: Option<(usize, u16, u16)>,
+    ) -> Result<Self, String> {
         let mut ports = free_ports(6);
-        let bus_ports = ports.split_off(3);
+        let mut bus_ports = ports.split_off(3);
+        if let Some((node, own, _)) = bus {
+            bus_ports[node] = own;
+        }
         let dir =
             std::env::temp_dir().join(format!("tak-cluster-{}-{}", std::process::id(), ports[0]));
         let _ = std::fs::remove_dir_all(&dir);
@@ -165,6 +197,7 @@ impl RedisCluster {
             owned,
             durable,
             ca_pem: tls.as_ref().map(|(ca, _, _)| ca.clone()),
+            announced_bus: bus.map(|(node, _, announced)| (node, announced)),
         };
         // A watchdog stops the nodes (by their pid files, so restarted nodes too) and
         // removes the directory once this test process is gone.
@@ -229,6 +262,15 @@ impl RedisCluster {
         let mut listen = listen_args(&self.dir, port, self.ca_pem.is_some());
         if self.ca_pem.is_some() {
             listen.extend(["--tls-cluster".into(), "yes".into()]);
+        }
+        if let Some((announcing, announced)) = self.announced_bus {
+            listen.extend(["--cluster-require-full-coverage".into(), "no".into()]);
+            if announcing == node {
+                listen.extend([
+                    "--cluster-announce-bus-port".into(),
+                    announced.to_string().into(),
+                ]);
+            }
         }
         Command::new("redis-server")
             .args(listen)
