@@ -24,6 +24,7 @@ mod keys;
 mod manage;
 mod manage_redis;
 mod metrics;
+mod openapi_conformance;
 mod policy_subject;
 mod postgres_store;
 mod properties;
