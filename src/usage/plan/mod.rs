@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 
 use crate::clock::{Clock, SystemClock};
+use crate::sweep::SweepAt;
 
 use crate::key::Environment;
 
@@ -117,6 +118,9 @@ pub struct PlanTable {
 #[derive(Clone)]
 struct Table {
     owners: DashMap<String, Assignment>,
+    /// When trials that ended are swept (as the table grows: O(1) per trial, amortised),
+    /// for owners who never come back to be read.
+    sweep_at: Arc<SweepAt>,
     default: Plan,
     required: HashMap<Environment, Plan>,
     clock: Arc<dyn Clock>,
@@ -135,6 +139,7 @@ impl PlanTable {
         Self {
             table: Arc::new(Table {
                 owners: DashMap::new(),
+                sweep_at: Arc::new(SweepAt::new()),
                 default,
                 required: HashMap::new(),
                 clock: Arc::new(SystemClock),
@@ -190,7 +195,13 @@ impl PlanTable {
             plan,
             ends: Some(ends),
         };
-        self.table.owners.insert(owner.into(), assignment);
+        let owners = &self.table.owners;
+        if self.table.sweep_at.due(owners.len()) {
+            let now = self.table.clock.now();
+            owners.retain(|_, assignment| assignment.ends.is_none_or(|ends| ends > now));
+            self.table.sweep_at.swept(owners.len());
+        }
+        owners.insert(owner.into(), assignment);
         ends
     }
 
@@ -245,5 +256,35 @@ impl PlanPolicy for PlanTable {
 
     fn meets<'a>(&'a self, owner: &'a str, plan: Plan) -> PlanAnswer<'a> {
         Box::pin(std::future::ready(Ok(self.plan_of(owner) >= plan)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::time::Duration;
+
+    /// Issue 36.3: trials of owners who never came back stayed in the table (an ended
+    /// trial was removed only when its owner was read).
+    #[test]
+    fn ended_trials_are_swept_as_the_table_grows() {
+        let clock = ManualClock::default();
+        let plans = PlanTable::new(Plan::Free).clock(clock.clone());
+        for round in 0..10 {
+            for i in 0..10_000 {
+                plans.start_trial(
+                    format!("org_{round}_{i}"),
+                    Plan::Pro,
+                    Duration::from_secs(60),
+                );
+            }
+            clock.advance(Duration::from_secs(61));
+        }
+        assert!(
+            plans.table.owners.len() < 30_000,
+            "{}",
+            plans.table.owners.len()
+        );
     }
 }
