@@ -855,6 +855,37 @@ async fn trials_credits_spend_and_rotation_through_the_quickstart() {
         (&Value::from("lifetime"), &Value::from(0), &Value::Null)
     );
 
+    // Issue 36.1: rotating the spent trial key does not refill its credits (the successor
+    // got `limit=10000, remaining=9990` before: a fresh key id, a fresh budget).
+    let csrf = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("forge_csrf="))
+        .unwrap()
+        .to_owned();
+    let rotate = format!("/v1/keys/{}/rotate", keys.trial.record().id());
+    let (status, _, rotated) = call(
+        "POST",
+        &rotate,
+        &[("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let successor = format!("Bearer {}", rotated["key"].as_str().unwrap());
+    let (status, headers, _) = call(
+        "POST",
+        "/v1/reviews",
+        &[("authorization", successor.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::PAYMENT_REQUIRED,
+        "the credits stay spent"
+    );
+    assert_eq!(headers["spend-cap"], "limit=20, remaining=0");
+
     // The trial ends: the agent's live key is refused (after the layer's 60 s cache), its
     // browser session is not.
     clock.advance(Duration::from_secs(14 * 86_400 + 60));
