@@ -59,6 +59,52 @@ pub(crate) struct Counters {
     pub(crate) stalls: AtomicU64,
 }
 
+/// The public face of a listener type holding `task` and `counters`: its counters, and the
+/// task stopped when it is dropped. Written once for both listeners.
+macro_rules! listener_handle {
+    ($listener:ident) => {
+        impl $listener {
+            /// Revocation messages received so far (heartbeats not counted).
+            pub fn received(&self) -> u64 {
+                self.counters
+                    .received
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            }
+
+            /// Successful (re)connections so far (1 after start, more after reconnects).
+            pub fn connects(&self) -> u64 {
+                self.counters
+                    .connects
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            }
+
+            /// Connections dropped because the heartbeat went unheard for two heartbeats.
+            pub fn stalls(&self) -> u64 {
+                self.counters
+                    .stalls
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            }
+        }
+
+        impl Drop for $listener {
+            fn drop(&mut self) {
+                self.task.abort();
+            }
+        }
+
+        impl std::fmt::Debug for $listener {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($listener))
+                    .field("received", &self.received())
+                    .field("connects", &self.connects())
+                    .field("stalls", &self.stalls())
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use listener_handle;
+
 /// Spawns a listener for `cache`: `connect(attempt)` opens a subscription (its messages'
 /// payloads, and how to publish a heartbeat on it), or `None`; every life of a connection
 /// runs [`listen`], the cache following it (`listener_connected`, `listener_lost`).

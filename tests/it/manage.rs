@@ -809,21 +809,26 @@ async fn an_expiry_out_of_range_is_a_validation_error() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
 
-/// Issue 21.7: JSON that misses or mistypes a field is 422 naming it, on every endpoint
-/// with a body; 400 stays for bodies that are not JSON.
-#[tokio::test]
-async fn json_with_a_wrong_field_is_422_naming_the_field() {
-    let server = serve(|api| api).await;
-    let alice = User::login(&server, "org_a", "read:rules").await;
-    let (_, created) = alice
+/// `/keys/{id}/rotate` of a test key `user` just created.
+async fn rotate_path_of_a_new_key(user: &User) -> String {
+    let (_, created) = user
         .call(
             "POST",
             "/keys",
             Some(json!({ "name": "k", "environment": "test" })),
         )
         .await;
-    let id = created["record"]["id"].as_str().unwrap().to_owned();
-    let rotate = format!("/keys/{id}/rotate");
+    let id = created["record"]["id"].as_str().unwrap();
+    format!("/keys/{id}/rotate")
+}
+
+/// Issue 21.7: JSON that misses or mistypes a field is 422 naming it, on every endpoint
+/// with a body; 400 stays for bodies that are not JSON.
+#[tokio::test]
+async fn json_with_a_wrong_field_is_422_naming_the_field() {
+    let server = serve(|api| api).await;
+    let alice = User::login(&server, "org_a", "read:rules").await;
+    let rotate = rotate_path_of_a_new_key(&alice).await;
     for (path, body, field) in [
         ("/keys", json!({ "environment": "test" }), "name"),
         ("/keys", json!({ "name": 7, "environment": "test" }), "name"),
@@ -874,15 +879,7 @@ async fn json_with_a_wrong_field_is_422_naming_the_field() {
 async fn a_422_names_the_field_in_words_and_never_repeats_the_value() {
     let server = serve(|api| api).await;
     let alice = User::login(&server, "org_a", "read:rules").await;
-    let (_, created) = alice
-        .call(
-            "POST",
-            "/keys",
-            Some(json!({ "name": "k", "environment": "test" })),
-        )
-        .await;
-    let id = created["record"]["id"].as_str().unwrap().to_owned();
-    let rotate = format!("/keys/{id}/rotate");
+    let rotate = rotate_path_of_a_new_key(&alice).await;
     let rotate = rotate.as_str();
     let secret = "1, expected hunter2-SECRET";
     for (path, body, field, words) in [

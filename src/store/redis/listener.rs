@@ -1,7 +1,5 @@
 //! [`RevocationListener`]: revocations from any instance, as cache invalidations here.
 
-use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +9,7 @@ use futures_util::StreamExt;
 
 use super::RedisKeyStore;
 use crate::scope::Scope;
-use crate::store::reconnect::{spawn_listener, Counters, HEARTBEAT};
+use crate::store::reconnect::{listener_handle, spawn_listener, Counters, HEARTBEAT};
 use crate::store::CachedKeyStore;
 
 /// Keeps a [`CachedKeyStore`] over a [`RedisKeyStore`] in step with revocations made by any
@@ -74,21 +72,6 @@ impl RevocationListener {
         );
         Self { task, counters }
     }
-
-    /// Revocation messages received so far.
-    pub fn received(&self) -> u64 {
-        self.counters.received.load(Ordering::SeqCst)
-    }
-
-    /// Successful subscriptions so far (1 after start, more after reconnects).
-    pub fn connects(&self) -> u64 {
-        self.counters.connects.load(Ordering::SeqCst)
-    }
-
-    /// Subscriptions dropped because nothing was heard for two heartbeats.
-    pub fn stalls(&self) -> u64 {
-        self.counters.stalls.load(Ordering::SeqCst)
-    }
 }
 
 /// How a heartbeat is published, answering the origins it was sent from. On one server:
@@ -139,18 +122,4 @@ async fn subscribe<S: Scope>(
     Some((messages, publish))
 }
 
-impl Drop for RevocationListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl fmt::Debug for RevocationListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevocationListener")
-            .field("received", &self.received())
-            .field("connects", &self.connects())
-            .field("stalls", &self.stalls())
-            .finish()
-    }
-}
+listener_handle!(RevocationListener);

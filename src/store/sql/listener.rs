@@ -1,7 +1,5 @@
 //! [`PgRevocationListener`]: `NOTIFY`s from any instance, as cache invalidations here.
 
-use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use sqlx::Postgres;
 
 use super::SqlKeyStore;
 use crate::scope::Scope;
-use crate::store::reconnect::{spawn_listener, Counters, HEARTBEAT};
+use crate::store::reconnect::{listener_handle, spawn_listener, Counters, HEARTBEAT};
 use crate::store::CachedKeyStore;
 
 /// Keeps a [`CachedKeyStore`] over a PostgreSQL [`SqlKeyStore`] in step with revocations,
@@ -66,21 +64,6 @@ impl PgRevocationListener {
         );
         Self { task, counters }
     }
-
-    /// Notifications received (heartbeats not counted).
-    pub fn received(&self) -> u64 {
-        self.counters.received.load(Ordering::SeqCst)
-    }
-
-    /// Successful (re)connections.
-    pub fn connects(&self) -> u64 {
-        self.counters.connects.load(Ordering::SeqCst)
-    }
-
-    /// Connections dropped because nothing was heard for two heartbeats.
-    pub fn stalls(&self) -> u64 {
-        self.counters.stalls.load(Ordering::SeqCst)
-    }
 }
 
 /// How a heartbeat is published: `NOTIFY` through the store's pool.
@@ -126,18 +109,4 @@ async fn subscribe<S: Scope>(
     Some((messages, publish))
 }
 
-impl Drop for PgRevocationListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl fmt::Debug for PgRevocationListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgRevocationListener")
-            .field("received", &self.received())
-            .field("connects", &self.connects())
-            .field("stalls", &self.stalls())
-            .finish()
-    }
-}
+listener_handle!(PgRevocationListener);
