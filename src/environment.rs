@@ -27,6 +27,9 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Both, live first.
+    pub const ALL: [Environment; 2] = [Environment::Live, Environment::Test];
+
     /// `"live"` or `"test"`.
     pub const fn as_str(self) -> &'static str {
         match self {

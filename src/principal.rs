@@ -161,6 +161,15 @@ impl Principal {
         }
     }
 
+    /// This principal as a browser session of its owner would be: what the owner's
+    /// sessions are charged to, when no session is at hand (the spend report of a key).
+    pub(crate) fn as_session(&self) -> Self {
+        Self {
+            kind: CredentialKind::Session,
+            ..self.clone()
+        }
+    }
+
     /// The id of the credential the request came with (the key id): use it for logs,
     /// metrics and rate limiting.
     pub fn key_id(&self) -> &KeyId {

@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use super::{ActivityEvent, ActivityObserver, Outcome};
+use crate::key::Environment;
 use crate::reject::RejectionKind;
 use crate::store::{KeyId, StoreError};
 use crate::sweep::SweepAt;
@@ -57,6 +58,21 @@ pub trait UsageHistory: Send + Sync + 'static {
     /// `key`'s last [`DAYS`] days up to the day of `today`, oldest first; days without
     /// use are zeros.
     fn days<'a>(&'a self, key: &'a KeyId, today: SystemTime) -> History<'a>;
+}
+
+/// The id under which the usage history keeps the use of `owner`'s browser sessions in
+/// `environment`: `sessions:<environment>:` and 32 hex digits of the owner's SHA-256. A
+/// session is no key and each login has a new id, so their use is kept once per owner
+/// and environment, where the owner's total (`GET /usage`) reads it, beside its keys'.
+pub fn sessions_usage_id(owner: &str, environment: Environment) -> KeyId {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(owner.as_bytes());
+    let mut id = format!("sessions:{}:", environment.as_str());
+    for byte in &digest[..16] {
+        let _ = write!(id, "{byte:02x}");
+    }
+    KeyId::new(id).expect("hex digits and a known environment make a valid id")
 }
 
 /// The day number (days since 1970-01-01, UTC) of `at`.
@@ -241,7 +257,10 @@ impl fmt::Debug for DailyUsage {
 
 impl ActivityObserver for DailyUsage {
     fn observe(&self, event: &ActivityEvent) {
-        let Some(key) = &event.key_id else { return };
+        let Some(key) = event.usage_subject() else {
+            return;
+        };
+        let key = &*key;
         let shared = &*self.shared;
         let day = day_of(event.at);
         let mut days = match shared.keys.get_mut(key) {

@@ -14,6 +14,8 @@ use crate::body::ResponseBody;
 use crate::client_ip::client_ip_of;
 use crate::clock::{Clock, SystemClock};
 use crate::gate::{decided, Gate};
+use crate::key::Environment;
+use crate::principal::CredentialKind;
 use crate::store::KeyId;
 use crate::wiring::OutsideAuth;
 
@@ -26,17 +28,17 @@ pub(crate) struct ActivityTicket(Arc<Ticket>);
 
 #[derive(Default)]
 pub(crate) struct Ticket {
-    credential: OnceLock<(KeyId, Arc<str>)>,
+    credential: OnceLock<Verified>,
     spent: AtomicU64,
 }
 
 impl ActivityTicket {
-    /// The verified credential's id and owner (shared, not copied).
-    pub(crate) fn authenticated(&self, id: &KeyId, owner: &Arc<str>) {
-        let _first_wins = self.0.credential.set((id.clone(), Arc::clone(owner)));
+    /// The verified credential (its id and owner shared, not copied).
+    pub(crate) fn authenticated(&self, verified: Verified) {
+        let _first_wins = self.0.credential.set(verified);
     }
 
-    pub(crate) fn credential(&self) -> Option<&(KeyId, Arc<str>)> {
+    pub(crate) fn credential(&self) -> Option<&Verified> {
         self.0.credential.get()
     }
 
@@ -48,6 +50,14 @@ impl ActivityTicket {
     pub(crate) fn spent(&self) -> u64 {
         self.0.spent.load(Ordering::Relaxed)
     }
+}
+
+/// What the authentication layer verified, for the event.
+pub(crate) struct Verified {
+    pub(crate) id: KeyId,
+    pub(crate) owner: Arc<str>,
+    pub(crate) kind: CredentialKind,
+    pub(crate) environment: Environment,
 }
 
 /// Reports every request's [`ActivityEvent`]; see the [module docs](super). Put it

@@ -40,17 +40,18 @@ mod redis_queue;
 
 #[cfg(feature = "axum")]
 pub(crate) use daily::zero_days;
-pub use daily::{DailyUsage, History, UsageDay, UsageHistory, DAYS};
+pub use daily::{sessions_usage_id, DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use future::ResponseFuture;
 pub use last_used::LastUsedRecorder;
-pub(crate) use layer::ActivityTicket;
 pub use layer::{ActivityLayer, ActivityService};
+pub(crate) use layer::{ActivityTicket, Verified};
 pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
 #[cfg(feature = "redis")]
 pub use redis_daily::RedisDailyUsage;
 #[cfg(feature = "redis")]
 pub use redis_log::RedisActivityLog;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ use std::time::SystemTime;
 
 use http::{Method, Response, StatusCode};
 
+use crate::key::Environment;
+use crate::principal::CredentialKind;
 use crate::reject::{AuthRejection, InvalidKeyReason, RejectionKind};
 use crate::store::KeyId;
 
@@ -69,6 +72,11 @@ pub struct ActivityEvent {
     pub key_id: Option<KeyId>,
     /// Whom the credential belongs to, when it was verified.
     pub owner: Option<Arc<str>>,
+    /// The verified credential's kind: a key, or a browser session (whose `key_id` is the
+    /// session's id).
+    pub credential: Option<CredentialKind>,
+    /// The verified credential's environment.
+    pub environment: Option<Environment>,
     /// Whether a credential was verified (the request then got past the authentication
     /// layer, whatever a layer inside decided).
     pub authenticated: bool,
@@ -106,6 +114,8 @@ impl ActivityEvent {
         Self {
             key_id: None,
             owner: None,
+            credential: None,
+            environment: None,
             authenticated: false,
             outcome: Outcome::Ok,
             reason: None,
@@ -115,6 +125,18 @@ impl ActivityEvent {
             client,
             at,
             spent: 0,
+        }
+    }
+
+    /// Whose use this request is in a usage history: the key's id; a browser session's use
+    /// is its owner's ([`sessions_usage_id`]), so that no login opens a fresh history and
+    /// the owner's total counts it. `None` when no credential was found.
+    pub fn usage_subject(&self) -> Option<Cow<'_, KeyId>> {
+        match (self.credential, &self.owner, self.environment) {
+            (Some(CredentialKind::Session), Some(owner), Some(environment)) => {
+                Some(Cow::Owned(sessions_usage_id(owner, environment)))
+            }
+            _ => self.key_id.as_ref().map(Cow::Borrowed),
         }
     }
 
@@ -215,10 +237,12 @@ impl PendingActivity {
 
 impl Drop for PendingActivity {
     fn drop(&mut self) {
-        if let Some((id, owner)) = self.ticket.credential() {
+        if let Some(verified) = self.ticket.credential() {
             self.event.authenticated = true;
-            self.event.key_id = Some(id.clone());
-            self.event.owner = Some(Arc::clone(owner));
+            self.event.key_id = Some(verified.id.clone());
+            self.event.owner = Some(Arc::clone(&verified.owner));
+            self.event.credential = Some(verified.kind);
+            self.event.environment = Some(verified.environment);
         }
         self.event.spent = self.ticket.spent();
         // May run while a panic unwinds through the service: a panicking observer must not

@@ -96,7 +96,9 @@ fn day_key(namespace: &str, key: &KeyId, day: u64) -> String {
 
 impl ActivityObserver for RedisDailyUsage {
     fn observe(&self, event: &ActivityEvent) {
-        let Some(key) = &event.key_id else { return };
+        let Some(key) = event.usage_subject() else {
+            return;
+        };
         let refused = match event.outcome {
             Outcome::Ok => None,
             Outcome::Refused(kind) => Some(kind),
@@ -105,7 +107,7 @@ impl ActivityObserver for RedisDailyUsage {
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let entry = (key.clone(), at, refused, event.spent);
+        let entry = (key.into_owned(), at, refused, event.spent);
         self.shared.writes.push(entry);
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::activity::ActivityTicket;
+use crate::activity::{ActivityTicket, Verified};
 use crate::client_ip::client_ip_of;
 use crate::credential::{CredentialError, CredentialSources};
 use crate::gate::{guarded, Deferred, Gate, Unanswered};
@@ -360,7 +360,12 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
         };
         let extensions = request.extensions_mut();
         if let Some(ticket) = extensions.get::<ActivityTicket>() {
-            ticket.authenticated(record.id(), record.owner_shared());
+            ticket.authenticated(Verified {
+                id: record.id().clone(),
+                owner: Arc::clone(record.owner_shared()),
+                kind,
+                environment: record.environment(),
+            });
         }
         super::future::record_principal(kind.as_str(), record.id().as_str(), record.owner());
         let expiring = match (self.expiry_notice, record.expires_at(), kind) {

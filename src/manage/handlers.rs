@@ -289,10 +289,19 @@ pub(super) async fn owner_usage<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
     let records = api.store.list(caller.owner()).await?;
+    // The owner's browser sessions too, in the environments the caller sees: a session
+    // spends as its owner (see `sessions_usage_id`).
+    let sessions = Environment::ALL
+        .into_iter()
+        .filter(|environment| {
+            caller.kind() == CredentialKind::Session || caller.environment() == *environment
+        })
+        .map(|environment| crate::activity::sessions_usage_id(caller.owner(), environment));
     let keys: Vec<KeyId> = records
         .iter()
         .filter(|record| sees(&caller, record))
         .map(|record| record.id().clone())
+        .chain(sessions)
         .collect();
     let data = days(&api, &keys).await?;
     Ok(Json(UsagePage { data }).into_response())

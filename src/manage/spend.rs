@@ -13,6 +13,7 @@ use utoipa::openapi::OpenApi;
 use super::authorisation::{authorize, sees};
 use super::error::ApiError;
 use super::views::{BudgetView, Spend, SpendPage};
+use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::store::{KeyStatus, ManageKeys};
 use crate::usage::spend::report::SpendReport;
@@ -108,8 +109,13 @@ async fn spend<St: ManageKeys>(
     let now = api.store.policy().now();
     let mut records = api.store.list(caller.owner()).await?;
     records.reverse(); // newest first, as the key list
-                       // A session spends from its owner's live budget too (when budgets are per owner).
-    let session = (caller.kind() == CredentialKind::Session).then(|| caller.clone());
+                       // The budget the owner's browser sessions spend from (they act in live), which per key
+                       // is no key's: shown to a session, and to a key that sees live.
+    let session = match (caller.kind(), caller.environment()) {
+        (CredentialKind::Session, _) => Some(caller.clone()),
+        (CredentialKind::ApiKey, Environment::Live) => Some(caller.as_session()),
+        (CredentialKind::ApiKey, Environment::Test) => None,
+    };
     let principals = session
         .into_iter()
         .chain(

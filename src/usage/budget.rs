@@ -10,7 +10,7 @@ use foldhash::fast::RandomState;
 
 use super::period::Period;
 use crate::key::Environment;
-use crate::principal::Principal;
+use crate::principal::{CredentialKind, Principal};
 use crate::store::KeyId;
 
 /// Whose counter a request spends from.
@@ -176,7 +176,8 @@ impl BudgetPolicy for Budgets {
 
     fn allowance(&self, principal: &Principal) -> Option<Allowance> {
         let table = &*self.table;
-        if table.keys_written.get() {
+        // A session is no key: it has no key overrides, whatever its record.
+        if table.keys_written.get() && principal.kind() == CredentialKind::ApiKey {
             // The key's own override, else its lineage's: a rotated key keeps the
             // overrides and credits set on any key before it.
             let lineage = principal.lineage();

@@ -24,8 +24,10 @@ use std::time::Duration;
 use common::{send, store_with_clock, Probe};
 use http::{HeaderMap, Request, StatusCode};
 use tower::Layer;
+use tower_api_key::activity::{ActivityLayer, ActivityObserver, DailyUsage, UsageHistory, DAYS};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
+use tower_api_key::manage::{KeysApi, SpendApi};
 use tower_api_key::rate_limit::{
     ClassName, GovernorBackend, Quota, RateClass, RateLimitBackend, RateLimits,
 };
@@ -106,15 +108,23 @@ enum Policy {
     Credits,
     /// A per-key rate-limit class (sessions: per owner).
     RateLimit,
+    /// `GET /billing/spend` (budgets per key): what both credentials were charged, in the
+    /// budgets that still apply.
+    SpendReport,
+    /// `GET /usage`, the owner's history: every request of both credentials, and what
+    /// they were charged.
+    UsageHistory,
 }
 
-const POLICIES: [Policy; 6] = [
+const POLICIES: [Policy; 8] = [
     Policy::PlanDuringTrial,
     Policy::PlanAfterTrial,
     Policy::SpendPerOwner,
     Policy::SpendPerKey,
     Policy::Credits,
     Policy::RateLimit,
+    Policy::SpendReport,
+    Policy::UsageHistory,
 ];
 
 /// Whether `path`'s two credentials are one subject of `policy`: then `B` gets nothing
@@ -133,6 +143,10 @@ fn one_subject(path: Path, policy: Policy) -> bool {
         Policy::SpendPerKey | Policy::RateLimit => rotated || path == Path::SecondLogin,
         // Credits follow the key's lineage only.
         Policy::Credits => rotated,
+        // Per-key budgets, as `SpendPerKey`.
+        Policy::SpendReport => rotated || path == Path::SecondLogin,
+        // Nothing limits: both get everything, and the report must say so.
+        Policy::UsageHistory => false,
     }
 }
 
@@ -221,6 +235,90 @@ impl World {
     }
 }
 
+impl Path {
+    /// Whose credentials the row's are.
+    fn owner(self) -> &'static str {
+        if self == Path::AgentSession {
+            AGENT
+        } else {
+            OWNER
+        }
+    }
+}
+
+impl World {
+    fn report<U: UsageBackend>(
+        &self,
+        owner: &str,
+        caps: &SpendCaps<U>,
+        history: impl UsageHistory,
+    ) -> ReportAt<'_> {
+        let api = axum::Router::new()
+            .merge(KeysApi::new(Arc::clone(&self.keys)).usage(history).router())
+            .merge(SpendApi::new(Arc::clone(&self.keys), caps).router());
+        let auth = AuthLayer::new(Arc::clone(&self.keys)).sessions(self.sessions.clone());
+        ReportAt {
+            world: self,
+            owner: owner.to_owned(),
+            app: axum::Router::new().fallback_service(auth.layer(api)),
+        }
+    }
+}
+
+/// [`World::report`]'s answer: the owner's reports, read through the management API with
+/// a new login of the owner (not through the activity layer: reading is not use).
+struct ReportAt<'w> {
+    world: &'w World,
+    owner: String,
+    app: axum::Router,
+}
+
+impl ReportAt<'_> {
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let Credential::Session(cookie) = self.world.login(&self.owner).await else {
+            unreachable!("a login is a session")
+        };
+        let request = Request::get(path)
+            .header("cookie", cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let answer = send(self.app.clone(), request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {:?}", answer.body);
+        answer.json()
+    }
+
+    /// What every budget in `GET /billing/spend` has spent, summed.
+    async fn spent(&self) -> u64 {
+        let page = self.get("/billing/spend").await;
+        page["data"]["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|budget| budget["spent"].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Today's requests and spend in `GET /usage`, once the history has them (a Redis
+    /// history is written in the background: at most 5 s).
+    async fn today(&self) -> (u64, u64) {
+        let mut last = (0, 0);
+        for _ in 0..500 {
+            let page = self.get("/usage").await;
+            let today = &page["data"][DAYS - 1];
+            let now = (
+                today["requests"].as_u64().unwrap(),
+                today["spent"].as_u64().unwrap(),
+            );
+            if now.0 >= 2 * TRIES as u64 {
+                return now;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        last
+    }
+}
+
 fn none() -> KeyId {
     KeyId::new("key_000000000000000000000000").unwrap()
 }
@@ -244,11 +342,22 @@ where
     probe.calls() - before
 }
 
-/// One cell: `path` × `policy`, with `usage` and `limiter` as the shared backends.
-async fn cell<U, R>(path: Path, policy: Policy, usage: U, limiter: R) -> (usize, usize)
+/// What a cell saw: what each credential got, and for the report columns what the
+/// owner's report said beside what it must say.
+struct Seen {
+    a: usize,
+    b: usize,
+    reported: Option<(u64, u64)>,
+}
+
+/// One cell: `path` × `policy`, with `usage`, `limiter` and `history` as the shared
+/// backends.
+async fn cell<U, R, O, H>(path: Path, policy: Policy, usage: U, limiter: R, history: (O, H)) -> Seen
 where
     U: UsageBackend + Clone,
     R: RateLimitBackend + Clone,
+    O: ActivityObserver,
+    H: UsageHistory,
 {
     let world = World::new();
     let (a, b, reference) = world.pair(path).await;
@@ -265,12 +374,20 @@ where
             .per(per)
             .layer(1)
     };
+    // `$layer` inside the authentication, `$outside` (the activity layer) outside it.
     macro_rules! run {
-        ($layer:expr) => {{
-            let service = auth.layer($layer.layer(probe.service::<String>()));
+        ($layer:expr) => {
+            run!(tower::layer::util::Identity::new(), $layer)
+        };
+        ($outside:expr, $layer:expr) => {{
+            let service = $outside.layer(auth.layer($layer.layer(probe.service::<String>())));
             let a_got = admitted(&service, &probe, &a).await;
             let b = world.successor_of(path, &reference, b).await;
-            (a_got, admitted(&service, &probe, &b).await)
+            Seen {
+                a: a_got,
+                b: admitted(&service, &probe, &b).await,
+                reported: None,
+            }
         }};
     }
     match policy {
@@ -289,6 +406,36 @@ where
             let quota = Quota::per_minute(NonZeroU32::new(ALLOWANCE as u32).unwrap());
             let class = RateClass::per_key(ClassName::from_static("std"), quota);
             run!(RateLimits::with_backend(limiter.clone()).layer(class))
+        }
+        Policy::SpendReport | Policy::UsageHistory => {
+            let caps = SpendCaps::with_backend(
+                Budgets::new()
+                    .default_cap(Environment::Live, ALLOWANCE)
+                    .default_cap(Environment::Test, ALLOWANCE),
+                usage.clone(),
+            )
+            .per(BudgetPer::Key);
+            let (observer, history) = history;
+            let activity = ActivityLayer::new(observer).clock(world.clock.clone());
+            let mut seen = run!(activity, caps.layer(1));
+            let charged = if path == Path::KeyAfterRevocation && policy == Policy::SpendReport {
+                // The revoked key's budget applies to no credential any more.
+                seen.b
+            } else {
+                seen.a + seen.b
+            };
+            let report = world.report(path.owner(), &caps, history);
+            seen.reported = Some(if policy == Policy::SpendReport {
+                (report.spent().await, charged as u64)
+            } else {
+                // Every request, refused ones included: `TRIES` each.
+                let (requests, spent) = report.today().await;
+                (
+                    requests * 1_000 + spent,
+                    (2 * TRIES * 1_000 + charged) as u64,
+                )
+            });
+            seen
         }
     }
 }
@@ -312,23 +459,36 @@ impl World {
 }
 
 /// Every cell on the given backends; a failure names every cell that broke the rule.
-async fn the_matrix<U, R>(usage: impl Fn() -> U, limiter: impl Fn() -> R)
-where
+async fn the_matrix<U, R, O, H>(
+    usage: impl Fn() -> U,
+    limiter: impl Fn() -> R,
+    history: impl Fn() -> (O, H),
+) where
     U: UsageBackend + Clone,
     R: RateLimitBackend + Clone,
+    O: ActivityObserver,
+    H: UsageHistory,
 {
     let mut broken = Vec::new();
     for path in PATHS {
         for policy in POLICIES {
-            let (a, b) = cell(path, policy, usage(), limiter()).await;
+            let seen = cell(path, policy, usage(), limiter(), history()).await;
+            let (a, b) = (seen.a, seen.b);
             let expected_most = if one_subject(path, policy) { 0 } else { a };
             if b > expected_most {
                 broken.push(format!(
                     "{path:?} × {policy:?}: the owner's credential got {a}, this one {b} (at most {expected_most})"
                 ));
             }
+            if let Some((reported, expected)) = seen.reported {
+                if reported != expected {
+                    broken.push(format!(
+                        "{path:?} × {policy:?}: the owner's report says {reported}, not {expected}"
+                    ));
+                }
+            }
             // Each cell does limit `A`: the table tests something.
-            let limited = !matches!(policy, Policy::PlanDuringTrial);
+            let limited = !matches!(policy, Policy::PlanDuringTrial | Policy::UsageHistory);
             assert!(
                 !limited || a <= ALLOWANCE as usize,
                 "{path:?} × {policy:?}: {a}"
@@ -347,6 +507,10 @@ async fn no_credential_gets_more_than_its_owners_keys_in_memory() {
     the_matrix(
         || MemoryUsage::with_clock(clock.clone()),
         || GovernorBackend::with_clock(clock.clone()),
+        || {
+            let daily = DailyUsage::default();
+            (daily.clone(), daily)
+        },
     )
     .await;
 }
@@ -354,6 +518,7 @@ async fn no_credential_gets_more_than_its_owners_keys_in_memory() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn no_credential_gets_more_than_its_owners_keys_on_redis() {
+    use tower_api_key::activity::RedisDailyUsage;
     use tower_api_key::rate_limit::RedisRateLimiter;
     use tower_api_key::usage::RedisUsage;
     use tower_api_key::RedisConnection;
@@ -366,6 +531,10 @@ async fn no_credential_gets_more_than_its_owners_keys_on_redis() {
     the_matrix(
         || RedisUsage::new(connection.clone()).with_namespace(&fresh()),
         || RedisRateLimiter::new(connection.clone()).with_namespace(&fresh()),
+        || {
+            let daily = RedisDailyUsage::new(connection.clone(), &fresh());
+            (daily.clone(), daily)
+        },
     )
     .await;
 }

@@ -191,7 +191,18 @@ async fn per_key_every_active_key_has_its_budget_and_credits_have_no_end() {
     );
     let data = f.budgets(&older).await;
     let budgets = data["budgets"].as_array().unwrap();
-    assert_eq!(budgets.len(), 2, "the revoked key has none: {budgets:?}");
+    assert_eq!(budgets.len(), 3, "the revoked key has none: {budgets:?}");
+    // Issue 36.1: what the owner's browser sessions spend from is no key's budget, and a
+    // live key sees it too (before, only a session caller did).
+    assert_eq!(
+        (
+            &budgets[0]["per"],
+            &budgets[0]["key_id"],
+            &budgets[0]["cap"]
+        ),
+        (&json!("owner"), &Value::Null, &json!(100))
+    );
+    let budgets = &budgets[1..];
     assert_eq!(budgets[0]["key_id"], trial_id.as_str());
     assert_eq!(budgets[0]["key_name"], "trial");
     assert_eq!(
