@@ -163,6 +163,7 @@ impl Principal {
 
     /// This principal as a browser session of its owner would be: what the owner's
     /// sessions are charged to, when no session is at hand (the spend report of a key).
+    #[cfg(feature = "axum")]
     pub(crate) fn as_session(&self) -> Self {
         Self {
             kind: CredentialKind::Session,
