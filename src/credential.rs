@@ -48,6 +48,9 @@ impl CredentialSource {
     }
 }
 
+/// The ForgeOS API-key header, `x-forgeos-api-key`: the second source read by default.
+pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
+
 /// The sources a layer accepts (at least one, each once). Default: both `Bearer` and
 /// `X-ForgeOS-API-Key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +63,7 @@ impl Default for CredentialSources {
         Self {
             sources: vec![
                 CredentialSource::Bearer,
-                CredentialSource::Header(crate::forg::X_FORGEOS_API_KEY),
+                CredentialSource::Header(X_FORGEOS_API_KEY),
             ],
         }
     }

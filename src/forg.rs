@@ -20,8 +20,6 @@
 //! assert_eq!(forg::X_FORGEOS_API_KEY, "x-forgeos-api-key");
 //! ```
 
-use http::HeaderName;
-
 use crate::rate_limit::{ClassName, Quota, RateClass};
 
 crate::scopes! {
@@ -47,8 +45,8 @@ crate::scopes! {
     admin = Admin;
 }
 
-/// The ForgeOS API-key header, `x-forgeos-api-key`.
-pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
+/// The ForgeOS API-key header, `x-forgeos-api-key` (read by default beside `Bearer`).
+pub use crate::credential::X_FORGEOS_API_KEY;
 
 /// Standard API routes: 100 requests per minute per key.
 pub const STANDARD: RateClass = RateClass::per_key(

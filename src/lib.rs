@@ -121,6 +121,7 @@ pub mod activity;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
+mod backend_error;
 pub mod body;
 pub mod client_ip;
 pub mod clock;
@@ -135,6 +136,7 @@ pub mod key;
 pub mod manage;
 pub mod metrics;
 pub mod principal;
+mod quota;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_connection;
@@ -150,6 +152,7 @@ pub mod usage;
 mod wiring;
 
 pub use auth::{AuthLayer, AuthService, API_KEY_EXPIRES};
+pub use backend_error::{BackendError, OnBackendError};
 pub use environment::Environment;
 pub use forg::ForgScope;
 pub use principal::Principal;

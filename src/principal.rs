@@ -46,7 +46,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::key::Environment;
-use crate::rate_limit::{ClassName, Quota};
+use crate::quota::{ClassName, Quota};
 use crate::scope::{Scope, ScopeSet};
 use crate::store::{KeyId, KeyRecord, Metadata};
 

@@ -1,6 +1,6 @@
 use http::Request;
 
-use super::layer::Shared;
+use super::config::Shared;
 
 crate::gate::response_future! {
     /// Response future of [`ActivityService`](super::ActivityService): the inner service's

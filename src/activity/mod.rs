@@ -26,6 +26,7 @@
 //! With the `tracing` feature the layer also emits one event per request on the target
 //! `tower_api_key::activity` (DEBUG), with the same fields.
 
+mod config;
 mod daily;
 mod future;
 mod last_used;
@@ -37,19 +38,22 @@ mod redis_daily;
 mod redis_log;
 #[cfg(feature = "redis")]
 mod redis_queue;
+mod service;
+mod ticket;
 
 #[cfg(feature = "axum")]
 pub(crate) use daily::zero_days;
 pub use daily::{sessions_usage_id, DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use future::ResponseFuture;
 pub use last_used::LastUsedRecorder;
-pub use layer::{ActivityLayer, ActivityService};
-pub(crate) use layer::{ActivityTicket, Verified};
+pub use layer::ActivityLayer;
 pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
 #[cfg(feature = "redis")]
 pub use redis_daily::RedisDailyUsage;
 #[cfg(feature = "redis")]
 pub use redis_log::RedisActivityLog;
+pub use service::ActivityService;
+pub(crate) use ticket::{ActivityTicket, Verified};
 
 use std::borrow::Cow;
 use std::fmt;

@@ -61,6 +61,7 @@
 mod future;
 mod layer;
 mod service;
+mod span;
 mod verify;
 
 pub use future::ResponseFuture;

@@ -5,7 +5,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::{entered, request_span, ResponseFuture};
+use super::future::ResponseFuture;
+use super::span::{entered, request_span};
 use super::verify::Config;
 use crate::body::ResponseBody;
 use crate::gate::{caught, decided, deferred, GateFuture};

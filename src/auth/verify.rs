@@ -343,7 +343,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
             }
             Err(rejection) => {
                 self.metrics.requests.record(None, Some(rejection.kind()));
-                super::future::record_outcome(rejection.code());
+                super::span::record_outcome(rejection.code());
                 return Err(respond(&*self.renderer, rejection, request.headers()));
             }
         };
@@ -367,7 +367,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
                 environment: record.environment(),
             });
         }
-        super::future::record_principal(kind.as_str(), record.id().as_str(), record.owner());
+        super::span::record_principal(kind.as_str(), record.id().as_str(), record.owner());
         let expiring = match (self.expiry_notice, record.expires_at(), kind) {
             (Some(window), Some(expires), CredentialKind::ApiKey) => {
                 let soon = self.store.policy().now().checked_add(window);
@@ -397,7 +397,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
             .get::<AuthRejection>()
             .map(AuthRejection::kind);
         layer.metrics.requests.record(kind, outcome);
-        super::future::record_outcome(outcome.map_or("ok", RejectionKind::code));
+        super::span::record_outcome(outcome.map_or("ok", RejectionKind::code));
     }
 }
 

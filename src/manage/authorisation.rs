@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 
+use super::api::KeysApi;
 use super::error::ApiError;
-use super::routes::KeysApi;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::{Scope, ScopeSet};
 use crate::store::{KeyId, KeyRecord, ManageKeys};

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::api::KeysApi;
 use super::authorisation::sees;
 use super::error::{ApiError, ApiJson};
-use super::routes::KeysApi;
 use super::views::{
     ActivityPage, CreateKey, IssuedKey, Key, KeyData, KeyList, Page, RotateKey, UsagePage,
     MAX_GRACE_SECONDS,

@@ -57,6 +57,7 @@
 //! table and the body types; `docs/openapi.json` is that document merged with
 //! [`SpendApi::openapi`]'s (a test keeps them equal).
 
+mod api;
 mod authorisation;
 mod error;
 mod handlers;
@@ -64,8 +65,8 @@ mod routes;
 mod spend;
 mod views;
 
+pub use api::KeysApi;
 pub use error::{ApiError, ApiJson};
-pub use routes::KeysApi;
 pub use spend::SpendApi;
 
 use crate::key::KeyFamily;

@@ -1,11 +1,10 @@
-use std::error::Error as StdError;
-use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Quota;
 use super::RateClass;
+use crate::backend_error::BackendError;
 use crate::key::Environment;
 use crate::store::KeyId;
 
@@ -85,29 +84,6 @@ impl Decision {
     /// Time until a request can succeed (zero when allowed).
     pub fn retry_after(&self) -> Duration {
         self.retry_after
-    }
-}
-
-/// A rate-limit backend could not decide (e.g. its server is down).
-#[derive(Debug)]
-pub struct BackendError(Box<dyn StdError + Send + Sync>);
-
-impl BackendError {
-    /// Wraps the backend's own error.
-    pub fn new(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self(source.into())
-    }
-}
-
-impl fmt::Display for BackendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rate-limit backend failed: {}", self.0)
-    }
-}
-
-impl StdError for BackendError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.0)
     }
 }
 

@@ -14,10 +14,11 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::RateLimiter;
 
-use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::backend::{Decision, LimitKey, RateLimitBackend};
 use super::housekeeping::{self, Schedule};
 use super::Quota;
 use super::{ClassName, KeyedBy, RateClass};
+use crate::backend_error::BackendError;
 use crate::key::Environment;
 use crate::store::KeyId;
 

@@ -13,10 +13,12 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
-use super::headers::{add_headers, policy_header, state_header};
-use super::limits::{OnBackendError, RateLimits};
+use super::backend::{Decision, LimitKey, RateLimitBackend};
+use super::headers::{add_headers, policy_header, state_header, state_headers};
+use super::limits::RateLimits;
 use super::{KeyedBy, Quota, RateClass};
+use crate::backend_error::BackendError;
+use crate::backend_error::OnBackendError;
 use crate::body::ResponseBody;
 use crate::client_ip::client_key_of;
 use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
@@ -24,6 +26,26 @@ use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
 use crate::store::KeyId;
+
+// Here, not in `limits.rs`: the layer holds its `RateLimits`, so the configuration does
+// not import the layer back.
+impl<B: RateLimitBackend> RateLimits<B> {
+    /// A layer that limits its routes as `class`. Every layer of one class shares one
+    /// budget per key, however many routes it is applied to.
+    pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
+        RateLimitLayer {
+            shared: Arc::new(LayerShared {
+                handle: self.backend.register(&class),
+                policy: policy_header(&class, class.quota()),
+                states: state_headers(&class),
+                label: Arc::from(class.name().as_str()),
+                decisions: crate::metrics::DecisionCounters::default(),
+                class,
+                limits: self.clone(),
+            }),
+        }
+    }
+}
 
 /// Limits requests of one [`RateClass`]; made by [`RateLimits::layer`].
 #[must_use]

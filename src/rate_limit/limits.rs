@@ -6,23 +6,8 @@ use std::time::Duration;
 
 use super::backend::RateLimitBackend;
 use super::governor::GovernorBackend;
-use super::headers::{policy_header, state_headers};
-use super::layer::{LayerShared, RateLimitLayer};
-use super::RateClass;
+use crate::backend_error::OnBackendError;
 use crate::reject::{DefaultRenderer, RenderRejection};
-
-/// What to do when the backend cannot decide (its server is down or slow).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OnBackendError {
-    /// Let the request through and emit a warning event: an outage of the limiter does not
-    /// become an outage of the API. The default, as in mainstream gateways (Envoy's
-    /// `failure_mode_deny: false`, Kong's `fault_tolerant: true`).
-    #[default]
-    Allow,
-    /// Answer 503 `auth_unavailable` with `Retry-After`.
-    Deny,
-}
 
 /// Shared rate-limit configuration: one backend, the client-address rules, and how
 /// responses look. Make one per application and a [`layer`](Self::layer) per class.
@@ -101,22 +86,6 @@ impl<B: RateLimitBackend> RateLimits<B> {
     /// How many keys and addresses state is held for.
     pub fn tracked(&self) -> usize {
         self.backend.tracked()
-    }
-
-    /// A layer that limits its routes as `class`. Every layer of one class shares one
-    /// budget per key, however many routes it is applied to.
-    pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
-        RateLimitLayer {
-            shared: Arc::new(LayerShared {
-                handle: self.backend.register(&class),
-                policy: policy_header(&class, class.quota()),
-                states: state_headers(&class),
-                label: Arc::from(class.name().as_str()),
-                decisions: crate::metrics::DecisionCounters::default(),
-                class,
-                limits: self.clone(),
-            }),
-        }
     }
 }
 

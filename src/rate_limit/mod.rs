@@ -55,18 +55,20 @@ mod headers;
 pub(crate) mod housekeeping;
 mod layer;
 mod limits;
-mod quota;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
-pub use backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+/// Also at the crate root, where the spend caps and the failed-authentication limit name
+/// them too.
+pub use crate::backend_error::{BackendError, OnBackendError};
+pub use crate::quota::{ClassName, InvalidClassName, Quota};
+pub use backend::{Decision, LimitKey, RateLimitBackend};
 pub use governor::GovernorBackend;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
-pub use limits::{OnBackendError, RateLimits};
-pub use quota::{ClassName, InvalidClassName, Quota};
+pub use limits::RateLimits;
 
 /// What a class counts requests by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +93,13 @@ pub struct RateClass {
     name: ClassName,
     quota: Quota,
     keyed_by: KeyedBy,
+}
+
+/// What [`NewKey::rate_limit`](crate::store::NewKey::rate_limit) reads of a class: its name.
+impl AsRef<ClassName> for RateClass {
+    fn as_ref(&self) -> &ClassName {
+        &self.name
+    }
 }
 
 impl RateClass {

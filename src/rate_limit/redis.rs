@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::backend::{BackendError, Decision, LimitKey, RateLimitBackend};
+use super::backend::{Decision, LimitKey, RateLimitBackend};
 use super::Quota;
 use super::RateClass;
+use crate::backend_error::BackendError;
 use crate::redis_connection::{subject_key, Subject};
 use crate::RedisConnection;
 

@@ -90,11 +90,11 @@ pub enum InvalidRequestReason {
 pub enum Unavailable {
     /// The key store failed, timed out or panicked.
     KeyStore(StoreErrorKind),
-    /// The rate-limit backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny)).
+    /// The rate-limit backend failed (with [`OnBackendError::Deny`](crate::OnBackendError::Deny)).
     RateLimiter,
     /// The plan policy failed, timed out or panicked.
     PlanPolicy,
-    /// The spend-cap backend failed (with [`OnBackendError::Deny`](crate::rate_limit::OnBackendError::Deny), the spend caps' default).
+    /// The spend-cap backend failed (with [`OnBackendError::Deny`](crate::OnBackendError::Deny), the spend caps' default).
     UsageBackend,
 }
 
@@ -215,7 +215,7 @@ pub enum AuthRejection {
     PlanRequired(Environment),
     /// 403 `plan_required`: the route requires this plan or higher
     /// ([`PlanLayer::require`](crate::usage::PlanLayer::require)), whatever the credential.
-    RoutePlanRequired(crate::usage::Plan),
+    RoutePlanRequired(crate::store::plan_policy::Plan),
     /// 429 `rate_limited`.
     #[non_exhaustive]
     RateLimited {

@@ -40,6 +40,7 @@ mod cached;
 mod manage;
 mod memory;
 mod metadata;
+pub(crate) mod plan_policy;
 mod policy;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod reconnect;

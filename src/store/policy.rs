@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::{Clock, SystemClock};
 use crate::key::KeyFamilies;
 
-use crate::usage::PlanPolicy;
+use super::plan_policy::PlanPolicy;
 
 /// A store's rules, shared by everything that reads the store: the key families it issues
 /// and the [`AuthLayer`](crate::AuthLayer) accepts, the most active keys an owner may

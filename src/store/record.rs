@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AllowedNetworks, Metadata};
 use crate::key::{Environment, GenerateError, KeyDigest, KeyFamily, KeyHasher, PlaintextKey};
-use crate::rate_limit::{ClassName, Quota, RateClass};
+use crate::quota::{ClassName, Quota};
 use crate::scope::{Scope, ScopeSet};
 
 /// A key's public identifier, e.g. `key_5f0c2a9e8b1d4c7f3a6e2b90`.
@@ -759,9 +759,10 @@ impl<S: Scope> NewKey<S> {
     }
 
     /// Overrides the quota of rate-limit class `class` for this key. Takes the class
-    /// itself, so an override cannot name a class that does not exist.
-    pub fn rate_limit(mut self, class: &RateClass, quota: Quota) -> Self {
-        self.rate_limits.insert(class.name().clone(), quota);
+    /// itself (a [`RateClass`](crate::rate_limit::RateClass), the one type that names its
+    /// class), so an override cannot name a class that does not exist.
+    pub fn rate_limit(mut self, class: &impl AsRef<ClassName>, quota: Quota) -> Self {
+        self.rate_limits.insert(class.as_ref().clone(), quota);
         self
     }
 

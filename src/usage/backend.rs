@@ -9,10 +9,10 @@ use dashmap::DashMap;
 
 use super::budget::BudgetPer;
 use super::period::Period;
+use crate::backend_error::BackendError;
 use crate::clock::{Clock, SystemClock};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
-use crate::rate_limit::BackendError;
 use crate::sweep::SweepAt;
 
 /// One spend counter: an environment (test and live never share one), whose budget, and

@@ -8,8 +8,8 @@ use redis::Script;
 
 use super::backend::{Charge, Counter, Spent, UsageBackend, MAX_AMOUNT};
 use super::budget::BudgetPer;
+use crate::backend_error::BackendError;
 use crate::clock::Clock;
-use crate::rate_limit::BackendError;
 use crate::redis_connection::{subject_key, Subject};
 use crate::RedisConnection;
 
@@ -100,7 +100,7 @@ return {allowed and 1 or 0, string.format('%.0f', spent), finish, (finish - now)
 /// they spread over every master, and expire an hour after their period ends.
 ///
 /// A connection failure is a [`BackendError`]; the layer then follows its
-/// [`OnBackendError`](crate::rate_limit::OnBackendError) policy (503 by default).
+/// [`OnBackendError`](crate::OnBackendError) policy (503 by default).
 #[derive(Clone)]
 pub struct RedisUsage {
     connection: RedisConnection,

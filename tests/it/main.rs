@@ -11,6 +11,7 @@ mod conformance;
 mod usage_conformance;
 
 mod activity;
+mod architecture;
 mod auth;
 mod cached_store;
 mod concurrency;

@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::{Admitted, Shared};
+use super::charge::{Admitted, Shared};
 use super::SPEND_CAP;
 use crate::body::ResponseBody;
 use crate::gate::{Deferred, GateFuture};

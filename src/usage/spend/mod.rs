@@ -1,10 +1,12 @@
 //! Spend caps: [`SpendCaps`] holds the budgets, the backend and how responses look;
 //! [`SpendCaps::layer`] makes a [`SpendCapLayer`] per route class with its fixed cost.
 
+mod charge;
 mod future;
 mod layer;
 #[cfg(feature = "axum")]
 pub(crate) mod report;
+mod service;
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,14 +15,15 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 
 pub use future::ResponseFuture;
-pub use layer::{SpendCapLayer, SpendCapService};
+pub use layer::SpendCapLayer;
+pub use service::SpendCapService;
 
 use super::backend::{MemoryUsage, UsageBackend};
 use super::budget::{BudgetPer, BudgetPolicy};
 use super::period::Period;
+use crate::backend_error::OnBackendError;
 use crate::header_text::HeaderText;
 use crate::key::Environment;
-use crate::rate_limit::OnBackendError;
 use crate::reject::{DefaultRenderer, RenderRejection};
 
 /// The response header that shows the client its budget: a structured-field dictionary

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use super::SpendCaps;
+use crate::backend_error::BackendError;
 use crate::key::Environment;
 use crate::principal::Principal;
-use crate::rate_limit::BackendError;
 use crate::usage::backend::{Counter, UsageBackend};
 use crate::usage::budget::BudgetPer;
 use crate::usage::period::Period;
