@@ -68,8 +68,10 @@
 //!   deleted by the store as it is used (the sessions policy has no retention), so an
 //!   owner's sessions cost what its live ones do, whatever its login history.
 
+mod auth;
 mod cookie;
 mod csrf;
+mod started;
 
 use std::fmt;
 use std::sync::Arc;
@@ -78,10 +80,12 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use http::header::{HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
+pub(crate) use self::auth::{SessionAuth, SessionStore};
 pub(crate) use self::cookie::protect;
 use self::cookie::CookieSettings;
 use self::csrf::CsrfCheck;
 pub use self::csrf::{CsrfSecret, InvalidCsrfSecret};
+pub use self::started::{SessionCookies, StartedSession};
 use crate::environment::Environment;
 use crate::key::{KeyDigest, KeyFamily};
 use crate::principal::{CredentialKind, Principal};
@@ -396,130 +400,6 @@ impl<St: ManageKeys> Sessions<St> {
     }
 }
 
-/// What the authentication layer needs of a session store, object-safe: the layer's store
-/// type is the keys'.
-pub(crate) trait SessionStore<Sc: Scope>: Send + Sync + 'static {
-    /// The digest and environment of a session token, parsed against the session store's
-    /// families; `None` when it is not a session token.
-    fn digest_of(&self, token: &str) -> Option<(KeyDigest, Environment)>;
-    fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<Sc>>;
-    fn lookup<'a>(&'a self, digest: &'a KeyDigest) -> BoxFuture<'a, LookupResult<Sc>>;
-    fn now(&self) -> SystemTime;
-    /// The store's metrics label ([`KeyStore::backend`]).
-    fn backend(&self) -> &'static str;
-    /// Records activity on session `id` (for idle timeouts), failures logged.
-    fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()>;
-}
-
-impl<St: ManageKeys> SessionStore<St::Scope> for St {
-    fn digest_of(&self, token: &str) -> Option<(KeyDigest, Environment)> {
-        let session = self.policy().accepted_families().parse(token).ok()?;
-        Some((
-            self.hasher().digest(session.expose_secret()),
-            session.environment(),
-        ))
-    }
-
-    fn lookup_now(&self, digest: &KeyDigest) -> Option<LookupResult<St::Scope>> {
-        KeyStore::lookup_now(self, digest)
-    }
-
-    fn lookup<'a>(&'a self, digest: &'a KeyDigest) -> BoxFuture<'a, LookupResult<St::Scope>> {
-        Box::pin(KeyStore::lookup(self, digest))
-    }
-
-    fn now(&self) -> SystemTime {
-        self.policy().now()
-    }
-
-    fn backend(&self) -> &'static str {
-        KeyStore::backend(self)
-    }
-
-    fn touch(self: Arc<Self>, id: KeyId, at: SystemTime) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            if let Err(_error) = ManageKeys::touch(&*self, &id, at).await {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "tower_api_key", error = %_error, "recording session activity failed");
-            }
-        })
-    }
-}
-
-/// Sessions as the authentication layer holds them, whatever their store's type.
-pub(crate) struct SessionAuth<Sc: Scope> {
-    store: Arc<dyn SessionStore<Sc>>,
-    settings: Arc<Settings>,
-}
-
-impl<Sc: Scope> Clone for SessionAuth<Sc> {
-    fn clone(&self) -> Self {
-        Self {
-            store: Arc::clone(&self.store),
-            settings: Arc::clone(&self.settings),
-        }
-    }
-}
-
-impl<Sc: Scope> fmt::Debug for SessionAuth<Sc> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
-    }
-}
-
-impl<Sc: Scope> SessionAuth<Sc> {
-    pub(crate) fn store(&self) -> &dyn SessionStore<Sc> {
-        &*self.store
-    }
-
-    pub(crate) fn session_cookie<'h>(
-        &self,
-        headers: &'h HeaderMap,
-    ) -> Result<Option<&'h str>, AuthRejection> {
-        self.settings.cookies.session_in(headers)
-    }
-
-    pub(crate) fn check_csrf<B>(
-        &self,
-        request: &http::Request<B>,
-        session: &KeyDigest,
-    ) -> Result<(), AuthRejection> {
-        let settings = &*self.settings;
-        settings.csrf.check(request, session).map_err(|failure| {
-            AuthRejection::csrf_failed(
-                failure,
-                Arc::clone(&settings.cookies.csrf),
-                settings.csrf.header.clone(),
-            )
-        })
-    }
-
-    /// Whether `record` has been idle too long at `now`.
-    pub(crate) fn idle_expired(&self, record: &KeyRecord<Sc>, now: SystemTime) -> bool {
-        self.settings.idle_timeout.is_some_and(|idle| {
-            let seen = record.last_used_at().unwrap_or(record.created_at());
-            now.duration_since(seen).is_ok_and(|quiet| quiet >= idle)
-        })
-    }
-
-    /// Records activity on `record` if the last record of it is older than a quarter of
-    /// the idle timeout (so an active session stays alive without a write per request).
-    pub(crate) fn seen(&self, record: &KeyRecord<Sc>, now: SystemTime) {
-        let Some(idle) = self.settings.idle_timeout else {
-            return;
-        };
-        let seen = record.last_used_at().unwrap_or(record.created_at());
-        if now
-            .duration_since(seen)
-            .is_ok_and(|quiet| quiet >= idle / 4)
-        {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(Arc::clone(&self.store).touch(record.id().clone(), now));
-            }
-        }
-    }
-}
-
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sessions")
@@ -534,88 +414,5 @@ impl fmt::Debug for Settings {
 impl<St: ManageKeys> fmt::Debug for Sessions<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.settings.fmt(f)
-    }
-}
-/// A session just started: its record and the cookies to set.
-#[derive(Debug)]
-pub struct StartedSession<S: crate::scope::Scope> {
-    record: Arc<KeyRecord<S>>,
-    cookies: SessionCookies,
-}
-
-impl<S: crate::scope::Scope> StartedSession<S> {
-    /// The stored record (digest only; the token is in the cookie).
-    pub fn record(&self) -> &Arc<KeyRecord<S>> {
-        &self.record
-    }
-
-    /// The `Set-Cookie` values.
-    pub fn cookies(&self) -> &SessionCookies {
-        &self.cookies
-    }
-
-    /// The `Set-Cookie` values, taken.
-    pub fn into_cookies(self) -> SessionCookies {
-        self.cookies
-    }
-}
-
-/// The two `Set-Cookie` values of a login or logout (marked sensitive), and the CSRF token
-/// of a login, which a page may also want in its JSON body. With the `axum` feature it is
-/// `IntoResponseParts`.
-#[derive(Clone)]
-pub struct SessionCookies {
-    values: [HeaderValue; 2],
-    csrf_token: Option<String>,
-}
-
-impl SessionCookies {
-    /// The `Set-Cookie` values: the session cookie, then the CSRF cookie.
-    pub fn set_cookie_values(&self) -> &[HeaderValue; 2] {
-        &self.values
-    }
-
-    /// Appends both as `Set-Cookie` to `headers`.
-    pub fn append_to(&self, headers: &mut HeaderMap) {
-        for value in &self.values {
-            headers.append(SET_COOKIE, value.clone());
-        }
-    }
-
-    /// The CSRF token (the `forge_csrf` cookie's value) of a login; `None` for a logout.
-    pub fn csrf_token(&self) -> Option<&str> {
-        self.csrf_token.as_deref()
-    }
-
-    /// The `Cookie` request header a browser would send back (`name=value; name=value`),
-    /// for tests and non-browser clients. Handle with care: it holds the session token.
-    pub fn cookie_header(&self) -> String {
-        self.values
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(|set_cookie| set_cookie.split(';').next())
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-impl fmt::Debug for SessionCookies {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionCookies")
-            .field("values", &"[redacted]")
-            .finish()
-    }
-}
-
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponseParts for SessionCookies {
-    type Error = std::convert::Infallible;
-
-    fn into_response_parts(
-        self,
-        mut parts: axum_core::response::ResponseParts,
-    ) -> Result<axum_core::response::ResponseParts, Self::Error> {
-        self.append_to(parts.headers_mut());
-        Ok(parts)
     }
 }

@@ -58,9 +58,11 @@ fn rust_files(path: &Path) -> Vec<PathBuf> {
 }
 
 /// The library's code of `file`: without comments, and without what follows a
-/// `#[cfg(test)]` (test modules stand at the end of a file); a `*_tests.rs` file has none.
+/// `#[cfg(test)]` (test modules stand at the end of a file); a `tests.rs` or `*_tests.rs`
+/// file has none.
 fn code(file: &Path) -> String {
-    if file.to_string_lossy().ends_with("_tests.rs") {
+    let name = file.file_name().unwrap().to_string_lossy();
+    if name == "tests.rs" || name.ends_with("_tests.rs") {
         return String::new();
     }
     let text = fs::read_to_string(file).unwrap();
