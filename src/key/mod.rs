@@ -30,6 +30,7 @@
 //!   is HMAC-SHA-256, so a stolen table of digests cannot even be checked against guessed
 //!   keys without the server's secret.
 
+mod alphabet;
 mod digest;
 mod family;
 
@@ -38,11 +39,10 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 pub use crate::environment::Environment;
+pub use alphabet::{Alphabet, Checksum};
 pub(crate) use digest::BuildDigestHasher;
 pub use digest::{KeyDigest, KeyHasher, ParseDigestError, PepperError};
-pub use family::{
-    Alphabet, Checksum, FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey,
-};
+pub use family::{FamilyError, KeyFamilies, KeyFamily, KeyFamilyBuilder, ParsedKey};
 
 /// Why a string is not a key. The input itself is never repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]

@@ -200,3 +200,16 @@ fn the_circle_check_finds_a_circle() {
     );
     assert_eq!(circle_from("service", &arrows), None);
 }
+
+/// Issue 37.4: small rooms. A file past 500 lines holds more than one concept.
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let long: Vec<String> = rust_files(&src())
+        .into_iter()
+        .filter_map(|file| {
+            let lines = fs::read_to_string(&file).unwrap().lines().count();
+            (lines > 500).then(|| format!("{} ({lines} lines)", file.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
