@@ -66,7 +66,7 @@ fn documented() -> (
     impl Fn() + Clone,
 ) {
     let clock = ManualClock::default();
-    let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())).headers(true);
+    let limits = RateLimits::backed_by(GovernorBackend::on_clock(clock.clone())).headers(true);
     let class = RateClass::per_key(
         ClassName::from_static("bench"),
         Quota::per_minute(NonZeroU32::new(100).expect("not zero")),

@@ -79,7 +79,7 @@ fn main() {
     // Tracked rate-limit keys: one request each from n distinct key ids.
     let ids: Vec<KeyId> = (0..n).map(|_| KeyId::generate().expect("id")).collect();
     let clock = ManualClock::default();
-    let backend = GovernorBackend::with_clock(clock.clone());
+    let backend = GovernorBackend::on_clock(clock.clone());
     let class = backend.register(&forg::STANDARD);
     let before = live();
     for id in &ids {

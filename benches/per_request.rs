@@ -147,7 +147,7 @@ fn run(variant: &str, n: usize) {
         ),
         "auth_scope_rate_limit" | "auth_scope_rate_limit_large_quota" => {
             let clock = ManualClock::default();
-            let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone()));
+            let limits = RateLimits::backed_by(GovernorBackend::on_clock(clock.clone()));
             // The documented 100 a minute, or 1,000,000 an hour; the clock moves one
             // request period per request, so every request is allowed.
             let (quota, period) = if variant == "auth_scope_rate_limit" {

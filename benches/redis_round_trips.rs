@@ -107,7 +107,7 @@ async fn measure(
         Ok::<_, Infallible>(Response::new(String::new()))
     });
     let mut with_limit = AuthLayer::new(Arc::clone(&store))
-        .layer(RateLimits::with_backend(limiter).layer(roomy).layer(inner));
+        .layer(RateLimits::backed_by(limiter).layer(roomy).layer(inner));
     let mut auth_only = AuthLayer::new(Arc::clone(&store)).layer(inner);
     let bearer =
         HeaderValue::try_from(format!("Bearer {}", issued.key().expose_secret())).expect("header");

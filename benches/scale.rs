@@ -149,9 +149,9 @@ async fn measure(keys: usize) -> Row {
     };
     let roomy = Quota::per_minute(NonZeroU32::new(1_000_000).unwrap());
     let class = RateClass::per_key(ClassName::from_static("std"), roomy);
-    let limits = RateLimits::with_backend(GovernorBackend::with_clock(clock.clone()));
+    let limits = RateLimits::backed_by(GovernorBackend::on_clock(clock.clone()));
     let budgets = Budgets::new().default_cap(Environment::Test, u64::MAX);
-    let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
+    let caps = SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()))
         .per(BudgetPer::Key);
     let mut service = ServiceBuilder::new()
         .layer(ActivityLayer::new(observe))

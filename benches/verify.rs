@@ -46,7 +46,7 @@ fn parse(c: &mut Criterion) {
 
 fn digest(c: &mut Criterion) {
     let plain = KeyHasher::sha256();
-    let peppered = KeyHasher::with_pepper(&[7u8; 32]).expect("pepper");
+    let peppered = KeyHasher::peppered(&[7u8; 32]).expect("pepper");
     let mut group = c.benchmark_group("digest");
     group.bench_function("sha256", |b| b.iter(|| plain.digest(black_box(LIVE))));
     group.bench_function("hmac_sha256", |b| {

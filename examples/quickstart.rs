@@ -223,8 +223,8 @@ impl Demo {
         let session_store = Arc::new(Store::new().with_policy(KeyPolicy::sessions()));
         let secret = CsrfSecret::generate().expect("the OS has randomness");
         let budgets = demo_keys.budgets();
-        let usage = MemoryUsage::with_clock(clock.clone());
-        let spend = SpendCaps::with_backend(budgets.clone(), usage).per(BudgetPer::Key);
+        let usage = MemoryUsage::new().with_clock(clock.clone());
+        let spend = SpendCaps::backed_by(budgets.clone(), usage).per(BudgetPer::Key);
         // Live keys need Pro; fos_ keys are live keys too.
         let plans = PlanTable::new(Plan::Free)
             .require(Environment::Live, Plan::Pro)

@@ -31,7 +31,7 @@ type Store = CachedKeyStore<RedisKeyStore<ForgScope>>;
 
 /// One instance: the routes behind authentication (cached Redis store) and shared limits.
 pub fn instance(store: Arc<Store>, limiter: RedisRateLimiter) -> Router {
-    let limits = RateLimits::with_backend(limiter);
+    let limits = RateLimits::backed_by(limiter);
     let ai = forg::AI.with_quota(Quota::per_minute(
         NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
     ));

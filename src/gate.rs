@@ -76,8 +76,8 @@ pub(crate) trait Gate<Req>: Send + Sync + 'static {
     type After;
 
     /// Lets `request` through (changing it as needed) or answers instead.
-    // A rejection is moved once into the future; boxing it would allocate per refusal.
-    #[allow(clippy::result_large_err)]
+    // A rejection is moved once into the future; boxing it would allocate per refusal
+    // (`clippy::result_large_err` is allowed for this in `Cargo.toml`).
     fn decide(
         self: &Arc<Self>,
         verdict: Self::Verdict,

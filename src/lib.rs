@@ -71,7 +71,9 @@
 //! | where keys live and their lifecycle | [`store`], [`manage`] (HTTP, with its OpenAPI document) |
 //! | the FORG / ForgeOS presets | [`forg`] |
 //!
-//! Beside the path: [`metrics`] (what every step counts, feature `metrics`) and, with
+//! Beside the path: [`BackendError`] and [`OnBackendError`] (a shared backend that cannot
+//! answer, and what that means for the request: rate limits, spend caps, the failed-auth
+//! limit), [`metrics`] (what every step counts, feature `metrics`) and, with
 //! `redis`, `RedisConnection` (one handle to a Redis server or Redis Cluster, taken by every
 //! Redis-backed type).
 //!
@@ -81,12 +83,24 @@
 //!
 //! # Configuration
 //!
-//! Layers and services are configured as tower-http's are: plain setters that take and
-//! return the value (`AuthLayer::new(store).optional().lookup_timeout(…)`); a setter
-//! returns a `Result` only where it parses its input (cookie names, origins, table names).
-//! Stores and backends take their settings with `with_*` (`with_policy`, `with_hasher`,
-//! `with_namespace`), because the plain names are the [`KeyStore`] accessors
-//! (`policy()`, `hasher()`); the cache, whose maps are built once, has a builder.
+//! One grammar, everywhere:
+//!
+//! - **`new(..)` builds**, with what the value cannot do without (`AuthLayer::new(store)`,
+//!   `FailureLimit::new(quota)`, `SpendCaps::new(budgets)`). Another way to build is a
+//!   **named constructor without `with_`**: `backed_by(config, backend)` when the state
+//!   lives in a shared backend ([`RateLimits::backed_by`](rate_limit::RateLimits::backed_by),
+//!   [`SpendCaps::backed_by`](usage::SpendCaps::backed_by),
+//!   [`FailureLimit::backed_by`](failure_limit::FailureLimit::backed_by)), `on_clock(..)`
+//!   when the clock is part of the type
+//!   ([`GovernorBackend::on_clock`](rate_limit::GovernorBackend::on_clock)),
+//!   [`KeyHasher::peppered`](key::KeyHasher::peppered). The configuration comes first, the
+//!   backend second.
+//! - **Chained setters** take and return the value: plain names on layers and policies, as
+//!   tower-http's (`AuthLayer::new(store).optional().lookup_timeout(…)`); `with_*` where
+//!   the plain name is already an accessor (a store's `with_policy`/`policy()`,
+//!   `with_hasher`, `with_namespace`, `MemoryUsage::with_clock`). A setter returns a
+//!   `Result` only where it parses its input (cookie names, origins, table names).
+//! - The cache, whose maps are built once, has a builder.
 //!
 //! # Feature flags
 //!
@@ -115,6 +129,7 @@
 //! [tower]: https://docs.rs/tower
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod activity;

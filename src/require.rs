@@ -157,7 +157,6 @@ impl<S: Scope, B> Gate<Request<B>> for Rule<S> {
     type Verdict = ();
     type After = ();
 
-    #[allow(clippy::result_large_err)]
     fn decide(self: &Arc<Self>, (): (), request: &mut Request<B>) -> Result<(), Response<Bytes>> {
         self.check(request.extensions())
             .map_err(|rejection| respond(&*self.renderer, rejection, request.headers()))

@@ -146,7 +146,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
         format!("{:?}", fresh.record()),
         format!("{credential:?}"),
         format!("{store:?}"),
-        format!("{:?}", KeyHasher::with_pepper(&[1; 32]).unwrap()),
+        format!("{:?}", KeyHasher::peppered(&[1; 32]).unwrap()),
         format!("{:?}", AuthLayer::new(Arc::clone(&store))),
         format!("{:?}", RateLimits::new().layer(forg::STANDARD)),
         format!("{:?}", FailureLimit::default()),

@@ -35,7 +35,6 @@ impl<B> Gate<Request<B>> for Shared {
     type Verdict = Option<Box<PendingActivity>>;
     type After = Option<Box<PendingActivity>>;
 
-    #[allow(clippy::result_large_err)]
     fn decide(
         self: &Arc<Self>,
         pending: Self::Verdict,

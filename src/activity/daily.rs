@@ -109,7 +109,7 @@ pub(crate) fn date(day: u64) -> String {
 /// [`UsageHistory`] (give it to `KeysApi::usage`).
 ///
 /// Bounded: a ring of [`DAYS`] days per key (about 2 KiB), for at most
-/// [`capacity`](Self::with_capacity) keys (default 10,000), of which one owner holds at
+/// [`capacity`](Self::capacity) keys (default 10,000), of which one owner holds at
 /// most its [share](Self::per_owner) (default 100 keys), so one tenant issuing, using and
 /// revoking keys cannot crowd every other owner out. Keys unused for [`DAYS`] days are
 /// swept as the map grows (O(1) per event, amortised); events of a key past the capacity
@@ -163,12 +163,14 @@ struct Day {
 impl DailyUsage {
     /// At most 10,000 keys.
     pub fn new() -> Self {
-        Self::with_capacity(10_000)
+        Self::build(10_000, 100)
     }
 
-    /// At most `keys` keys.
-    pub fn with_capacity(keys: usize) -> Self {
-        Self::build(keys, 100)
+    /// At most `keys` keys (default 10,000; a builder: clones made before keep the old
+    /// capacity).
+    #[must_use]
+    pub fn capacity(self, keys: usize) -> Self {
+        Self::build(keys, self.shared.per_owner)
     }
 
     fn build(capacity: usize, per_owner: usize) -> Self {
@@ -365,7 +367,7 @@ mod share_tests {
     /// for everyone (the victim's requests were not recorded). Now it fills its share.
     #[test]
     fn one_tenant_cannot_fill_the_history_for_everyone() {
-        let usage = DailyUsage::with_capacity(1_000).per_owner(100);
+        let usage = DailyUsage::new().capacity(1_000).per_owner(100);
         let now = UNIX_EPOCH + Duration::from_secs(20_454 * 86_400);
         for i in 0..10_000 {
             let key = KeyId::new(format!("key_{i:024x}")).unwrap();

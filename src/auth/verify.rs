@@ -321,7 +321,6 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     /// and the key's expiry when it is to be announced.
     type After = (Arc<Self>, Option<CredentialKind>, Option<SystemTime>);
 
-    #[allow(clippy::result_large_err)]
     #[inline]
     fn decide(
         self: &Arc<Self>,

@@ -101,7 +101,7 @@ impl Ipv6Grouping {
                 let masked = u128::from(v6) & (u128::MAX << (128 - self.bits()));
                 IpAddr::V6(Ipv6Addr::from(masked))
             }
-            v4 => v4,
+            v4 @ IpAddr::V4(_) => v4,
         }
     }
 }

@@ -102,7 +102,6 @@ impl<B> Gate<Request<B>> for Shared {
     type Verdict = Result<IpAddr, AuthRejection>;
     type After = (Arc<Shared>, IpAddr);
 
-    #[allow(clippy::result_large_err)]
     fn decide(
         self: &Arc<Self>,
         admitted: Self::Verdict,

@@ -16,7 +16,7 @@
 //! # async fn main() {
 //! let two_a_minute = Quota::per_minute(std::num::NonZeroU32::new(2).unwrap());
 //! let stack = ServiceBuilder::new()
-//!     .layer(FailureLimitLayer::new(FailureLimit::with_clock(two_a_minute, ManualClock::default())))
+//!     .layer(FailureLimitLayer::new(FailureLimit::on_clock(two_a_minute, ManualClock::default())))
 //!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())))
 //!     .service(service_fn(|_: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
@@ -63,7 +63,7 @@ pub use layer::{FailureLimitLayer, FailureLimitService, ResponseFuture};
 /// store outage) spends from the address's budget, counted by a
 /// [`RateLimitBackend`]: in process by default ([`GovernorBackend`]), or shared by every
 /// instance ([`RedisRateLimiter`](crate::rate_limit::RedisRateLimiter), with
-/// [`with_backend`](Self::with_backend)). An address whose failure goes over the budget
+/// [`backed_by`](Self::backed_by)). An address whose failure goes over the budget
 /// gets 429 with `Retry-After` for every request, before the key is parsed or the store
 /// asked, until the budget refills. With a shared backend, N instances grant an address
 /// the budget plus at most one failure per other instance (each instance learns of the
@@ -107,7 +107,7 @@ const FAILURES: ClassName = ClassName::from_static("auth_failures");
 impl FailureLimit<GovernorBackend> {
     /// `quota` failures per address, in process, on governor's default clock.
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, DefaultClock::default())
+        Self::on_clock(quota, DefaultClock::default())
     }
 }
 
@@ -125,18 +125,18 @@ where
 {
     /// `quota` failures per address, in process, on `clock` (a
     /// [`ManualClock`](crate::clock::ManualClock) in tests).
-    pub fn with_clock(quota: Quota, clock: C) -> Self {
+    pub fn on_clock(quota: Quota, clock: C) -> Self {
         let start = clock.now();
         let now_clock = clock.clone();
         let now: Nanos = Box::new(move || now_clock.now().duration_since(start).as_u64());
-        Self::build(GovernorBackend::with_clock(clock), quota, now)
+        Self::build(GovernorBackend::on_clock(clock), quota, now)
     }
 }
 
 impl<B: RateLimitBackend> FailureLimit<B> {
     /// `quota` failures per address, counted by `backend` (for example a
     /// [`RedisRateLimiter`](crate::rate_limit::RedisRateLimiter) shared by every instance).
-    pub fn with_backend(backend: B, quota: Quota) -> Self {
+    pub fn backed_by(quota: Quota, backend: B) -> Self {
         let start = Instant::now();
         let now: Nanos = Box::new(move || nanos(start.elapsed()));
         Self::build(backend, quota, now)

@@ -177,7 +177,7 @@ impl KeyHasher {
     ///
     /// # Errors
     /// [`PepperError`] when `pepper` is shorter than 32 bytes.
-    pub fn with_pepper(pepper: &[u8]) -> Result<Self, PepperError> {
+    pub fn peppered(pepper: &[u8]) -> Result<Self, PepperError> {
         if pepper.len() < 32 {
             return Err(PepperError);
         }

@@ -26,7 +26,7 @@
 //!   `forg_` keys, 256 bits for `fos_` keys, at least 128 bits for any custom family.
 //! - [`PlaintextKey`] is not `Clone`, prints redacted and is zeroized on drop.
 //! - [`KeyDigest`] equality is constant-time ([`subtle`]).
-//! - The digest is SHA-256 of the whole key; with a pepper ([`KeyHasher::with_pepper`]) it
+//! - The digest is SHA-256 of the whole key; with a pepper ([`KeyHasher::peppered`]) it
 //!   is HMAC-SHA-256, so a stolen table of digests cannot even be checked against guessed
 //!   keys without the server's secret.
 

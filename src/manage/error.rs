@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::reject::{AuthRejection, ErrorBody, FieldError};
+use crate::reject::{AuthRejection, ErrorBody, FieldError, RejectionKind};
 use crate::store::{ManageError, StoreError};
 
 /// An error in the FORG body shape, `{"error", "code", "status"}`, with `fields` (each a
@@ -60,7 +60,13 @@ impl ApiError {
 
     /// 503 `auth_unavailable`: a store failed.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", message)
+        Self::of(RejectionKind::Unavailable, message)
+    }
+
+    /// A refusal of a kind the request path answers too: its status and code come from
+    /// the one table ([`RejectionKind`]).
+    pub(crate) fn of(kind: RejectionKind, message: impl Into<String>) -> Self {
+        Self::new(kind.status(), kind.code(), message)
     }
 
     pub(crate) fn key_not_found() -> Self {
@@ -99,10 +105,9 @@ impl From<ManageError> for ApiError {
                     "Maximum {limit} keys per user. Delete unused keys before creating new ones."
                 ),
             ),
-            ManageError::PlanRequired(environment) => Self::new(
-                StatusCode::FORBIDDEN,
-                "plan_required",
-                format!("{environment} keys require a higher plan: upgrade to create them"),
+            ManageError::PlanRequired(environment) => Self::of(
+                RejectionKind::PlanRequired,
+                AuthRejection::PlanRequired(environment).message(),
             ),
             ManageError::FamilyNotAccepted(_) => Self::invalid([(
                 "environment",
@@ -190,11 +195,7 @@ impl<T: DeserializeOwned> ApiJson<T> {
 fn refused(path: String, error: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     if !matches!(error.classify(), Category::Data) {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The body is not valid JSON",
-        );
+        return ApiError::of(RejectionKind::InvalidRequest, "The body is not valid JSON");
     }
     // The field from serde's message (its own words around the name), never any value:
     // what the client is told comes from a closed set of phrases.
@@ -281,11 +282,7 @@ async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, A
                     "The body is over the limit",
                 )
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "The body could not be read",
-                )
+                ApiError::of(RejectionKind::InvalidRequest, "The body could not be read")
             }
         })
 }

@@ -19,6 +19,7 @@ use super::views::{
 use crate::activity::UsageDay;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
+use crate::reject::RejectionKind;
 use crate::scope::ScopeSet;
 use crate::store::{is_plain_text, KeyId, KeyRecord, ManageError, ManageKeys, Metadata, NewKey};
 use crate::timestamp::Rfc3339;
@@ -82,9 +83,8 @@ pub(super) async fn create<St: ManageKeys>(
         return Err(ApiError::invalid(fields));
     };
     if !caller_scopes.contains_all(scopes) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
+        return Err(ApiError::of(
+            RejectionKind::InsufficientScope,
             format!(
                 "A key cannot have scopes its creator lacks: {}",
                 caller_scopes.missing(scopes)
@@ -213,9 +213,8 @@ pub(super) async fn rotate<St: ManageKeys>(
     let record = api.owned(&caller, &id).await?;
     // Rotation keeps the scopes: nobody gets a fresh key with scopes they lack.
     if !caller_scopes.contains_all(record.scopes()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
+        return Err(ApiError::of(
+            RejectionKind::InsufficientScope,
             format!(
                 "Rotating this key needs {}",
                 caller_scopes.missing(record.scopes())

@@ -62,7 +62,7 @@ struct Shared<C: Clock + Clone> {
 impl GovernorBackend<DefaultClock> {
     /// A backend on governor's default (quanta) clock.
     pub fn new() -> Self {
-        Self::with_clock(DefaultClock::default())
+        Self::on_clock(DefaultClock::default())
     }
 }
 
@@ -77,7 +77,7 @@ where
     C::Instant: Send + Sync,
 {
     /// A backend on `clock` (e.g. `governor::clock::ManualClock`).
-    pub fn with_clock(clock: C) -> Self {
+    pub fn on_clock(clock: C) -> Self {
         Self {
             shared: Arc::new(Shared {
                 start: clock.now(),

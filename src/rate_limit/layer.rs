@@ -274,7 +274,6 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     type Verdict = Outcome;
     type After = Option<[HeaderValue; 2]>;
 
-    #[allow(clippy::result_large_err)]
     fn decide(
         self: &Arc<Self>,
         outcome: Outcome,

@@ -23,7 +23,7 @@ pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
 impl RateLimits<GovernorBackend> {
     /// In-process limits on governor's default clock.
     pub fn new() -> Self {
-        Self::with_backend(GovernorBackend::new())
+        Self::backed_by(GovernorBackend::new())
     }
 }
 
@@ -35,7 +35,7 @@ impl Default for RateLimits<GovernorBackend> {
 
 impl<B: RateLimitBackend> RateLimits<B> {
     /// Limits kept by `backend`.
-    pub fn with_backend(backend: B) -> Self {
+    pub fn backed_by(backend: B) -> Self {
         Self {
             backend,
             headers: true,

@@ -52,7 +52,7 @@ pub(crate) struct ErrorBody<'a> {
     pub(crate) resets_at: Option<crate::timestamp::Rfc3339>,
     /// The offending fields (422).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    #[cfg_attr(feature = "axum", schema(value_type = Option<Vec<FieldError>>))]
+    #[cfg_attr(feature = "axum", schema(value_type = Option<Vec<FieldError<'static>>>))]
     pub(crate) fields: &'a [FieldError<'a>],
 }
 

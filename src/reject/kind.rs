@@ -89,7 +89,7 @@ impl RejectionKind {
 
     #[rustfmt::skip]
     const fn row(self) -> Row {
-        use GrpcCode::*;
+        use GrpcCode::{Internal, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable};
         match self {
             Self::InvalidRequest =>        row(400, "invalid_request",         InvalidArgument,   None),
             Self::InvalidApiKey =>         row(401, "invalid_api_key",         Unauthenticated,   Some("Invalid API key")),

@@ -8,19 +8,19 @@
 //! application/grpc*` get a trailers-only gRPC response instead (HTTP 200, `grpc-status`,
 //! percent-encoded `grpc-message`).
 //!
-//! | status | code | when |
+//! | status | `code` | when |
 //! |---|---|---|
-//! | 400 | `invalid_request` | a key header sent twice, or keys in two headers |
-//! | 401 | `invalid_api_key` | missing, malformed, unknown, revoked or expired key (one body for all) |
-//! | 402 | `spend_cap_exceeded` | the owner's budget for the period is spent ([`SpendCapLayer`](crate::usage::SpendCapLayer)); `Retry-After` and `resets_at` say when it is whole again |
-//! | 403 | `insufficient_scope` | the key lacks a scope the route requires |
-//! | 403 | `plan_required` | the owner's plan does not allow the key's environment ([`PlanLayer`](crate::usage::PlanLayer)) |
-//! | 403 | `csrf_failed` | a state-changing request authenticated by the session cookie without the session's `X-CSRF-Token`, or sent cross-site |
+//! | 400 | `invalid_request` | a key header sent twice, keys in two headers at once, the session cookie sent twice, or a non-UTF-8 `Cookie` header |
+//! | 401 | `invalid_api_key` | missing, malformed, unknown, revoked or expired key or session: one identical response |
+//! | 402 | `spend_cap_exceeded` | the budget of the period is spent (`usage::SpendCaps`); `Retry-After` and `resets_at` say until when |
+//! | 403 | `insufficient_scope` | the key lacks the route's scope (`Insufficient scope: write:rules required`) |
+//! | 403 | `environment_not_allowed` | a test key where only live keys are accepted, or the reverse |
+//! | 403 | `csrf_failed` | a state-changing request authenticated by the session cookie without the session's `X-CSRF-Token`, or cross-site |
 //! | 403 | `ip_not_allowed` | the key's allowed networks do not include the client's address |
-//! | 403 | `environment_not_allowed` | a test key where only live keys are accepted (or the reverse) |
-//! | 429 | `rate_limited` | rate limit exceeded |
-//! | 500 | `internal_error` | a scope check or extractor without the authentication layer |
-//! | 503 | `auth_unavailable` | the key store failed or timed out |
+//! | 403 | `plan_required` | the owner's plan does not allow the key's environment, or is below the plan the route requires (`usage::PlanLayer`, for every credential) |
+//! | 429 | `rate_limited` | over the route class's quota, or too many refused keys from one address; `Retry-After` set |
+//! | 500 | `internal_error` | a scope check, per-key limit or extractor on a route without `AuthLayer`; a per-address limit without the client address |
+//! | 503 | `auth_unavailable` | the key store, the plan policy, the spend-cap backend or (with `OnBackendError::Deny`) the rate-limit backend failed, timed out or panicked; `Retry-After` set |
 //!
 //! ```
 //! use http::HeaderMap;

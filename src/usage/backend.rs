@@ -139,16 +139,19 @@ pub struct MemoryUsage {
 impl MemoryUsage {
     /// Counters on the system clock.
     pub fn new() -> Self {
-        Self::with_clock(SystemClock)
-    }
-
-    /// Counters on `clock`.
-    pub fn with_clock(clock: impl Clock) -> Self {
         Self {
             counters: Arc::new(Default::default()),
             sweep_at: Arc::new(SweepAt::new()),
-            clock: Arc::new(clock),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Counts on `clock` (a [`ManualClock`](crate::clock::ManualClock) in tests). Set it
+    /// before use: the counters stay, and their periods are read on the new clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// How many counters are held.

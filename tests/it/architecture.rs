@@ -213,3 +213,27 @@ fn no_source_file_is_over_500_lines() {
         .collect();
     assert!(long.is_empty(), "split these: {long:?}");
 }
+
+/// Issue 37.9: the README names every test binary beside `tests/it/` (a count in the docs
+/// is checked, not remembered).
+#[test]
+fn the_readme_names_every_test_binary() {
+    let readme = include_str!("../../README.md");
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut binaries = Vec::new();
+    for entry in fs::read_dir(tests).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            binaries.push(format!(
+                "tests/{}",
+                path.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(binaries.len() >= 4, "{binaries:?}");
+    let missing: Vec<&String> = binaries
+        .iter()
+        .filter(|binary| !readme.contains(&format!("`{binary}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}

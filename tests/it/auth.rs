@@ -558,7 +558,7 @@ async fn record_environment_must_match_the_key_family() {
 
 #[tokio::test]
 async fn peppered_store_is_verified_with_its_own_hasher() {
-    let hasher = KeyHasher::with_pepper(&[7u8; 32]).unwrap();
+    let hasher = KeyHasher::peppered(&[7u8; 32]).unwrap();
     let store = Arc::new(MemoryKeyStore::new().with_hasher(hasher.clone()));
     let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     assert_ne!(

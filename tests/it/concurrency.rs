@@ -186,9 +186,8 @@ async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
                     Err(other) => panic!("{other}"),
                 },
                 2 => match store.rotate(&target, Some(std::time::Duration::ZERO)).await {
-                    Ok(_)
-                    | Err(ManageError::NotFound(_))
-                    | Err(ManageError::KeyLimitReached { .. }) => {}
+                    Ok(_) | Err(ManageError::NotFound(_) | ManageError::KeyLimitReached { .. }) => {
+                    }
                     Err(other) => panic!("{other}"),
                 },
                 _ => {

@@ -70,17 +70,16 @@ async fn serve_with(d: Duration, amount: u64) {
     let ends = plans.start_trial("org_1", Plan::Pro, d);
     assert!(ends >= clock.now());
     let budgets = Budgets::new().default_cap(Environment::Live, amount);
-    let caps =
-        SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone())).backend_timeout(d);
-    let limits = RateLimits::with_backend(
-        GovernorBackend::with_clock(clock.clone()).housekeeping_interval(d),
-    )
-    .backend_timeout(d);
+    let caps = SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()))
+        .backend_timeout(d);
+    let limits =
+        RateLimits::backed_by(GovernorBackend::on_clock(clock.clone()).housekeeping_interval(d))
+            .backend_timeout(d);
     let class = RateClass::per_key(
         ClassName::from_static("std"),
         Quota::per_minute(NonZeroU32::MAX),
     );
-    let failures = FailureLimit::with_clock(Quota::per_minute(NonZeroU32::MAX), clock.clone())
+    let failures = FailureLimit::on_clock(Quota::per_minute(NonZeroU32::MAX), clock.clone())
         .housekeeping_interval(d);
     let recorder = LastUsedRecorder::spawn(Arc::clone(&keys), d);
     let probe = Probe::new();

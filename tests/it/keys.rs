@@ -178,9 +178,9 @@ fn digest_equality_compares_every_byte() {
 
 #[test]
 fn pepper_changes_digests_and_must_be_long_enough() {
-    assert!(KeyHasher::with_pepper(&[1u8; 31]).is_err());
-    let a = KeyHasher::with_pepper(&[1u8; 32]).unwrap();
-    let b = KeyHasher::with_pepper(&[2u8; 32]).unwrap();
+    assert!(KeyHasher::peppered(&[1u8; 31]).is_err());
+    let a = KeyHasher::peppered(&[1u8; 32]).unwrap();
+    let b = KeyHasher::peppered(&[2u8; 32]).unwrap();
     let key = format!("forg_live_{HEX32}");
     assert_ne!(a.digest(&key), KeyHasher::sha256().digest(&key));
     assert_ne!(a.digest(&key), b.digest(&key));

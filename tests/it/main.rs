@@ -42,6 +42,7 @@ mod spend_caps;
 mod spend_caps_redis;
 mod spend_report;
 mod sqlite_store;
+mod status_tables;
 mod store;
 mod tonic_server;
 mod usage;

@@ -535,6 +535,11 @@ async fn every_error_has_the_forg_shape() {
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("plan_required"))
     );
+    // Issue 37.3: the same words as the request path's refusal of a live key.
+    assert_eq!(
+        body["error"],
+        "Live keys require a higher plan: upgrade to use them"
+    );
     let (status, _) = free
         .call(
             "POST",

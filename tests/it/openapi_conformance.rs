@@ -138,7 +138,7 @@ fn valid(document: &Value, schema: &Value) -> Value {
     }
     let types = types_of(schema);
     match types.iter().find(|t| **t != "null").copied() {
-        Some("integer") | Some("number") => json!(schema["minimum"].as_u64().unwrap_or(1)),
+        Some("integer" | "number") => json!(schema["minimum"].as_u64().unwrap_or(1)),
         Some("boolean") => json!(true),
         Some("array") => json!([]),
         Some("object") => {

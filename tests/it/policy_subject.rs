@@ -370,7 +370,7 @@ where
         if policy == Policy::Credits {
             budgets.set_key_credits(reference.clone(), ALLOWANCE);
         }
-        SpendCaps::with_backend(budgets, usage.clone())
+        SpendCaps::backed_by(budgets, usage.clone())
             .per(per)
             .layer(1)
     };
@@ -405,10 +405,10 @@ where
         Policy::RateLimit => {
             let quota = Quota::per_minute(NonZeroU32::new(ALLOWANCE as u32).unwrap());
             let class = RateClass::per_key(ClassName::from_static("std"), quota);
-            run!(RateLimits::with_backend(limiter.clone()).layer(class))
+            run!(RateLimits::backed_by(limiter.clone()).layer(class))
         }
         Policy::SpendReport | Policy::UsageHistory => {
-            let caps = SpendCaps::with_backend(
+            let caps = SpendCaps::backed_by(
                 Budgets::new()
                     .default_cap(Environment::Live, ALLOWANCE)
                     .default_cap(Environment::Test, ALLOWANCE),
@@ -505,8 +505,8 @@ async fn the_matrix<U, R, O, H>(
 async fn no_credential_gets_more_than_its_owners_keys_in_memory() {
     let clock = ManualClock::new(common::start_time());
     the_matrix(
-        || MemoryUsage::with_clock(clock.clone()),
-        || GovernorBackend::with_clock(clock.clone()),
+        || MemoryUsage::new().with_clock(clock.clone()),
+        || GovernorBackend::on_clock(clock.clone()),
         || {
             let daily = DailyUsage::default();
             (daily.clone(), daily)

@@ -31,7 +31,7 @@ use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey};
 fn fake_limits() -> (RateLimits<GovernorBackend<ManualClock>>, ManualClock) {
     let clock = ManualClock::default();
     (
-        RateLimits::with_backend(GovernorBackend::with_clock(clock.clone())),
+        RateLimits::backed_by(GovernorBackend::on_clock(clock.clone())),
         clock,
     )
 }
@@ -530,7 +530,7 @@ async fn failed_authentication_is_limited_per_address_before_the_store() {
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
     let clock = ManualClock::default();
-    let failures = FailureLimit::with_clock(per_minute(3), clock.clone());
+    let failures = FailureLimit::on_clock(per_minute(3), clock.clone());
     let probe = Probe::new();
     let service = FailureLimitLayer::new(failures.clone())
         .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
@@ -597,7 +597,7 @@ async fn store_outages_do_not_count_as_failures() {
     let (store, _) = store_with_clock();
     let good = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Fail);
-    let failures = FailureLimit::with_clock(per_minute(2), ManualClock::default());
+    let failures = FailureLimit::on_clock(per_minute(2), ManualClock::default());
     let probe = Probe::new();
     let service = FailureLimitLayer::new(failures.clone())
         .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
@@ -626,7 +626,7 @@ async fn store_outages_do_not_count_as_failures() {
 async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state() {
     let (store, _) = store_with_clock();
     let (limits, clock) = fake_limits();
-    let failures = FailureLimit::with_clock(per_minute(20), clock.clone());
+    let failures = FailureLimit::on_clock(per_minute(20), clock.clone());
     let probe = Probe::new();
     let service = FailureLimitLayer::new(failures.clone()).layer(
         AuthLayer::new(store).layer(
@@ -679,8 +679,8 @@ fn housekeeping_runs_by_itself_on_the_request_path() {
         })
         .collect();
     let clock = ManualClock::default();
-    let limits = RateLimits::with_backend(
-        GovernorBackend::with_clock(clock.clone()).housekeeping_interval(Duration::from_secs(120)),
+    let limits = RateLimits::backed_by(
+        GovernorBackend::on_clock(clock.clone()).housekeeping_interval(Duration::from_secs(120)),
     );
     let probe = Probe::new();
     let service = AuthLayer::new(store).layer(
@@ -758,12 +758,12 @@ async fn asynchronous_backends_plug_into_the_same_layer() {
     let backend = RemoteBackend::default();
     let probe = Probe::new();
     let allow = AuthLayer::new(Arc::clone(&store)).layer(
-        RateLimits::with_backend(backend.clone())
+        RateLimits::backed_by(backend.clone())
             .layer(forg::AI)
             .layer(probe.service::<String>()),
     );
     let deny = AuthLayer::new(store).layer(
-        RateLimits::with_backend(backend.clone())
+        RateLimits::backed_by(backend.clone())
             .on_backend_error(OnBackendError::Deny)
             .layer(forg::AI)
             .layer(probe.service::<String>()),
@@ -844,7 +844,7 @@ fn an_asynchronous_backend_on_a_runtime_without_timers_fails_as_configured() {
         let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
         let probe = Probe::new();
         let deny = AuthLayer::new(store).layer(
-            RateLimits::with_backend(RemoteBackend::default())
+            RateLimits::backed_by(RemoteBackend::default())
                 .on_backend_error(OnBackendError::Deny)
                 .layer(forg::AI)
                 .layer(probe.service::<String>()),

@@ -117,7 +117,7 @@ async fn concurrent_requests_never_spend_past_the_cap() {
     let mut instances = Vec::new();
     for node in 0..3 {
         let usage = RedisUsage::new(cluster.connection_through(node).await).with_namespace(&ns);
-        let caps = SpendCaps::with_backend(budgets.clone(), usage);
+        let caps = SpendCaps::backed_by(budgets.clone(), usage);
         instances.push(
             AuthLayer::new(Arc::clone(&keys)).layer(caps.layer(1).layer(probe.service::<String>())),
         );
@@ -174,18 +174,18 @@ async fn per_request_state_spreads_over_every_master() {
     // Quotas of one a minute: each key's bucket (and each address's failure counter) lives
     // a minute after its one request, so all are still there when counted.
     let class = RateClass::per_key(ClassName::from_static("spread"), per_minute(1));
-    let caps = SpendCaps::with_backend(
+    let caps = SpendCaps::backed_by(
         Budgets::new().default_cap(Environment::Test, 1_000),
         RedisUsage::new(connection.clone()).with_namespace(&ns),
     );
-    let failures = FailureLimit::with_backend(
-        RedisRateLimiter::new(connection.clone()).with_namespace(&ns),
+    let failures = FailureLimit::backed_by(
         per_minute(1),
+        RedisRateLimiter::new(connection.clone()).with_namespace(&ns),
     );
     let probe = Probe::new();
     let service = FailureLimitLayer::new(failures).layer(
         AuthLayer::new(Arc::clone(&store)).layer(
-            RateLimits::with_backend(RedisRateLimiter::new(connection).with_namespace(&ns))
+            RateLimits::backed_by(RedisRateLimiter::new(connection).with_namespace(&ns))
                 .layer(class)
                 .layer(caps.layer(1).layer(probe.service::<String>())),
         ),
@@ -247,7 +247,7 @@ async fn the_clients_survive_a_master_restart() {
     let probe = Probe::new();
     let class = RateClass::per_key(ClassName::from_static("restart"), per_minute(1_000));
     let service = AuthLayer::new(Arc::clone(&store)).layer(
-        RateLimits::with_backend(RedisRateLimiter::new(connection.clone()).with_namespace(&ns))
+        RateLimits::backed_by(RedisRateLimiter::new(connection.clone()).with_namespace(&ns))
             .layer(class)
             .layer(probe.service::<String>()),
     );

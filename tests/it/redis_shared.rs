@@ -74,7 +74,7 @@ pub(crate) async fn one_quota(connections: Vec<RedisConnection>, keys: usize) {
         .map(|connection| {
             let store = RedisKeyStore::<ForgScope>::new(connection.clone()).with_namespace(&ns);
             AuthLayer::new(Arc::new(store)).layer(
-                RateLimits::with_backend(RedisRateLimiter::new(connection).with_namespace(&ns))
+                RateLimits::backed_by(RedisRateLimiter::new(connection).with_namespace(&ns))
                     .layer(class.clone())
                     .layer(probe.service::<String>()),
             )
@@ -199,7 +199,7 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
     let class = RateClass::per_key(ClassName::from_static("outage"), per_minute(100));
     let probe = Probe::new();
     let allow = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(limiter.clone())
+        RateLimits::backed_by(limiter.clone())
             .layer(class.clone())
             .layer(probe.service::<String>()),
     );
@@ -211,7 +211,7 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
         .unwrap();
     let limited = |policy: OnBackendError| {
         AuthLayer::new(Arc::clone(&local)).layer(
-            RateLimits::with_backend(limiter.clone())
+            RateLimits::backed_by(limiter.clone())
                 .on_backend_error(policy)
                 .layer(class.clone())
                 .layer(probe.service::<String>()),
@@ -264,7 +264,7 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
         "limiter down, configured: deny"
     );
     let deny = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(limiter)
+        RateLimits::backed_by(limiter)
             .on_backend_error(OnBackendError::Deny)
             .layer(class)
             .layer(probe.service::<String>()),
@@ -517,7 +517,7 @@ pub(crate) async fn one_failed_authentication_budget(connections: [RedisConnecti
     let mut instances = Vec::new();
     for connection in connections {
         let limiter = RedisRateLimiter::new(connection.clone()).with_namespace(&ns);
-        let failures = FailureLimit::with_backend(limiter, per_minute(budget));
+        let failures = FailureLimit::backed_by(per_minute(budget), limiter);
         let store = Arc::new(RedisKeyStore::<ForgScope>::new(connection).with_namespace(&ns));
         instances.push(
             FailureLimitLayer::new(failures)
@@ -675,7 +675,7 @@ pub(crate) async fn store_limiter_and_revocations_work(
     let probe = Probe::new();
     let class = RateClass::per_key(ClassName::from_static("tls"), per_minute(1));
     let service = AuthLayer::new(Arc::clone(&cache)).layer(
-        RateLimits::with_backend(RedisRateLimiter::new(instance).with_namespace(&ns))
+        RateLimits::backed_by(RedisRateLimiter::new(instance).with_namespace(&ns))
             .layer(class)
             .layer(probe.service::<String>()),
     );

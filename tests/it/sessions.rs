@@ -592,9 +592,7 @@ async fn sessions_of_one_owner_share_one_rate_limit_budget() {
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock.clone()))),
         CsrfSecret::generate().unwrap(),
     );
-    let limits = RateLimits::with_backend(tower_api_key::rate_limit::GovernorBackend::with_clock(
-        clock,
-    ));
+    let limits = RateLimits::backed_by(tower_api_key::rate_limit::GovernorBackend::on_clock(clock));
     let class = RateClass::per_key(
         ClassName::from_static("std"),
         Quota::per_minute(std::num::NonZeroU32::new(3).unwrap()),

@@ -69,7 +69,8 @@ fn caps(clock: &ManualClock, live: u64, test: u64) -> SpendCaps {
     let budgets = Budgets::new()
         .default_cap(Environment::Live, live)
         .default_cap(Environment::Test, test);
-    SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone())).budget_in_request(true)
+    SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()))
+        .budget_in_request(true)
 }
 
 #[tokio::test]
@@ -238,11 +239,11 @@ async fn a_request_runs_only_when_the_most_it_may_cost_fits_and_the_report_settl
 async fn requests_in_flight_never_spend_past_the_cap() {
     let (store, clock) = store_with_clock();
     let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
-    let usage = MemoryUsage::with_clock(clock.clone());
+    let usage = MemoryUsage::new().with_clock(clock.clone());
     let budgets = Budgets::new().default_cap(Environment::Live, 100);
     let handler = InFlight::default();
     let service = AuthLayer::new(store).layer(
-        SpendCaps::with_backend(budgets, usage.clone())
+        SpendCaps::backed_by(budgets, usage.clone())
             .layer(0)
             .reports_at_most(10)
             .layer(handler.service(10)),
@@ -313,7 +314,10 @@ async fn owner_and_key_overrides_change_the_cap_at_run_time() {
     let (store, clock) = store_with_clock();
     let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let budgets = Budgets::new().default_cap(Environment::Live, 1);
-    let caps = SpendCaps::with_backend(budgets.clone(), MemoryUsage::with_clock(clock.clone()));
+    let caps = SpendCaps::backed_by(
+        budgets.clone(),
+        MemoryUsage::new().with_clock(clock.clone()),
+    );
     let handler = Metered::default();
     let service = AuthLayer::new(store).layer(caps.layer(1).layer(handler.service()));
     let secret = key.key().expose_secret();
@@ -356,7 +360,7 @@ async fn a_backend_outage_is_503_by_default_or_a_pass_when_allowed() {
     let handler = Metered::default();
 
     for panics in [false, true] {
-        let deny = SpendCaps::with_backend(budgets(), BrokenUsage { panics });
+        let deny = SpendCaps::backed_by(budgets(), BrokenUsage { panics });
         let service = AuthLayer::new(store.clone()).layer(deny.layer(1).layer(handler.service()));
         let answer = send(service, bearer(key)).await;
         assert_eq!(
@@ -369,7 +373,7 @@ async fn a_backend_outage_is_503_by_default_or_a_pass_when_allowed() {
     }
     assert_eq!(handler.calls(), 0);
 
-    let allow = SpendCaps::with_backend(budgets(), BrokenUsage { panics: false })
+    let allow = SpendCaps::backed_by(budgets(), BrokenUsage { panics: false })
         .on_backend_error(OnBackendError::Allow);
     let service = AuthLayer::new(store).layer(allow.layer(1).layer(handler.service()));
     let answer = send(service, bearer(key)).await;
@@ -403,7 +407,7 @@ async fn without_the_auth_layer_the_route_is_500_and_grpc_gets_resource_exhauste
 #[test]
 fn memory_counters_of_past_periods_are_dropped() {
     let clock = ManualClock::new(start_time());
-    let usage = MemoryUsage::with_clock(clock.clone());
+    let usage = MemoryUsage::new().with_clock(clock.clone());
     let counter = |subject| Counter {
         environment: Environment::Test,
         per: BudgetPer::Owner,
@@ -433,7 +437,7 @@ fn memory_counters_of_past_periods_are_dropped() {
 #[test]
 fn memory_counters_of_past_periods_are_swept_as_the_map_grows() {
     let clock = ManualClock::new(start_time());
-    let usage = MemoryUsage::with_clock(clock.clone());
+    let usage = MemoryUsage::new().with_clock(clock.clone());
     let charge = |subject: &str| {
         let counter = Counter {
             environment: Environment::Live,
@@ -477,7 +481,7 @@ impl usage_conformance::Fixture for MemoryFixture {
     type Backend = MemoryUsage;
 
     async fn backend(&self, clock: ManualClock) -> MemoryUsage {
-        MemoryUsage::with_clock(clock)
+        MemoryUsage::new().with_clock(clock)
     }
 }
 
@@ -522,7 +526,7 @@ async fn credits_are_spent_once_and_their_402_names_no_reset() {
     let other = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let budgets = Budgets::new().default_cap(Environment::Live, 1_000_000);
     budgets.set_key_credits(trial.record().id().clone(), 1000);
-    let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()))
+    let caps = SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()))
         .per(BudgetPer::Key)
         .budget_in_request(true);
     let handler = Metered::default();
@@ -572,7 +576,7 @@ async fn the_budget_is_in_the_request_only_when_asked_for() {
     let key = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let budgets = Budgets::new().default_cap(Environment::Live, 10);
     let handler = Metered::default();
-    let caps = SpendCaps::with_backend(budgets, MemoryUsage::with_clock(clock.clone()));
+    let caps = SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()));
     let service = AuthLayer::new(store).layer(caps.layer(4).layer(handler.service()));
     let answer = send(service, bearer(key.key().expose_secret())).await;
     assert_eq!(answer.status, StatusCode::OK);

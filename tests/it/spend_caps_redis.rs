@@ -50,7 +50,7 @@ async fn two_instances_share_one_budget_exactly() {
     let probe = Probe::new();
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let caps = SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await);
+        let caps = SpendCaps::backed_by(budgets.clone(), usage(&redis, &ns).await);
         instances.push(
             AuthLayer::new(store.clone()).layer(caps.layer(1).layer(probe.service::<String>())),
         );
@@ -113,13 +113,13 @@ async fn a_cost_reported_on_one_instance_blocks_the_next_request_on_the_other() 
         Ok::<_, Infallible>(response)
     });
     let a = AuthLayer::new(store.clone()).layer(
-        SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
+        SpendCaps::backed_by(budgets.clone(), usage(&redis, &ns).await)
             .layer(0)
             .reports_at_most(60)
             .layer(handler),
     );
     let b = AuthLayer::new(store).layer(
-        SpendCaps::with_backend(budgets, usage(&redis, &ns).await)
+        SpendCaps::backed_by(budgets, usage(&redis, &ns).await)
             .layer(0)
             .reports_at_most(60)
             .layer(handler),
@@ -156,7 +156,7 @@ async fn requests_in_flight_on_two_instances_never_spend_past_the_cap() {
     for _ in 0..2 {
         instances.push(
             AuthLayer::new(store.clone()).layer(
-                SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
+                SpendCaps::backed_by(budgets.clone(), usage(&redis, &ns).await)
                     .layer(0)
                     .reports_at_most(10)
                     .layer(handler.service(10)),
@@ -219,7 +219,7 @@ async fn redis_going_away_is_a_503_not_a_free_pass() {
         .issue(NewKey::new("org", "ai", &KeyFamily::FORG_LIVE))
         .await
         .unwrap();
-    let caps = SpendCaps::with_backend(
+    let caps = SpendCaps::backed_by(
         Budgets::new().default_cap(Environment::Live, 100),
         usage(&redis, &namespace()).await,
     );
@@ -301,7 +301,7 @@ async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
     let probe = Probe::new();
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let caps = SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await)
+        let caps = SpendCaps::backed_by(budgets.clone(), usage(&redis, &ns).await)
             .per(tower_api_key::usage::BudgetPer::Key);
         instances.push(
             AuthLayer::new(store.clone()).layer(caps.layer(1).layer(probe.service::<String>())),
@@ -353,7 +353,7 @@ async fn the_spend_report_reads_what_other_instances_charged() {
         .await
         .unwrap();
     let budgets = Budgets::new().default_cap(Environment::Live, 100);
-    let charging = SpendCaps::with_backend(budgets.clone(), usage(&redis, &ns).await);
+    let charging = SpendCaps::backed_by(budgets.clone(), usage(&redis, &ns).await);
     let probe = Probe::new();
     let instance =
         AuthLayer::new(store.clone()).layer(charging.layer(7).layer(probe.service::<String>()));
@@ -361,7 +361,7 @@ async fn the_spend_report_reads_what_other_instances_charged() {
         let answer = send(instance.clone(), bearer(admin.key().expose_secret())).await;
         assert_eq!(answer.status, StatusCode::OK);
     }
-    let reading = SpendCaps::with_backend(budgets, usage(&redis, &ns).await);
+    let reading = SpendCaps::backed_by(budgets, usage(&redis, &ns).await);
     let api = SpendApi::new(store.clone(), &reading)
         .allow_keys_with(ForgScope::Admin)
         .router::<()>();

@@ -38,7 +38,7 @@ fn fixture<B: UsageBackend>(per: BudgetPer, backend: impl FnOnce(&ManualClock) -
     let budgets = Budgets::new()
         .default_cap(Environment::Live, 100)
         .default_cap(Environment::Test, 20);
-    let caps = SpendCaps::with_backend(budgets.clone(), backend(&clock)).per(per);
+    let caps = SpendCaps::backed_by(budgets.clone(), backend(&clock)).per(per);
     let app = Router::new()
         .route("/v1/ai", post(|| async { "done" }).layer(caps.layer(10)))
         .nest(
@@ -91,7 +91,7 @@ impl Fixture {
 #[tokio::test]
 async fn per_owner_each_environment_is_one_budget_with_its_period() {
     let f = fixture(BudgetPer::Owner, |clock| {
-        MemoryUsage::with_clock(clock.clone())
+        MemoryUsage::new().with_clock(clock.clone())
     });
     let live = f.issue("org_1", "prod", &KeyFamily::FORG_LIVE).await;
     let live_too = f.issue("org_1", "prod 2", &KeyFamily::FORG_LIVE).await;
@@ -132,7 +132,7 @@ async fn per_owner_each_environment_is_one_budget_with_its_period() {
 #[tokio::test]
 async fn per_owner_a_key_on_credits_does_not_hide_the_monthly_budget() {
     let f = fixture(BudgetPer::Owner, |clock| {
-        MemoryUsage::with_clock(clock.clone())
+        MemoryUsage::new().with_clock(clock.clone())
     });
     let (trial, trial_id) = f
         .issue_with_id("org_1", "trial", &KeyFamily::FORG_LIVE)
@@ -168,7 +168,7 @@ async fn per_owner_a_key_on_credits_does_not_hide_the_monthly_budget() {
 #[tokio::test]
 async fn per_key_every_active_key_has_its_budget_and_credits_have_no_end() {
     let f = fixture(BudgetPer::Key, |clock| {
-        MemoryUsage::with_clock(clock.clone())
+        MemoryUsage::new().with_clock(clock.clone())
     });
     let older = f.issue("org_1", "older", &KeyFamily::FORG_LIVE).await;
     // A second later, so listed first (newest first, as the key list).
@@ -228,7 +228,7 @@ async fn per_key_every_active_key_has_its_budget_and_credits_have_no_end() {
 #[tokio::test]
 async fn keys_without_the_scope_and_other_credentials_are_refused() {
     let f = fixture(BudgetPer::Owner, |clock| {
-        MemoryUsage::with_clock(clock.clone())
+        MemoryUsage::new().with_clock(clock.clone())
     });
     let plain = f
         .store

@@ -47,9 +47,9 @@ async fn issue(store: &Store, owner: &str, name: &str, admin: bool) -> (String, 
 
 /// Live keys may spend 25 units a month.
 fn caps(clock: &ManualClock) -> SpendCaps {
-    SpendCaps::with_backend(
+    SpendCaps::backed_by(
         Budgets::new().default_cap(Environment::Live, 25),
-        MemoryUsage::with_clock(clock.clone()),
+        MemoryUsage::new().with_clock(clock.clone()),
     )
 }
 
@@ -166,7 +166,7 @@ async fn each_key_and_owner_has_thirty_days_of_requests_refusals_and_spend() {
 async fn the_in_process_history_is_bounded() {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOON));
     let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
-    let daily = DailyUsage::with_capacity(2);
+    let daily = DailyUsage::new().capacity(2);
     let app = app(&store, &clock, &caps(&clock), daily.clone(), daily.clone());
     let mut keys = Vec::new();
     for name in ["a", "b", "c"] {

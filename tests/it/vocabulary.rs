@@ -74,7 +74,7 @@ async fn serve_axum(app: Router) -> SocketAddr {
 async fn custom_vocabulary_through_axum_with_rate_limits_and_extractors() {
     let (store, issued) = doc_store().await;
     // A clock that stands still: the budget below is exact.
-    let limits = RateLimits::with_backend(GovernorBackend::with_clock(ManualClock::default()));
+    let limits = RateLimits::backed_by(GovernorBackend::on_clock(ManualClock::default()));
     let app = Router::new()
         .route(
             "/docs",

@@ -250,7 +250,6 @@ impl<B> Gate<Request<B>> for Shared {
     type Verdict = Verdict;
     type After = ();
 
-    #[allow(clippy::result_large_err)]
     fn decide(
         self: &Arc<Self>,
         verdict: Verdict,

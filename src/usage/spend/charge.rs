@@ -201,7 +201,6 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
     type Verdict = Verdict;
     type After = Option<Admitted<B>>;
 
-    #[allow(clippy::result_large_err)]
     fn decide(
         self: &Arc<Self>,
         verdict: Verdict,

@@ -112,13 +112,13 @@ pub struct SpendCaps<B: UsageBackend = MemoryUsage> {
 impl SpendCaps<MemoryUsage> {
     /// Caps from `budgets`, counted in this process on the system clock.
     pub fn new(budgets: impl BudgetPolicy) -> Self {
-        Self::with_backend(budgets, MemoryUsage::new())
+        Self::backed_by(budgets, MemoryUsage::new())
     }
 }
 
 impl<B: UsageBackend> SpendCaps<B> {
     /// Caps from `budgets`, counted by `backend`.
-    pub fn with_backend(budgets: impl BudgetPolicy, backend: B) -> Self {
+    pub fn backed_by(budgets: impl BudgetPolicy, backend: B) -> Self {
         Self {
             backend,
             budgets: Arc::new(budgets),
