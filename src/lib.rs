@@ -155,6 +155,8 @@ mod quota;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_connection;
+#[cfg(feature = "redis")]
+mod redis_script;
 pub mod reject;
 pub mod require;
 pub mod scope;

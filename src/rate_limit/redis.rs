@@ -4,13 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::Script;
-
 use super::backend::{Decision, LimitKey, RateLimitBackend};
 use super::Quota;
 use super::RateClass;
 use crate::backend_error::BackendError;
 use crate::redis_connection::{subject_key, Subject};
+use crate::redis_script::ScriptRunner;
 use crate::RedisConnection;
 
 /// GCRA in one atomic step on the server's clock. KEYS: the state key. ARGV: emission
@@ -43,9 +42,7 @@ return {1, math.floor((now + window - next_tat) / period), 0, next_tat - now}
 /// [`OnBackendError`](super::OnBackendError) policy (allow by default).
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    connection: RedisConnection,
-    namespace: Arc<str>,
-    script: Arc<Script>,
+    runner: ScriptRunner,
 }
 
 impl RedisRateLimiter {
@@ -54,34 +51,29 @@ impl RedisRateLimiter {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let connection = RedisConnection::open(url)
-            .await
-            .map_err(BackendError::new)?;
-        Ok(Self::new(connection))
+        Ok(Self {
+            runner: ScriptRunner::connect(url, GCRA).await?,
+        })
     }
 
     /// Uses `connection` (standalone or cluster), namespace `tak`.
     pub fn new(connection: RedisConnection) -> Self {
         Self {
-            connection,
-            namespace: Arc::from("tak"),
-            script: Arc::new(Script::new(GCRA)),
+            runner: ScriptRunner::new(connection, GCRA),
         }
     }
 
     /// State keys live under `{namespace}:rl:` (default `tak`).
     #[must_use]
     pub fn with_namespace(mut self, namespace: &str) -> Self {
-        self.namespace = Arc::from(namespace);
+        self.runner.namespace = Arc::from(namespace);
         self
     }
 }
 
 impl fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisRateLimiter")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        self.runner.fmt_as("RedisRateLimiter", f)
     }
 }
 
@@ -105,24 +97,25 @@ impl RateLimitBackend for RedisRateLimiter {
         let (requests, window) = (quota.requests().get(), quota.window().as_secs());
         let state_key = match key {
             LimitKey::ApiKey(id) => subject_key(
-                &self.namespace,
+                &self.runner.namespace,
                 Subject::Key(id.as_str()),
                 format_args!("rl:{class}:{requests}/{window}"),
             ),
             LimitKey::ClientIp(ip) => subject_key(
-                &self.namespace,
+                &self.runner.namespace,
                 Subject::Client(ip),
                 format_args!("rl:{class}:{requests}/{window}"),
             ),
             LimitKey::Owner { owner, environment } => subject_key(
-                &self.namespace,
+                &self.runner.namespace,
                 Subject::Owner(owner),
                 format_args!("rl:{class}:{requests}/{window}:{environment}"),
             ),
         };
         let period = micros(quota.interval()).max(1);
-        let mut connection = self.connection.clone();
+        let mut connection = self.runner.connection.clone();
         let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .runner
             .script
             .key(state_key)
             .arg(period)

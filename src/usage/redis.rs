@@ -4,13 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
-
 use super::backend::{Charge, Counter, Spent, UsageBackend, MAX_AMOUNT};
 use super::budget::BudgetPer;
 use crate::backend_error::BackendError;
 use crate::clock::Clock;
 use crate::redis_connection::{subject_key, Subject};
+use crate::redis_script::ScriptRunner;
 use crate::RedisConnection;
 
 /// One charge, atomically, on Redis's clock (or on `ARGV[5]`, Unix milliseconds, when the
@@ -103,9 +102,7 @@ return {allowed and 1 or 0, string.format('%.0f', spent), finish, (finish - now)
 /// [`OnBackendError`](crate::OnBackendError) policy (503 by default).
 #[derive(Clone)]
 pub struct RedisUsage {
-    connection: RedisConnection,
-    namespace: Arc<str>,
-    script: Arc<Script>,
+    runner: ScriptRunner,
     /// `None`: Redis's own clock (`TIME`), which every instance shares.
     clock: Option<Arc<dyn Clock>>,
 }
@@ -120,18 +117,16 @@ impl RedisUsage {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let connection = RedisConnection::open(url)
-            .await
-            .map_err(BackendError::new)?;
-        Ok(Self::new(connection))
+        Ok(Self {
+            runner: ScriptRunner::connect(url, CHARGE).await?,
+            clock: None,
+        })
     }
 
     /// Uses `connection` (standalone or cluster), namespace `tak`.
     pub fn new(connection: RedisConnection) -> Self {
         Self {
-            connection,
-            namespace: Arc::from("tak"),
-            script: Arc::new(Script::new(CHARGE)),
+            runner: ScriptRunner::new(connection, CHARGE),
             clock: None,
         }
     }
@@ -148,16 +143,14 @@ impl RedisUsage {
     /// Counters live under `namespace:` (default `tak`).
     #[must_use]
     pub fn with_namespace(mut self, namespace: &str) -> Self {
-        self.namespace = Arc::from(namespace);
+        self.runner.namespace = Arc::from(namespace);
         self
     }
 }
 
 impl fmt::Debug for RedisUsage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisUsage")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
+        self.runner.fmt_as("RedisUsage", f)
     }
 }
 
@@ -188,7 +181,7 @@ impl UsageBackend for RedisUsage {
         let mut index = counter.period.window(now).index;
         for _ in 0..2 {
             let key = subject_key(
-                &self.namespace,
+                &self.runner.namespace,
                 subject,
                 format_args!(
                     "spend:{}:{}:{index}",
@@ -196,8 +189,8 @@ impl UsageBackend for RedisUsage {
                     counter.period.as_str()
                 ),
             );
-            let mut connection = self.connection.clone();
-            let mut invocation = self.script.key(key);
+            let mut connection = self.runner.connection.clone();
+            let mut invocation = self.runner.script.key(key);
             invocation
                 .arg(cost.min(MAX_AMOUNT))
                 .arg(cap.min(MAX_AMOUNT));
