@@ -32,8 +32,26 @@ impl Quota {
         Self::new(requests, NonZeroU32::MIN.saturating_add(59))
     }
 
-    /// `n` per minute, for constants; `n` is never 0 where this is used.
-    pub(crate) const fn per_minute_const(n: u32) -> Self {
+    /// `n` per minute, for `const` items: a zero there fails to compile, as governor's
+    /// `nonzero!` does. Outside a `const` a zero panics, so take `per_minute` with a
+    /// checked `NonZeroU32` for a number read at run time.
+    ///
+    /// ```
+    /// use tower_api_key::rate_limit::{ClassName, Quota, RateClass};
+    ///
+    /// const SEARCH: RateClass =
+    ///     RateClass::per_key(ClassName::from_static("search"), Quota::per_minute_const(30));
+    /// assert_eq!(SEARCH.quota().requests().get(), 30);
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use tower_api_key::rate_limit::Quota;
+    /// const NOTHING: Quota = Quota::per_minute_const(0);
+    /// fn main() {
+    ///     let _ = NOTHING;
+    /// }
+    /// ```
+    pub const fn per_minute_const(n: u32) -> Self {
         match NonZeroU32::new(n) {
             Some(n) => Self::per_minute(n),
             None => panic!("a quota is never zero"),

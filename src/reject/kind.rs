@@ -5,43 +5,61 @@ use http::StatusCode;
 
 use super::GrpcCode;
 
-/// What kind of rejection: one per error code. Its [`status`](Self::status),
-/// [`code`](Self::code) and [`grpc_code`](Self::grpc_code) come from one table; an
-/// [`AuthRejection`](super::AuthRejection) adds the details of one request.
-///
-/// ```
-/// use tower_api_key::reject::{AuthRejection, RejectionKind, RetryAfter};
-///
-/// let rejection = AuthRejection::rate_limited(RetryAfter::ONE_SECOND);
-/// assert_eq!(rejection.kind(), RejectionKind::RateLimited);
-/// assert_eq!(RejectionKind::RateLimited.status(), 429);
-/// assert_eq!(RejectionKind::RateLimited.code(), "rate_limited");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RejectionKind {
-    /// 400 `invalid_request`.
-    InvalidRequest,
-    /// 401 `invalid_api_key`.
-    InvalidApiKey,
-    /// 402 `spend_cap_exceeded`.
-    SpendCapExceeded,
-    /// 403 `environment_not_allowed`.
-    EnvironmentNotAllowed,
-    /// 403 `insufficient_scope`.
-    InsufficientScope,
-    /// 403 `ip_not_allowed`.
-    IpNotAllowed,
-    /// 403 `csrf_failed`.
-    CsrfFailed,
-    /// 403 `plan_required`.
-    PlanRequired,
-    /// 429 `rate_limited`.
-    RateLimited,
-    /// 500 `internal_error`.
-    InternalError,
-    /// 503 `auth_unavailable`.
-    Unavailable,
+/// The enum and [`RejectionKind::ALL`] from one list of variants: `ALL`'s length is
+/// counted by the compiler, and a variant cannot be left out of it.
+macro_rules! kinds {
+    ($(#[$meta:meta])* pub enum RejectionKind { $($(#[$doc:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum RejectionKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl RejectionKind {
+            /// Every kind, in the order of the table.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+        }
+    };
+}
+
+kinds! {
+    /// What kind of rejection: one per error code. Its [`status`](Self::status),
+    /// [`code`](Self::code) and [`grpc_code`](Self::grpc_code) come from one table; an
+    /// [`AuthRejection`](super::AuthRejection) adds the details of one request.
+    ///
+    /// ```
+    /// use tower_api_key::reject::{AuthRejection, RejectionKind, RetryAfter};
+    ///
+    /// let rejection = AuthRejection::rate_limited(RetryAfter::ONE_SECOND);
+    /// assert_eq!(rejection.kind(), RejectionKind::RateLimited);
+    /// assert_eq!(RejectionKind::RateLimited.status(), 429);
+    /// assert_eq!(RejectionKind::RateLimited.code(), "rate_limited");
+    /// ```
+    pub enum RejectionKind {
+        /// 400 `invalid_request`.
+        InvalidRequest,
+        /// 401 `invalid_api_key`.
+        InvalidApiKey,
+        /// 402 `spend_cap_exceeded`.
+        SpendCapExceeded,
+        /// 403 `environment_not_allowed`.
+        EnvironmentNotAllowed,
+        /// 403 `insufficient_scope`.
+        InsufficientScope,
+        /// 403 `ip_not_allowed`.
+        IpNotAllowed,
+        /// 403 `csrf_failed`.
+        CsrfFailed,
+        /// 403 `plan_required`.
+        PlanRequired,
+        /// 429 `rate_limited`.
+        RateLimited,
+        /// 500 `internal_error`.
+        InternalError,
+        /// 503 `auth_unavailable`.
+        Unavailable,
+    }
 }
 
 /// One row of the table.
@@ -72,21 +90,6 @@ const fn row(
 }
 
 impl RejectionKind {
-    /// Every kind, in the order of the table.
-    pub const ALL: [Self; 11] = [
-        Self::InvalidRequest,
-        Self::InvalidApiKey,
-        Self::SpendCapExceeded,
-        Self::EnvironmentNotAllowed,
-        Self::InsufficientScope,
-        Self::IpNotAllowed,
-        Self::CsrfFailed,
-        Self::PlanRequired,
-        Self::RateLimited,
-        Self::InternalError,
-        Self::Unavailable,
-    ];
-
     #[rustfmt::skip]
     const fn row(self) -> Row {
         use GrpcCode::{Internal, InvalidArgument, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable};
