@@ -65,7 +65,7 @@ pub async fn serve<St: KeyStore>(
     required: St::Scope,
 ) -> std::io::Result<()> {
     let failures = FailureLimitLayer::new(FailureLimit::default());
-    let auth = AuthLayer::new(store);
+    let auth = AuthLayer::new(store).sources(forg::credential_sources());
     let limits = RateLimits::new();
     let rate_limit = limits.layer(class);
     loop {

@@ -233,7 +233,7 @@ impl Demo {
         Self {
             keys,
             // Plain HTTP on localhost: cookies without `Secure`. Never in production.
-            sessions: Sessions::new(session_store, secret).secure(false),
+            sessions: forg::sessions(session_store, secret).secure(false),
             accounts: Accounts::with_demo(),
             budgets,
             spend,
@@ -368,6 +368,7 @@ pub fn app(demo: &Demo) -> Router {
             .limit_failures(FailureLimit::default())
             .layer(
                 AuthLayer::new(store)
+                    .sources(forg::credential_sources())
                     .sessions(demo.sessions.clone())
                     .expiry_notice(EXPIRY_NOTICE),
             )

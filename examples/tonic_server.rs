@@ -131,7 +131,7 @@ pub async fn serve<St: KeyStore>(
     let limits = RateLimits::new();
     Server::builder()
         .layer(ClientIpLayer::new(client_ip))
-        .layer(AuthLayer::new(store))
+        .layer(AuthLayer::new(store).sources(forg::credential_sources()))
         .layer(limits.layer(class))
         .layer(require(required))
         .add_service(WhoAmIServer)

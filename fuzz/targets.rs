@@ -14,7 +14,6 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt};
 use tower_api_key::client_ip::ClientAddr;
-use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily};
 use tower_api_key::rate_limit::RateLimits;
 use tower_api_key::session::{CsrfSecret, Sessions};
@@ -57,7 +56,7 @@ pub fn credential(data: &[u8]) {
             headers.append(HeaderName::from_static(NAMES[name]), value);
         }
     }
-    let sources = CredentialSources::default();
+    let sources = tower_api_key::forg::credential_sources();
     if let Ok(Some(credential)) = sources.extract(&headers) {
         let key = credential.expose_secret();
         assert!(

@@ -1,4 +1,6 @@
-//! Where a key is read from: `Authorization: Bearer <key>` and `X-ForgeOS-API-Key: <key>`.
+//! Where a key is read from: `Authorization: Bearer <key>` by default, and any header whose
+//! whole value is the key that the application adds (the FORG preset adds
+//! `X-ForgeOS-API-Key`: [`forg::credential_sources`](crate::forg::credential_sources)).
 //!
 //! Rules, in order:
 //! - a source header sent more than once, or keys in two sources at once, is an ambiguous
@@ -12,7 +14,7 @@
 //!
 //! ```
 //! use http::HeaderMap;
-//! use tower_api_key::credential::{Credential, CredentialSources};
+//! use tower_api_key::credential::{Credential, CredentialSource, CredentialSources};
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.insert("authorization", "bearer  forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d ".parse().unwrap());
@@ -20,7 +22,12 @@
 //! let credential = sources.extract(&headers).unwrap().unwrap();
 //! assert_eq!(credential.expose_secret(), "forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d");
 //!
-//! headers.insert("x-forgeos-api-key", "fos_0123".parse().unwrap());
+//! let sources = CredentialSources::new([
+//!     CredentialSource::Bearer,
+//!     CredentialSource::Header("x-api-key".parse().unwrap()),
+//! ])
+//! .unwrap();
+//! headers.insert("x-api-key", "fos_0123".parse().unwrap());
 //! assert!(sources.extract(&headers).is_err()); // two sources: ambiguous
 //! ```
 
@@ -32,9 +39,9 @@ use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CredentialSource {
-    /// `Authorization: Bearer <key>` (FORG).
+    /// `Authorization: Bearer <key>` (RFC 6750).
     Bearer,
-    /// A header whose whole value is the key, e.g. `X-ForgeOS-API-Key` (ForgeOS).
+    /// A header whose whole value is the key, e.g. `X-API-Key`.
     Header(HeaderName),
 }
 
@@ -48,11 +55,7 @@ impl CredentialSource {
     }
 }
 
-/// The ForgeOS API-key header, `x-forgeos-api-key`: the second source read by default.
-pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
-
-/// The sources a layer accepts (at least one, each once). Default: both `Bearer` and
-/// `X-ForgeOS-API-Key`.
+/// The sources a layer accepts (at least one, each once). Default: `Bearer` only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialSources {
     sources: Vec<CredentialSource>,
@@ -61,10 +64,7 @@ pub struct CredentialSources {
 impl Default for CredentialSources {
     fn default() -> Self {
         Self {
-            sources: vec![
-                CredentialSource::Bearer,
-                CredentialSource::Header(X_FORGEOS_API_KEY),
-            ],
+            sources: vec![CredentialSource::Bearer],
         }
     }
 }

@@ -20,7 +20,14 @@
 //! assert_eq!(forg::X_FORGEOS_API_KEY, "x-forgeos-api-key");
 //! ```
 
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use crate::credential::{CredentialSource, CredentialSources};
 use crate::rate_limit::{ClassName, Quota, RateClass};
+use crate::session::{CsrfSecret, Sessions};
+use crate::store::ManageKeys;
 
 crate::scopes! {
     /// The FORG API scopes .
@@ -45,8 +52,31 @@ crate::scopes! {
     admin = Admin;
 }
 
-/// The ForgeOS API-key header, `x-forgeos-api-key` (read by default beside `Bearer`).
-pub use crate::credential::X_FORGEOS_API_KEY;
+/// The ForgeOS API-key header, `x-forgeos-api-key`.
+pub const X_FORGEOS_API_KEY: HeaderName = HeaderName::from_static("x-forgeos-api-key");
+
+/// Where FORG and ForgeOS keys are read from: `Authorization: Bearer` and
+/// [`X-ForgeOS-API-Key`](X_FORGEOS_API_KEY) (two at once is an ambiguous request, 400).
+/// Give it to [`AuthLayer::sources`](crate::AuthLayer::sources); the crate's default is
+/// `Bearer` only.
+pub fn credential_sources() -> CredentialSources {
+    CredentialSources::new([
+        CredentialSource::Bearer,
+        CredentialSource::Header(X_FORGEOS_API_KEY),
+    ])
+    .expect("two distinct headers")
+}
+
+/// The FORG session cookies' names: `forge_session` and `forge_csrf`.
+pub const SESSION_COOKIES: (&str, &str) = ("forge_session", "forge_csrf");
+
+/// Browser sessions as ForgeOS names them: [`Sessions::new`] with the
+/// [`SESSION_COOKIES`] names (the crate's defaults are `session` and `csrf_token`).
+pub fn sessions<St: ManageKeys>(store: Arc<St>, secret: CsrfSecret) -> Sessions<St> {
+    Sessions::new(store, secret)
+        .cookie_names(SESSION_COOKIES.0, SESSION_COOKIES.1)
+        .expect("valid cookie names")
+}
 
 /// Standard API routes: 100 requests per minute per key.
 pub const STANDARD: RateClass = RateClass::per_key(

@@ -51,7 +51,8 @@ impl<St: KeyStore> AuthLayer<St> {
         &self.config
     }
 
-    /// Where keys are read from (default: `Authorization: Bearer` and `X-ForgeOS-API-Key`).
+    /// Where keys are read from (default: `Authorization: Bearer`; the FORG preset adds
+    /// `X-ForgeOS-API-Key`: [`forg::credential_sources`](crate::forg::credential_sources)).
     pub fn sources(mut self, sources: CredentialSources) -> Self {
         self.config().sources = sources;
         self

@@ -22,7 +22,7 @@
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 //!     }));
 //! let guess = || {
-//!     let mut request = Request::get("/").header("x-forgeos-api-key", format!("fos_{}", "0".repeat(64)));
+//!     let mut request = Request::get("/").header("authorization", format!("Bearer fos_{}", "0".repeat(64)));
 //!     let mut request = request.body(()).unwrap();
 //!     request.extensions_mut().insert(ClientAddr("192.0.2.7".parse().unwrap()));
 //!     request

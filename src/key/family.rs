@@ -185,7 +185,7 @@ impl KeyFamily {
     pub const FORG_TEST: KeyFamily = KeyFamily::hex("forg_test_", Environment::Test, 32, 32, 32);
     /// ForgeOS keys: `fos_` + 32 to 128 lower-case hex; generated with 64 (256 bits).
     pub const FOS: KeyFamily = KeyFamily::hex("fos_", Environment::Live, 32, 128, 64);
-    /// Browser sessions: `fses_` + 32 lower-case hex (128 bits), the `forge_session`
+    /// Browser sessions: `fses_` + 32 lower-case hex (128 bits), the session
     /// cookie's value. Only a session store accepts it
     /// ([`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)), never a key header.
     pub const SESSION: KeyFamily = KeyFamily::hex("fses_", Environment::Live, 32, 32, 32);

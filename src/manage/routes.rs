@@ -104,7 +104,7 @@ fn document(paths: Paths, mut schemas: Vec<(String, RefOr<Schema>)>) -> OpenApi 
         .schemas_from_iter(schemas)
         .security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("forge_session"))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("session"))),
         )
         .security_scheme(
             "csrf",

@@ -18,7 +18,7 @@ pub(crate) struct CookieSettings {
 }
 
 impl CookieSettings {
-    /// `forge_session` (HttpOnly, SameSite=Lax) and `forge_csrf` (readable by scripts,
+    /// The session cookie (HttpOnly, SameSite=Lax) and the CSRF cookie (readable by scripts,
     /// SameSite=Strict), both `Secure` for `max_age`.
     pub(crate) fn set_cookies(
         &self,

@@ -56,11 +56,13 @@
 //!   request, not subject to CSRF). gRPC requests never read cookies.
 //! - Requests authenticated by the cookie with a method other than GET, HEAD, OPTIONS and
 //!   TRACE must be same-site (tower-http's `CsrfLayer` check of `Sec-Fetch-Site` and
-//!   `Origin`) and carry `X-CSRF-Token` equal to the `forge_csrf` cookie's value, which is
+//!   `Origin`) and carry `X-CSRF-Token` equal to the CSRF cookie's value, which is
 //!   HMAC-SHA-256 of the session's digest under a server secret: else 403 `csrf_failed`,
 //!   inner service not called.
-//! - Cookies: `forge_session` is `HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<TTL>`,
-//!   `forge_csrf` is `Secure; SameSite=Strict; Path=/` and readable by scripts. `Cookie`
+//! - Cookies (names: `session` and `csrf_token` by default, `forge_session` and
+//!   `forge_csrf` with [`forg::sessions`](crate::forg::sessions)): the session cookie is
+//!   `HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=<TTL>`, the CSRF cookie
+//!   `Secure; SameSite=Strict; Path=/` and readable by scripts. `Cookie`
 //!   headers are marked sensitive before the inner service sees them.
 //! - Expiry: absolute TTL (default 12 h) and an optional idle timeout.
 //! - Nothing is kept of a session that can no longer be used: logging out (or being ended
@@ -143,7 +145,7 @@ pub enum SessionConfigError {
 
 impl<St: ManageKeys> Sessions<St> {
     /// Sessions kept in `store` (give it [`KeyPolicy::sessions`](crate::store::KeyPolicy::sessions)),
-    /// CSRF tokens derived from `secret`; cookies `forge_session` and `forge_csrf`,
+    /// CSRF tokens derived from `secret`; cookies `session` and `csrf_token`,
     /// `Secure`, TTL 12 h, no idle timeout, token header `X-CSRF-Token`.
     pub fn new(store: Arc<St>, secret: CsrfSecret) -> Self {
         let csrf_layer = tower_http::csrf::CsrfLayer::new();
@@ -151,8 +153,8 @@ impl<St: ManageKeys> Sessions<St> {
             store,
             settings: Arc::new(Settings {
                 cookies: CookieSettings {
-                    session: "forge_session".to_owned(),
-                    csrf: "forge_csrf".into(),
+                    session: "session".to_owned(),
+                    csrf: "csrf_token".into(),
                     secure: true,
                 },
                 ttl: Duration::from_secs(12 * 3600),
@@ -304,7 +306,8 @@ impl<St: ManageKeys> Sessions<St> {
         self
     }
 
-    /// The cookies' names (default `forge_session` and `forge_csrf`).
+    /// The cookies' names (default `session` and `csrf_token`; the FORG preset's:
+    /// [`forg::sessions`](crate::forg::sessions)).
     ///
     /// # Errors
     /// [`SessionConfigError`] when a name is not an RFC 6265 token, or both are the same.

@@ -2,6 +2,7 @@
 //! `LastUsedRecorder` writes once per key per interval, off the request path.
 
 use crate::common;
+use tower_api_key::forg;
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
@@ -39,7 +40,11 @@ async fn observer_sees_every_outcome_and_never_the_key() {
     let service =
         ActivityLayer::new(move |event: &ActivityEvent| sink.lock().unwrap().push(event.clone()))
             .clock(clock.clone())
-            .layer(AuthLayer::new(Arc::clone(&scripted)).layer(probe.service::<String>()));
+            .layer(
+                AuthLayer::new(Arc::clone(&scripted))
+                    .sources(forg::credential_sources())
+                    .layer(probe.service::<String>()),
+            );
 
     let requests = [
         from(

@@ -2,6 +2,7 @@
 //! service, checking status, body, headers and whether the inner service ran.
 
 use crate::common;
+use tower_api_key::forg;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +86,10 @@ async fn forgeos_header_and_scheme_variants_are_accepted() {
     let fos = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let live = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let probe = Probe::new();
-    let service = layer_on(&AuthLayer::new(store), &probe);
+    let service = layer_on(
+        &AuthLayer::new(store).sources(forg::credential_sources()),
+        &probe,
+    );
 
     let fos_key = fos.key().expose_secret();
     let live_key = live.key().expose_secret();
@@ -215,7 +219,10 @@ async fn ambiguous_requests_get_400_and_never_reach_the_store() {
     let b = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let scripted = ScriptedStore::new(Arc::clone(&store), Script::Delegate);
     let probe = Probe::new();
-    let service = layer_on(&AuthLayer::new(Arc::clone(&scripted)), &probe);
+    let service = layer_on(
+        &AuthLayer::new(Arc::clone(&scripted)).sources(forg::credential_sources()),
+        &probe,
+    );
     let (ka, kb) = (a.key().expose_secret(), b.key().expose_secret());
 
     let requests = [
@@ -268,7 +275,10 @@ async fn other_authorization_schemes_are_not_api_keys() {
     let (store, _clock) = store_with_clock();
     let fos = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
     let probe = Probe::new();
-    let service = layer_on(&AuthLayer::new(store), &probe);
+    let service = layer_on(
+        &AuthLayer::new(store).sources(forg::credential_sources()),
+        &probe,
+    );
 
     let basic_only = Request::get("/")
         .header("authorization", "Basic dXNlcjpwYXNz")

@@ -2,6 +2,7 @@
 //! and code, never a panic, and never reaches the inner service.
 
 use crate::common;
+use tower_api_key::forg;
 
 use common::*;
 use http::header::{HeaderName, HeaderValue};
@@ -29,7 +30,9 @@ async fn hostile_requests_get_their_documented_answer() {
     let secret = key["forg_live_".len()..].to_owned();
     let fos_key = fos.key().expose_secret().to_owned();
     let probe = Probe::new();
-    let service = AuthLayer::new(store).layer(probe.service::<String>());
+    let service = AuthLayer::new(store)
+        .sources(forg::credential_sources())
+        .layer(probe.service::<String>());
 
     const BAD: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "invalid_api_key");
     const AMBIGUOUS: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "invalid_request");

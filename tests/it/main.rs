@@ -25,6 +25,7 @@ mod keys;
 mod manage;
 mod manage_redis;
 mod metrics;
+mod neutral_defaults;
 mod openapi_conformance;
 mod policy_subject;
 mod postgres_store;

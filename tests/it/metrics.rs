@@ -5,6 +5,7 @@
 #![cfg(feature = "metrics")]
 
 use crate::common;
+use tower_api_key::forg;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -355,10 +356,11 @@ async fn no_label_carries_a_secret() {
         .join("; ");
     let token = cookie_header
         .split("; ")
-        .find_map(|c| c.strip_prefix("forge_session="))
+        .find_map(|c| c.strip_prefix("session="))
         .unwrap()
         .to_owned();
     let service = AuthLayer::new(Arc::clone(&store))
+        .sources(forg::credential_sources())
         .sessions(sessions)
         .layer(Probe::new().service::<String>());
     let mut hostile = vec![

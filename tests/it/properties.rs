@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use regex::Regex;
-use tower_api_key::credential::CredentialSources;
 use tower_api_key::key::{KeyFamilies, KeyFamily};
 use tower_api_key::scope::Scope;
 use tower_api_key::{ForgScope, ScopeSet};
@@ -115,7 +114,7 @@ fn sessions() -> &'static tower_api_key::session::Sessions<tower_api_key::Memory
         tower_api_key::session::Sessions<tower_api_key::MemoryKeyStore<ForgScope>>,
     > = OnceLock::new();
     SESSIONS.get_or_init(|| {
-        tower_api_key::session::Sessions::new(
+        tower_api_key::forg::sessions(
             Arc::new(tower_api_key::MemoryKeyStore::new()),
             tower_api_key::session::CsrfSecret::from_bytes(&[1; 32]).unwrap(),
         )
@@ -195,7 +194,7 @@ proptest! {
             let value = format!("{before}{scheme}{between}{key}{after}");
             headers.insert("authorization", HeaderValue::from_str(&value).unwrap());
         }
-        let sources = CredentialSources::default();
+        let sources = tower_api_key::forg::credential_sources();
         let credential = sources.extract(&headers).unwrap().unwrap();
         prop_assert_eq!(credential.expose_secret(), key.as_str());
     }

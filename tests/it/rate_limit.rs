@@ -492,7 +492,9 @@ async fn headers_can_be_switched_off_and_grpc_gets_resource_exhausted() {
     let limits = limits.headers(false);
     let probe = Probe::new();
     let class = RateClass::per_key(ClassName::from_static("tiny"), per_minute(1));
-    let service = AuthLayer::new(store).layer(limits.layer(class).layer(probe.service::<String>()));
+    let service = AuthLayer::new(store)
+        .sources(forg::credential_sources())
+        .layer(limits.layer(class).layer(probe.service::<String>()));
     let grpc = || {
         Request::post("/svc/Method")
             .header("content-type", "application/grpc")

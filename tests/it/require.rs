@@ -1,6 +1,7 @@
 //! Per-route scope requirements and the axum extractors.
 
 use crate::common;
+use tower_api_key::forg;
 
 use std::sync::Arc;
 
@@ -127,6 +128,7 @@ async fn grpc_scope_failure_is_permission_denied() {
     let reader = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let probe = Probe::new();
     let service = AuthLayer::new(store)
+        .sources(forg::credential_sources())
         .layer(require(ForgScope::WriteRules).layer(probe.service::<String>()));
     let request = Request::post("/rules.Rules/Create")
         .header("content-type", "application/grpc+proto")

@@ -2,6 +2,7 @@
 //! vocabulary used through every layer of the crate.
 
 use crate::common;
+use tower_api_key::forg;
 
 use std::sync::Arc;
 
@@ -203,7 +204,7 @@ async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
             "/docs/share",
             get(|| async { "shared" }).route_layer(require_any([DocScope::Share, DocScope::Write])),
         )
-        .layer(AuthLayer::new(store));
+        .layer(AuthLayer::new(store).sources(forg::credential_sources()));
     let call = |path: &str, key: &str| {
         Request::get(path)
             .header("x-forgeos-api-key", key)
@@ -242,8 +243,9 @@ async fn requirement_of_another_vocabulary_sees_no_scopes() {
         .await
         .unwrap();
     let probe = Probe::new();
-    let service =
-        AuthLayer::new(store).layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
+    let service = AuthLayer::new(store)
+        .sources(forg::credential_sources())
+        .layer(require(ForgScope::ReadRules).layer(probe.service::<String>()));
     let request = Request::get("/")
         .header("x-forgeos-api-key", key.key().expose_secret())
         .body(String::new())

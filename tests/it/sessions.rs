@@ -22,6 +22,7 @@ use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
 use serde_json::{json, Value};
 use tower::Layer;
 use tower_api_key::clock::ManualClock;
+use tower_api_key::forg;
 use tower_api_key::key::KeyFamily;
 use tower_api_key::principal::CredentialKind;
 use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits};
@@ -90,7 +91,7 @@ async fn serve(configure: impl FnOnce(Sessions<Store>) -> Sessions<Store>) -> Se
     let session_store =
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock.clone())));
     let sessions =
-        configure(Sessions::new(session_store, CsrfSecret::generate().unwrap()).secure(false));
+        configure(forg::sessions(session_store, CsrfSecret::generate().unwrap()).secure(false));
     let app = App {
         sessions: sessions.clone(),
         writes: Arc::default(),
@@ -532,7 +533,7 @@ async fn hostile_cookies_get_clear_errors() {
 #[tokio::test]
 async fn grpc_ignores_cookies_and_headers_are_protected() {
     let (keys, clock) = store_with_clock();
-    let sessions = Sessions::new(
+    let sessions = forg::sessions(
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock))),
         CsrfSecret::generate().unwrap(),
     );
@@ -588,7 +589,7 @@ async fn grpc_ignores_cookies_and_headers_are_protected() {
 #[tokio::test]
 async fn sessions_of_one_owner_share_one_rate_limit_budget() {
     let (keys, clock) = store_with_clock();
-    let sessions = Sessions::new(
+    let sessions = forg::sessions(
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock.clone()))),
         CsrfSecret::generate().unwrap(),
     );
@@ -703,7 +704,7 @@ async fn the_csrf_refusal_names_the_configured_cookie_and_header() {
 
 #[test]
 fn cookies_are_secure_by_default_and_names_are_validated() {
-    let sessions = Sessions::new(
+    let sessions = forg::sessions(
         Arc::new(Store::new().with_policy(KeyPolicy::sessions())),
         CsrfSecret::generate().unwrap(),
     );
