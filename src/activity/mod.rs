@@ -25,33 +25,41 @@
 //!
 //! With the `tracing` feature the layer also emits one event per request on the target
 //! `tower_api_key::activity` (DEBUG), with the same fields.
+//!
+//! What the module holds, by concern:
+//!
+//! | concern | types |
+//! |---|---|
+//! | the layer and what it reports | [`ActivityLayer`], [`ActivityService`], [`ResponseFuture`], [`ActivityEvent`], [`Outcome`], [`ActivityObserver`] |
+//! | the recent requests of each key (`GET /keys/{id}/activity`), folder `log/` | [`ActivityLog`] (in process), `RedisActivityLog` (feature `redis`), [`ActivityStore`] (where the management API reads them), [`LoggedRequest`], [`Recent`] |
+//! | the usage history, per key and UTC day (`GET /keys/{id}/usage`, `GET /usage`), folder `history/` | [`DailyUsage`] (in process), `RedisDailyUsage` (feature `redis`), [`UsageHistory`], [`UsageDay`], [`History`], [`DAYS`], [`sessions_usage_id`] |
+//! | `last_used_at` without a store write per request | [`LastUsedRecorder`] |
+//!
+//! The usage *history* counts what happened; the spend caps and plans that decide what may
+//! happen are [`usage`](crate::usage).
 
 mod config;
-mod daily;
 mod future;
+mod history;
 mod last_used;
 mod layer;
 mod log;
-#[cfg(feature = "redis")]
-mod redis_daily;
-#[cfg(feature = "redis")]
-mod redis_log;
 #[cfg(feature = "redis")]
 mod redis_queue;
 mod service;
 mod ticket;
 
-#[cfg(feature = "axum")]
-pub(crate) use daily::zero_days;
-pub use daily::{sessions_usage_id, DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use future::ResponseFuture;
+#[cfg(feature = "axum")]
+pub(crate) use history::zero_days;
+#[cfg(feature = "redis")]
+pub use history::RedisDailyUsage;
+pub use history::{sessions_usage_id, DailyUsage, History, UsageDay, UsageHistory, DAYS};
 pub use last_used::LastUsedRecorder;
 pub use layer::ActivityLayer;
+#[cfg(feature = "redis")]
+pub use log::RedisActivityLog;
 pub use log::{ActivityLog, ActivityStore, LoggedRequest, Recent};
-#[cfg(feature = "redis")]
-pub use redis_daily::RedisDailyUsage;
-#[cfg(feature = "redis")]
-pub use redis_log::RedisActivityLog;
 pub use service::ActivityService;
 pub(crate) use ticket::{ActivityTicket, Verified};
 

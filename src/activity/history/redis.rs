@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::daily::{window, zero_days, History, UsageHistory, DAYS};
-use super::redis_queue::RedisQueue;
-use super::{ActivityEvent, ActivityObserver, Outcome};
+use super::{window, zero_days, History, UsageHistory, DAYS};
+use crate::activity::redis_queue::RedisQueue;
+use crate::activity::{ActivityEvent, ActivityObserver, Outcome};
 use crate::redis_connection::{subject_key, Subject};
 use crate::reject::RejectionKind;
 use crate::store::{KeyId, StoreError, StoreErrorKind};
@@ -19,7 +19,7 @@ use crate::RedisConnection;
 /// by the keys in use. Tagged per key, so a Redis Cluster
 /// spreads them and a key's 30 days are read in one pipeline from one node. Written by a
 /// background task through a bounded queue (10,000 events), as
-/// [`RedisActivityLog`](super::RedisActivityLog): the request path never waits for Redis;
+/// [`RedisActivityLog`](crate::activity::RedisActivityLog): the request path never waits for Redis;
 /// events beyond the queue are dropped and counted.
 #[derive(Clone)]
 pub struct RedisDailyUsage {

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::log::{ActivityStore, LoggedRequest, Recent};
-use super::redis_queue::RedisQueue;
+use super::{ActivityStore, LoggedRequest, Recent};
+use crate::activity::redis_queue::RedisQueue;
 use crate::activity::{ActivityEvent, ActivityObserver};
 use crate::redis_connection::{subject_key, Subject};
 use crate::store::{KeyId, StoreError, StoreErrorKind};

@@ -15,6 +15,12 @@ use serde::Serialize;
 use crate::activity::{ActivityEvent, ActivityObserver};
 use crate::store::{KeyId, StoreError};
 
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use redis::RedisActivityLog;
+
 /// What [`ActivityStore::recent`] answers.
 pub type Recent<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<LoggedRequest>, StoreError>> + Send + 'a>>;
