@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-
 use super::api::KeysApi;
 use super::error::ApiError;
+use super::ApiCode;
 use crate::principal::{CredentialKind, Principal};
 use crate::scope::{Scope, ScopeSet};
 use crate::store::{KeyId, KeyRecord, ManageKeys};
@@ -48,9 +47,8 @@ pub(super) fn authorize<S: Scope>(
     keys_with: Option<S>,
 ) -> Result<ScopeSet<S>, ApiError> {
     let scopes = caller.scopes::<S>().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+        ApiError::from_code(
+            ApiCode::Forbidden,
             "This credential cannot manage these keys",
         )
     })?;
@@ -61,9 +59,8 @@ pub(super) fn authorize<S: Scope>(
     if allowed {
         Ok(scopes)
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "session_required",
+        Err(ApiError::from_code(
+            ApiCode::SessionRequired,
             "Keys are managed from a logged-in session (Dashboard or API after session auth)",
         ))
     }

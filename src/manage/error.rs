@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::ApiCode;
 use crate::reject::{AuthRejection, ErrorBody, FieldError, RejectionKind};
 use crate::store::{ManageError, StoreError};
 
@@ -50,17 +51,18 @@ impl ApiError {
                 .into_iter()
                 .map(|(field, message)| (field.into(), message.into()))
                 .collect(),
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "Validation failed",
-            )
+            ..Self::from_code(ApiCode::ValidationFailed, "Validation failed")
         }
     }
 
     /// 503 `auth_unavailable`: a store failed.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::of(RejectionKind::Unavailable, message)
+    }
+
+    /// A refusal only the management API gives, from its table ([`ApiCode`]).
+    pub fn from_code(code: ApiCode, message: impl Into<String>) -> Self {
+        Self::new(code.status(), code.code(), message)
     }
 
     /// A refusal of a kind the request path answers too: its status and code come from
@@ -70,7 +72,7 @@ impl ApiError {
     }
 
     pub(crate) fn key_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "key_not_found", "Key not found")
+        Self::from_code(ApiCode::KeyNotFound, "Key not found")
     }
 
     /// The status.
@@ -98,9 +100,8 @@ impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
         match error {
             ManageError::NotFound(_) => Self::key_not_found(),
-            ManageError::KeyLimitReached { limit } => Self::new(
-                StatusCode::CONFLICT,
-                "key_limit_reached",
+            ManageError::KeyLimitReached { limit } => Self::from_code(
+                ApiCode::KeyLimitReached,
                 format!(
                     "Maximum {limit} keys per user. Delete unused keys before creating new ones."
                 ),
@@ -113,7 +114,7 @@ impl From<ManageError> for ApiError {
                 "environment",
                 "no key family of this environment is accepted here",
             )]),
-            ManageError::Duplicate => Self::new(StatusCode::CONFLICT, "conflict", "Try again"),
+            ManageError::Duplicate => Self::from_code(ApiCode::Conflict, "Try again"),
             ManageError::Generate(_) | ManageError::Store(_) => {
                 Self::unavailable("Key management is temporarily unavailable")
             }
@@ -276,11 +277,7 @@ async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, A
         .await
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "The body is over the limit",
-                )
+                ApiError::from_code(ApiCode::PayloadTooLarge, "The body is over the limit")
             } else {
                 ApiError::of(RejectionKind::InvalidRequest, "The body could not be read")
             }
@@ -288,9 +285,8 @@ async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, A
 }
 
 fn unsupported_media_type() -> ApiError {
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+    ApiError::from_code(
+        ApiCode::UnsupportedMediaType,
         "Expected `Content-Type: application/json`",
     )
 }

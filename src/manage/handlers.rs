@@ -92,9 +92,8 @@ pub(super) async fn create<St: ManageKeys>(
         ));
     }
     if caller.kind() != CredentialKind::Session && environment != caller.environment() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "environment_not_allowed",
+        return Err(ApiError::of(
+            RejectionKind::EnvironmentNotAllowed,
             format!(
                 "A {} key cannot create {environment} keys",
                 caller.environment()

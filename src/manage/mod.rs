@@ -59,6 +59,7 @@
 
 mod api;
 mod authorisation;
+mod code;
 mod error;
 mod handlers;
 mod routes;
@@ -66,6 +67,7 @@ mod spend;
 mod views;
 
 pub use api::KeysApi;
+pub use code::ApiCode;
 pub use error::{ApiError, ApiJson};
 pub use spend::SpendApi;
 

@@ -61,3 +61,19 @@ fn the_reject_module_shows_the_readme_table() {
     );
     assert_eq!(module, readme());
 }
+
+#[test]
+fn the_management_table_is_the_api_codes_table() {
+    let rows = table(
+        include_str!("../../README.md"),
+        "the management API's own",
+        "",
+    );
+    let documented: BTreeSet<(u16, String)> = rows.iter().map(|row| status_and_code(row)).collect();
+    let codes: BTreeSet<(u16, String)> = tower_api_key::manage::ApiCode::ALL
+        .into_iter()
+        .map(|code| (code.status().as_u16(), code.code().to_owned()))
+        .collect();
+    assert_eq!(documented, codes);
+    assert_eq!(rows.len(), codes.len(), "each code once");
+}

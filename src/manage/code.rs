@@ -1,0 +1,95 @@
+//! [`ApiCode`]: the management API's own refusals, one row each (status and code), beside
+//! the request path's [`RejectionKind`](crate::reject::RejectionKind) table, whose rows
+//! the API also answers with.
+
+use axum::http::StatusCode;
+
+/// A refusal only the management API gives. Its [`status`](Self::status) and
+/// [`code`](Self::code) are written here once; the API's other refusals are
+/// [`RejectionKind`](crate::reject::RejectionKind)s.
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use tower_api_key::manage::ApiCode;
+///
+/// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
+/// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
+/// assert_eq!(ApiCode::ALL.len(), 8);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiCode {
+    /// 403 `forbidden`: the credential is of another scope vocabulary.
+    Forbidden,
+    /// 403 `session_required`: a key without the configured management scope.
+    SessionRequired,
+    /// 404 `key_not_found`: unknown, or another owner's (or environment's) key.
+    KeyNotFound,
+    /// 409 `key_limit_reached`: the owner holds the most keys the policy allows.
+    KeyLimitReached,
+    /// 409 `conflict`: a concurrent change won; try again.
+    Conflict,
+    /// 413 `payload_too_large`: the body is over the limit.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422 `validation_failed`: JSON, with a field that is wrong (named in `fields`).
+    ValidationFailed,
+}
+
+impl ApiCode {
+    /// Every code, in the order of the table.
+    pub const ALL: [Self; 8] = [
+        Self::Forbidden,
+        Self::SessionRequired,
+        Self::KeyNotFound,
+        Self::KeyLimitReached,
+        Self::Conflict,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::ValidationFailed,
+    ];
+
+    #[rustfmt::skip]
+    const fn row(self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Forbidden =>            (StatusCode::FORBIDDEN,              "forbidden"),
+            Self::SessionRequired =>      (StatusCode::FORBIDDEN,              "session_required"),
+            Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found"),
+            Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached"),
+            Self::Conflict =>             (StatusCode::CONFLICT,               "conflict"),
+            Self::PayloadTooLarge =>      (StatusCode::PAYLOAD_TOO_LARGE,      "payload_too_large"),
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::ValidationFailed =>     (StatusCode::UNPROCESSABLE_ENTITY,   "validation_failed"),
+        }
+    }
+
+    /// The HTTP status.
+    pub const fn status(self) -> StatusCode {
+        self.row().0
+    }
+
+    /// The stable snake_case code of the body.
+    pub const fn code(self) -> &'static str {
+        self.row().1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once_and_no_code_is_a_rejection_kind() {
+        let codes: std::collections::BTreeSet<&str> =
+            ApiCode::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(codes.len(), ApiCode::ALL.len());
+        for kind in crate::reject::RejectionKind::ALL {
+            assert!(
+                !codes.contains(kind.code()),
+                "{} is in both tables",
+                kind.code()
+            );
+        }
+    }
+}
