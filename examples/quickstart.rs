@@ -31,7 +31,6 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -39,7 +38,9 @@ use serde::Deserialize;
 use tower_api_key::activity::ActivityLog;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::forg;
-use tower_api_key::manage::{agent_key, ApiError, ApiJson, KeysApi, SpendApi};
+use tower_api_key::manage::{
+    agent_key, ApiError, ApiJson, KeysApi, LoginApi, PasswordCheck, SpendApi,
+};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
@@ -191,6 +192,20 @@ impl Accounts {
     }
 }
 
+/// Logins: the crate's routes over this password check.
+impl PasswordCheck<ForgScope> for Accounts {
+    fn check(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Option<tower_api_key::manage::Account<ForgScope>> {
+        Accounts::check(self, email, password).map(|account| tower_api_key::manage::Account {
+            owner: account.owner,
+            scopes: account.scopes,
+        })
+    }
+}
+
 /// Everything the demo application holds.
 #[derive(Clone)]
 pub struct Demo {
@@ -319,6 +334,7 @@ pub fn app(demo: &Demo) -> Router {
         recorder.observe(event);
     };
     let spend = &demo.spend;
+    let login = LoginApi::new(demo.sessions.clone(), demo.accounts.clone());
     let standard = Router::new()
         .route(
             "/v1/sessions",
@@ -334,8 +350,8 @@ pub fn app(demo: &Demo) -> Router {
             get(reports.layer(require(ForgScope::ReadReports))),
         )
         .route("/v1/me", get(me))
-        .route("/auth/logout", post(logout))
         .with_state(demo.clone())
+        .nest("/auth", login.logout_router())
         // The management API: sessions, and keys with `admin`, manage their owner's keys.
         .nest(
             "/v1",
@@ -375,7 +391,7 @@ pub fn app(demo: &Demo) -> Router {
             .layer(demo.plan_check.clone()), // 403 plan_required once a trial ends
     );
     let public = Router::new()
-        .route("/auth/login", post(login))
+        .nest("/auth", login.login_router())
         .route("/auth/register-agent", post(register_agent))
         .route_layer(limits.layer(forg::AUTH))
         .route("/health", get(health))
@@ -401,74 +417,6 @@ fn caller(identity: &Principal) -> Value {
 /// An error in the FORG body shape.
 fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
     ApiError::new(status, code, message).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Login {
-    email: String,
-    password: String,
-}
-
-/// `POST /auth/login`: checks the password (Argon2id, off the async threads), then starts a
-/// session: fresh `forge_session` and `forge_csrf` cookies, the CSRF token in the body too.
-async fn login(
-    State(demo): State<Demo>,
-    headers: HeaderMap,
-    body: Result<ApiJson<Login>, ApiError>,
-) -> Response {
-    // Not JSON: 400; JSON with a missing or mistyped field: 422 naming it.
-    let ApiJson(login) = match body {
-        Ok(body) => body,
-        Err(error) => return error.into_response(),
-    };
-    let accounts = demo.accounts.clone();
-    let checked =
-        tokio::task::spawn_blocking(move || accounts.check(&login.email, &login.password)).await;
-    let Ok(Some(account)) = checked else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "Invalid email or password",
-        );
-    };
-    match demo
-        .sessions
-        .start(&headers, account.owner.clone(), account.scopes)
-        .await
-    {
-        Ok(started) => {
-            let body = json!({ "data": {
-                "owner": account.owner,
-                "scopes": account.scopes,
-                "csrf_token": started.cookies().csrf_token(),
-                "expires_at": started.record().expires_at().map(rfc3339),
-            }});
-            (started.into_cookies(), Json(body)).into_response()
-        }
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "auth_unavailable",
-            "Sessions are temporarily unavailable",
-        ),
-    }
-}
-
-/// `POST /auth/logout`: ends the caller's session at once and clears its cookies.
-async fn logout(State(demo): State<Demo>, identity: Principal) -> Response {
-    match demo.sessions.end(&identity).await {
-        Ok(cleared) => (cleared, StatusCode::NO_CONTENT).into_response(),
-        Err(ManageError::NotFound(_)) => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Logout ends a browser session; API keys are revoked instead",
-        ),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "auth_unavailable",
-            "Sessions are temporarily unavailable",
-        ),
-    }
 }
 
 /// The caller, and its owner's plan (with the trial's end while one runs).

@@ -14,11 +14,13 @@ use axum::http::StatusCode;
 ///
 /// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
 /// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
-/// assert_eq!(ApiCode::ALL.len(), 8);
+/// assert_eq!(ApiCode::ALL.len(), 9);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ApiCode {
+    /// 401 `invalid_credentials`: a login with an unknown e-mail or a wrong password.
+    InvalidCredentials,
     /// 403 `forbidden`: the credential is of another scope vocabulary.
     Forbidden,
     /// 403 `session_required`: a key without the configured management scope.
@@ -39,7 +41,8 @@ pub enum ApiCode {
 
 impl ApiCode {
     /// Every code, in the order of the table.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
+        Self::InvalidCredentials,
         Self::Forbidden,
         Self::SessionRequired,
         Self::KeyNotFound,
@@ -53,6 +56,7 @@ impl ApiCode {
     #[rustfmt::skip]
     const fn row(self) -> (StatusCode, &'static str) {
         match self {
+            Self::InvalidCredentials =>   (StatusCode::UNAUTHORIZED,           "invalid_credentials"),
             Self::Forbidden =>            (StatusCode::FORBIDDEN,              "forbidden"),
             Self::SessionRequired =>      (StatusCode::FORBIDDEN,              "session_required"),
             Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found"),

@@ -62,6 +62,7 @@ mod authorisation;
 mod code;
 mod error;
 mod handlers;
+mod login;
 mod routes;
 mod spend;
 mod views;
@@ -69,6 +70,7 @@ mod views;
 pub use api::KeysApi;
 pub use code::ApiCode;
 pub use error::{ApiError, ApiJson};
+pub use login::{Account, LoginApi, PasswordCheck};
 pub use spend::SpendApi;
 
 use crate::key::KeyFamily;

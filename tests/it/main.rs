@@ -22,6 +22,7 @@ mod fuzz_corpus;
 mod hostile_input;
 mod hyper_server;
 mod keys;
+mod login;
 mod manage;
 mod manage_redis;
 mod metrics;

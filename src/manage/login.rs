@@ -1,0 +1,188 @@
+//! [`LoginApi`]: the login and logout routes every session user would otherwise write: the
+//! JSON body, the password check (the application's, run off the async threads), the
+//! cookies with the CSRF token in the body too, and every failure in the API's error shape.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson};
+use super::ApiCode;
+use crate::principal::Principal;
+use crate::reject::RejectionKind;
+use crate::scope::{Scope, ScopeSet};
+use crate::session::Sessions;
+use crate::store::{ManageError, ManageKeys};
+use crate::timestamp::Rfc3339;
+
+/// Who logged in: the owner the session acts for and the scopes it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account<S: Scope> {
+    /// The owner, as keys name it.
+    pub owner: String,
+    /// What the session may do.
+    pub scopes: ScopeSet<S>,
+}
+
+/// The application's password check: the account when `email` and `password` match.
+/// Called on a blocking thread (hash with Argon2id or bcrypt there); compare in constant
+/// time and answer `None` alike for an unknown e-mail and a wrong password.
+pub trait PasswordCheck<S: Scope>: Send + Sync + 'static {
+    /// The account, or `None`.
+    fn check(&self, email: &str, password: &str) -> Option<Account<S>>;
+}
+
+impl<S: Scope, F> PasswordCheck<S> for F
+where
+    F: Fn(&str, &str) -> Option<Account<S>> + Send + Sync + 'static,
+{
+    fn check(&self, email: &str, password: &str) -> Option<Account<S>> {
+        self(email, password)
+    }
+}
+
+/// `POST /login` (`{"email", "password"}`: the session cookies, and
+/// `{"data": {"owner", "scopes", "csrf_token", "expires_at"}}`) and `POST /logout` (204,
+/// the cookies cleared, the session revoked on every instance).
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::Router;
+/// use tower_api_key::manage::{Account, LoginApi};
+/// use tower_api_key::session::{CsrfSecret, Sessions};
+/// use tower_api_key::store::KeyPolicy;
+/// use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
+///
+/// let keys = Arc::new(MemoryKeyStore::<ForgScope>::new());
+/// let sessions = Sessions::new(
+///     Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
+///     CsrfSecret::generate().unwrap(),
+/// );
+/// let login = LoginApi::new(sessions.clone(), |email: &str, password: &str| {
+///     // Your user table and password hash here.
+///     (email == "ada@example.com" && password == "correct horse")
+///         .then(|| Account { owner: "org_1".into(), scopes: ForgScope::ReadRules.into() })
+/// });
+/// // Login needs no credential; logout is a session's, behind the authentication layer.
+/// let app: Router = Router::new()
+///     .nest("/auth", login.logout_router())
+///     .layer(AuthLayer::new(keys).sessions(sessions))
+///     .nest("/auth", login.login_router());
+/// ```
+pub struct LoginApi<St: ManageKeys> {
+    sessions: Sessions<St>,
+    check: Arc<dyn PasswordCheck<St::Scope>>,
+}
+
+impl<St: ManageKeys> LoginApi<St> {
+    /// Logins checked by `check`, sessions started in `sessions`.
+    pub fn new(sessions: Sessions<St>, check: impl PasswordCheck<St::Scope>) -> Self {
+        Self {
+            sessions,
+            check: Arc::new(check),
+        }
+    }
+
+    /// `POST /login`, to mount outside the authentication layer.
+    pub fn login_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/login", post(login::<St>))
+            .with_state(Arc::new(self.clone()))
+    }
+
+    /// `POST /logout`, to mount behind the [`AuthLayer`](crate::AuthLayer) with these
+    /// sessions (it is CSRF-checked there like any state-changing session request).
+    pub fn logout_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/logout", post(logout::<St>))
+            .with_state(Arc::new(self.clone()))
+    }
+}
+
+impl<St: ManageKeys> Clone for LoginApi<St> {
+    fn clone(&self) -> Self {
+        Self {
+            sessions: self.sessions.clone(),
+            check: Arc::clone(&self.check),
+        }
+    }
+}
+
+impl<St: ManageKeys> fmt::Debug for LoginApi<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginApi").finish_non_exhaustive()
+    }
+}
+
+/// The login body. Unknown fields are refused (422), as everywhere in the API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct Started<'a, S: Scope> {
+    owner: &'a str,
+    scopes: ScopeSet<S>,
+    csrf_token: Option<&'a str>,
+    expires_at: Option<String>,
+}
+
+fn unavailable() -> ApiError {
+    ApiError::unavailable("Sessions are temporarily unavailable")
+}
+
+async fn login<St: ManageKeys>(
+    State(api): State<Arc<LoginApi<St>>>,
+    headers: HeaderMap,
+    body: Result<ApiJson<Credentials>, ApiError>,
+) -> Result<Response, ApiError> {
+    let ApiJson(credentials) = body?;
+    let check = Arc::clone(&api.check);
+    let account =
+        tokio::task::spawn_blocking(move || check.check(&credentials.email, &credentials.password))
+            .await
+            .map_err(|_| unavailable())?
+            .ok_or_else(|| {
+                ApiError::from_code(ApiCode::InvalidCredentials, "Invalid email or password")
+            })?;
+    let started = api
+        .sessions
+        .start(&headers, account.owner.clone(), account.scopes)
+        .await
+        .map_err(|_| unavailable())?;
+    let body = Started {
+        owner: &account.owner,
+        scopes: account.scopes,
+        csrf_token: started.cookies().csrf_token(),
+        expires_at: started
+            .record()
+            .expires_at()
+            .map(|at| Rfc3339(at).to_string()),
+    };
+    let body = serde_json::json!({ "data": body });
+    Ok((started.into_cookies(), Json(body)).into_response())
+}
+
+async fn logout<St: ManageKeys>(
+    State(api): State<Arc<LoginApi<St>>>,
+    caller: Principal,
+) -> Result<Response, ApiError> {
+    match api.sessions.end(&caller).await {
+        Ok(cleared) => Ok((cleared, StatusCode::NO_CONTENT).into_response()),
+        Err(ManageError::NotFound(_)) => Err(ApiError::of(
+            RejectionKind::InvalidRequest,
+            "Logout ends a browser session; API keys are revoked instead",
+        )),
+        Err(_) => Err(unavailable()),
+    }
+}
