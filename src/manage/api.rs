@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::ApiCode;
 use crate::activity::{ActivityStore, UsageHistory};
 use crate::store::ManageKeys;
 
@@ -14,6 +15,8 @@ pub struct KeysApi<St: ManageKeys> {
     pub(super) log: Option<Arc<dyn ActivityStore>>,
     pub(super) history: Option<Arc<dyn UsageHistory>>,
     pub(super) body_limit: usize,
+    /// The application's words for some of the API's own refusals.
+    pub(super) messages: Arc<Vec<(ApiCode, String)>>,
 }
 
 impl<St: ManageKeys> Clone for KeysApi<St> {
@@ -24,6 +27,7 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             log: self.log.clone(),
             history: self.history.clone(),
             body_limit: self.body_limit,
+            messages: Arc::clone(&self.messages),
         }
     }
 }
@@ -46,7 +50,31 @@ impl<St: ManageKeys> KeysApi<St> {
             log: None,
             history: None,
             body_limit: 16 * 1024,
+            messages: Arc::default(),
         }
+    }
+
+    /// Answers refusals of `code` with `message` instead of the crate's words: the
+    /// product's texts are the application's ("Keys are managed from a logged-in session
+    /// (Dashboard or API after session auth)" for `session_required`, "Maximum 10 keys per
+    /// user. …" for `key_limit_reached`). The status and code stay.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_api_key::manage::{ApiCode, KeysApi};
+    /// use tower_api_key::{ForgScope, MemoryKeyStore};
+    ///
+    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new()))
+    ///     .message(ApiCode::SessionRequired, "Sign in to the console to manage keys")
+    ///     .message(ApiCode::KeyLimitReached, "You have reached your key quota");
+    /// ```
+    #[must_use]
+    pub fn message(mut self, code: ApiCode, message: impl Into<String>) -> Self {
+        let mut messages = (*self.messages).clone();
+        messages.retain(|(worded, _)| *worded != code);
+        messages.push((code, message.into()));
+        self.messages = Arc::new(messages);
+        self
     }
 
     /// Lets API keys that carry `scope` manage their owner's keys too.

@@ -135,6 +135,19 @@ impl From<AuthRejection> for ApiError {
     }
 }
 
+/// The error a response was rendered from, in its extensions: so that the router can
+/// word it as the application chose ([`KeysApi::message`](super::KeysApi::message)).
+#[derive(Clone)]
+pub(super) struct Rendered(pub(super) ApiError);
+
+impl ApiError {
+    /// The same error with another message for people.
+    pub(super) fn worded(mut self, message: &str) -> Self {
+        message.clone_into(&mut self.message);
+        self
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let fields: Vec<FieldError<'_>> = self
@@ -146,12 +159,15 @@ impl IntoResponse for ApiError {
             fields: &fields,
             ..ErrorBody::new(self.status, self.code, &self.message)
         };
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_bytes(),
         )
-            .into_response()
+            .into_response();
+        drop(fields);
+        response.extensions_mut().insert(Rendered(self));
+        response
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use utoipa::openapi::path::{
@@ -21,10 +22,12 @@ use utoipa::openapi::{
 use utoipa::{IntoParams, ToSchema};
 
 use super::api::KeysApi;
+use super::error::Rendered;
 use super::handlers;
 use super::views::{
     ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage, UsagePage,
 };
+use super::ApiCode;
 use crate::reject::ErrorBody;
 use crate::store::ManageKeys;
 
@@ -33,13 +36,23 @@ impl<St: ManageKeys> KeysApi<St> {
     /// [`AuthLayer`](crate::AuthLayer).
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let limit = self.body_limit;
-        routes::<St>()
+        let messages = Arc::clone(&self.messages);
+        let router = routes::<St>()
             .into_iter()
             .fold(Router::new(), |router, route| {
                 router.route(route.path, route.handler)
             })
-            .layer(DefaultBodyLimit::max(limit))
-            .with_state(Arc::new(self))
+            .layer(DefaultBodyLimit::max(limit));
+        let router = if messages.is_empty() {
+            router
+        } else {
+            // Re-rendered with the application's words, from the error the body was made of.
+            router.layer(axum::middleware::map_response(move |response: Response| {
+                let messages = Arc::clone(&messages);
+                async move { worded(response, &messages) }
+            }))
+        };
+        router.with_state(Arc::new(self))
     }
 
     /// The OpenAPI 3 document of [`router`](Self::router), generated from the same route
@@ -69,6 +82,20 @@ impl<St: ManageKeys> KeysApi<St> {
         with_dependencies::<RotateKey>(&mut schemas);
         with_dependencies::<UsagePage>(&mut schemas);
         document(paths, schemas)
+    }
+}
+
+/// `response` with the application's message for its code, if it chose one.
+fn worded(mut response: Response, messages: &[(ApiCode, String)]) -> Response {
+    let Some(Rendered(error)) = response.extensions_mut().remove::<Rendered>() else {
+        return response;
+    };
+    match messages
+        .iter()
+        .find(|(code, _)| code.code() == error.code())
+    {
+        Some((_, message)) => error.worded(message).into_response(),
+        None => response,
     }
 }
 

@@ -196,3 +196,50 @@ async fn the_forg_preset_reads_the_forgeos_header_and_names_its_cookies() {
         .collect();
     assert_eq!(names, ["forge_session", "forge_csrf"]);
 }
+
+/// The management API's product texts are the application's to word: the status and code
+/// stay, the message is the one it chose; codes it did not word keep the crate's.
+#[tokio::test]
+async fn the_management_api_speaks_in_the_applications_words() {
+    use tower_api_key::manage::{ApiCode, KeysApi};
+
+    let (store, _clock) = common::store_with_clock();
+    let issued = store
+        .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let api = KeysApi::new(Arc::clone(&store))
+        .message(
+            ApiCode::SessionRequired,
+            "Sign in to the console to manage keys",
+        )
+        .message(
+            ApiCode::SessionRequired,
+            "Sign in to the photo console first",
+        )
+        .router();
+    let app = axum::Router::new().fallback_service(AuthLayer::new(Arc::clone(&store)).layer(api));
+    let get = |path: &str| {
+        Request::get(path)
+            .header(
+                "authorization",
+                format!("Bearer {}", issued.key().expose_secret()),
+            )
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let answer = send(app.clone(), get("/keys")).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({
+            "error": "Sign in to the photo console first",
+            "code": "session_required",
+            "status": 403
+        })
+    );
+    assert_eq!(
+        answer.headers["content-type"], "application/json",
+        "re-rendered whole"
+    );
+}
