@@ -46,12 +46,9 @@ pub(super) fn authorize<S: Scope>(
     caller: &Principal,
     keys_with: Option<S>,
 ) -> Result<ScopeSet<S>, ApiError> {
-    let scopes = caller.scopes::<S>().ok_or_else(|| {
-        ApiError::from_code(
-            ApiCode::Forbidden,
-            "This credential cannot manage these keys",
-        )
-    })?;
+    let scopes = caller
+        .scopes::<S>()
+        .ok_or_else(|| ApiError::from_code(ApiCode::Forbidden))?;
     let allowed = match caller.kind() {
         CredentialKind::Session => true,
         _ => keys_with.is_some_and(|scope| scopes.contains(scope)),
@@ -59,9 +56,6 @@ pub(super) fn authorize<S: Scope>(
     if allowed {
         Ok(scopes)
     } else {
-        Err(ApiError::from_code(
-            ApiCode::SessionRequired,
-            "Keys are managed from a logged-in session (Dashboard or API after session auth)",
-        ))
+        Err(ApiError::from_code(ApiCode::SessionRequired))
     }
 }

@@ -1,4 +1,5 @@
-//! [`ApiCode`]: the management API's own refusals, one row each (status and code), beside
+//! [`ApiCode`]: the management API's own refusals, one row each (status, code, message),
+//! beside
 //! the request path's [`RejectionKind`](crate::reject::RejectionKind) table, whose rows
 //! the API also answers with.
 
@@ -54,17 +55,18 @@ impl ApiCode {
     ];
 
     #[rustfmt::skip]
-    const fn row(self) -> (StatusCode, &'static str) {
+    const fn row(self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::InvalidCredentials =>   (StatusCode::UNAUTHORIZED,           "invalid_credentials"),
-            Self::Forbidden =>            (StatusCode::FORBIDDEN,              "forbidden"),
-            Self::SessionRequired =>      (StatusCode::FORBIDDEN,              "session_required"),
-            Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found"),
-            Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached"),
-            Self::Conflict =>             (StatusCode::CONFLICT,               "conflict"),
-            Self::PayloadTooLarge =>      (StatusCode::PAYLOAD_TOO_LARGE,      "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::ValidationFailed =>     (StatusCode::UNPROCESSABLE_ENTITY,   "validation_failed"),
+            Self::InvalidCredentials =>   (StatusCode::UNAUTHORIZED,           "invalid_credentials",    "Invalid email or password"),
+            Self::Forbidden =>            (StatusCode::FORBIDDEN,              "forbidden",              "This credential cannot manage these keys"),
+            Self::SessionRequired =>      (StatusCode::FORBIDDEN,              "session_required",       "Keys are managed from a logged-in session (Dashboard or API after session auth)"),
+            Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found",          "Key not found"),
+            // Said with the policy's number where it is known (`ApiError::from(ManageError)`).
+            Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached",      "Key limit reached. Delete unused keys before creating new ones."),
+            Self::Conflict =>             (StatusCode::CONFLICT,               "conflict",               "Try again"),
+            Self::PayloadTooLarge =>      (StatusCode::PAYLOAD_TOO_LARGE,      "payload_too_large",      "The body is over the limit"),
+            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Expected `Content-Type: application/json`"),
+            Self::ValidationFailed =>     (StatusCode::UNPROCESSABLE_ENTITY,   "validation_failed",      "Validation failed"),
         }
     }
 
@@ -76,6 +78,12 @@ impl ApiCode {
     /// The stable snake_case code of the body.
     pub const fn code(self) -> &'static str {
         self.row().1
+    }
+
+    /// The crate's message for people (an application words its own with
+    /// [`KeysApi::message`](super::KeysApi::message)).
+    pub const fn message(self) -> &'static str {
+        self.row().2
     }
 }
 

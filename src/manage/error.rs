@@ -51,7 +51,7 @@ impl ApiError {
                 .into_iter()
                 .map(|(field, message)| (field.into(), message.into()))
                 .collect(),
-            ..Self::from_code(ApiCode::ValidationFailed, "Validation failed")
+            ..Self::from_code(ApiCode::ValidationFailed)
         }
     }
 
@@ -60,9 +60,10 @@ impl ApiError {
         Self::of(RejectionKind::Unavailable, message)
     }
 
-    /// A refusal only the management API gives, from its table ([`ApiCode`]).
-    pub fn from_code(code: ApiCode, message: impl Into<String>) -> Self {
-        Self::new(code.status(), code.code(), message)
+    /// A refusal only the management API gives, with its status, code and message from
+    /// its table ([`ApiCode`]).
+    pub fn from_code(code: ApiCode) -> Self {
+        Self::new(code.status(), code.code(), code.message())
     }
 
     /// A refusal of a kind the request path answers too: its status and code come from
@@ -72,7 +73,7 @@ impl ApiError {
     }
 
     pub(crate) fn key_not_found() -> Self {
-        Self::from_code(ApiCode::KeyNotFound, "Key not found")
+        Self::from_code(ApiCode::KeyNotFound)
     }
 
     /// The status.
@@ -100,12 +101,16 @@ impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
         match error {
             ManageError::NotFound(_) => Self::key_not_found(),
-            ManageError::KeyLimitReached { limit } => Self::from_code(
-                ApiCode::KeyLimitReached,
-                format!(
-                    "Maximum {limit} keys per user. Delete unused keys before creating new ones."
-                ),
-            ),
+            ManageError::KeyLimitReached { limit } => {
+                let code = ApiCode::KeyLimitReached;
+                Self::new(
+                    code.status(),
+                    code.code(),
+                    format!(
+                        "Maximum {limit} keys per user. Delete unused keys before creating new ones."
+                    ),
+                )
+            }
             ManageError::PlanRequired(environment) => Self::of(
                 RejectionKind::PlanRequired,
                 AuthRejection::PlanRequired(environment).message(),
@@ -114,7 +119,7 @@ impl From<ManageError> for ApiError {
                 "environment",
                 "no key family of this environment is accepted here",
             )]),
-            ManageError::Duplicate => Self::from_code(ApiCode::Conflict, "Try again"),
+            ManageError::Duplicate => Self::from_code(ApiCode::Conflict),
             ManageError::Generate(_) | ManageError::Store(_) => {
                 Self::unavailable("Key management is temporarily unavailable")
             }
@@ -293,7 +298,7 @@ async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, A
         .await
         .map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::from_code(ApiCode::PayloadTooLarge, "The body is over the limit")
+                ApiError::from_code(ApiCode::PayloadTooLarge)
             } else {
                 ApiError::of(RejectionKind::InvalidRequest, "The body could not be read")
             }
@@ -301,10 +306,7 @@ async fn body_of<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, A
 }
 
 fn unsupported_media_type() -> ApiError {
-    ApiError::from_code(
-        ApiCode::UnsupportedMediaType,
-        "Expected `Content-Type: application/json`",
-    )
+    ApiError::from_code(ApiCode::UnsupportedMediaType)
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {

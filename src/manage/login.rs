@@ -152,9 +152,7 @@ async fn login<St: ManageKeys>(
         tokio::task::spawn_blocking(move || check.check(&credentials.email, &credentials.password))
             .await
             .map_err(|_| unavailable())?
-            .ok_or_else(|| {
-                ApiError::from_code(ApiCode::InvalidCredentials, "Invalid email or password")
-            })?;
+            .ok_or_else(|| ApiError::from_code(ApiCode::InvalidCredentials))?;
     let started = api
         .sessions
         .start(&headers, account.owner.clone(), account.scopes)
