@@ -144,8 +144,6 @@ pub mod credential;
 pub mod environment;
 pub mod failure_limit;
 pub mod forg;
-mod gate;
-mod header_text;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod manage;
@@ -163,10 +161,8 @@ pub mod scope;
 pub mod service_builder;
 pub mod session;
 pub mod store;
-mod sweep;
-mod timestamp;
+mod support;
 pub mod usage;
-mod wiring;
 
 pub use auth::{AuthLayer, AuthService, API_KEY_EXPIRES};
 pub use backend_error::{BackendError, OnBackendError};

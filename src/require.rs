@@ -31,10 +31,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::gate::{decided, Gate};
 use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, RenderRejection};
 use crate::scope::{Scope, ScopeSet};
+use crate::support::gate::{decided, Gate};
 
 /// Requires every scope of `scopes` (the vocabulary's admin scope satisfies all).
 /// An empty set requires only authentication.
@@ -165,7 +165,7 @@ impl<S: Scope, B> Gate<Request<B>> for Rule<S> {
     fn finish<R>((): (), _: &mut Response<R>) {}
 }
 
-crate::gate::response_future! {
+crate::support::gate::response_future! {
     /// Response future of [`RequireScopesService`]: the inner service's future, or a
     /// rejection that is ready at once.
     ResponseFuture<S, Sc, ReqBody>, Request<ReqBody>, Rule<Sc>
@@ -197,7 +197,7 @@ impl<Svc: fmt::Debug, S: Scope> fmt::Debug for RequireScopesService<Svc, S> {
 }
 
 impl<Svc, S: Scope> RequireScopesService<Svc, S> {
-    crate::gate::inner_service_accessors!(Svc);
+    crate::support::gate::inner_service_accessors!(Svc);
 }
 
 impl<Svc, S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopesService<Svc, S>

@@ -8,8 +8,8 @@ use http::{Request, Response};
 
 use super::{ActivityObserver, ActivitySink, PendingActivity};
 use crate::clock::Clock;
-use crate::gate::Gate;
-use crate::wiring::OutsideAuth;
+use crate::support::gate::Gate;
+use crate::support::wiring::OutsideAuth;
 
 pub(crate) struct Shared {
     pub(super) observer: Option<Arc<dyn ActivityObserver>>,

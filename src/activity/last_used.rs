@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{ActivityEvent, ActivityObserver};
 use crate::store::{KeyId, ManageKeys};
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 /// Records `last_used_at` at most once per key per interval, off the request path.
 ///

@@ -7,7 +7,7 @@ use super::config::Shared;
 use super::service::ActivityService;
 use super::ActivityObserver;
 use crate::clock::{Clock, SystemClock};
-use crate::wiring::OutsideAuth;
+use crate::support::wiring::OutsideAuth;
 
 /// Reports every request's [`ActivityEvent`](super::ActivityEvent); see the [module docs](super). Put it
 /// outside the [`AuthLayer`](crate::AuthLayer).

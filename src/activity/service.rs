@@ -10,7 +10,7 @@ use super::future::ResponseFuture;
 use super::{ActivityEvent, ActivityTicket, PendingActivity};
 use crate::body::ResponseBody;
 use crate::client_ip::client_ip_of;
-use crate::gate::decided;
+use crate::support::gate::decided;
 
 /// The service [`ActivityLayer`](super::ActivityLayer) wraps around the inner service.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl<S> ActivityService<S> {
         Self { inner, shared }
     }
 
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for ActivityService<S> {

@@ -9,8 +9,8 @@ use tower_service::Service;
 use super::span::{entered, RequestSpan};
 use super::verify::Config;
 use crate::body::ResponseBody;
-use crate::gate::GateFuture;
 use crate::store::KeyStore;
+use crate::support::gate::GateFuture;
 
 pin_project! {
     /// Response future of [`AuthService`](super::AuthService).

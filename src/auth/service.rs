@@ -9,8 +9,8 @@ use super::future::ResponseFuture;
 use super::span::{entered, request_span};
 use super::verify::Config;
 use crate::body::ResponseBody;
-use crate::gate::{caught, decided, deferred, GateFuture};
 use crate::store::{KeyStore, StoreError, StoreErrorKind};
+use crate::support::gate::{caught, decided, deferred, GateFuture};
 
 /// The service [`AuthLayer`](super::AuthLayer) wraps around the inner service.
 pub struct AuthService<S, St: KeyStore> {
@@ -23,7 +23,7 @@ impl<S, St: KeyStore> AuthService<S, St> {
         Self { inner, config }
     }
 
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: Clone, St: KeyStore> Clone for AuthService<S, St> {

@@ -12,7 +12,6 @@ use subtle::{Choice, ConstantTimeEq};
 use crate::activity::{ActivityTicket, Verified};
 use crate::client_ip::client_ip_of;
 use crate::credential::{CredentialError, CredentialSources};
-use crate::gate::{guarded, Deferred, Gate, Unanswered};
 use crate::key::{Environment, KeyDigest};
 use crate::metrics::{LookupCounters, RequestCounters};
 use crate::principal::{CredentialKind, Principal};
@@ -24,6 +23,7 @@ use crate::reject::{
 use crate::scope::ScopeSet;
 use crate::session::{SessionAuth, SessionStore};
 use crate::store::{KeyRecord, KeyStatus, KeyStore, LookupResult, StoreError, StoreErrorKind};
+use crate::support::gate::{guarded, Deferred, Gate, Unanswered};
 
 /// A verified record and the credential source it came from, or the rejection.
 pub(crate) type Verdict<Sc> = Result<(Arc<KeyRecord<Sc>>, Source), AuthRejection>;
@@ -385,7 +385,7 @@ impl<St: KeyStore, B> Gate<Request<B>> for Config<St> {
     fn finish<R>((layer, kind, expiring): Self::After, response: &mut Response<R>) {
         if let Some(expires) = expiring {
             // httpdate panics outside 1970..=9999; an active key's expiry is after now.
-            let latest = crate::timestamp::latest();
+            let latest = crate::support::timestamp::latest();
             let date = httpdate::fmt_http_date(expires.clamp(std::time::UNIX_EPOCH, latest));
             if let Ok(value) = http::HeaderValue::try_from(date) {
                 response.headers_mut().insert(super::API_KEY_EXPIRES, value);

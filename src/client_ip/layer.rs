@@ -83,7 +83,7 @@ pub struct ClientIpService<S> {
 }
 
 impl<S> ClientIpService<S> {
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for ClientIpService<S> {

@@ -10,10 +10,10 @@ use tower_service::Service;
 
 use super::{FailureGate, FailureLimit};
 use crate::body::ResponseBody;
-use crate::gate::{decided, Gate};
 use crate::rate_limit::RateLimitBackend;
 use crate::reject::{respond, AuthRejection, DefaultRenderer, InvalidKeyReason, RenderRejection};
-use crate::wiring::OutsideAuth;
+use crate::support::gate::{decided, Gate};
+use crate::support::wiring::OutsideAuth;
 
 /// Limits failed authentications per client address; put it outside the
 /// [`AuthLayer`](crate::AuthLayer).
@@ -135,7 +135,7 @@ pub struct FailureLimitService<S> {
 }
 
 impl<S> FailureLimitService<S> {
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for FailureLimitService<S> {
@@ -146,7 +146,7 @@ impl<S: fmt::Debug> fmt::Debug for FailureLimitService<S> {
     }
 }
 
-crate::gate::response_future! {
+crate::support::gate::response_future! {
     /// Response future of [`FailureLimitService`].
     ResponseFuture<S, ReqBody>, Request<ReqBody>, Shared
 }

@@ -44,13 +44,13 @@ use governor::clock::{Clock, DefaultClock, Reference};
 use http::{Extensions, HeaderMap};
 
 use crate::client_ip::client_key_of;
-use crate::gate::{caught, guarded};
 use crate::rate_limit::housekeeping::Schedule;
 use crate::rate_limit::{
     BackendError, ClassName, Decision, GovernorBackend, LimitKey, Quota, RateClass,
     RateLimitBackend,
 };
 use crate::reject::{AuthRejection, RetryAfter};
+use crate::support::gate::{caught, guarded};
 
 mod layer;
 

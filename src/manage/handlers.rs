@@ -22,7 +22,7 @@ use crate::principal::{CredentialKind, Principal};
 use crate::reject::RejectionKind;
 use crate::scope::ScopeSet;
 use crate::store::{is_plain_text, KeyId, KeyRecord, ManageError, ManageKeys, Metadata, NewKey};
-use crate::timestamp::Rfc3339;
+use crate::support::timestamp::Rfc3339;
 
 pub(super) async fn create<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,

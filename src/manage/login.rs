@@ -19,7 +19,7 @@ use crate::reject::RejectionKind;
 use crate::scope::{Scope, ScopeSet};
 use crate::session::Sessions;
 use crate::store::{ManageError, ManageKeys};
-use crate::timestamp::Rfc3339;
+use crate::support::timestamp::Rfc3339;
 
 /// Who logged in: the owner the session acts for and the scopes it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::activity::LoggedRequest;
 use crate::key::Environment;
 use crate::store::{IssuedKey as Issued, KeyPolicy, KeyRecord, KeyStatus};
-use crate::timestamp::Rfc3339;
+use crate::support::timestamp::Rfc3339;
 
 /// The longest rotation grace period, 30 days.
 pub(crate) const MAX_GRACE_SECONDS: u64 = 30 * 86_400;

@@ -6,7 +6,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use super::{Quota, RateClass};
-use crate::header_text::HeaderText;
+use crate::support::header_text::HeaderText;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-11).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

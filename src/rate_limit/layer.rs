@@ -21,11 +21,11 @@ use crate::backend_error::BackendError;
 use crate::backend_error::OnBackendError;
 use crate::body::ResponseBody;
 use crate::client_ip::client_key_of;
-use crate::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
 use crate::store::KeyId;
+use crate::support::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 
 // Here, not in `limits.rs`: the layer holds its `RateLimits`, so the configuration does
 // not import the layer back.
@@ -100,7 +100,7 @@ pub struct RateLimitService<Svc, B: RateLimitBackend> {
 }
 
 impl<Svc, B: RateLimitBackend> RateLimitService<Svc, B> {
-    crate::gate::inner_service_accessors!(Svc);
+    crate::support::gate::inner_service_accessors!(Svc);
 }
 
 impl<Svc: Clone, B: RateLimitBackend> Clone for RateLimitService<Svc, B> {
@@ -294,7 +294,7 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     }
 }
 
-crate::gate::response_future! {
+crate::support::gate::response_future! {
     /// Response future of [`RateLimitService`].
     ResponseFuture<S, B, ReqBody>, Request<ReqBody>, LayerShared<B>
     where B: RateLimitBackend,

@@ -49,7 +49,7 @@ pub(crate) struct ErrorBody<'a> {
     /// When a spent budget is whole again (402; absent for credits, which never are).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
-    pub(crate) resets_at: Option<crate::timestamp::Rfc3339>,
+    pub(crate) resets_at: Option<crate::support::timestamp::Rfc3339>,
     /// The offending fields (422).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     #[cfg_attr(feature = "axum", schema(value_type = Option<Vec<FieldError<'static>>>))]
@@ -101,7 +101,9 @@ pub(crate) fn body(rejection: &AuthRejection) -> Bytes {
 fn serialized(rejection: &AuthRejection) -> Bytes {
     let message = rejection.message();
     let mut body = ErrorBody::new(rejection.status(), rejection.code(), &message);
-    body.resets_at = rejection.resets_at().map(crate::timestamp::Rfc3339);
+    body.resets_at = rejection
+        .resets_at()
+        .map(crate::support::timestamp::Rfc3339);
     body.to_bytes()
 }
 

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::key::{BuildDigestHasher, KeyDigest, KeyHasher};
 use crate::scope::Scope;
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 /// The embedded key store: records in [`DashMap`]s, lookups without allocation or locks
 /// held across `await`.

@@ -13,7 +13,7 @@ use crate::backend_error::BackendError;
 use crate::clock::{Clock, SystemClock};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 /// One spend counter: an environment (test and live never share one), whose budget, and
 /// who (an owner or a key id).

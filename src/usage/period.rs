@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Environment;
-use crate::timestamp::LATEST;
+use crate::support::timestamp::LATEST;
 
 /// How long a budget lasts before it is whole again: calendar windows in UTC, so every
 /// instance (and Redis) agrees on when a period ends whatever its time zone; or never
@@ -169,7 +169,7 @@ mod tests {
     }
 
     fn rfc3339(secs: u64) -> String {
-        crate::timestamp::Rfc3339(at(secs)).to_string()
+        crate::support::timestamp::Rfc3339(at(secs)).to_string()
     }
 
     #[test]

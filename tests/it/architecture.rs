@@ -23,7 +23,7 @@ const BOTTOM: [&str; 10] = [
     "clock.rs",
     "quota.rs",
     "backend_error.rs",
-    "timestamp.rs",
+    "support/timestamp.rs",
 ];
 
 /// The layers (and the FORG preset, which is built from them).

@@ -17,7 +17,7 @@ pub(super) use super::{ActivityEvent, ActivityObserver, Outcome};
 use crate::key::Environment;
 use crate::reject::RejectionKind;
 use crate::store::{KeyId, StoreError};
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -110,7 +110,7 @@ pub(crate) fn zero_days(today: SystemTime) -> Vec<UsageDay> {
 /// `YYYY-MM-DD` of day number `day`.
 pub(crate) fn date(day: u64) -> String {
     let at = UNIX_EPOCH + Duration::from_secs(day.saturating_mul(86_400));
-    crate::timestamp::Rfc3339(at).to_string()[..10].to_owned()
+    crate::support::timestamp::Rfc3339(at).to_string()[..10].to_owned()
 }
 
 impl<T: UsageHistory> UsageHistory for Arc<T> {

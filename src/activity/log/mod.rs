@@ -39,7 +39,7 @@ pub struct LoggedRequest {
     /// A sequence number, increasing over the log's life (for paging: `before`).
     pub seq: u64,
     /// When (RFC 3339 on the wire, to the millisecond).
-    #[serde(serialize_with = "crate::timestamp::rfc3339")]
+    #[serde(serialize_with = "crate::support::timestamp::rfc3339")]
     #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub at: SystemTime,
     /// `ok` or the rejection's code.

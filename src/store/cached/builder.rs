@@ -14,7 +14,7 @@ use super::{Cached, CachedKeyStore};
 use crate::clock::Clock;
 use crate::key::KeyDigest;
 use crate::store::{KeyId, KeyStore};
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 /// Builds a [`CachedKeyStore`]; see [`CachedKeyStore::builder`].
 #[must_use]

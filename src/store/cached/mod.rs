@@ -13,7 +13,7 @@ use super::{KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, Stor
 use crate::clock::Clock;
 use crate::key::{KeyDigest, KeyHasher};
 use crate::scope::Scope;
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 mod builder;
 mod manage;

@@ -14,12 +14,12 @@ use tower_service::Service;
 use super::{Plan, PlanPolicy};
 use crate::body::ResponseBody;
 use crate::clock::{Clock, SystemClock};
-use crate::gate::{decided, deferred, guarded, Deferred, Gate};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::{
     respond, AuthRejection, DefaultRenderer, RenderRejection, RetryAfter, Unavailable,
 };
+use crate::support::gate::{decided, deferred, guarded, Deferred, Gate};
 
 /// Asks a [`PlanPolicy`] whether the authenticated owner's plan allows the request; put it
 /// inside the [`AuthLayer`](crate::AuthLayer). Two rules, each answered per owner:
@@ -266,7 +266,7 @@ impl<B> Gate<Request<B>> for Shared {
     fn finish<R>((): (), _: &mut Response<R>) {}
 }
 
-crate::gate::response_future! {
+crate::support::gate::response_future! {
     /// Response future of [`PlanService`].
     ResponseFuture<S, ReqBody>, Request<ReqBody>, Shared
 }
@@ -279,7 +279,7 @@ pub struct PlanService<S> {
 }
 
 impl<S> PlanService<S> {
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: fmt::Debug> fmt::Debug for PlanService<S> {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 
 use crate::clock::{Clock, SystemClock};
-use crate::sweep::SweepAt;
+use crate::support::sweep::SweepAt;
 
 use crate::key::Environment;
 
@@ -122,7 +122,7 @@ impl PlanTable {
         plan: Plan,
         length: std::time::Duration,
     ) -> SystemTime {
-        let latest = crate::timestamp::latest();
+        let latest = crate::support::timestamp::latest();
         let ends = self
             .table
             .clock

@@ -9,9 +9,9 @@ use http::{Request, Response};
 use super::{header_value, Budget, ReportedCost, SpendCaps, SPEND_CAP};
 use crate::activity::ActivityTicket;
 use crate::backend_error::{BackendError, OnBackendError};
-use crate::gate::{caught, guarded, Deferred, Gate, Unanswered};
 use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
+use crate::support::gate::{caught, guarded, Deferred, Gate, Unanswered};
 use crate::usage::backend::{Charge, Counter, Spent, UsageBackend};
 use crate::usage::period::Period;
 

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::charge::{Admitted, Shared};
 use super::SPEND_CAP;
 use crate::body::ResponseBody;
-use crate::gate::{Deferred, GateFuture};
+use crate::support::gate::{Deferred, GateFuture};
 use crate::usage::backend::UsageBackend;
 
 pin_project! {

@@ -22,9 +22,9 @@ use super::backend::{MemoryUsage, UsageBackend};
 use super::budget::{BudgetPer, BudgetPolicy};
 use super::period::Period;
 use crate::backend_error::OnBackendError;
-use crate::header_text::HeaderText;
 use crate::key::Environment;
 use crate::reject::{DefaultRenderer, RenderRejection};
+use crate::support::header_text::HeaderText;
 
 /// The response header that shows the client its budget: a structured-field dictionary
 /// `limit=<cap>, remaining=<left>, reset=<seconds until the period ends>`, in the

@@ -10,8 +10,8 @@ use tower_service::Service;
 
 use super::charge::{Shared, Verdict};
 use super::future::ResponseFuture;
-use crate::gate::{decided, deferred};
 use crate::principal::Principal;
+use crate::support::gate::{decided, deferred};
 use crate::usage::backend::{Charge, UsageBackend};
 
 /// The service [`SpendCapLayer`](super::SpendCapLayer) wraps around the inner service.
@@ -25,7 +25,7 @@ impl<S, B: UsageBackend> SpendCapService<S, B> {
         Self { inner, shared }
     }
 
-    crate::gate::inner_service_accessors!(S);
+    crate::support::gate::inner_service_accessors!(S);
 }
 
 impl<S: Clone, B: UsageBackend> Clone for SpendCapService<S, B> {

@@ -251,7 +251,7 @@ macro_rules! response_future {
                 $($($bound)*)?
             {
                 #[pin]
-                inner: $crate::gate::GateFuture<S, $req, $gate>,
+                inner: $crate::support::gate::GateFuture<S, $req, $gate>,
             }
         }
 
@@ -260,7 +260,7 @@ macro_rules! response_future {
             S: tower_service::Service<$req>,
             $($($bound)*)?
         {
-            pub(crate) fn new(inner: $crate::gate::GateFuture<S, $req, $gate>) -> Self {
+            pub(crate) fn new(inner: $crate::support::gate::GateFuture<S, $req, $gate>) -> Self {
                 Self { inner }
             }
         }

@@ -59,7 +59,7 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// `#[serde(serialize_with = "crate::timestamp::rfc3339")]` for `SystemTime` fields.
+/// `#[serde(serialize_with = "crate::support::timestamp::rfc3339")]` for `SystemTime` fields.
 pub(crate) fn rfc3339<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     serde::Serialize::serialize(&Rfc3339(*at), s)
 }
