@@ -2,8 +2,8 @@
 //! key management as [tower] middleware, for any axum, hyper or tonic service.
 //!
 //! - Keys: `forg_live_` / `forg_test_` + 32 hex, `fos_` + 32 to 128 hex, or your own
-//!   [`KeyFamily`](key::KeyFamily); read from `Authorization: Bearer` or
-//!   `X-ForgeOS-API-Key`.
+//!   [`KeyFamily`](key::KeyFamily); read from `Authorization: Bearer` (and the headers you
+//!   add: the FORG preset, [`forg::credential_sources`], adds `X-ForgeOS-API-Key`).
 //! - Verification: SHA-256 digest, looked up in a pluggable async [`KeyStore`], compared in
 //!   constant time; revoked, expired and unknown keys get one indistinguishable 401.
 //! - Principal: the caller's [`Principal`] and typed [`ScopeSet`] go into
