@@ -1,59 +1,47 @@
 //! [`ApiCode`]: the management API's own refusals, one row each (status, code, message),
-//! beside
-//! the request path's [`RejectionKind`](crate::reject::RejectionKind) table, whose rows
-//! the API also answers with.
+//! beside the request path's [`RejectionKind`](crate::reject::RejectionKind) table, whose
+//! rows the API also answers with.
 
 use axum::http::StatusCode;
 
-/// A refusal only the management API gives. Its [`status`](Self::status) and
-/// [`code`](Self::code) are written here once; the API's other refusals are
-/// [`RejectionKind`](crate::reject::RejectionKind)s.
-///
-/// ```
-/// use axum::http::StatusCode;
-/// use tower_api_key::manage::ApiCode;
-///
-/// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
-/// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
-/// assert_eq!(ApiCode::ALL.len(), 9);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ApiCode {
-    /// 401 `invalid_credentials`: a login with an unknown e-mail or a wrong password.
-    InvalidCredentials,
-    /// 403 `forbidden`: the credential is of another scope vocabulary.
-    Forbidden,
-    /// 403 `session_required`: a key without the configured management scope.
-    SessionRequired,
-    /// 404 `key_not_found`: unknown, or another owner's (or environment's) key.
-    KeyNotFound,
-    /// 409 `key_limit_reached`: the owner holds the most keys the policy allows.
-    KeyLimitReached,
-    /// 409 `conflict`: a concurrent change won; try again.
-    Conflict,
-    /// 413 `payload_too_large`: the body is over the limit.
-    PayloadTooLarge,
-    /// 415 `unsupported_media_type`: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 422 `validation_failed`: JSON, with a field that is wrong (named in `fields`).
-    ValidationFailed,
+crate::support::table_enum! {
+    /// A refusal only the management API gives. Its [`status`](Self::status),
+    /// [`code`](Self::code) and [`message`](Self::message) are written here once; the API's other refusals are
+    /// [`RejectionKind`](crate::reject::RejectionKind)s.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use tower_api_key::manage::ApiCode;
+    ///
+    /// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
+    /// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
+    /// assert_eq!(ApiCode::ALL.len(), 9);
+    /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ApiCode {
+        /// 401 `invalid_credentials`: a login with an unknown e-mail or a wrong password.
+        InvalidCredentials,
+        /// 403 `forbidden`: the credential is of another scope vocabulary.
+        Forbidden,
+        /// 403 `session_required`: a key without the configured management scope.
+        SessionRequired,
+        /// 404 `key_not_found`: unknown, or another owner's (or environment's) key.
+        KeyNotFound,
+        /// 409 `key_limit_reached`: the owner holds the most keys the policy allows.
+        KeyLimitReached,
+        /// 409 `conflict`: a concurrent change won; try again.
+        Conflict,
+        /// 413 `payload_too_large`: the body is over the limit.
+        PayloadTooLarge,
+        /// 415 `unsupported_media_type`: the body is not `application/json`.
+        UnsupportedMediaType,
+        /// 422 `validation_failed`: JSON, with a field that is wrong (named in `fields`).
+        ValidationFailed,
+    }
 }
 
 impl ApiCode {
-    /// Every code, in the order of the table.
-    pub const ALL: [Self; 9] = [
-        Self::InvalidCredentials,
-        Self::Forbidden,
-        Self::SessionRequired,
-        Self::KeyNotFound,
-        Self::KeyLimitReached,
-        Self::Conflict,
-        Self::PayloadTooLarge,
-        Self::UnsupportedMediaType,
-        Self::ValidationFailed,
-    ];
-
     #[rustfmt::skip]
     const fn row(self) -> (StatusCode, &'static str, &'static str) {
         match self {

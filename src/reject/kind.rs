@@ -5,25 +5,7 @@ use http::StatusCode;
 
 use super::GrpcCode;
 
-/// The enum and [`RejectionKind::ALL`] from one list of variants: `ALL`'s length is
-/// counted by the compiler, and a variant cannot be left out of it.
-macro_rules! kinds {
-    ($(#[$meta:meta])* pub enum RejectionKind { $($(#[$doc:meta])* $variant:ident,)* }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum RejectionKind {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl RejectionKind {
-            /// Every kind, in the order of the table.
-            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
-        }
-    };
-}
-
-kinds! {
+crate::support::table_enum! {
     /// What kind of rejection: one per error code. Its [`status`](Self::status),
     /// [`code`](Self::code) and [`grpc_code`](Self::grpc_code) come from one table; an
     /// [`AuthRejection`](super::AuthRejection) adds the details of one request.
@@ -36,6 +18,8 @@ kinds! {
     /// assert_eq!(RejectionKind::RateLimited.status(), 429);
     /// assert_eq!(RejectionKind::RateLimited.code(), "rate_limited");
     /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
     pub enum RejectionKind {
         /// 400 `invalid_request`.
         InvalidRequest,

@@ -7,3 +7,21 @@ pub(crate) mod header_text;
 pub(crate) mod sweep;
 pub(crate) mod timestamp;
 pub(crate) mod wiring;
+
+/// An enum of table rows and its `ALL` from one list of variants: `ALL`'s length is counted
+/// by the compiler and a variant cannot be left out of it (`RejectionKind`, `ApiCode`).
+macro_rules! table_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$doc:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every row, in the order of the table.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+        }
+    };
+}
+
+pub(crate) use table_enum;
