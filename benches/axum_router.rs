@@ -46,7 +46,7 @@ fn run(router: &mut Router, bearer: &HeaderValue) -> StatusCode {
 }
 
 fn mounted(c: &mut Criterion) {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("bench", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
         .now_or_never()

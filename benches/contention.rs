@@ -27,7 +27,7 @@ fn stack() -> (
         + 'static,
     Vec<HeaderValue>,
 ) {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = (0..2)
         .map(|i| {
             let issued = store

@@ -112,7 +112,7 @@ fn layers(c: &mut Criterion) {
         b.iter(|| Sha256::digest(black_box(LIVE.as_bytes())))
     });
 
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
         .now_or_never()

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 use tower_api_key::forg;
-use tower_api_key::store::{KeyPolicy, ManageKeys};
+use tower_api_key::store::ManageKeys;
 
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFamily;
@@ -55,8 +55,9 @@ fn main() {
 
     // Stored keys: each with two scopes, owner of 8 characters, name of 2.
     let before = live();
-    let store = MemoryKeyStore::new()
-        .with_policy(KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::MAX));
+    let store = MemoryKeyStore::new().with_policy(
+        tower_api_key::forg::key_policy().max_active_per_owner(std::num::NonZeroUsize::MAX),
+    );
     for i in 0..n {
         let new = NewKey::new(format!("o{:07}", i / 10), "ci", &KeyFamily::FORG_LIVE)
             .scopes([ForgScope::ReadRules, ForgScope::ReadReports]);

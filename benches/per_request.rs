@@ -101,7 +101,7 @@ fn drive_sha256(key: &[u8], n: usize) {
 }
 
 fn run(variant: &str, n: usize) {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
         .now_or_never()

@@ -91,7 +91,9 @@ async fn measure(
     stats: &mut [redis::aio::MultiplexedConnection],
 ) {
     let store = Arc::new(CachedKeyStore::new(Arc::new(
-        RedisKeyStore::new(connection.clone()).with_namespace("bench"),
+        RedisKeyStore::new(connection.clone())
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_namespace("bench"),
     )));
     let issued = store
         .inner()

@@ -133,7 +133,8 @@ where
 
 async fn measure(keys: usize) -> Row {
     let clock = ManualClock::default();
-    let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let store =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let sessions = Sessions::new(
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock.clone()))),
         CsrfSecret::generate().unwrap(),

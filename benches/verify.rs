@@ -9,7 +9,6 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_api_key::key::{KeyDigest, KeyFamilies, KeyFamily, KeyHasher};
-use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
 use tower_api_key::{ForgScope, KeyStore, MemoryKeyStore, NewKey};
 
@@ -61,8 +60,9 @@ fn digest(c: &mut Criterion) {
 }
 
 fn store_with(n: usize) -> (MemoryKeyStore<ForgScope>, Vec<KeyDigest>) {
-    let store = MemoryKeyStore::new()
-        .with_policy(KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::MAX));
+    let store = MemoryKeyStore::new().with_policy(
+        tower_api_key::forg::key_policy().max_active_per_owner(std::num::NonZeroUsize::MAX),
+    );
     let digests = (0..n)
         .map(|i| {
             let new = NewKey::new(format!("o{}", i / 10), "k", &KeyFamily::FORG_LIVE)
@@ -82,7 +82,7 @@ fn store_with(n: usize) -> (MemoryKeyStore<ForgScope>, Vec<KeyDigest>) {
 fn verify(c: &mut Criterion) {
     // Parse, hash, look up, compare: what the layer does per request before attaching the
     // identity.
-    let store = MemoryKeyStore::new();
+    let store = MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy());
     let issued = store
         .issue(NewKey::new("o", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
         .now_or_never()

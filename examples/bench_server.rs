@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bare = std::env::args().any(|a| a == "--bare");
     let auth_only = std::env::args().any(|a| a == "--auth");
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("bench", "load", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
         .await?;

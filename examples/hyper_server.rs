@@ -110,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|_| "127.0.0.1:8081".into())
             .parse()?,
     };
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = demo_key(&store).await;
     let listener = TcpListener::bind(addr).await?;
     let base = format!("http://{}", listener.local_addr()?);

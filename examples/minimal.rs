@@ -10,7 +10,7 @@ use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, N
 
 /// The app and its one key (shown once: the store keeps only its digest).
 pub async fn app() -> Result<(Router, String), tower_api_key::store::ManageError> {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let new = NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules);
     let key = store.issue(new).await?.key().expose_secret().to_owned();
     let rules = get(|caller: Principal| async move { format!("rules of {}\n", caller.owner()) });

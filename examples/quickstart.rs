@@ -92,7 +92,7 @@ pub const AGENT_CREDITS: u64 = 1_000;
 
 /// The key store: rotation due at 90 days, at most a year's lifetime, on `clock`.
 pub fn key_store(clock: impl Clock) -> Arc<Store> {
-    let policy = KeyPolicy::default()
+    let policy = tower_api_key::forg::key_policy()
         .rotation_age(ROTATION_AGE)
         .max_lifetime(MAX_LIFETIME)
         .clock(clock);

@@ -89,7 +89,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (port, seed) in [(8081u16, &nodes[0]), (8082, &nodes[nodes.len() - 1])] {
         let redis = RedisConnection::cluster([seed]).await?;
         let store = Arc::new(CachedKeyStore::new(Arc::new(
-            RedisKeyStore::new(redis.clone()).with_namespace(namespace.clone()),
+            RedisKeyStore::new(redis.clone())
+                .with_policy(tower_api_key::forg::key_policy())
+                .with_namespace(namespace.clone()),
         )));
         listeners.push(RevocationListener::spawn(Arc::clone(&store)));
         let limiter = RedisRateLimiter::new(redis).with_namespace(&namespace);

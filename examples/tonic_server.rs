@@ -182,7 +182,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::var("ADDR")
         .unwrap_or_else(|_| "127.0.0.1:50051".into())
         .parse()?;
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = demo_key(&store).await;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;

@@ -93,7 +93,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let store = Arc::new(MemoryKeyStore::new());
+        let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
         let issued = store
             .issue(NewKey::new("fuzz", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
             .now_or_never()

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use crate::credential::{CredentialSource, CredentialSources};
+use crate::key::KeyFamilies;
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::session::{CsrfSecret, Sessions};
-use crate::store::ManageKeys;
+use crate::store::{KeyPolicy, ManageKeys};
 
 crate::scopes! {
     /// The FORG API scopes .
@@ -65,6 +66,13 @@ pub fn credential_sources() -> CredentialSources {
         CredentialSource::Header(X_FORGEOS_API_KEY),
     ])
     .expect("two distinct headers")
+}
+
+/// The key policy of the FORG and ForgeOS documents: `forg_live_`, `forg_test_` and `fos_`
+/// keys ([`KeyFamilies::builtin`]), at most 10 active keys per owner ("Maximum 10 keys per
+/// user"). The crate's [`KeyPolicy::default`] accepts no family until one is registered.
+pub fn key_policy() -> KeyPolicy {
+    KeyPolicy::default().families(KeyFamilies::builtin())
 }
 
 /// The FORG session cookies' names: `forge_session` and `forge_csrf`.

@@ -15,7 +15,7 @@
 //! let recorder = DebuggingRecorder::new();
 //! let snapshotter = recorder.snapshotter();
 //! let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
-//! let service = AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())).layer(inner);
+//! let service = AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()))).layer(inner);
 //! let response = metrics::with_local_recorder(&recorder, || {
 //!     service.oneshot(Request::new(())).now_or_never().unwrap().unwrap()
 //! });

@@ -13,7 +13,7 @@
 //! } else {
 //!     RedisConnection::open("redis://127.0.0.1:6379").await?
 //! };
-//! let store = RedisKeyStore::<ForgScope>::new(redis.clone());
+//! let store = RedisKeyStore::<ForgScope>::new(redis.clone()).with_policy(tower_api_key::forg::key_policy());
 //! let limiter = RedisRateLimiter::new(redis);
 //! # let _ = (store, limiter);
 //! # Ok(()) }

@@ -125,7 +125,7 @@ struct Row {
 
 #[test]
 fn allocations_per_request() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "bench", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadSessions))
         .now_or_never()

@@ -40,7 +40,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
     let capture = LogCapture::install(tracing::Level::TRACE);
 
     let mut shown: Vec<String> = Vec::new();
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let secrets: Vec<String> = [&keys.live, &keys.test, &keys.fos]
         .iter()

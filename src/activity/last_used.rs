@@ -128,7 +128,8 @@ mod tests {
     /// Now a key is forgotten an interval after its last write, swept as the map grows.
     #[tokio::test]
     async fn the_last_use_recorder_stays_bounded() {
-        let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+        let store =
+            Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(crate::forg::key_policy()));
         let recorder = LastUsedRecorder::spawn(store, Duration::from_secs(60));
         let mut at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         for round in 0..20u64 {

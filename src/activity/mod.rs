@@ -14,7 +14,7 @@
 //!         // Key id, outcome, method, path, client address, time: never the key.
 //!         sink.lock().unwrap().push(format!("{} {} {}", event.outcome, event.method, event.path));
 //!     }))
-//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())));
+//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()))));
 //! ```
 //!
 //! The layer goes outside the authentication layer and reports each request when the

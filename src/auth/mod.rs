@@ -10,7 +10,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let store = Arc::new(MemoryKeyStore::new());
+//! let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
 //! let issued = store
 //!     .issue(NewKey::new("org_1", "demo", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
 //!     .await

@@ -451,7 +451,8 @@ mod tests {
 
     #[test]
     fn unknown_key_and_wrong_stored_digest_take_the_same_path() {
-        let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+        let store =
+            Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(crate::forg::key_policy()));
         let layer = AuthLayer::new(Arc::clone(&store));
         let config = layer.config_for_tests();
         let (_, other) = NewKey::<ForgScope>::new("o", "n", &KeyFamily::FORG_LIVE)

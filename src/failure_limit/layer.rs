@@ -33,7 +33,7 @@ use crate::support::wiring::OutsideAuth;
 /// use tower_api_key::failure_limit::{FailureLimit, FailureLimitLayer};
 /// use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 ///
-/// let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+/// let store = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 /// let stack = ServiceBuilder::new()
 ///     .layer(FailureLimitLayer::new(FailureLimit::default())) // 20 refusals/min/address
 ///     .layer(AuthLayer::new(store));

@@ -17,7 +17,7 @@
 //! let two_a_minute = Quota::per_minute(std::num::NonZeroU32::new(2).unwrap());
 //! let stack = ServiceBuilder::new()
 //!     .layer(FailureLimitLayer::new(FailureLimit::on_clock(two_a_minute, ManualClock::default())))
-//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new())))
+//!     .layer(AuthLayer::new(Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()))))
 //!     .service(service_fn(|_: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 //!     }));

@@ -332,6 +332,16 @@ impl KeyFamilies {
         }
     }
 
+    /// No family: every key is malformed, nothing can be issued. What
+    /// [`KeyPolicy::default`](crate::store::KeyPolicy) holds until the application
+    /// registers its families.
+    pub fn none() -> Self {
+        Self {
+            families: Vec::new(),
+            max_total_len: 0,
+        }
+    }
+
     /// Exactly the given families (at least one).
     ///
     /// # Errors

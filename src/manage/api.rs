@@ -64,7 +64,7 @@ impl<St: ManageKeys> KeysApi<St> {
     /// use tower_api_key::manage::{ApiCode, KeysApi};
     /// use tower_api_key::{ForgScope, MemoryKeyStore};
     ///
-    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new()))
+    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy())))
     ///     .message(ApiCode::SessionRequired, "Sign in to the console to manage keys")
     ///     .message(ApiCode::KeyLimitReached, "You have reached your key quota");
     /// ```

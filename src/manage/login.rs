@@ -59,7 +59,7 @@ where
 /// use tower_api_key::store::KeyPolicy;
 /// use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 ///
-/// let keys = Arc::new(MemoryKeyStore::<ForgScope>::new());
+/// let keys = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 /// let sessions = Sessions::new(
 ///     Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),
 ///     CsrfSecret::generate().unwrap(),

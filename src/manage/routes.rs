@@ -64,7 +64,7 @@ impl<St: ManageKeys> KeysApi<St> {
     /// use tower_api_key::manage::KeysApi;
     /// use tower_api_key::{ForgScope, MemoryKeyStore};
     ///
-    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new()));
+    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy())));
     /// let document = api.openapi();
     /// assert!(document.paths.paths.contains_key("/keys/{id}/rotate"));
     /// ```

@@ -36,7 +36,7 @@ use crate::usage::{SpendCaps, UsageBackend};
 /// use tower_api_key::usage::{Budgets, SpendCaps};
 /// use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore};
 ///
-/// let keys = Arc::new(MemoryKeyStore::<ForgScope>::new());
+/// let keys = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 /// let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Live, 10_000));
 /// let app: Router = Router::new()
 ///     .nest("/v1", KeysApi::new(Arc::clone(&keys)).router())

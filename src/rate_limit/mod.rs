@@ -19,7 +19,7 @@
 //! use tower_api_key::rate_limit::RateLimits;
 //! use tower_api_key::{forg, AuthLayer, ForgScope, MemoryKeyStore};
 //!
-//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 //! let limits = RateLimits::new();
 //!
 //! let standard = Router::new()

@@ -11,7 +11,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let keys = Arc::new(MemoryKeyStore::<ForgScope>::new());
+//! let keys = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 //! // Sessions live in a store of their own: same machinery, own family and limits.
 //! let sessions = Sessions::new(
 //!     Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::sessions())),

@@ -156,7 +156,7 @@ impl<S: crate::scope::Scope> Insert<S> {
 /// use tower_api_key::store::{KeyStatus, ManageKeys, MemoryKeyStore, NewKey};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let store = MemoryKeyStore::<ForgScope>::new();
+/// let store = MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy());
 /// let issued = store
 ///     .issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_TEST).scopes(ForgScope::ReadRules))
 ///     .await

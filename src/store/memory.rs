@@ -84,7 +84,7 @@ index_key!(ById, id: KeyId);
 
 impl<S: Scope> MemoryKeyStore<S> {
     /// An empty store of records in scope vocabulary `S` (usually inferred from the keys
-    /// issued: `MemoryKeyStore::<ForgScope>::new()` names it).
+    /// issued: `MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy())` names it).
     pub fn new() -> Self {
         Self::default()
     }

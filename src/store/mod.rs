@@ -8,7 +8,7 @@
 //! use tower_api_key::key::KeyFamily;
 //!
 //! # tokio_test_block_on(async {
-//! let store = MemoryKeyStore::new();
+//! let store = MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy());
 //! let issued = store
 //!     .issue(NewKey::new("org_42", "reporting", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadReports))
 //!     .await

@@ -23,7 +23,7 @@ use super::plan_policy::PlanPolicy;
 /// use tower_api_key::clock::ManualClock;
 /// use tower_api_key::store::KeyPolicy;
 ///
-/// let policy = KeyPolicy::default()
+/// let policy = tower_api_key::forg::key_policy()
 ///     .max_active_per_owner(NonZeroUsize::new(3).unwrap())
 ///     .clock(ManualClock::default());
 /// assert_eq!(policy.max_active(), NonZeroUsize::new(3).unwrap());
@@ -50,12 +50,13 @@ const TEN: NonZeroUsize = match NonZeroUsize::new(10) {
 };
 
 impl Default for KeyPolicy {
-    /// The built-in families, 10 active keys per owner ("Maximum 10 keys per user"), the
-    /// system clock, revoked and expired keys deleted 30 days after they stopped
-    /// authenticating.
+    /// No key family until the application registers its own
+    /// ([`families`](Self::families); the FORG ones: [`forg::key_policy`](crate::forg::key_policy)),
+    /// 10 active keys per owner, the system clock, revoked and expired keys deleted 30 days
+    /// after they stopped authenticating.
     fn default() -> Self {
         Self {
-            families: KeyFamilies::default(),
+            families: KeyFamilies::none(),
             max_active: TEN,
             clock: Arc::new(SystemClock),
             plans: None,

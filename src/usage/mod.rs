@@ -13,7 +13,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 //! let issued = store.issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_TEST)).await.unwrap();
 //! // Test keys: 2 units an hour; each request here costs 1.
 //! let caps = SpendCaps::new(Budgets::new().default_cap(Environment::Test, 2));
@@ -50,7 +50,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+//! let store = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
 //! let issued = store
 //!     .issue(NewKey::new("org_free", "prod", &KeyFamily::FORG_LIVE))
 //!     .await

@@ -17,7 +17,7 @@ use tower_api_key::forg::X_FORGEOS_API_KEY;
 use tower_api_key::key::{Environment, KeyFamily, KeyHasher};
 use tower_api_key::reject::{AuthRejection, InvalidKeyReason, Unavailable};
 use tower_api_key::store::ManageKeys;
-use tower_api_key::store::{KeyPolicy, KeyRecord, KeyStore, ManageError, StoreErrorKind};
+use tower_api_key::store::{KeyRecord, KeyStore, ManageError, StoreErrorKind};
 use tower_api_key::{AuthLayer, ForgScope, MemoryKeyStore, NewKey, Principal, ScopeSet};
 
 const INVALID_BODY: &str = r#"{"error":"Invalid API key","code":"invalid_api_key","status":401}"#;
@@ -569,7 +569,11 @@ async fn record_environment_must_match_the_key_family() {
 #[tokio::test]
 async fn peppered_store_is_verified_with_its_own_hasher() {
     let hasher = KeyHasher::peppered(&[7u8; 32]).unwrap();
-    let store = Arc::new(MemoryKeyStore::new().with_hasher(hasher.clone()));
+    let store = Arc::new(
+        MemoryKeyStore::new()
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_hasher(hasher.clone()),
+    );
     let issued = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     assert_ne!(
         issued.record().digest(),
@@ -653,7 +657,8 @@ async fn custom_families_are_accepted_when_registered() {
     );
     let families = KeyFamilies::default().with(acme.clone()).unwrap();
     let store = Arc::new(
-        MemoryKeyStore::<ForgScope>::new().with_policy(KeyPolicy::default().families(families)),
+        MemoryKeyStore::<ForgScope>::new()
+            .with_policy(tower_api_key::forg::key_policy().families(families)),
     );
     let issued = issue_in(&store, &acme).unwrap();
     assert!(issued.key().expose_secret().starts_with("acme_"));

@@ -268,7 +268,11 @@ async fn a_lookup_after_revocation_does_not_join_an_older_fetch() {
 #[tokio::test]
 async fn cache_uses_the_inner_hasher() {
     let hasher = tower_api_key::key::KeyHasher::peppered(&[9u8; 32]).unwrap();
-    let memory = Arc::new(MemoryKeyStore::new().with_hasher(hasher));
+    let memory = Arc::new(
+        MemoryKeyStore::new()
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_hasher(hasher),
+    );
     let issued = issue(&memory, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let cache = Arc::new(CachedKeyStore::new(memory));
     let probe = Probe::new();

@@ -101,7 +101,10 @@ async fn run<St: ManageKeys<Scope = ForgScope>>(store: Arc<St>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_and_verification_race_on_the_memory_store() {
-    run(Arc::new(MemoryKeyStore::new())).await;
+    run(Arc::new(
+        MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()),
+    ))
+    .await;
 }
 
 #[cfg(feature = "cache")]
@@ -109,7 +112,7 @@ async fn revocation_and_verification_race_on_the_memory_store() {
 async fn revocation_and_verification_race_behind_the_cache() {
     use tower_api_key::store::CachedKeyStore;
     run(Arc::new(CachedKeyStore::new(Arc::new(
-        MemoryKeyStore::new(),
+        MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()),
     ))))
     .await;
 }
@@ -126,6 +129,7 @@ mod on_redis {
             .await
             .unwrap()
             .with_namespace(namespace)
+            .with_policy(tower_api_key::forg::key_policy())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -159,7 +163,7 @@ fn active_keys(store: &MemoryKeyStore<ForgScope>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issue_rotate_and_revoke_at_once_keep_the_owner_limit() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let seed: Vec<KeyId> = (0..5)
         .map(|_| {
             store

@@ -29,7 +29,7 @@ type Store = MemoryKeyStore<ForgScope>;
 /// The whole stack with every duration set to `d` and every amount to `amount`.
 async fn serve_with(d: Duration, amount: u64) {
     let (_, clock) = store_with_clock();
-    let policy = KeyPolicy::default()
+    let policy = tower_api_key::forg::key_policy()
         .clock(clock.clone())
         .retention(d)
         .rotation_age(d)

@@ -18,7 +18,7 @@ use tower_api_key::{ForgScope, MemoryKeyStore};
 
 #[tokio::test]
 async fn hyper_server_authenticates_scopes_and_limits() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = hyper_server::demo_key(&store).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -54,7 +54,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 #[tokio::test]
 async fn login_sets_the_cookies_and_logout_ends_the_session() {
-    let keys = Arc::new(Store::new());
+    let keys = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
     let app = app(&keys);
 
     let wrong = r#"{"email":"ada@example.com","password":"nope"}"#;
@@ -136,7 +136,7 @@ async fn login_sets_the_cookies_and_logout_ends_the_session() {
 
 #[tokio::test]
 async fn logout_with_a_key_is_refused_and_revokes_nothing() {
-    let keys = Arc::new(Store::new());
+    let keys = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = keys
         .issue(NewKey::new(
             "org_1",

@@ -31,7 +31,7 @@ struct Server {
 /// `POST /login/{owner}/{scopes}` starts a session (the application's password check is not
 /// the point here); everything else is the management API under `/api`, behind the layer.
 async fn serve(configure: impl FnOnce(KeysApi<Store>) -> KeysApi<Store>) -> Server {
-    let policy = KeyPolicy::default().plans(
+    let policy = tower_api_key::forg::key_policy().plans(
         PlanTable::new(Plan::Team)
             .owner("org_free", Plan::Free)
             .require(Environment::Live, Plan::Team),
@@ -580,9 +580,12 @@ fn urlencode(s: &str) -> String {
 async fn the_activity_log_stays_bounded() {
     use tower::Layer;
     let log = ActivityLog::new(3, 50);
-    let store = Arc::new(Store::new().with_policy(
-        KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::new(1000).unwrap()),
-    ));
+    let store = Arc::new(
+        Store::new().with_policy(
+            tower_api_key::forg::key_policy()
+                .max_active_per_owner(std::num::NonZeroUsize::new(1000).unwrap()),
+        ),
+    );
     let probe = common::Probe::new();
     let service = ActivityLayer::new(log.clone())
         .layer(AuthLayer::new(Arc::clone(&store)).layer(probe.service::<String>()));
@@ -991,7 +994,7 @@ async fn names_and_metadata_with_bidi_or_invisible_characters_are_refused() {
 /// code. Regenerate it with `UPDATE_OPENAPI=1 cargo test --test it openapi`.
 #[test]
 fn the_committed_openapi_document_is_the_generated_one() {
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
     let caps = tower_api_key::usage::SpendCaps::new(tower_api_key::usage::Budgets::new());
     let mut document = KeysApi::new(Arc::clone(&store)).openapi();
     document.merge(tower_api_key::manage::SpendApi::new(store, &caps).openapi());
@@ -1050,7 +1053,10 @@ fn the_committed_openapi_document_is_the_generated_one() {
 async fn every_documented_operation_is_routed() {
     let server = serve(|api| api).await;
     let alice = User::login(&server, "org_a", "read:rules").await;
-    let spec = KeysApi::new(Arc::new(Store::new())).openapi();
+    let spec = KeysApi::new(Arc::new(
+        Store::new().with_policy(tower_api_key::forg::key_policy()),
+    ))
+    .openapi();
     let mut operations = 0;
     for (path, item) in &spec.paths.paths {
         let methods = [

@@ -24,7 +24,8 @@ async fn one_instance_writes_another_reads_newest_first_and_bounded() {
     let writer = RedisActivityLog::new(connect().await, &ns, 20);
     let reader = RedisActivityLog::new(connect().await, &ns, 20);
 
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "k", &KeyFamily::FORG_LIVE))
         .await

@@ -247,7 +247,8 @@ async fn the_cache_counts_hits_misses_evictions_and_stale_answers() {
 #[tokio::test(flavor = "current_thread")]
 async fn failed_authentication_blocks_are_counted() {
     let metrics = recording();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let service = FailureLimitLayer::new(FailureLimit::new(per_minute(2)))
         .layer(AuthLayer::new(store).layer(Probe::new().service::<String>()));
     let mut statuses = Vec::new();
@@ -273,7 +274,8 @@ async fn failed_authentication_blocks_are_counted() {
 #[tokio::test(flavor = "current_thread")]
 async fn spend_is_counted_by_environment_and_402s_too() {
     let metrics = recording();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let live = store
         .issue(NewKey::new("org", "live", &KeyFamily::FORG_LIVE))
         .await
@@ -304,7 +306,8 @@ async fn spend_is_counted_by_environment_and_402s_too() {
 async fn plan_refusals_are_counted_by_environment() {
     use tower_api_key::usage::{Plan, PlanLayer};
     let metrics = recording();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let live = store
         .issue(NewKey::new("free_org", "live", &KeyFamily::FORG_LIVE))
         .await
@@ -466,7 +469,7 @@ async fn the_quickstart_serves_prometheus_metrics_of_real_traffic() {
     let recorder: &'static _ = Box::leak(Box::new(recorder));
     let _guard = metrics::set_default_local_recorder(recorder);
 
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let mut demo = quickstart::Demo::new(store, &keys);
     demo.metrics = Some(handle);
@@ -689,6 +692,7 @@ mod on_redis {
             let ns = ns.clone();
             async move {
                 RedisKeyStore::<ForgScope>::new(RedisConnection::open(&url).await.unwrap())
+                    .with_policy(tower_api_key::forg::key_policy())
                     .with_namespace(&ns)
             }
         };

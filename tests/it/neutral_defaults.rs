@@ -142,6 +142,29 @@ async fn a_service_from_the_defaults_meets_nothing_of_forg() {
     assert_eq!(probe.calls(), 0, "nothing reached the service");
 }
 
+/// A store on the default policy knows no family, FORG's included, until the application
+/// registers one; the FORG preset's policy knows the three.
+#[tokio::test]
+async fn the_default_policy_accepts_no_family_until_one_is_registered() {
+    use tower_api_key::store::ManageError;
+
+    let neutral = MemoryKeyStore::<PhotoScope>::new();
+    for family in [KeyFamily::FORG_LIVE, KeyFamily::FORG_TEST, KeyFamily::FOS] {
+        let refused = neutral.issue(NewKey::new("acct_1", "k", &family)).await;
+        assert!(
+            matches!(refused, Err(ManageError::FamilyNotAccepted(_))),
+            "{family:?}: {refused:?}"
+        );
+    }
+    let forg = MemoryKeyStore::<PhotoScope>::new().with_policy(forg::key_policy());
+    for family in [KeyFamily::FORG_LIVE, KeyFamily::FORG_TEST, KeyFamily::FOS] {
+        assert!(forg
+            .issue(NewKey::new("acct_1", "k", &family))
+            .await
+            .is_ok());
+    }
+}
+
 /// The preset gives the FORG choices back, in one place.
 #[tokio::test]
 async fn the_forg_preset_reads_the_forgeos_header_and_names_its_cookies() {

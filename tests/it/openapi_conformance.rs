@@ -17,7 +17,6 @@ use tower::Layer;
 use tower_api_key::activity::{ActivityLog, DailyUsage};
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::{KeysApi, SpendApi};
-use tower_api_key::store::KeyPolicy;
 use tower_api_key::usage::{Budgets, SpendCaps};
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
@@ -183,9 +182,12 @@ struct Api {
 }
 
 fn api() -> Api {
-    let keys = Arc::new(Store::new().with_policy(
-        KeyPolicy::default().max_active_per_owner(std::num::NonZeroUsize::new(10_000).unwrap()),
-    ));
+    let keys = Arc::new(
+        Store::new().with_policy(
+            tower_api_key::forg::key_policy()
+                .max_active_per_owner(std::num::NonZeroUsize::new(10_000).unwrap()),
+        ),
+    );
     let admin = common::memory(
         keys.issue(NewKey::new("org_1", "admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin)),
     )

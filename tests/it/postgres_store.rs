@@ -58,6 +58,7 @@ impl conformance::Fixture for Fixture {
 
     async fn store(&self, policy: KeyPolicy) -> Arc<Store> {
         let store = Store::new(pool(self.0).await)
+            .with_policy(tower_api_key::forg::key_policy())
             .with_table(&table())
             .unwrap()
             .with_policy(policy);
@@ -76,7 +77,10 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
     };
     let table = format!("tak.{}", table());
     let instance = || async {
-        let store = Store::new(pool(server).await).with_table(&table).unwrap();
+        let store = Store::new(pool(server).await)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table(&table)
+            .unwrap();
         store.migrate().await.unwrap();
         Arc::new(CachedKeyStore::new(Arc::new(store)))
     };
@@ -149,7 +153,10 @@ async fn a_dropped_listener_connection_reconnects_and_clears_the_cache() {
     let Some(server) = Postgres::shared() else {
         return;
     };
-    let store = Store::new(pool(server).await).with_table(&table()).unwrap();
+    let store = Store::new(pool(server).await)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table(&table())
+        .unwrap();
     store.migrate().await.unwrap();
     let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
     let listener = PgRevocationListener::spawn(Arc::clone(&cache));
@@ -169,7 +176,12 @@ async fn a_failing_database_is_a_503_never_a_401() {
     let Some(server) = Postgres::shared() else {
         return;
     };
-    let store = Arc::new(Store::new(pool(server).await).with_table(&table()).unwrap());
+    let store = Arc::new(
+        Store::new(pool(server).await)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table(&table())
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     let issued = store
         .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE))
@@ -191,7 +203,10 @@ async fn behind_a_proxy(
     heartbeat: std::time::Duration,
 ) -> (Arc<CachedKeyStore<Store>>, PgRevocationListener, Arc<Store>) {
     let table = table();
-    let direct = Store::new(pool(server).await).with_table(&table).unwrap();
+    let direct = Store::new(pool(server).await)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table(&table)
+        .unwrap();
     direct.migrate().await.unwrap();
     let port = server.own_port().unwrap();
     let url = server
@@ -204,7 +219,10 @@ async fn behind_a_proxy(
         .await
         .unwrap();
     let cache = Arc::new(CachedKeyStore::new(Arc::new(
-        Store::new(proxied).with_table(&table).unwrap(),
+        Store::new(proxied)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table(&table)
+            .unwrap(),
     )));
     let listener = PgRevocationListener::spawn_with_heartbeat(Arc::clone(&cache), heartbeat);
     until("the listener", || listener.connects() == 1).await;
@@ -308,7 +326,10 @@ async fn tls_with_a_private_ca_verifies_the_server() {
         .await
         .expect("verify-full with the private CA");
     assert!(encrypted(pool.clone()).await, "the session is TLS");
-    let store = Store::new(pool).with_table(&table()).unwrap();
+    let store = Store::new(pool)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table(&table())
+        .unwrap();
     store.migrate().await.unwrap();
     let store = Arc::new(store);
     // Issued and looked up over TLS: the key authenticates.
@@ -323,7 +344,10 @@ async fn tls_with_a_private_ca_verifies_the_server() {
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy(&format!("postgres://tak@{nowhere}/postgres"))
         .unwrap();
-    let unreachable = Store::new(unreachable).with_table(&table()).unwrap();
+    let unreachable = Store::new(unreachable)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table(&table())
+        .unwrap();
     assert!(
         unreachable.ready().await.is_err(),
         "readiness: nobody answers"
@@ -363,7 +387,12 @@ async fn four_instances_migrate_one_fresh_database_at_once() {
         let name = format!("s{}.{}", table(), table());
         let mut stores = Vec::new();
         for _ in 0..4 {
-            stores.push(Store::new(pool(server).await).with_table(&name).unwrap());
+            stores.push(
+                Store::new(pool(server).await)
+                    .with_policy(tower_api_key::forg::key_policy())
+                    .with_table(&name)
+                    .unwrap(),
+            );
         }
         let results =
             futures_util::future::join_all(stores.iter().map(|store| store.migrate())).await;
@@ -390,7 +419,12 @@ async fn migrate_upgrades_a_table_of_the_first_migration() {
     let first =
         include_str!("../../migrations/postgres/0001_api_keys.sql").replace("api_keys", &name);
     sqlx::raw_sql(&first).execute(&pool).await.unwrap();
-    let store = Arc::new(Store::new(pool).with_table(&name).unwrap());
+    let store = Arc::new(
+        Store::new(pool)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table(&name)
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     store.migrate().await.expect("idempotent");
     let old = store

@@ -115,7 +115,9 @@ fn sessions() -> &'static tower_api_key::session::Sessions<tower_api_key::Memory
     > = OnceLock::new();
     SESSIONS.get_or_init(|| {
         tower_api_key::forg::sessions(
-            Arc::new(tower_api_key::MemoryKeyStore::new()),
+            Arc::new(
+                tower_api_key::MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()),
+            ),
             tower_api_key::session::CsrfSecret::from_bytes(&[1; 32]).unwrap(),
         )
     })

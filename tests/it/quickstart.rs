@@ -49,7 +49,7 @@ impl Server {
 
 #[tokio::test]
 async fn quickstart_serves_the_printed_curl_lines() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -230,7 +230,7 @@ async fn quickstart_serves_the_printed_curl_lines() {
 /// authenticates, CSRF, logout; and agent registration.
 #[tokio::test]
 async fn quickstart_serves_the_printed_browser_flow() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -404,7 +404,8 @@ mod hostile_requests {
                 .build()
                 .unwrap();
             let (router, demo, test_key) = runtime.block_on(async {
-                let store = Arc::new(MemoryKeyStore::new());
+                let store =
+                    Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
                 let keys = quickstart::issue_demo_keys(&store).await.unwrap();
                 let demo = quickstart::Demo::new(store, &keys);
                 let test_key = keys.test.key().expose_secret().to_owned();
@@ -633,7 +634,7 @@ mod hostile_requests {
 async fn the_documented_agent_registration_body_works() {
     use axum::extract::ConnectInfo;
     use tower::ServiceExt;
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let keys = quickstart::issue_demo_keys(&store).await.unwrap();
     let app = quickstart::app(&quickstart::Demo::new(store, &keys));
     let next_ip = std::sync::atomic::AtomicU8::new(1);

@@ -670,7 +670,8 @@ async fn many_invalid_keys_leave_no_per_key_state_and_bounded_per_address_state(
 #[test]
 fn housekeeping_runs_by_itself_on_the_request_path() {
     // No Tokio runtime here: housekeeping runs inline, so its effect is visible at once.
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let keys: Vec<_> = (0..5)
         .map(|i| {
             store

@@ -35,7 +35,9 @@ fn namespace() -> String {
 }
 
 async fn store(connection: RedisConnection, ns: &str) -> RedisKeyStore<ForgScope> {
-    RedisKeyStore::new(connection).with_namespace(ns)
+    RedisKeyStore::new(connection)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_namespace(ns)
 }
 
 struct ClusterStores(&'static RedisCluster);
@@ -107,7 +109,10 @@ async fn concurrent_requests_never_spend_past_the_cap() {
         return;
     };
     let ns = namespace();
-    let keys = Arc::new(tower_api_key::MemoryKeyStore::<ForgScope>::new());
+    let keys = Arc::new(
+        tower_api_key::MemoryKeyStore::<ForgScope>::new()
+            .with_policy(tower_api_key::forg::key_policy()),
+    );
     let issued = keys
         .issue(NewKey::new("org", "spender", &KeyFamily::FORG_LIVE))
         .await
@@ -169,7 +174,7 @@ async fn per_request_state_spreads_over_every_master() {
     let store = Arc::new(
         store(connection.clone(), &ns)
             .await
-            .with_policy(KeyPolicy::default()),
+            .with_policy(tower_api_key::forg::key_policy()),
     );
     // Quotas of one a minute: each key's bucket (and each address's failure counter) lives
     // a minute after its one request, so all are still there when counted.

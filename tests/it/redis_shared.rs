@@ -51,6 +51,7 @@ async fn store(url: &str, ns: &str) -> RedisKeyStore<ForgScope> {
         .await
         .unwrap()
         .with_namespace(ns)
+        .with_policy(tower_api_key::forg::key_policy())
 }
 
 #[tokio::test]
@@ -66,13 +67,17 @@ async fn two_instances_grant_exactly_one_quota() {
 /// by different nodes and keys whose buckets land on different masters).
 pub(crate) async fn one_quota(connections: Vec<RedisConnection>, keys: usize) {
     let ns = namespace();
-    let issuer = RedisKeyStore::<ForgScope>::new(connections[0].clone()).with_namespace(&ns);
+    let issuer = RedisKeyStore::<ForgScope>::new(connections[0].clone())
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_namespace(&ns);
     let class = RateClass::per_key(ClassName::from_static("shared"), per_minute(5));
     let probe = Probe::new();
     let instances: Vec<_> = connections
         .into_iter()
         .map(|connection| {
-            let store = RedisKeyStore::<ForgScope>::new(connection.clone()).with_namespace(&ns);
+            let store = RedisKeyStore::<ForgScope>::new(connection.clone())
+                .with_policy(tower_api_key::forg::key_policy())
+                .with_namespace(&ns);
             AuthLayer::new(Arc::new(store)).layer(
                 RateLimits::backed_by(RedisRateLimiter::new(connection).with_namespace(&ns))
                     .layer(class.clone())
@@ -131,7 +136,9 @@ pub(crate) async fn a_revocation_reaches_the_other_instance(
 ) {
     let ns = namespace();
     let cached = |connection| {
-        let store = RedisKeyStore::<ForgScope>::new(connection).with_namespace(&ns);
+        let store = RedisKeyStore::<ForgScope>::new(connection)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_namespace(&ns);
         Arc::new(CachedKeyStore::new(Arc::new(store)))
     };
     let (cache_a, cache_b) = (cached(a), cached(b));
@@ -204,7 +211,8 @@ async fn redis_killed_mid_run_fails_as_configured_and_recovers() {
             .layer(probe.service::<String>()),
     );
     // The limiter's own failure policy, behind keys that do not need Redis.
-    let local = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let local =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let local_key = local
         .issue(NewKey::new("org", "local", &KeyFamily::FORG_LIVE))
         .await
@@ -346,7 +354,7 @@ async fn skewed_instances(
     for clock in [ahead, behind] {
         let store = store(&redis.url, &ns)
             .await
-            .with_policy(KeyPolicy::default().clock(clock));
+            .with_policy(tower_api_key::forg::key_policy().clock(clock));
         let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
         let listener = RevocationListener::spawn(Arc::clone(&cache));
         until("the subscription", || listener.connects() == 1).await;
@@ -518,7 +526,11 @@ pub(crate) async fn one_failed_authentication_budget(connections: [RedisConnecti
     for connection in connections {
         let limiter = RedisRateLimiter::new(connection.clone()).with_namespace(&ns);
         let failures = FailureLimit::backed_by(per_minute(budget), limiter);
-        let store = Arc::new(RedisKeyStore::<ForgScope>::new(connection).with_namespace(&ns));
+        let store = Arc::new(
+            RedisKeyStore::<ForgScope>::new(connection)
+                .with_policy(tower_api_key::forg::key_policy())
+                .with_namespace(&ns),
+        );
         instances.push(
             FailureLimitLayer::new(failures)
                 .layer(AuthLayer::new(store).layer(probe.service::<String>())),
@@ -663,8 +675,12 @@ pub(crate) async fn store_limiter_and_revocations_work(
     instance: RedisConnection,
 ) {
     let ns = namespace();
-    let direct = RedisKeyStore::<ForgScope>::new(revoking).with_namespace(&ns);
-    let store = RedisKeyStore::<ForgScope>::new(instance.clone()).with_namespace(&ns);
+    let direct = RedisKeyStore::<ForgScope>::new(revoking)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_namespace(&ns);
+    let store = RedisKeyStore::<ForgScope>::new(instance.clone())
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_namespace(&ns);
     let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
     let listener = RevocationListener::spawn(Arc::clone(&cache));
     until("the subscription", || listener.connects() == 1).await;

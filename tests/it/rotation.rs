@@ -33,7 +33,7 @@ fn get(path: &str, key: &str) -> Request<axum::body::Body> {
 
 #[tokio::test]
 async fn keys_past_the_rotation_age_are_due_in_the_management_api() {
-    let (store, clock) = store(KeyPolicy::default().rotation_age(90 * DAY));
+    let (store, clock) = store(tower_api_key::forg::key_policy().rotation_age(90 * DAY));
     let admin = store
         .issue(NewKey::new("org_1", "admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
         .await
@@ -94,7 +94,7 @@ async fn keys_past_the_rotation_age_are_due_in_the_management_api() {
 
 #[tokio::test]
 async fn without_a_rotation_age_nothing_is_due() {
-    let (store, clock) = store(KeyPolicy::default());
+    let (store, clock) = store(tower_api_key::forg::key_policy());
     let admin = store
         .issue(NewKey::new("org_1", "admin", &KeyFamily::FORG_TEST).scopes(ForgScope::Admin))
         .await
@@ -114,7 +114,7 @@ async fn without_a_rotation_age_nothing_is_due() {
 
 #[tokio::test]
 async fn a_maximum_lifetime_gives_every_new_key_an_expiry() {
-    let (store, clock) = store(KeyPolicy::default().max_lifetime(365 * DAY));
+    let (store, clock) = store(tower_api_key::forg::key_policy().max_lifetime(365 * DAY));
     let forever = store
         .issue(NewKey::new(
             "org_1",
@@ -160,7 +160,7 @@ async fn a_maximum_lifetime_gives_every_new_key_an_expiry() {
 
 #[tokio::test]
 async fn a_key_that_expires_within_the_window_is_announced_on_every_response() {
-    let (store, clock) = store(KeyPolicy::default());
+    let (store, clock) = store(tower_api_key::forg::key_policy());
     let soon = store
         .issue(NewKey::new("org_1", "soon", &KeyFamily::FORG_LIVE).expires_in(10 * DAY))
         .await

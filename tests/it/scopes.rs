@@ -182,7 +182,8 @@ fn custom_vocabulary_has_the_same_semantics() {
 
 #[tokio::test]
 async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
-    let store = Arc::new(MemoryKeyStore::<DocScope>::default());
+    let store =
+        Arc::new(MemoryKeyStore::<DocScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let reader = store
         .issue(NewKey::new("team_docs", "reader", &KeyFamily::FOS).scopes(DocScope::Read))
         .await
@@ -237,7 +238,8 @@ async fn custom_vocabulary_through_store_layer_requirement_and_extractors() {
 #[tokio::test]
 async fn requirement_of_another_vocabulary_sees_no_scopes() {
     // A FORG requirement behind a DocScope layer is a misconfiguration: fail closed (500).
-    let store = Arc::new(MemoryKeyStore::<DocScope>::default());
+    let store =
+        Arc::new(MemoryKeyStore::<DocScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let key = store
         .issue(NewKey::new("t", "k", &KeyFamily::FOS).scopes(DocScope::Owner))
         .await

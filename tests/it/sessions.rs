@@ -87,7 +87,8 @@ struct Server {
 
 async fn serve(configure: impl FnOnce(Sessions<Store>) -> Sessions<Store>) -> Server {
     let clock = ManualClock::new(start_time());
-    let keys = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let keys =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let session_store =
         Arc::new(Store::new().with_policy(KeyPolicy::sessions().clock(clock.clone())));
     let sessions =

@@ -36,7 +36,8 @@ async fn a_logout_on_one_instance_is_refused_by_the_other() {
         let keys = RedisKeyStore::<ForgScope>::connect(&redis.url)
             .await
             .unwrap()
-            .with_namespace(format!("{ns}-keys"));
+            .with_namespace(format!("{ns}-keys"))
+            .with_policy(tower_api_key::forg::key_policy());
         let service = AuthLayer::new(Arc::new(CachedKeyStore::new(Arc::new(keys))))
             .sessions(sessions.clone())
             .layer(probe.service::<String>());
@@ -116,7 +117,7 @@ async fn keys_and_sessions_can_live_in_stores_of_different_types() {
         .await
         .unwrap();
     let keys = SqlKeyStore::<ForgScope, sqlx::Sqlite>::new(pool)
-        .with_policy(KeyPolicy::default().clock(clock.clone()));
+        .with_policy(tower_api_key::forg::key_policy().clock(clock.clone()));
     keys.migrate().await.unwrap();
     let keys = Arc::new(keys);
     let sessions_store = Arc::new(

@@ -35,7 +35,8 @@ async fn usage(redis: &Redis, ns: &str) -> RedisUsage {
 async fn two_instances_share_one_budget_exactly() {
     let Some(redis) = Redis::start() else { return };
     let ns = namespace();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let live = store
         .issue(NewKey::new("org", "live", &KeyFamily::FORG_LIVE))
         .await
@@ -101,7 +102,8 @@ async fn two_instances_share_one_budget_exactly() {
 async fn a_cost_reported_on_one_instance_blocks_the_next_request_on_the_other() {
     let Some(redis) = Redis::start() else { return };
     let ns = namespace();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "ai", &KeyFamily::FORG_LIVE))
         .await
@@ -145,7 +147,8 @@ async fn a_cost_reported_on_one_instance_blocks_the_next_request_on_the_other() 
 async fn requests_in_flight_on_two_instances_never_spend_past_the_cap() {
     let Some(redis) = Redis::start() else { return };
     let ns = namespace();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "ai", &KeyFamily::FORG_LIVE))
         .await
@@ -214,7 +217,8 @@ async fn redis_going_away_is_a_503_not_a_free_pass() {
         eprintln!("skipped: needs its own redis-server, not REDIS_URL");
         return;
     }
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org", "ai", &KeyFamily::FORG_LIVE))
         .await
@@ -291,7 +295,8 @@ fn rfc3339(secs: u64) -> String {
 async fn two_instances_share_lifetime_credits_and_refuse_without_a_reset() {
     let Some(redis) = Redis::start() else { return };
     let ns = namespace();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let trial = store
         .issue(NewKey::new("org", "trial", &KeyFamily::FORG_LIVE))
         .await
@@ -347,7 +352,8 @@ async fn the_spend_report_reads_what_other_instances_charged() {
 
     let Some(redis) = Redis::start() else { return };
     let ns = namespace();
-    let store = Arc::new(MemoryKeyStore::<ForgScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let admin = store
         .issue(NewKey::new("org", "admin", &KeyFamily::FORG_LIVE).scopes(ForgScope::Admin))
         .await

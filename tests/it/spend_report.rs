@@ -16,7 +16,7 @@ use tower::Layer;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::SpendApi;
-use tower_api_key::store::{KeyId, KeyPolicy};
+use tower_api_key::store::KeyId;
 use tower_api_key::usage::{BudgetPer, Budgets, MemoryUsage, SpendCaps, UsageBackend};
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
@@ -34,7 +34,8 @@ struct Fixture {
 
 fn fixture<B: UsageBackend>(per: BudgetPer, backend: impl FnOnce(&ManualClock) -> B) -> Fixture {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(JANUARY_LAST_HOUR));
-    let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let store =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let budgets = Budgets::new()
         .default_cap(Environment::Live, 100)
         .default_cap(Environment::Test, 20);

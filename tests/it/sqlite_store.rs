@@ -61,7 +61,12 @@ conformance_suite!(Some(Fixture));
 
 #[tokio::test]
 async fn the_layer_authenticates_against_sqlite() {
-    let store = Arc::new(Store::new(pool().await).with_table("keys_v2").unwrap());
+    let store = Arc::new(
+        Store::new(pool().await)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table("keys_v2")
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     let issued = store
         .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
@@ -108,16 +113,22 @@ async fn hostile_table_names_are_refused() {
         &"k".repeat(64),
     ] {
         assert!(
-            Store::new(pool.clone()).with_table(name).is_err(),
+            Store::new(pool.clone())
+                .with_policy(tower_api_key::forg::key_policy())
+                .with_table(name)
+                .is_err(),
             "{name:?}"
         );
     }
-    assert!(Store::new(pool).with_table("tak.keys").is_ok());
+    assert!(Store::new(pool)
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table("tak.keys")
+        .is_ok());
 }
 
 #[tokio::test]
 async fn a_failing_database_is_a_503_and_a_corrupt_row_an_error() {
-    let store = Arc::new(Store::new(pool().await));
+    let store = Arc::new(Store::new(pool().await).with_policy(tower_api_key::forg::key_policy()));
     store.migrate().await.unwrap();
     let issued = store
         .issue(NewKey::new("org", "ci", &KeyFamily::FORG_LIVE))
@@ -160,7 +171,7 @@ async fn a_failing_database_is_a_503_and_a_corrupt_row_an_error() {
 async fn sessions_and_keys_on_one_database_never_mix() {
     use tower_api_key::session::{CsrfSecret, Sessions};
     let pool = pool().await;
-    let keys = Store::new(pool.clone());
+    let keys = Store::new(pool.clone()).with_policy(tower_api_key::forg::key_policy());
     let sessions_store = Store::new(pool.clone()).with_policy(KeyPolicy::sessions());
     assert_eq!(keys.table(), "api_keys");
     assert_eq!(
@@ -169,8 +180,12 @@ async fn sessions_and_keys_on_one_database_never_mix() {
         "a table of their own"
     );
 
-    let shared = Store::new(pool.clone()).with_table("shared").unwrap();
+    let shared = Store::new(pool.clone())
+        .with_policy(tower_api_key::forg::key_policy())
+        .with_table("shared")
+        .unwrap();
     let shared_sessions = Store::new(pool)
+        .with_policy(tower_api_key::forg::key_policy())
         .with_table("shared")
         .unwrap()
         .with_policy(KeyPolicy::sessions());

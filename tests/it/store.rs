@@ -123,8 +123,8 @@ fn key_ids_are_validated() {
 #[test]
 fn rotating_a_key_of_a_family_the_policy_no_longer_accepts_says_so() {
     let live_only = tower_api_key::key::KeyFamilies::only([KeyFamily::FORG_LIVE]).unwrap();
-    let store =
-        MemoryKeyStore::<ForgScope>::new().with_policy(KeyPolicy::default().families(live_only));
+    let store = MemoryKeyStore::<ForgScope>::new()
+        .with_policy(tower_api_key::forg::key_policy().families(live_only));
     // A sandbox key restored from before the policy changed.
     let (_key, record) = NewKey::<ForgScope>::new("org_1", "old", &KeyFamily::FORG_TEST)
         .issue(&KeyHasher::sha256(), std::time::SystemTime::now())
@@ -144,7 +144,8 @@ fn the_owners_plan_decides_which_environments_may_be_issued_and_rotated() {
     let plans = PlanTable::new(Plan::Free)
         .require(Environment::Live, Plan::Team)
         .owner("org_team", Plan::Team);
-    let store = MemoryKeyStore::<ForgScope>::new().with_policy(KeyPolicy::default().plans(plans));
+    let store = MemoryKeyStore::<ForgScope>::new()
+        .with_policy(tower_api_key::forg::key_policy().plans(plans));
 
     assert!(matches!(
         memory(store.issue(NewKey::new("org_free", "prod", &KeyFamily::FORG_LIVE))),

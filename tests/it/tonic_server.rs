@@ -38,7 +38,7 @@ async fn start<St: KeyStore<Scope = ForgScope>>(
 
 #[tokio::test]
 async fn grpc_statuses_for_every_outcome() {
-    let store = Arc::new(MemoryKeyStore::new());
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let good = tonic_server::demo_key(&store).await;
     let other = store
         .issue(
@@ -119,7 +119,7 @@ async fn grpc_statuses_for_every_outcome() {
 
 #[tokio::test]
 async fn store_outage_is_unavailable() {
-    let memory = Arc::new(MemoryKeyStore::new());
+    let memory = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
     let good = tonic_server::demo_key(&memory).await;
     let store = ScriptedStore::new(memory, Script::Fail);
     let addr = start(Arc::clone(&store), 100).await;

@@ -132,7 +132,7 @@ async fn the_service_builder_stacks_plans_and_spend_caps() {
 #[tokio::test]
 async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
     use tower_api_key::clock::ManualClock;
-    use tower_api_key::store::{KeyPolicy, ManageError};
+    use tower_api_key::store::ManageError;
     use tower_api_key::usage::{Plan, PlanTable};
     use tower_api_key::{ManageKeys, MemoryKeyStore, NewKey};
 
@@ -142,7 +142,7 @@ async fn a_trial_ends_on_the_clock_and_its_live_keys_are_refused_after() {
         .clock(clock.clone());
     let store = Arc::new(
         MemoryKeyStore::<ForgScope>::new().with_policy(
-            KeyPolicy::default()
+            tower_api_key::forg::key_policy()
                 .clock(clock.clone())
                 .plans(plans.clone()),
         ),

@@ -17,7 +17,7 @@ use tower_api_key::activity::{ActivityLayer, ActivityObserver, DailyUsage, Usage
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::KeysApi;
-use tower_api_key::store::{KeyId, KeyPolicy};
+use tower_api_key::store::KeyId;
 use tower_api_key::usage::{Budgets, MemoryUsage, SpendCaps};
 use tower_api_key::{require, AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
@@ -104,7 +104,8 @@ async fn days(app: &Router, path: &str, key: &str) -> Vec<Value> {
 #[tokio::test]
 async fn each_key_and_owner_has_thirty_days_of_requests_refusals_and_spend() {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOON));
-    let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let store =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let daily = DailyUsage::default();
     let app = app(&store, &clock, &caps(&clock), daily.clone(), daily.clone());
     let (a, a_id) = issue(&store, "org_1", "a", false).await;
@@ -165,7 +166,8 @@ async fn each_key_and_owner_has_thirty_days_of_requests_refusals_and_spend() {
 #[tokio::test]
 async fn the_in_process_history_is_bounded() {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOON));
-    let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let store =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let daily = DailyUsage::new().capacity(2);
     let app = app(&store, &clock, &caps(&clock), daily.clone(), daily.clone());
     let mut keys = Vec::new();
@@ -189,7 +191,7 @@ async fn the_in_process_history_is_bounded() {
 /// Without a history the API answers thirty days of zeros.
 #[tokio::test]
 async fn without_a_history_the_days_are_zeros() {
-    let store = Arc::new(Store::new());
+    let store = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
     let (key, id) = issue(&store, "org_1", "a", true).await;
     let app = AuthLayer::new(Arc::clone(&store)).layer(
         KeysApi::new(Arc::clone(&store))
@@ -219,7 +221,8 @@ async fn instances_share_the_redis_history() {
     let Some(redis) = Redis::start() else { return };
     let ns = format!("t{}", KeyId::generate().unwrap().as_str());
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(NOON));
-    let store = Arc::new(Store::new().with_policy(KeyPolicy::default().clock(clock.clone())));
+    let store =
+        Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy().clock(clock.clone())));
     let (a, a_id) = issue(&store, "org_1", "a", true).await;
     // One budget (the spend counters are not the point here), three history writers.
     let caps = caps(&clock);

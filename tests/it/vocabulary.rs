@@ -34,7 +34,8 @@ tower_api_key::scopes! {
 }
 
 async fn doc_store() -> (Arc<MemoryKeyStore<DocScope>>, IssuedKey<DocScope>) {
-    let store = Arc::new(MemoryKeyStore::<DocScope>::new());
+    let store =
+        Arc::new(MemoryKeyStore::<DocScope>::new().with_policy(tower_api_key::forg::key_policy()));
     let issued = store
         .issue(NewKey::new("org_docs", "reader", &KeyFamily::FORG_LIVE).scopes(DocScope::Read))
         .await

@@ -51,7 +51,7 @@ async fn world() -> (
     crate::store::KeyId,
 ) {
     let clock = ManualClock::default();
-    let inner = MemoryKeyStore::new().with_policy(KeyPolicy::default().clock(clock));
+    let inner = MemoryKeyStore::new().with_policy(crate::forg::key_policy().clock(clock));
     let issued = inner
         .issue(NewKey::new("org_1", "k", &KeyFamily::FORG_LIVE))
         .await

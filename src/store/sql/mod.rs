@@ -64,7 +64,7 @@ fn identifier(name: &str) -> bool {
 /// use tower_api_key::{ForgScope, KeyStore, ManageKeys, NewKey};
 ///
 /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
-/// let store = SqlKeyStore::<ForgScope, sqlx::Sqlite>::new(pool);
+/// let store = SqlKeyStore::<ForgScope, sqlx::Sqlite>::new(pool).with_policy(tower_api_key::forg::key_policy());
 /// store.migrate().await.unwrap(); // idempotent
 /// let issued = store.issue(NewKey::new("org_1", "ci", &KeyFamily::FORG_LIVE)).await.unwrap();
 /// let digest = store.hasher().digest(issued.key().expose_secret());

@@ -120,7 +120,10 @@ pub fn start_time() -> std::time::SystemTime {
 pub fn store_with_clock() -> (Arc<MemoryKeyStore<ForgScope>>, ManualClock) {
     let clock = ManualClock::new(start_time());
     (
-        Arc::new(MemoryKeyStore::new().with_policy(KeyPolicy::default().clock(clock.clone()))),
+        Arc::new(
+            MemoryKeyStore::new()
+                .with_policy(tower_api_key::forg::key_policy().clock(clock.clone())),
+        ),
         clock,
     )
 }

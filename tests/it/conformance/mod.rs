@@ -82,7 +82,7 @@ fn start() -> std::time::SystemTime {
 async fn on_clock<F: Fixture>(fixture: &F) -> (Arc<F::Store>, ManualClock) {
     let clock = ManualClock::default();
     let store = fixture
-        .store(KeyPolicy::default().clock(clock.clone()))
+        .store(tower_api_key::forg::key_policy().clock(clock.clone()))
         .await;
     (store, clock)
 }
@@ -269,7 +269,7 @@ pub async fn expired_keys_do_not_count_and_the_limit_is_configurable<F: Fixture>
     let clock = ManualClock::default();
     let store = fixture
         .store(
-            KeyPolicy::default()
+            tower_api_key::forg::key_policy()
                 .clock(clock.clone())
                 .max_active_per_owner(NonZeroUsize::new(2).unwrap()),
         )
@@ -471,7 +471,11 @@ pub async fn only_the_policys_families_are_issued_and_rotated<F: Fixture>(fixtur
     let clock = ManualClock::default();
     let live_only = KeyFamilies::only([KeyFamily::FORG_LIVE]).unwrap();
     let store = fixture
-        .store(KeyPolicy::default().clock(clock).families(live_only))
+        .store(
+            tower_api_key::forg::key_policy()
+                .clock(clock)
+                .families(live_only),
+        )
         .await;
     assert!(matches!(
         store
@@ -703,7 +707,7 @@ pub async fn login_history_leaves_only_live_sessions<F: Fixture>(fixture: &F) {
 
     let clock = ManualClock::default();
     let keys = fixture
-        .store(KeyPolicy::default().clock(clock.clone()))
+        .store(tower_api_key::forg::key_policy().clock(clock.clone()))
         .await;
     let store = fixture
         .store(KeyPolicy::sessions().clock(clock.clone()))
