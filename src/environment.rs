@@ -27,7 +27,7 @@ pub enum Environment {
 }
 
 impl Environment {
-    /// Both, live first.
+    /// Both, live first (the order of per-environment tables).
     pub const ALL: [Environment; 2] = [Environment::Live, Environment::Test];
 
     /// `"live"` or `"test"`.
@@ -50,5 +50,17 @@ impl Environment {
 impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Environment;
+
+    #[test]
+    fn all_is_in_slot_order() {
+        for (index, environment) in Environment::ALL.into_iter().enumerate() {
+            assert_eq!(environment.slot(), index);
+        }
     }
 }

@@ -229,15 +229,11 @@ mod handles {
         #[inline]
         pub(crate) fn charged(&self, environment: Environment, amount: u64) {
             let handles = self.0.get_or_init(|| {
-                [Environment::Live, Environment::Test].map(|environment| {
+                Environment::ALL.map(|environment| {
                     ::metrics::counter!(SPEND_CHARGED, "environment" => environment.as_str())
                 })
             });
-            let index = match environment {
-                Environment::Live => 0,
-                Environment::Test => 1,
-            };
-            handles[index].increment(amount);
+            handles[environment.slot()].increment(amount);
         }
     }
 }

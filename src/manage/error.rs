@@ -153,24 +153,31 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body.
+    fn body(&self) -> Bytes {
         let fields: Vec<FieldError<'_>> = self
             .fields
             .iter()
             .map(|(field, message)| FieldError { field, message })
             .collect();
-        let body = ErrorBody {
+        ErrorBody {
             fields: &fields,
             ..ErrorBody::new(self.status, self.code, &self.message)
-        };
+        }
+        .to_bytes()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
-            body.to_bytes(),
+            body,
         )
             .into_response();
-        drop(fields);
         response.extensions_mut().insert(Rendered(self));
         response
     }
