@@ -21,7 +21,7 @@ fn baseline(c: &mut Criterion) {
 }
 
 fn parse(c: &mut Criterion) {
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let mut group = c.benchmark_group("parse");
     group.bench_function("valid", |b| {
         b.iter(|| families.parse(black_box(LIVE)).is_ok())
@@ -89,7 +89,7 @@ fn verify(c: &mut Criterion) {
         .expect("the memory store answers at once")
         .expect("issue");
     let known = issued.key().expose_secret().to_owned();
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let verify = |key: &str| {
         let parsed = families.parse(key).ok()?;
         let digest = store.hasher().digest(parsed.expose_secret());

@@ -63,7 +63,7 @@ pub fn credential(data: &[u8]) {
             !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()),
             "{key:?}"
         );
-        let families = KeyFamilies::default();
+        let families = KeyFamilies::builtin();
         if let Ok(parsed) = families.parse(key) {
             assert!(key.starts_with(parsed.family().prefix()));
             assert!(!format!("{parsed:?}").contains(&key[parsed.family().prefix().len()..]));

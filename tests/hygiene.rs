@@ -126,7 +126,7 @@ async fn no_key_plaintext_in_logs_or_debug_output() {
     }
 
     // Debug and Display of the public types that hold or see keys.
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let parsed = families.parse(&secrets[0]).unwrap();
     let fresh = store
         .issue(NewKey::new("other", "k", &KeyFamily::FORG_LIVE).scopes(ForgScope::Admin))

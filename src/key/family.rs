@@ -297,7 +297,7 @@ pub enum FamilyError {
 /// ```
 /// use tower_api_key::key::{Environment, KeyFamilies, KeyFamily};
 ///
-/// let families = KeyFamilies::default();
+/// let families = KeyFamilies::builtin();
 /// let key = families.parse("forg_test_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d").unwrap();
 /// assert_eq!(key.family(), &KeyFamily::FORG_TEST);
 /// assert_eq!(key.environment(), Environment::Test);
@@ -311,9 +311,16 @@ pub struct KeyFamilies {
     max_total_len: usize,
 }
 
+/// No family: every key is malformed, nothing can be issued, until the application
+/// registers its own ([`with`](KeyFamilies::with), [`only`](KeyFamilies::only); FORG's:
+/// [`builtin`](KeyFamilies::builtin)). What [`KeyPolicy::default`](crate::store::KeyPolicy)
+/// holds.
 impl Default for KeyFamilies {
     fn default() -> Self {
-        Self::builtin()
+        Self {
+            families: Vec::new(),
+            max_total_len: 0,
+        }
     }
 }
 
@@ -329,16 +336,6 @@ impl KeyFamilies {
         Self {
             families,
             max_total_len,
-        }
-    }
-
-    /// No family: every key is malformed, nothing can be issued. What
-    /// [`KeyPolicy::default`](crate::store::KeyPolicy) holds until the application
-    /// registers its families.
-    pub fn none() -> Self {
-        Self {
-            families: Vec::new(),
-            max_total_len: 0,
         }
     }
 

@@ -13,7 +13,7 @@
 //! let stored = hasher.digest(key.expose_secret());
 //!
 //! // Verify: parse, hash, compare in constant time.
-//! let families = KeyFamilies::default();
+//! let families = KeyFamilies::builtin();
 //! let parsed = families.parse(key.expose_secret()).unwrap();
 //! assert_eq!(hasher.digest(parsed.expose_secret()), stored);
 //!

@@ -56,7 +56,7 @@ impl Default for KeyPolicy {
     /// after they stopped authenticating.
     fn default() -> Self {
         Self {
-            families: KeyFamilies::none(),
+            families: KeyFamilies::default(),
             max_active: TEN,
             clock: Arc::new(SystemClock),
             plans: None,

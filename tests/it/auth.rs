@@ -655,7 +655,7 @@ async fn custom_families_are_accepted_when_registered() {
         ),
         "a store issues only the families its policy accepts"
     );
-    let families = KeyFamilies::default().with(acme.clone()).unwrap();
+    let families = KeyFamilies::builtin().with(acme.clone()).unwrap();
     let store = Arc::new(
         MemoryKeyStore::<ForgScope>::new()
             .with_policy(tower_api_key::forg::key_policy().families(families)),

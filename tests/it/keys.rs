@@ -10,7 +10,7 @@ const HEX32: &str = "a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d";
 
 #[test]
 fn builtin_families_parse_their_documented_formats() {
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let live = format!("forg_live_{HEX32}");
     let test = format!("forg_test_{HEX32}");
     let parsed = families.parse(&live).unwrap();
@@ -32,7 +32,7 @@ fn builtin_families_parse_their_documented_formats() {
 
 #[test]
 fn everything_else_is_rejected_with_a_reason() {
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let cases: Vec<(String, MalformedKey)> = vec![
         (String::new(), MalformedKey::Empty),
         (format!("forg_live_{}", &HEX32[..31]), MalformedKey::Length),
@@ -76,7 +76,7 @@ fn everything_else_is_rejected_with_a_reason() {
 
 #[test]
 fn malformed_key_errors_do_not_repeat_the_input() {
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let key = format!("forg_live_{}", HEX32.to_uppercase());
     let error = families.parse(&key).unwrap_err();
     assert!(!error.to_string().contains(&HEX32.to_uppercase()));
@@ -85,7 +85,7 @@ fn malformed_key_errors_do_not_repeat_the_input() {
 
 #[test]
 fn generated_keys_match_their_family_and_are_unique() {
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let mut seen = HashSet::new();
     for family in [KeyFamily::FORG_LIVE, KeyFamily::FORG_TEST, KeyFamily::FOS] {
         for _ in 0..200 {
@@ -129,7 +129,7 @@ fn plaintext_is_redacted_in_debug_and_display() {
         format!("{key:?}"),
         format!("PlaintextKey(\"forg_live_…{last4}\")")
     );
-    let families = KeyFamilies::default();
+    let families = KeyFamilies::builtin();
     let parsed = families.parse(secret).unwrap();
     let debug = format!("{parsed:?}");
     assert!(!debug.contains(&secret["forg_live_".len()..]), "{debug}");
@@ -246,13 +246,13 @@ fn overlapping_prefixes_are_refused() {
         .build()
         .unwrap();
     assert_eq!(
-        KeyFamilies::default().with(forg),
+        KeyFamilies::builtin().with(forg),
         Err(FamilyError::OverlappingPrefix("forg_".to_owned()))
     );
     let fos_x = KeyFamily::builder("fos_x_", Environment::Live)
         .build()
         .unwrap();
-    assert!(KeyFamilies::default().with(fos_x).is_err());
+    assert!(KeyFamilies::builtin().with(fos_x).is_err());
     let only = KeyFamilies::only([KeyFamily::FOS]).unwrap();
     assert!(only.parse(&format!("forg_live_{HEX32}")).is_err());
     assert!(KeyFamilies::only([]).is_err());
@@ -266,7 +266,7 @@ fn base62_family_round_trips() {
         .generated_len(40)
         .build()
         .unwrap();
-    let families = KeyFamilies::default().with(family.clone()).unwrap();
+    let families = KeyFamilies::builtin().with(family.clone()).unwrap();
     for _ in 0..100 {
         let key = family.generate().unwrap();
         assert_eq!(key.expose_secret().len(), "acme_sk_".len() + 40);
@@ -331,7 +331,7 @@ fn checksummed_families_refuse_every_one_character_change() {
     let mut changed = plain.expose_secret().to_owned();
     let last = changed.pop().unwrap();
     changed.push(if last == '0' { '1' } else { '0' });
-    assert!(KeyFamilies::default().parse(&changed).is_ok());
+    assert!(KeyFamilies::builtin().parse(&changed).is_ok());
 }
 
 /// The regular expressions the README documents for secret scanners, one per family,

@@ -156,6 +156,15 @@ async fn the_default_policy_accepts_no_family_until_one_is_registered() {
             "{family:?}: {refused:?}"
         );
     }
+    // An empty set parses nothing; a family added to it parses its keys.
+    let families = KeyFamilies::default();
+    assert!(families
+        .parse("forg_live_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d")
+        .is_err());
+    let families = families.with(KeyFamily::FORG_TEST).unwrap();
+    assert!(families
+        .parse("forg_test_a3f9e2c1b84d7f6e0a2c1d8e9f0b3c4d")
+        .is_ok());
     let forg = MemoryKeyStore::<PhotoScope>::new().with_policy(forg::key_policy());
     for family in [KeyFamily::FORG_LIVE, KeyFamily::FORG_TEST, KeyFamily::FOS] {
         assert!(forg
