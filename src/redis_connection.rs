@@ -333,13 +333,14 @@ mod tests {
     use crate::store::redis::scripts;
 
     /// Every Lua script the crate runs, by name.
-    const SCRIPTS: [(&str, &str); 8] = [
+    const SCRIPTS: [(&str, &str); 9] = [
         ("ISSUE", scripts::ISSUE),
         ("REVOKE", scripts::REVOKE),
         ("DELETE", scripts::DELETE),
         ("PURGE", scripts::PURGE),
         ("SET_DISABLED", scripts::SET_DISABLED),
         ("TOUCH", scripts::TOUCH),
+        ("REPLACE", scripts::REPLACE),
         ("GCRA", crate::rate_limit::redis::GCRA),
         ("CHARGE", crate::usage::redis::CHARGE),
     ];

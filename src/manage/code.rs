@@ -15,7 +15,7 @@ crate::support::table_enum! {
     ///
     /// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
     /// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
-    /// assert_eq!(ApiCode::ALL.len(), 9);
+    /// assert_eq!(ApiCode::ALL.len(), 13);
     /// ```
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     #[non_exhaustive]
@@ -32,6 +32,15 @@ crate::support::table_enum! {
         KeyLimitReached,
         /// 409 `conflict`: a concurrent change won; try again.
         Conflict,
+        /// 409 `key_not_changeable`: the key is revoked or expired; only an active or
+        /// disabled key is updated in place.
+        KeyNotChangeable,
+        /// 412 `precondition_failed`: `If-Match` names a version the key is no longer at.
+        PreconditionFailed,
+        /// 428 `precondition_required`: this API updates keys only with `If-Match`.
+        PreconditionRequired,
+        /// 501 `not_implemented`: the key store cannot do this (it predates the operation).
+        NotImplemented,
         /// 413 `payload_too_large`: the body is over the limit.
         PayloadTooLarge,
         /// 415 `unsupported_media_type`: the body is not `application/json`.
@@ -52,9 +61,13 @@ impl ApiCode {
             // Said with the policy's number where it is known (`ApiError::from(ManageError)`).
             Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached",      "Key limit reached. Delete unused keys before creating new ones."),
             Self::Conflict =>             (StatusCode::CONFLICT,               "conflict",               "Try again"),
+            Self::KeyNotChangeable =>     (StatusCode::CONFLICT,               "key_not_changeable",     "A revoked or expired key cannot be changed"),
+            Self::PreconditionFailed =>   (StatusCode::PRECONDITION_FAILED,    "precondition_failed",    "The key changed since you read it: read it again and retry with its new ETag"),
+            Self::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED,  "precondition_required",  "Send If-Match with the key's ETag (from GET /keys/{id})"),
             Self::PayloadTooLarge =>      (StatusCode::PAYLOAD_TOO_LARGE,      "payload_too_large",      "The body is over the limit"),
             Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Expected `Content-Type: application/json`"),
             Self::ValidationFailed =>     (StatusCode::UNPROCESSABLE_ENTITY,   "validation_failed",      "Validation failed"),
+            Self::NotImplemented =>       (StatusCode::NOT_IMPLEMENTED,        "not_implemented",        "This key store cannot do that"),
         }
     }
 

@@ -120,6 +120,10 @@ impl From<ManageError> for ApiError {
                 "no key family of this environment is accepted here",
             )]),
             ManageError::Duplicate => Self::from_code(ApiCode::Conflict),
+            ManageError::VersionMismatch { .. } => Self::from_code(ApiCode::PreconditionFailed),
+            ManageError::NotChangeable(_) => Self::from_code(ApiCode::KeyNotChangeable),
+            ManageError::Invalid { field, reason } => Self::invalid([(field, reason)]),
+            ManageError::Unsupported(_) => Self::from_code(ApiCode::NotImplemented),
             ManageError::Generate(_) | ManageError::Store(_) => {
                 Self::unavailable("Key management is temporarily unavailable")
             }

@@ -5,7 +5,13 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, ManageError, NewKey, StoreError};
+use super::{
+    IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, KeyUpdate, ManageError, NewKey, StoreError,
+    StoreErrorKind,
+};
+
+/// How often an unconditional update reads the key again after a concurrent change.
+const UPDATE_ATTEMPTS: usize = 8;
 
 /// Fails with [`ManageError::PlanRequired`] when the policy's plans refuse.
 async fn plan_allows(
@@ -139,12 +145,13 @@ impl<S: crate::scope::Scope> Insert<S> {
     }
 }
 
-/// The key lifecycle: issue (plaintext shown once), get, list, revoke, rotate, delete and
-/// last use, for any backend.
+/// The key lifecycle: issue (plaintext shown once), get, list, update in place, revoke,
+/// rotate, delete and last use, for any backend.
 ///
 /// A backend implements the primitives ([`insert`](Self::insert), [`get`](Self::get),
 /// [`records_of`](Self::records_of), [`revoke_at`](Self::revoke_at),
-/// [`set_disabled`](Self::set_disabled), [`delete`](Self::delete), [`touch`](Self::touch)),
+/// [`set_disabled`](Self::set_disabled), [`replace`](Self::replace),
+/// [`delete`](Self::delete), [`touch`](Self::touch)),
 /// each atomic on its own; issuing, rotation, the owner limit, the family and plan checks
 /// are the provided methods, the same for every store. The policy (families, owner limit,
 /// clock, plans) is the store's
@@ -221,6 +228,82 @@ pub trait ManageKeys: KeyStore {
         id: &KeyId,
         at: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores `record`'s settings (name, scopes, expiry, metadata, allowed networks,
+    /// rate-limit overrides) over key `record.id()` if the stored version is `expected`,
+    /// and makes the version `expected + 1`, atomically; every lookup through this store
+    /// sees the change once this returns (as for a revocation). Called by
+    /// [`update`](Self::update), which checks the rules first.
+    ///
+    /// The default answers [`ManageError::Unsupported`]: a store written before updates
+    /// existed keeps compiling, and its keys cannot be updated in place.
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::VersionMismatch`] when the stored version
+    /// is another, [`ManageError::Store`].
+    fn replace(
+        &self,
+        record: KeyRecord<Self::Scope>,
+        expected: u64,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send {
+        let _ = (record, expected);
+        std::future::ready(Err(ManageError::Unsupported("update keys in place")))
+    }
+
+    /// Changes key `id`'s settings in place (see [`KeyUpdate`]): scopes only narrow, the
+    /// expiry stays within the policy's lifetime; a revoked or expired key is not changed.
+    /// Conditional on [`KeyUpdate::if_version`] when set; otherwise a concurrent change
+    /// makes it read the key again and re-check. An update that changes nothing writes
+    /// nothing (the version stays).
+    ///
+    /// # Errors
+    /// [`ManageError::NotFound`], [`ManageError::VersionMismatch`],
+    /// [`ManageError::NotChangeable`], [`ManageError::Invalid`],
+    /// [`ManageError::Unsupported`], [`ManageError::Store`].
+    fn update<'a>(
+        &'a self,
+        id: &'a KeyId,
+        update: KeyUpdate<Self::Scope>,
+    ) -> impl Future<Output = Result<Arc<KeyRecord<Self::Scope>>, ManageError>> + Send + 'a {
+        async move {
+            let policy = self.policy();
+            for _ in 0..UPDATE_ATTEMPTS {
+                let now = policy.now();
+                let current = self
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| ManageError::NotFound(id.clone()))?;
+                if let Some(expected) = update.required_version() {
+                    if current.version() != expected {
+                        return Err(ManageError::VersionMismatch {
+                            id: id.clone(),
+                            expected,
+                        });
+                    }
+                }
+                if !matches!(
+                    current.status_at(now),
+                    KeyStatus::Active | KeyStatus::Disabled
+                ) {
+                    return Err(ManageError::NotChangeable(id.clone()));
+                }
+                let changed = update.apply(&current, policy, now)?;
+                if changed == *current {
+                    return Ok(current);
+                }
+                match self.replace(changed, current.version()).await {
+                    Err(ManageError::VersionMismatch { .. })
+                        if update.required_version().is_none() => {}
+                    written => return written,
+                }
+            }
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the key kept changing while updating; try again",
+            )
+            .into())
+        }
+    }
 
     /// Deletes `owner`'s records that stopped authenticating (see
     /// [`KeyRecord::refused_since`]) before `before`; answers how many. Called by

@@ -8,6 +8,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
+use super::update::{next_version, with_settings_of};
 use super::{
     Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
     ManageKeys, Revocation, StoreError,
@@ -215,7 +216,7 @@ impl<S: Scope> MemoryKeyStore<S> {
     }
 
     fn revoke_now(&self, id: &KeyId, revocation: Revocation) -> Option<Arc<KeyRecord<S>>> {
-        self.update(id, |record| revocation.apply(record))
+        self.update(id, |record| revocation.apply(record).map(next_version))
     }
 
     fn remove(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {
@@ -324,10 +325,28 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
             (record.disabled() != disabled).then(|| {
                 let mut changed = record.clone();
                 changed.set_disabled(disabled);
-                changed
+                next_version(changed)
             })
         })
         .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn replace(
+        &self,
+        record: KeyRecord<S>,
+        expected: u64,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let id = record.id().clone();
+        let mut stale = false;
+        let changed = self.update(&id, |current| {
+            stale = current.version() != expected;
+            (!stale).then(|| with_settings_of(current, &record))
+        });
+        match changed {
+            Some(_) if stale => Err(ManageError::VersionMismatch { id, expected }),
+            Some(changed) => Ok(changed),
+            None => Err(ManageError::NotFound(id)),
+        }
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {

@@ -49,6 +49,7 @@ mod record;
 pub(crate) mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
+mod update;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -69,6 +70,7 @@ pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 pub use sql::PgRevocationListener;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::{InvalidTableName, SqlDatabase, SqlKeyStore};
+pub use update::KeyUpdate;
 
 use crate::key::{Environment, GenerateError, KeyDigest, KeyHasher};
 use crate::scope::Scope;
@@ -258,4 +260,26 @@ pub enum ManageError {
     /// The backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key is no longer at the version an update required (HTTP 412): read it again.
+    #[error("key `{id}` changed since version {expected}")]
+    VersionMismatch {
+        /// The key.
+        id: KeyId,
+        /// The version the update required.
+        expected: u64,
+    },
+    /// A revoked or expired key cannot be changed in place (a disabled one can).
+    #[error("key `{0}` is revoked or expired")]
+    NotChangeable(KeyId),
+    /// A setting breaks a rule of the lifecycle (a widened scope, an expiry in the past).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The setting, as the management API names it.
+        field: &'static str,
+        /// Why, in words for a client.
+        reason: &'static str,
+    },
+    /// The store does not implement this operation.
+    #[error("this store cannot {0}")]
+    Unsupported(&'static str),
 }

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use super::CachedKeyStore;
 use crate::store::{Insert, KeyId, KeyRecord, ManageError, ManageKeys, Revocation, StoreError};
 
-/// Every call goes to the inner store; a call that changes whether a key is accepted
-/// (revoking, replacing, deleting) forgets the key here before it returns, so the next
-/// request on this instance gets 401.
+/// Every call goes to the inner store; a call that changes what a key is accepted for
+/// (revoking, disabling, updating, rotating with a revocation, deleting) forgets the key
+/// here before it returns, so the next request on this instance sees the change.
 impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
     async fn insert(
         &self,
@@ -50,6 +50,18 @@ impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
         let changed = self.inner.set_disabled(id, disabled).await;
         self.invalidate(id).await;
         changed
+    }
+
+    async fn replace(
+        &self,
+        record: KeyRecord<St::Scope>,
+        expected: u64,
+    ) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {
+        let id = record.id().clone();
+        let replaced = self.inner.replace(record, expected).await;
+        // A narrowed scope or a new network list takes effect on the next request here.
+        self.invalidate(&id).await;
+        replaced
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<St::Scope>>, ManageError> {

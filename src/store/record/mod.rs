@@ -80,6 +80,8 @@ pub struct KeyRecord<S: Scope> {
     revoked_at: At,
     last_used_at: At,
     rare: Option<Box<Rare>>,
+    // Bumped by every change but a use: what an `ETag` names.
+    version: u64,
     // The hint's last characters (zero bytes after them), when the hint is `prefix…tail`.
     hint_tail: [u8; 4],
     environment: Environment,
@@ -186,6 +188,7 @@ impl<S: Scope> KeyRecord<S> {
             revoked_at: At::NONE,
             last_used_at: At::NONE,
             rare: None,
+            version: 0,
             hint_tail: [0; 4],
             environment: family.environment(),
             revoked: false,
@@ -401,6 +404,19 @@ impl<S: Scope> KeyRecord<S> {
         self.rare_mut(own, |rare| rare.lineage = (!own).then_some(lineage));
     }
 
+    /// The record's version: 0 when issued, one more after each change a store makes to
+    /// it (an update, a revocation, disabling or enabling; never a use). The management
+    /// API's `ETag`.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Sets the version (a store reading its own form).
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
     #[inline]
     fn rare(&self) -> &Rare {
         self.rare.as_deref().unwrap_or(&NO_RARE)
@@ -472,6 +488,7 @@ impl<S: Scope> fmt::Debug for KeyRecord<S> {
             .field("last_used_at", &self.last_used_at())
             .field("rate_limits", self.rate_limits())
             .field("lineage", self.lineage())
+            .field("version", &self.version)
             .finish()
     }
 }

@@ -40,6 +40,12 @@ struct WireOut<'a, S: Scope> {
     rate_limits: &'a BTreeMap<ClassName, Quota>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lineage: Option<&'a KeyId>,
+    #[serde(skip_serializing_if = "is_zero")]
+    version: u64,
+}
+
+fn is_zero(version: &u64) -> bool {
+    *version == 0
 }
 
 /// The serde form, read.
@@ -74,6 +80,8 @@ struct WireIn<S: Scope> {
     rate_limits: BTreeMap<ClassName, Quota>,
     #[serde(default)]
     lineage: Option<KeyId>,
+    #[serde(default)]
+    version: u64,
 }
 
 impl<S: Scope> Serialize for KeyRecord<S> {
@@ -97,6 +105,7 @@ impl<S: Scope> Serialize for KeyRecord<S> {
             last_used_at: self.last_used_at(),
             rate_limits: self.rate_limits(),
             lineage: self.rare().lineage.as_ref(),
+            version: self.version,
         }
         .serialize(serializer)
     }
@@ -117,6 +126,7 @@ impl<'de, S: Scope> Deserialize<'de> for KeyRecord<S> {
             revoked_at: At::from_option(wire.revoked_at),
             last_used_at: At::from_option(wire.last_used_at),
             rare: None,
+            version: wire.version,
             hint_tail: [0; 4],
             environment: wire.environment,
             revoked: wire.revoked,

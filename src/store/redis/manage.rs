@@ -3,8 +3,8 @@
 
 use super::*;
 
-/// Issue (with the owner limit and a rotation's revocation), revoke, delete and last use
-/// each run as one Lua script: atomic, with no race between instances. Revocations and
+/// Issue (with the owner limit and a rotation's revocation), update, revoke, delete and
+/// last use each run as one Lua script: atomic, with no race between instances. Revocations and
 /// deletions are published for [`RevocationListener`].
 impl<S: Scope> ManageKeys for RedisKeyStore<S> {
     async fn insert(&self, insert: Insert<S>) -> Result<Arc<KeyRecord<S>>, ManageError> {
@@ -154,6 +154,50 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
         self.get(id)
             .await?
             .ok_or_else(|| ManageError::NotFound(id.clone()))
+    }
+
+    async fn replace(
+        &self,
+        record: KeyRecord<S>,
+        expected: u64,
+    ) -> Result<Arc<KeyRecord<S>>, ManageError> {
+        let id = record.id().clone();
+        // The state beside the settings lives in its own hash fields, which the script
+        // keeps: the JSON carries none of it, so an old read cannot bring it back.
+        let mut settings = record;
+        settings.set_revoked(false);
+        settings.set_revoked_at(None);
+        settings.set_disabled(false);
+        settings.set_last_used_at(None);
+        settings.set_version(0);
+        let json = serde_json::to_string(&settings)
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, e))?;
+        let digest = settings.digest().to_string();
+        let mut connection = self.connection.clone();
+        let outcome: i64 = self
+            .scripts
+            .replace
+            .key(self.id_key(id.as_str()))
+            .key(self.record_key(&digest))
+            .key(self.refused_key(settings.owner()))
+            .arg(&digest)
+            .arg(expected)
+            .arg(&json)
+            .arg(self.revocation_channel())
+            .arg(id.as_str())
+            .arg(millis(self.policy.now()))
+            .arg(self.retention_ms())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        match outcome {
+            1 => self
+                .get(&id)
+                .await?
+                .ok_or_else(|| ManageError::NotFound(id.clone())),
+            -1 => Err(ManageError::VersionMismatch { id, expected }),
+            _ => Err(ManageError::NotFound(id)),
+        }
     }
 
     async fn delete(&self, id: &KeyId) -> Result<Arc<KeyRecord<S>>, ManageError> {

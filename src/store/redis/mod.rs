@@ -20,7 +20,7 @@ mod manage;
 pub(crate) mod scripts;
 
 pub use listener::RevocationListener;
-use scripts::{DELETE, ISSUE, PURGE, REVOKE, SET_DISABLED, TOUCH};
+use scripts::{DELETE, ISSUE, PURGE, REPLACE, REVOKE, SET_DISABLED, TOUCH};
 
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -82,6 +82,7 @@ struct Scripts {
     delete: Script,
     touch: Script,
     purge: Script,
+    replace: Script,
 }
 
 impl<S: Scope> RedisKeyStore<S> {
@@ -109,6 +110,7 @@ impl<S: Scope> RedisKeyStore<S> {
                 delete: Script::new(DELETE),
                 touch: Script::new(TOUCH),
                 purge: Script::new(PURGE),
+                replace: Script::new(REPLACE),
             }),
             scope: PhantomData,
         }
@@ -188,8 +190,8 @@ impl<S: Scope> RedisKeyStore<S> {
         let corrupt =
             |what: &str| StoreError::new(StoreErrorKind::Other, format!("corrupt {what}"));
         let mut record: Option<KeyRecord<S>> = None;
-        let (mut revoked_at, mut last_used_at, mut revoked, mut disabled) =
-            (None, None, false, false);
+        let (mut revoked_at, mut last_used_at, mut revoked, mut disabled, mut version) =
+            (None, None, false, false, None);
         for (field, value) in fields {
             match field.as_str() {
                 "record" => {
@@ -204,6 +206,8 @@ impl<S: Scope> RedisKeyStore<S> {
                 "disabled" if value == "1" => disabled = true,
                 "disabled" => return Err(corrupt("disabled")),
                 "last_used_at" => last_used_at = value.parse::<u64>().ok(),
+                // Fail closed: an `If-Match` must never match a version that cannot be read.
+                "version" => version = Some(value.parse::<u64>().map_err(|_| corrupt("version"))?),
                 _ => {}
             }
         }
@@ -217,6 +221,9 @@ impl<S: Scope> RedisKeyStore<S> {
             }
             record.set_revoked(record.revoked() || revoked);
             record.set_disabled(record.disabled() || disabled);
+            if let Some(version) = version {
+                record.set_version(version);
+            }
             Arc::new(record)
         }))
     }

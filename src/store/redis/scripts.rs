@@ -104,6 +104,7 @@ if old then
     redis.call('HSET', old, 'revoked_at', ARGV[7])
   end
   if ARGV[8] == '1' then redis.call('HSET', old, 'revoked', '1') end
+  redis.call('HINCRBY', old, 'version', 1)
   refused(ARGV[6], tonumber(ARGV[7]))
   expire(old, old_id)
   redis.call('PUBLISH', ARGV[9], ARGV[6])
@@ -111,7 +112,8 @@ end
 return 1
 ";
 
-/// Sets `revoked_at` (earlier wins) and, for an immediate revocation, `revoked`, and tells
+/// Sets `revoked_at` (earlier wins) and, for an immediate revocation, `revoked` (one
+/// version on when either changes), and tells
 /// every instance; the record and its id key expire retention after the revocation (or
 /// the expiry, if earlier). KEYS: id key, record hash, the owner's refused set. ARGV:
 /// digest, revocation time (ms), channel, id, "1" when immediate, now (ms), retention
@@ -120,12 +122,18 @@ pub(crate) const REVOKE: &str = r"
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local key = KEYS[2]
+local changed = false
 local current = tonumber(redis.call('HGET', key, 'revoked_at'))
 if current == nil or current > tonumber(ARGV[2]) then
   redis.call('HSET', key, 'revoked_at', ARGV[2])
   current = tonumber(ARGV[2])
+  changed = true
 end
-if ARGV[5] == '1' then redis.call('HSET', key, 'revoked', '1') end
+if ARGV[5] == '1' and redis.call('HGET', key, 'revoked') ~= '1' then
+  redis.call('HSET', key, 'revoked', '1')
+  changed = true
+end
+if changed then redis.call('HINCRBY', key, 'version', 1) end
 local record = cjson.decode(redis.call('HGET', key, 'record'))
 local score = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[4]))
 if score == nil or current < score then
@@ -184,17 +192,20 @@ end
 return purged
 ";
 
-/// Sets (`"1"`) or clears the `disabled` field and tells every instance. KEYS: id key,
+/// Sets (`"1"`) or clears the `disabled` field (one version on when it changes) and tells
+/// every instance. KEYS: id key,
 /// record hash. ARGV: digest, "1" or "0", channel, id. Returns 1, or 0 when the id names
 /// no record.
 pub(crate) const SET_DISABLED: &str = r"
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local was = redis.call('HGET', KEYS[2], 'disabled') == '1'
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[2], 'disabled', '1')
 else
   redis.call('HDEL', KEYS[2], 'disabled')
 end
+if was ~= (ARGV[2] == '1') then redis.call('HINCRBY', KEYS[2], 'version', 1) end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
@@ -208,5 +219,42 @@ local current = tonumber(redis.call('HGET', KEYS[2], 'last_used_at'))
 if current == nil or current < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[2], 'last_used_at', ARGV[2])
 end
+return 1
+";
+
+/// Replaces a record's settings (its `record` JSON, written by the client with the state
+/// fields that live beside it cleared) when its `version` is the expected one, makes the
+/// version one more, files the record in the owner's refused set by its new expiry (or
+/// takes it out), sets or clears the TTL that follows from it, and tells every instance.
+/// KEYS: id key, record hash, the owner's refused set. ARGV: digest, expected version,
+/// record JSON, channel, id, now (ms), retention (ms, or "" to keep forever). Returns 1,
+/// 0 when the id names no record, -1 when the version is another.
+pub(crate) const REPLACE: &str = r"
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local version = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+if version ~= tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[2], 'record', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'version', 1)
+local dead = tonumber(redis.call('HGET', KEYS[2], 'revoked_at'))
+local expires = cjson.decode(ARGV[3]).expires_at
+if type(expires) == 'number' and (dead == nil or expires < dead) then dead = expires end
+if dead == nil then
+  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('ZADD', KEYS[3], string.format('%.0f', dead), ARGV[5])
+  local retention = tonumber(ARGV[7])
+  if retention then
+    local ttl = string.format('%.0f', math.max(dead + retention - tonumber(ARGV[6]), 1000))
+    redis.call('PEXPIRE', KEYS[2], ttl)
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  else
+    redis.call('PERSIST', KEYS[2])
+    redis.call('PERSIST', KEYS[1])
+  end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";

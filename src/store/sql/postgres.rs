@@ -11,10 +11,16 @@ impl super::private::Sealed for Postgres {}
 
 impl SqlDatabase for Postgres {
     const MIGRATION: &'static str = include_str!("../../../migrations/postgres/0001_api_keys.sql");
-    const UPGRADES: &'static [(&'static str, &'static str)] = &[(
-        "lineage",
-        include_str!("../../../migrations/postgres/0002_lineage.sql"),
-    )];
+    const UPGRADES: &'static [(&'static str, &'static str)] = &[
+        (
+            "lineage",
+            include_str!("../../../migrations/postgres/0002_lineage.sql"),
+        ),
+        (
+            "version",
+            include_str!("../../../migrations/postgres/0003_version.sql"),
+        ),
+    ];
     const LEAST: &'static str = "LEAST";
 }
 

@@ -15,6 +15,7 @@ pub(crate) struct Queries {
     pub(crate) insert: String,
     pub(crate) revoke: String,
     pub(crate) set_disabled: String,
+    pub(crate) replace: String,
     pub(crate) delete: String,
     pub(crate) touch: String,
     pub(crate) purge_owner: String,
@@ -29,7 +30,10 @@ pub(crate) struct Queries {
 /// schedule, with no task to spawn.
 pub(crate) const SWEEP_EVERY: u64 = 1024;
 
+/// The columns an insert writes (the version starts at the column's default, 0).
 const COLUMNS: &str = "id, digest, owner, name, prefix, environment, hint, scopes, rate_limits, created_at, expires_at, revoked_at, revoked, disabled, metadata, allowed_networks, last_used_at, lineage";
+/// The columns a select reads.
+const SELECTED: &str = "id, digest, owner, name, prefix, environment, hint, scopes, rate_limits, created_at, expires_at, revoked_at, revoked, disabled, metadata, allowed_networks, last_used_at, lineage, version";
 
 impl Queries {
     pub(crate) fn new<DB: SqlDatabase>(schema: Option<&str>, bare: &str) -> Self {
@@ -39,9 +43,9 @@ impl Queries {
         };
         let least = DB::LEAST;
         Self {
-            by_digest: format!("SELECT {COLUMNS} FROM {table} WHERE digest = $1"),
-            by_id: format!("SELECT {COLUMNS} FROM {table} WHERE id = $1"),
-            by_owner: format!("SELECT {COLUMNS} FROM {table} WHERE owner = $1"),
+            by_digest: format!("SELECT {SELECTED} FROM {table} WHERE digest = $1"),
+            by_id: format!("SELECT {SELECTED} FROM {table} WHERE id = $1"),
+            by_owner: format!("SELECT {SELECTED} FROM {table} WHERE owner = $1"),
             count_active: format!(
                 "SELECT prefix FROM {table} WHERE owner = $1 AND id <> $3 AND NOT revoked
                    AND (revoked_at IS NULL OR revoked_at > $2)
@@ -50,11 +54,21 @@ impl Queries {
             insert: format!(
                 "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING"
             ),
-            // The earlier time wins; an immediate revocation sets `revoked`.
+            // The earlier time wins; an immediate revocation sets `revoked`; the version
+            // moves when either changes (SET reads the row as it was).
             revoke: format!(
-                "UPDATE {table} SET revoked_at = {least}(coalesce(revoked_at, $2), $2), revoked = (revoked OR $3) WHERE id = $1"
+                "UPDATE {table} SET revoked_at = {least}(coalesce(revoked_at, $2), $2), revoked = (revoked OR $3),
+                   version = version + CASE WHEN revoked_at <= $2 AND (revoked OR NOT $3) THEN 0 ELSE 1 END
+                 WHERE id = $1"
             ),
-            set_disabled: format!("UPDATE {table} SET disabled = $2 WHERE id = $1"),
+            set_disabled: format!(
+                "UPDATE {table} SET disabled = $2, version = version + CASE WHEN disabled = $2 THEN 0 ELSE 1 END WHERE id = $1"
+            ),
+            replace: format!(
+                "UPDATE {table} SET name = $2, scopes = $3, expires_at = $4, metadata = $5, allowed_networks = $6,
+                   rate_limits = $7, version = version + 1
+                 WHERE id = $1 AND version = $8"
+            ),
             delete: format!("DELETE FROM {table} WHERE id = $1"),
             touch: format!(
                 "UPDATE {table} SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"

@@ -28,6 +28,7 @@ pub(crate) struct Row {
     pub(crate) last_used_at: Option<i64>,
     /// `None`: the key is the first of its rotation chain.
     pub(crate) lineage: Option<String>,
+    pub(crate) version: i64,
 }
 
 pub(crate) fn millis(t: SystemTime) -> i64 {
@@ -70,6 +71,7 @@ impl Row {
             last_used_at: record.last_used_at().map(millis),
             lineage: (record.lineage() != record.id())
                 .then(|| record.lineage().as_str().to_owned()),
+            version: i64::try_from(record.version()).unwrap_or(i64::MAX),
         })
     }
 
@@ -117,6 +119,7 @@ impl Row {
         if let Some(lineage) = self.lineage {
             record.set_lineage(KeyId::new(lineage).map_err(|_| corrupt("lineage"))?);
         }
+        record.set_version(u64::try_from(self.version).map_err(|_| corrupt("version"))?);
         Ok(record)
     }
 }

@@ -10,10 +10,16 @@ impl super::private::Sealed for Sqlite {}
 
 impl SqlDatabase for Sqlite {
     const MIGRATION: &'static str = include_str!("../../../migrations/sqlite/0001_api_keys.sql");
-    const UPGRADES: &'static [(&'static str, &'static str)] = &[(
-        "lineage",
-        include_str!("../../../migrations/sqlite/0002_lineage.sql"),
-    )];
+    const UPGRADES: &'static [(&'static str, &'static str)] = &[
+        (
+            "lineage",
+            include_str!("../../../migrations/sqlite/0002_lineage.sql"),
+        ),
+        (
+            "version",
+            include_str!("../../../migrations/sqlite/0003_version.sql"),
+        ),
+    ];
     const LEAST: &'static str = "min";
 }
 

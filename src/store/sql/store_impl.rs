@@ -262,6 +262,32 @@ macro_rules! impl_sql_store {
                 self.record_of(id).await
             }
 
+            async fn replace(
+                &self,
+                record: $crate::store::KeyRecord<S>,
+                expected: u64,
+            ) -> Result<std::sync::Arc<$crate::store::KeyRecord<S>>, $crate::store::ManageError> {
+                let row = super::row::Row::of(&record)?;
+                let id = record.id();
+                let version = i64::try_from(expected).unwrap_or(i64::MAX);
+                let changed = self
+                    .change(&self.queries.replace, id, |q| {
+                        q.bind(row.name)
+                            .bind(row.scopes)
+                            .bind(row.expires_at)
+                            .bind(row.metadata)
+                            .bind(row.allowed_networks)
+                            .bind(row.rate_limits)
+                            .bind(version)
+                    })
+                    .await?;
+                let current = self.record_of(id).await?;
+                if changed == 0 {
+                    return Err($crate::store::ManageError::VersionMismatch { id: id.clone(), expected });
+                }
+                Ok(current)
+            }
+
             async fn delete(
                 &self,
                 id: &$crate::store::KeyId,

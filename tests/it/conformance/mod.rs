@@ -1,10 +1,14 @@
 //! One lifecycle suite for every store: issue, get, list, revoke, rotate, expiry, the
-//! per-owner limit under concurrency, delete, last use and hostile ids, on a fake clock.
+//! per-owner limit under concurrency, delete, last use, hostile ids and updates in place
+//! (`update.rs`), on a fake clock.
 //!
 //! A test binary instantiates it with `conformance_suite!(fixture)`, where the fixture
 //! builds fresh, empty stores under a given policy; every store of the crate (memory,
 //! cached memory, Redis, cached Redis, PostgreSQL, SQLite) runs the same tests.
 #![allow(dead_code)]
+
+mod update;
+pub use update::*;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -60,6 +64,13 @@ macro_rules! conformance_suite {
             unknown_and_hostile_ids_are_not_found,
             records_refused_past_retention_are_deleted,
             login_history_leaves_only_live_sessions,
+            update_changes_settings_in_place_and_moves_the_version,
+            every_change_but_a_use_moves_the_version,
+            a_stale_version_and_a_wider_scope_are_refused,
+            the_expiry_stays_within_the_maximum_lifetime,
+            concurrent_conditional_updates_exactly_one_wins,
+            concurrent_narrowings_never_widen,
+            a_new_expiry_moves_the_record_in_and_out_of_retention,
         );
     };
     (@tests $fixture:expr; $($test:ident),* $(,)?) => {
