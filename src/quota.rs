@@ -68,6 +68,33 @@ impl Quota {
         Duration::from_secs(self.window_secs.get() as u64)
     }
 
+    /// Whether this quota allows no more than `other`: no more requests at once, and none
+    /// faster over time (exact, in whole numbers).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use tower_api_key::rate_limit::Quota;
+    ///
+    /// let per_minute = |n| Quota::per_minute(NonZeroU32::new(n).unwrap());
+    /// assert!(per_minute(10).at_most(&per_minute(60)));
+    /// assert!(!per_minute(61).at_most(&per_minute(60)));
+    /// // 60 per minute as 1 per second: as fast, but a burst of 60 is more than 1.
+    /// let per_second = Quota::new(NonZeroU32::MIN, NonZeroU32::MIN);
+    /// assert!(per_second.at_most(&per_minute(60)));
+    /// assert!(!per_minute(60).at_most(&per_second));
+    /// ```
+    pub fn at_most(&self, other: &Self) -> bool {
+        let (requests, window) = (
+            u64::from(self.requests.get()),
+            u64::from(self.window_secs.get()),
+        );
+        let (other_requests, other_window) = (
+            u64::from(other.requests.get()),
+            u64::from(other.window_secs.get()),
+        );
+        requests <= other_requests && requests * other_window <= other_requests * window
+    }
+
     /// The time one request takes to earn back: `window / requests`.
     pub(crate) fn interval(&self) -> Duration {
         self.window() / self.requests.get()

@@ -1,11 +1,13 @@
 //! [`KeysApi`]: the management API's settings (which store, who may call it, what it
 //! serves besides keys).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use super::ApiCode;
 use crate::activity::{ActivityStore, UsageHistory};
+use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::store::ManageKeys;
 
 /// The management API over `St`; see the [module docs](super).
@@ -17,6 +19,9 @@ pub struct KeysApi<St: ManageKeys> {
     pub(super) body_limit: usize,
     /// The application's words for some of the API's own refusals.
     pub(super) messages: Arc<Vec<(ApiCode, String)>>,
+    /// The classes whose quotas a caller may lower per key, by name.
+    pub(super) rate_classes: Arc<BTreeMap<ClassName, Quota>>,
+    pub(super) if_match_required: bool,
 }
 
 impl<St: ManageKeys> Clone for KeysApi<St> {
@@ -28,6 +33,8 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             history: self.history.clone(),
             body_limit: self.body_limit,
             messages: Arc::clone(&self.messages),
+            rate_classes: Arc::clone(&self.rate_classes),
+            if_match_required: self.if_match_required,
         }
     }
 }
@@ -37,6 +44,8 @@ impl<St: ManageKeys> fmt::Debug for KeysApi<St> {
         f.debug_struct("KeysApi")
             .field("keys_with", &self.keys_with)
             .field("body_limit", &self.body_limit)
+            .field("rate_classes", &self.rate_classes)
+            .field("if_match_required", &self.if_match_required)
             .finish_non_exhaustive()
     }
 }
@@ -51,6 +60,8 @@ impl<St: ManageKeys> KeysApi<St> {
             history: None,
             body_limit: 16 * 1024,
             messages: Arc::default(),
+            rate_classes: Arc::default(),
+            if_match_required: false,
         }
     }
 
@@ -99,6 +110,41 @@ impl<St: ManageKeys> KeysApi<St> {
     #[must_use]
     pub fn usage(mut self, history: impl UsageHistory) -> Self {
         self.history = Some(Arc::new(history));
+        self
+    }
+
+    /// Lets callers lower a key's quota of each of `classes` with `PATCH /keys/{id}`
+    /// (`rate_limits`): never above the class's quota, or above the key's own override
+    /// where an operator set a higher one. Without it, a caller can only lower the
+    /// overrides a key already has.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_api_key::manage::KeysApi;
+    /// use tower_api_key::rate_limit::{ClassName, Quota, RateClass};
+    /// use tower_api_key::{ForgScope, MemoryKeyStore};
+    ///
+    /// const AI: RateClass = RateClass::per_key(ClassName::from_static("ai"), Quota::per_minute_const(60));
+    /// let api = KeysApi::new(Arc::new(MemoryKeyStore::<ForgScope>::new()))
+    ///     .rate_classes([AI]);
+    /// ```
+    #[must_use]
+    pub fn rate_classes(mut self, classes: impl IntoIterator<Item = RateClass>) -> Self {
+        let mut offered = (*self.rate_classes).clone();
+        offered.extend(
+            classes
+                .into_iter()
+                .map(|class| (class.name().clone(), class.quota())),
+        );
+        self.rate_classes = Arc::new(offered);
+        self
+    }
+
+    /// Updates keys only with `If-Match` (428 `precondition_required` without): no client
+    /// overwrites a change it has not seen. Without it, `If-Match` is honoured when sent.
+    #[must_use]
+    pub fn require_if_match(mut self) -> Self {
+        self.if_match_required = true;
         self
     }
 

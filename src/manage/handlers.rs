@@ -12,6 +12,7 @@ use axum::Json;
 use super::api::KeysApi;
 use super::authorisation::sees;
 use super::error::{ApiError, ApiJson};
+use super::fields::Fields;
 use super::views::{
     ActivityPage, CreateKey, IssuedKey, Key, KeyData, KeyList, Page, RotateKey, UsagePage,
     MAX_GRACE_SECONDS,
@@ -20,9 +21,7 @@ use crate::activity::UsageDay;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::RejectionKind;
-use crate::scope::ScopeSet;
-use crate::store::{is_plain_text, KeyId, KeyRecord, ManageError, ManageKeys, Metadata, NewKey};
-use crate::support::timestamp::Rfc3339;
+use crate::store::{KeyId, KeyRecord, ManageError, ManageKeys, NewKey};
 
 pub(super) async fn create<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,
@@ -33,54 +32,26 @@ pub(super) async fn create<St: ManageKeys>(
     let ApiJson(body) = body?;
     let policy = api.store.policy();
     let now = policy.now();
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || !is_plain_text(name) {
-        fields.push((
-            "name".into(),
-            "1 to 100 characters, no control, bidi or invisible characters".into(),
-        ));
-    }
+    let mut fields = Fields::default();
+    let name = fields.name(&body.name);
     let environment = match body.environment.as_str() {
         "live" => Some(Environment::Live),
         "test" => Some(Environment::Test),
         _ => {
-            fields.push(("environment".into(), "`live` or `test`".into()));
+            fields.wrong("environment", "`live` or `test`");
             None
         }
     };
-    let mut scopes = ScopeSet::<St::Scope>::empty();
-    for (index, name) in body.scopes.iter().enumerate() {
-        match name.parse::<ScopeSet<St::Scope>>() {
-            Ok(parsed) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
-                scopes = scopes.union(parsed)
-            }
-            _ => fields.push((
-                "scopes".into(),
-                // Never the value sent: which item, and what is expected.
-                format!("item {index} is not a known scope name (see the documented scopes)"),
-            )),
-        }
-    }
-    // The latest accepted is 9999-12-31T23:59:59Z, the last second RFC 3339 writes:
-    // later is 422, never an overflow.
-    let expires_at = body.expires_at.as_deref().and_then(Rfc3339::parse);
-    if body.expires_at.is_some() && expires_at.is_none_or(|at| at <= now) {
-        fields.push((
-            "expires_at".into(),
-            "an RFC 3339 time in the future, at most 9999-12-31T23:59:59Z".into(),
-        ));
-    }
-    let metadata = match Metadata::try_from(body.metadata) {
-        Ok(metadata) => Some(metadata),
-        Err(error) => {
-            fields.push(("metadata".into(), error.to_string()));
-            None
-        }
-    };
-    let (Some(environment), Some(metadata), true) = (environment, metadata, fields.is_empty())
-    else {
-        return Err(ApiError::invalid(fields));
+    let scopes = fields.scopes::<St::Scope>(&body.scopes);
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|text| fields.expires_at(text, now));
+    let metadata = fields.metadata(body.metadata);
+    fields.finish()?;
+    // Each `None` was named by `finish` already.
+    let (Some(name), Some(environment), Some(metadata)) = (name, environment, metadata) else {
+        return Err(ApiError::from_code(super::ApiCode::ValidationFailed));
     };
     if !caller_scopes.contains_all(scopes) {
         return Err(ApiError::of(
@@ -109,7 +80,7 @@ pub(super) async fn create<St: ManageKeys>(
     let mut new = NewKey::new(caller.owner(), name, &family)
         .scopes(scopes)
         .metadata(metadata);
-    if let Some(at) = expires_at {
+    if let Some(Some(at)) = expires_at {
         new = new.expires_at(at);
     }
     let key = api.store.issue(new).await?;
@@ -132,6 +103,16 @@ pub(super) async fn list<St: ManageKeys>(
     Ok(Json(KeyList { data }).into_response())
 }
 
+/// One key's view, with its version as the `ETag`.
+pub(super) fn one_key<S: crate::scope::Scope>(
+    record: &KeyRecord<S>,
+    policy: &crate::store::KeyPolicy,
+) -> Response {
+    let data = Key::of(record, policy);
+    let tag = super::views::etag(record);
+    ([(axum::http::header::ETAG, tag)], Json(KeyData { data })).into_response()
+}
+
 pub(super) async fn show<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,
     caller: Principal,
@@ -139,8 +120,7 @@ pub(super) async fn show<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     api.authorize(&caller)?;
     let record = api.owned(&caller, &id).await?;
-    let data = Key::of(&record, api.store.policy());
-    Ok(Json(KeyData { data }).into_response())
+    Ok(one_key(&record, api.store.policy()))
 }
 
 /// `action` on the caller's own key `id`, answering the record after it.
@@ -158,8 +138,7 @@ where
     api.authorize(caller)?;
     let record = api.owned(caller, id).await?;
     let changed = action(Arc::clone(&api.store), record.id().clone()).await?;
-    let data = Key::of(&changed, api.store.policy());
-    Ok(Json(KeyData { data }).into_response())
+    Ok(one_key(&changed, api.store.policy()))
 }
 
 pub(super) async fn revoke<St: ManageKeys>(

@@ -24,7 +24,8 @@
 //! |---|---|---|
 //! | `POST /keys` | issues a key: `name`, `environment` (`live`/`test`), `scopes`, optional `expires_at` (RFC 3339), `metadata` | 201 `{key, record}`: the plaintext, once |
 //! | `GET /keys` | the caller's owner's keys, newest first (never a secret or digest) | 200 `{data: [record]}` |
-//! | `GET /keys/{id}` | one key | 200 `{data: record}` |
+//! | `GET /keys/{id}` | one key, its version in `ETag` | 200 `{data: record}` |
+//! | `PATCH /keys/{id}` | changes `name`, `metadata`, `expires_at`, `allowed_networks`, `rate_limits` (lowered only), `scopes` (narrowed only); conditional on `If-Match` ([`KeysApi::require_if_match`]) | 200 `{data: record}` |
 //! | `POST /keys/{id}/revoke`, `DELETE /keys/{id}` | revokes now | 200 `{data: record}` |
 //! | `POST /keys/{id}/rotate` | a new key with the same settings; the old one revoked now, or after `grace_seconds` | 201 `{key, record}` |
 //! | `POST /keys/{id}/disable`, `/enable` | refuses the key until enabled again | 200 `{data: record}` |
@@ -61,10 +62,13 @@ mod api;
 mod authorisation;
 mod code;
 mod error;
+mod fields;
 mod handlers;
 mod login;
+mod precondition;
 mod routes;
 mod spend;
+mod update;
 mod views;
 
 pub use api::KeysApi;
@@ -90,13 +94,10 @@ pub fn agent_key<S: Scope>(
     family: &KeyFamily,
     created_by: &str,
 ) -> Result<NewKey<S>, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || !crate::store::is_plain_text(name) {
-        return Err(ApiError::invalid([(
-            "name",
-            "1 to 100 characters, no control, bidi or invisible characters",
-        )]));
-    }
+    let mut fields = fields::Fields::default();
+    let name = fields.name(name);
+    fields.finish()?;
+    let name = name.unwrap_or_default();
     let metadata = Metadata::new([("created_by", created_by)]).map_err(|_| {
         ApiError::invalid([(
             "email",

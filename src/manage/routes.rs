@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
 };
@@ -25,7 +26,8 @@ use super::api::KeysApi;
 use super::error::Rendered;
 use super::handlers;
 use super::views::{
-    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage, UsagePage,
+    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage, UpdateKey,
+    UsagePage,
 };
 use super::ApiCode;
 use crate::reject::ErrorBody;
@@ -80,6 +82,7 @@ impl<St: ManageKeys> KeysApi<St> {
         with_dependencies::<ActivityPage>(&mut schemas);
         with_dependencies::<CreateKey>(&mut schemas);
         with_dependencies::<RotateKey>(&mut schemas);
+        with_dependencies::<UpdateKey>(&mut schemas);
         with_dependencies::<UsagePage>(&mut schemas);
         document(paths, schemas)
     }
@@ -174,7 +177,7 @@ struct Route<St: ManageKeys> {
 
 /// Every route of the API, once: the router and the OpenAPI document are built from it.
 fn routes<St: ManageKeys>() -> Vec<Route<St>> {
-    use HttpMethod::{Delete, Get, Post};
+    use HttpMethod::{Delete, Get, Patch, Post};
     vec![
         Route {
             method: Post,
@@ -200,8 +203,26 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             handler: get(handlers::show::<St>),
             operation: operation("getKey", "One key")
                 .id()
-                .answers::<KeyData>("200", "The key")
+                .tagged("200", "The key, its version in ETag")
                 .build(),
+        },
+        Route {
+            method: Patch,
+            path: "/keys/{id}",
+            handler: patch(super::update::update::<St>),
+            operation: operation(
+                "updateKey",
+                "Change a key's settings in place: name, metadata, expiry, allowed networks, rate-limit overrides (lowered only) and scopes (narrowed only: a wider key is a new key). Fields left out are kept.",
+            )
+            .id()
+            .if_match()
+            .body::<UpdateKey>(true)
+            .tagged("200", "Updated, its new version in ETag")
+            .error("409", "key_not_changeable: the key is revoked or expired")
+            .error("412", "precondition_failed: If-Match names a version the key is no longer at")
+            .error("428", "precondition_required: this API updates keys only with If-Match")
+            .error("501", "not_implemented: the key store cannot update keys in place")
+            .build(),
         },
         Route {
             method: Delete,
@@ -212,7 +233,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
                 "Revoke a key now (the product's \"delete\"): like POST /keys/{id}/revoke, the key stays listed as revoked, with its activity and usage, until the store's retention period ends (30 days by default); then it is 404 on every route",
             )
                 .id()
-                .answers::<KeyData>("200", "Revoked")
+                .tagged("200", "Revoked")
                 .build(),
         },
         Route {
@@ -221,7 +242,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             handler: post(handlers::revoke::<St>),
             operation: operation("revokeKey", "Revoke a key now")
                 .id()
-                .answers::<KeyData>("200", "Revoked")
+                .tagged("200", "Revoked")
                 .build(),
         },
         Route {
@@ -243,7 +264,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             handler: post(handlers::disable::<St>),
             operation: operation("disableKey", "Refuse the key until enabled")
                 .id()
-                .answers::<KeyData>("200", "Disabled")
+                .tagged("200", "Disabled")
                 .build(),
         },
         Route {
@@ -252,7 +273,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             handler: post(handlers::enable::<St>),
             operation: operation("enableKey", "Accept a disabled key again")
                 .id()
-                .answers::<KeyData>("200", "Enabled")
+                .tagged("200", "Enabled")
                 .build(),
         },
         Route {
@@ -317,6 +338,24 @@ impl Described {
         )
     }
 
+    /// The optional `If-Match` header of an update.
+    fn if_match(self) -> Self {
+        Self(
+            self.0.parameter(
+                ParameterBuilder::new()
+                    .name("If-Match")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "The key's ETag as read (or `*`): the update applies only while the key \
+                         is at that version. Required when the API is configured so (428 \
+                         without).",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            ),
+        )
+    }
+
     fn query<P: IntoParams>(self) -> Self {
         let mut builder = self.0;
         for parameter in P::into_params(|| Some(ParameterIn::Query)) {
@@ -353,6 +392,19 @@ impl Described {
             self.0
                 .response(status, json_response(description, &T::name())),
         )
+    }
+
+    /// A single key, with its version in the `ETag` header.
+    fn tagged(self, status: &str, description: &str) -> Self {
+        let mut response = json_response(description, &KeyData::name());
+        response.headers.insert(
+            "ETag".to_owned(),
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("The key's version, quoted: send it back in If-Match"))
+                .build(),
+        );
+        Self(self.0.response(status, response))
     }
 
     fn error(self, status: &str, description: &str) -> Self {

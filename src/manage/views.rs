@@ -36,6 +36,31 @@ pub(crate) struct Key {
     /// Active and older than the store's rotation age (e.g. 90 days): rotate it.
     rotation_due: bool,
     metadata: BTreeMap<String, String>,
+    /// The networks (CIDR) the key may be used from; empty: everywhere.
+    allowed_networks: Vec<String>,
+    /// The key's own quotas per rate-limit class, where they override the class's.
+    rate_limits: BTreeMap<String, QuotaView>,
+    /// The key's version as an entity tag (also the `ETag` header of a single key): send
+    /// it back in `If-Match` to update only what you read. It changes with every update,
+    /// revocation, disable or enable, not with a use or the passing of time.
+    #[schema(example = "\"3\"")]
+    etag: String,
+}
+
+/// A quota: `requests` per `window_secs` seconds.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Quota)]
+pub(crate) struct QuotaView {
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub(crate) requests: u32,
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub(crate) window_secs: u32,
+}
+
+/// The entity tag of `record`'s version: strong, quoted.
+pub(crate) fn etag<S: crate::scope::Scope>(record: &KeyRecord<S>) -> String {
+    format!("\"{}\"", record.version())
 }
 
 impl Key {
@@ -63,6 +88,19 @@ impl Key {
                 .iter()
                 .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect(),
+            allowed_networks: record.allowed_networks().clone().into(),
+            rate_limits: record
+                .rate_limits()
+                .iter()
+                .map(|(class, quota)| {
+                    let view = QuotaView {
+                        requests: quota.requests().get(),
+                        window_secs: u32::try_from(quota.window().as_secs()).unwrap_or(u32::MAX),
+                    };
+                    (class.as_str().to_owned(), view)
+                })
+                .collect(),
+            etag: etag(record),
         }
     }
 }
@@ -129,6 +167,40 @@ pub(crate) struct CreateKey {
     pub(crate) expires_at: Option<String>,
     #[serde(default)]
     pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// `PATCH /keys/{id}`: each field present is changed, each absent one kept.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyUpdate)]
+pub(crate) struct UpdateKey {
+    #[schema(min_length = 1, max_length = 100)]
+    pub(crate) name: Option<String>,
+    /// A subset of the key's current scopes (and of the caller's): scopes only narrow in
+    /// place; a wider key is a new key.
+    pub(crate) scopes: Option<Vec<String>>,
+    /// RFC 3339, in the future, at most 9999-12-31T23:59:59Z; `null` removes the expiry.
+    /// A time past the store's maximum key lifetime, counted from the key's creation, is
+    /// cut to it (and `null` means that time then).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime, nullable, example = "2030-01-01T00:00:00Z")]
+    pub(crate) expires_at: Option<Option<String>>,
+    pub(crate) metadata: Option<BTreeMap<String, String>>,
+    /// At most 32 CIDR networks or addresses; empty: everywhere.
+    #[schema(max_items = 32)]
+    pub(crate) allowed_networks: Option<Vec<String>>,
+    /// The key's own quota per rate-limit class; replaces every override. Only lowers the
+    /// key's limits: each quota at most the key's current one for that class (its
+    /// override, or the class's quota this API offers), and an override is removed only
+    /// when the class's quota is no higher.
+    pub(crate) rate_limits: Option<BTreeMap<String, QuotaView>>,
+}
+
+/// A field that may be `null`: `Some(None)` when it is, `None` when it is absent.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `POST /keys/{id}/rotate` (the body is optional).

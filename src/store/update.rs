@@ -47,6 +47,8 @@ pub struct KeyUpdate<S: Scope> {
     metadata: Option<Metadata>,
     allowed_networks: Option<AllowedNetworks>,
     rate_limits: Option<BTreeMap<ClassName, Quota>>,
+    // The class quotas overrides are lowered from (`lowering_rate_limits`).
+    offered: Option<BTreeMap<ClassName, Quota>>,
     if_version: Option<u64>,
 }
 
@@ -66,6 +68,7 @@ impl<S: Scope> KeyUpdate<S> {
             metadata: None,
             allowed_networks: None,
             rate_limits: None,
+            offered: None,
             if_version: None,
         }
     }
@@ -108,11 +111,29 @@ impl<S: Scope> KeyUpdate<S> {
         self
     }
 
-    /// Replaces the per-class rate-limit overrides (the management API lets callers only
-    /// lower them; see `KeysApi::rate_classes`).
+    /// Replaces the per-class rate-limit overrides, whatever they were (an operator's
+    /// change).
     #[must_use]
     pub fn rate_limits(mut self, rate_limits: BTreeMap<ClassName, Quota>) -> Self {
         self.rate_limits = Some(rate_limits);
+        self.offered = None;
+        self
+    }
+
+    /// Replaces the overrides only if that lowers the key's limits (a customer's change,
+    /// as the management API makes it): each quota [at most](Quota::at_most) the key's
+    /// current one for its class (its override, or the class's quota in `offered`), and
+    /// an override removed only when the class's quota is no higher. Checked against the
+    /// key as the store holds it when it writes; [`ManageError::Invalid`] naming
+    /// `rate_limits` otherwise.
+    #[must_use]
+    pub fn lowering_rate_limits(
+        mut self,
+        rate_limits: BTreeMap<ClassName, Quota>,
+        offered: BTreeMap<ClassName, Quota>,
+    ) -> Self {
+        self.rate_limits = Some(rate_limits);
+        self.offered = Some(offered);
         self
     }
 
@@ -128,11 +149,6 @@ impl<S: Scope> KeyUpdate<S> {
     /// The version the update is conditional on.
     pub fn required_version(&self) -> Option<u64> {
         self.if_version
-    }
-
-    /// The rate-limit overrides it sets, if it sets them.
-    pub fn new_rate_limits(&self) -> Option<&BTreeMap<ClassName, Quota>> {
-        self.rate_limits.as_ref()
     }
 
     /// `current` with the update applied, at `now` under `policy`.
@@ -175,10 +191,45 @@ impl<S: Scope> KeyUpdate<S> {
             changed.set_allowed_networks(networks.clone());
         }
         if let Some(rate_limits) = &self.rate_limits {
+            if let Some(offered) = &self.offered {
+                lowers_only(current.rate_limits(), rate_limits, offered)?;
+            }
             changed.set_rate_limits(rate_limits.clone());
         }
         Ok(changed)
     }
+}
+
+/// Whether overrides `new` in place of `current` only lower the key's limits, where the
+/// classes' own quotas are `offered`.
+fn lowers_only(
+    current: &BTreeMap<ClassName, Quota>,
+    new: &BTreeMap<ClassName, Quota>,
+    offered: &BTreeMap<ClassName, Quota>,
+) -> Result<(), ManageError> {
+    let invalid = |reason| ManageError::Invalid {
+        field: "rate_limits",
+        reason,
+    };
+    for (class, quota) in new {
+        let ceiling = current
+            .get(class)
+            .or_else(|| offered.get(class))
+            .ok_or_else(|| invalid("a class named there has no limit that can be set here"))?;
+        if !quota.at_most(ceiling) {
+            return Err(invalid("an override can only lower the key's limit"));
+        }
+    }
+    for (class, old) in current {
+        let lowered =
+            new.contains_key(class) || offered.get(class).is_some_and(|quota| quota.at_most(old));
+        if !lowered {
+            return Err(invalid(
+                "removing this override would raise the key's limit",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `record` one version on: what a store writes for any change but a use.

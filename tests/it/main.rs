@@ -25,6 +25,7 @@ mod keys;
 mod login;
 mod manage;
 mod manage_redis;
+mod manage_update;
 mod metrics;
 mod neutral_defaults;
 mod openapi_conformance;

@@ -71,6 +71,33 @@ impl conformance::Fixture for Fixture {
 conformance_suite!(Postgres::shared().map(Fixture));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_one_instance_is_seen_by_the_other_after_notify() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let table = format!("tak.{}", table());
+    let instance = || async {
+        let store = Store::new(pool(server).await)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_table(&table)
+            .unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(CachedKeyStore::new(Arc::new(store)))
+    };
+    let (a, b) = (instance().await, instance().await);
+    let (listener_a, listener_b) = (
+        PgRevocationListener::spawn(Arc::clone(&a)),
+        PgRevocationListener::spawn(Arc::clone(&b)),
+    );
+    until("both listeners", || {
+        listener_a.connects() == 1 && listener_b.connects() == 1
+    })
+    .await;
+    common::instances::a_narrowed_scope_reaches_the_other_instance(a, b, || listener_b.received())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
     let Some(server) = Postgres::shared() else {
         return;

@@ -127,6 +127,30 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other() {
     a_revocation_reaches_the_other_instance(connect().await, connect().await).await;
 }
 
+#[tokio::test]
+async fn an_update_on_one_instance_is_seen_by_the_other() {
+    let Some(redis) = Redis::start() else { return };
+    let ns = namespace();
+    let cached = || async {
+        let connection = RedisConnection::open(&redis.url).await.unwrap();
+        let store = RedisKeyStore::<ForgScope>::new(connection)
+            .with_policy(tower_api_key::forg::key_policy())
+            .with_namespace(&ns);
+        Arc::new(CachedKeyStore::new(Arc::new(store)))
+    };
+    let (a, b) = (cached().await, cached().await);
+    let (listener_a, listener_b) = (
+        RevocationListener::spawn(Arc::clone(&a)),
+        RevocationListener::spawn(Arc::clone(&b)),
+    );
+    until("both subscriptions", || {
+        listener_a.connects() == 1 && listener_b.connects() == 1
+    })
+    .await;
+    common::instances::a_narrowed_scope_reaches_the_other_instance(a, b, || listener_b.received())
+        .await;
+}
+
 /// Two cached instances, A on connection `a` and B on `b`, each with its listener: a key
 /// both have cached, revoked through A, is refused by B (and A) as soon as the message
 /// arrives (here on one server; on a cluster with A and B seeded by different nodes).

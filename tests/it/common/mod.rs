@@ -4,6 +4,7 @@
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub mod certificates;
+pub mod instances;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 pub mod proxy;
