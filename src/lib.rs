@@ -133,6 +133,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod activity;
+pub mod audit;
 pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ApiCode;
 use crate::activity::{ActivityStore, UsageHistory};
+use crate::audit::AuditLog;
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::store::ManageKeys;
 
@@ -22,6 +23,7 @@ pub struct KeysApi<St: ManageKeys> {
     /// The classes whose quotas a caller may lower per key, by name.
     pub(super) rate_classes: Arc<BTreeMap<ClassName, Quota>>,
     pub(super) if_match_required: bool,
+    pub(super) audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl<St: ManageKeys> Clone for KeysApi<St> {
@@ -35,6 +37,7 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             messages: Arc::clone(&self.messages),
             rate_classes: Arc::clone(&self.rate_classes),
             if_match_required: self.if_match_required,
+            audit: self.audit.clone(),
         }
     }
 }
@@ -46,6 +49,7 @@ impl<St: ManageKeys> fmt::Debug for KeysApi<St> {
             .field("body_limit", &self.body_limit)
             .field("rate_classes", &self.rate_classes)
             .field("if_match_required", &self.if_match_required)
+            .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +66,7 @@ impl<St: ManageKeys> KeysApi<St> {
             messages: Arc::default(),
             rate_classes: Arc::default(),
             if_match_required: false,
+            audit: None,
         }
     }
 
@@ -145,6 +150,17 @@ impl<St: ManageKeys> KeysApi<St> {
     #[must_use]
     pub fn require_if_match(mut self) -> Self {
         self.if_match_required = true;
+        self
+    }
+
+    /// Records every request that changes a key, and every refused one, in `log` (who,
+    /// what, which key, when, from where, the outcome, and for an update each setting
+    /// before and after), and serves the caller's owner's entries at `GET /audit`
+    /// (without one: an empty list). A [`MemoryAuditLog`](crate::audit::MemoryAuditLog),
+    /// or a `RedisAuditLog` or `SqlAuditLog` shared by instances.
+    #[must_use]
+    pub fn audit(mut self, log: impl AuditLog) -> Self {
+        self.audit = Some(Arc::new(log));
         self
     }
 

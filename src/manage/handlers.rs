@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::api::KeysApi;
+use super::audit::AuditNote;
 use super::authorisation::sees;
 use super::error::{ApiError, ApiJson};
 use super::fields::Fields;
@@ -84,7 +85,20 @@ pub(super) async fn create<St: ManageKeys>(
         new = new.expires_at(at);
     }
     let key = api.store.issue(new).await?;
-    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response())
+    let record = key.record();
+    let note = AuditNote::key(record.id(), record.environment())
+        .change("name", None, Some(record.name().to_owned()))
+        .change("scopes", None, Some(record.scopes().to_string()));
+    Ok(noted(
+        (StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response(),
+        note,
+    ))
+}
+
+/// `response`, carrying `note` to the audit trail.
+pub(super) fn noted(mut response: Response, note: AuditNote) -> Response {
+    response.extensions_mut().insert(note);
+    response
 }
 
 pub(super) async fn list<St: ManageKeys>(
@@ -138,7 +152,8 @@ where
     api.authorize(caller)?;
     let record = api.owned(caller, id).await?;
     let changed = action(Arc::clone(&api.store), record.id().clone()).await?;
-    Ok(one_key(&changed, api.store.policy()))
+    let note = AuditNote::key(changed.id(), changed.environment());
+    Ok(noted(one_key(&changed, api.store.policy()), note))
 }
 
 pub(super) async fn revoke<St: ManageKeys>(
@@ -203,7 +218,15 @@ pub(super) async fn rotate<St: ManageKeys>(
     let grace = Duration::from_secs(grace.unwrap_or(0));
     let key = api.store.rotate(record.id(), Some(grace)).await?;
     let policy = api.store.policy();
-    Ok((StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response())
+    let note = AuditNote::key(record.id(), record.environment()).change(
+        "successor",
+        None,
+        Some(key.record().id().as_str().to_owned()),
+    );
+    Ok(noted(
+        (StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response(),
+        note,
+    ))
 }
 
 pub(super) async fn activity<St: ManageKeys>(

@@ -32,6 +32,7 @@
 //! | `GET /keys/{id}/activity?limit=&before=` | its recent authentication outcomes, newest first | 200 `{data: [entry]}` |
 //! | `GET /keys/{id}/usage` | requests, refusals by kind and spend per UTC day, the last 30 days ([`KeysApi::usage`]) | 200 `{data: [day]}` |
 //! | `GET /usage` | the same, summed over the keys the caller sees | 200 `{data: [day]}` |
+//! | `GET /audit?limit=&before=&key_id=&action=` | the owner's audit entries, newest first ([`KeysApi::audit`]) | 200 `{data: [entry], next_before}` |
 //!
 //! [`SpendApi`] serves `GET /billing/spend`, the owner's budgets as they stand, authorized
 //! the same way.
@@ -59,6 +60,7 @@
 //! [`SpendApi::openapi`]'s (a test keeps them equal).
 
 mod api;
+mod audit;
 mod authorisation;
 mod code;
 mod error;

@@ -26,10 +26,11 @@ use super::api::KeysApi;
 use super::error::Rendered;
 use super::handlers;
 use super::views::{
-    ActivityPage, CreateKey, IssuedKey, KeyData, KeyList, Page, RotateKey, SpendPage, UpdateKey,
-    UsagePage,
+    ActivityPage, AuditPageView, AuditParams, CreateKey, IssuedKey, KeyData, KeyList, Page,
+    RotateKey, SpendPage, UpdateKey, UsagePage,
 };
 use super::ApiCode;
+use crate::audit::AuditAction;
 use crate::reject::ErrorBody;
 use crate::store::ManageKeys;
 
@@ -39,10 +40,18 @@ impl<St: ManageKeys> KeysApi<St> {
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let limit = self.body_limit;
         let messages = Arc::clone(&self.messages);
+        let api = Arc::new(self);
         let router = routes::<St>()
             .into_iter()
             .fold(Router::new(), |router, route| {
-                router.route(route.path, route.handler)
+                let (api, action) = (Arc::clone(&api), route.action);
+                let recorded =
+                    route
+                        .handler
+                        .layer(axum::middleware::from_fn(move |request, next| {
+                            super::audit::record(Arc::clone(&api), action, request, next)
+                        }));
+                router.route(route.path, recorded)
             })
             .layer(DefaultBodyLimit::max(limit));
         let router = if messages.is_empty() {
@@ -54,7 +63,7 @@ impl<St: ManageKeys> KeysApi<St> {
                 async move { worded(response, &messages) }
             }))
         };
-        router.with_state(Arc::new(self))
+        router.with_state(api)
     }
 
     /// The OpenAPI 3 document of [`router`](Self::router), generated from the same route
@@ -83,6 +92,7 @@ impl<St: ManageKeys> KeysApi<St> {
         with_dependencies::<CreateKey>(&mut schemas);
         with_dependencies::<RotateKey>(&mut schemas);
         with_dependencies::<UpdateKey>(&mut schemas);
+        with_dependencies::<AuditPageView>(&mut schemas);
         with_dependencies::<UsagePage>(&mut schemas);
         document(paths, schemas)
     }
@@ -167,11 +177,12 @@ fn document(paths: Paths, mut schemas: Vec<(String, RefOr<Schema>)>) -> OpenApi 
         .build()
 }
 
-/// One route: where, its handler, and its description.
+/// One route: where, its handler, what the audit log calls it, and its description.
 struct Route<St: ManageKeys> {
     method: HttpMethod,
     path: &'static str,
     handler: MethodRouter<Arc<KeysApi<St>>>,
+    action: AuditAction,
     operation: Operation,
 }
 
@@ -183,6 +194,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Post,
             path: "/keys",
             handler: post(handlers::create::<St>),
+            action: AuditAction::KeyIssued,
             operation: operation("createKey", "Issue a key")
                 .body::<CreateKey>(true)
                 .answers::<IssuedKey>("201", "Issued: the plaintext, once")
@@ -193,6 +205,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Get,
             path: "/keys",
             handler: get(handlers::list::<St>),
+            action: AuditAction::KeyRead,
             operation: operation("listKeys", "The caller's keys, newest first")
                 .answers::<KeyList>("200", "Keys")
                 .build(),
@@ -201,6 +214,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Get,
             path: "/keys/{id}",
             handler: get(handlers::show::<St>),
+            action: AuditAction::KeyRead,
             operation: operation("getKey", "One key")
                 .id()
                 .tagged("200", "The key, its version in ETag")
@@ -210,6 +224,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Patch,
             path: "/keys/{id}",
             handler: patch(super::update::update::<St>),
+            action: AuditAction::KeyUpdated,
             operation: operation(
                 "updateKey",
                 "Change a key's settings in place: name, metadata, expiry, allowed networks, rate-limit overrides (lowered only) and scopes (narrowed only: a wider key is a new key). Fields left out are kept.",
@@ -228,6 +243,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Delete,
             path: "/keys/{id}",
             handler: delete(handlers::revoke::<St>),
+            action: AuditAction::KeyRevoked,
             operation: operation(
                 "deleteKey",
                 "Revoke a key now (the product's \"delete\"): like POST /keys/{id}/revoke, the key stays listed as revoked, with its activity and usage, until the store's retention period ends (30 days by default); then it is 404 on every route",
@@ -240,6 +256,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Post,
             path: "/keys/{id}/revoke",
             handler: post(handlers::revoke::<St>),
+            action: AuditAction::KeyRevoked,
             operation: operation("revokeKey", "Revoke a key now")
                 .id()
                 .tagged("200", "Revoked")
@@ -249,6 +266,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Post,
             path: "/keys/{id}/rotate",
             handler: post(handlers::rotate::<St>),
+            action: AuditAction::KeyRotated,
             operation: operation(
                 "rotateKey",
                 "A new key with the same settings; the old one revoked now or after grace_seconds",
@@ -262,6 +280,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Post,
             path: "/keys/{id}/disable",
             handler: post(handlers::disable::<St>),
+            action: AuditAction::KeyDisabled,
             operation: operation("disableKey", "Refuse the key until enabled")
                 .id()
                 .tagged("200", "Disabled")
@@ -271,6 +290,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Post,
             path: "/keys/{id}/enable",
             handler: post(handlers::enable::<St>),
+            action: AuditAction::KeyEnabled,
             operation: operation("enableKey", "Accept a disabled key again")
                 .id()
                 .tagged("200", "Enabled")
@@ -280,6 +300,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Get,
             path: "/keys/{id}/activity",
             handler: get(handlers::activity::<St>),
+            action: AuditAction::KeyRead,
             operation: operation("keyActivity", "Recent authentication outcomes, newest first")
                 .id()
                 .query::<Page>()
@@ -291,6 +312,7 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Get,
             path: "/keys/{id}/usage",
             handler: get(handlers::key_usage::<St>),
+            action: AuditAction::KeyRead,
             operation: operation(
                 "keyUsage",
                 "Requests, refusals by kind and spend per UTC day, the last 30 days",
@@ -303,11 +325,26 @@ fn routes<St: ManageKeys>() -> Vec<Route<St>> {
             method: Get,
             path: "/usage",
             handler: get(handlers::owner_usage::<St>),
+            action: AuditAction::KeyRead,
             operation: operation(
                 "ownerUsage",
                 "The caller's keys' use per UTC day, summed, the last 30 days",
             )
             .answers::<UsagePage>("200", "Days, oldest first")
+            .build(),
+        },
+        Route {
+            method: Get,
+            path: "/audit",
+            handler: get(super::audit::list::<St>),
+            action: AuditAction::AuditRead,
+            operation: operation(
+                "listAudit",
+                "The caller's owner's audit entries, newest first: every change to a key and every refused management request (a key caller sees its own environment's)",
+            )
+            .query::<AuditParams>()
+            .answers::<AuditPageView>("200", "Entries")
+            .error("422", "validation_failed: a bad query (an unknown action, a malformed key id)")
             .build(),
         },
     ]

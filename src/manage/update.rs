@@ -9,14 +9,16 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::api::KeysApi;
+use super::audit::AuditNote;
 use super::error::{ApiError, ApiJson};
 use super::fields::Fields;
-use super::handlers::one_key;
+use super::handlers::{noted, one_key};
 use super::precondition::required_version;
 use super::views::UpdateKey;
 use crate::principal::Principal;
 use crate::reject::RejectionKind;
-use crate::store::{KeyUpdate, ManageKeys};
+use crate::store::{KeyRecord, KeyUpdate, ManageKeys};
+use crate::support::timestamp::Rfc3339;
 
 pub(super) async fn update<St: ManageKeys>(
     State(api): State<Arc<KeysApi<St>>>,
@@ -83,5 +85,42 @@ pub(super) async fn update<St: ManageKeys>(
         ));
     }
     let updated = api.store.update(record.id(), update).await?;
-    Ok(one_key(&updated, api.store.policy()))
+    let note = changes(&record, &updated);
+    Ok(noted(one_key(&updated, api.store.policy()), note))
+}
+
+/// What the update changed, each setting before and after, for the audit trail.
+fn changes<S: crate::scope::Scope>(before: &KeyRecord<S>, after: &KeyRecord<S>) -> AuditNote {
+    AuditNote::key(after.id(), after.environment())
+        .change(
+            "name",
+            Some(before.name().to_owned()),
+            Some(after.name().to_owned()),
+        )
+        .change(
+            "scopes",
+            Some(before.scopes().to_string()),
+            Some(after.scopes().to_string()),
+        )
+        .change(
+            "expires_at",
+            before.expires_at().map(|at| Rfc3339(at).to_string()),
+            after.expires_at().map(|at| Rfc3339(at).to_string()),
+        )
+        .change("metadata", json(before.metadata()), json(after.metadata()))
+        .change(
+            "allowed_networks",
+            json(before.allowed_networks()),
+            json(after.allowed_networks()),
+        )
+        .change(
+            "rate_limits",
+            json(before.rate_limits()),
+            json(after.rate_limits()),
+        )
+}
+
+/// A setting as JSON, as the audit entry shows it.
+fn json<T: serde::Serialize>(value: &T) -> Option<String> {
+    serde_json::to_string(value).ok()
 }

@@ -316,3 +316,102 @@ impl BudgetView {
         }
     }
 }
+
+/// `GET /audit`'s query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditParams {
+    /// At most this many entries (1 to 100, default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<usize>,
+    /// A `seq` from `next_before`: entries older than it.
+    pub(crate) before: Option<u64>,
+    /// Entries about this key only.
+    pub(crate) key_id: Option<String>,
+    /// Entries of this action only (`key.issued`, `key.updated`, …).
+    pub(crate) action: Option<String>,
+}
+
+/// A page of the owner's audit entries, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditPage)]
+pub(crate) struct AuditPageView {
+    pub(crate) data: Vec<AuditEntryView>,
+    /// The `before` of the next page; absent on the last.
+    pub(crate) next_before: Option<u64>,
+}
+
+/// Who did what to which key, when, from where, and how it ended. Never a secret.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub(crate) struct AuditEntryView {
+    /// Increasing per owner: the cursor (`before`).
+    pub(crate) seq: u64,
+    #[schema(value_type = String, format = DateTime)]
+    at: Rfc3339,
+    /// `key.issued`, `key.updated`, `key.rotated`, `key.revoked`, `key.disabled`,
+    /// `key.enabled`, `key.deleted`, `key.read` and `audit.read` (refused only),
+    /// `credits.changed`, `caps.changed`, `trial.started`, `session.started`,
+    /// `session.ended`.
+    #[schema(value_type = String, example = "key.updated")]
+    action: &'static str,
+    /// `key`, `session` or `system`.
+    #[schema(value_type = String, example = "session")]
+    actor: &'static str,
+    /// The key's or session's id (absent for `system`).
+    actor_id: Option<String>,
+    key_id: Option<String>,
+    environment: Option<Environment>,
+    /// The client address.
+    client: Option<String>,
+    request_id: Option<String>,
+    /// The answer's HTTP status: 2xx done, otherwise refused.
+    status: u16,
+    /// The refusal's code.
+    code: Option<String>,
+    /// Settings changed, each with its value before and after.
+    changes: Vec<ChangeView>,
+}
+
+/// One setting changed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditChange)]
+pub(crate) struct ChangeView {
+    field: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl AuditEntryView {
+    pub(crate) fn of(entry: &crate::audit::AuditEntry) -> Self {
+        use crate::audit::Actor;
+        let (actor, actor_id) = match entry.actor() {
+            Actor::Key(id) => ("key", Some(id.as_str().to_owned())),
+            Actor::Session(id) => ("session", Some(id.as_str().to_owned())),
+            Actor::System => ("system", None),
+        };
+        Self {
+            seq: entry.seq(),
+            at: Rfc3339(entry.at()),
+            action: entry.action().as_str(),
+            actor,
+            actor_id,
+            key_id: entry.key_id().map(|id| id.as_str().to_owned()),
+            environment: entry.environment_of(),
+            client: entry.client_address().map(str::to_owned),
+            request_id: entry.request().map(str::to_owned),
+            status: entry.status(),
+            code: entry.code().map(str::to_owned),
+            changes: entry
+                .changes()
+                .iter()
+                .map(|change| ChangeView {
+                    field: change.field.clone(),
+                    from: change.from.clone(),
+                    to: change.to.clone(),
+                })
+                .collect(),
+        }
+    }
+}

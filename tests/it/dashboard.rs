@@ -1,7 +1,8 @@
 //! The quickstart's dashboard in Debian's Chromium, headless, through ChromeDriver
 //! (WebDriver, `fantoccini`): log in with the demo account, create a key, read it from the
-//! page, call the API with it (200), revoke it in the page (confirming the dialog), call
-//! again (401), and save a screenshot of the key list (`target/dashboard.png`; with
+//! page, call the API with it (200), edit it in the page (rename, narrow its scopes, set
+//! metadata; a stale form refused with 412), revoke it in the page (confirming the
+//! dialog), call again (401), and save a screenshot of the key list (`target/dashboard.png`; with
 //! `UPDATE_SCREENSHOT=1` also `docs/dashboard.png`).
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`).
@@ -246,13 +247,15 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .send_keys("browser key")
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("input[name=scope][value='read:rules']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for scope in ["read:rules", "read:reports"] {
+        browser
+            .find(Locator::Css(&format!("input[name=scope][value='{scope}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
     browser
         .find(Locator::Id("create"))
         .await
@@ -299,6 +302,9 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     };
     assert_eq!(call().await.unwrap().status(), 200);
 
+    edit_in_the_page(&browser, "browser key").await;
+    assert_eq!(call().await.unwrap().status(), 200, "read:rules kept");
+
     // Screenshot of the key list, as an artifact.
     let png = browser.screenshot().await.unwrap();
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
@@ -316,7 +322,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     // Revoke it in the page, confirming the dialog; the API refuses it from then on.
     let row = wait()
         .for_element(Locator::XPath(
-            "//tbody/tr[td[1][normalize-space()='browser key']]",
+            "//tbody/tr[td[1][normalize-space()='browser key (edited)']]",
         ))
         .await
         .unwrap();
@@ -330,13 +336,111 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
         .get_alert_text()
         .await
         .unwrap()
-        .contains("browser key"));
+        .contains("browser key (edited)"));
     browser.accept_alert().await.unwrap();
     wait()
-        .for_element(Locator::XPath("//tbody/tr[td[1][normalize-space()='browser key'] and td[7][normalize-space()='revoked']]"))
+        .for_element(Locator::XPath("//tbody/tr[td[1][normalize-space()='browser key (edited)'] and td[7][normalize-space()='revoked']]"))
         .await
         .expect("the row shows the key revoked");
     assert_eq!(call().await.unwrap().status(), 401);
 
     browser.close().await.unwrap();
+}
+
+/// Edits key `name` in the page: renames it, narrows its scopes to read:rules and sets
+/// metadata; the list shows the change. Then a second edit, opened before another tab
+/// renames the key, is refused (the form sent the ETag it read) and says so.
+async fn edit_in_the_page(browser: &fantoccini::Client, name: &str) {
+    let wait = || browser.wait().at_most(Duration::from_secs(15));
+    open_editor(browser, name).await;
+    let field = browser.find(Locator::Id("edit-name")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("browser key (edited)").await.unwrap();
+    browser
+        .find(Locator::Css("input[name=edit-scope][value='read:reports']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("edit-metadata"))
+        .await
+        .unwrap()
+        .send_keys("team=web")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = wait()
+        .for_element(Locator::XPath(
+            "//tbody/tr[td[1][normalize-space()='browser key (edited)'] and td[4][normalize-space()='read:rules']]",
+        ))
+        .await
+        .expect("the list shows the new name and the narrowed scopes");
+    assert!(browser
+        .find(Locator::Css("#edit-panel[hidden]"))
+        .await
+        .is_ok());
+    let id = row.attr("data-id").await.unwrap().unwrap();
+
+    // Opened, then changed elsewhere (this page's own session, without If-Match), then
+    // saved: 412, shown, and the other change kept.
+    open_editor(browser, "browser key (edited)").await;
+    let status = browser
+        .execute(
+            "const csrf = document.cookie.split('; ').find((c) => c.startsWith('forge_csrf=')).slice(11);
+             return fetch('/v1/keys/' + arguments[0], { method: 'PATCH', credentials: 'same-origin',
+               headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+               body: JSON.stringify({ metadata: { team: 'ops' } }) }).then((r) => r.status);",
+            vec![json!(id)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(200));
+    browser
+        .find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = wait()
+        .for_element(Locator::Css("#edit-error:not(:empty)"))
+        .await
+        .expect("the refusal is shown");
+    let said = error.text().await.unwrap();
+    assert!(said.contains("changed since you read it"), "{said:?}");
+    browser
+        .find(Locator::Id("cancel-edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Clicks Edit on the row of key `name` and waits for the form.
+async fn open_editor(browser: &fantoccini::Client, name: &str) {
+    let wait = || browser.wait().at_most(Duration::from_secs(15));
+    let xpath = format!("//tbody/tr[td[1][normalize-space()='{name}']]");
+    let row = wait()
+        .for_element(Locator::XPath(&xpath))
+        .await
+        .expect("the key's row");
+    row.find(Locator::Css("button.edit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait()
+        .for_element(Locator::Css("#edit-panel:not([hidden])"))
+        .await
+        .expect("the edit form");
 }

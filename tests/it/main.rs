@@ -9,9 +9,12 @@ mod examples;
 mod conformance;
 #[macro_use]
 mod usage_conformance;
+#[macro_use]
+mod audit_conformance;
 
 mod activity;
 mod architecture;
+mod audit_logs;
 mod auth;
 mod cached_store;
 mod concurrency;
@@ -24,6 +27,7 @@ mod hyper_server;
 mod keys;
 mod login;
 mod manage;
+mod manage_audit;
 mod manage_redis;
 mod manage_update;
 mod metrics;

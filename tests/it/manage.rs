@@ -1096,5 +1096,5 @@ async fn every_documented_operation_is_routed() {
             }
         }
     }
-    assert_eq!(operations, 12);
+    assert_eq!(operations, 13);
 }

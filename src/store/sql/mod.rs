@@ -42,6 +42,21 @@ mod private {
 #[error("`{0}` is not a valid table name: use [A-Za-z_][A-Za-z0-9_]*, optionally `schema.table`")]
 pub struct InvalidTableName(String);
 
+/// `table` as its schema (if any) and bare name.
+///
+/// # Errors
+/// [`InvalidTableName`] unless each part is `[A-Za-z_][A-Za-z0-9_]*` (at most 63).
+pub(crate) fn table_name(table: &str) -> Result<(Option<&str>, &str), InvalidTableName> {
+    let (schema, bare) = match table.split_once('.') {
+        Some((schema, bare)) => (Some(schema), bare),
+        None => (None, table),
+    };
+    if !identifier(bare) || schema.is_some_and(|s| !identifier(s)) {
+        return Err(InvalidTableName(table.to_owned()));
+    }
+    Ok((schema, bare))
+}
+
 fn identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
@@ -142,13 +157,7 @@ impl<S: Scope, DB: SqlDatabase> SqlKeyStore<S, DB> {
     /// # Errors
     /// [`InvalidTableName`] unless each part is `[A-Za-z_][A-Za-z0-9_]*` (at most 63).
     pub fn with_table(mut self, table: &str) -> Result<Self, InvalidTableName> {
-        let (schema, bare) = match table.split_once('.') {
-            Some((schema, bare)) => (Some(schema), bare),
-            None => (None, table),
-        };
-        if !identifier(bare) || schema.is_some_and(|s| !identifier(s)) {
-            return Err(InvalidTableName(table.to_owned()));
-        }
+        let (schema, bare) = table_name(table)?;
         self.queries = Arc::new(Queries::new::<DB>(schema, bare));
         self.named_table = true;
         Ok(self)
