@@ -36,6 +36,7 @@ use dashmap::DashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use tower_api_key::activity::ActivityLog;
+use tower_api_key::audit::MemoryAuditLog;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::forg;
 use tower_api_key::manage::{
@@ -220,6 +221,8 @@ pub struct Demo {
     /// The per-request plan check, on the demo's clock.
     pub plan_check: PlanLayer,
     pub activity: ActivityLog,
+    /// Every management action and refusal (`GET /v1/audit`, the dashboard's audit panel).
+    pub audit: Arc<MemoryAuditLog>,
     /// Requests, refusals and spend per key per day, for the dashboard's charts.
     pub daily: DailyUsage,
     /// What `GET /metrics` renders (Prometheus text format): the recorder `main` installed.
@@ -255,6 +258,7 @@ impl Demo {
             plan_check: PlanLayer::new(plans.clone()).clock(clock),
             plans,
             activity: ActivityLog::default(),
+            audit: Arc::new(MemoryAuditLog::new()),
             daily: DailyUsage::default(),
             metrics: None,
         }
@@ -334,7 +338,8 @@ pub fn app(demo: &Demo) -> Router {
         recorder.observe(event);
     };
     let spend = &demo.spend;
-    let login = LoginApi::new(demo.sessions.clone(), demo.accounts.clone());
+    let login =
+        LoginApi::new(demo.sessions.clone(), demo.accounts.clone()).audit(Arc::clone(&demo.audit));
     let standard = Router::new()
         .route(
             "/v1/sessions",
@@ -359,6 +364,7 @@ pub fn app(demo: &Demo) -> Router {
                 .allow_keys_with(ForgScope::Admin)
                 .activity(demo.activity.clone())
                 .usage(demo.daily.clone())
+                .audit(Arc::clone(&demo.audit))
                 .router(),
         )
         // "Monitor your usage via GET /api/billing/spend": sessions and admin keys.
@@ -706,6 +712,9 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         ("the dashboard: log in with the demo account, create, rotate and revoke keys".to_owned(), format!("open {base}/dashboard")),
         ("the management API: the owner's keys, newest first (keys with admin may manage)".to_owned(), format!("curl -i {base}/v1/keys -H 'Authorization: Bearer {test}'")),
         ("404: a test key never sees, rotates or revokes a live key".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),
+        ("the test key's version, its ETag (\"0\" until it changes)".to_owned(), format!("curl -s -D - -o /dev/null {base}/v1/keys/{test_id} -H 'Authorization: Bearer {test}' | grep -i etag")),
+        ("update it in place, only if nobody changed it since (again: 412 precondition_failed)".to_owned(), format!("curl -i -X PATCH {base}/v1/keys/{test_id} -H 'Authorization: Bearer {test}' -H 'If-Match: \"0\"' -H 'Content-Type: application/json' -d '{{\"name\":\"renamed test key\"}}'")),
+        ("the audit log: who changed what, from where, refusals too (newest first)".to_owned(), format!("curl -i '{base}/v1/audit?limit=5' -H 'Authorization: Bearer {test}'")),
         ("revoke the test key through the management API (it has admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{test_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {test}'")),
     ];

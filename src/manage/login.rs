@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
 use super::ApiCode;
+use crate::audit::{Actor, AuditAction, AuditEntry, AuditLog};
 use crate::principal::Principal;
 use crate::reject::RejectionKind;
 use crate::scope::{Scope, ScopeSet};
 use crate::session::Sessions;
-use crate::store::{ManageError, ManageKeys};
+use crate::store::{KeyId, ManageError, ManageKeys};
 use crate::support::timestamp::Rfc3339;
 
 /// Who logged in: the owner the session acts for and the scopes it carries.
@@ -78,6 +79,7 @@ where
 pub struct LoginApi<St: ManageKeys> {
     sessions: Sessions<St>,
     check: Arc<dyn PasswordCheck<St::Scope>>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl<St: ManageKeys> LoginApi<St> {
@@ -86,7 +88,41 @@ impl<St: ManageKeys> LoginApi<St> {
         Self {
             sessions,
             check: Arc::new(check),
+            audit: None,
         }
+    }
+
+    /// Records each session started and ended in `log` (`session.started`,
+    /// `session.ended`, with the session's id and the client address; never the cookie).
+    /// A refused login names no owner (the e-mail may be unknown) and is not an entry.
+    #[must_use]
+    pub fn audit(mut self, log: impl AuditLog) -> Self {
+        self.audit = Some(Arc::new(log));
+        self
+    }
+
+    /// Appends `action` by session `id` of `owner`, if a log is configured. A failing log
+    /// loses the entry, not the login.
+    async fn record(
+        &self,
+        action: AuditAction,
+        owner: &str,
+        id: &KeyId,
+        environment: crate::key::Environment,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) {
+        let Some(log) = &self.audit else { return };
+        let now = self.sessions.store().policy().now();
+        let mut entry = AuditEntry::new(now, owner, Actor::Session(id.clone()), action)
+            .environment(environment);
+        if let Ok(ip) = crate::client_ip::client_ip_of(headers, extensions) {
+            entry = entry.client(ip);
+        }
+        if let Some(request_id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            entry = entry.request_id(request_id);
+        }
+        let _ = log.append(entry).await;
     }
 
     /// `POST /login`, to mount outside the authentication layer.
@@ -110,6 +146,7 @@ impl<St: ManageKeys> Clone for LoginApi<St> {
         Self {
             sessions: self.sessions.clone(),
             check: Arc::clone(&self.check),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -144,6 +181,7 @@ fn unavailable() -> ApiError {
 async fn login<St: ManageKeys>(
     State(api): State<Arc<LoginApi<St>>>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Result<ApiJson<Credentials>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(credentials) = body?;
@@ -158,6 +196,16 @@ async fn login<St: ManageKeys>(
         .start(&headers, account.owner.clone(), account.scopes)
         .await
         .map_err(|_| unavailable())?;
+    let record = started.record();
+    api.record(
+        AuditAction::SessionStarted,
+        &account.owner,
+        record.id(),
+        record.environment(),
+        &headers,
+        &extensions,
+    )
+    .await;
     let body = Started {
         owner: &account.owner,
         scopes: account.scopes,
@@ -173,10 +221,23 @@ async fn login<St: ManageKeys>(
 
 async fn logout<St: ManageKeys>(
     State(api): State<Arc<LoginApi<St>>>,
+    headers: HeaderMap,
+    extensions: Extensions,
     caller: Principal,
 ) -> Result<Response, ApiError> {
     match api.sessions.end(&caller).await {
-        Ok(cleared) => Ok((cleared, StatusCode::NO_CONTENT).into_response()),
+        Ok(cleared) => {
+            api.record(
+                AuditAction::SessionEnded,
+                caller.owner(),
+                caller.key_id(),
+                caller.environment(),
+                &headers,
+                &extensions,
+            )
+            .await;
+            Ok((cleared, StatusCode::NO_CONTENT).into_response())
+        }
         Err(ManageError::NotFound(_)) => Err(ApiError::of(
             RejectionKind::InvalidRequest,
             "Logout ends a browser session; API keys are revoked instead",

@@ -11,6 +11,10 @@ use tower_api_key::audit::MemoryAuditLog;
 use tower_api_key::clock::ManualClock;
 
 /// A table or namespace no other log of this run uses.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
+    allow(dead_code)
+)]
 fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(

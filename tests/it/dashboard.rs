@@ -388,6 +388,17 @@ async fn edit_in_the_page(browser: &fantoccini::Client, name: &str) {
         .await
         .is_ok());
     let id = row.attr("data-id").await.unwrap().unwrap();
+    // The audit panel shows the update first, with the name before and after.
+    let audited = wait()
+        .for_element(Locator::Css("#audit tbody tr[data-action='key.updated']"))
+        .await
+        .expect("the update in the audit panel");
+    let said = audited.text().await.unwrap();
+    assert!(
+        said.contains("name: browser key → browser key (edited)"),
+        "{said:?}"
+    );
+    assert!(said.contains(&id) && said.contains("session"), "{said:?}");
 
     // Opened, then changed elsewhere (this page's own session, without If-Match), then
     // saved: 412, shown, and the other change kept.
@@ -416,6 +427,14 @@ async fn edit_in_the_page(browser: &fantoccini::Client, name: &str) {
         .expect("the refusal is shown");
     let said = error.text().await.unwrap();
     assert!(said.contains("changed since you read it"), "{said:?}");
+    // The refused save is audited too (after a reload of the panel).
+    browser.execute("return loadAudit()", vec![]).await.unwrap();
+    wait()
+        .for_element(Locator::XPath(
+            "//table[@id='audit']/tbody/tr[1][td[2]='key.updated' and contains(td[5], '412')]",
+        ))
+        .await
+        .expect("the 412 in the audit panel");
     browser
         .find(Locator::Id("cancel-edit"))
         .await

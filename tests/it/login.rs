@@ -9,6 +9,7 @@ use axum::Router;
 use http::{Request, StatusCode};
 use serde_json::json;
 use tower::Layer;
+use tower_api_key::audit::{Actor, AuditAction, AuditLog, AuditQuery, MemoryAuditLog};
 use tower_api_key::manage::{Account, LoginApi};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
@@ -19,6 +20,11 @@ use crate::common::{send, Answer};
 type Store = MemoryKeyStore<ForgScope>;
 
 fn app(keys: &Arc<Store>) -> Router {
+    audited(keys, &Arc::new(MemoryAuditLog::new()))
+}
+
+/// The app, its logins and logouts recorded in `log`.
+fn audited(keys: &Arc<Store>, log: &Arc<MemoryAuditLog>) -> Router {
     let sessions = Sessions::new(
         Arc::new(Store::new().with_policy(KeyPolicy::sessions())),
         CsrfSecret::generate().unwrap(),
@@ -29,7 +35,8 @@ fn app(keys: &Arc<Store>) -> Router {
             owner: "org_1".to_owned(),
             scopes: ForgScope::ReadRules.into(),
         })
-    });
+    })
+    .audit(Arc::clone(log));
     let behind = AuthLayer::new(Arc::clone(keys))
         .sessions(sessions)
         .layer(Router::new().nest("/auth", login.logout_router()));
@@ -55,7 +62,8 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 #[tokio::test]
 async fn login_sets_the_cookies_and_logout_ends_the_session() {
     let keys = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
-    let app = app(&keys);
+    let log = Arc::new(MemoryAuditLog::new());
+    let app = audited(&keys, &log);
 
     let wrong = r#"{"email":"ada@example.com","password":"nope"}"#;
     let answer = post(&app, "/auth/login", &[JSON], wrong).await;
@@ -132,6 +140,23 @@ async fn login_sets_the_cookies_and_logout_ends_the_session() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // The audit log: one start and one end of the same session (the refused login, with
+    // no owner to file it under, is not an entry); never the cookie or the token.
+    let entries = log.page(&AuditQuery::new("org_1")).await.unwrap();
+    let actions: Vec<AuditAction> = entries.iter().rev().map(|e| e.action()).collect();
+    assert_eq!(
+        actions,
+        [AuditAction::SessionStarted, AuditAction::SessionEnded]
+    );
+    assert_eq!(entries[0].actor(), entries[1].actor());
+    assert!(matches!(entries[0].actor(), Actor::Session(_)));
+    let written = format!("{entries:?}");
+    let secret = cookies[0].trim_start_matches("session=");
+    assert!(
+        !written.contains(secret) && !written.contains(csrf),
+        "{written}"
+    );
 }
 
 #[tokio::test]

@@ -26,15 +26,34 @@ impl Server {
         path: &str,
         header: Option<(&str, String)>,
     ) -> (StatusCode, http::HeaderMap, Value) {
+        let headers: Vec<(&str, String)> = header.into_iter().collect();
+        self.send(method, path, &headers, "").await
+    }
+
+    /// `method path` with `headers` and `body` (JSON when not empty).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (StatusCode, http::HeaderMap, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
-        if let Some((name, value)) = header {
-            request = request.header(name, value);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
         }
         let response = self
             .client
-            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .request(
+                request
+                    .body(Full::new(Bytes::from(body.to_owned())))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let (parts, body) = response.into_parts();
@@ -206,6 +225,35 @@ async fn quickstart_serves_the_printed_curl_lines() {
     );
     let (status, _, _) = s.call(Method::GET, "/v1/sessions", live()).await;
     assert_eq!(status, StatusCode::OK, "the live key is untouched");
+    // The printed update with If-Match: the version read (ETag "0"), then a stale one.
+    let path = format!("/v1/keys/{}", keys.test.record().id());
+    let (status, headers, _) = s.call(Method::GET, &path, test()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], "\"0\"");
+    let renamed = r#"{"name":"renamed test key"}"#;
+    for (tag, expected) in [
+        ("\"0\"", StatusCode::OK),
+        ("\"0\"", StatusCode::PRECONDITION_FAILED),
+    ] {
+        let headers = [test().unwrap(), ("if-match", tag.to_owned())];
+        let (status, _, body) = s.send(Method::PATCH, &path, &headers, renamed).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // The printed audit log: the update is in it, with the name before and after.
+    let (status, _, body) = s.call(Method::GET, "/v1/audit?limit=5", test()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let updated = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["action"] == "key.updated" && entry["status"] == 200)
+        .expect("the update is audited");
+    assert_eq!(updated["changes"][0]["to"], "renamed test key");
+    assert_eq!(
+        body["data"][0]["status"], 412,
+        "the refused one too, newest first"
+    );
+
     // The revocation holds from the next request on.
     let revoke = format!("/v1/keys/{}/revoke", keys.test.record().id());
     let (status, _, body) = s.call(Method::POST, &revoke, test()).await;
