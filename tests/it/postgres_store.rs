@@ -70,29 +70,37 @@ impl conformance::Fixture for Fixture {
 
 conformance_suite!(Postgres::shared().map(Fixture));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_on_one_instance_is_seen_by_the_other_after_notify() {
-    let Some(server) = Postgres::shared() else {
-        return;
-    };
+type Instance = (Arc<CachedKeyStore<Store>>, PgRevocationListener);
+
+/// Two cached instances on one fresh table, each with its listener connected.
+async fn two_instances(server: &Postgres) -> [Instance; 2] {
     let table = format!("tak.{}", table());
-    let instance = || async {
+    let mut instances = Vec::new();
+    for _ in 0..2 {
         let store = Store::new(pool(server).await)
             .with_policy(tower_api_key::forg::key_policy())
             .with_table(&table)
             .unwrap();
         store.migrate().await.unwrap();
-        Arc::new(CachedKeyStore::new(Arc::new(store)))
-    };
-    let (a, b) = (instance().await, instance().await);
-    let (listener_a, listener_b) = (
-        PgRevocationListener::spawn(Arc::clone(&a)),
-        PgRevocationListener::spawn(Arc::clone(&b)),
-    );
+        let cache = Arc::new(CachedKeyStore::new(Arc::new(store)));
+        let listener = PgRevocationListener::spawn(Arc::clone(&cache));
+        instances.push((cache, listener));
+    }
     until("both listeners", || {
-        listener_a.connects() == 1 && listener_b.connects() == 1
+        instances
+            .iter()
+            .all(|(_, listener)| listener.connects() == 1)
     })
     .await;
+    instances.try_into().ok().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_one_instance_is_seen_by_the_other_after_notify() {
+    let Some(server) = Postgres::shared() else {
+        return;
+    };
+    let [(a, _listener_a), (b, listener_b)] = two_instances(server).await;
     common::instances::a_narrowed_scope_reaches_the_other_instance(a, b, || listener_b.received())
         .await;
 }
@@ -102,24 +110,7 @@ async fn a_revocation_on_one_instance_is_seen_by_the_other_after_notify() {
     let Some(server) = Postgres::shared() else {
         return;
     };
-    let table = format!("tak.{}", table());
-    let instance = || async {
-        let store = Store::new(pool(server).await)
-            .with_policy(tower_api_key::forg::key_policy())
-            .with_table(&table)
-            .unwrap();
-        store.migrate().await.unwrap();
-        Arc::new(CachedKeyStore::new(Arc::new(store)))
-    };
-    let (a, b) = (instance().await, instance().await);
-    let (listener_a, listener_b) = (
-        PgRevocationListener::spawn(Arc::clone(&a)),
-        PgRevocationListener::spawn(Arc::clone(&b)),
-    );
-    until("both listeners", || {
-        listener_a.connects() == 1 && listener_b.connects() == 1
-    })
-    .await;
+    let [(a, _listener_a), (b, listener_b)] = two_instances(server).await;
 
     let issued = a
         .issue(NewKey::new("org", "shared", &KeyFamily::FORG_LIVE).scopes(ForgScope::ReadRules))
