@@ -143,6 +143,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod credential;
 pub mod environment;
+pub mod events;
 pub mod failure_limit;
 pub mod forg;
 pub mod key;
@@ -164,6 +165,7 @@ pub mod session;
 pub mod store;
 mod support;
 pub mod usage;
+pub mod webhooks;
 
 pub use auth::{AuthLayer, AuthService, API_KEY_EXPIRES};
 pub use backend_error::{BackendError, OnBackendError};

@@ -55,6 +55,13 @@ crate::support::table_enum! {
         /// A browser session ended (a logout).
         #[serde(rename = "session.ended")]
         SessionEnded,
+        /// A key was reported leaked; it was revoked or disabled (the entry's changes say).
+        #[serde(rename = "key.leaked")]
+        KeyLeaked,
+        /// The owner was told of an event (a key expiring, a budget threshold, a rate
+        /// limit hit repeatedly): the event's type is in the changes.
+        #[serde(rename = "owner.notified")]
+        Notified,
     }
 }
 
@@ -76,6 +83,8 @@ impl AuditAction {
             Self::TrialStarted => "trial.started",
             Self::SessionStarted => "session.started",
             Self::SessionEnded => "session.ended",
+            Self::KeyLeaked => "key.leaked",
+            Self::Notified => "owner.notified",
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::ApiCode;
 use crate::activity::{ActivityStore, UsageHistory};
 use crate::audit::AuditLog;
+use crate::events::KeyEvents;
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::store::ManageKeys;
 
@@ -24,6 +25,7 @@ pub struct KeysApi<St: ManageKeys> {
     pub(super) rate_classes: Arc<BTreeMap<ClassName, Quota>>,
     pub(super) if_match_required: bool,
     pub(super) audit: Option<Arc<dyn AuditLog>>,
+    pub(super) events: KeyEvents,
 }
 
 impl<St: ManageKeys> Clone for KeysApi<St> {
@@ -38,6 +40,7 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             rate_classes: Arc::clone(&self.rate_classes),
             if_match_required: self.if_match_required,
             audit: self.audit.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -50,6 +53,7 @@ impl<St: ManageKeys> fmt::Debug for KeysApi<St> {
             .field("rate_classes", &self.rate_classes)
             .field("if_match_required", &self.if_match_required)
             .field("audit", &self.audit.is_some())
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +71,7 @@ impl<St: ManageKeys> KeysApi<St> {
             rate_classes: Arc::default(),
             if_match_required: false,
             audit: None,
+            events: KeyEvents::new(),
         }
     }
 
@@ -161,6 +166,15 @@ impl<St: ManageKeys> KeysApi<St> {
     #[must_use]
     pub fn audit(mut self, log: impl AuditLog) -> Self {
         self.audit = Some(Arc::new(log));
+        self
+    }
+
+    /// Publishes `key.issued`, `key.updated`, `key.rotated` and `key.revoked` to
+    /// `events`' sinks (the application's observer, the webhook outbox) once each change
+    /// has succeeded.
+    #[must_use]
+    pub fn events(mut self, events: KeyEvents) -> Self {
+        self.events = events;
         self
     }
 

@@ -14,24 +14,34 @@ use super::error::{ApiError, Rendered};
 use super::views::{AuditEntryView, AuditPageView, AuditParams};
 use crate::audit::{Actor, AuditAction, AuditEntry, AuditQuery, FieldChange};
 use crate::client_ip::client_ip_of;
+use crate::events::{KeyEvent, KeyEventKind};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::store::{KeyId, ManageKeys};
 
-/// What a handler tells the audit trail beyond what the request says: the key acted on
-/// (and its environment) and what changed. Travels in the response's extensions.
+/// What a handler tells the audit trail and the event sinks beyond what the request
+/// says: the key acted on (and its environment), what changed, and the event it makes.
+/// Travels in the response's extensions.
 #[derive(Clone, Debug, Default)]
-pub(super) struct AuditNote {
+pub(super) struct ActionNote {
     pub(super) key: Option<(KeyId, Environment)>,
     pub(super) changes: Vec<FieldChange>,
+    pub(super) event: Option<KeyEventKind>,
 }
 
-impl AuditNote {
+impl ActionNote {
     pub(super) fn key(id: &KeyId, environment: Environment) -> Self {
         Self {
             key: Some((id.clone(), environment)),
             changes: Vec::new(),
+            event: None,
         }
+    }
+
+    /// The event the action makes, published once it succeeded.
+    pub(super) fn event(mut self, event: KeyEventKind) -> Self {
+        self.event = Some(event);
+        self
     }
 
     pub(super) fn change(mut self, field: &str, from: Option<String>, to: Option<String>) -> Self {
@@ -52,19 +62,20 @@ fn key_in_path(path: &str) -> Option<KeyId> {
     KeyId::new(rest.split('/').next()?).ok()
 }
 
-/// Runs the route, then appends what it did (or was refused) to the API's audit log: a
-/// read is recorded only when refused. A request the authentication layer refused never
-/// reaches here (it names no owner to file it under). The entry is in before the answer
-/// leaves; a log that fails loses the entry, not the answer (the action has happened).
+/// Runs the route, then appends what it did (or was refused) to the API's audit log (a
+/// read only when refused) and publishes the event of a change that succeeded. A request
+/// the authentication layer refused never reaches here (it names no owner to file it
+/// under). Both happen before the answer leaves; a log or sink that fails loses the entry
+/// or the event, not the answer (the action has happened).
 pub(super) async fn record<St: ManageKeys>(
     api: Arc<KeysApi<St>>,
     action: AuditAction,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(log) = api.audit.clone() else {
+    if api.audit.is_none() && api.events.is_empty() {
         return next.run(request).await;
-    };
+    }
     let principal = request.extensions().get::<Principal>().cloned();
     let client = client_ip_of(request.headers(), request.extensions()).ok();
     let request_id = request
@@ -75,7 +86,7 @@ pub(super) async fn record<St: ManageKeys>(
     let path_key = key_in_path(request.uri().path());
     let read = request.method() == Method::GET;
     let mut response = next.run(request).await;
-    let note = response.extensions_mut().remove::<AuditNote>();
+    let note = response.extensions_mut().remove::<ActionNote>();
     if read && response.status().is_success() {
         return response;
     }
@@ -96,7 +107,19 @@ pub(super) async fn record<St: ManageKeys>(
         // A key acts within its environment: its own refused attempts are of it.
         entry = entry.environment(principal.environment());
     }
-    let note = note.unwrap_or_default();
+    let mut note = note.unwrap_or_default();
+    if let Some(kind) = note.event.take().filter(|_| response.status().is_success()) {
+        match KeyEvent::new(entry.at(), principal.owner(), kind) {
+            Ok(event) => api.events.publish(event).await,
+            Err(_) => {
+                #[cfg(feature = "tracing")]
+                tracing::error!(target: "tower_api_key::events", "no randomness for an event id");
+            }
+        }
+    }
+    let Some(log) = api.audit.clone() else {
+        return response;
+    };
     match (note.key, path_key) {
         (Some((id, environment)), _) => entry = entry.key(id, Some(environment)),
         (None, Some(id)) => entry = entry.key(id, None),

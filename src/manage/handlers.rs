@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::api::KeysApi;
-use super::audit::AuditNote;
+use super::audit::ActionNote;
 use super::authorisation::sees;
 use super::error::{ApiError, ApiJson};
 use super::fields::Fields;
@@ -19,6 +19,7 @@ use super::views::{
     MAX_GRACE_SECONDS,
 };
 use crate::activity::UsageDay;
+use crate::events::{KeyEventKind, KeyRef};
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
 use crate::reject::RejectionKind;
@@ -86,9 +87,12 @@ pub(super) async fn create<St: ManageKeys>(
     }
     let key = api.store.issue(new).await?;
     let record = key.record();
-    let note = AuditNote::key(record.id(), record.environment())
+    let note = ActionNote::key(record.id(), record.environment())
         .change("name", None, Some(record.name().to_owned()))
-        .change("scopes", None, Some(record.scopes().to_string()));
+        .change("scopes", None, Some(record.scopes().to_string()))
+        .event(KeyEventKind::Issued {
+            key: KeyRef::of(record),
+        });
     Ok(noted(
         (StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response(),
         note,
@@ -96,7 +100,7 @@ pub(super) async fn create<St: ManageKeys>(
 }
 
 /// `response`, carrying `note` to the audit trail.
-pub(super) fn noted(mut response: Response, note: AuditNote) -> Response {
+pub(super) fn noted(mut response: Response, note: ActionNote) -> Response {
     response.extensions_mut().insert(note);
     response
 }
@@ -137,12 +141,14 @@ pub(super) async fn show<St: ManageKeys>(
     Ok(one_key(&record, api.store.policy()))
 }
 
-/// `action` on the caller's own key `id`, answering the record after it.
+/// `action` on the caller's own key `id`, answering the record after it; `event` makes
+/// the action's event of it, if it has one.
 async fn change<St, F, Fut>(
     api: &KeysApi<St>,
     caller: &Principal,
     id: &str,
     action: F,
+    event: fn(KeyRef) -> Option<KeyEventKind>,
 ) -> Result<Response, ApiError>
 where
     St: ManageKeys,
@@ -152,7 +158,10 @@ where
     api.authorize(caller)?;
     let record = api.owned(caller, id).await?;
     let changed = action(Arc::clone(&api.store), record.id().clone()).await?;
-    let note = AuditNote::key(changed.id(), changed.environment());
+    let mut note = ActionNote::key(changed.id(), changed.environment());
+    if let Some(event) = event(KeyRef::of(&changed)) {
+        note = note.event(event);
+    }
     Ok(noted(one_key(&changed, api.store.policy()), note))
 }
 
@@ -161,9 +170,13 @@ pub(super) async fn revoke<St: ManageKeys>(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    change(&api, &caller, &id, |store, id| async move {
-        store.revoke(&id).await
-    })
+    change(
+        &api,
+        &caller,
+        &id,
+        |store, id| async move { store.revoke(&id).await },
+        |key| Some(KeyEventKind::Revoked { key }),
+    )
     .await
 }
 
@@ -172,9 +185,13 @@ pub(super) async fn disable<St: ManageKeys>(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    change(&api, &caller, &id, |store, id| async move {
-        store.disable(&id).await
-    })
+    change(
+        &api,
+        &caller,
+        &id,
+        |store, id| async move { store.disable(&id).await },
+        |_| None,
+    )
     .await
 }
 
@@ -183,9 +200,13 @@ pub(super) async fn enable<St: ManageKeys>(
     caller: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    change(&api, &caller, &id, |store, id| async move {
-        store.enable(&id).await
-    })
+    change(
+        &api,
+        &caller,
+        &id,
+        |store, id| async move { store.enable(&id).await },
+        |_| None,
+    )
     .await
 }
 
@@ -218,11 +239,16 @@ pub(super) async fn rotate<St: ManageKeys>(
     let grace = Duration::from_secs(grace.unwrap_or(0));
     let key = api.store.rotate(record.id(), Some(grace)).await?;
     let policy = api.store.policy();
-    let note = AuditNote::key(record.id(), record.environment()).change(
-        "successor",
-        None,
-        Some(key.record().id().as_str().to_owned()),
-    );
+    let note = ActionNote::key(record.id(), record.environment())
+        .change(
+            "successor",
+            None,
+            Some(key.record().id().as_str().to_owned()),
+        )
+        .event(KeyEventKind::Rotated {
+            key: KeyRef::of(&record),
+            successor: key.record().id().clone(),
+        });
     Ok(noted(
         (StatusCode::CREATED, Json(IssuedKey::of(&key, policy))).into_response(),
         note,

@@ -9,12 +9,13 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::api::KeysApi;
-use super::audit::AuditNote;
+use super::audit::ActionNote;
 use super::error::{ApiError, ApiJson};
 use super::fields::Fields;
 use super::handlers::{noted, one_key};
 use super::precondition::required_version;
 use super::views::UpdateKey;
+use crate::events::{KeyEventKind, KeyRef};
 use crate::principal::Principal;
 use crate::reject::RejectionKind;
 use crate::store::{KeyRecord, KeyUpdate, ManageKeys};
@@ -85,13 +86,24 @@ pub(super) async fn update<St: ManageKeys>(
         ));
     }
     let updated = api.store.update(record.id(), update).await?;
-    let note = changes(&record, &updated);
+    let mut note = changes(&record, &updated);
+    if !note.changes.is_empty() {
+        let fields = note
+            .changes
+            .iter()
+            .map(|change| change.field.clone())
+            .collect();
+        note = note.event(KeyEventKind::Updated {
+            key: KeyRef::of(&updated),
+            fields,
+        });
+    }
     Ok(noted(one_key(&updated, api.store.policy()), note))
 }
 
 /// What the update changed, each setting before and after, for the audit trail.
-fn changes<S: crate::scope::Scope>(before: &KeyRecord<S>, after: &KeyRecord<S>) -> AuditNote {
-    AuditNote::key(after.id(), after.environment())
+fn changes<S: crate::scope::Scope>(before: &KeyRecord<S>, after: &KeyRecord<S>) -> ActionNote {
+    ActionNote::key(after.id(), after.environment())
         .change(
             "name",
             Some(before.name().to_owned()),

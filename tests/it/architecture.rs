@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 /// The bottom: files and folders under `src/` that no layer may be imported by.
-const BOTTOM: [&str; 11] = [
+const BOTTOM: [&str; 13] = [
     "key",
     "audit",
+    "events",
+    "webhooks",
     "store",
     "principal.rs",
     "credential.rs",

@@ -20,6 +20,7 @@ mod cached_store;
 mod concurrency;
 mod configuration;
 mod dashboard;
+mod events;
 mod faults;
 mod fuzz_corpus;
 mod hostile_input;

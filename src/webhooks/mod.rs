@@ -1,0 +1,19 @@
+//! Webhooks as the Standard Webhooks specification says them: each request carries
+//! `webhook-id` (the event's id: the same on every retry), `webhook-timestamp` (Unix
+//! seconds) and `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of
+//! `{id}.{timestamp}.{body}` under the endpoint's [`WebhookSecret`]).
+//!
+//! ```
+//! use tower_api_key::webhooks::WebhookSecret;
+//!
+//! let secret = WebhookSecret::generate().unwrap();
+//! let shown_once = secret.expose_secret();
+//! assert!(shown_once.starts_with("whsec_"));
+//! let signature = secret.sign("evt_1", 1_700_000_000, b"{}");
+//! assert!(secret.verifies("evt_1", 1_700_000_000, b"{}", &signature));
+//! assert!(!secret.verifies("evt_1", 1_700_000_001, b"{}", &signature));
+//! ```
+
+mod secret;
+
+pub use secret::{InvalidWebhookSecret, WebhookSecret};
