@@ -19,6 +19,10 @@ pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, StoreError>> 
 pub trait EventGate: Send + Sync + 'static {
     /// Whether this is the first time `crossing` is seen within `remember`.
     fn first<'a>(&'a self, crossing: &'a str, remember: Duration) -> GateFuture<'a>;
+
+    /// Forgets `crossing`, so that the next [`first`](Self::first) is `true` again: for
+    /// work that failed after it was claimed. Answers whether it was remembered.
+    fn forget<'a>(&'a self, crossing: &'a str) -> GateFuture<'a>;
 }
 
 /// The gate of one process: crossings remembered until their time is up, at most
@@ -117,6 +121,12 @@ impl EventGate for MemoryEventGate {
             }
         };
         Box::pin(std::future::ready(Ok(answer)))
+    }
+
+    fn forget<'a>(&'a self, crossing: &'a str) -> GateFuture<'a> {
+        // The order queue keeps its entry; it is skipped when it reaches the front.
+        let forgotten = self.lock().until.remove(crossing).is_some();
+        Box::pin(std::future::ready(Ok(forgotten)))
     }
 }
 

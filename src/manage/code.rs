@@ -15,13 +15,16 @@ crate::support::table_enum! {
     ///
     /// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
     /// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
-    /// assert_eq!(ApiCode::ALL.len(), 13);
+    /// assert_eq!(ApiCode::ALL.len(), 15);
     /// ```
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     #[non_exhaustive]
     pub enum ApiCode {
         /// 401 `invalid_credentials`: a login with an unknown e-mail or a wrong password.
         InvalidCredentials,
+        /// 401 `invalid_signature`: a leak report without a signature that verifies with a
+        /// configured public key.
+        InvalidSignature,
         /// 403 `forbidden`: the credential is of another scope vocabulary.
         Forbidden,
         /// 403 `session_required`: a key without the configured management scope.
@@ -32,6 +35,8 @@ crate::support::table_enum! {
         KeyLimitReached,
         /// 409 `conflict`: a concurrent change won; try again.
         Conflict,
+        /// 409 `replayed`: a leak report received before.
+        Replayed,
         /// 409 `key_not_changeable`: the key is revoked or expired; only an active or
         /// disabled key is updated in place.
         KeyNotChangeable,
@@ -55,12 +60,14 @@ impl ApiCode {
     const fn row(self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::InvalidCredentials =>   (StatusCode::UNAUTHORIZED,           "invalid_credentials",    "Invalid email or password"),
+            Self::InvalidSignature =>     (StatusCode::UNAUTHORIZED,           "invalid_signature",      "The report's signature does not verify with a configured public key"),
             Self::Forbidden =>            (StatusCode::FORBIDDEN,              "forbidden",              "This credential cannot manage these keys"),
             Self::SessionRequired =>      (StatusCode::FORBIDDEN,              "session_required",       "Keys are managed from a logged-in session (Dashboard or API after session auth)"),
             Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found",          "Key not found"),
             // Said with the policy's number where it is known (`ApiError::from(ManageError)`).
             Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached",      "Key limit reached. Delete unused keys before creating new ones."),
             Self::Conflict =>             (StatusCode::CONFLICT,               "conflict",               "Try again"),
+            Self::Replayed =>             (StatusCode::CONFLICT,               "replayed",               "This report was received before"),
             Self::KeyNotChangeable =>     (StatusCode::CONFLICT,               "key_not_changeable",     "A revoked or expired key cannot be changed"),
             Self::PreconditionFailed =>   (StatusCode::PRECONDITION_FAILED,    "precondition_failed",    "The key changed since you read it: read it again and retry with its new ETag"),
             Self::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED,  "precondition_required",  "Send If-Match with the key's ETag (from GET /keys/{id})"),

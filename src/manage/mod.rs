@@ -35,7 +35,9 @@
 //! | `GET /audit?limit=&before=&key_id=&action=` | the owner's audit entries, newest first ([`KeysApi::audit`]) | 200 `{data: [entry], next_before}` |
 //!
 //! [`SpendApi`] serves `GET /billing/spend`, the owner's budgets as they stand, authorized
-//! the same way.
+//! the same way. `LeakIntake` (feature `leak-intake`) receives leaked keys from a secret
+//! scanner (GitHub's partner program), signed with ECDSA P-256, outside the
+//! authentication layer.
 //!
 //! Authorization, whatever the request says:
 //! - by default only **session**-authenticated callers manage keys ("after session auth"),
@@ -66,6 +68,8 @@ mod code;
 mod error;
 mod fields;
 mod handlers;
+#[cfg(feature = "leak-intake")]
+mod leaks;
 mod login;
 mod precondition;
 mod routes;
@@ -76,6 +80,8 @@ mod views;
 pub use api::KeysApi;
 pub use code::ApiCode;
 pub use error::{ApiError, ApiJson};
+#[cfg(feature = "leak-intake")]
+pub use leaks::{InvalidPublicKey, LeakIntake, KEY_IDENTIFIER, KEY_SIGNATURE};
 pub use login::{Account, LoginApi, PasswordCheck};
 pub use spend::SpendApi;
 

@@ -26,6 +26,7 @@ mod fuzz_corpus;
 mod hostile_input;
 mod hyper_server;
 mod keys;
+mod leaks;
 mod login;
 mod manage;
 mod manage_audit;
