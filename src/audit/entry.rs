@@ -1,6 +1,6 @@
 //! [`AuditEntry`]: who did what to which key, when, from where, and how it ended.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,15 @@ crate::support::table_enum! {
         /// A key was reported leaked; it was revoked or disabled (the entry's changes say).
         #[serde(rename = "key.leaked")]
         KeyLeaked,
+        /// A webhook endpoint was registered.
+        #[serde(rename = "webhook.added")]
+        WebhookAdded,
+        /// A webhook endpoint was removed.
+        #[serde(rename = "webhook.removed")]
+        WebhookRemoved,
+        /// Webhooks or their deliveries were read: recorded only when refused.
+        #[serde(rename = "webhook.read")]
+        WebhookRead,
         /// The owner was told of an event (a key expiring, a budget threshold, a rate
         /// limit hit repeatedly): the event's type is in the changes.
         #[serde(rename = "owner.notified")]
@@ -84,6 +93,9 @@ impl AuditAction {
             Self::SessionStarted => "session.started",
             Self::SessionEnded => "session.ended",
             Self::KeyLeaked => "key.leaked",
+            Self::WebhookAdded => "webhook.added",
+            Self::WebhookRemoved => "webhook.removed",
+            Self::WebhookRead => "webhook.read",
             Self::Notified => "owner.notified",
         }
     }
@@ -126,7 +138,7 @@ pub struct FieldChange {
 pub struct AuditEntry {
     #[serde(default)]
     seq: u64,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::support::unix_millis")]
     at: SystemTime,
     owner: String,
     actor: Actor,
@@ -296,25 +308,5 @@ impl AuditEntry {
     /// The settings changed.
     pub fn changes(&self) -> &[FieldChange] {
         &self.changes
-    }
-}
-
-mod millis {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let ms = t
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        s.serialize_u64(ms)
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<SystemTime, D::Error> {
-        let ms = u64::deserialize(d)?;
-        UNIX_EPOCH
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| serde::de::Error::custom("a time past what the clock holds"))
     }
 }

@@ -11,6 +11,7 @@ use crate::audit::AuditLog;
 use crate::events::KeyEvents;
 use crate::rate_limit::{ClassName, Quota, RateClass};
 use crate::store::ManageKeys;
+use crate::webhooks::WebhookStore;
 
 /// The management API over `St`; see the [module docs](super).
 pub struct KeysApi<St: ManageKeys> {
@@ -26,6 +27,8 @@ pub struct KeysApi<St: ManageKeys> {
     pub(super) if_match_required: bool,
     pub(super) audit: Option<Arc<dyn AuditLog>>,
     pub(super) events: KeyEvents,
+    pub(super) webhooks: Option<Arc<dyn WebhookStore>>,
+    pub(super) webhooks_with: Option<St::Scope>,
 }
 
 impl<St: ManageKeys> Clone for KeysApi<St> {
@@ -41,6 +44,8 @@ impl<St: ManageKeys> Clone for KeysApi<St> {
             if_match_required: self.if_match_required,
             audit: self.audit.clone(),
             events: self.events.clone(),
+            webhooks: self.webhooks.clone(),
+            webhooks_with: self.webhooks_with,
         }
     }
 }
@@ -54,6 +59,8 @@ impl<St: ManageKeys> fmt::Debug for KeysApi<St> {
             .field("if_match_required", &self.if_match_required)
             .field("audit", &self.audit.is_some())
             .field("events", &self.events)
+            .field("webhooks", &self.webhooks.is_some())
+            .field("webhooks_with", &self.webhooks_with)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +79,8 @@ impl<St: ManageKeys> KeysApi<St> {
             if_match_required: false,
             audit: None,
             events: KeyEvents::new(),
+            webhooks: None,
+            webhooks_with: None,
         }
     }
 
@@ -175,6 +184,24 @@ impl<St: ManageKeys> KeysApi<St> {
     #[must_use]
     pub fn events(mut self, events: KeyEvents) -> Self {
         self.events = events;
+        self
+    }
+
+    /// Serves the owner's webhook endpoints at `/webhooks` from `store` (register: the
+    /// secret shown once; list with delivery state; remove). Put a
+    /// [`WebhookOutbox`](crate::webhooks::WebhookOutbox) on the same store among the
+    /// [`events`](Self::events)' sinks, and run a `WebhookSender` on it.
+    #[must_use]
+    pub fn webhooks(mut self, store: Arc<dyn WebhookStore>) -> Self {
+        self.webhooks = Some(store);
+        self
+    }
+
+    /// Lets API keys that carry `scope` (FORG: `manage:webhooks`) manage their owner's
+    /// webhooks too (sessions always may).
+    #[must_use]
+    pub fn allow_webhooks_with(mut self, scope: St::Scope) -> Self {
+        self.webhooks_with = Some(scope);
         self
     }
 

@@ -15,7 +15,7 @@ crate::support::table_enum! {
     ///
     /// assert_eq!(ApiCode::KeyLimitReached.status(), StatusCode::CONFLICT);
     /// assert_eq!(ApiCode::KeyLimitReached.code(), "key_limit_reached");
-    /// assert_eq!(ApiCode::ALL.len(), 15);
+    /// assert_eq!(ApiCode::ALL.len(), 17);
     /// ```
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     #[non_exhaustive]
@@ -31,8 +31,12 @@ crate::support::table_enum! {
         SessionRequired,
         /// 404 `key_not_found`: unknown, or another owner's (or environment's) key.
         KeyNotFound,
+        /// 404 `webhook_not_found`: unknown, or another owner's webhook endpoint.
+        WebhookNotFound,
         /// 409 `key_limit_reached`: the owner holds the most keys the policy allows.
         KeyLimitReached,
+        /// 409 `webhook_limit_reached`: the owner has 10 webhook endpoints.
+        WebhookLimitReached,
         /// 409 `conflict`: a concurrent change won; try again.
         Conflict,
         /// 409 `replayed`: a leak report received before.
@@ -66,6 +70,8 @@ impl ApiCode {
             Self::KeyNotFound =>          (StatusCode::NOT_FOUND,              "key_not_found",          "Key not found"),
             // Said with the policy's number where it is known (`ApiError::from(ManageError)`).
             Self::KeyLimitReached =>      (StatusCode::CONFLICT,               "key_limit_reached",      "Key limit reached. Delete unused keys before creating new ones."),
+            Self::WebhookNotFound =>      (StatusCode::NOT_FOUND,              "webhook_not_found",      "Webhook not found"),
+            Self::WebhookLimitReached =>  (StatusCode::CONFLICT,               "webhook_limit_reached",  "Maximum 10 webhook endpoints per owner. Remove one before adding another."),
             Self::Conflict =>             (StatusCode::CONFLICT,               "conflict",               "Try again"),
             Self::Replayed =>             (StatusCode::CONFLICT,               "replayed",               "This report was received before"),
             Self::KeyNotChangeable =>     (StatusCode::CONFLICT,               "key_not_changeable",     "A revoked or expired key cannot be changed"),

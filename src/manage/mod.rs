@@ -33,6 +33,10 @@
 //! | `GET /keys/{id}/usage` | requests, refusals by kind and spend per UTC day, the last 30 days ([`KeysApi::usage`]) | 200 `{data: [day]}` |
 //! | `GET /usage` | the same, summed over the keys the caller sees | 200 `{data: [day]}` |
 //! | `GET /audit?limit=&before=&key_id=&action=` | the owner's audit entries, newest first ([`KeysApi::audit`]) | 200 `{data: [entry], next_before}` |
+//! | `POST /webhooks` | registers an endpoint (`url`, `events`) for the owner's events ([`KeysApi::webhooks`]) | 201 `{secret, data}`: the secret, once |
+//! | `GET /webhooks` | the owner's endpoints with their deliveries' state | 200 `{data: [webhook]}` |
+//! | `DELETE /webhooks/{id}` | removes an endpoint and its deliveries | 204 |
+//! | `GET /webhooks/{id}/deliveries` | its latest deliveries, newest first | 200 `{data: [delivery]}` |
 //!
 //! [`SpendApi`] serves `GET /billing/spend`, the owner's budgets as they stand, authorized
 //! the same way. `LeakIntake` (feature `leak-intake`) receives leaked keys from a secret
@@ -71,11 +75,13 @@ mod handlers;
 #[cfg(feature = "leak-intake")]
 mod leaks;
 mod login;
+mod openapi;
 mod precondition;
 mod routes;
 mod spend;
 mod update;
 mod views;
+mod webhooks;
 
 pub use api::KeysApi;
 pub use code::ApiCode;

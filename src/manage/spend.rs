@@ -95,7 +95,7 @@ impl<St: ManageKeys> SpendApi<St> {
     /// The OpenAPI 3 document of [`router`](Self::router) (merged into
     /// `docs/openapi.json` beside [`KeysApi::openapi`](super::KeysApi::openapi)'s).
     pub fn openapi(&self) -> OpenApi {
-        super::routes::spend_document(PATH)
+        super::openapi::spend_document(PATH)
     }
 }
 

@@ -353,7 +353,8 @@ pub(crate) struct AuditEntryView {
     /// `key.issued`, `key.updated`, `key.rotated`, `key.revoked`, `key.disabled`,
     /// `key.enabled`, `key.deleted`, `key.read` and `audit.read` (refused only),
     /// `credits.changed`, `caps.changed`, `trial.started`, `session.started`,
-    /// `session.ended`, `key.leaked`, `owner.notified`.
+    /// `session.ended`, `key.leaked`, `owner.notified`, `webhook.added`,
+    /// `webhook.removed`, `webhook.read` (refused only).
     #[schema(value_type = String, example = "key.updated")]
     action: &'static str,
     /// `key`, `session` or `system`.

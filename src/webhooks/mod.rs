@@ -13,7 +13,26 @@
 //! assert!(secret.verifies("evt_1", 1_700_000_000, b"{}", &signature));
 //! assert!(!secret.verifies("evt_1", 1_700_000_001, b"{}", &signature));
 //! ```
+//!
+//! | concern | types |
+//! |---|---|
+//! | an owner's endpoint and its secret | [`WebhookEndpoint`], [`WebhookSecret`], [`check_endpoint_url`] |
+//! | the outbox: endpoints and deliveries in a shared store | [`WebhookStore`], [`MemoryWebhookStore`], [`Delivery`], [`DeliveryState`], [`Attempt`] |
+//! | events into the outbox | [`WebhookOutbox`] (an [`EventSink`](crate::events::EventSink)) |
+//! | sending, retrying, dead letters | `WebhookSender` (feature `webhooks`), [`Retries`] |
 
+mod delivery;
+mod endpoint;
+mod outbox;
 mod secret;
+#[cfg(feature = "webhooks")]
+mod sender;
+mod store;
 
+pub use delivery::{Attempt, Delivery, DeliveryState, Retries};
+pub use endpoint::{check_endpoint_url, InvalidEndpointUrl, WebhookEndpoint};
+pub use outbox::WebhookOutbox;
 pub use secret::{InvalidWebhookSecret, WebhookSecret};
+#[cfg(feature = "webhooks")]
+pub use sender::{SenderHandle, WebhookSender};
+pub use store::{MemoryWebhookStore, WebhookFuture, WebhookStore};

@@ -57,4 +57,5 @@ mod tonic_server;
 mod usage;
 mod usage_history;
 mod vocabulary;
+mod webhooks;
 mod wiring;

@@ -1056,7 +1056,8 @@ fn the_committed_openapi_document_is_the_generated_one() {
 /// 404, never the router's empty one or a 405).
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
-    let server = serve(|api| api).await;
+    let webhooks = Arc::new(tower_api_key::webhooks::MemoryWebhookStore::new());
+    let server = serve(|api| api.webhooks(webhooks)).await;
     let alice = User::login(&server, "org_a", "read:rules").await;
     let spec = KeysApi::new(Arc::new(
         Store::new().with_policy(tower_api_key::forg::key_policy()),
@@ -1076,6 +1077,7 @@ async fn every_documented_operation_is_routed() {
             let body = match (method, path.as_str()) {
                 ("POST", "/keys") => Some(json!({ "name": "k", "environment": "test" })),
                 ("PATCH", _) => Some(json!({ "name": "k" })),
+                ("POST", "/webhooks") => Some(json!({ "url": "https://hooks.example.com/" })),
                 _ => None,
             };
             let (status, answer) = alice.call(method, &path, body).await;
@@ -1085,7 +1087,8 @@ async fn every_documented_operation_is_routed() {
                 assert!(
                     answer.get("data").is_some()
                         || answer.get("key").is_some()
-                        || answer["code"] == "key_not_found",
+                        || answer["code"] == "key_not_found"
+                        || answer["code"] == "webhook_not_found",
                     "{method} {path}: {status} {answer}"
                 );
             } else {
@@ -1096,5 +1099,5 @@ async fn every_documented_operation_is_routed() {
             }
         }
     }
-    assert_eq!(operations, 13);
+    assert_eq!(operations, 17);
 }
