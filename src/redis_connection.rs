@@ -333,7 +333,7 @@ mod tests {
     use crate::store::redis::scripts;
 
     /// Every Lua script the crate runs, by name.
-    const SCRIPTS: [(&str, &str); 9] = [
+    const SCRIPTS: [(&str, &str); 14] = [
         ("ISSUE", scripts::ISSUE),
         ("REVOKE", scripts::REVOKE),
         ("DELETE", scripts::DELETE),
@@ -341,6 +341,11 @@ mod tests {
         ("SET_DISABLED", scripts::SET_DISABLED),
         ("TOUCH", scripts::TOUCH),
         ("REPLACE", scripts::REPLACE),
+        ("ADD_ENDPOINT", crate::webhooks::redis::ADD_ENDPOINT),
+        ("ENQUEUE", crate::webhooks::redis::ENQUEUE),
+        ("CLAIM", crate::webhooks::redis::CLAIM),
+        ("FINISH", crate::webhooks::redis::FINISH),
+        ("OUTBOX_PURGE", crate::webhooks::redis::PURGE),
         ("GCRA", crate::rate_limit::redis::GCRA),
         ("CHARGE", crate::usage::redis::CHARGE),
     ];

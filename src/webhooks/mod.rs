@@ -17,22 +17,30 @@
 //! | concern | types |
 //! |---|---|
 //! | an owner's endpoint and its secret | [`WebhookEndpoint`], [`WebhookSecret`], [`check_endpoint_url`] |
-//! | the outbox: endpoints and deliveries in a shared store | [`WebhookStore`], [`MemoryWebhookStore`], [`Delivery`], [`DeliveryState`], [`Attempt`] |
+//! | the outbox: endpoints and deliveries in a shared store | [`WebhookStore`], [`MemoryWebhookStore`], `RedisWebhookStore` (feature `redis`), `SqlWebhookStore` (features `postgres`, `sqlite`), [`Delivery`], [`DeliveryState`], [`Attempt`] |
 //! | events into the outbox | [`WebhookOutbox`] (an [`EventSink`](crate::events::EventSink)) |
 //! | sending, retrying, dead letters | `WebhookSender` (feature `webhooks`), [`Retries`] |
 
 mod delivery;
 mod endpoint;
 mod outbox;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod secret;
 #[cfg(feature = "webhooks")]
 mod sender;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 mod store;
 
 pub use delivery::{Attempt, Delivery, DeliveryState, Retries};
 pub use endpoint::{check_endpoint_url, InvalidEndpointUrl, WebhookEndpoint};
 pub use outbox::WebhookOutbox;
+#[cfg(feature = "redis")]
+pub use redis::RedisWebhookStore;
 pub use secret::{InvalidWebhookSecret, WebhookSecret};
 #[cfg(feature = "webhooks")]
 pub use sender::{SenderHandle, WebhookSender};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::SqlWebhookStore;
 pub use store::{MemoryWebhookStore, WebhookFuture, WebhookStore};

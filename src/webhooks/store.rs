@@ -1,7 +1,7 @@
 //! [`WebhookStore`]: the endpoints and the outbox, in a store every instance shares; and
 //! [`MemoryWebhookStore`], the one of a single process.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -80,8 +80,10 @@ struct Inner {
     deliveries: HashMap<Key, Delivery>,
     // Pending deliveries by when they are due (a claimed one is due again when its lease ends).
     due: BTreeSet<(SystemTime, Key)>,
-    // Each endpoint's deliveries, oldest first.
-    history: HashMap<String, VecDeque<Key>>,
+    // Ended deliveries by when they ended: what `purge` takes from the front.
+    ended: BTreeSet<(SystemTime, Key)>,
+    // Each endpoint's deliveries by when they were enqueued.
+    history: HashMap<String, BTreeSet<(SystemTime, Key)>>,
 }
 
 impl Default for MemoryWebhookStore {
@@ -162,9 +164,10 @@ impl WebhookStore for MemoryWebhookStore {
             return ready(Ok(false));
         }
         inner.endpoints.remove(id);
-        for key in inner.history.remove(id).unwrap_or_default() {
+        for (_, key) in inner.history.remove(id).unwrap_or_default() {
             if let Some(delivery) = inner.deliveries.remove(&key) {
-                inner.due.remove(&(delivery.next_at, key));
+                inner.due.remove(&(delivery.next_at, key.clone()));
+                inner.ended.remove(&(delivery.next_at, key));
             }
         }
         ready(Ok(true))
@@ -188,7 +191,7 @@ impl WebhookStore for MemoryWebhookStore {
                 .history
                 .entry(delivery.endpoint_id.clone())
                 .or_default()
-                .push_back(key.clone());
+                .insert((delivery.created_at, key.clone()));
             inner.deliveries.insert(key, delivery);
         }
         ready(Ok(()))
@@ -236,6 +239,8 @@ impl WebhookStore for MemoryWebhookStore {
         inner.due.remove(&(leased, key.clone()));
         if attempt.state == DeliveryState::Pending {
             inner.due.insert((attempt.next_at, key));
+        } else {
+            inner.ended.insert((attempt.next_at, key));
         }
         ready(Ok(()))
     }
@@ -252,7 +257,7 @@ impl WebhookStore for MemoryWebhookStore {
             .map(|keys| {
                 keys.iter()
                     .rev()
-                    .filter_map(|key| inner.deliveries.get(key).cloned())
+                    .filter_map(|(_, key)| inner.deliveries.get(key).cloned())
                     .take(limit)
                     .collect()
             })
@@ -263,30 +268,21 @@ impl WebhookStore for MemoryWebhookStore {
     fn purge(&self, before: SystemTime) -> WebhookFuture<'_, usize> {
         let mut inner = self.lock();
         let mut purged = 0;
-        let endpoints: Vec<String> = inner.history.keys().cloned().collect();
-        for endpoint in endpoints {
-            // Oldest first: stop at the first that is still pending or ended later.
-            while let Some(front) = inner
-                .history
-                .get(&endpoint)
-                .and_then(|keys| keys.front())
-                .cloned()
-            {
-                let ended = inner.deliveries.get(&front).is_none_or(|delivery| {
-                    delivery.state != DeliveryState::Pending && delivery.next_at < before
-                });
-                if !ended {
-                    break;
-                }
-                if let Some(keys) = inner.history.get_mut(&endpoint) {
-                    keys.pop_front();
-                }
-                if inner.deliveries.remove(&front).is_some() {
-                    purged += 1;
-                }
+        // The ended ones, oldest first: each a set's front, O(log n).
+        while let Some((at, key)) = inner.ended.first().cloned() {
+            if at >= before {
+                break;
             }
-            if inner.history.get(&endpoint).is_some_and(VecDeque::is_empty) {
-                inner.history.remove(&endpoint);
+            inner.ended.pop_first();
+            if let Some(delivery) = inner.deliveries.remove(&key) {
+                purged += 1;
+                let emptied = inner.history.get_mut(&key.1).is_some_and(|keys| {
+                    keys.remove(&(delivery.created_at, key.clone()));
+                    keys.is_empty()
+                });
+                if emptied {
+                    inner.history.remove(&key.1);
+                }
             }
         }
         ready(Ok(purged))

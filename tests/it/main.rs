@@ -11,6 +11,8 @@ mod conformance;
 mod usage_conformance;
 #[macro_use]
 mod audit_conformance;
+#[macro_use]
+mod webhook_conformance;
 
 mod activity;
 mod architecture;
@@ -57,5 +59,6 @@ mod tonic_server;
 mod usage;
 mod usage_history;
 mod vocabulary;
+mod webhook_stores;
 mod webhooks;
 mod wiring;
