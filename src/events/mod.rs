@@ -21,6 +21,7 @@
 //! |---|---|
 //! | the management API ([`KeysApi::events`](crate::manage::KeysApi::events)) | `key.issued`, `key.updated`, `key.rotated`, `key.revoked` |
 //! | the leak intake | `key.leaked` |
+//! | the spend caps ([`SpendCaps::events`](crate::usage::SpendCaps::events)) | `budget.threshold` (80 % and 100 % by default), once per budget, threshold and period |
 //!
 //! An event's id is its webhook's `webhook-id`; an event that happens outside a
 //! management request (a crossing, a leak) also lands in the audit log
@@ -28,8 +29,12 @@
 
 mod event;
 mod gate;
+#[cfg(feature = "redis")]
+mod redis_gate;
 mod sink;
 
 pub use event::{KeyEvent, KeyEventKind, KeyRef};
 pub use gate::{EventGate, GateFuture, MemoryEventGate};
+#[cfg(feature = "redis")]
+pub use redis_gate::RedisEventGate;
 pub use sink::{EventFuture, EventSink, KeyEvents};

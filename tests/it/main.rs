@@ -18,6 +18,7 @@ mod activity;
 mod architecture;
 mod audit_logs;
 mod auth;
+mod budget_events;
 mod cached_store;
 mod concurrency;
 mod configuration;

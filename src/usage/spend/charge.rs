@@ -209,6 +209,8 @@ impl<B: UsageBackend, T> Gate<Request<T>> for Shared<B> {
         match verdict {
             Verdict::Pass => Ok(None),
             Verdict::Admitted(principal, cap, period, spent) => {
+                self.caps
+                    .announce_crossings(&principal, (cap, period), self.reservation(), &spent);
                 if self.caps.budget_in_request {
                     request.extensions_mut().insert(Budget {
                         cap,

@@ -2,6 +2,7 @@
 //! [`SpendCaps::layer`] makes a [`SpendCapLayer`] per route class with its fixed cost.
 
 mod charge;
+mod crossing;
 mod future;
 mod layer;
 #[cfg(feature = "axum")]
@@ -22,6 +23,7 @@ use super::backend::{MemoryUsage, UsageBackend};
 use super::budget::{BudgetPer, BudgetPolicy};
 use super::period::Period;
 use crate::backend_error::OnBackendError;
+use crate::events::KeyEvents;
 use crate::key::Environment;
 use crate::reject::{DefaultRenderer, RenderRejection};
 use crate::support::header_text::HeaderText;
@@ -107,6 +109,8 @@ pub struct SpendCaps<B: UsageBackend = MemoryUsage> {
     backend_timeout: Duration,
     on_backend_error: OnBackendError,
     renderer: Arc<dyn RenderRejection>,
+    events: Option<KeyEvents>,
+    thresholds: Arc<[u8]>,
 }
 
 impl SpendCaps<MemoryUsage> {
@@ -129,6 +133,8 @@ impl<B: UsageBackend> SpendCaps<B> {
             backend_timeout: Duration::from_secs(1),
             on_backend_error: OnBackendError::Deny,
             renderer: Arc::new(DefaultRenderer),
+            events: None,
+            thresholds: Arc::new([80, 100]),
         }
     }
 
@@ -175,6 +181,23 @@ impl<B: UsageBackend> SpendCaps<B> {
     /// How 402s and 503s are rendered (default: [`DefaultRenderer`]).
     pub fn renderer(mut self, renderer: impl RenderRejection) -> Self {
         self.renderer = Arc::new(renderer);
+        self
+    }
+
+    /// Tells `events` (`budget.threshold`) when a charge takes a budget past 80 % and 100 %
+    /// of its cap ([`thresholds`](Self::thresholds) to choose others): once per budget,
+    /// threshold and period, decided by the events' gate, so instances sharing a gate (a
+    /// Redis one) announce a crossing once between them. Measured on what requests
+    /// reserve; announced off the request path.
+    pub fn events(mut self, events: KeyEvents) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The percentages of a cap whose crossing is announced (default 80 and 100; values
+    /// above 100 are kept: a budget never passes them).
+    pub fn thresholds(mut self, percents: impl IntoIterator<Item = u8>) -> Self {
+        self.thresholds = percents.into_iter().collect();
         self
     }
 
