@@ -37,6 +37,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use tower_api_key::activity::ActivityLog;
 use tower_api_key::audit::MemoryAuditLog;
+
+#[path = "quickstart_parts/events.rs"]
+pub mod events;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::forg;
 use tower_api_key::manage::{
@@ -223,6 +226,8 @@ pub struct Demo {
     pub activity: ActivityLog,
     /// Every management action and refusal (`GET /v1/audit`, the dashboard's audit panel).
     pub audit: Arc<MemoryAuditLog>,
+    /// Key events: webhooks, budget thresholds, leaks.
+    pub events: events::DemoEvents,
     /// Requests, refusals and spend per key per day, for the dashboard's charts.
     pub daily: DailyUsage,
     /// What `GET /metrics` renders (Prometheus text format): the recorder `main` installed.
@@ -242,7 +247,12 @@ impl Demo {
         let secret = CsrfSecret::generate().expect("the OS has randomness");
         let budgets = demo_keys.budgets();
         let usage = MemoryUsage::new().with_clock(clock.clone());
-        let spend = SpendCaps::backed_by(budgets.clone(), usage).per(BudgetPer::Key);
+        let audit = Arc::new(MemoryAuditLog::new());
+        let events = events::DemoEvents::new(&audit);
+        // Owners hear of 80 % and 100 % of a budget (webhook `budget.threshold`).
+        let spend = SpendCaps::backed_by(budgets.clone(), usage)
+            .per(BudgetPer::Key)
+            .events(events.events.clone());
         // Live keys need Pro; fos_ keys are live keys too.
         let plans = PlanTable::new(Plan::Free)
             .require(Environment::Live, Plan::Pro)
@@ -258,7 +268,8 @@ impl Demo {
             plan_check: PlanLayer::new(plans.clone()).clock(clock),
             plans,
             activity: ActivityLog::default(),
-            audit: Arc::new(MemoryAuditLog::new()),
+            events,
+            audit,
             daily: DailyUsage::default(),
             metrics: None,
         }
@@ -365,6 +376,9 @@ pub fn app(demo: &Demo) -> Router {
                 .activity(demo.activity.clone())
                 .usage(demo.daily.clone())
                 .audit(Arc::clone(&demo.audit))
+                .events(demo.events.events.clone())
+                .webhooks(demo.events.webhooks.clone())
+                .allow_webhooks_with(ForgScope::ManageWebhooks)
                 .router(),
         )
         // "Monitor your usage via GET /api/billing/spend": sessions and admin keys.
@@ -406,6 +420,15 @@ pub fn app(demo: &Demo) -> Router {
         .route("/dashboard", get(dashboard))
         .with_state(demo.clone());
 
+    let public = public.merge(events::receiver(demo.events.received.clone()));
+    #[cfg(feature = "leak-intake")]
+    let public = public.nest(
+        "/leaks",
+        tower_api_key::manage::LeakIntake::new(Arc::clone(&demo.keys))
+            .public_key("quickstart-demo", *demo.events.scanner.verifying_key())
+            .events(demo.events.events.clone())
+            .router(),
+    );
     public.merge(api)
 }
 
@@ -640,7 +663,7 @@ fn listen_address() -> Result<SocketAddr, String> {
         .map_err(|e| format!("invalid address `{addr}`: {e}"))
 }
 
-fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
+fn print_banner(addr: SocketAddr, keys: &DemoKeys, demo: &Demo) {
     let base = format!("http://{addr}");
     let live = keys.live.key().expose_secret();
     let test = keys.test.key().expose_secret();
@@ -667,7 +690,8 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
     println!("\nDemo login (browser sessions): {DEMO_EMAIL} / {DEMO_PASSWORD}");
     let login = format!(r#"{{"email":"{DEMO_EMAIL}","password":"{DEMO_PASSWORD}"}}"#);
     let csrf = "CSRF=$(awk '$6==\"forge_csrf\"{print $7}' cookies.txt)";
-    let tries = [
+    #[cfg_attr(not(feature = "leak-intake"), allow(unused_mut))] // the leak line is pushed
+    let mut tries = vec![
         ("public".to_owned(), format!("curl -i {base}/health")),
         (
             "readiness (the stores answer)".to_owned(),
@@ -715,9 +739,22 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys) {
         ("the test key's version, its ETag (\"0\" until it changes)".to_owned(), format!("curl -s -D - -o /dev/null {base}/v1/keys/{test_id} -H 'Authorization: Bearer {test}' | grep -i etag")),
         ("update it in place, only if nobody changed it since (again: 412 precondition_failed)".to_owned(), format!("curl -i -X PATCH {base}/v1/keys/{test_id} -H 'Authorization: Bearer {test}' -H 'If-Match: \"0\"' -H 'Content-Type: application/json' -d '{{\"name\":\"renamed test key\"}}'")),
         ("the audit log: who changed what, from where, refusals too (newest first)".to_owned(), format!("curl -i '{base}/v1/audit?limit=5' -H 'Authorization: Bearer {test}'")),
+        ("register a webhook to the quickstart's own receiver (the whsec_ secret is shown once)".to_owned(), format!("curl -i -X POST {base}/v1/webhooks -H 'Authorization: Bearer {test}' -H 'Content-Type: application/json' -d '{{\"url\":\"{base}/demo/webhook\"}}'")),
+        (webhook_note(), format!("curl -s {base}/demo/webhook; curl -s {base}/v1/webhooks -H 'Authorization: Bearer {test}'")),
         ("revoke the test key through the management API (it has admin)".to_owned(), format!("curl -i -X POST {base}/v1/keys/{test_id}/revoke -H 'Authorization: Bearer {test}'")),
         ("401: revoked, from the next request on".to_owned(), format!("curl -i {base}/v1/sessions -H 'Authorization: Bearer {test}'")),
     ];
+    #[cfg(feature = "leak-intake")]
+    {
+        let leaked = keys.fos.key().expose_secret();
+        let (body, signature) = events::signed_report(&demo.events.scanner, leaked);
+        tries.push((
+            "report the fos_ key leaked, signed as a secret scanner would (GitHub's format): revoked, labelled true_positive, key.leaked to the webhook".to_owned(),
+            format!("curl -i -X POST {base}/leaks -H 'Github-Public-Key-Identifier: quickstart-demo' -H 'Github-Public-Key-Signature: {signature}' -H 'Content-Type: application/json' -d '{body}'"),
+        ));
+    }
+    #[cfg(not(feature = "leak-intake"))]
+    let _ = demo;
     println!("\nTry:");
     for (what, line) in tries {
         println!("  # {what}\n  {line}");
@@ -739,7 +776,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recorder = PrometheusBuilder::new().set_buckets_for_metric(lookups, &buckets)?;
     demo.metrics = Some(recorder.install_recorder()?);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    print_banner(listener.local_addr()?, &keys);
+    // Delivers the webhook outbox (signed, retried with backoff) once a second.
+    #[cfg(feature = "webhooks")]
+    let _sender = tower_api_key::webhooks::WebhookSender::new(demo.events.webhooks.clone())
+        .spawn(std::time::Duration::from_secs(1));
+    print_banner(listener.local_addr()?, &keys, &demo);
     axum::serve(
         listener,
         app(&demo).into_make_service_with_connect_info::<SocketAddr>(),
@@ -749,6 +790,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     Ok(())
+}
+
+/// What the receiver's line says, by whether this build sends webhooks.
+fn webhook_note() -> String {
+    if cfg!(feature = "webhooks") {
+        "after any key change: what the receiver got, and the endpoint's delivery state".to_owned()
+    } else {
+        "the outbox fills; deliveries need `--features webhooks` (the sender)".to_owned()
+    }
 }
 
 /// A time as the crate's API writes it: RFC 3339, whole seconds, UTC.

@@ -303,6 +303,7 @@ async fn the_dashboard_creates_and_revokes_a_key_in_a_real_browser() {
     assert_eq!(call().await.unwrap().status(), 200);
 
     edit_in_the_page(&browser, "browser key").await;
+    webhook_in_the_page(&browser, &base).await;
     assert_eq!(call().await.unwrap().status(), 200, "read:rules kept");
 
     // Screenshot of the key list, as an artifact.
@@ -462,4 +463,61 @@ async fn open_editor(browser: &fantoccini::Client, name: &str) {
         .for_element(Locator::Css("#edit-panel:not([hidden])"))
         .await
         .expect("the edit form");
+}
+
+/// Registers the quickstart's own receiver in the page: the secret is shown once and the
+/// list shows the endpoint; an `http://` URL off loopback is refused with the field named.
+async fn webhook_in_the_page(browser: &fantoccini::Client, base: &str) {
+    let wait = || browser.wait().at_most(Duration::from_secs(15));
+    let field = browser.find(Locator::Id("webhook-url")).await.unwrap();
+    field
+        .send_keys("http://hooks.example.com/forge")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("add-webhook"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = wait()
+        .for_element(Locator::Css("#webhook-error:not(:empty)"))
+        .await
+        .expect("the refusal is shown")
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("url:"), "{refused:?}");
+    field.clear().await.unwrap();
+    field
+        .send_keys(&format!("{base}/demo/webhook"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("add-webhook"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let secret = wait()
+        .for_element(Locator::Css(
+            "#webhook-secret:not([hidden]) #webhook-secret-value",
+        ))
+        .await
+        .expect("the secret, once")
+        .text()
+        .await
+        .unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret:?}");
+    let row = wait()
+        .for_element(Locator::Css("#webhooks tbody tr"))
+        .await
+        .expect("the endpoint listed")
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("/demo/webhook"), "{row:?}");
+    assert!(!row.contains(&secret[6..]), "never the secret in the list");
 }

@@ -981,3 +981,60 @@ async fn trials_credits_spend_and_rotation_through_the_quickstart() {
     let (_, _, list) = call("GET", "/v1/keys", &[("authorization", test.as_str())], "").await;
     assert_eq!(list["data"][0]["rotation_due"], true, "{list}");
 }
+
+/// Issue 39: the printed webhook and leak lines. A webhook registered to the quickstart's
+/// own receiver gets the key events (sent by the sender the quickstart runs), and a
+/// signed leak report revokes the fos_ key, which the receiver hears of as `key.leaked`.
+#[cfg(all(feature = "webhooks", feature = "leak-intake"))]
+#[tokio::test]
+async fn webhooks_and_leak_reports_through_the_quickstart() {
+    let store = Arc::new(MemoryKeyStore::new().with_policy(tower_api_key::forg::key_policy()));
+    let keys = quickstart::issue_demo_keys(&store).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let demo = quickstart::Demo::new(store, &keys);
+    let app = quickstart::app(&demo).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = Server {
+        addr,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
+    let test = || {
+        (
+            "authorization",
+            format!("Bearer {}", keys.test.key().expose_secret()),
+        )
+    };
+    let hook = format!(r#"{{"url":"http://{addr}/demo/webhook"}}"#);
+    let (status, _, body) = s.send(Method::POST, "/v1/webhooks", &[test()], &hook).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["secret"].as_str().unwrap().starts_with("whsec_"));
+
+    let fos = keys.fos.key().expose_secret();
+    let (report, signature) = quickstart::events::signed_report(&demo.events.scanner, fos);
+    let headers = [
+        ("github-public-key-identifier", "quickstart-demo".to_owned()),
+        ("github-public-key-signature", signature),
+    ];
+    let (status, _, labels) = s.send(Method::POST, "/leaks", &headers, &report).await;
+    assert_eq!(status, StatusCode::OK, "{labels}");
+    assert_eq!(labels[0]["label"], "true_positive");
+    let (status, _, _) = s
+        .call(
+            Method::GET,
+            "/v1/rules",
+            Some(("x-forgeos-api-key", fos.to_owned())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked on the report");
+
+    let sender = tower_api_key::webhooks::WebhookSender::new(demo.events.webhooks.clone());
+    assert_eq!(sender.run_once().await.unwrap(), 1);
+    let (_, _, received) = s.call(Method::GET, "/demo/webhook", None).await;
+    assert_eq!(received["data"][0]["event"]["type"], "key.leaked");
+    assert_eq!(
+        received["data"][0]["event"]["data"]["key"]["id"],
+        keys.fos.record().id().as_str()
+    );
+    server.abort();
+}
