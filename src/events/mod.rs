@@ -22,6 +22,7 @@
 //! | the management API ([`KeysApi::events`](crate::manage::KeysApi::events)) | `key.issued`, `key.updated`, `key.rotated`, `key.revoked` |
 //! | the leak intake | `key.leaked` |
 //! | the spend caps ([`SpendCaps::events`](crate::usage::SpendCaps::events)) | `budget.threshold` (80 % and 100 % by default), once per budget, threshold and period |
+//! | the rate limits ([`RateLimits::events`](crate::rate_limit::RateLimits::events)) | `rate_limit.exceeded` at a key's 10th refusal by a class, once per key and class within the class's window |
 //!
 //! An event's id is its webhook's `webhook-id`; an event that happens outside a
 //! management request (a crossing, a leak) also lands in the audit log

@@ -23,7 +23,7 @@ use crate::body::ResponseBody;
 use crate::client_ip::client_key_of;
 use crate::key::Environment;
 use crate::principal::{CredentialKind, Principal};
-use crate::reject::{respond, AuthRejection, RetryAfter, Unavailable};
+use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
 use crate::store::KeyId;
 use crate::support::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 
@@ -282,6 +282,13 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
         match outcome {
             Outcome::Call(headers) => Ok(headers),
             Outcome::Reject(rejection, headers) => {
+                if let (Some(repeated), Some(principal), RejectionKind::RateLimited) = (
+                    &self.limits.repeated,
+                    request.extensions().get::<Principal>(),
+                    rejection.kind(),
+                ) {
+                    repeated.refused(principal, self.class.name(), self.class.quota().window());
+                }
                 let mut response = respond(&*self.limits.renderer, rejection, request.headers());
                 add_headers(response.headers_mut(), headers);
                 Err(response)

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::backend::RateLimitBackend;
 use super::governor::GovernorBackend;
+use super::repeated::RepeatedRefusals;
 use crate::backend_error::OnBackendError;
+use crate::events::KeyEvents;
 use crate::reject::{DefaultRenderer, RenderRejection};
 
 /// Shared rate-limit configuration: one backend, the client-address rules, and how
@@ -18,6 +20,7 @@ pub struct RateLimits<B: RateLimitBackend = GovernorBackend> {
     pub(super) backend_timeout: Duration,
     pub(super) on_backend_error: OnBackendError,
     pub(super) renderer: Arc<dyn RenderRejection>,
+    pub(super) repeated: Option<RepeatedRefusals>,
 }
 
 impl RateLimits<GovernorBackend> {
@@ -42,7 +45,19 @@ impl<B: RateLimitBackend> RateLimits<B> {
             backend_timeout: Duration::from_secs(1),
             on_backend_error: OnBackendError::default(),
             renderer: Arc::new(DefaultRenderer),
+            repeated: None,
         }
+    }
+
+    /// Tells `events` (`rate_limit.exceeded`) when a key is refused by a class for the
+    /// `after`-th time (counted on this instance), once per key and class within the
+    /// class's window, as the events' gate decides (shared by instances when it is a
+    /// Redis one). Sessions and addresses are not announced (they have no key's owner to
+    /// tell in particular).
+    #[must_use]
+    pub fn events(mut self, events: KeyEvents, after: u32) -> Self {
+        self.repeated = Some(RepeatedRefusals::new(events, after));
+        self
     }
 
     /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default: yes).

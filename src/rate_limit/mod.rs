@@ -57,6 +57,7 @@ mod layer;
 mod limits;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+mod repeated;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;

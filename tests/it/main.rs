@@ -43,6 +43,7 @@ mod postgres_store;
 mod properties;
 mod quickstart;
 mod rate_limit;
+mod rate_limit_events;
 mod redis_cluster;
 mod redis_shared;
 mod require;
