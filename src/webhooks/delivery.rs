@@ -88,6 +88,20 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// The delivery after `attempt`: one more attempt, its state, when next (or ended),
+    /// the answer.
+    pub fn after(&self, attempt: Attempt) -> Self {
+        let mut next = self.clone();
+        next.attempts += 1;
+        next.state = attempt.state;
+        next.next_at = attempt.next_at;
+        next.last_status = attempt.status;
+        next.last_error = attempt.error;
+        next
+    }
+}
+
 /// What an attempt came to, for [`WebhookStore::finish`](super::WebhookStore::finish).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attempt {

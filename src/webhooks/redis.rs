@@ -308,12 +308,7 @@ impl WebhookStore for RedisWebhookStore {
 
     fn finish<'a>(&'a self, delivery: &'a Delivery, attempt: Attempt) -> WebhookFuture<'a, ()> {
         Box::pin(async move {
-            let mut updated = delivery.clone();
-            updated.attempts += 1;
-            updated.state = attempt.state;
-            updated.next_at = attempt.next_at;
-            updated.last_status = attempt.status;
-            updated.last_error = attempt.error;
+            let updated = delivery.after(attempt);
             let mut connection = self.connection.clone();
             let _found: i64 = self.scripts[3]
                 .key(self.outbox("due"))

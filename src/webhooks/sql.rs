@@ -261,12 +261,7 @@ macro_rules! impl_sql_webhooks {
 
             fn finish<'a>(&'a self, delivery: &'a Delivery, attempt: Attempt) -> WebhookFuture<'a, ()> {
                 Box::pin(async move {
-                    let mut updated = delivery.clone();
-                    updated.attempts += 1;
-                    updated.state = attempt.state;
-                    updated.next_at = attempt.next_at;
-                    updated.last_status = attempt.status;
-                    updated.last_error = attempt.error;
+                    let updated = delivery.after(attempt);
                     let update = format!(
                         "UPDATE {} SET state = $3, next_at = $4, delivery = $5 WHERE event_id = $1 AND endpoint_id = $2",
                         self.deliveries_table()

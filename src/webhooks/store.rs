@@ -231,16 +231,13 @@ impl WebhookStore for MemoryWebhookStore {
             return ready(Ok(())); // its endpoint was removed meanwhile
         };
         let leased = stored.next_at;
-        stored.attempts += 1;
-        stored.state = attempt.state;
-        stored.next_at = attempt.next_at;
-        stored.last_status = attempt.status;
-        stored.last_error = attempt.error;
+        *stored = stored.after(attempt);
+        let (state, next_at) = (stored.state, stored.next_at);
         inner.due.remove(&(leased, key.clone()));
-        if attempt.state == DeliveryState::Pending {
-            inner.due.insert((attempt.next_at, key));
+        if state == DeliveryState::Pending {
+            inner.due.insert((next_at, key));
         } else {
-            inner.ended.insert((attempt.next_at, key));
+            inner.ended.insert((next_at, key));
         }
         ready(Ok(()))
     }

@@ -3,26 +3,17 @@
 
 use crate::audit_conformance;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_api_key::audit::MemoryAuditLog;
 use tower_api_key::clock::ManualClock;
 
-/// A table or namespace no other log of this run uses.
 #[cfg_attr(
     not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
-    allow(dead_code)
+    allow(unused_imports)
 )]
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
+use crate::common::unique;
 
 struct InProcess;
 
@@ -50,46 +41,35 @@ mod redis {
     use super::*;
     use crate::common::redis_cluster::RedisCluster;
     use crate::common::redis_server::Redis;
+    use crate::common::AnyRedis;
     use tower_api_key::audit::RedisAuditLog;
-    use tower_api_key::RedisConnection;
 
-    enum Server {
-        One(Redis),
-        Cluster(&'static RedisCluster),
+    async fn log(server: &AnyRedis) -> RedisAuditLog {
+        RedisAuditLog::new(server.connection().await, &unique("audit"))
     }
 
-    impl Server {
-        async fn log(&self) -> RedisAuditLog {
-            let connection = match self {
-                Self::One(redis) => RedisConnection::open(&redis.url).await.unwrap(),
-                Self::Cluster(cluster) => cluster.connection().await,
-            };
-            RedisAuditLog::new(connection, &unique("audit"))
-        }
-    }
-
-    impl audit_conformance::Fixture for Server {
+    impl audit_conformance::Fixture for AnyRedis {
         type Log = RedisAuditLog;
 
         async fn log(&self, clock: ManualClock, retention: Duration) -> Arc<RedisAuditLog> {
-            Arc::new(self.log().await.retention(retention).with_clock(clock))
+            Arc::new(log(self).await.retention(retention).with_clock(clock))
         }
 
         async fn bounded(&self, clock: ManualClock, entries: usize) -> Option<Arc<RedisAuditLog>> {
             Some(Arc::new(
-                self.log().await.per_owner(entries).with_clock(clock),
+                log(self).await.per_owner(entries).with_clock(clock),
             ))
         }
     }
 
     mod on_one_server {
         use super::*;
-        audit_suite!(Redis::start().map(Server::One));
+        audit_suite!(Redis::start().map(AnyRedis::One));
     }
 
     mod on_a_cluster {
         use super::*;
-        audit_suite!(RedisCluster::shared().map(Server::Cluster));
+        audit_suite!(RedisCluster::shared().map(AnyRedis::Cluster));
     }
 }
 

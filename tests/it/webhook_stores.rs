@@ -5,24 +5,15 @@
 
 use crate::webhook_conformance;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tower_api_key::webhooks::MemoryWebhookStore;
 
-/// A table or namespace no other store of this run uses.
 #[cfg_attr(
     not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
-    allow(dead_code)
+    allow(unused_imports)
 )]
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
+use crate::common::unique;
 
 struct InProcess;
 
@@ -48,24 +39,10 @@ mod redis {
     use super::*;
     use crate::common::redis_cluster::RedisCluster;
     use crate::common::redis_server::Redis;
+    use crate::common::AnyRedis;
     use tower_api_key::webhooks::RedisWebhookStore;
-    use tower_api_key::RedisConnection;
 
-    pub(crate) enum Server {
-        One(Redis),
-        Cluster(&'static RedisCluster),
-    }
-
-    impl Server {
-        pub(crate) async fn connection(&self) -> RedisConnection {
-            match self {
-                Self::One(redis) => RedisConnection::open(&redis.url).await.unwrap(),
-                Self::Cluster(cluster) => cluster.connection().await,
-            }
-        }
-    }
-
-    impl webhook_conformance::Fixture for Server {
+    impl webhook_conformance::Fixture for AnyRedis {
         type Store = RedisWebhookStore;
 
         async fn store(&self) -> Arc<RedisWebhookStore> {
@@ -85,12 +62,12 @@ mod redis {
 
     mod on_one_server {
         use super::*;
-        webhook_suite!(Redis::start().map(Server::One));
+        webhook_suite!(Redis::start().map(AnyRedis::One));
     }
 
     mod on_a_cluster {
         use super::*;
-        webhook_suite!(RedisCluster::shared().map(Server::Cluster));
+        webhook_suite!(RedisCluster::shared().map(AnyRedis::Cluster));
     }
 }
 

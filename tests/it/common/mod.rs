@@ -455,3 +455,35 @@ impl tower_api_key::usage::UsageBackend for BrokenUsage {
         ))
     }
 }
+
+/// A name (table, namespace) no other test of this run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A private redis-server or the shared three-master cluster, for suites that run on both.
+#[cfg(feature = "redis")]
+pub enum AnyRedis {
+    /// A private server.
+    One(redis_server::Redis),
+    /// The shared cluster.
+    Cluster(&'static redis_cluster::RedisCluster),
+}
+
+#[cfg(feature = "redis")]
+impl AnyRedis {
+    /// A new connection to it.
+    pub async fn connection(&self) -> tower_api_key::RedisConnection {
+        match self {
+            Self::One(redis) => tower_api_key::RedisConnection::open(&redis.url)
+                .await
+                .unwrap(),
+            Self::Cluster(cluster) => cluster.connection().await,
+        }
+    }
+}
