@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use redis::Script;
 
@@ -54,9 +54,9 @@ struct Shared {
     append: Script,
 }
 
+/// `t` in Unix milliseconds, as stream ids count (never before 1970).
 fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::support::unix_millis::millis(t)).unwrap_or(0)
 }
 
 fn seq_of(id: &str) -> Option<u64> {

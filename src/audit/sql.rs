@@ -5,10 +5,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::{table_name, InvalidTableName, SqlDatabase};
+use crate::support::unix_millis::millis;
 
 /// How often (in appends through one log) the table's entries past retention are deleted.
 const SWEEP_EVERY: u64 = 256;
@@ -58,11 +59,6 @@ impl<DB: SqlDatabase> Clone for SqlAuditLog<DB> {
             _db: PhantomData,
         }
     }
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl<DB: SqlDatabase> SqlAuditLog<DB> {

@@ -5,6 +5,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// `t` in Unix milliseconds (negative before 1970, saturated at the ends): what every
+/// store writes a time as.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "sqlite")),
+    allow(dead_code)
+)]
+pub(crate) fn millis(t: SystemTime) -> i64 {
+    to_millis(&t)
+}
+
 fn to_millis(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),

@@ -2,13 +2,14 @@
 //! (feature `redis`; standalone or Redis Cluster).
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use redis::{AsyncCommands, Script};
 
 use super::{Attempt, Delivery, WebhookEndpoint, WebhookFuture, WebhookStore};
 use crate::redis_connection::{subject_key, Subject};
 use crate::store::{StoreError, StoreErrorKind};
+use crate::support::unix_millis::millis;
 use crate::RedisConnection;
 
 /// Adds an endpoint below the owner's limit. KEYS: the owner's endpoint hash. ARGV: id,
@@ -92,11 +93,6 @@ pub struct RedisWebhookStore {
     connection: RedisConnection,
     namespace: String,
     scripts: std::sync::Arc<[Script; 5]>,
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn unavailable(error: redis::RedisError) -> StoreError {

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::{Attempt, Delivery, WebhookEndpoint, WebhookFuture, WebhookStore};
 use crate::store::{
     store_error, table_name, InvalidTableName, SqlDatabase, StoreError, StoreErrorKind,
 };
+use crate::support::unix_millis::millis;
 
 /// Endpoints in `api_webhooks` (one row each: the endpoint as JSON, secret included, for
 /// the sender), deliveries in `api_webhooks_deliveries` (one row per event and endpoint:
@@ -34,11 +35,6 @@ impl<DB: SqlDatabase> Clone for SqlWebhookStore<DB> {
             _db: PhantomData,
         }
     }
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn corrupt(_: serde_json::Error) -> StoreError {
