@@ -153,14 +153,8 @@ macro_rules! impl_sql_audit {
                     .execute(&mut *tx)
                     .await
                     .map_err(crate::store::store_error)?;
-                // Comments first (they may hold a `;`), then one statement at a time.
-                let code: String = migration
-                    .lines()
-                    .filter(|line| !line.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    sqlx::raw_sql(statement)
+                for statement in crate::store::statements(&migration) {
+                    sqlx::raw_sql(&statement)
                         .execute(&mut *tx)
                         .await
                         .map_err(crate::store::store_error)?;

@@ -124,15 +124,10 @@ macro_rules! impl_sql_webhooks {
             /// [`StoreError`] when the database refuses.
             pub async fn migrate(&self) -> Result<(), StoreError> {
                 let migration = self.migration(include_str!($migration));
-                let code: String = migration
-                    .lines()
-                    .filter(|line| !line.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
                 let mut tx = self.pool.begin().await.map_err(store_error)?;
                 sqlx::query($lock).bind("tower_api_key.migrate").execute(&mut *tx).await.map_err(store_error)?;
-                for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    sqlx::raw_sql(statement).execute(&mut *tx).await.map_err(store_error)?;
+                for statement in crate::store::statements(&migration) {
+                    sqlx::raw_sql(&statement).execute(&mut *tx).await.map_err(store_error)?;
                 }
                 tx.commit().await.map_err(store_error)
             }

@@ -57,6 +57,21 @@ pub(crate) fn table_name(table: &str) -> Result<(Option<&str>, &str), InvalidTab
     Ok((schema, bare))
 }
 
+/// The statements of a shipped migration, in order: comment lines dropped first (a
+/// comment may hold a `;`), then split on `;`.
+pub(crate) fn statements(migration: &str) -> Vec<String> {
+    let code: String = migration
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn identifier(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes

@@ -17,12 +17,7 @@ macro_rules! impl_sql_store {
             pub async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
                 let mut tx = begin_migration(&self.pool).await.map_err(super::store_error)?;
                 let migration = self.queries.migration::<$db>();
-                for statement in migration.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    let statement: String = statement
-                        .lines()
-                        .filter(|line| !line.trim_start().starts_with("--"))
-                        .collect::<Vec<_>>()
-                        .join("\n");
+                for statement in super::statements(&migration) {
                     sqlx::raw_sql(&statement)
                         .execute(&mut *tx)
                         .await
