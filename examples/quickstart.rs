@@ -780,6 +780,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "webhooks")]
     let _sender = tower_api_key::webhooks::WebhookSender::new(demo.events.webhooks.clone())
         .spawn(std::time::Duration::from_secs(1));
+    // Announces keys expiring within 7 days and keys due for rotation, a batch a minute.
+    let scan =
+        tower_api_key::events::KeyScan::new(Arc::clone(&demo.keys), demo.events.events.clone());
+    tokio::spawn(scan.repeat());
     print_banner(listener.local_addr()?, &keys, &demo);
     axum::serve(
         listener,

@@ -25,6 +25,17 @@ pub trait EventGate: Send + Sync + 'static {
     fn forget<'a>(&'a self, crossing: &'a str) -> GateFuture<'a>;
 }
 
+/// A gate shared by several owners (two scans, a scan and the spend caps) in one process.
+impl<G: EventGate> EventGate for Arc<G> {
+    fn first<'a>(&'a self, crossing: &'a str, remember: Duration) -> GateFuture<'a> {
+        (**self).first(crossing, remember)
+    }
+
+    fn forget<'a>(&'a self, crossing: &'a str) -> GateFuture<'a> {
+        (**self).forget(crossing)
+    }
+}
+
 /// The gate of one process: crossings remembered until their time is up, at most
 /// `capacity` of them (default 100,000: the oldest is forgotten first, in O(1)).
 pub struct MemoryEventGate {

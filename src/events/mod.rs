@@ -21,6 +21,7 @@
 //! |---|---|
 //! | the management API ([`KeysApi::events`](crate::manage::KeysApi::events)) | `key.issued`, `key.updated`, `key.rotated`, `key.revoked` |
 //! | the leak intake | `key.leaked` |
+//! | the scheduled scan ([`KeyScan`]) | `key.expiring`, `key.rotation_due`, once per key and expiry or rotation age |
 //! | the spend caps ([`SpendCaps::events`](crate::usage::SpendCaps::events)) | `budget.threshold` (80 % and 100 % by default), once per budget, threshold and period |
 //! | the rate limits ([`RateLimits::events`](crate::rate_limit::RateLimits::events)) | `rate_limit.exceeded` at a key's 10th refusal by a class, once per key and class within the class's window |
 //!
@@ -32,10 +33,12 @@ mod event;
 mod gate;
 #[cfg(feature = "redis")]
 mod redis_gate;
+mod scan;
 mod sink;
 
 pub use event::{KeyEvent, KeyEventKind, KeyRef};
 pub use gate::{EventGate, GateFuture, MemoryEventGate};
 #[cfg(feature = "redis")]
 pub use redis_gate::RedisEventGate;
+pub use scan::{KeyScan, ScanRun};
 pub use sink::{EventFuture, EventSink, KeyEvents};

@@ -117,15 +117,21 @@ impl KeyEvents {
     /// published within `remember`, as the gate decides: answers whether it published.
     /// A gate that fails publishes nothing (an event missed is better than one per request).
     pub async fn publish_once(&self, crossing: &str, remember: Duration, event: KeyEvent) -> bool {
+        let first = self.first(crossing, remember).await;
+        if first {
+            self.publish(event).await;
+        }
+        first
+    }
+
+    /// Whether the gate answers that `crossing` is new within `remember`: `false` without
+    /// a gate or when it fails (work that must happen once is better missed than doubled).
+    pub(crate) async fn first(&self, crossing: &str, remember: Duration) -> bool {
         let Some(gate) = &self.gate else {
             return false;
         };
         match gate.first(crossing, remember).await {
-            Ok(true) => {
-                self.publish(event).await;
-                true
-            }
-            Ok(false) => false,
+            Ok(first) => first,
             Err(_error) => {
                 #[cfg(feature = "tracing")]
                 tracing::error!(target: "tower_api_key::events", error = %_error, "the event gate failed");

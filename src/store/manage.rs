@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, KeyUpdate, ManageError, NewKey, StoreError,
-    StoreErrorKind,
+    IssuedKey, KeyId, KeyPage, KeyRecord, KeyStatus, KeyStore, KeyUpdate, ManageError, NewKey,
+    StoreError, StoreErrorKind,
 };
 
 /// How often an unconditional update reads the key again after a concurrent change.
@@ -228,6 +228,22 @@ pub trait ManageKeys: KeyStore {
         id: &KeyId,
         at: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` records of every owner whose ids sort after `after` (from the first
+    /// when `None`), in id order: the bounded cursor of a scan over all keys
+    /// ([`KeyScan`](crate::events::KeyScan)). See [`KeyPage`] for what a scan that follows
+    /// it meets. The default answers [`ManageError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`ManageError::Unsupported`], [`ManageError::Store`].
+    fn records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: NonZeroUsize,
+    ) -> impl Future<Output = Result<KeyPage<Self::Scope>, ManageError>> + Send {
+        let _ = (after, limit);
+        std::future::ready(Err(ManageError::Unsupported("scan every key")))
+    }
 
     /// Stores `record`'s settings (name, scopes, expiry, metadata, allowed networks,
     /// rate-limit overrides) over key `record.id()` if the stored version is `expected`,

@@ -1,6 +1,9 @@
 use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -10,7 +13,7 @@ use dashmap::DashMap;
 
 use super::update::{next_version, with_settings_of};
 use super::{
-    Insert, KeyId, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
+    Insert, KeyId, KeyPage, KeyPolicy, KeyRecord, KeyStatus, KeyStore, LookupResult, ManageError,
     ManageKeys, Revocation, StoreError,
 };
 use crate::key::{BuildDigestHasher, KeyDigest, KeyHasher};
@@ -39,6 +42,9 @@ pub struct MemoryKeyStore<S: Scope> {
     by_id: DashMap<ById<S>, ()>,
     // One copy of each owner's name, shared by the owner's records.
     by_owner: DashMap<Arc<str>, Vec<KeyId>>,
+    // Every id in order, for a scan's cursor ([`ManageKeys::records_after`]): about 30
+    // bytes a key (the id's pointer is shared with the record).
+    in_order: Mutex<BTreeSet<KeyId>>,
     /// Held while a record is replaced in (or removed from) both indexes, so that two
     /// changes to one record (a revocation and a last-use stamp, say) never lose each other.
     changing: Mutex<()>,
@@ -97,6 +103,7 @@ impl<S: Scope> Default for MemoryKeyStore<S> {
             by_digest: DashMap::default(),
             by_id: DashMap::new(),
             by_owner: DashMap::new(),
+            in_order: Mutex::default(),
             changing: Mutex::new(()),
             hasher: KeyHasher::sha256(),
             policy: KeyPolicy::default(),
@@ -183,6 +190,7 @@ impl<S: Scope> MemoryKeyStore<S> {
         // each list empty (10 ids took room for 16).
         owned.reserve_exact(1);
         owned.push(record.id().clone());
+        self.lock_order().insert(record.id().clone());
         Ok(record)
     }
 
@@ -215,6 +223,11 @@ impl<S: Scope> MemoryKeyStore<S> {
         self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn lock_order(&self) -> std::sync::MutexGuard<'_, BTreeSet<KeyId>> {
+        // A set of ids: poisoned mid-change, it still holds every id once.
+        self.in_order.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn revoke_now(&self, id: &KeyId, revocation: Revocation) -> Option<Arc<KeyRecord<S>>> {
         self.update(id, |record| revocation.apply(record).map(next_version))
     }
@@ -231,6 +244,7 @@ impl<S: Scope> MemoryKeyStore<S> {
             record
         };
         owned.retain(|owned_id| owned_id != id);
+        self.lock_order().remove(id);
         let emptied = owned.is_empty();
         let owner = owned.key().clone();
         drop(owned);
@@ -305,6 +319,27 @@ impl<S: Scope> ManageKeys for MemoryKeyStore<S> {
             .map(|ids| ids.value().clone())
             .unwrap_or_default();
         Ok(ids.iter().filter_map(|id| self.record(id)).collect())
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage<S>, ManageError> {
+        let ids: Vec<KeyId> = {
+            let order = self.lock_order();
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            order
+                .range::<KeyId, _>((from, Bound::Unbounded))
+                .take(limit.get())
+                .cloned()
+                .collect()
+        };
+        let next = (ids.len() == limit.get())
+            .then(|| ids.last().cloned())
+            .flatten();
+        let records = ids.iter().filter_map(|id| self.record(id)).collect();
+        Ok(KeyPage { records, next })
     }
 
     async fn revoke_at(

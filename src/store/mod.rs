@@ -40,6 +40,7 @@ mod cached;
 mod manage;
 mod memory;
 mod metadata;
+mod page;
 pub(crate) mod plan_policy;
 mod policy;
 #[cfg(any(feature = "redis", feature = "postgres"))]
@@ -64,6 +65,7 @@ pub use cached::{CachedKeyStore, CachedKeyStoreBuilder, StaleIfError};
 pub use manage::{Insert, ManageKeys, Revocation};
 pub use memory::MemoryKeyStore;
 pub use metadata::{is_plain_text, InvalidMetadata, Metadata};
+pub use page::KeyPage;
 pub use policy::KeyPolicy;
 pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 #[cfg(feature = "postgres")]

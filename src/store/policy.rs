@@ -178,6 +178,11 @@ impl KeyPolicy {
         }
     }
 
+    /// The rotation age, if keys are ever due for rotation.
+    pub fn rotation_period(&self) -> Option<Duration> {
+        self.rotation_age
+    }
+
     /// The retention period.
     pub fn retention_period(&self) -> Duration {
         self.retention

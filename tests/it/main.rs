@@ -28,6 +28,7 @@ mod faults;
 mod fuzz_corpus;
 mod hostile_input;
 mod hyper_server;
+mod key_scan;
 mod keys;
 mod leaks;
 mod login;

@@ -31,6 +31,14 @@ impl<St: ManageKeys> ManageKeys for CachedKeyStore<St> {
         self.inner.records_of(owner).await
     }
 
+    async fn records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: std::num::NonZeroUsize,
+    ) -> Result<crate::store::KeyPage<St::Scope>, ManageError> {
+        self.inner.records_after(after, limit).await
+    }
+
     async fn revoke_at(
         &self,
         id: &KeyId,

@@ -48,6 +48,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
                     .key(self.record_key(&replaced_digest));
             }
             invocation
+                .key(self.ids_key())
                 .arg(&json)
                 .arg(record.id().as_str())
                 .arg(insert.max_active().get())
@@ -112,6 +113,43 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             }
         }
         Ok(records)
+    }
+
+    /// A range of the id index (`ZRANGEBYLEX`), then each record; an id whose record has
+    /// expired (past retention, by its TTL) leaves the index as the scan meets it.
+    async fn records_after(
+        &self,
+        after: Option<&KeyId>,
+        limit: std::num::NonZeroUsize,
+    ) -> Result<KeyPage<S>, ManageError> {
+        let mut connection = self.connection.clone();
+        let from = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let count = isize::try_from(limit.get()).unwrap_or(isize::MAX);
+        let ids: Vec<String> = connection
+            .zrangebylex_limit(self.ids_key(), from, "+", 0, count)
+            .await
+            .map_err(redis_error)?;
+        let mut records = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for id in &ids {
+            let Ok(id) = KeyId::new(id.clone()) else {
+                continue;
+            };
+            match self.get(&id).await? {
+                Some(record) => records.push(record),
+                None => gone.push(id.as_str().to_owned()),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = connection
+                .zrem(self.ids_key(), &gone)
+                .await
+                .map_err(redis_error)?;
+        }
+        let next = (ids.len() == limit.get())
+            .then(|| ids.last().and_then(|id| KeyId::new(id.clone()).ok()))
+            .flatten();
+        Ok(KeyPage { records, next })
     }
 
     async fn revoke_at(
@@ -214,6 +252,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
             .key(self.owner_key(record.owner()))
             .key(self.active_key(record.owner()))
             .key(self.refused_key(record.owner()))
+            .key(self.ids_key())
             .arg(record.digest().to_string())
             .arg(id.as_str())
             .arg(self.revocation_channel())
@@ -254,6 +293,7 @@ impl<S: Scope> ManageKeys for RedisKeyStore<S> {
                 .key(self.active_key(owner));
             let digests = self.declare_records(&mut invocation, &due).await?;
             let batch: usize = invocation
+                .key(self.ids_key())
                 .arg(before)
                 .arg(due.len())
                 .arg(&due)

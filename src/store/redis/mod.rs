@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::{AsyncCommands, Script, ScriptInvocation};
 
 use super::{
-    Insert, KeyId, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
+    Insert, KeyId, KeyPage, KeyPolicy, KeyRecord, KeyStore, LookupResult, ManageError, ManageKeys,
     Revocation, StoreError, StoreErrorKind,
 };
 use crate::key::{KeyDigest, KeyHasher};
@@ -47,7 +47,8 @@ fn redis_error(error: redis::RedisError) -> StoreError {
 /// (on a Redis Cluster they share one slot, see below):
 /// `{ns}:digest:<hex>` (hash: `record` JSON, `revoked_at`, `last_used_at`),
 /// `{ns}:id:<id>` (digest), `{ns}:owner:<owner>` (set of ids, for listing),
-/// `{ns}:active:<owner>` (ids that may still be active, for the owner limit),
+/// `{ns}:active:<owner>` (ids that may still be active, for the owner limit), `{ns}:ids`
+/// (every id, in order, for a scan over all keys),
 /// `{ns}:refused:<owner>` (ids by when they stop authenticating, for the purge of records
 /// past the policy's retention; each such record also expires then). Issue, revoke and the per-owner
 /// limit run as Lua scripts, so no race lets an owner pass the limit. Revocations are
@@ -143,6 +144,28 @@ impl<S: Scope> RedisKeyStore<S> {
         self
     }
 
+    /// Adds `owner`'s keys to the index a [`KeyScan`](crate::events::KeyScan) walks, and
+    /// answers how many it holds: for keys issued before the index existed (0.x), once per
+    /// owner the application knows. Keys issued since are indexed as they are issued.
+    ///
+    /// # Errors
+    /// The server's.
+    pub async fn index_owner(&self, owner: &str) -> Result<usize, StoreError> {
+        let mut connection = self.connection.clone();
+        let ids: Vec<String> = connection
+            .smembers(self.owner_key(owner))
+            .await
+            .map_err(redis_error)?;
+        if !ids.is_empty() {
+            let members: Vec<(u8, &str)> = ids.iter().map(|id| (0, id.as_str())).collect();
+            let _: usize = connection
+                .zadd_multiple(self.ids_key(), &members)
+                .await
+                .map_err(redis_error)?;
+        }
+        Ok(ids.len())
+    }
+
     fn prefix(&self) -> String {
         format!("{{{}}}:", self.namespace)
     }
@@ -165,6 +188,11 @@ impl<S: Scope> RedisKeyStore<S> {
     async fn digest_of(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
         connection.get(self.id_key(id)).await.map_err(redis_error)
+    }
+
+    /// Every id, in a sorted set of equal scores (so in id order), for a scan's cursor.
+    fn ids_key(&self) -> String {
+        format!("{}ids", self.prefix())
     }
 
     fn owner_key(&self, owner: &str) -> String {

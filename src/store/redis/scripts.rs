@@ -17,7 +17,7 @@
 /// KEYS: owner set (every id, for listing), record hash, id key, active set, refused set
 /// (sorted by when each id stopped authenticating), then an (id key, record hash) pair
 /// per id of the active set as the client read it, then, when replacing, the replaced
-/// key's pair. ARGV: record JSON, id, limit, now (ms), id not to count or "", replaced id
+/// key's pair, and last the index of every id (sorted set, for a scan). ARGV: record JSON, id, limit, now (ms), id not to count or "", replaced id
 /// or "", its revocation time (ms) or "", "1" when that revocation is immediate, channel,
 /// retention (ms, or "" to keep forever), the replaced key's digest or "", the new key's
 /// digest, n (the active ids read), then the n ids and the n digests ("" for an id key
@@ -95,6 +95,7 @@ if redis.call('HSETNX', KEYS[2], 'record', ARGV[1]) == 0 then return -1 end
 redis.call('SET', KEYS[3], ARGV[12])
 redis.call('SADD', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[#KEYS], 0, ARGV[2])
 local expires = cjson.decode(ARGV[1]).expires_at
 if type(expires) == 'number' then refused(ARGV[2], expires) end
 expire(KEYS[2], KEYS[3])
@@ -152,13 +153,15 @@ return 1
 ";
 
 /// Removes a record, its id and its owner-set entries, and tells every instance. KEYS: id
-/// key, record hash, owner set, active set, refused set. ARGV: digest, id, channel.
+/// key, record hash, owner set, active set, refused set, index of every id. ARGV: digest,
+/// id, channel.
 pub(crate) const DELETE: &str = r"
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2], KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[2])
 redis.call('SREM', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('ZREM', KEYS[6], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 1
 ";
@@ -167,7 +170,7 @@ return 1
 /// client reads a range of the refused set and the ids' digests first), so the work is
 /// what is deleted, not what the owner holds. Nothing is published: those records were
 /// refused already. KEYS: refused set, owner set, active set, then an (id key, record
-/// hash) pair per id whose id key named a record. ARGV: the time (ms), n (the ids), the n
+/// hash) pair per id whose id key named a record, and last the index of every id. ARGV: the time (ms), n (the ids), the n
 /// ids, the n digests ("" for none). Each id leaves the sets only while it is still due;
 /// its record goes only while its id key still names it. Returns how many were deleted.
 pub(crate) const PURGE: &str = r"
@@ -187,6 +190,7 @@ for i = 1, n do
     redis.call('SREM', KEYS[2], id)
     redis.call('SREM', KEYS[3], id)
     redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[#KEYS], id)
   end
 end
 return purged

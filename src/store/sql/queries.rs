@@ -11,6 +11,7 @@ pub(crate) struct Queries {
     pub(crate) by_digest: String,
     pub(crate) by_id: String,
     pub(crate) by_owner: String,
+    pub(crate) page: String,
     pub(crate) count_active: String,
     pub(crate) insert: String,
     pub(crate) revoke: String,
@@ -46,6 +47,8 @@ impl Queries {
             by_digest: format!("SELECT {SELECTED} FROM {table} WHERE digest = $1"),
             by_id: format!("SELECT {SELECTED} FROM {table} WHERE id = $1"),
             by_owner: format!("SELECT {SELECTED} FROM {table} WHERE owner = $1"),
+            // Every id is longer than '': the first page is `id > ''`.
+            page: format!("SELECT {SELECTED} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"),
             count_active: format!(
                 "SELECT prefix FROM {table} WHERE owner = $1 AND id <> $3 AND NOT revoked
                    AND (revoked_at IS NULL OR revoked_at > $2)

@@ -237,6 +237,36 @@ macro_rules! impl_sql_store {
                 Ok(self.select(&self.queries.by_owner, &[], Some(owner), true).await?)
             }
 
+            async fn records_after(
+                &self,
+                after: Option<&$crate::store::KeyId>,
+                limit: std::num::NonZeroUsize,
+            ) -> Result<$crate::store::KeyPage<S>, $crate::store::ManageError> {
+                let rows = sqlx::query_as::<$db, super::row::Row>(self.queries.page.as_str())
+                    .bind(after.map_or_else(String::new, |id| id.as_str().to_owned()))
+                    .bind(i64::try_from(limit.get()).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(super::store_error)?;
+                let next = if rows.len() == limit.get() {
+                    rows.last().and_then(|row| $crate::store::KeyId::new(row.id.clone()).ok())
+                } else {
+                    None
+                };
+                let families = self.policy.accepted_families();
+                let mut records = Vec::with_capacity(rows.len());
+                for row in rows {
+                    // Another family's row (a session in a shared table) is not a record
+                    // of this store; an unreadable one is left out, as a listing does.
+                    if families.find(&row.prefix).is_some() {
+                        if let Ok(record) = row.record(families) {
+                            records.push(std::sync::Arc::new(record));
+                        }
+                    }
+                }
+                Ok($crate::store::KeyPage { records, next })
+            }
+
             async fn revoke_at(
                 &self,
                 id: &$crate::store::KeyId,

@@ -477,6 +477,13 @@ pub enum AnyRedis {
 
 #[cfg(feature = "redis")]
 impl AnyRedis {
+    /// A private server and the shared cluster, those this machine can start.
+    pub fn every() -> Vec<Self> {
+        let one = redis_server::Redis::start().map(Self::One);
+        let cluster = redis_cluster::RedisCluster::shared().map(Self::Cluster);
+        one.into_iter().chain(cluster).collect()
+    }
+
     /// A new connection to it.
     pub async fn connection(&self) -> tower_api_key::RedisConnection {
         match self {

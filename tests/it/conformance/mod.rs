@@ -1,13 +1,15 @@
 //! One lifecycle suite for every store: issue, get, list, revoke, rotate, expiry, the
 //! per-owner limit under concurrency, delete, last use, hostile ids and updates in place
-//! (`update.rs`), on a fake clock.
+//! (`update.rs`) and the scan cursor (`scan.rs`), on a fake clock.
 //!
 //! A test binary instantiates it with `conformance_suite!(fixture)`, where the fixture
 //! builds fresh, empty stores under a given policy; every store of the crate (memory,
 //! cached memory, Redis, cached Redis, PostgreSQL, SQLite) runs the same tests.
 #![allow(dead_code)]
 
+mod scan;
 mod update;
+pub use scan::*;
 pub use update::*;
 
 use std::fmt::Debug;
@@ -71,6 +73,8 @@ macro_rules! conformance_suite {
             concurrent_conditional_updates_exactly_one_wins,
             concurrent_narrowings_never_widen,
             a_new_expiry_moves_the_record_in_and_out_of_retention,
+            a_scan_meets_every_record_once_in_id_order,
+            a_scan_skips_what_is_deleted_and_meets_what_stays,
         );
     };
     (@tests $fixture:expr; $($test:ident),* $(,)?) => {
