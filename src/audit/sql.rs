@@ -40,7 +40,6 @@ const SWEEP_EVERY: u64 = 256;
 pub struct SqlAuditLog<DB: SqlDatabase> {
     pool: sqlx::Pool<DB>,
     table: String,
-    bare: String,
     retention: Duration,
     clock: Arc<dyn Clock>,
     appends: Arc<AtomicU64>,
@@ -52,7 +51,6 @@ impl<DB: SqlDatabase> Clone for SqlAuditLog<DB> {
         Self {
             pool: self.pool.clone(),
             table: self.table.clone(),
-            bare: self.bare.clone(),
             retention: self.retention,
             clock: Arc::clone(&self.clock),
             appends: Arc::clone(&self.appends),
@@ -67,7 +65,6 @@ impl<DB: SqlDatabase> SqlAuditLog<DB> {
         Self {
             pool,
             table: "api_audit".to_owned(),
-            bare: "api_audit".to_owned(),
             retention: Duration::from_secs(90 * 86_400),
             clock: Arc::new(SystemClock),
             appends: Arc::default(),
@@ -80,8 +77,7 @@ impl<DB: SqlDatabase> SqlAuditLog<DB> {
     /// # Errors
     /// [`InvalidTableName`] unless each part is `[A-Za-z_][A-Za-z0-9_]*` (at most 63).
     pub fn with_table(mut self, table: &str) -> Result<Self, InvalidTableName> {
-        let (_, bare) = table_name(table)?;
-        bare.clone_into(&mut self.bare);
+        table_name(table)?;
         table.clone_into(&mut self.table);
         Ok(self)
     }
@@ -106,19 +102,6 @@ impl<DB: SqlDatabase> SqlAuditLog<DB> {
             .now()
             .checked_sub(self.retention)
             .map_or(i64::MIN, millis)
-    }
-
-    /// The shipped migration for this table.
-    fn migration(&self, sql: &str) -> String {
-        let schema = self
-            .table
-            .split_once('.')
-            .map(|(schema, _)| format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"))
-            .unwrap_or_default();
-        let sql = sql
-            .replace("api_audit_", &format!("{}_", self.bare))
-            .replace("api_audit", &self.table);
-        schema + &sql
     }
 
     /// Whether this append also deletes what is past retention.
@@ -147,7 +130,8 @@ macro_rules! impl_sql_audit {
             /// # Errors
             /// [`StoreError`](crate::store::StoreError) when the database refuses.
             pub async fn migrate(&self) -> Result<(), crate::store::StoreError> {
-                let migration = self.migration(include_str!($migration));
+                let migration =
+                    crate::store::migration_for(include_str!($migration), "api_audit", &self.table);
                 let mut tx = self.pool.begin().await.map_err(crate::store::store_error)?;
                 sqlx::raw_sql($serialise)
                     .execute(&mut *tx)

@@ -35,6 +35,8 @@ mod gate;
 mod redis_gate;
 mod scan;
 mod sink;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql_gate;
 
 pub use event::{KeyEvent, KeyEventKind, KeyRef};
 pub use gate::{EventGate, GateFuture, MemoryEventGate};
@@ -42,3 +44,5 @@ pub use gate::{EventGate, GateFuture, MemoryEventGate};
 pub use redis_gate::RedisEventGate;
 pub use scan::{KeyScan, ScanRun};
 pub use sink::{EventFuture, EventSink, KeyEvents};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql_gate::SqlEventGate;

@@ -130,14 +130,13 @@ impl KeyEvents {
         let Some(gate) = &self.gate else {
             return false;
         };
-        match gate.first(crossing, remember).await {
-            Ok(first) => first,
-            Err(_error) => {
+        gate.first(crossing, remember)
+            .await
+            .inspect_err(|_error| {
                 #[cfg(feature = "tracing")]
                 tracing::error!(target: "tower_api_key::events", error = %_error, "the event gate failed");
-                false
-            }
-        }
+            })
+            .unwrap_or(false)
     }
 }
 

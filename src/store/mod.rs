@@ -71,7 +71,7 @@ pub use record::{InvalidKeyId, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey};
 #[cfg(feature = "postgres")]
 pub use sql::PgRevocationListener;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) use sql::{statements, store_error, table_name};
+pub(crate) use sql::{migration_for, statements, store_error, table_name};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::{InvalidTableName, SqlDatabase, SqlKeyStore};
 pub use update::KeyUpdate;

@@ -23,6 +23,7 @@ mod cached_store;
 mod concurrency;
 mod configuration;
 mod dashboard;
+mod event_gates;
 mod events;
 mod faults;
 mod fuzz_corpus;

@@ -57,6 +57,21 @@ pub(crate) fn table_name(table: &str) -> Result<(Option<&str>, &str), InvalidTab
     Ok((schema, bare))
 }
 
+/// A shipped migration written for table `shipped` (its indexes named `shipped_…`), for
+/// `table` (`schema.table` creates the schema first; index names take no schema).
+pub(crate) fn migration_for(sql: &str, shipped: &str, table: &str) -> String {
+    let (schema, bare) = table.split_once('.').unwrap_or(("", table));
+    let create = if schema.is_empty() {
+        String::new()
+    } else {
+        format!("CREATE SCHEMA IF NOT EXISTS {schema};\n")
+    };
+    create
+        + &sql
+            .replace(&format!("{shipped}_"), &format!("{bare}_"))
+            .replace(shipped, table)
+}
+
 /// The statements of a shipped migration, in order: comment lines dropped first (a
 /// comment may hold a `;`), then split on `;`.
 pub(crate) fn statements(migration: &str) -> Vec<String> {
