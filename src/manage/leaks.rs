@@ -38,22 +38,31 @@ pub const KEY_SIGNATURE: &str = "github-public-key-signature";
 pub struct InvalidPublicKey;
 
 /// One reported token, as the scanner sends it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Report {
+pub(super) struct LeakedToken {
+    /// The token found.
     token: String,
+    /// The token type the scanner matched (e.g. `forg_api_key`).
     #[serde(rename = "type")]
     token_type: String,
+    /// Where it was found.
     url: Option<String>,
+    /// What kind of place (`content`, `commit`, …).
     source: Option<String>,
 }
 
 /// The answer for one token: its SHA-256 (never the token), its type, and whether it was
 /// one of ours.
-#[derive(Serialize)]
-struct Label {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct LeakLabel {
+    /// Lower-case hex SHA-256 of the token.
     token_hash: String,
+    /// The type as reported.
     token_type: String,
+    /// `true_positive` (one of this store's keys: now revoked or disabled, or refused
+    /// already) or `false_positive`.
+    #[schema(pattern = "^(true_positive|false_positive)$")]
     label: &'static str,
 }
 
@@ -210,6 +219,12 @@ impl<St: ManageKeys> LeakIntake<St> {
             .with_state(Arc::new(self))
     }
 
+    /// The OpenAPI 3 document of [`router`](Self::router) mounted at `path` (e.g. `/leaks`):
+    /// the signature headers, the report and the labels, every refusal.
+    pub fn openapi(&self, path: &str) -> utoipa::openapi::OpenApi {
+        super::openapi::leaks_document(path, MAX_TOKENS)
+    }
+
     /// The public key `identifier` names, if configured.
     fn key(&self, identifier: &str) -> Option<&VerifyingKey> {
         self.keys
@@ -240,7 +255,7 @@ async fn receive<St: ManageKeys>(
 ) -> Result<Response, ApiError> {
     let signature = verified(&intake, &headers, &body)
         .ok_or_else(|| ApiError::from_code(ApiCode::InvalidSignature))?;
-    let reports: Vec<Report> = serde_json::from_slice(&body).map_err(|_| {
+    let reports: Vec<LeakedToken> = serde_json::from_slice(&body).map_err(|_| {
         ApiError::invalid([(
             "body",
             "a JSON array of {token, type, url, source} (token and type required)",
@@ -272,8 +287,8 @@ async fn receive<St: ManageKeys>(
 /// Each report's label, acting on the keys found.
 async fn labelled<St: ManageKeys>(
     intake: &LeakIntake<St>,
-    reports: Vec<Report>,
-) -> Result<Vec<Label>, ApiError> {
+    reports: Vec<LeakedToken>,
+) -> Result<Vec<LeakLabel>, ApiError> {
     let mut labels = Vec::with_capacity(reports.len());
     for report in reports {
         let found = intake
@@ -288,7 +303,7 @@ async fn labelled<St: ManageKeys>(
         if let Some(record) = found {
             act_on(intake, &record, report.url, report.source).await?;
         }
-        labels.push(Label {
+        labels.push(LeakLabel {
             token_hash: base16ct::lower::encode_string(&Sha256::digest(report.token.as_bytes())),
             token_type: report.token_type,
             label,

@@ -2,18 +2,18 @@
 //! default) is announced to its owner, once per class and window, as the events' gate
 //! decides.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
-
-use dashmap::DashMap;
 
 use super::ClassName;
 use crate::events::{KeyEvent, KeyEventKind, KeyEvents};
 use crate::principal::{CredentialKind, Principal};
 use crate::store::KeyId;
 
-/// The most keys whose refusals are counted at once; past it the counts start over
-/// (cleared at the bound: amortised O(1), and an announcement is at most delayed).
+/// The most (key, class) pairs whose refusals are counted at once; past it the pair
+/// counted longest ago is forgotten first (a queue front: O(1)), so its next refusal
+/// counts from 1 again.
 const TRACKED: usize = 10_000;
 
 /// Counts each key's refusals per class and announces every `after`-th.
@@ -21,7 +21,32 @@ const TRACKED: usize = 10_000;
 pub(crate) struct RepeatedRefusals {
     events: KeyEvents,
     after: u32,
-    counts: Arc<DashMap<(KeyId, ClassName), u32>>,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// Refusals per (key lineage, class), and the order the pairs were first counted in.
+#[derive(Default)]
+struct Counts {
+    refusals: HashMap<(KeyId, ClassName), u32>,
+    order: VecDeque<(KeyId, ClassName)>,
+}
+
+impl Counts {
+    /// One more refusal of `pair`: its count now.
+    fn count(&mut self, pair: (KeyId, ClassName)) -> u32 {
+        if let Some(count) = self.refusals.get_mut(&pair) {
+            *count = count.saturating_add(1);
+            return *count;
+        }
+        if self.order.len() >= TRACKED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.refusals.remove(&oldest);
+            }
+        }
+        self.order.push_back(pair.clone());
+        self.refusals.insert(pair, 1);
+        1
+    }
 }
 
 impl RepeatedRefusals {
@@ -43,15 +68,12 @@ impl RepeatedRefusals {
         if principal.kind() != CredentialKind::ApiKey {
             return;
         }
-        if self.counts.len() >= TRACKED {
-            self.counts.clear();
-        }
-        let key = (principal.lineage().clone(), class.clone());
-        let refusals = {
-            let mut count = self.counts.entry(key).or_insert(0);
-            *count += 1;
-            *count
-        };
+        let pair = (principal.lineage().clone(), class.clone());
+        let refusals = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count(pair);
         if refusals % self.after != 0 {
             return;
         }
@@ -76,5 +98,41 @@ impl RepeatedRefusals {
         runtime.spawn(async move {
             events.publish_once(&crossing, window, event).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(n: usize) -> (KeyId, ClassName) {
+        (
+            KeyId::new(format!("key_{n:024}")).unwrap(),
+            ClassName::from_static("ai"),
+        )
+    }
+
+    #[test]
+    fn ten_thousand_keys_refused_in_turn_are_each_counted_exactly() {
+        let mut counts = Counts::default();
+        for round in 1..=10 {
+            for n in 0..TRACKED {
+                assert_eq!(counts.count(pair(n)), round, "key {n}");
+            }
+        }
+        assert_eq!(counts.refusals.len(), TRACKED);
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_pair_is_forgotten_and_nothing_grows() {
+        let mut counts = Counts::default();
+        counts.count(pair(0));
+        counts.count(pair(0));
+        for n in 1..=100_000 {
+            counts.count(pair(n));
+            assert!(counts.order.len() <= TRACKED && counts.refusals.len() <= TRACKED);
+        }
+        assert_eq!(counts.count(pair(0)), 1, "forgotten: counts from 1 again");
+        assert_eq!(counts.count(pair(100_000)), 2, "the newest is kept");
     }
 }

@@ -343,3 +343,69 @@ async fn the_intake_is_rate_limited_per_client_address() {
     assert_eq!(statuses[..3], [StatusCode::UNAUTHORIZED; 3]);
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// `docs/leaks.openapi.json` is what `LeakIntake::openapi` generates. Regenerate it with
+/// `UPDATE_OPENAPI=1 cargo test --all-features --test it openapi`.
+#[test]
+fn the_committed_leak_intake_openapi_document_is_the_generated_one() {
+    let keys = Arc::new(Store::new().with_policy(tower_api_key::forg::key_policy()));
+    let generated = LeakIntake::new(keys)
+        .openapi("/leaks")
+        .to_pretty_json()
+        .unwrap()
+        + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/leaks.openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap();
+    assert!(
+        committed == generated,
+        "docs/leaks.openapi.json differs from LeakIntake::openapi(): run UPDATE_OPENAPI=1 cargo test --all-features --test it openapi"
+    );
+}
+
+/// Each answer of the intake has a status its document names and a body of the schema
+/// documented for it: labels, a forged report, a replay, a wrong body, too many tokens.
+#[tokio::test]
+async fn the_intake_answers_as_its_openapi_document_says() {
+    let signer = signing_key();
+    let intake = intake(&signer, |leaks| leaks).await;
+    let document: Value =
+        serde_json::from_str(include_str!("../../docs/leaks.openapi.json")).unwrap();
+    let operation = &document["paths"]["/leaks"]["post"];
+    assert_eq!(operation["security"], json!([]), "no key or session");
+    let max =
+        operation["requestBody"]["content"]["application/json"]["schema"]["maxItems"].as_u64();
+    assert_eq!(max, Some(1_000));
+
+    let issued = intake
+        .keys
+        .issue(NewKey::new("org_1", "leaked", &KeyFamily::FORG_LIVE))
+        .await
+        .unwrap();
+    let valid = batch(&[issued.key().expose_secret(), "forg_live_0000"]);
+    let too_many = batch(&vec!["x"; 1_001]);
+    let cases = [
+        (valid.as_str(), true, StatusCode::OK),
+        (valid.as_str(), true, StatusCode::CONFLICT),
+        (valid.as_str(), false, StatusCode::UNAUTHORIZED),
+        (r#"{"token": "x"}"#, true, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            r#"[{"token": "x", "type": "t", "extra": 1}]"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (too_many.as_str(), true, StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, signed, expected) in cases {
+        let (status, answer, text) =
+            report(&intake, body, signed.then_some(("key-1", &signer))).await;
+        assert_eq!(status, expected, "{text}");
+        let documented = &operation["responses"][status.as_str()];
+        let schema = &documented["content"]["application/json"]["schema"];
+        assert!(!schema.is_null(), "{status} is documented with a body");
+        crate::openapi_conformance::check(&document, schema, &answer, "body")
+            .unwrap_or_else(|error| panic!("{status}: {error}\n{text}"));
+    }
+}

@@ -46,7 +46,12 @@ fn types_of(schema: &Value) -> Vec<&str> {
 }
 
 /// Whether `value` matches `schema` (the subset the document uses); the first mismatch.
-fn check(document: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+pub(crate) fn check(
+    document: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+) -> Result<(), String> {
     let schema = resolve(document, schema);
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
         for part in all {

@@ -1,7 +1,7 @@
 //! Issue 36.1, the invariant as a whole: **no credential gets more than its owner's keys.**
 //! Whatever credential a request uses (a key, its rotated successor during and after its
 //! grace, a browser session, a second login, an agent's key or session, a key issued after
-//! another was revoked), it is charged to, limited by and gated under the same subject its
+//! another was revoked, a key updated in place), it is charged to, limited by and gated under the same subject its
 //! owner's keys are.
 //!
 //! One table: each row is a credential path, a pair (the owner's reference credential `A`,
@@ -25,6 +25,7 @@ use common::{send, store_with_clock, Probe};
 use http::{HeaderMap, Request, StatusCode};
 use tower::Layer;
 use tower_api_key::activity::{ActivityLayer, ActivityObserver, DailyUsage, UsageHistory, DAYS};
+use tower_api_key::clock::Clock;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
 use tower_api_key::manage::{KeysApi, SpendApi};
@@ -32,7 +33,7 @@ use tower_api_key::rate_limit::{
     ClassName, GovernorBackend, Quota, RateClass, RateLimitBackend, RateLimits,
 };
 use tower_api_key::session::{CsrfSecret, Sessions};
-use tower_api_key::store::{KeyId, KeyPolicy};
+use tower_api_key::store::{KeyId, KeyPolicy, KeyUpdate, Metadata};
 use tower_api_key::usage::{
     BudgetPer, Budgets, MemoryUsage, Plan, PlanLayer, PlanTable, SpendCaps, UsageBackend,
 };
@@ -81,9 +82,11 @@ enum Path {
     AgentSession,
     /// A key issued after the owner's other key was revoked.
     KeyAfterRevocation,
+    /// The same key, updated in place (renamed, new metadata and expiry) once it spent.
+    UpdatedKey,
 }
 
-const PATHS: [Path; 7] = [
+const PATHS: [Path; 8] = [
     Path::LiveRotatedDuringGrace,
     Path::LiveRotatedAfterGrace,
     Path::TestRotated,
@@ -91,6 +94,7 @@ const PATHS: [Path; 7] = [
     Path::SecondLogin,
     Path::AgentSession,
     Path::KeyAfterRevocation,
+    Path::UpdatedKey,
 ];
 
 /// The columns: policies.
@@ -130,9 +134,13 @@ const POLICIES: [Policy; 8] = [
 /// Whether `path`'s two credentials are one subject of `policy`: then `B` gets nothing
 /// once `A` spent it all.
 fn one_subject(path: Path, policy: Policy) -> bool {
+    // A key's lineage: its successors, and the key itself at any version.
     let rotated = matches!(
         path,
-        Path::LiveRotatedDuringGrace | Path::LiveRotatedAfterGrace | Path::TestRotated
+        Path::LiveRotatedDuringGrace
+            | Path::LiveRotatedAfterGrace
+            | Path::TestRotated
+            | Path::UpdatedKey
     );
     match policy {
         // Not counted: `B` is held to at most `A`'s answer.
@@ -230,6 +238,10 @@ impl World {
             Path::KeyAfterRevocation => {
                 let (a, id) = self.key(OWNER, live).await;
                 (a, Credential::Key(String::new()), id)
+            }
+            Path::UpdatedKey => {
+                let (a, id) = self.key(OWNER, live).await;
+                (a.clone(), a, id)
             }
         }
     }
@@ -452,6 +464,15 @@ impl World {
             Path::KeyAfterRevocation => {
                 self.keys.revoke(reference).await.unwrap();
                 self.key(OWNER, &KeyFamily::FORG_LIVE).await.0
+            }
+            Path::UpdatedKey => {
+                let update = KeyUpdate::new()
+                    .name("renamed")
+                    .metadata(Metadata::new([("team", "platform")]).unwrap())
+                    .expires_at(Some(self.clock.now() + Duration::from_secs(86_400)));
+                let updated = self.keys.update(reference, update).await.unwrap();
+                assert_eq!(updated.version(), 1);
+                b
             }
             _ => b,
         }
