@@ -74,7 +74,7 @@ impl RepeatedRefusals {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .count(pair);
-        if refusals % self.after != 0 {
+        if !refusals.is_multiple_of(self.after) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
