@@ -18,8 +18,15 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::path::{HttpMethod, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{Content, OpenApi, Paths, Ref, Required, ResponseBuilder};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::openapi::{document, operation, with_dependencies};
 use super::ApiCode;
 use crate::events::{EventGate, KeyEvent, KeyEventKind, KeyEvents, KeyRef, MemoryEventGate};
 use crate::quota::{ClassName, Quota};
@@ -221,8 +228,8 @@ impl<St: ManageKeys> LeakIntake<St> {
 
     /// The OpenAPI 3 document of [`router`](Self::router) mounted at `path` (e.g. `/leaks`):
     /// the signature headers, the report and the labels, every refusal.
-    pub fn openapi(&self, path: &str) -> utoipa::openapi::OpenApi {
-        super::openapi::leaks_document(path, MAX_TOKENS)
+    pub fn openapi(&self, path: &str) -> OpenApi {
+        leaks_document(path, MAX_TOKENS)
     }
 
     /// The public key `identifier` names, if configured.
@@ -343,4 +350,77 @@ async fn act_on<St: ManageKeys>(
         intake.events.publish(event).await;
     }
     Ok(())
+}
+
+/// The document of [`LeakIntake`] mounted at `path`: no credential
+/// but the scanner's signature.
+fn leaks_document(path: &str, max_tokens: usize) -> OpenApi {
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+    };
+    let array = |item: &str, max: Option<usize>| {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name(item))
+            .max_items(max)
+            .build()
+    };
+    let body = RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(
+            "application/json",
+            Content::new(Some(array(&LeakedToken::name(), Some(max_tokens)))),
+        )
+        .build();
+    let labels = ResponseBuilder::new()
+        .description("Each token's label, in the report's order")
+        .content(
+            "application/json",
+            Content::new(Some(array(&LeakLabel::name(), None))),
+        )
+        .build();
+    let operation = operation("reportLeaks", "Report leaked keys (a secret scanner)").with(|operation| operation
+        .description(Some(
+            "GitHub's secret scanning partner program shape: the live keys named are revoked (or disabled) and their owners notified; no token is logged or echoed.",
+        ))
+        .parameter(header(
+            KEY_IDENTIFIER,
+            "Which configured public key signed the report",
+        ))
+        .parameter(header(
+            KEY_SIGNATURE,
+            "Base64 of the ASN.1 DER ECDSA P-256 (SHA-256) signature of the raw body",
+        ))
+        .request_body(Some(body))
+        .response("200", labels)
+        .securities(Some(Vec::<SecurityRequirement>::new())));
+    let operation = operation
+        .error(
+            "401",
+            "invalid_signature: unsigned, unknown key identifier, or forged",
+        )
+        .error("409", "replayed: this report was received before")
+        .no_content("413", "The body is over 1 MiB")
+        .error(
+            "422",
+            "validation_failed: not an array of reports, or too many tokens",
+        )
+        .error("429", "rate_limited: too many reports from this address")
+        .error("503", "auth_unavailable: the store failed")
+        .finish();
+    let mut paths = Paths::new();
+    paths.add_path_operation(path, vec![HttpMethod::Post], operation);
+    let mut schemas = Vec::new();
+    with_dependencies::<LeakedToken>(&mut schemas);
+    with_dependencies::<LeakLabel>(&mut schemas);
+    let mut document = document(paths, schemas);
+    document.info.description = Some(
+        "Leak intake (LeakIntake): reports signed by a secret scanner, no key or session."
+            .to_owned(),
+    );
+    document
 }

@@ -45,85 +45,6 @@ pub(super) fn spend_document(path: &str) -> OpenApi {
     document(paths, schemas)
 }
 
-/// The document of [`LeakIntake`](super::LeakIntake) mounted at `path`: no credential
-/// but the scanner's signature.
-#[cfg(feature = "leak-intake")]
-pub(super) fn leaks_document(path: &str, max_tokens: usize) -> OpenApi {
-    use super::leaks::{LeakLabel, LeakedToken, KEY_IDENTIFIER, KEY_SIGNATURE};
-    use utoipa::openapi::schema::ArrayBuilder;
-
-    let header = |name: &str, description: &str| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Header)
-            .required(Required::True)
-            .description(Some(description))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-    };
-    let array = |item: &str, max: Option<usize>| {
-        ArrayBuilder::new()
-            .items(Ref::from_schema_name(item))
-            .max_items(max)
-            .build()
-    };
-    let body = RequestBodyBuilder::new()
-        .required(Some(Required::True))
-        .content(
-            "application/json",
-            Content::new(Some(array(&LeakedToken::name(), Some(max_tokens)))),
-        )
-        .build();
-    let labels = ResponseBuilder::new()
-        .description("Each token's label, in the report's order")
-        .content(
-            "application/json",
-            Content::new(Some(array(&LeakLabel::name(), None))),
-        )
-        .build();
-    let operation = operation("reportLeaks", "Report leaked keys (a secret scanner)")
-        .0
-        .description(Some(
-            "GitHub's secret scanning partner program shape: the live keys named are revoked (or disabled) and their owners notified; no token is logged or echoed.",
-        ))
-        .parameter(header(
-            KEY_IDENTIFIER,
-            "Which configured public key signed the report",
-        ))
-        .parameter(header(
-            KEY_SIGNATURE,
-            "Base64 of the ASN.1 DER ECDSA P-256 (SHA-256) signature of the raw body",
-        ))
-        .request_body(Some(body))
-        .response("200", labels)
-        .securities(Some(Vec::<SecurityRequirement>::new()));
-    let operation = Described(operation)
-        .error(
-            "401",
-            "invalid_signature: unsigned, unknown key identifier, or forged",
-        )
-        .error("409", "replayed: this report was received before")
-        .no_content("413", "The body is over 1 MiB")
-        .error(
-            "422",
-            "validation_failed: not an array of reports, or too many tokens",
-        )
-        .error("429", "rate_limited: too many reports from this address")
-        .error("503", "auth_unavailable: the store failed")
-        .0
-        .build();
-    let mut paths = Paths::new();
-    paths.add_path_operation(path, vec![HttpMethod::Post], operation);
-    let mut schemas = Vec::new();
-    with_dependencies::<LeakedToken>(&mut schemas);
-    with_dependencies::<LeakLabel>(&mut schemas);
-    let mut document = document(paths, schemas);
-    document.info.description = Some(
-        "Leak intake (LeakIntake): reports signed by a secret scanner, no key or session."
-            .to_owned(),
-    );
-    document
-}
-
 /// A document of `paths`, with `schemas`, the error body and the security schemes.
 pub(super) fn document(paths: Paths, mut schemas: Vec<(String, RefOr<Schema>)>) -> OpenApi {
     with_dependencies::<ErrorBody<'static>>(&mut schemas);
@@ -278,6 +199,17 @@ impl Described {
         .error("501", "not_implemented: no webhook store is configured")
         .error("503", "auth_unavailable: the store failed")
         .authorized()
+    }
+
+    /// `change` applied to the operation under construction (parameters, bodies and
+    /// answers of a shape no other route has).
+    pub(super) fn with(self, change: impl FnOnce(OperationBuilder) -> OperationBuilder) -> Self {
+        Self(change(self.0))
+    }
+
+    /// The operation as described, without the errors of the authenticated routes.
+    pub(super) fn finish(self) -> Operation {
+        self.0.build()
     }
 
     /// An answer without a body.
