@@ -146,6 +146,7 @@ pub mod environment;
 pub mod events;
 pub mod failure_limit;
 pub mod forg;
+pub mod forward_auth;
 pub mod key;
 #[cfg(feature = "axum")]
 pub mod manage;

@@ -82,6 +82,9 @@ pub enum InvalidRequestReason {
     RepeatedCookie,
     /// A `Cookie` header is not UTF-8, so the session cookie cannot be read from it.
     MalformedCookie,
+    /// A forward-auth request without one well-formed original method and URI from the
+    /// proxy ([`forward_auth`](crate::forward_auth)).
+    MalformedOriginal,
 }
 
 /// What was unavailable behind a 503.
@@ -331,6 +334,9 @@ impl AuthRejection {
             }
             Self::InvalidRequest(InvalidRequestReason::MalformedCookie) => {
                 "Malformed cookie header".into()
+            }
+            Self::InvalidRequest(InvalidRequestReason::MalformedOriginal) => {
+                "The proxy sent no well-formed original method and URI".into()
             }
             Self::InvalidRequest(_) => {
                 "Ambiguous credentials: send exactly one API key, in one header".into()

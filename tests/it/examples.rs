@@ -6,6 +6,10 @@
 pub mod quickstart;
 
 #[cfg(feature = "axum")]
+#[path = "../../examples/forward_auth.rs"]
+pub mod forward_auth;
+
+#[cfg(feature = "axum")]
 #[path = "../../examples/minimal.rs"]
 pub mod minimal;
 

@@ -26,6 +26,8 @@ mod dashboard;
 mod event_gates;
 mod events;
 mod faults;
+mod forward_auth;
+mod forward_auth_layer;
 mod fuzz_corpus;
 mod hostile_input;
 mod hyper_server;

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod redis_cluster;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+pub mod reverse_proxy;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
