@@ -333,7 +333,7 @@ mod tests {
     use crate::store::redis::scripts;
 
     /// Every Lua script the crate runs, by name.
-    const SCRIPTS: [(&str, &str); 14] = [
+    const SCRIPTS: [(&str, &str); 15] = [
         ("ISSUE", scripts::ISSUE),
         ("REVOKE", scripts::REVOKE),
         ("DELETE", scripts::DELETE),
@@ -347,6 +347,7 @@ mod tests {
         ("FINISH", crate::webhooks::redis::FINISH),
         ("OUTBOX_PURGE", crate::webhooks::redis::PURGE),
         ("GCRA", crate::rate_limit::redis::GCRA),
+        ("GCRA_REFUND", crate::rate_limit::redis::GCRA_REFUND),
         ("CHARGE", crate::usage::redis::CHARGE),
     ];
 

@@ -203,11 +203,13 @@ impl Described {
 
     /// `change` applied to the operation under construction (parameters, bodies and
     /// answers of a shape no other route has).
+    #[cfg(feature = "leak-intake")]
     pub(super) fn with(self, change: impl FnOnce(OperationBuilder) -> OperationBuilder) -> Self {
         Self(change(self.0))
     }
 
     /// The operation as described, without the errors of the authenticated routes.
+    #[cfg(feature = "leak-intake")]
     pub(super) fn finish(self) -> Operation {
         self.0.build()
     }

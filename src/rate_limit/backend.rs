@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::Quota;
@@ -117,6 +118,71 @@ pub trait RateLimitBackend: Clone + Send + Sync + 'static {
         quota: Quota,
     ) -> Option<Result<Decision, BackendError>> {
         let _ = (class, key, quota);
+        None
+    }
+
+    /// Counts `units` of `key` under `quota` at once (a weighted class, see
+    /// [`RequestCost`](super::RequestCost)) and decides; the decision's `remaining` is in
+    /// units. The default handles one unit ([`check`](Self::check)) and fails otherwise:
+    /// a backend that predates weighted classes refuses them by its
+    /// [`OnBackendError`](super::OnBackendError) policy, never counts them as one.
+    fn check_units(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send {
+        let one = (units.get() == 1).then(|| self.check(class, key, quota));
+        async move {
+            match one {
+                Some(check) => check.await,
+                None => Err(BackendError::new(
+                    "this rate-limit backend does not count weighted requests",
+                )),
+            }
+        }
+    }
+
+    /// [`check_units`](Self::check_units) without waiting, where it can. The default: one
+    /// unit as [`check_now`](Self::check_now), otherwise "ask `check_units`".
+    fn check_units_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Option<Result<Decision, BackendError>> {
+        if units.get() == 1 {
+            self.check_now(class, key, quota)
+        } else {
+            None
+        }
+    }
+
+    /// Gives `units` counted earlier back to `key` (a reservation larger than what the
+    /// request cost), within the window they were counted in: never more than a full
+    /// quota. The default gives nothing back (the reservation is kept: safe).
+    fn refund(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (class, key, quota, units);
+        std::future::ready(Ok(()))
+    }
+
+    /// [`refund`](Self::refund) without waiting, where it can (`None`: ask `refund`).
+    fn refund_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Option<Result<(), BackendError>> {
+        let _ = (class, key, quota, units);
         None
     }
 

@@ -16,6 +16,7 @@ use governor::RateLimiter;
 
 use super::backend::{Decision, LimitKey, RateLimitBackend};
 use super::housekeeping::{self, Schedule};
+use super::weighted::WeightedCells;
 use super::Quota;
 use super::{ClassName, KeyedBy, RateClass};
 use crate::backend_error::BackendError;
@@ -109,18 +110,24 @@ where
     }
 
     fn maybe_sweep(&self) {
-        let shared = &self.shared;
-        let now = shared.clock.now().duration_since(shared.start).as_u64();
-        if shared.schedule.claim(now) {
+        if self.shared.schedule.claim(self.now()) {
             let backend = self.clone();
             housekeeping::run(move || backend.sweep());
         }
     }
 
     fn sweep(&self) {
+        let now = self.now();
         for class in self.classes() {
             class.sweep();
+            class.weighted.sweep(now);
         }
+    }
+
+    /// Nanoseconds since the backend started, on its clock.
+    fn now(&self) -> u64 {
+        let shared = &self.shared;
+        shared.clock.now().duration_since(shared.start).as_u64()
     }
 }
 
@@ -144,6 +151,26 @@ pub struct GovernorClass<C: Clock + Clone> {
     keyed_by: KeyedBy,
     quota: Quota,
     limiters: ClassLimiters<C>,
+    /// Weighted requests ([`RequestCost`](super::RequestCost) above one unit).
+    weighted: WeightedCells<Subject>,
+}
+
+/// Who a weighted request counts against (a [`LimitKey`], owned).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    Key(KeyId),
+    Owner(Environment, Box<str>),
+    Client(IpAddr),
+}
+
+impl From<LimitKey<'_>> for Subject {
+    fn from(key: LimitKey<'_>) -> Self {
+        match key {
+            LimitKey::ApiKey(id) => Self::Key(id.clone()),
+            LimitKey::Owner { owner, environment } => Self::Owner(environment, owner.into()),
+            LimitKey::ClientIp(ip) => Self::Client(ip),
+        }
+    }
 }
 
 enum ClassLimiters<C: Clock + Clone> {
@@ -259,10 +286,10 @@ impl<C: Clock + Clone> GovernorClass<C> {
     }
 
     fn len(&self) -> usize {
-        match &self.limiters {
+        (match &self.limiters {
             ClassLimiters::Principal { keys, owners } => keys.len() + owners.len(),
             ClassLimiters::ClientIp(l) => l.len(),
-        }
+        }) + self.weighted.len()
     }
 }
 
@@ -313,6 +340,7 @@ where
             keyed_by: class.keyed_by(),
             quota: class.quota(),
             limiters,
+            weighted: WeightedCells::new(),
         });
         classes.push(Arc::clone(&state));
         state
@@ -349,6 +377,55 @@ where
             _ => return Some(Err(BackendError::new("key kind does not match the class"))),
         };
         Some(Ok(decision))
+    }
+
+    async fn check_units(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Result<Decision, BackendError> {
+        self.check_units_now(class, key, quota, units)
+            .unwrap_or_else(|| Err(BackendError::new("key kind does not match the class")))
+    }
+
+    fn check_units_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Option<Result<Decision, BackendError>> {
+        if units.get() == 1 {
+            return self.check_now(class, key, quota);
+        }
+        self.maybe_sweep();
+        let subject = Subject::from(key);
+        Some(Ok(class.weighted.check(&subject, quota, units, self.now())))
+    }
+
+    async fn refund(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Result<(), BackendError> {
+        self.refund_now(class, key, quota, units).unwrap_or(Ok(()))
+    }
+
+    fn refund_now(
+        &self,
+        class: &Self::Class,
+        key: LimitKey<'_>,
+        quota: Quota,
+        units: NonZeroU32,
+    ) -> Option<Result<(), BackendError>> {
+        class
+            .weighted
+            .refund(&Subject::from(key), quota, units, self.now());
+        Some(Ok(()))
     }
 
     fn housekeeping(&self) {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tower_service::Service;
 use super::backend::{Decision, LimitKey, RateLimitBackend};
 use super::headers::{add_headers, policy_header, state_header, state_headers};
 use super::limits::RateLimits;
-use super::{KeyedBy, Quota, RateClass};
+use super::{KeyedBy, Quota, RateClass, ReportedUnits, RequestCost};
 use crate::backend_error::BackendError;
 use crate::backend_error::OnBackendError;
 use crate::body::ResponseBody;
@@ -218,7 +219,17 @@ impl<B: RateLimitBackend> LayerShared<B> {
     /// The asynchronous check, boxed, under the timeout, with panics caught.
     fn check_later(self: Arc<Self>, key: OwnedKey, quota: Quota) -> Deferred<Outcome> {
         Box::pin(async move {
-            let check = self.limits.backend.check(&self.handle, key.borrow(), quota);
+            let units = self.class.cost().admitted();
+            let backend = &self.limits.backend;
+            let check = async {
+                if units.get() == 1 {
+                    backend.check(&self.handle, key.borrow(), quota).await
+                } else {
+                    backend
+                        .check_units(&self.handle, key.borrow(), quota, units)
+                        .await
+                }
+            };
             let result = match guarded(self.limits.backend_timeout, check).await {
                 Ok(result) => result,
                 Err(Unanswered::TimedOut) => Err(BackendError::new("rate-limit backend timed out")),
@@ -272,7 +283,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
 /// Decides on the outcome: call with the headers, or answer with the rejection.
 impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     type Verdict = Outcome;
-    type After = Option<[HeaderValue; 2]>;
+    type After = (Option<[HeaderValue; 2]>, Option<Settle<B>>);
 
     fn decide(
         self: &Arc<Self>,
@@ -280,7 +291,7 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
         request: &mut Request<T>,
     ) -> Result<Self::After, Response<Bytes>> {
         match outcome {
-            Outcome::Call(headers) => Ok(headers),
+            Outcome::Call(headers) => Ok((headers, Settle::of(self, request))),
             Outcome::Reject(rejection, headers) => {
                 if let (Some(repeated), Some(principal), RejectionKind::RateLimited) = (
                     &self.limits.repeated,
@@ -296,8 +307,62 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
         }
     }
 
-    fn finish<R>(headers: Self::After, response: &mut Response<R>) {
+    fn finish<R>((headers, settle): Self::After, response: &mut Response<R>) {
         add_headers(response.headers_mut(), headers);
+        if let Some(settle) = settle {
+            settle.with(response.extensions().get::<ReportedUnits>().copied());
+        }
+    }
+}
+
+/// What a request of a [`RequestCost::Reported`] class reserved, to settle when the
+/// handler answers.
+pub(crate) struct Settle<B: RateLimitBackend> {
+    shared: Arc<LayerShared<B>>,
+    key: OwnedKey,
+    quota: Quota,
+    reserved: NonZeroU32,
+}
+
+impl<B: RateLimitBackend> Settle<B> {
+    /// For an admitted request of a reporting class: what it reserved, and against whom.
+    fn of<T>(shared: &Arc<LayerShared<B>>, request: &Request<T>) -> Option<Self> {
+        let RequestCost::Reported { reserve } = shared.class.cost() else {
+            return None;
+        };
+        let (key, quota) = shared.subject(request).ok()?;
+        let reserved = NonZeroU32::new(reserve.get().min(quota.requests().get()))?;
+        Some(Self {
+            shared: Arc::clone(shared),
+            key: OwnedKey::from(key),
+            quota,
+            reserved,
+        })
+    }
+
+    /// Keeps what was `reported` (nothing reported: all of it) and gives the rest back:
+    /// at once in process, on the runtime for a shared backend (best effort: a refund
+    /// that fails leaves the reservation counted, never more).
+    fn with(self, reported: Option<ReportedUnits>) {
+        let kept = reported.map_or(self.reserved.get(), |ReportedUnits(units)| units);
+        let Some(back) = NonZeroU32::new(self.reserved.get().saturating_sub(kept)) else {
+            return;
+        };
+        let backend = &self.shared.limits.backend;
+        if backend
+            .refund_now(&self.shared.handle, self.key.borrow(), self.quota, back)
+            .is_some()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let backend = &self.shared.limits.backend;
+            let refund = backend.refund(&self.shared.handle, self.key.borrow(), self.quota, back);
+            let _ = guarded(self.shared.limits.backend_timeout, refund).await;
+        });
     }
 }
 
@@ -327,7 +392,15 @@ where
             Err(rejection) => Ok(Outcome::Reject(rejection, None)),
             Ok((key, quota)) => {
                 let backend = &shared.limits.backend;
-                match caught(|| backend.check_now(&shared.handle, key, quota)) {
+                let units = shared.class.cost().admitted();
+                let check_now = || {
+                    if units.get() == 1 {
+                        backend.check_now(&shared.handle, key, quota)
+                    } else {
+                        backend.check_units_now(&shared.handle, key, quota, units)
+                    }
+                };
+                match caught(check_now) {
                     Ok(Some(result)) => Ok(shared.outcome(result)),
                     Ok(None) => Err((OwnedKey::from(key), quota)),
                     Err(_panicked) => {

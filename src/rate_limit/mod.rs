@@ -58,6 +58,7 @@ mod limits;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod repeated;
+mod weighted;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
@@ -70,6 +71,8 @@ pub use governor::GovernorBackend;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
 pub use limits::RateLimits;
+
+use std::num::NonZeroU32;
 
 /// What a class counts requests by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +97,45 @@ pub struct RateClass {
     name: ClassName,
     quota: Quota,
     keyed_by: KeyedBy,
+    cost: RequestCost,
 }
+
+/// What one request of a class counts: a request, a fixed number of units (a quota in
+/// units: tokens, bytes, credits), or a reservation settled with what the handler reports
+/// ([`ReportedUnits`]). A cost above a key's quota counts as the whole quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestCost {
+    /// One request (the default).
+    One,
+    /// Always this many units.
+    Fixed(NonZeroU32),
+    /// This many reserved when the request is admitted, so requests in flight never
+    /// exceed the quota together; when the handler answers, what it reports in
+    /// [`ReportedUnits`] is kept (at most the reservation) and the rest is given back,
+    /// while the window it was reserved in lasts. Nothing reported: the reservation is
+    /// kept.
+    Reported {
+        /// The most one request may cost.
+        reserve: NonZeroU32,
+    },
+}
+
+impl RequestCost {
+    /// The units admission counts.
+    pub const fn admitted(self) -> NonZeroU32 {
+        match self {
+            Self::One => NonZeroU32::MIN,
+            Self::Fixed(units) | Self::Reported { reserve: units } => units,
+        }
+    }
+}
+
+/// The units a request of a [`RequestCost::Reported`] class cost, put in the response's
+/// extensions by the handler (like [`ReportedCost`](crate::usage::ReportedCost) for
+/// spend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedUnits(pub u32);
 
 /// What [`NewKey::rate_limit`](crate::store::NewKey::rate_limit) reads of a class: its name.
 impl AsRef<ClassName> for RateClass {
@@ -110,6 +151,7 @@ impl RateClass {
             name,
             quota,
             keyed_by: KeyedBy::ApiKey,
+            cost: RequestCost::One,
         }
     }
 
@@ -120,6 +162,7 @@ impl RateClass {
             name,
             quota,
             keyed_by: KeyedBy::Owner,
+            cost: RequestCost::One,
         }
     }
 
@@ -129,6 +172,7 @@ impl RateClass {
             name,
             quota,
             keyed_by: KeyedBy::ClientIp,
+            cost: RequestCost::One,
         }
     }
 
@@ -137,6 +181,28 @@ impl RateClass {
     pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = quota;
         self
+    }
+
+    /// Each request costs `units` of the quota (e.g. `Quota::per_minute(10_000)` of
+    /// bytes, and a route that costs 500).
+    #[must_use]
+    pub const fn costs(mut self, units: NonZeroU32) -> Self {
+        self.cost = RequestCost::Fixed(units);
+        self
+    }
+
+    /// Each request reserves `reserve` units when admitted and keeps what the handler
+    /// reports in [`ReportedUnits`] (see [`RequestCost::Reported`]): e.g. tokens per
+    /// minute, known only once the model has answered.
+    #[must_use]
+    pub const fn reported_up_to(mut self, reserve: NonZeroU32) -> Self {
+        self.cost = RequestCost::Reported { reserve };
+        self
+    }
+
+    /// What a request counts.
+    pub fn cost(&self) -> RequestCost {
+        self.cost
     }
 
     /// The class name, as used in headers and in key records' overrides.

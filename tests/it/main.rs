@@ -67,4 +67,5 @@ mod usage_history;
 mod vocabulary;
 mod webhook_stores;
 mod webhooks;
+mod weighted_limits;
 mod wiring;
