@@ -333,7 +333,7 @@ mod tests {
     use crate::store::redis::scripts;
 
     /// Every Lua script the crate runs, by name.
-    const SCRIPTS: [(&str, &str); 15] = [
+    const SCRIPTS: [(&str, &str); 17] = [
         ("ISSUE", scripts::ISSUE),
         ("REVOKE", scripts::REVOKE),
         ("DELETE", scripts::DELETE),
@@ -348,6 +348,14 @@ mod tests {
         ("OUTBOX_PURGE", crate::webhooks::redis::PURGE),
         ("GCRA", crate::rate_limit::redis::GCRA),
         ("GCRA_REFUND", crate::rate_limit::redis::GCRA_REFUND),
+        (
+            "IN_FLIGHT_ACQUIRE",
+            crate::rate_limit::in_flight::redis::ACQUIRE,
+        ),
+        (
+            "IN_FLIGHT_RENEW",
+            crate::rate_limit::in_flight::redis::RENEW,
+        ),
         ("CHARGE", crate::usage::redis::CHARGE),
     ];
 

@@ -53,6 +53,7 @@ mod backend;
 mod governor;
 mod headers;
 pub(crate) mod housekeeping;
+pub(crate) mod in_flight;
 mod layer;
 mod limits;
 #[cfg(feature = "redis")]
@@ -60,6 +61,8 @@ pub(crate) mod redis;
 mod repeated;
 mod weighted;
 
+#[cfg(feature = "redis")]
+pub use self::in_flight::redis::{RedisInFlight, RedisSlot};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisRateLimiter;
 /// Also at the crate root, where the spend caps and the failed-authentication limit name
@@ -69,6 +72,10 @@ pub use crate::quota::{ClassName, InvalidClassName, Quota};
 pub use backend::{Decision, LimitKey, RateLimitBackend};
 pub use governor::GovernorBackend;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
+pub use in_flight::{
+    InFlightBackend, InFlightBody, InFlightFuture, InFlightLayer, InFlightLimit, InFlightLimits,
+    InFlightService, MemoryInFlight, MemorySlot,
+};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
 pub use limits::RateLimits;
 

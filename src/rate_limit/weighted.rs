@@ -124,12 +124,17 @@ mod tests {
         let cells = WeightedCells::<u8>::new();
         let quota = Quota::per_minute(NonZeroU32::new(10).unwrap());
         let first = cells.check(&1, quota, NonZeroU32::MAX, 0);
-        assert!(first.is_allowed() && first.remaining() == 0, "the whole quota, once");
+        assert!(
+            first.is_allowed() && first.remaining() == 0,
+            "the whole quota, once"
+        );
         let next = cells.check(&1, quota, NonZeroU32::MIN, 0);
         assert!(!next.is_allowed());
         assert_eq!(next.retry_after(), Duration::from_secs(6));
         // Huge windows and times saturate instead of overflowing.
         let long = Quota::new(NonZeroU32::MAX, NonZeroU32::MAX);
-        assert!(cells.check(&2, long, NonZeroU32::MAX, u64::MAX).is_allowed());
+        assert!(cells
+            .check(&2, long, NonZeroU32::MAX, u64::MAX)
+            .is_allowed());
     }
 }

@@ -31,6 +31,7 @@ mod forward_auth_layer;
 mod fuzz_corpus;
 mod hostile_input;
 mod hyper_server;
+mod in_flight;
 mod key_scan;
 mod keys;
 mod leaks;
