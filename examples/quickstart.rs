@@ -18,7 +18,9 @@
 //! The AI route also has a spend cap: each review reports a cost of 10 units; live keys
 //! may spend 10,000 a month and test keys 1,000 an hour, except the demo live key, capped
 //! at 30 so that its fourth review gets 402 `spend_cap_exceeded`, and the trial key, whose
-//! 20 units never reset. `GET /api/billing/spend` shows every budget.
+//! 20 units never reset. `GET /api/billing/spend` shows every budget. Reviews also count
+//! tokens (30,000 a minute per key, each reserving 10,000 and keeping what it reports) and
+//! at most two of one key are in flight at once.
 //!
 //! Plans: live keys (`fos_` ones too) need Pro or higher; `org_acme` is on Team, and each
 //! registered agent starts on a 14-day Pro trial, then Free: its `fos_` key is refused with
@@ -27,6 +29,7 @@
 //! days carry `api-key-expires`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -50,7 +53,7 @@ use tower_api_key::store::KeyPolicy;
 use tower_api_key::store::ManageKeys;
 use tower_api_key::ScopeSet;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -63,7 +66,9 @@ use tower_api_key::activity::{
 };
 use tower_api_key::failure_limit::FailureLimit;
 use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::rate_limit::RateLimits;
+use tower_api_key::rate_limit::{
+    ClassName, InFlightLimit, InFlightLimits, Quota, RateClass, RateLimits, ReportedUnits,
+};
 use tower_api_key::store::{IssuedKey, KeyId, ManageError};
 use tower_api_key::usage::{
     BudgetPer, Budgets, MemoryUsage, Plan, PlanLayer, PlanTable, ReportedCost, SpendCaps,
@@ -307,6 +312,20 @@ pub const EXPIRY_NOTICE: std::time::Duration = std::time::Duration::from_secs(14
 /// What one AI review costs, reported by the handler after it ran.
 pub const REVIEW_COST: u64 = 10;
 
+/// The AI route's tokens: 30,000 a minute per key; a review reserves the most it may use
+/// (10,000) and keeps what it reports (`?tokens=`, 1,000 by default).
+pub const TOKENS: RateClass = RateClass::per_key(
+    ClassName::from_static("tokens"),
+    Quota::per_minute_const(30_000),
+)
+.reported_up_to(NonZeroU32::new(10_000).unwrap());
+
+/// At most two reviews of one key in flight.
+pub const REVIEWS_IN_FLIGHT: InFlightLimit = InFlightLimit::per_key(
+    ClassName::from_static("reviews"),
+    NonZeroU32::new(2).unwrap(),
+);
+
 /// Issues the demo keys.
 pub async fn issue_demo_keys(store: &MemoryKeyStore<ForgScope>) -> Result<DemoKeys, ManageError> {
     Ok(DemoKeys {
@@ -396,6 +415,8 @@ pub fn app(demo: &Demo) -> Router {
                 // Paid AI: Pro or higher for every credential, sessions included.
                 .layer(demo.plan_check.clone().require(Plan::Pro))
                 .layer(limits.layer(forg::AI))
+                .layer(limits.layer(TOKENS)) // the handler reports its tokens
+                .layer(InFlightLimits::new().layer(REVIEWS_IN_FLIGHT))
                 .layer(spend.layer(0).reports_at_most(REVIEW_COST)), // the handler reports its cost
         );
     let api = standard.merge(ai).layer(
@@ -631,12 +652,26 @@ async fn create_rule(identity: Principal) -> (StatusCode, Json<Value>) {
 }
 
 /// An AI route: the cost is known once the work is done, so it is reported afterwards.
-async fn review(identity: Principal) -> impl IntoResponse {
+/// A review: `?tokens=N` (1 to 10,000; 1,000 by default) is what the model used,
+/// `?think_ms=N` (at most 2,000) how long it thought.
+async fn review(identity: Principal, RawQuery(query): RawQuery) -> impl IntoResponse {
+    let param = |name: &str| {
+        query.as_deref().unwrap_or("").split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key == name).then(|| value.parse::<u64>().ok()).flatten()
+        })
+    };
+    let think = param("think_ms").unwrap_or(0).min(2_000);
+    if think > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(think)).await;
+    }
+    let tokens = param("tokens").unwrap_or(1_000).clamp(1, 10_000);
     let body = Json(json!({
-        "data": { "review": "looks good", "score": 0.93 },
+        "data": { "review": "looks good", "score": 0.93, "tokens": tokens },
         "caller": caller(&identity),
     }));
-    (Extension(ReportedCost(REVIEW_COST)), body)
+    let units = ReportedUnits(u32::try_from(tokens).unwrap_or(10_000));
+    (Extension(ReportedCost(REVIEW_COST)), Extension(units), body)
 }
 
 async fn reports(identity: Principal) -> Json<Value> {
@@ -733,6 +768,14 @@ fn print_banner(addr: SocketAddr, keys: &DemoKeys, demo: &Demo) {
             format!(r#"AGENT=$(curl -s -X POST {base}/auth/register-agent -H 'Content-Type: application/json' -d '{{"email":"bot@example.com","password":"a long agent password"}}' | sed 's/.*"key":"\([^"]*\)".*/\1/'); echo $AGENT"#),
         ),
         ("the agent's plan: pro, until trial_ends_at; then free, and its fos_ key gets 403 plan_required".to_owned(), format!("curl -i {base}/v1/me -H \"X-ForgeOS-API-Key: $AGENT\"")),
+        (
+            "at most 2 reviews in flight per key: three at once (each thinking 1 s), one refused 429 with Retry-After: 1".to_owned(),
+            format!("for i in 1 2 3; do curl -s -o /dev/null -w '%{{http_code}} ' -X POST '{base}/v1/reviews?think_ms=1000&tokens=100' -H \"X-ForgeOS-API-Key: $AGENT\" & done; wait; echo"),
+        ),
+        (
+            "30,000 tokens a minute per key, each review reporting what it used: 10,000 each, 200 until the minute's tokens are spent, then 429 (RateLimit-Policy: \"tokens\")".to_owned(),
+            format!("for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}} ' -X POST '{base}/v1/reviews?tokens=10000' -H \"X-ForgeOS-API-Key: $AGENT\"; done; echo"),
+        ),
         ("the dashboard: log in with the demo account, create, rotate and revoke keys".to_owned(), format!("open {base}/dashboard")),
         ("the management API: the owner's keys, newest first (keys with admin may manage)".to_owned(), format!("curl -i {base}/v1/keys -H 'Authorization: Bearer {test}'")),
         ("404: a test key never sees, rotates or revokes a live key".to_owned(), format!("curl -i -X POST {base}/v1/keys/{live_id}/revoke -H 'Authorization: Bearer {test}'")),

@@ -55,7 +55,7 @@
 //! | [`CACHE_HITS`], [`CACHE_MISSES`] | counter | | [`CachedKeyStore`](crate::store::CachedKeyStore) answers from memory, and lookups it passed to its store |
 //! | [`CACHE_EVICTIONS`] | counter | `cause` (`expired`, `size`) | records the cache dropped by itself (not invalidations) |
 //! | [`CACHE_STALE_ANSWERS`] | counter | | stale-if-error answers |
-//! | [`RATE_LIMIT_DECISIONS`] | counter | `class`, `outcome` (`allowed`, `limited`, `error`) | rate-limit checks |
+//! | [`RATE_LIMIT_DECISIONS`] | counter | `class`, `outcome` (`allowed`, `limited`, `error`) | rate-limit checks, and in-flight limits' (`class` = the limit's name) |
 //! | [`FAILED_AUTH_BLOCKS`] | counter | | requests refused by the failed-authentication limit |
 //! | [`SPEND_CHARGED`] | counter, units | `environment` | spend charged (net of refunds) |
 //! | [`SPEND_REFUSALS`] | counter | `environment` | requests refused with 402 |

@@ -71,10 +71,20 @@ pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
         .collect()
 }
 
+/// Adds one class's values; a route limited by several classes lists each (the headers
+/// are structured-field lists), the class further in first.
 pub(crate) fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
     if let Some([policy, state]) = values {
-        headers.insert(RATELIMIT_POLICY, policy);
-        headers.insert(RATELIMIT, state);
+        for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+            let listed = headers.get(&name).and_then(|inner| {
+                let mut list = Vec::with_capacity(inner.len() + 2 + value.len());
+                list.extend_from_slice(inner.as_bytes());
+                list.extend_from_slice(b", ");
+                list.extend_from_slice(value.as_bytes());
+                HeaderValue::from_bytes(&list).ok()
+            });
+            headers.insert(name, listed.unwrap_or(value));
+        }
     }
 }
 

@@ -310,7 +310,14 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     fn finish<R>((headers, settle): Self::After, response: &mut Response<R>) {
         add_headers(response.headers_mut(), headers);
         if let Some(settle) = settle {
-            settle.with(response.extensions().get::<ReportedUnits>().copied());
+            // Refused further in (by a layer of the crate): the handler never ran.
+            let refused = response.extensions().get::<AuthRejection>().is_some();
+            let reported = response.extensions().get::<ReportedUnits>().copied();
+            settle.with(if refused {
+                Some(ReportedUnits(0))
+            } else {
+                reported
+            });
         }
     }
 }

@@ -121,7 +121,8 @@ pub enum RequestCost {
     /// exceed the quota together; when the handler answers, what it reports in
     /// [`ReportedUnits`] is kept (at most the reservation) and the rest is given back,
     /// while the window it was reserved in lasts. Nothing reported: the reservation is
-    /// kept.
+    /// kept; refused by a layer of the crate further in (the handler never ran): all of it
+    /// is given back.
     Reported {
         /// The most one request may cost.
         reserve: NonZeroU32,

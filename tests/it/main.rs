@@ -47,6 +47,7 @@ mod policy_subject;
 mod postgres_store;
 mod properties;
 mod quickstart;
+mod quickstart_limits;
 mod rate_limit;
 mod rate_limit_events;
 mod redis_cluster;

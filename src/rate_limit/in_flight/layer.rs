@@ -89,6 +89,8 @@ impl<B: InFlightBackend> InFlightLimits<B> {
         InFlightLayer {
             shared: Arc::new(Shared {
                 limits: self.clone(),
+                label: Arc::from(limit.name().as_str()),
+                decisions: crate::metrics::DecisionCounters::default(),
                 limit,
             }),
         }
@@ -107,6 +109,9 @@ impl<B: InFlightBackend + fmt::Debug> fmt::Debug for InFlightLimits<B> {
 struct Shared<B: InFlightBackend> {
     limits: InFlightLimits<B>,
     limit: InFlightLimit,
+    /// The limit's name as a metrics label, and its decisions' handles.
+    label: Arc<str>,
+    decisions: crate::metrics::DecisionCounters,
 }
 
 /// Holds its routes to an [`InFlightLimit`]; made by [`InFlightLimits::layer`].
@@ -194,6 +199,12 @@ impl<B: InFlightBackend> Shared<B> {
         &self,
         answer: Result<Option<B::Slot>, BackendError>,
     ) -> Result<Option<B::Slot>, AuthRejection> {
+        let outcome = match &answer {
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(_) => 2,
+        };
+        self.decisions.record(&self.label, outcome);
         match answer {
             Ok(Some(slot)) => Ok(Some(slot)),
             Ok(None) => Err(AuthRejection::rate_limited(RetryAfter::ONE_SECOND)),
