@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{Entry, HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use super::{Quota, RateClass};
@@ -76,14 +76,18 @@ pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
 pub(crate) fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
     if let Some([policy, state]) = values {
         for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
-            let listed = headers.get(&name).and_then(|inner| {
-                let mut list = Vec::with_capacity(inner.len() + 2 + value.len());
-                list.extend_from_slice(inner.as_bytes());
-                list.extend_from_slice(b", ");
-                list.extend_from_slice(value.as_bytes());
-                HeaderValue::from_bytes(&list).ok()
-            });
-            headers.insert(name, listed.unwrap_or(value));
+            // One hash of the name either way: the common single class costs no more.
+            match headers.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(mut inner) => {
+                    let listed = [inner.get().as_bytes(), b", ", value.as_bytes()].concat();
+                    if let Ok(listed) = HeaderValue::from_bytes(&listed) {
+                        inner.insert(listed);
+                    }
+                }
+            }
         }
     }
 }
