@@ -66,6 +66,32 @@ async fn info_counts(
         .sum()
 }
 
+/// `EVALSHA` calls and the server's microseconds spent in them so far, every server.
+async fn evalsha_server_time(stats: &mut [redis::aio::MultiplexedConnection]) -> (u64, u64) {
+    let (mut calls, mut usec) = (0, 0);
+    for connection in stats {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(connection)
+            .await
+            .expect("INFO");
+        let Some(line) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        else {
+            continue;
+        };
+        for field in line.split(',') {
+            match field.split_once('=') {
+                Some(("calls", n)) => calls += n.parse::<u64>().unwrap_or(0),
+                Some(("usec", n)) => usec += n.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    (calls, usec)
+}
+
 /// Round trips (over every server in `stats`) and redirections answered so far.
 async fn counts(stats: &mut [redis::aio::MultiplexedConnection]) -> (u64, u64) {
     let (mut commands, mut redirects) = (0, 0);
@@ -90,6 +116,7 @@ async fn measure(
     connection: RedisConnection,
     stats: &mut [redis::aio::MultiplexedConnection],
 ) {
+    let raw_connection = connection.clone();
     let store = Arc::new(CachedKeyStore::new(Arc::new(
         RedisKeyStore::new(connection.clone())
             .with_policy(tower_api_key::forg::key_policy())
@@ -124,15 +151,44 @@ async fn measure(
     pass(&mut with_limit, request()).await;
     let cold = counts(stats).await.0 - before.0;
 
-    let n = 10_000u64;
+    // The baseline in the same run: `EVALSHA` of a one-line script through the same
+    // connection, on a key in the limiter key's slot. Blocks of each in turn, so that the
+    // machine's drift falls on both.
+    let raw_key = format!("bench:{{k:{}}}:raw", issued.record().id());
+    let raw_script = redis::Script::new("return 1");
+    let mut raw_connection = raw_connection.clone();
+    let _: i64 = raw_script
+        .key(&raw_key)
+        .invoke_async(&mut raw_connection)
+        .await
+        .expect("raw EVALSHA");
+    let (blocks, per_block) = (5u64, 2_000u64);
+    let n = blocks * per_block;
+    let (mut elapsed, mut raw_elapsed) = (Duration::ZERO, Duration::ZERO);
     let before = counts(stats).await;
-    let started = Instant::now();
-    for _ in 0..n {
-        pass(&mut with_limit, request()).await;
+    let server_before = evalsha_server_time(stats).await;
+    for _ in 0..blocks {
+        let started = Instant::now();
+        for _ in 0..per_block {
+            pass(&mut with_limit, request()).await;
+        }
+        elapsed += started.elapsed();
+        let started = Instant::now();
+        for _ in 0..per_block {
+            let _: i64 = raw_script
+                .key(&raw_key)
+                .invoke_async(&mut raw_connection)
+                .await
+                .expect("raw EVALSHA");
+        }
+        raw_elapsed += started.elapsed();
     }
-    let elapsed = started.elapsed();
+    let server_after = evalsha_server_time(stats).await;
     let after = counts(stats).await;
-    let (hot, redirects) = (after.0 - before.0, after.1 - before.1);
+    // Both loops' EVALSHAs: the limiter's script and the one-liner, n each.
+    let server_us = (server_after.1 - server_before.1) as f64
+        / (server_after.0 - server_before.0).max(1) as f64;
+    let (hot, redirects) = (after.0 - before.0 - n, after.1 - before.1);
 
     let before = counts(stats).await;
     let started_auth = Instant::now();
@@ -154,11 +210,61 @@ async fn measure(
     println!(
         "{label}/cold first request: {cold} round trips (record read, script load, rate limit)"
     );
+    let per_request = elapsed.as_secs_f64() * 1e6 / n as f64;
+    let raw = raw_elapsed.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{label}/auth + rate limit, cache hit: {:.2} round trips per request, {redirects} redirections, {:.1} µs per request ({n} requests)",
+        "{label}/auth + rate limit, cache hit: {:.2} round trips per request, {redirects} redirections, {per_request:.1} µs per request ({n} requests)",
         hot as f64 / n as f64,
-        elapsed.as_secs_f64() * 1e6 / n as f64
     );
+    println!(
+        "{label}/raw EVALSHA (one-line script, same connection, same slot): {raw:.1} µs; stack / raw = {:.2}; server time per EVALSHA (both scripts): {server_us:.1} µs",
+        per_request / raw
+    );
+    for clients in [16usize, 64] {
+        let total = 20_000usize;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let mut service = with_limit.clone();
+                let bearer = bearer.clone();
+                tokio::spawn(async move {
+                    for _ in 0..total / clients {
+                        let mut request = Request::new(());
+                        request.headers_mut().insert(AUTHORIZATION, bearer.clone());
+                        pass(&mut service, request).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let stack_rps = total as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let mut connection = raw_connection.clone();
+                let (script, key) = (raw_script.clone(), raw_key.clone());
+                tokio::spawn(async move {
+                    for _ in 0..total / clients {
+                        let _: i64 = script
+                            .key(&key)
+                            .invoke_async(&mut connection)
+                            .await
+                            .expect("raw");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let raw_rps = total as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{label}/{clients} concurrent requests on one instance: stack {stack_rps:.0} requests/s, raw EVALSHA {raw_rps:.0}/s, stack / raw = {:.2}",
+            stack_rps / raw_rps
+        );
+    }
     println!(
         "{label}/auth only, cache hit: {:.2} round trips per request, {:.2} µs per request",
         auth_commands as f64 / n as f64,
@@ -179,7 +285,7 @@ async fn stats_connection(url: &str) -> redis::aio::MultiplexedConnection {
     connection
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (url, mut server) = match std::env::var("REDIS_URL") {
         Ok(url) => (url, None),
@@ -202,12 +308,45 @@ async fn main() {
         }
     };
     let mut stats = [stats_connection(&url).await];
+    // redis-rs's own default first (Nagle's algorithm on), then the crate's (TCP_NODELAY).
+    let nagle = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .expect("url")
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default());
+    let nagle = redis::Client::open(nagle).expect("client");
+    measure(
+        "redis (TCP_NODELAY off)",
+        RedisConnection::from_client(nagle).await.expect("connect"),
+        &mut stats,
+    )
+    .await;
     measure(
         "redis",
         RedisConnection::open(&url).await.expect("connect"),
         &mut stats,
     )
     .await;
+    // The server's own limit at the same concurrency, from its own client.
+    if server.is_some() {
+        let sha = redis::Script::new("return 1").get_hash().to_owned();
+        for clients in ["16", "64"] {
+            let output = Command::new("redis-benchmark")
+                .args(["-p", "6391", "-c", clients, "-n", "100000", "-q"])
+                .args(["EVALSHA", &sha, "1", "bench:{k:x}:raw"])
+                .output();
+            match output {
+                Ok(output) => println!(
+                    "redis/redis-benchmark -c {clients} EVALSHA: {}",
+                    String::from_utf8_lossy(&output.stdout)
+                        .trim()
+                        .rsplit('\r')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                ),
+                Err(error) => println!("redis-benchmark: {error}"),
+            }
+        }
+    }
     if let Some(child) = server.as_mut() {
         let _ = child.kill();
     }

@@ -61,13 +61,23 @@ enum Kind {
     Cluster(ClusterConnection),
 }
 
+/// `TCP_NODELAY` on (redis-rs leaves Nagle's algorithm on): commands multiplexed on one
+/// connection go out at once instead of waiting for the previous one's acknowledgement.
+fn no_delay() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 impl RedisConnection {
     /// Connects to one server at `url` (`redis://` or `rediss://`).
     ///
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn open(url: &str) -> RedisResult<Self> {
-        Self::from_client(redis::Client::open(url)?).await
+        let info = url
+            .trim()
+            .into_connection_info()?
+            .set_tcp_settings(no_delay());
+        Self::from_client(redis::Client::open(info)?).await
     }
 
     /// Connects to one server with `client` (e.g. one built with a private CA by
@@ -130,8 +140,9 @@ impl RedisConnection {
             .collect::<RedisResult<Vec<_>>>()?;
         // As a standalone connection's default: a node that does not answer within 500 ms
         // fails the command (the layers' own timeouts still bound every request).
-        let mut builder =
-            ClusterClientBuilder::new(nodes).response_timeout(Duration::from_millis(500));
+        let mut builder = ClusterClientBuilder::new(nodes)
+            .response_timeout(Duration::from_millis(500))
+            .tcp_settings(no_delay());
         if let Some(certificates) = certificates {
             builder = builder.certs(certificates);
         }

@@ -125,6 +125,7 @@ where
     }
 
     /// Nanoseconds since the backend started, on its clock.
+    #[inline]
     fn now(&self) -> u64 {
         let shared = &self.shared;
         shared.clock.now().duration_since(shared.start).as_u64()

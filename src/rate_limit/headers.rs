@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::header::{Entry, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use super::{Quota, RateClass};
@@ -75,20 +75,26 @@ pub(crate) fn state_headers(class: &RateClass) -> Vec<HeaderValue> {
 /// are structured-field lists), the class further in first.
 pub(crate) fn add_headers(headers: &mut HeaderMap, values: Option<[HeaderValue; 2]>) {
     if let Some([policy, state]) = values {
-        for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
-            // One hash of the name either way: the common single class costs no more.
-            match headers.entry(name) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(mut inner) => {
-                    let listed = [inner.get().as_bytes(), b", ", value.as_bytes()].concat();
-                    if let Ok(listed) = HeaderValue::from_bytes(&listed) {
-                        inner.insert(listed);
-                    }
-                }
-            }
+        // One insert each for the usual single class; a second class's values join the
+        // list the first one left.
+        if let Some(inner) = headers.insert(RATELIMIT_POLICY, policy) {
+            join(headers, RATELIMIT_POLICY, &inner);
         }
+        if let Some(inner) = headers.insert(RATELIMIT, state) {
+            join(headers, RATELIMIT, &inner);
+        }
+    }
+}
+
+/// `inner, <name's value>` as `name`'s value.
+#[cold]
+fn join(headers: &mut HeaderMap, name: HeaderName, inner: &HeaderValue) {
+    let Some(outer) = headers.get(&name) else {
+        return;
+    };
+    let listed = [inner.as_bytes(), b", ", outer.as_bytes()].concat();
+    if let Ok(listed) = HeaderValue::from_bytes(&listed) {
+        headers.insert(name, listed);
     }
 }
 

@@ -36,6 +36,8 @@ impl<B: RateLimitBackend> RateLimits<B> {
     pub fn layer(&self, class: RateClass) -> RateLimitLayer<B> {
         RateLimitLayer {
             shared: Arc::new(LayerShared {
+                units: class.cost().admitted(),
+                settles: matches!(class.cost(), RequestCost::Reported { .. }),
                 handle: self.backend.register(&class),
                 policy: policy_header(&class, class.quota()),
                 states: state_headers(&class),
@@ -56,6 +58,10 @@ pub struct RateLimitLayer<B: RateLimitBackend> {
 
 pub(crate) struct LayerShared<B: RateLimitBackend> {
     pub(super) class: RateClass,
+    /// What admission counts (1 for an unweighted class), and whether the handler's report
+    /// settles it: read once here, not per request.
+    pub(super) units: NonZeroU32,
+    pub(super) settles: bool,
     pub(super) handle: B::Class,
     pub(super) policy: HeaderValue,
     /// `RateLimit` values by requests used (`quota - remaining`), for allowed requests
@@ -219,7 +225,7 @@ impl<B: RateLimitBackend> LayerShared<B> {
     /// The asynchronous check, boxed, under the timeout, with panics caught.
     fn check_later(self: Arc<Self>, key: OwnedKey, quota: Quota) -> Deferred<Outcome> {
         Box::pin(async move {
-            let units = self.class.cost().admitted();
+            let units = self.units;
             let backend = &self.limits.backend;
             let check = async {
                 if units.get() == 1 {
@@ -283,7 +289,9 @@ impl<B: RateLimitBackend> LayerShared<B> {
 /// Decides on the outcome: call with the headers, or answer with the rejection.
 impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
     type Verdict = Outcome;
-    type After = (Option<[HeaderValue; 2]>, Option<Settle<B>>);
+    // The settlement boxed: a reporting class is rare, and the unweighted path keeps a
+    // small future.
+    type After = (Option<[HeaderValue; 2]>, Option<Box<Settle<B>>>);
 
     fn decide(
         self: &Arc<Self>,
@@ -291,7 +299,14 @@ impl<B: RateLimitBackend, T> Gate<Request<T>> for LayerShared<B> {
         request: &mut Request<T>,
     ) -> Result<Self::After, Response<Bytes>> {
         match outcome {
-            Outcome::Call(headers) => Ok((headers, Settle::of(self, request))),
+            Outcome::Call(headers) => {
+                let settle = if self.settles {
+                    Settle::of(self, request).map(Box::new)
+                } else {
+                    None
+                };
+                Ok((headers, settle))
+            }
             Outcome::Reject(rejection, headers) => {
                 if let (Some(repeated), Some(principal), RejectionKind::RateLimited) = (
                     &self.limits.repeated,
@@ -350,7 +365,7 @@ impl<B: RateLimitBackend> Settle<B> {
     /// Keeps what was `reported` (nothing reported: all of it) and gives the rest back:
     /// at once in process, on the runtime for a shared backend (best effort: a refund
     /// that fails leaves the reservation counted, never more).
-    fn with(self, reported: Option<ReportedUnits>) {
+    fn with(self: Box<Self>, reported: Option<ReportedUnits>) {
         let kept = reported.map_or(self.reserved.get(), |ReportedUnits(units)| units);
         let Some(back) = NonZeroU32::new(self.reserved.get().saturating_sub(kept)) else {
             return;
@@ -399,15 +414,13 @@ where
             Err(rejection) => Ok(Outcome::Reject(rejection, None)),
             Ok((key, quota)) => {
                 let backend = &shared.limits.backend;
-                let units = shared.class.cost().admitted();
-                let check_now = || {
-                    if units.get() == 1 {
-                        backend.check_now(&shared.handle, key, quota)
-                    } else {
-                        backend.check_units_now(&shared.handle, key, quota, units)
-                    }
+                // The unweighted path makes exactly the call it made before weights.
+                let checked = if shared.units.get() == 1 {
+                    caught(|| backend.check_now(&shared.handle, key, quota))
+                } else {
+                    caught(|| backend.check_units_now(&shared.handle, key, quota, shared.units))
                 };
-                match caught(check_now) {
+                match checked {
                     Ok(Some(result)) => Ok(shared.outcome(result)),
                     Ok(None) => Err((OwnedKey::from(key), quota)),
                     Err(_panicked) => {
