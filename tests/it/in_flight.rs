@@ -70,13 +70,8 @@ impl Slow {
     }
 
     async fn until_entered(&self, n: usize) {
-        for _ in 0..1_000 {
-            if self.entered.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("{n} requests never reached the handler");
+        let entered = || self.entered.load(Ordering::SeqCst) >= n;
+        crate::common::until("requests in the handler", entered).await;
     }
 }
 
