@@ -97,14 +97,7 @@ fn allowed<B>(response: Response<B>, config: &Config) -> Answer<B> {
     }
     if let Some(principal) = parts.extensions.get::<Principal>() {
         let values = principal_values(principal);
-        let names = [
-            &config.owner,
-            &config.key_id,
-            &config.scopes,
-            &config.environment,
-            &config.credential,
-        ];
-        for (name, value) in names.into_iter().zip(values) {
+        for (name, value) in config.principal_headers().into_iter().zip(values) {
             headers.insert(name.clone(), value);
         }
     }

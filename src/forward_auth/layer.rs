@@ -123,6 +123,20 @@ impl ForwardAuthLayer {
     }
 }
 
+impl Config {
+    /// Owner, key id, scopes, environment, credential: the order of the values
+    /// [`ForwardAuth`] writes.
+    pub(crate) fn principal_headers(&self) -> [&HeaderName; 5] {
+        [
+            &self.owner,
+            &self.key_id,
+            &self.scopes,
+            &self.environment,
+            &self.credential,
+        ]
+    }
+}
+
 impl<S> Layer<S> for ForwardAuthLayer {
     type Service = ForwardAuth<S>;
 

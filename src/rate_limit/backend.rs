@@ -7,6 +7,7 @@ use super::Quota;
 use super::RateClass;
 use crate::backend_error::BackendError;
 use crate::key::Environment;
+use crate::principal::{CredentialKind, Principal};
 use crate::store::KeyId;
 
 /// What a request is limited by.
@@ -26,6 +27,56 @@ pub enum LimitKey<'a> {
         /// Test and live never share a budget.
         environment: Environment,
     },
+}
+
+impl<'a> LimitKey<'a> {
+    /// Who `principal` counts as: its owner and environment for a class keyed `by_owner`
+    /// and for every browser session (a user cannot multiply a budget by logging in
+    /// again); otherwise its key's lineage (a rotated key, during its grace too, shares
+    /// its predecessor's state).
+    #[inline]
+    pub(crate) fn of_principal(principal: &'a Principal, by_owner: bool) -> Self {
+        if by_owner || principal.kind() == CredentialKind::Session {
+            LimitKey::Owner {
+                owner: principal.owner(),
+                environment: principal.environment(),
+            }
+        } else {
+            LimitKey::ApiKey(principal.lineage())
+        }
+    }
+}
+
+/// A [`LimitKey`] that owns its parts: for state kept past the request (the asynchronous
+/// check, a settlement, weighted cells, in-flight counts).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum OwnedKey {
+    ApiKey(KeyId),
+    ClientIp(IpAddr),
+    Owner(Box<str>, Environment),
+}
+
+impl OwnedKey {
+    pub(crate) fn borrow(&self) -> LimitKey<'_> {
+        match self {
+            OwnedKey::ApiKey(id) => LimitKey::ApiKey(id),
+            OwnedKey::ClientIp(ip) => LimitKey::ClientIp(*ip),
+            OwnedKey::Owner(owner, environment) => LimitKey::Owner {
+                owner,
+                environment: *environment,
+            },
+        }
+    }
+}
+
+impl<'a> From<LimitKey<'a>> for OwnedKey {
+    fn from(key: LimitKey<'a>) -> Self {
+        match key {
+            LimitKey::ApiKey(id) => OwnedKey::ApiKey(id.clone()),
+            LimitKey::ClientIp(ip) => OwnedKey::ClientIp(ip),
+            LimitKey::Owner { owner, environment } => OwnedKey::Owner(owner.into(), environment),
+        }
+    }
 }
 
 /// A backend's answer for one request.

@@ -14,7 +14,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::RateLimiter;
 
-use super::backend::{Decision, LimitKey, RateLimitBackend};
+use super::backend::{Decision, LimitKey, OwnedKey, RateLimitBackend};
 use super::housekeeping::{self, Schedule};
 use super::weighted::WeightedCells;
 use super::Quota;
@@ -153,25 +153,7 @@ pub struct GovernorClass<C: Clock + Clone> {
     quota: Quota,
     limiters: ClassLimiters<C>,
     /// Weighted requests ([`RequestCost`](super::RequestCost) above one unit).
-    weighted: WeightedCells<Subject>,
-}
-
-/// Who a weighted request counts against (a [`LimitKey`], owned).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Subject {
-    Key(KeyId),
-    Owner(Environment, Box<str>),
-    Client(IpAddr),
-}
-
-impl From<LimitKey<'_>> for Subject {
-    fn from(key: LimitKey<'_>) -> Self {
-        match key {
-            LimitKey::ApiKey(id) => Self::Key(id.clone()),
-            LimitKey::Owner { owner, environment } => Self::Owner(environment, owner.into()),
-            LimitKey::ClientIp(ip) => Self::Client(ip),
-        }
-    }
+    weighted: WeightedCells<OwnedKey>,
 }
 
 enum ClassLimiters<C: Clock + Clone> {
@@ -402,7 +384,7 @@ where
             return self.check_now(class, key, quota);
         }
         self.maybe_sweep();
-        let subject = Subject::from(key);
+        let subject = OwnedKey::from(key);
         Some(Ok(class.weighted.check(&subject, quota, units, self.now())))
     }
 
@@ -425,7 +407,7 @@ where
     ) -> Option<Result<(), BackendError>> {
         class
             .weighted
-            .refund(&Subject::from(key), quota, units, self.now());
+            .refund(&OwnedKey::from(key), quota, units, self.now());
         Some(Ok(()))
     }
 

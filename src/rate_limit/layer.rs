@@ -2,7 +2,6 @@
 //! response it leads to.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +13,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::backend::{Decision, LimitKey, RateLimitBackend};
+use super::backend::{Decision, LimitKey, OwnedKey, RateLimitBackend};
 use super::headers::{add_headers, policy_header, state_header, state_headers};
 use super::limits::RateLimits;
 use super::{KeyedBy, Quota, RateClass, ReportedUnits, RequestCost};
@@ -22,10 +21,8 @@ use crate::backend_error::BackendError;
 use crate::backend_error::OnBackendError;
 use crate::body::ResponseBody;
 use crate::client_ip::client_key_of;
-use crate::key::Environment;
-use crate::principal::{CredentialKind, Principal};
+use crate::principal::Principal;
 use crate::reject::{respond, AuthRejection, RejectionKind, RetryAfter, Unavailable};
-use crate::store::KeyId;
 use crate::support::gate::{caught, decided, deferred, guarded, Deferred, Gate, Unanswered};
 
 // Here, not in `limits.rs`: the layer holds its `RateLimits`, so the configuration does
@@ -128,36 +125,6 @@ impl<Svc: fmt::Debug, B: RateLimitBackend> fmt::Debug for RateLimitService<Svc, 
     }
 }
 
-/// An owned [`LimitKey`], for the asynchronous path.
-enum OwnedKey {
-    ApiKey(KeyId),
-    ClientIp(IpAddr),
-    Owner(Box<str>, Environment),
-}
-
-impl OwnedKey {
-    fn borrow(&self) -> LimitKey<'_> {
-        match self {
-            OwnedKey::ApiKey(id) => LimitKey::ApiKey(id),
-            OwnedKey::ClientIp(ip) => LimitKey::ClientIp(*ip),
-            OwnedKey::Owner(owner, environment) => LimitKey::Owner {
-                owner,
-                environment: *environment,
-            },
-        }
-    }
-}
-
-impl<'a> From<LimitKey<'a>> for OwnedKey {
-    fn from(key: LimitKey<'a>) -> Self {
-        match key {
-            LimitKey::ApiKey(id) => OwnedKey::ApiKey(id.clone()),
-            LimitKey::ClientIp(ip) => OwnedKey::ClientIp(ip),
-            LimitKey::Owner { owner, environment } => OwnedKey::Owner(owner.into(), environment),
-        }
-    }
-}
-
 impl<B: RateLimitBackend> LayerShared<B> {
     /// Who the request counts against, and under which quota.
     fn subject<'r, T>(
@@ -170,19 +137,13 @@ impl<B: RateLimitBackend> LayerShared<B> {
                     .extensions()
                     .get::<Principal>()
                     .ok_or_else(|| crate::principal::absent(request.extensions()))?;
-                if keyed_by == KeyedBy::Owner || principal.kind() == CredentialKind::Session {
-                    let owner = LimitKey::Owner {
-                        owner: principal.owner(),
-                        environment: principal.environment(),
-                    };
-                    return Ok((owner, self.class.quota()));
-                }
-                let quota = principal
-                    .quota_override(self.class.name())
-                    .unwrap_or(self.class.quota());
-                // The lineage: a rotated key (during its grace too) shares its
-                // predecessor's state, not a fresh one.
-                Ok((LimitKey::ApiKey(principal.lineage()), quota))
+                let key = LimitKey::of_principal(principal, keyed_by == KeyedBy::Owner);
+                // A key's own override; an owner's budget is the class's.
+                let quota = match key {
+                    LimitKey::ApiKey(_) => principal.quota_override(self.class.name()),
+                    _ => None,
+                };
+                Ok((key, quota.unwrap_or(self.class.quota())))
             }
             KeyedBy::ClientIp => {
                 let key = client_key_of(request.headers(), request.extensions())?;

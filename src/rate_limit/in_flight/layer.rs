@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::{InFlightBackend, InFlightBody, InFlightLimit, MemoryInFlight};
 use crate::backend_error::{BackendError, OnBackendError};
 use crate::body::ResponseBody;
-use crate::principal::{CredentialKind, Principal};
+use crate::principal::Principal;
 use crate::rate_limit::backend::LimitKey;
 use crate::rate_limit::KeyedBy;
 use crate::reject::{
@@ -184,13 +184,8 @@ impl<B: InFlightBackend> Shared<B> {
             .extensions()
             .get::<Principal>()
             .ok_or_else(|| crate::principal::absent(request.extensions()))?;
-        if self.limit.keyed_by() == KeyedBy::Owner || principal.kind() == CredentialKind::Session {
-            return Ok(LimitKey::Owner {
-                owner: principal.owner(),
-                environment: principal.environment(),
-            });
-        }
-        Ok(LimitKey::ApiKey(principal.lineage()))
+        let by_owner = self.limit.keyed_by() == KeyedBy::Owner;
+        Ok(LimitKey::of_principal(principal, by_owner))
     }
 
     /// What the backend's answer means: a slot, none needed (a failing backend allowed),

@@ -6,9 +6,7 @@ use dashmap::DashMap;
 
 use super::{InFlightBackend, InFlightLimit};
 use crate::backend_error::BackendError;
-use crate::key::Environment;
-use crate::rate_limit::backend::LimitKey;
-use crate::store::KeyId;
+use crate::rate_limit::backend::{LimitKey, OwnedKey};
 
 /// Counts in this process: one counter per key (or owner) with requests in flight,
 /// removed when its last slot is given back, so it holds no more entries than there are
@@ -22,14 +20,7 @@ pub struct MemoryInFlight {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Holder {
     limit: crate::rate_limit::ClassName,
-    subject: Subject,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Subject {
-    Key(KeyId),
-    Owner(Environment, Box<str>),
-    Client(std::net::IpAddr),
+    subject: OwnedKey,
 }
 
 /// A slot of [`MemoryInFlight`]: given back when dropped.
@@ -72,14 +63,9 @@ impl InFlightBackend for MemoryInFlight {
         limit: &InFlightLimit,
         key: LimitKey<'_>,
     ) -> Option<Result<Option<MemorySlot>, BackendError>> {
-        let subject = match key {
-            LimitKey::ApiKey(id) => Subject::Key(id.clone()),
-            LimitKey::Owner { owner, environment } => Subject::Owner(environment, owner.into()),
-            LimitKey::ClientIp(ip) => Subject::Client(ip),
-        };
         let holder = Holder {
             limit: limit.name().clone(),
-            subject,
+            subject: OwnedKey::from(key),
         };
         let mut count = self.counts.entry(holder.clone()).or_insert(0);
         if *count >= limit.max().get() {

@@ -11,8 +11,17 @@ use super::{new_key, on_clock, Fixture};
 
 /// Every id a scan by pages of `size` meets, in order, with the size of each page.
 async fn scan<S: ManageKeys>(store: &S, size: usize) -> (Vec<KeyId>, Vec<usize>) {
+    scan_after(store, None, size).await
+}
+
+/// The same from cursor `after` on.
+async fn scan_after<S: ManageKeys>(
+    store: &S,
+    mut after: Option<KeyId>,
+    size: usize,
+) -> (Vec<KeyId>, Vec<usize>) {
     let size = NonZeroUsize::new(size).unwrap();
-    let (mut ids, mut pages, mut after) = (Vec::new(), Vec::new(), None::<KeyId>);
+    let (mut ids, mut pages) = (Vec::new(), Vec::new());
     loop {
         let page = store.records_after(after.as_ref(), size).await.unwrap();
         pages.push(page.records.len());
@@ -74,19 +83,15 @@ pub async fn a_scan_skips_what_is_deleted_and_meets_what_stays<F: Fixture>(fixtu
         );
     }
     issued.sort();
-    let size = NonZeroUsize::new(4).unwrap();
-    let first = store.records_after(None, size).await.unwrap();
+    let first = store
+        .records_after(None, NonZeroUsize::new(4).unwrap())
+        .await
+        .unwrap();
     let after = first.next.clone().expect("more to come");
     // Meanwhile: the last id is deleted and a key revoked (still a record).
     store.delete(issued.last().unwrap()).await.unwrap();
     store.revoke(&issued[6]).await.unwrap();
-    let mut rest = Vec::new();
-    let mut cursor = Some(after);
-    while let Some(after) = cursor {
-        let page = store.records_after(Some(&after), size).await.unwrap();
-        rest.extend(page.records.iter().map(|r| r.id().clone()));
-        cursor = page.next;
-    }
+    let (rest, _) = scan_after(&*store, Some(after), 4).await;
     assert_eq!(rest, issued[4..11].to_vec(), "the deleted one is not met");
     assert!(store.get(&issued[6]).await.unwrap().is_some());
 }
