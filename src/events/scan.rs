@@ -140,14 +140,14 @@ impl<M: ManageKeys> KeyScan<M> {
     /// Runs every `every`, forever (spawn it). A failed run is logged and retried at the
     /// next period.
     pub async fn repeat(self) {
-        let mut ticks = tokio::time::interval(self.every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
             if let Err(_error) = self.run().await {
                 #[cfg(feature = "tracing")]
                 tracing::error!(target: "tower_api_key::events", error = %_error, "a key scan failed");
             }
+            // `sleep`, not an interval: any `every`, up to `Duration::MAX`, waits without
+            // overflowing a deadline.
+            tokio::time::sleep(self.every).await;
         }
     }
 

@@ -209,6 +209,21 @@ mod on_redis {
         }
     }
 
+    /// A lease of `Duration::MAX` is a day: slots are taken and renewed, nothing panics.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_longest_lease_is_a_day() {
+        for redis in AnyRedis::every() {
+            let backend = RedisInFlight::new(redis.connection().await)
+                .with_namespace(&unique("if"))
+                .lease(Duration::MAX);
+            let id = KeyId::new("key_000000000000000000000002").unwrap();
+            let key = LimitKey::ApiKey(&id);
+            let slot = backend.acquire(&two_reviews(), key).await.unwrap();
+            assert!(slot.is_some(), "taken under a lease the server accepts");
+            drop(slot);
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_instances_share_n_and_a_crashed_ones_slots_come_back_within_the_lease() {
         for redis in AnyRedis::every() {

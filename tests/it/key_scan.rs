@@ -332,3 +332,21 @@ impl ManageKeys for NoScan {
         self.0.touch(id, at).await
     }
 }
+
+#[tokio::test]
+async fn any_period_up_to_duration_max_runs_without_a_panic() {
+    let clock = ManualClock::default();
+    let store = Arc::new(MemoryKeyStore::<ForgScope>::new().with_policy(policy(&clock)));
+    issue(&*store, "org_a", Some(DAY)).await;
+    let seen: Seen = Arc::default();
+    let gate = MemoryEventGate::new().with_clock(clock.clone());
+    let scan = KeyScan::new(Arc::clone(&store), collecting(&seen).gate(gate)).every(Duration::MAX);
+    let repeating = tokio::spawn(scan.repeat());
+    crate::common::until("the first run", || !seen.lock().unwrap().is_empty()).await;
+    tokio::task::yield_now().await;
+    assert!(
+        !repeating.is_finished(),
+        "waiting for the next period, not panicked"
+    );
+    repeating.abort();
+}

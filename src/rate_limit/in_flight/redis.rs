@@ -71,10 +71,11 @@ impl RedisInFlight {
         self
     }
 
-    /// Each slot's lease (at least 1 s): how long a crashed instance's slots stay taken.
+    /// Each slot's lease (at least 1 s, at most a day): how long a crashed instance's
+    /// slots stay taken.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_secs(1));
+        self.lease = lease.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         self
     }
 
@@ -168,10 +169,8 @@ impl InFlightBackend for RedisInFlight {
 
 /// Renews the lease every third of it until the slot is given back (the task aborted).
 async fn renew(backend: RedisInFlight, key: String, member: String) {
-    let mut ticks = tokio::time::interval(backend.lease / 3);
-    ticks.tick().await;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(backend.lease / 3).await;
         let mut connection = backend.connection.clone();
         let renewed: Result<i64, _> = backend
             .scripts
