@@ -3,8 +3,6 @@
 //! `cargo bench --bench memory -- 100000` runs a smaller count.
 
 use futures_util::FutureExt;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 use tower_api_key::forg;
 use tower_api_key::store::ManageKeys;
@@ -15,36 +13,9 @@ use tower_api_key::rate_limit::{GovernorBackend, LimitKey, RateLimitBackend};
 use tower_api_key::store::KeyId;
 use tower_api_key::{ForgScope, MemoryKeyStore, NewKey};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
+use live_bytes::live;
 
 fn main() {
     // `cargo bench` passes `--bench`; the first number given is the key count.

@@ -108,6 +108,14 @@ async fn counts(stats: &mut [redis::aio::MultiplexedConnection]) -> (u64, u64) {
     (commands, redirects)
 }
 
+/// Sequential microseconds per request of one run: the stack, and the raw read-only and
+/// writing one-liners through the same connection.
+struct Sequential {
+    stack: f64,
+    raw: f64,
+    writing: f64,
+}
+
 /// One run of the stack on `connection`, with `stats` connected to every server (every
 /// master, on a cluster): the cold first request, then 10,000 hot ones with the limiter
 /// and 10,000 through authentication alone.
@@ -115,7 +123,7 @@ async fn measure(
     label: &str,
     connection: RedisConnection,
     stats: &mut [redis::aio::MultiplexedConnection],
-) {
+) -> Sequential {
     let raw_connection = connection.clone();
     let store = Arc::new(CachedKeyStore::new(Arc::new(
         RedisKeyStore::new(connection.clone())
@@ -225,6 +233,7 @@ async fn measure(
     );
     let per_request = elapsed.as_secs_f64() * 1e6 / n as f64;
     let raw = raw_elapsed.as_secs_f64() * 1e6 / n as f64;
+    let writing = writing_elapsed.as_secs_f64() * 1e6 / n as f64;
     println!(
         "{label}/auth + rate limit, cache hit: {:.2} round trips per request, {redirects} redirections, {per_request:.1} µs per request ({n} requests)",
         hot as f64 / n as f64,
@@ -232,7 +241,7 @@ async fn measure(
     println!(
         "{label}/raw EVALSHA (one-line script, same connection, same slot): {raw:.1} µs; stack / raw = {:.2}; writing one-liner {:.1} µs; server time per EVALSHA (all three scripts): {server_us:.1} µs",
         per_request / raw,
-        writing_elapsed.as_secs_f64() * 1e6 / n as f64
+        writing
     );
     for clients in [16usize, 64] {
         let total = 20_000usize;
@@ -284,6 +293,24 @@ async fn measure(
         auth_commands as f64 / n as f64,
         elapsed_auth.as_secs_f64() * 1e6 / n as f64
     );
+    Sequential {
+        stack: per_request,
+        raw,
+        writing,
+    }
+}
+
+/// `CONFIG SET appendonly <on>` on every server.
+async fn append_only(stats: &mut [redis::aio::MultiplexedConnection], on: bool) {
+    for connection in stats {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg(if on { "yes" } else { "no" })
+            .query_async(connection)
+            .await
+            .expect("CONFIG SET appendonly");
+    }
 }
 
 async fn stats_connection(url: &str) -> redis::aio::MultiplexedConnection {
@@ -333,7 +360,7 @@ async fn main() {
         &mut stats,
     )
     .await;
-    measure(
+    let standalone = measure(
         "redis",
         RedisConnection::open(&url).await.expect("connect"),
         &mut stats,
@@ -377,10 +404,19 @@ async fn main() {
     for node in &nodes {
         stats.push(stats_connection(node).await);
     }
-    measure(
-        "cluster",
-        RedisConnection::cluster(&nodes).await.expect("cluster"),
-        &mut stats,
-    )
-    .await;
+    let connection = RedisConnection::cluster(&nodes).await.expect("cluster");
+    let with_aof = measure("cluster (append-only file)", connection.clone(), &mut stats).await;
+    // The same persistence as the standalone server above (none), for the ratio.
+    append_only(&mut stats, false).await;
+    let without = measure("cluster (no append-only file)", connection, &mut stats).await;
+    append_only(&mut stats, true).await;
+    println!(
+        "cluster / standalone, same persistence (none): stack {:.2}, raw {:.2}, writing one-liner {:.2}; \
+         with the harness's append-only file (fsync once a second): stack {:.2}, writing {:.2}",
+        without.stack / standalone.stack,
+        without.raw / standalone.raw,
+        without.writing / standalone.writing,
+        with_aof.stack / standalone.stack,
+        with_aof.writing / standalone.writing,
+    );
 }

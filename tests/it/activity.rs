@@ -269,10 +269,26 @@ fn collector() -> (Events, impl Fn(&ActivityEvent) + Send + Sync + 'static) {
     })
 }
 
-/// Counts writes and forwards them to the memory store.
+/// Counts writes and forwards them to the memory store; with `held`, each write waits for
+/// a permit, and the most writes waiting at once are counted.
 struct CountingTouch {
     store: Arc<MemoryKeyStore<ForgScope>>,
     writes: AtomicUsize,
+    held: Option<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+    most_waiting: AtomicUsize,
+}
+
+impl CountingTouch {
+    fn new(store: Arc<MemoryKeyStore<ForgScope>>, held: bool) -> Self {
+        Self {
+            store,
+            writes: AtomicUsize::new(0),
+            held: held.then(|| tokio::sync::Semaphore::new(0)),
+            waiting: AtomicUsize::new(0),
+            most_waiting: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl KeyStore for CountingTouch {
@@ -320,6 +336,12 @@ impl ManageKeys for CountingTouch {
     }
 
     async fn touch(&self, id: &KeyId, at: SystemTime) -> Result<(), StoreError> {
+        if let Some(held) = &self.held {
+            let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_waiting.fetch_max(waiting, Ordering::SeqCst);
+            held.acquire().await.expect("open").forget();
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.store.touch(id, at).await
     }
@@ -340,10 +362,7 @@ async fn last_used_is_written_once_per_key_per_interval() {
     let (store, clock) = store_with_clock();
     let a = issue(&store, &KeyFamily::FORG_LIVE, ForgScope::ReadRules);
     let b = issue(&store, &KeyFamily::FOS, ForgScope::ReadRules);
-    let touch = Arc::new(CountingTouch {
-        store: Arc::clone(&store),
-        writes: AtomicUsize::new(0),
-    });
+    let touch = Arc::new(CountingTouch::new(Arc::clone(&store), false));
     let recorder = LastUsedRecorder::spawn(Arc::clone(&touch), Duration::from_secs(60));
     let probe = Probe::new();
     let service = ActivityLayer::new(recorder)
@@ -461,4 +480,36 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
         "a revoked key was not used"
     );
     assert_eq!(probe.calls(), 0);
+}
+
+/// Issue 41: the writer made one store write at a time (a shared store's round trip or
+/// two each) and dropped most of a busy server's writes. Now up to 64 wait at once; a full
+/// queue (1,024) drops and counts the rest.
+#[tokio::test]
+async fn last_use_writes_go_64_at_a_time_and_a_full_queue_is_counted() {
+    let (store, clock) = store_with_clock();
+    let touch = Arc::new(CountingTouch::new(Arc::clone(&store), true));
+    let recorder = LastUsedRecorder::spawn(Arc::clone(&touch), Duration::from_secs(60));
+    let service = ActivityLayer::new(recorder.clone())
+        .clock(clock.clone())
+        .layer(AuthLayer::new(Arc::clone(&store)).layer(Probe::new().service::<String>()));
+    // 2,000 keys used before the writer task first runs (every answer is at once).
+    for i in 0..2_000 {
+        let new = tower_api_key::NewKey::new(format!("org_{i}"), "k", &KeyFamily::FORG_LIVE);
+        let key = memory(store.issue(new)).expect("issue");
+        let answer = send(service.clone(), bearer(key.key().expose_secret()))
+            .now_or_never()
+            .expect("at once");
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    assert_eq!(recorder.dropped(), 2_000 - 1_024, "the queue holds 1,024");
+    settle(|| touch.waiting.load(Ordering::SeqCst) == 64).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(touch.most_waiting.load(Ordering::SeqCst), 64);
+    assert_eq!(touch.writes.load(Ordering::SeqCst), 0);
+    touch.held.as_ref().unwrap().add_permits(1_024);
+    settle(|| touch.writes.load(Ordering::SeqCst) == 1_024).await;
+    assert_eq!(touch.most_waiting.load(Ordering::SeqCst), 64);
 }

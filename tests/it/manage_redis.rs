@@ -33,20 +33,27 @@ async fn one_instance_writes_another_reads_newest_first_and_bounded() {
     let probe = Probe::new();
     let service = ActivityLayer::new(writer.clone())
         .layer(AuthLayer::new(store).layer(probe.service::<String>()));
-    for _ in 0..60 {
+    for _ in 0..250 {
         send(service.clone(), bearer(issued.key().expose_secret())).await;
     }
     let id = &issued.record().id();
-    let mut entries = Vec::new();
+    // Until every write landed (the count stops moving; writes go several at a time).
+    let (mut entries, mut stable) = (Vec::new(), 0);
     for _ in 0..2_000 {
-        entries = reader.recent(id, 100, None).await.unwrap();
-        if entries.len() >= 20 {
+        let now = reader.recent(id, 1_000, None).await.unwrap();
+        stable = if now.len() == entries.len() {
+            stable + 1
+        } else {
+            0
+        };
+        entries = now;
+        if entries.len() >= 20 && stable >= 5 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // `MAXLEN ~` trims by whole nodes: about 20, never all 60.
-    assert!((20..60).contains(&entries.len()), "{}", entries.len());
+    // `MAXLEN ~` trims by whole stream nodes (100 entries): at least 20, never all 250.
+    assert!((20..=120).contains(&entries.len()), "{}", entries.len());
     assert!(
         entries.windows(2).all(|w| w[0].seq > w[1].seq),
         "newest first"

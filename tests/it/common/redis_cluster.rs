@@ -277,14 +277,8 @@ impl RedisCluster {
             .args(["--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
             .args(["--cluster-port", &self.bus_ports[node].to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync"])
+            .arg(if self.durable { "always" } else { "everysec" })
             .arg("--dir")
             .arg(&dir)
             .arg("--pidfile")
