@@ -152,11 +152,7 @@ impl<St: ManageKeys> Sessions<St> {
         Self {
             store,
             settings: Arc::new(Settings {
-                cookies: CookieSettings {
-                    session: "session".to_owned(),
-                    csrf: "csrf_token".into(),
-                    secure: true,
-                },
+                cookies: CookieSettings::new("session", "csrf_token", true),
                 ttl: Duration::from_secs(12 * 3600),
                 idle_timeout: None,
                 csrf: CsrfCheck::new(secret, X_CSRF_TOKEN, &csrf_layer),
@@ -325,7 +321,7 @@ impl<St: ManageKeys> Sessions<St> {
             return Err(SessionConfigError::SameCookieNames);
         }
         let cookies = &mut self.settings().cookies;
-        cookies.session = session.to_owned();
+        cookies.set_session(session);
         cookies.csrf = csrf.into();
         Ok(self)
     }
