@@ -59,19 +59,14 @@ impl Period {
                 end: None,
             },
             Self::Monthly => {
-                // Integer calendar arithmetic, the same as the Redis script's: no date type
-                // on the request path. Up to 9999-12-31T23:59:59Z, the last second RFC 3339
-                // writes; that month ends at 10000-01-01T00:00:00Z.
-                let (year, month) = civil_from_days(secs.min(LATEST) / 86_400);
-                let (next_year, next_month) = if month == 12 {
-                    (year + 1, 1)
-                } else {
-                    (year, month + 1)
-                };
+                // Up to 9999-12-31T23:59:59Z, the last second RFC 3339 writes; that month
+                // ends at 10000-01-01T00:00:00Z.
+                let day = secs.min(LATEST) / 86_400;
+                let month = LastMonth::get(day).unwrap_or_else(|| LastMonth::set(day));
                 Window {
-                    index: year * 12 + (month - 1),
-                    start: days_from_civil(year, month) * 86_400,
-                    end: Some(days_from_civil(next_year, next_month) * 86_400),
+                    index: month.index,
+                    start: month.start * 86_400,
+                    end: Some((month.start + month.days) * 86_400),
                 }
             }
         }
@@ -132,6 +127,62 @@ impl Window {
     }
 }
 
+/// A calendar month: its index (`year × 12 + month − 1`), first day since the epoch and
+/// length in days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Month {
+    index: u64,
+    start: u64,
+    days: u64,
+}
+
+impl Month {
+    /// The month of day `day` since the epoch: integer calendar arithmetic, the same as
+    /// the Redis script's (no date type on the request path).
+    fn of(day: u64) -> Self {
+        let (year, month) = civil_from_days(day);
+        let (next_year, next_month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        let start = days_from_civil(year, month);
+        Self {
+            index: year * 12 + (month - 1),
+            start,
+            days: days_from_civil(next_year, next_month) - start,
+        }
+    }
+}
+
+/// The month last computed, for the whole process (months are UTC, the same for every
+/// budget): computing one is most of a spend-cap charge's own work, and almost every
+/// request falls in the month before it. One word, so no reader sees half of an update:
+/// the first day (22 bits: up to year 10,000), the length (5 bits), the index (17 bits);
+/// 0 is empty.
+struct LastMonth;
+
+static LAST_MONTH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl LastMonth {
+    fn get(day: u64) -> Option<Month> {
+        let packed = LAST_MONTH.load(std::sync::atomic::Ordering::Relaxed);
+        let month = Month {
+            start: packed & 0x3F_FFFF,
+            days: (packed >> 22) & 0x1F,
+            index: packed >> 27,
+        };
+        (month.days != 0 && (month.start..month.start + month.days).contains(&day)).then_some(month)
+    }
+
+    fn set(day: u64) -> Month {
+        let month = Month::of(day);
+        let packed = month.start | month.days << 22 | month.index << 27;
+        LAST_MONTH.store(packed, std::sync::atomic::Ordering::Relaxed);
+        month
+    }
+}
+
 /// The year and month (1 to 12) of day `days` since 1970-01-01, in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`, for days from the epoch on).
 fn civil_from_days(days: u64) -> (u64, u64) {
@@ -170,6 +221,39 @@ mod tests {
 
     fn rfc3339(secs: u64) -> String {
         crate::support::timestamp::Rfc3339(at(secs)).to_string()
+    }
+
+    /// The process-wide last month gives what computing gives, for days met in any order
+    /// (forwards, backwards, far apart, the last month RFC 3339 writes), and the packing
+    /// holds every month up to then.
+    #[test]
+    fn the_remembered_month_is_the_computed_month() {
+        let last_day = LATEST / 86_400;
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut day = 20_000;
+        for step in 0..200_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            day = match step % 4 {
+                0 => state % (last_day + 1),
+                1 => day.saturating_sub(state % 40),
+                2 => (day + state % 40).min(last_day),
+                _ => last_day - state % 400,
+            };
+            let month = LastMonth::get(day).unwrap_or_else(|| LastMonth::set(day));
+            assert_eq!(month, Month::of(day), "day {day}");
+            let window = Period::Monthly.window(at(day * 86_400 + state % 86_400));
+            assert_eq!(
+                (window.index, window.start),
+                (month.index, month.start * 86_400)
+            );
+        }
+        let latest = Month::of(last_day);
+        assert!(
+            latest.start < 1 << 22 && latest.index < 1 << 17,
+            "{latest:?}"
+        );
     }
 
     #[test]
