@@ -102,6 +102,15 @@ def main():
     print(f"| `RateLimits` layer | {ours:,.0f} | **{ours / peer:.2f}** | ≤ 1.00 | {verdict} |")
     print(f"| tower_governor (keyed by `Authorization`) | {peer:,.0f} | 1.00 | | |")
     print()
+    real = per_request(exe, "bare_realistic")
+    one = per_request(exe, "auth_realistic") - real - sha
+    two = per_request(exe, "auth_realistic_forg_sources") - real - sha
+    print(f"A request with 13 headers (`bare_realistic` {real:,.0f}), over it less SHA-256:\n")
+    print("| path | instructions |")
+    print("|---|---|")
+    print(f"| auth, `Authorization: Bearer` only | {one:,.0f} |")
+    print(f"| auth, FORG's two sources (`X-ForgeOS-API-Key` too) | {two:,.0f} (+{two - one:,.0f}) |")
+    print()
     tests = subprocess.run(
         ["cargo", "test", "--release", "--test", "allocations", "--", "--nocapture"],
         cwd=ROOT, capture_output=True, text=True,

@@ -33,7 +33,7 @@ mod peers;
 type Body = http_body_util::Empty<bytes::Bytes>;
 
 /// Every variant, in the order of the table.
-const VARIANTS: [&str; 15] = [
+const VARIANTS: [&str; 18] = [
     "bare",
     "sha256",
     "floor_auth",
@@ -49,7 +49,44 @@ const VARIANTS: [&str; 15] = [
     "bare_with_identity",
     "rate_limit_no_headers",
     "peer_tower_governor",
+    "bare_realistic",
+    "auth_realistic",
+    "auth_realistic_forg_sources",
 ];
+
+/// A request as a browser or an API client sends it (13 headers), the key in
+/// `Authorization`: what reading the key headers costs among others.
+fn realistic(key: &HeaderValue) -> impl Fn() -> Request<()> {
+    let key = key.clone();
+    move || {
+        let mut request = Request::new(());
+        let headers = request.headers_mut();
+        for (name, value) in [
+            ("host", "api.example.com"),
+            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"),
+            ("accept", "application/json"),
+            ("accept-encoding", "gzip, deflate, br"),
+            ("accept-language", "en-GB,en;q=0.9"),
+            ("content-type", "application/json"),
+            ("x-request-id", "7f3c2a1e-9b4d-4c8e-a2f1-0d6e5b3c9a71"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("connection", "keep-alive"),
+            ("cache-control", "no-cache"),
+        ] {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers.insert(header::AUTHORIZATION, key.clone());
+        request
+    }
+}
 
 fn bare() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
     tower::service_fn(|_: Request<()>| std::future::ready(Ok(Response::new(Body::new()))))
@@ -231,6 +268,23 @@ fn run(variant: &str, n: usize) {
                 &nothing,
             )
         }
+        "bare_realistic" => drive(bare(), realistic(&key), n, StatusCode::OK, &nothing),
+        "auth_realistic" => drive(
+            auth.layer(bare()),
+            realistic(&key),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
+        "auth_realistic_forg_sources" => drive(
+            AuthLayer::new(Arc::clone(&store))
+                .sources(tower_api_key::forg::credential_sources())
+                .layer(bare()),
+            realistic(&key),
+            n,
+            StatusCode::OK,
+            &nothing,
+        ),
         other => panic!("unknown variant {other}; one of {VARIANTS:?}"),
     }
 }
