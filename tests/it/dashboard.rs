@@ -62,13 +62,15 @@ fn chromedriver() -> Option<ChromeDriver> {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    for _ in 0..500 {
+    // Up to 30 s: a first start after Chromium was installed or upgraded, on a loaded
+    // two-core machine, took longer than the 5 s this waited before.
+    for _ in 0..3_000 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(driver);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("chromedriver did not start listening");
+    panic!("chromedriver did not start listening within 30 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,7 @@ mod hyper_server;
 mod in_flight;
 mod key_scan;
 mod keys;
+mod last_used;
 mod leaks;
 mod login;
 mod manage;
