@@ -213,8 +213,11 @@ fn run(variant: &str, n: usize) {
             let floors::Session {
                 sessions, cookie, ..
             } = floors::session();
+            // The same URI as every other variant's request (and `bare`'s): without it this
+            // row was 341 instructions cheaper than the others for building its request.
             let make = move || {
                 let mut request = Request::new(());
+                *request.uri_mut() = http::Uri::from_static("/v1/sessions");
                 request.headers_mut().insert(header::COOKIE, cookie.clone());
                 request
             };
