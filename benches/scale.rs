@@ -29,10 +29,13 @@ use tower_api_key::activity::{
 };
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::rate_limit::{ClassName, GovernorBackend, Quota, RateClass, RateLimits};
+use tower_api_key::rate_limit::{
+    ClassName, GovernorBackend, Quota, RateClass, RateLimitBackend, RateLimits,
+};
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::KeyPolicy;
-use tower_api_key::usage::{BudgetPer, Budgets, MemoryUsage, SpendCaps};
+use tower_api_key::store::KeyStore;
+use tower_api_key::usage::{BudgetPer, Budgets, MemoryUsage, SpendCaps, UsageBackend};
 use tower_api_key::{AuthLayer, ForgScope, ManageKeys, MemoryKeyStore, NewKey};
 
 #[path = "support/live_bytes.rs"]
@@ -216,7 +219,47 @@ where
 /// Requests a timed run draws: the warm-up (whole blocks of 4,096) and the timed ones.
 const DRAWN: usize = REQUESTS / 4096 * 4096 + REQUESTS;
 
-/// The quickstart-shaped stack over `store` and `sessions`, on `clock`.
+/// The quickstart-shaped stack (shared with the Redis rows): `observe` sees every request
+/// (activity log, usage history, last use), then authentication with sessions, a roomy
+/// per-key rate limit on `limiter` and a per-key spend cap counted by `usage`.
+pub fn quickstart_stack<St, Ss, L, U>(
+    keys: &Arc<St>,
+    sessions: &Sessions<Ss>,
+    observe: impl ActivityObserver,
+    limiter: L,
+    usage: U,
+) -> impl Service<
+    Request<String>,
+    Response = Response<impl Send>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<impl Send>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static
+where
+    St: KeyStore<Scope = ForgScope>,
+    Ss: ManageKeys<Scope = ForgScope>,
+    L: RateLimitBackend,
+    U: UsageBackend,
+{
+    let roomy = Quota::per_minute(NonZeroU32::new(1_000_000).unwrap());
+    let class = RateClass::per_key(ClassName::from_static("std"), roomy);
+    let budgets = Budgets::new().default_cap(Environment::Test, u64::MAX);
+    ServiceBuilder::new()
+        .layer(ActivityLayer::new(observe))
+        .layer(AuthLayer::new(Arc::clone(keys)).sessions(sessions.clone()))
+        .layer(RateLimits::backed_by(limiter).layer(class))
+        .layer(
+            SpendCaps::backed_by(budgets, usage)
+                .per(BudgetPer::Key)
+                .layer(1),
+        )
+        .service(tower::service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }))
+}
+
+/// The stack over memory stores, on `clock`.
 fn stack(
     store: &Arc<Store>,
     sessions: &Sessions<Store>,
@@ -229,20 +272,13 @@ fn stack(
         daily.observe(event);
         recorder.observe(event);
     };
-    let roomy = Quota::per_minute(NonZeroU32::new(1_000_000).unwrap());
-    let class = RateClass::per_key(ClassName::from_static("std"), roomy);
-    let limits = RateLimits::backed_by(GovernorBackend::on_clock(clock.clone()));
-    let budgets = Budgets::new().default_cap(Environment::Test, u64::MAX);
-    let caps = SpendCaps::backed_by(budgets, MemoryUsage::new().with_clock(clock.clone()))
-        .per(BudgetPer::Key);
-    ServiceBuilder::new()
-        .layer(ActivityLayer::new(observe))
-        .layer(AuthLayer::new(Arc::clone(store)).sessions(sessions.clone()))
-        .layer(limits.layer(class))
-        .layer(caps.layer(1))
-        .service(tower::service_fn(|_: Request<String>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }))
+    quickstart_stack(
+        store,
+        sessions,
+        observe,
+        GovernorBackend::on_clock(clock.clone()),
+        MemoryUsage::new().with_clock(clock.clone()),
+    )
 }
 
 fn stores(clock: &ManualClock) -> (Arc<Store>, Sessions<Store>) {

@@ -8,23 +8,21 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::num::NonZeroU32;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Request, Response};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceExt};
 use tower_api_key::activity::{
-    ActivityEvent, ActivityLayer, ActivityObserver, LastUsedRecorder, RedisActivityLog,
-    RedisDailyUsage,
+    ActivityEvent, ActivityObserver, LastUsedRecorder, RedisActivityLog, RedisDailyUsage,
 };
-use tower_api_key::key::{Environment, KeyFamily};
-use tower_api_key::rate_limit::{ClassName, Quota, RateClass, RateLimits, RedisRateLimiter};
+use tower_api_key::key::KeyFamily;
+use tower_api_key::rate_limit::RedisRateLimiter;
 use tower_api_key::session::{CsrfSecret, Sessions};
 use tower_api_key::store::{CachedKeyStore, KeyPolicy, RedisKeyStore};
-use tower_api_key::usage::{BudgetPer, Budgets, RedisUsage, SpendCaps};
-use tower_api_key::{AuthLayer, ForgScope, ManageKeys, NewKey, RedisConnection};
+use tower_api_key::usage::RedisUsage;
+use tower_api_key::{ForgScope, ManageKeys, NewKey, RedisConnection};
 
 use super::{owner_of, session_owner, sessions_for, Credential, Random};
 
@@ -167,20 +165,13 @@ fn stack(
         daily.observe(event);
         recorder.observe(event);
     };
-    let roomy = Quota::per_minute(NonZeroU32::new(1_000_000).unwrap());
-    let class = RateClass::per_key(ClassName::from_static("std"), roomy);
-    let limits = RateLimits::backed_by(RedisRateLimiter::new(connection.clone()));
-    let budgets = Budgets::new().default_cap(Environment::Test, u64::MAX);
-    let caps =
-        SpendCaps::backed_by(budgets, RedisUsage::new(connection.clone())).per(BudgetPer::Key);
-    ServiceBuilder::new()
-        .layer(ActivityLayer::new(observe))
-        .layer(AuthLayer::new(Arc::clone(keys)).sessions(sessions.clone()))
-        .layer(limits.layer(class))
-        .layer(caps.layer(1))
-        .service(tower::service_fn(|_: Request<String>| async {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }))
+    super::quickstart_stack(
+        keys,
+        sessions,
+        observe,
+        RedisRateLimiter::new(connection.clone()),
+        RedisUsage::new(connection.clone()),
+    )
 }
 
 async fn measure(url: &str, keys: usize, last_use: Duration) -> Row {
