@@ -97,6 +97,11 @@ impl ManageKeys for CountingTouch {
     }
 }
 
+/// The stored last use of key `id` (the memory store answers at once).
+fn last_used(store: &MemoryKeyStore<ForgScope>, id: &KeyId) -> Option<SystemTime> {
+    memory(store.get(id)).unwrap().unwrap().last_used_at()
+}
+
 async fn settle(until: impl Fn() -> bool) {
     for _ in 0..1_000 {
         if until() {
@@ -134,24 +139,8 @@ async fn last_used_is_written_once_per_key_per_interval() {
         .await;
     }
     settle(|| touch.writes.load(Ordering::SeqCst) == 2).await;
-    assert_eq!(
-        store
-            .get(a.record().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at(),
-        Some(start_time())
-    );
-    assert_eq!(
-        store
-            .get(b.record().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at(),
-        Some(start_time())
-    );
+    assert_eq!(last_used(&store, a.record().id()), Some(start_time()));
+    assert_eq!(last_used(&store, b.record().id()), Some(start_time()));
 
     clock.advance(Duration::from_secs(59));
     send(service.clone(), bearer(a.key().expose_secret())).await;
@@ -169,12 +158,7 @@ async fn last_used_is_written_once_per_key_per_interval() {
         "one more write for a, none for b"
     );
     assert_eq!(
-        store
-            .get(a.record().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at(),
+        last_used(&store, a.record().id()),
         Some(start_time() + Duration::from_secs(60))
     );
 }
@@ -196,36 +180,13 @@ async fn a_key_refused_inside_the_layer_was_still_used() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     send(service, bearer(revoked.key().expose_secret())).await;
 
-    settle(|| {
-        store
-            .get(writer.record().id())
-            .now_or_never()
-            .expect("the memory store answers at once")
-            .unwrap()
-            .unwrap()
-            .last_used_at()
-            .is_some()
-    })
-    .await;
-    assert_eq!(
-        store
-            .get(writer.record().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at(),
-        Some(start_time())
-    );
+    settle(|| last_used(&store, writer.record().id()).is_some()).await;
+    assert_eq!(last_used(&store, writer.record().id()), Some(start_time()));
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        store
-            .get(revoked.record().id())
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at(),
+        last_used(&store, revoked.record().id()),
         None,
         "a revoked key was not used"
     );
