@@ -783,9 +783,7 @@ async fn the_minimal_example_protects_its_route() {
 /// reset, spend monitoring, and keys due for rotation at 90 days.
 #[tokio::test]
 async fn trials_credits_spend_and_rotation_through_the_quickstart() {
-    use axum::extract::ConnectInfo;
     use std::time::{Duration, UNIX_EPOCH};
-    use tower::ServiceExt;
     use tower_api_key::clock::ManualClock;
 
     let start = UNIX_EPOCH + Duration::from_secs(1_767_225_600); // 2026-01-01T00:00:00Z
@@ -797,25 +795,8 @@ async fn trials_credits_spend_and_rotation_through_the_quickstart() {
     let call = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
         // A client address per request: the per-address limits are not the point.
         let ip = next_ip.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut request = Request::builder().method(method).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut request = request
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body.to_owned()))
-            .unwrap();
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 1, ip], 5000))));
-        let app = app.clone();
-        async move {
-            let response = app.oneshot(request).await.unwrap();
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            let json = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-            (parts.status, parts.headers, json)
-        }
+        let client = SocketAddr::from(([127, 0, 1, ip], 5000));
+        crate::common::app::call(&app, client, method, path, headers, body)
     };
 
     // Registration starts a 14-day Pro trial and gives the key 1,000 units of credits.

@@ -7,36 +7,20 @@ use crate::examples::quickstart;
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::ConnectInfo;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt;
 use tower_api_key::clock::ManualClock;
 
-async fn call(
+/// A request from the address the tests use for this client.
+fn call(
     app: &axum::Router,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (StatusCode, HeaderMap, Value) {
-    let mut request = Request::builder().method(method).uri(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let mut request = request
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_owned()))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 2, 1], 5000))));
-    let response = app.clone().oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (parts.status, parts.headers, json)
+) -> impl std::future::Future<Output = (StatusCode, HeaderMap, Value)> + 'static {
+    let client = SocketAddr::from(([127, 0, 2, 1], 5000));
+    crate::common::app::call(app, client, method, path, headers, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! scripted key stores, and helpers to send a request through a service.
 #![allow(dead_code)]
 
+pub mod app;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub mod certificates;
 pub mod instances;
