@@ -185,24 +185,20 @@ async fn measure(
             pass(&mut with_limit, request()).await;
         }
         elapsed += started.elapsed();
-        let started = Instant::now();
-        for _ in 0..per_block {
-            let _: i64 = raw_script
-                .key(&raw_key)
-                .invoke_async(&mut raw_connection)
-                .await
-                .expect("raw EVALSHA");
+        for (script, total) in [
+            (&raw_script, &mut raw_elapsed),
+            (&writing_script, &mut writing_elapsed),
+        ] {
+            let started = Instant::now();
+            for _ in 0..per_block {
+                let _: i64 = script
+                    .key(&raw_key)
+                    .invoke_async(&mut raw_connection)
+                    .await
+                    .expect("one-line EVALSHA");
+            }
+            *total += started.elapsed();
         }
-        raw_elapsed += started.elapsed();
-        let started = Instant::now();
-        for _ in 0..per_block {
-            let _: i64 = writing_script
-                .key(&raw_key)
-                .invoke_async(&mut raw_connection)
-                .await
-                .expect("writing EVALSHA");
-        }
-        writing_elapsed += started.elapsed();
     }
     let server_after = evalsha_server_time(stats).await;
     let after = counts(stats).await;
