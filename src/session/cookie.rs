@@ -11,7 +11,7 @@ use crate::reject::{AuthRejection, InvalidRequestReason};
 /// The cookies' names and whether they are `Secure`.
 #[derive(Clone, Debug)]
 pub(crate) struct CookieSettings {
-    session: String,
+    pub(crate) session: String,
     /// Shared with every [`AuthRejection::CsrfFailed`], whose message names it.
     pub(crate) csrf: std::sync::Arc<str>,
     pub(crate) secure: bool,
@@ -25,11 +25,6 @@ impl CookieSettings {
             csrf: csrf.into(),
             secure,
         }
-    }
-
-    /// Renames the session cookie (a validated cookie name).
-    pub(crate) fn set_session(&mut self, session: &str) {
-        self.session = session.to_owned();
     }
 
     /// The session cookie (HttpOnly, SameSite=Lax) and the CSRF cookie (readable by scripts,

@@ -321,7 +321,7 @@ impl<St: ManageKeys> Sessions<St> {
             return Err(SessionConfigError::SameCookieNames);
         }
         let cookies = &mut self.settings().cookies;
-        cookies.set_session(session);
+        cookies.session = session.to_owned();
         cookies.csrf = csrf.into();
         Ok(self)
     }
