@@ -5,6 +5,8 @@
 //! spend cap (charged on every request). Keys belong to owners of 10; one credential in
 //! eleven is a session cookie. Memory is counted by a global allocator (live heap bytes):
 //! the store's per key, and what the stack's state grew by per key the run touched.
+//! Each size is timed twice: while many keys are met for the first time, then again once
+//! every credential has been used (the steady state of a server that has run a while).
 //! With `--features redis`, the same stack on Redis (key and session records behind
 //! `CachedKeyStore`, Redis rate limit, spend cap, activity log and usage history) at 1,000
 //! and 100,000 keys, on a private `redis-server`.
@@ -12,7 +14,8 @@
 //! Run with `cargo bench --bench scale [--features redis]` (`SCALE_MAX=100000` stops at
 //! 100,000 keys). Timings here move up to 40 % between runs: compare the ratios of one
 //! run. `SCALE_PROFILE=<keys>` builds one size and only drives requests through
-//! `scale::drive`, for `valgrind --tool=callgrind --cache-sim=yes
+//! `scale::drive` (`SCALE_PROFILE_STEADY=1`: after every credential was used once), for
+//! `valgrind --tool=callgrind --cache-sim=yes
 //! --toggle-collect='scale::drive*'` (cache misses per request, by function).
 
 use std::convert::Infallible;
@@ -148,8 +151,13 @@ fn distinct(n: usize, requests: usize) -> usize {
 
 struct Row {
     keys: usize,
+    /// Timed while many keys are met for the first time (at 1M keys, most of them).
     per_second: f64,
     p99: Duration,
+    /// Timed again once every credential has been used: the state a long-running server
+    /// holds, no entry made and no table grown on the request path.
+    steady_per_second: f64,
+    steady_p99: Duration,
     /// The authentication layer alone, on the same keys and requests: the floor the
     /// store's own lookup sets at this size (random access to a map that outgrows the
     /// caches).
@@ -214,6 +222,28 @@ where
         REQUESTS as f64 / elapsed.as_secs_f64(),
         times[REQUESTS * 99 / 100],
     )
+}
+
+/// Sends every credential once, in order: afterwards every per-key structure has its
+/// entry, as in a server that has run for a while.
+async fn use_every<S, B>(service: &mut S, all: &[Credential], clock: &ManualClock)
+where
+    S: Service<Request<String>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for block in all.chunks(4096) {
+        for credential in block {
+            let response = service
+                .ready()
+                .await
+                .unwrap()
+                .call(credential.request())
+                .await;
+            assert!(response.unwrap().status().is_success());
+        }
+        clock.advance(Duration::from_millis(200));
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Requests a timed run draws: the warm-up (whole blocks of 4,096) and the timed ones.
@@ -304,6 +334,8 @@ async fn measure(keys: usize) -> Row {
     let mut service = stack(&store, &sessions, &clock);
     let (per_second, p99) = time(&mut service, &all, &clock).await;
     let grown = live_bytes::live() - before;
+    use_every(&mut service, &all, &clock).await;
+    let (steady_per_second, steady_p99) = time(&mut service, &all, &clock).await;
     drop(service);
     let touched = distinct(all.len(), DRAWN);
 
@@ -317,6 +349,8 @@ async fn measure(keys: usize) -> Row {
         keys,
         per_second,
         p99,
+        steady_per_second,
+        steady_p99,
         auth_per_second,
         store_bytes: store_bytes / all.len() as f64,
         state_bytes: grown as f64 / touched as f64,
@@ -330,6 +364,9 @@ async fn profile(keys: usize) {
     let (store, sessions) = stores(&clock);
     let all = credentials(keys, &store, &sessions);
     let mut service = stack(&store, &sessions, &clock);
+    if std::env::var_os("SCALE_PROFILE_STEADY").is_some() {
+        use_every(&mut service, &all, &clock).await;
+    }
     let mut random = Random(SEED);
     for _ in 0..5 {
         drive(&mut service, &all, &mut random, 4096);
@@ -365,18 +402,22 @@ fn main() {
         .map(|keys| runtime.block_on(measure(keys)))
         .collect();
     let (base, auth_base) = (rows[0].per_second, rows[0].auth_per_second);
+    let steady_base = rows[0].steady_per_second;
     println!("In process (memory stores, one thread):\n");
     println!(
-        "| keys | stack requests/s | p99 | vs 1,000 keys | auth alone requests/s | vs 1,000 keys | store bytes per credential | stack state bytes per key touched |"
+        "| keys | stack requests/s | p99 | vs 1,000 keys | every key used before: requests/s | p99 | vs 1,000 keys | auth alone requests/s | vs 1,000 keys | store bytes per credential | stack state bytes per key touched |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {:.0} | {:.1} µs | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {:.1} µs | {:.2} | {:.0} | {:.1} µs | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} |",
             row.keys,
             row.per_second,
             row.p99.as_secs_f64() * 1e6,
             row.per_second / base,
+            row.steady_per_second,
+            row.steady_p99.as_secs_f64() * 1e6,
+            row.steady_per_second / steady_base,
             row.auth_per_second,
             row.auth_per_second / auth_base,
             row.store_bytes,
