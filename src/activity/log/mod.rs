@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
+use http::Method;
 use serde::Serialize;
 
 use crate::activity::{ActivityEvent, ActivityObserver};
@@ -80,9 +81,35 @@ struct Inner {
     visited: AtomicU64,
 }
 
+/// A logged outcome as kept: the method as `http` holds it (no allocation for the standard
+/// ones), made a [`LoggedRequest`] when read.
+struct Kept {
+    seq: u64,
+    at: SystemTime,
+    outcome: &'static str,
+    status: Option<u16>,
+    method: Method,
+    path: String,
+    client: Option<IpAddr>,
+}
+
+impl From<&Kept> for LoggedRequest {
+    fn from(kept: &Kept) -> Self {
+        Self {
+            seq: kept.seq,
+            at: kept.at,
+            outcome: Cow::Borrowed(kept.outcome),
+            status: kept.status,
+            method: kept.method.to_string(),
+            path: kept.path.clone(),
+            client: kept.client,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Ring {
-    entries: VecDeque<LoggedRequest>,
+    entries: VecDeque<Kept>,
     /// An event arrived since the hand last passed this key.
     touched: bool,
 }
@@ -121,7 +148,7 @@ impl ActivityLog {
             .rev()
             .filter(|entry| before.is_none_or(|before| entry.seq < before))
             .take(limit)
-            .cloned()
+            .map(LoggedRequest::from)
             .collect()
     }
 
@@ -140,19 +167,21 @@ impl ActivityLog {
         while let Some(key) = hand.pop_front() {
             #[cfg(test)]
             inner.visited.fetch_add(1, Ordering::Relaxed);
-            let touched = inner.rings.get(&key).map(|ring| {
-                let mut ring = lock(&ring);
-                std::mem::replace(&mut ring.touched, false)
-            });
             turns -= 1;
-            match touched {
-                Some(true) if turns > 0 => hand.push_back(key),
-                Some(_) => {
-                    inner.rings.remove(&key);
-                    return;
-                }
-                // Not in the log any more: nothing to forget for this one.
-                None => {}
+            // One lookup: the ring is read, given its second chance or removed under the
+            // same shard lock (the key's entry is cold: a second lookup was a second miss).
+            let mut kept = false;
+            let removed = inner.rings.remove_if(&key, |_, ring| {
+                let touched = std::mem::replace(&mut lock(ring).touched, false);
+                kept = touched && turns > 0;
+                !kept
+            });
+            if removed.is_some() {
+                return;
+            }
+            // Kept for another turn, or not in the log any more (nothing to forget).
+            if kept {
+                hand.push_back(key);
             }
         }
     }
@@ -176,12 +205,12 @@ impl ActivityObserver for ActivityLog {
     fn observe(&self, event: &ActivityEvent) {
         let Some(key) = &event.key_id else { return };
         let inner = &*self.inner;
-        let entry = LoggedRequest {
+        let entry = Kept {
             seq: inner.seq.fetch_add(1, Ordering::Relaxed),
             at: event.at,
-            outcome: Cow::Borrowed(event.outcome.as_str()),
+            outcome: event.outcome.as_str(),
             status: event.status.map(|status| status.as_u16()),
-            method: event.method.to_string(),
+            method: event.method.clone(),
             path: event.path.chars().take(256).collect(),
             client: event.client,
         };
@@ -208,7 +237,7 @@ impl ActivityObserver for ActivityLog {
     }
 }
 
-fn push(entries: &mut VecDeque<LoggedRequest>, entry: LoggedRequest, per_key: usize) {
+fn push(entries: &mut VecDeque<Kept>, entry: Kept, per_key: usize) {
     if entries.len() >= per_key {
         entries.pop_front();
     }
@@ -228,12 +257,45 @@ impl std::fmt::Debug for ActivityLog {
 mod tests {
     use super::*;
     use crate::activity::ActivityEvent;
-    use http::Method;
 
     fn event(key: &KeyId) -> ActivityEvent {
         let mut event = ActivityEvent::arrived(&Method::GET, "/", None, SystemTime::UNIX_EPOCH);
         event.key_id = Some(key.clone());
         event
+    }
+
+    /// Entries are kept in their own form (the method as `http` holds it) and read back as
+    /// [`LoggedRequest`]s: the same fields, a standard and an extension method alike.
+    #[test]
+    fn entries_read_back_as_they_were_logged() {
+        let log = ActivityLog::new(10, 10);
+        let key = KeyId::new("key_0123456789abcdef01234567").unwrap();
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        for (method, path) in [(Method::GET, "/v1/rules"), (purge, "/v1/cache")] {
+            let mut event = ActivityEvent::arrived(&method, path, None, SystemTime::UNIX_EPOCH);
+            event.key_id = Some(key.clone());
+            event.status = Some(http::StatusCode::CREATED);
+            log.observe(&event);
+        }
+        let read: Vec<(String, String, Option<u16>, String)> = log
+            .recent(&key, 10, None)
+            .into_iter()
+            .map(|entry| {
+                (
+                    entry.method,
+                    entry.path,
+                    entry.status,
+                    entry.outcome.into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("PURGE".into(), "/v1/cache".into(), Some(201), "ok".into()),
+                ("GET".into(), "/v1/rules".into(), Some(201), "ok".into()),
+            ]
+        );
     }
 
     /// Issue 36.3: with the log full, every event of a new key scanned all rings (100,000
