@@ -211,7 +211,7 @@ impl ActivityObserver for ActivityLog {
             outcome: event.outcome.as_str(),
             status: event.status.map(|status| status.as_u16()),
             method: event.method.clone(),
-            path: event.path.chars().take(256).collect(),
+            path: logged_path(&event.path).to_owned(),
             client: event.client,
         };
         if let Some(ring) = inner.rings.get(key) {
@@ -235,6 +235,18 @@ impl ActivityObserver for ActivityLog {
             lock(&inner.hand).push_back(key.clone());
         }
     }
+}
+
+/// The path as logged: its first 256 characters (all of it when shorter).
+pub(crate) fn logged_path(path: &str) -> &str {
+    const MAX_CHARS: usize = 256;
+    // At most 256 bytes is at most 256 characters: the common case, without decoding.
+    if path.len() <= MAX_CHARS {
+        return path;
+    }
+    path.char_indices()
+        .nth(MAX_CHARS)
+        .map_or(path, |(end, _)| &path[..end])
 }
 
 fn push(entries: &mut VecDeque<Kept>, entry: Kept, per_key: usize) {
@@ -262,6 +274,27 @@ mod tests {
         let mut event = ActivityEvent::arrived(&Method::GET, "/", None, SystemTime::UNIX_EPOCH);
         event.key_id = Some(key.clone());
         event
+    }
+
+    /// The logged path is what `chars().take(256)` gives, without decoding short paths.
+    #[test]
+    fn a_logged_path_is_its_first_256_characters() {
+        let long_ascii = "/a".repeat(200);
+        let multibyte = "/é".repeat(200); // 400 characters, 600 bytes
+        let edge = format!("{}é", "a".repeat(255)); // 256 characters, 257 bytes
+        for path in [
+            "",
+            "/v1/rules",
+            &long_ascii,
+            &multibyte,
+            &edge,
+            &"ü".repeat(256),
+        ] {
+            let expected: String = path.chars().take(256).collect();
+            assert_eq!(logged_path(path), expected, "{} bytes", path.len());
+        }
+        assert_eq!(logged_path(&long_ascii).len(), 256);
+        assert_eq!(logged_path(&multibyte).chars().count(), 256);
     }
 
     /// Entries are kept in their own form (the method as `http` holds it) and read back as

@@ -90,7 +90,7 @@ impl ActivityObserver for RedisActivityLog {
                     .map_or(String::new(), |s| s.as_u16().to_string()),
             ),
             ("method", event.method.to_string()),
-            ("path", event.path.chars().take(256).collect()),
+            ("path", super::logged_path(&event.path).to_owned()),
             (
                 "client",
                 event.client.map_or(String::new(), |ip| ip.to_string()),
