@@ -149,15 +149,34 @@ fn distinct(n: usize, requests: usize) -> usize {
     seen.iter().filter(|s| **s).count()
 }
 
+/// One timed run: throughput, and the tail (the slowest request shows a pause, such as a
+/// sweep of a whole map, that p99 averages away).
+struct Timed {
+    per_second: f64,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Timed {
+    /// `requests/s | p99 / max | ratio to base` as table cells.
+    fn cells(&self, base: &Timed) -> String {
+        format!(
+            "{:.0} | {:.1} µs / {:.1} ms | {:.2}",
+            self.per_second,
+            self.p99.as_secs_f64() * 1e6,
+            self.max.as_secs_f64() * 1e3,
+            self.per_second / base.per_second,
+        )
+    }
+}
+
 struct Row {
     keys: usize,
     /// Timed while many keys are met for the first time (at 1M keys, most of them).
-    per_second: f64,
-    p99: Duration,
+    first: Timed,
     /// Timed again once every credential has been used: the state a long-running server
     /// holds, no entry made and no table grown on the request path.
-    steady_per_second: f64,
-    steady_p99: Duration,
+    steady: Timed,
     /// The authentication layer alone, on the same keys and requests: the floor the
     /// store's own lookup sets at this size (random access to a map that outgrows the
     /// caches).
@@ -191,8 +210,8 @@ where
     }
 }
 
-/// Times `REQUESTS` requests (after as many to warm up); requests/s and p99.
-async fn time<S, B>(service: &mut S, all: &[Credential], clock: &ManualClock) -> (f64, Duration)
+/// Times `REQUESTS` requests (after as many to warm up).
+async fn time<S, B>(service: &mut S, all: &[Credential], clock: &ManualClock) -> Timed
 where
     S: Service<Request<String>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -218,10 +237,11 @@ where
     }
     let elapsed = start.elapsed();
     times.sort_unstable();
-    (
-        REQUESTS as f64 / elapsed.as_secs_f64(),
-        times[REQUESTS * 99 / 100],
-    )
+    Timed {
+        per_second: REQUESTS as f64 / elapsed.as_secs_f64(),
+        p99: times[REQUESTS * 99 / 100],
+        max: times[REQUESTS - 1],
+    }
 }
 
 /// Sends every credential once, in order: afterwards every per-key structure has its
@@ -332,10 +352,10 @@ async fn measure(keys: usize) -> Row {
 
     let before = live_bytes::live();
     let mut service = stack(&store, &sessions, &clock);
-    let (per_second, p99) = time(&mut service, &all, &clock).await;
+    let first = time(&mut service, &all, &clock).await;
     let grown = live_bytes::live() - before;
     use_every(&mut service, &all, &clock).await;
-    let (steady_per_second, steady_p99) = time(&mut service, &all, &clock).await;
+    let steady = time(&mut service, &all, &clock).await;
     drop(service);
     let touched = distinct(all.len(), DRAWN);
 
@@ -344,13 +364,11 @@ async fn measure(keys: usize) -> Row {
         .service(tower::service_fn(|_: Request<String>| async {
             Ok::<_, Infallible>(Response::new(String::new()))
         }));
-    let (auth_per_second, _) = time(&mut auth, &all, &clock).await;
+    let auth_per_second = time(&mut auth, &all, &clock).await.per_second;
     Row {
         keys,
-        per_second,
-        p99,
-        steady_per_second,
-        steady_p99,
+        first,
+        steady,
         auth_per_second,
         store_bytes: store_bytes / all.len() as f64,
         state_bytes: grown as f64 / touched as f64,
@@ -401,23 +419,18 @@ fn main() {
         .filter(|&keys| keys <= max)
         .map(|keys| runtime.block_on(measure(keys)))
         .collect();
-    let (base, auth_base) = (rows[0].per_second, rows[0].auth_per_second);
-    let steady_base = rows[0].steady_per_second;
+    let (base, auth_base) = (&rows[0], rows[0].auth_per_second);
     println!("In process (memory stores, one thread):\n");
     println!(
-        "| keys | stack requests/s | p99 | vs 1,000 keys | every key used before: requests/s | p99 | vs 1,000 keys | auth alone requests/s | vs 1,000 keys | store bytes per credential | stack state bytes per key touched |"
+        "| keys | stack requests/s | p99 / slowest | vs 1,000 keys | every key used before: requests/s | p99 / slowest | vs 1,000 keys | auth alone requests/s | vs 1,000 keys | store bytes per credential | stack state bytes per key touched |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {:.0} | {:.1} µs | {:.2} | {:.0} | {:.1} µs | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} |",
             row.keys,
-            row.per_second,
-            row.p99.as_secs_f64() * 1e6,
-            row.per_second / base,
-            row.steady_per_second,
-            row.steady_p99.as_secs_f64() * 1e6,
-            row.steady_per_second / steady_base,
+            row.first.cells(&base.first),
+            row.steady.cells(&base.steady),
             row.auth_per_second,
             row.auth_per_second / auth_base,
             row.store_bytes,
