@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{ActivityEvent, ActivityObserver};
 use crate::store::{KeyId, ManageKeys};
-use crate::support::sweep::SweepAt;
+use crate::support::sweep::{self, SweepAt};
 
 /// Records `last_used_at` at most once per key per interval, off the request path.
 ///
@@ -18,7 +18,8 @@ use crate::support::sweep::SweepAt;
 /// interval retries), and a task it spawned writes through [`ManageKeys::touch`]. A busy key costs
 /// one store write per interval. The task ends when the last clone of the recorder is
 /// dropped. Bounded: a key is remembered for one interval after its last write (swept as
-/// the map grows, O(1) per event amortised), after which its next use is due anyway.
+/// the map grows, O(1) per event amortised, on Tokio's blocking pool), after which its next
+/// use is due anyway.
 #[derive(Clone)]
 pub struct LastUsedRecorder {
     interval: Duration,
@@ -73,19 +74,28 @@ impl LastUsedRecorder {
         self.last.len()
     }
 
-    /// Forgets the keys whose last write is an interval old or more at `now`.
+    /// Forgets, off the request path, the keys whose last write is an interval old or more
+    /// at `now`: at a million keys the sweep is tens of milliseconds, which the request that
+    /// found it due paid in full (`benches/scale.rs`, slowest request).
     fn sweep(&self, now: SystemTime) {
-        self.last.retain(|_, last| {
-            now.duration_since(*last)
-                .is_ok_and(|since| since < self.interval)
-                || *last > now
+        let (last, sweep_at, interval) = (
+            Arc::clone(&self.last),
+            Arc::clone(&self.sweep_at),
+            self.interval,
+        );
+        sweep::run(move || {
+            last.retain(|_, last| {
+                now.duration_since(*last)
+                    .is_ok_and(|since| since < interval)
+                    || *last > now
+            });
+            sweep_at.swept(last.len());
         });
-        self.sweep_at.swept(self.last.len());
     }
 
     fn due(&self, id: &KeyId, at: SystemTime) -> bool {
         use dashmap::mapref::entry::Entry;
-        if !self.last.contains_key(id) && self.sweep_at.due(self.last.len()) {
+        if !self.last.contains_key(id) && self.sweep_at.claim(self.last.len()) {
             self.sweep(at);
         }
         match self.last.entry(id.clone()) {
@@ -159,6 +169,14 @@ mod tests {
             }
             at += Duration::from_secs(61);
         }
+        // Sweeps run on the blocking pool: wait for the last one claimed to finish.
+        for _ in 0..5_000 {
+            if !recorder.sweep_at.sweeping() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!recorder.sweep_at.sweeping(), "the sweep finished");
         assert!(
             recorder.tracked() < 20_000,
             "{} keys remembered of 100,000 seen",

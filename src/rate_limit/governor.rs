@@ -15,7 +15,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::RateLimiter;
 
 use super::backend::{Decision, LimitKey, OwnedKey, RateLimitBackend};
-use super::housekeeping::{self, Schedule};
+use super::housekeeping::Schedule;
 use super::weighted::WeightedCells;
 use super::Quota;
 use super::{ClassName, KeyedBy, RateClass};
@@ -112,7 +112,7 @@ where
     fn maybe_sweep(&self) {
         if self.shared.schedule.claim(self.now()) {
             let backend = self.clone();
-            housekeeping::run(move || backend.sweep());
+            crate::support::sweep::run(move || backend.sweep());
         }
     }
 

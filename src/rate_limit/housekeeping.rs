@@ -37,11 +37,3 @@ impl Schedule {
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
-
-/// Runs `sweep` off the request path when a Tokio runtime is there, inline otherwise.
-pub(crate) fn run(sweep: impl FnOnce() + Send + 'static) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(sweep)),
-        Err(_) => sweep(),
-    }
-}
