@@ -238,7 +238,7 @@ impl ActivityObserver for ActivityLog {
 }
 
 /// The path as logged: its first 256 characters (all of it when shorter).
-pub(crate) fn logged_path(path: &str) -> &str {
+fn logged_path(path: &str) -> &str {
     const MAX_CHARS: usize = 256;
     // At most 256 bytes is at most 256 characters: the common case, without decoding.
     if path.len() <= MAX_CHARS {
