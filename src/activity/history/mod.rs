@@ -75,19 +75,17 @@ pub trait UsageHistory: Send + Sync + 'static {
 /// and environment, where the owner's total (`GET /usage`) reads it, beside its keys'.
 pub fn sessions_usage_id(owner: &str, environment: Environment) -> KeyId {
     use sha2::{Digest, Sha256};
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(owner.as_bytes());
     let environment = environment.as_str();
-    // Written by hand: one per session request, and `write!("{byte:02x}")` sixteen times
-    // cost more than the digest.
-    let mut id = String::with_capacity("sessions:".len() + environment.len() + 1 + 32);
+    // Not `write!("{byte:02x}")`: one per session request, and sixteen of them cost more
+    // than the digest.
+    let mut hex = [0u8; 32];
+    let hex = base16ct::lower::encode_str(&digest[..16], &mut hex).unwrap_or_default();
+    let mut id = String::with_capacity("sessions:".len() + environment.len() + 1 + hex.len());
     id.push_str("sessions:");
     id.push_str(environment);
     id.push(':');
-    for byte in &digest[..16] {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    id.push_str(hex);
     KeyId::new(id).expect("hex digits and a known environment make a valid id")
 }
 
